@@ -1,0 +1,38 @@
+"""The aiohttp application factory: routes, middlewares, the OpenAPI document."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+
+from course_management.api import routes_courses, routes_ops
+from course_management.api.auth import TokenVerifier
+from course_management.api.http import MAX_BODY_BYTES
+from course_management.api.middleware import build_middlewares
+from course_management.api.openapi import Endpoint, add_routes, build_document
+from course_management.api.ports import BACKEND, Backend
+
+ENDPOINTS: list[Endpoint] = [*routes_ops.ENDPOINTS, *routes_courses.ENDPOINTS]
+
+
+def _version() -> str:
+    try:
+        return version("course-management")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def openapi_document() -> dict[str, object]:
+    return build_document(ENDPOINTS, title="MoocFlix course-management-service", version=_version())
+
+
+def create_app(backend: Backend, verifier: TokenVerifier) -> web.Application:
+    by_name = {f"{ep.method} {ep.path}": ep for ep in ENDPOINTS}
+    app = web.Application(
+        middlewares=build_middlewares(verifier, by_name), client_max_size=MAX_BODY_BYTES
+    )
+    app[BACKEND] = backend
+    app[routes_ops.OPENAPI_DOCUMENT] = openapi_document()
+    add_routes(app, ENDPOINTS)
+    return app

@@ -1,0 +1,89 @@
+"""Where every request enters: request id, access log, metrics, authentication, problems."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from course_management.api.auth import AuthError, TokenVerifier
+from course_management.api.http import PRINCIPAL_KEY, problem_response
+from course_management.api.openapi import Endpoint, Handler
+from course_management.domain.problems import Problem
+from course_management.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = logging.getLogger("course_management.access")
+
+REQUEST_ID = "X-Request-ID"
+
+
+def build_middlewares(
+    verifier: TokenVerifier, endpoints: Mapping[str, Endpoint]
+) -> list[web.middleware]:  # type: ignore[valid-type]
+    @web.middleware
+    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get(REQUEST_ID, "")[:200] or str(uuid.uuid4())
+        request["request_id"] = request_id
+        route = request.match_info.route.resource
+        route_name = route.canonical if route is not None else "unmatched"
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except Problem as problem:
+            response = problem_response(problem)
+        except web.HTTPException as exc:
+            response = _http_exception_problem(exc)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            response = problem_response(
+                Problem.of(500, "internal", "an unexpected error; the request id is in the logs")
+            )
+        elapsed = time.perf_counter() - started
+        response.headers[REQUEST_ID] = request_id
+        HTTP_REQUESTS.labels(request.method, route_name, str(response.status)).inc()
+        HTTP_LATENCY.labels(request.method, route_name).observe(elapsed)
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
+        return response
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        endpoint = endpoints.get(request.match_info.route.name or "")
+        header = request.headers.get("Authorization")
+        if endpoint is None or (not endpoint.auth and header is None):
+            return await handler(request)
+        try:
+            request[PRINCIPAL_KEY] = verifier.verify(header)
+        except AuthError as exc:
+            return problem_response(
+                Problem.of(401, "unauthenticated", str(exc)),
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return await handler(request)
+
+    return [request_context, authenticate]
+
+
+def _http_exception_problem(exc: web.HTTPException) -> web.Response:
+    if exc.status < 400:
+        return exc  # type: ignore[return-value]  # redirects and 304 pass through
+    slug = {
+        404: "not-found",
+        405: "method-not-allowed",
+        413: "body-too-large",
+    }.get(exc.status, "http-error")
+    response = problem_response(Problem.of(exc.status, slug, exc.text or exc.reason))
+    if exc.status == 405 and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response

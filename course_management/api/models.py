@@ -1,0 +1,65 @@
+"""Response shapes of the HTTP API (CONTRACT §3), for the OpenAPI document."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from course_management.domain.course import ItemType, Level, Status
+
+
+class Instructor(BaseModel):
+    id: str
+    name: str
+
+
+class Item(BaseModel):
+    id: str
+    type: ItemType
+    title: str
+    position: int
+    content_key: str | None
+    duration_seconds: int | None
+    max_score: float | None
+    due_at: str | None
+
+
+class Module(BaseModel):
+    id: str
+    title: str
+    position: int
+    items: list[Item]
+
+
+class Rating(BaseModel):
+    average: float | None
+    count: int
+
+
+class Course(BaseModel):
+    id: str
+    title: str
+    description: str
+    category: str
+    tags: list[str]
+    level: Level
+    language: str
+    status: Status
+    instructor: Instructor
+    capacity: int | None
+    enrollment_opens_at: str | None
+    enrollment_closes_at: str | None
+    modules: list[Module]
+    rating: Rating
+    enrollment_count: int
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]

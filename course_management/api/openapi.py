@@ -1,0 +1,151 @@
+"""Routes declared once, with their models: aiohttp serves them and OpenAPI 3.1 describes them.
+
+Each `Endpoint` names its handler, request body model, responses and who may call it; the
+document at /openapi.json is generated from these declarations and the pydantic models'
+JSON Schemas (2020-12, which OpenAPI 3.1 uses as is), so it cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+_STANDARD_ERRORS = {
+    400: "Malformed request (for example, a body that is not JSON)",
+    401: "Missing, expired, malformed or badly signed token",
+    403: "Authenticated but not allowed",
+    404: "Not found (or not visible to the caller)",
+    413: "Request body over 1 MiB",
+    415: "Body is not application/json",
+    422: "Validation failed; `errors` names each field",
+    503: "A dependency is unavailable or the write was not confirmed in time",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # path | query | header
+    description: str
+    required: bool = False
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    auth: bool = True  # needs a token (the handler still checks roles and ownership)
+    body: type[BaseModel] | None = None
+    responses: dict[int, tuple[str, type[BaseModel] | dict[str, Any] | None]] = field(
+        default_factory=dict
+    )
+    errors: Sequence[int] = ()
+    params: Sequence[Param] = ()
+    content_type: str = "application/json"
+
+
+def add_routes(app: web.Application, endpoints: Sequence[Endpoint]) -> None:
+    for ep in endpoints:
+        app.router.add_route(ep.method, ep.path, ep.handler, name=f"{ep.method} {ep.path}")
+
+
+def _schema_ref(
+    model: type[BaseModel] | dict[str, Any], components: dict[str, Any]
+) -> dict[str, Any]:
+    if isinstance(model, dict):
+        return model
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def build_document(endpoints: Sequence[Endpoint], *, title: str, version: str) -> dict[str, Any]:
+    components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in endpoints:
+        op: dict[str, Any] = {
+            "operationId": ep.handler.__name__,
+            "summary": ep.summary,
+            "tags": [ep.tag],
+            "parameters": [
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.required or p.where == "path",
+                    "description": p.description,
+                    "schema": p.schema,
+                }
+                for p in ep.params
+            ]
+            + [
+                {
+                    "name": "X-Request-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "Echoed on the response; generated when absent",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {},
+        }
+        op["security"] = [{"bearer": []}] if ep.auth else [{}, {"bearer": []}]
+        if ep.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema_ref(ep.body, components)}},
+            }
+        for status, (description, model) in ep.responses.items():
+            response: dict[str, Any] = {"description": description}
+            if model is not None:
+                response["content"] = {ep.content_type: {"schema": _schema_ref(model, components)}}
+            op["responses"][str(status)] = response
+        for status in ep.errors:
+            op["responses"][str(status)] = {
+                "description": _STANDARD_ERRORS[status],
+                "content": {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                },
+            }
+        paths.setdefault(ep.path, {})[ep.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

@@ -1,0 +1,26 @@
+"""What the API needs from the worker it runs in (implemented by `runtime.Runtime`)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from course_management.domain.commands import CourseCommand, Reply
+
+
+class Backend(Protocol):
+    async def execute(self, command: CourseCommand) -> Reply:
+        """Send a command through Kafka and wait for the agent's reply (with a timeout)."""
+        ...
+
+    async def read_course_record(self, course_id: str) -> dict[str, Any] | None:
+        """The table record of a course, wherever its partition lives."""
+        ...
+
+    async def readiness(self) -> dict[str, bool]:
+        """Each dependency and the table recovery: True when it is fine."""
+        ...
+
+
+BACKEND = web.AppKey("backend", Backend)

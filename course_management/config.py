@@ -1,0 +1,130 @@
+"""Service settings: CONTRACT §1, read from the environment (and CLI flags), validated once.
+
+A missing or malformed setting stops start-up with one line naming it (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+def _check_url(value: str, schemes: tuple[str, ...], name: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"{name} must be a {'/'.join(schemes)} URL with a host, got {value!r}")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{name} has a malformed port: {value!r}") from exc
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    kafka_bootstrap_servers: str
+    schema_registry_url: str
+    database_url: str
+    redis_url: str
+    search_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "moocflix-course-content"
+    aws_region: str = "us-east-1"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+
+    # Not in the contract: this worker's own knobs (documented in the README).
+    http_host: str = "0.0.0.0"  # noqa: S104 - the container listens on all interfaces
+    worker_id: str = "course-management-1"
+    data_dir: str = "./.data"
+    topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 6
+    command_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
+    log_level: str = "INFO"
+    public_url: str | None = None
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _brokers(cls, value: str) -> str:
+        for broker in value.split(","):
+            host, sep, port = broker.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        return _check_url(value, ("http", "https"), "SCHEMA_REGISTRY_URL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        return _check_url(value, ("postgresql", "postgres"), "DATABASE_URL")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        return _check_url(value, ("redis", "rediss"), "REDIS_URL")
+
+    @field_validator("search_url", "s3_endpoint_url", mode="before")
+    @classmethod
+    def _optional_http(cls, value: Any) -> Any:
+        if value in ("", None):
+            return None
+        return _check_url(str(value), ("http", "https"), "URL")
+
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if value is not None and "-----BEGIN PUBLIC KEY-----" not in value:
+            raise ValueError("must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_jwt_key(self) -> Settings:
+        if not self.jwt_secret and not self.jwt_public_key:
+            raise ValueError("JWT_SECRET or JWT_PUBLIC_KEY is required")
+        if self.jwt_secret and self.jwt_public_key:
+            raise ValueError("set only one of JWT_SECRET and JWT_PUBLIC_KEY")
+        if self.jwt_secret is not None and len(self.jwt_secret) < 32:
+            raise ValueError("JWT_SECRET must be at least 32 characters")
+        return self
+
+    @property
+    def public_base_url(self) -> str:
+        return self.public_url or f"http://127.0.0.1:{self.http_port}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning pydantic's report into one line naming the setting."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first.get("loc") or ()
+        name = str(loc[0]).upper() if loc else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            message = "is required but not set"
+        raise ConfigError(f"configuration error: {name} {message}") from None

@@ -1,0 +1,132 @@
+"""Course commands and the pure decision each one leads to. No I/O.
+
+`decide(record, command)` takes the course's table record (or None) and a command and
+returns what to do: the new record, the event to publish, the reply to the caller.
+
+It is deterministic: ids and timestamps come from the command (`command_id`,
+`occurred_at`), never from the clock or a random source. So when a crash makes Kafka
+deliver a command again, the worker decides exactly the same thing, and a re-published
+event carries the same `event_id`, which consumers deduplicate on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from course_management.domain.course import CourseFields, new_course
+from course_management.domain.problems import Problem, validation_problem
+
+RECENT_COMMANDS_KEPT = 16
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    name: str
+    roles: tuple[str, ...]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+@dataclass(frozen=True)
+class CourseCommand:
+    command_id: str
+    command_type: str  # create_course | update_course | delete_course
+    course_id: str
+    occurred_at: datetime
+    actor: Actor
+    payload: dict[str, Any] = field(default_factory=dict)
+    payload_hash: str = ""
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    record: dict[str, Any] | None  # the new table record; None: leave the table as it is
+    event: dict[str, Any] | None  # the CourseEvent to publish; None: nothing changed
+    reply: Reply
+
+
+def derived_id(command_id: str, purpose: str) -> str:
+    """A stable id for something a command creates (its event, a module, an item)."""
+    return str(uuid.uuid5(uuid.UUID(command_id), purpose))
+
+
+def _remember(record: dict[str, Any], command_id: str, reply: Reply) -> dict[str, Any]:
+    recent = [r for r in record.get("recent", []) if r["command_id"] != command_id]
+    recent.append({"command_id": command_id, "status": reply.status, "body": reply.body})
+    return {**record, "recent": recent[-RECENT_COMMANDS_KEPT:]}
+
+
+def _event(command: CourseCommand, event_type: str, course: dict[str, Any] | None, version: int):
+    return {
+        "event_id": derived_id(command.command_id, "event"),
+        "event_type": event_type,
+        "occurred_at": command.occurred_at,
+        "course_id": command.course_id,
+        "version": version,
+        "actor_id": command.actor.id,
+        "course": course,
+    }
+
+
+def decide(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
+    if record is not None:
+        for seen in record.get("recent", []):
+            if seen["command_id"] == command.command_id:
+                return Decision(None, None, Reply(seen["status"], seen["body"]))
+    if command.command_type == "create_course":
+        return _create(record, command)
+    problem = Problem.of(400, "unknown-command", f"unknown command {command.command_type!r}")
+    return Decision(None, None, Reply(problem.status, problem.to_dict()))
+
+
+def _create(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
+    if record is not None:
+        # The course id was derived from an Idempotency-Key: this is a repeat of a create.
+        first = record.get("create", {})
+        if first.get("payload_hash") == command.payload_hash:
+            return Decision(None, None, Reply(201, first.get("reply")))
+        problem = validation_problem(
+            [("Idempotency-Key", "this key was already used with a different request body")]
+        )
+        return Decision(None, None, Reply(problem.status, problem.to_dict()))
+    try:
+        fields = CourseFields.model_validate(command.payload)
+    except ValidationError as exc:
+        problem = Problem.from_validation(exc)
+        return Decision(None, None, Reply(problem.status, problem.to_dict()))
+    counter = iter(range(1_000_000))
+    course = new_course(
+        command.course_id,
+        fields,
+        instructor_id=command.actor.id,
+        instructor_name=command.actor.name,
+        now=command.occurred_at,
+        new_id=lambda: derived_id(command.command_id, f"part-{next(counter)}"),
+    )
+    reply = Reply(201, course)
+    new_record = {
+        "course": course,
+        "deleted": False,
+        "create": {"payload_hash": command.payload_hash, "reply": course},
+        "recent": [],
+    }
+    return Decision(
+        _remember(new_record, command.command_id, reply),
+        _event(command, "course_created", course, course["version"]),
+        reply,
+    )

@@ -1,0 +1,94 @@
+"""PostgreSQL: migrations (yoyo) and the course mirror (asyncpg)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from yoyo import get_backend, read_migrations
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def migrate(database_url: str) -> int:
+    """Apply the pending migrations; returns how many were applied. Idempotent."""
+    url = database_url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
+        "postgres://", "postgresql+psycopg://", 1
+    )
+    backend = get_backend(url)
+    migrations = read_migrations(str(MIGRATIONS))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return len(pending)
+
+
+async def connect_pool(database_url: str) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8, command_timeout=30)
+    assert pool is not None
+    return pool
+
+
+def _parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+_UPSERT_COURSE = """
+INSERT INTO courses AS c (id, version, title, description, category, tags, level, language,
+    status, instructor_id, instructor_name, snapshot, created_at, updated_at, deleted_at,
+    last_event_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, NULL, $15)
+ON CONFLICT (id) DO UPDATE SET
+    version = EXCLUDED.version, title = EXCLUDED.title, description = EXCLUDED.description,
+    category = EXCLUDED.category, tags = EXCLUDED.tags, level = EXCLUDED.level,
+    language = EXCLUDED.language, status = EXCLUDED.status,
+    instructor_id = EXCLUDED.instructor_id, instructor_name = EXCLUDED.instructor_name,
+    snapshot = EXCLUDED.snapshot, updated_at = EXCLUDED.updated_at, deleted_at = NULL,
+    last_event_id = EXCLUDED.last_event_id
+WHERE c.version < EXCLUDED.version
+"""
+
+_MARK_DELETED = """
+UPDATE courses SET deleted_at = $3, version = $2, last_event_id = $4
+WHERE id = $1 AND version < $2
+"""
+
+
+async def mirror_course_event(pool: asyncpg.Pool, event: dict[str, Any]) -> bool:
+    """Apply one CourseEvent to the mirror; a replayed or older version changes nothing.
+
+    Returns True when a row changed.
+    """
+    course = event.get("course")
+    async with pool.acquire() as conn:
+        if event["event_type"] == "course_deleted" or course is None:
+            status = await conn.execute(
+                _MARK_DELETED,
+                event["course_id"],
+                event["version"],
+                event["occurred_at"],
+                event["event_id"],
+            )
+        else:
+            status = await conn.execute(
+                _UPSERT_COURSE,
+                course["id"],
+                course["version"],
+                course["title"],
+                course["description"],
+                course["category"],
+                course["tags"],
+                course["level"],
+                course["language"],
+                course["status"],
+                course["instructor"]["id"],
+                course["instructor"]["name"],
+                json.dumps(course),
+                _parse_ts(course["created_at"]),
+                _parse_ts(course["updated_at"]),
+                event["event_id"],
+            )
+    return not status.endswith(" 0")

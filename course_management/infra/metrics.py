@@ -1,0 +1,26 @@
+"""Prometheus metrics of the service (exposed on GET /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "cms_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "cms_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+COMMANDS_APPLIED = Counter(
+    "cms_commands_applied_total", "Commands that changed a table", ["command_type"]
+)
+EVENTS_PUBLISHED = Counter("cms_events_published_total", "Records published", ["topic"])
+EVENTS_MIRRORED = Counter(
+    "cms_events_mirrored_total", "Events handled by the PostgreSQL sink", ["entity", "outcome"]
+)
+DEAD_LETTERS = Counter(
+    "cms_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "reason"]
+)
+READY = Gauge("cms_ready", "1 when the worker is ready to serve")

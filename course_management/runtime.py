@@ -1,0 +1,230 @@
+"""One worker process: the resources it shares between agents and API, and the HTTP server.
+
+`Runtime` is a mode Service handed to the Faust worker before the app itself, so the
+clients exist before any agent runs and `/healthz` answers while tables recover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import faust
+import redis.asyncio as aioredis
+from aiohttp import web
+from mode import Service
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from course_management.api.app import create_app
+from course_management.api.auth import TokenVerifier
+from course_management.config import Settings
+from course_management.domain.commands import CourseCommand, Reply
+from course_management.domain.problems import Problem
+from course_management.infra.avro import AvroCodec
+from course_management.infra.database import connect_pool
+from course_management.infra.kafka import (
+    Headers,
+    ReplyListener,
+    delete_topic,
+    ensure_topics,
+    new_producer,
+)
+from course_management.infra.metrics import DEAD_LETTERS, EVENTS_PUBLISHED
+from course_management.streams.app import build_app
+from course_management.topology import (
+    COURSE_COMMANDS,
+    REPLY_SCHEMA_FILE,
+    REPLY_SUBJECT,
+    REPLY_TOPIC_CONFIG,
+    TOPICS,
+    TopicSpec,
+    dlq,
+    reply_topic,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def register_schemas(codec: AvroCodec) -> None:
+    for spec in TOPICS:
+        if spec.schema_file:
+            await codec.register(spec.subject, spec.schema_file, compatibility="BACKWARD")
+    await codec.register(REPLY_SUBJECT, REPLY_SCHEMA_FILE, compatibility="BACKWARD")
+
+
+class Runtime(Service):
+    """Shared clients (Kafka producer, registry, PostgreSQL, Redis) and the API server."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.codec = AvroCodec(settings.schema_registry_url)
+        self.producer = new_producer(settings.kafka_bootstrap_servers)
+        self.replies = ReplyListener(
+            settings.kafka_bootstrap_servers,
+            reply_topic(settings.worker_id),
+            lambda raw: self.codec.decode(REPLY_SUBJECT, raw),
+        )
+        self.app, self.courses = build_app(settings, self)
+        self.pool: asyncpg.Pool | None = None
+        self.redis = aioredis.from_url(settings.redis_url)
+        self.verifier = TokenVerifier(
+            secret=settings.jwt_secret,
+            public_key_pem=settings.jwt_public_key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        await register_schemas(self.codec)
+        await self.producer.start()
+        await ensure_topics(
+            self.settings.kafka_bootstrap_servers,
+            [TopicSpec(self.replies.topic, None, REPLY_TOPIC_CONFIG, partitions=1)],
+            1,
+        )
+        await self.replies.start()
+        self.pool = await connect_pool(self.settings.database_url)
+        self._runner = web.AppRunner(
+            create_app(self, self.verifier), access_log=None, handle_signals=False
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        log.info("api listening", extra={"url": self.settings.public_base_url})
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.replies.stop()
+        await self.producer.stop()
+        if self.pool is not None:
+            await self.pool.close()
+        await self.redis.aclose()
+        await delete_topic(self.settings.kafka_bootstrap_servers, self.replies.topic)
+
+    # -- used by agents ------------------------------------------------------------------
+
+    async def publish(
+        self, topic: str, key: str, subject: str, record: dict[str, Any], headers: Headers = ()
+    ) -> None:
+        """Encode with the registered schema and wait until the broker has the record."""
+        value = self.codec.encode(subject, record)
+        await self.producer.send_and_wait(topic, value=value, key=key.encode(), headers=list(headers))
+        EVENTS_PUBLISHED.labels(topic).inc()
+
+    async def dead_letter(
+        self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str = "invalid"
+    ) -> None:
+        """Keep an unprocessable record, with why, on `<topic>.dlq`; count it."""
+        log.warning("record dead-lettered", extra={"topic": topic, "reason": reason})
+        await self.producer.send_and_wait(
+            dlq(topic),
+            value=value,
+            key=key,
+            headers=[("dlq.reason", reason[:1000].encode()), ("dlq.source_topic", topic.encode())],
+        )
+        DEAD_LETTERS.labels(topic, code).inc()
+
+    async def with_db_retry(
+        self, fn: Callable[..., Awaitable[T]], *args: Any
+    ) -> T:
+        """Run a mirror write, retrying while PostgreSQL is unreachable (the stream waits)."""
+        assert self.pool is not None
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((OSError, asyncpg.PostgresConnectionError)),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            stop=stop_after_delay(300),
+            reraise=True,
+        ):
+            with attempt:
+                return await fn(self.pool, *args)
+        raise AssertionError("unreachable")
+
+    # -- used by the API (api.ports.Backend) ---------------------------------------------------
+
+    async def execute(self, command: CourseCommand) -> Reply:
+        waiting = self.replies.expect(command.command_id)
+        record = {
+            "command_id": command.command_id,
+            "command_type": command.command_type,
+            "occurred_at": command.occurred_at,
+            "course_id": command.course_id,
+            "actor": {
+                "id": command.actor.id,
+                "name": command.actor.name,
+                "roles": list(command.actor.roles),
+            },
+            "payload_json": json.dumps(command.payload, ensure_ascii=False),
+            "payload_hash": command.payload_hash,
+            "expected_version": command.expected_version,
+            "reply_to": self.replies.topic,
+        }
+        try:
+            await self.publish(COURSE_COMMANDS, command.course_id, f"{COURSE_COMMANDS}-value", record)
+            reply = await asyncio.wait_for(waiting, self.settings.command_timeout_seconds)
+        except TimeoutError:
+            raise Problem.of(
+                503,
+                "not-confirmed",
+                "the change was accepted but not confirmed in time; read it back or retry "
+                "with the same Idempotency-Key",
+            ) from None
+        finally:
+            self.replies.forget(command.command_id)
+        body = json.loads(reply["body_json"]) if reply["body_json"] else None
+        return Reply(reply["status"], body)
+
+    async def read_course_record(self, course_id: str) -> dict[str, Any] | None:
+        record: dict[str, Any] | None = self.courses.get(course_id)
+        return record
+
+    async def readiness(self) -> dict[str, bool]:
+        recovery = self.app.tables.recovery
+        checks = {
+            "tables_recovered": bool(
+                recovery.completed.is_set() and not recovery.in_recovery and not self.app.rebalancing
+            ),
+        }
+        probes = {
+            "kafka": self._probe_kafka(),
+            "postgres": self._probe_postgres(),
+            "schema_registry": self.codec.client.get_subjects(),
+            "redis": self.redis.ping(),
+        }
+        results = await asyncio.gather(
+            *(asyncio.wait_for(p, 2.0) for p in probes.values()), return_exceptions=True
+        )
+        for name, result in zip(probes, results, strict=True):
+            checks[name] = not isinstance(result, BaseException)
+        return checks
+
+    async def _probe_kafka(self) -> None:
+        await self.producer.client.fetch_all_metadata()
+
+    async def _probe_postgres(self) -> None:
+        assert self.pool is not None
+        await self.pool.fetchval("SELECT 1")
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the Faust worker with the API beside it until SIGTERM/SIGINT."""
+    from course_management.logs import logging_config
+
+    runtime = Runtime(settings)
+    worker = faust.Worker(
+        runtime.app,
+        runtime,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level),
+        redirect_stdouts=False,
+    )
+    worker.execute_from_commandline()

@@ -1,0 +1,110 @@
+"""Fetch the Java servers of the local stack from Maven Central, once, into a cache folder.
+
+The cache lives outside the repository: `$CMS_CACHE_DIR`, else `/var/cache/course-management`
+when running as root (Elasticsearch runs as an unprivileged user and must read it), else
+`~/.cache/course-management`. Maven keeps its own copy in `~/.m2` too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+APICURIO_VERSION = "3.3.3"
+ELASTICSEARCH_VERSION = "8.19.21"
+
+JAVA_17 = os.environ.get("CMS_JAVA17_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
+JAVA_21_PLUS = os.environ.get("CMS_JAVA21_HOME", "/usr/lib/jvm/temurin-25-jdk-amd64")
+
+_POM = Path(__file__).resolve().parents[2] / "config" / "stack" / "kafka-pom.xml"
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("CMS_CACHE_DIR")
+    if configured:
+        path = Path(configured)
+    elif os.geteuid() == 0:
+        path = Path("/var/cache/course-management")
+    else:
+        path = Path.home() / ".cache" / "course-management"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _mvn(*args: str) -> None:
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise RuntimeError("Maven (mvn) is needed to fetch the stack's servers: apt-get install maven")
+    subprocess.run([mvn, "-q", "-B", *args], check=True)
+
+
+def kafka_libs() -> Path:
+    target = cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
+    marker = target / ".complete"
+    if not marker.exists():
+        _mvn(
+            "-f",
+            str(_POM),
+            f"-Dkafka.version={KAFKA_VERSION}",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={target}",
+            "-DincludeScope=runtime",
+        )
+        marker.touch()
+    return target
+
+
+def _maven_artifact(coordinates: str, filename: str) -> Path:
+    downloads = cache_dir() / "downloads"
+    archive = downloads / filename
+    if not archive.exists():
+        _mvn("dependency:copy", f"-Dartifact={coordinates}", f"-DoutputDirectory={downloads}")
+    return archive
+
+
+def apicurio_home() -> Path:
+    home = cache_dir() / f"apicurio-{APICURIO_VERSION}"
+    if not (home / "quarkus-run.jar").exists():
+        archive = _maven_artifact(
+            f"io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all",
+            f"apicurio-registry-app-{APICURIO_VERSION}-all.tar.gz",
+        )
+        tmp = home.with_suffix(".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        tmp.rename(home)
+    return home
+
+
+def elasticsearch_home() -> Path:
+    home = cache_dir() / f"elasticsearch-{ELASTICSEARCH_VERSION}"
+    if not (home / "bin" / "elasticsearch").exists():
+        archive = _maven_artifact(
+            f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ELASTICSEARCH_VERSION}:zip",
+            f"elasticsearch-{ELASTICSEARCH_VERSION}.zip",
+        )
+        tmp = cache_dir() / "elasticsearch.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(tmp)
+        (tmp / f"elasticsearch-{ELASTICSEARCH_VERSION}").rename(home)
+        shutil.rmtree(tmp, ignore_errors=True)
+        for path in (home / "bin").iterdir():
+            path.chmod(0o755)
+        for root, dirs, files in os.walk(home):
+            for name in dirs + files:
+                p = Path(root) / name
+                p.chmod(p.stat().st_mode | 0o044 | (0o011 if p.is_dir() else 0))
+    return home
+
+
+def fetch_all() -> None:
+    kafka_libs()
+    apicurio_home()
+    elasticsearch_home()

@@ -1,0 +1,46 @@
+"""The Faust app: Kafka is the backbone; agents materialize tables and publish events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import faust
+
+from course_management.config import Settings
+from course_management.streams.course_commands import register_course_commands
+from course_management.streams.course_mirror import register_course_mirror
+from course_management.tables.courses import define_courses_table
+from course_management.topology import APP_ID
+
+if TYPE_CHECKING:
+    from course_management.runtime import Runtime
+
+
+def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any]:
+    """Create the app with its tables and agents; returns (app, courses table)."""
+    brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap_servers.split(","))
+    app = faust.App(
+        APP_ID,
+        broker=brokers,
+        store="rocksdb://",
+        datadir=str(Path(settings.data_dir) / settings.worker_id),
+        autodiscover=False,
+        web_enabled=False,  # our own aiohttp server runs beside it; Faust's /table, /router are off
+        canonical_url=settings.public_base_url,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        table_standby_replicas=0,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        logging_config=None,
+    )
+    courses = define_courses_table(app, settings.topic_partitions)
+    register_course_commands(app, courses, runtime)
+    register_course_mirror(app, runtime)
+    return app, courses

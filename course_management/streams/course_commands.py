@@ -1,0 +1,96 @@
+"""The agent that applies course commands: the only writer of the `courses` table.
+
+For each command (in partition order, concurrency 1):
+  1. decode it (undecodable -> `course-commands.dlq`, counted, stream goes on);
+  2. `decide` (pure domain) what it leads to;
+  3. publish the event to `course-events` and wait for the broker's ack;
+  4. write the table record (its changelog makes it durable);
+  5. answer the waiting HTTP request on its worker's reply topic.
+
+Publishing before the table write means a crash can only cause a repeat of step 3 for
+the same command, and `decide` is deterministic, so the repeat carries the same
+`event_id`: consumers deduplicate it. A crash never loses an accepted write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+import faust
+from aiokafka.errors import KafkaError
+
+from course_management.domain.commands import Actor, CourseCommand, Decision, decide
+from course_management.infra.avro import AvroDecodeError
+from course_management.infra.metrics import COMMANDS_APPLIED
+from course_management.topology import COURSE_COMMANDS, COURSE_EVENTS, REPLY_SUBJECT
+
+if TYPE_CHECKING:
+    from course_management.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def command_from_record(value: dict[str, Any]) -> CourseCommand:
+    actor = value["actor"]
+    occurred = value["occurred_at"]
+    return CourseCommand(
+        command_id=value["command_id"],
+        command_type=value["command_type"],
+        course_id=value["course_id"],
+        occurred_at=occurred.astimezone(UTC),
+        actor=Actor(actor["id"], actor["name"], tuple(actor["roles"])),
+        payload=json.loads(value["payload_json"] or "{}"),
+        payload_hash=value["payload_hash"],
+        expected_version=value["expected_version"],
+    )
+
+
+def register_course_commands(app: faust.App, courses: Any, runtime: Runtime) -> Any:
+    topic = app.topic(
+        COURSE_COMMANDS, key_type=bytes, value_type=bytes, key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def apply(event: Any) -> None:
+        raw = event.value
+        try:
+            value = await runtime.codec.decode(f"{COURSE_COMMANDS}-value", raw)
+            command = command_from_record(value)
+        except (AvroDecodeError, KeyError, ValueError) as exc:
+            await runtime.dead_letter(COURSE_COMMANDS, event.key, raw, f"undecodable: {exc}")
+            return
+        record = courses.get(command.course_id)
+        decision: Decision = decide(record, command)
+        if decision.event is not None:
+            await runtime.publish(
+                COURSE_EVENTS, command.course_id, f"{COURSE_EVENTS}-value", decision.event
+            )
+        if decision.record is not None:
+            courses[command.course_id] = decision.record
+            COMMANDS_APPLIED.labels(command.command_type).inc()
+        if value.get("reply_to"):
+            reply = {
+                "command_id": command.command_id,
+                "status": decision.reply.status,
+                "body_json": json.dumps(decision.reply.body)
+                if decision.reply.body is not None
+                else None,
+            }
+            await runtime.publish(value["reply_to"], command.command_id, REPLY_SUBJECT, reply)
+
+    @app.agent(topic, name="apply-course-commands", concurrency=1)
+    async def apply_course_commands(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                await apply(event)
+            except KafkaError:
+                raise  # the broker is unreachable: stop rather than lose the command
+            except Exception as exc:
+                # A bug or a poisoned command must not stop every course on the partition.
+                log.exception("course command failed")
+                await runtime.dead_letter(COURSE_COMMANDS, event.key, event.value, repr(exc))
+
+    return apply_course_commands

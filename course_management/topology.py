@@ -1,0 +1,71 @@
+"""Every Kafka topic this service touches, its schema and its settings: one place to look.
+
+Topics keyed by course id share one partition count, so a course, its commands, its
+events and its table rows live on the same partition number (co-partitioning).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+APP_ID = "course-management"
+
+COURSE_COMMANDS = "course-commands"
+COURSE_EVENTS = "course-events"
+USER_ENROLLED = "user-enrolled"
+COURSE_PROGRESS = "course-progress"
+ENROLLMENT_EVENTS = "enrollment-events"
+
+COURSES_TABLE = "courses"
+
+_WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    schema_file: str | None
+    config: dict[str, str] = field(default_factory=dict)
+    partitions: int | None = None  # None: the service's course partition count
+
+    @property
+    def subject(self) -> str:
+        return f"{self.name}-value"
+
+
+def dlq(name: str) -> str:
+    return f"{name}.dlq"
+
+
+def changelog(table: str) -> str:
+    """Faust's changelog topic name for a table of this app."""
+    return f"{APP_ID}-{table}-changelog"
+
+
+_FOREVER = {"cleanup.policy": "delete", "retention.ms": "-1"}
+_COMPACTED = {"cleanup.policy": "compact"}
+_DLQ = {"cleanup.policy": "delete", "retention.ms": str(4 * _WEEK_MS)}
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(COURSE_COMMANDS, "course_command.avsc", {"retention.ms": str(_WEEK_MS)}),
+    TopicSpec(COURSE_EVENTS, "course_event.avsc", _FOREVER),
+    TopicSpec(USER_ENROLLED, "user_enrolled.avsc", _FOREVER),
+    TopicSpec(COURSE_PROGRESS, "item_progress.avsc", _FOREVER),
+    TopicSpec(ENROLLMENT_EVENTS, "enrollment_event.avsc", _FOREVER),
+    TopicSpec(dlq(COURSE_COMMANDS), None, _DLQ),
+    TopicSpec(dlq(COURSE_EVENTS), None, _DLQ),
+    TopicSpec(dlq(USER_ENROLLED), None, _DLQ),
+    TopicSpec(dlq(COURSE_PROGRESS), None, _DLQ),
+    TopicSpec(changelog(COURSES_TABLE), None, _COMPACTED),
+)
+
+# Subjects registered without a topic of their own (the per-worker reply topics).
+REPLY_SUBJECT = "course-management-replies-value"
+REPLY_SCHEMA_FILE = "command_reply.avsc"
+
+
+def reply_topic(worker_id: str) -> str:
+    return f"{APP_ID}-replies-{worker_id}"
+
+
+REPLY_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}
