@@ -25,5 +25,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
             "faust": {"level": "WARNING" if level == "INFO" else level},
             "mode": {"level": "WARNING" if level == "INFO" else level},
             "aiohttp.access": {"level": "WARNING"},
+            "httpx": {"level": "WARNING"},
+            "httpx2": {"level": "WARNING"},
         },
     }

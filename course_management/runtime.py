@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import asyncpg
 import faust
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
 from aiohttp import web
 from mode import Service
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -64,7 +65,7 @@ class Runtime(Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.codec = AvroCodec(settings.schema_registry_url)
-        self.producer = new_producer(settings.kafka_bootstrap_servers)
+        self.producer: AIOKafkaProducer = None  # type: ignore[assignment]  # made in on_start
         self.replies = ReplyListener(
             settings.kafka_bootstrap_servers,
             reply_topic(settings.worker_id),
@@ -85,6 +86,7 @@ class Runtime(Service):
 
     async def on_start(self) -> None:
         await register_schemas(self.codec)
+        self.producer = new_producer(self.settings.kafka_bootstrap_servers)
         await self.producer.start()
         await ensure_topics(
             self.settings.kafka_bootstrap_servers,
@@ -105,7 +107,8 @@ class Runtime(Service):
         if self._runner is not None:
             await self._runner.cleanup()
         await self.replies.stop()
-        await self.producer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
         if self.pool is not None:
             await self.pool.close()
         await self.redis.aclose()

@@ -28,7 +28,7 @@ def openapi_document() -> dict[str, object]:
 
 
 def create_app(backend: Backend, verifier: TokenVerifier) -> web.Application:
-    by_name = {f"{ep.method} {ep.path}": ep for ep in ENDPOINTS}
+    by_name = {ep.handler.__name__: ep for ep in ENDPOINTS}
     app = web.Application(
         middlewares=build_middlewares(verifier, by_name), client_max_size=MAX_BODY_BYTES
     )

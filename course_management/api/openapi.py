@@ -76,7 +76,7 @@ class Endpoint:
 
 def add_routes(app: web.Application, endpoints: Sequence[Endpoint]) -> None:
     for ep in endpoints:
-        app.router.add_route(ep.method, ep.path, ep.handler, name=f"{ep.method} {ep.path}")
+        app.router.add_route(ep.method, ep.path, ep.handler, name=ep.handler.__name__)
 
 
 def _schema_ref(

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import struct
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -103,4 +104,5 @@ class AvroCodec:
             raise AvroDecodeError(f"value does not decode: {exc}") from exc
         if not isinstance(result, dict):
             raise AvroDecodeError("value is not a record")
-        return result
+        # Ids travel as `uuid` logical strings; the service handles them as text.
+        return {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in result.items()}

@@ -46,6 +46,8 @@ async def ensure_topics(
             t["topic"]: len(t["partitions"]) for t in existing if t.get("error_code", 0) == 0
         }
         missing = [s for s in specs if s.name not in counts]
+        cluster = await admin.describe_cluster()
+        replication = min(3, len(cluster["brokers"]))
         for spec in specs:
             want = spec.partitions or default_partitions
             if spec.name in counts and counts[spec.name] != want:
@@ -60,7 +62,7 @@ async def ensure_topics(
                         NewTopic(
                             name=s.name,
                             num_partitions=s.partitions or default_partitions,
-                            replication_factor=-1,
+                            replication_factor=replication,
                             topic_configs=dict(s.config),
                         )
                         for s in missing

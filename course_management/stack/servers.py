@@ -156,7 +156,7 @@ class KafkaServer:
             "-cp", classpath, "kafka.Kafka", str(props),
         ]
         self._exec = TCPExecutor(
-            command, host=HOST, port=self.port, timeout=120, **_logs(self.workdir / "kafka.out")
+            command, host=HOST, port=self.port, timeout=120, **_logs(self.workdir / f"{self.name}.out")
         )
         self._exec.start()
         wait_until(self._broker_answers, 120, "Kafka broker")
@@ -186,6 +186,7 @@ class ApicurioRegistry:
     workdir: Path
     name: str = "schema-registry"
     port: int = field(default_factory=_free_port)
+    management_port: int = field(default_factory=_free_port)
     _exec: Executor | None = None
 
     @property
@@ -197,6 +198,8 @@ class ApicurioRegistry:
         command = [
             f"{downloads.JAVA_21_PLUS}/bin/java", "-Xms128m", "-Xmx512m",
             f"-Dquarkus.http.port={self.port}", f"-Dquarkus.http.host={HOST}",
+            f"-Dquarkus.management.port={self.management_port}",
+            f"-Dquarkus.management.host={HOST}",
             "-Dquarkus.log.level=WARN", "-Dquarkus.log.file.enable=false",
             "-jar", str(home / "quarkus-run.jar"),
         ]
@@ -207,7 +210,7 @@ class ApicurioRegistry:
             status=200,
             timeout=120,
             cwd=str(self.workdir),
-            **_logs(self.workdir / "apicurio.out"),
+            **_logs(self.workdir / f"{self.name}.out"),
         )
         self._exec.start()
 
@@ -279,7 +282,7 @@ class Elasticsearch:
                 "ES_PATH_CONF": str(config),
                 "PATH": os.environ.get("PATH", ""),
             },
-            **_logs(self.workdir / "elasticsearch.out"),
+            **_logs(self.workdir / f"{self.name}.out"),
         )
         self._exec.start()
 
@@ -333,8 +336,13 @@ class PostgreSQL:
             postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
         )
         self._exec.start()
+        wait_until(self._accepts_queries, 60, "PostgreSQL")
         with psycopg.connect(self._dsn("postgres"), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.dbname}"')
+
+    def _accepts_queries(self) -> bool:
+        with psycopg.connect(self._dsn("postgres"), connect_timeout=2) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
 
     def _dsn(self, db: str) -> str:
         return f"postgresql://postgres@{HOST}:{self.port}/{db}"
@@ -398,6 +406,7 @@ class S3:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
         self._server.start()
 
@@ -454,11 +463,18 @@ class LocalStack:
                 try:
                     self.started.append(future.result())
                 except Exception as exc:
-                    errors.append(f"{server.name}: {exc}")
+                    errors.append(f"{server.name}: {exc}{self._log_tail(server.name)}")
         if errors:
             self.stop()
             raise RuntimeError("the local stack did not start: " + "; ".join(errors))
         return self.env()
+
+    def _log_tail(self, name: str) -> str:
+        log_file = self.workdir / f"{name}.out"
+        if not log_file.exists():
+            return ""
+        lines = log_file.read_text(errors="replace").splitlines()[-15:]
+        return "\n  last lines of its log:\n    " + "\n    ".join(lines)
 
     def env(self) -> dict[str, str]:
         merged: dict[str, str] = {}

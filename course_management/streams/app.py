@@ -19,12 +19,14 @@ if TYPE_CHECKING:
 
 def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any]:
     """Create the app with its tables and agents; returns (app, courses table)."""
+    datadir = Path(settings.data_dir) / settings.worker_id
+    datadir.mkdir(parents=True, exist_ok=True)
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap_servers.split(","))
     app = faust.App(
         APP_ID,
         broker=brokers,
         store="rocksdb://",
-        datadir=str(Path(settings.data_dir) / settings.worker_id),
+        datadir=str(datadir),
         autodiscover=False,
         web_enabled=False,  # our own aiohttp server runs beside it; Faust's /table, /router are off
         canonical_url=settings.public_base_url,

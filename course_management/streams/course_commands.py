@@ -20,9 +20,9 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import faust
-from aiokafka.errors import KafkaError
 
-from course_management.domain.commands import Actor, CourseCommand, Decision, decide
+from course_management.domain.commands import Actor, CourseCommand, Decision, Reply, decide
+from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import COMMANDS_APPLIED
 from course_management.topology import COURSE_COMMANDS, COURSE_EVENTS, REPLY_SUBJECT
@@ -62,8 +62,14 @@ def register_course_commands(app: faust.App, courses: Any, runtime: Runtime) -> 
         except (AvroDecodeError, KeyError, ValueError) as exc:
             await runtime.dead_letter(COURSE_COMMANDS, event.key, raw, f"undecodable: {exc}")
             return
-        record = courses.get(command.course_id)
-        decision: Decision = decide(record, command)
+        try:
+            decision: Decision = decide(courses.get(command.course_id), command)
+        except Exception as exc:
+            # A bug must not stop every course on the partition, nor leave the caller waiting.
+            log.exception("course command failed", extra={"command_id": command.command_id})
+            await runtime.dead_letter(COURSE_COMMANDS, event.key, raw, repr(exc), code="error")
+            problem = Problem.of(500, "internal", "the command could not be applied")
+            decision = Decision(None, None, Reply(500, problem.to_dict()))
         if decision.event is not None:
             await runtime.publish(
                 COURSE_EVENTS, command.course_id, f"{COURSE_EVENTS}-value", decision.event
@@ -84,13 +90,6 @@ def register_course_commands(app: faust.App, courses: Any, runtime: Runtime) -> 
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                await apply(event)
-            except KafkaError:
-                raise  # the broker is unreachable: stop rather than lose the command
-            except Exception as exc:
-                # A bug or a poisoned command must not stop every course on the partition.
-                log.exception("course command failed")
-                await runtime.dead_letter(COURSE_COMMANDS, event.key, event.value, repr(exc))
+            await apply(event)
 
     return apply_course_commands

@@ -16,8 +16,6 @@ def define_courses_table(app: faust.App, partitions: int) -> Any:
         default=None,
         key_type=str,
         value_type=None,
-        key_serializer="raw",
-        value_serializer="json",
         partitions=partitions,
         help="course id -> {course, deleted, create, recent}",
     )

@@ -1,0 +1,3 @@
+from course_management.cli import main
+
+main()
