@@ -220,8 +220,16 @@ class Runtime(Service):
 
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker with the API beside it until SIGTERM/SIGINT."""
+    import sys
+
+    from course_management.infra.avro import SchemaRegistrationError
     from course_management.logs import logging_config
 
+    try:  # refuse to start, in one clear line, when the registry refuses a schema
+        asyncio.run(register_schemas(AvroCodec(settings.schema_registry_url)))
+    except SchemaRegistrationError as exc:
+        print(f"start-up refused: {exc}", file=sys.stderr)  # noqa: T201
+        sys.exit(3)
     runtime = Runtime(settings)
     worker = faust.Worker(
         runtime.app,

@@ -68,7 +68,7 @@ def build_middlewares(
         except AuthError as exc:
             return problem_response(
                 Problem.of(401, "unauthenticated", str(exc)),
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                headers={"WWW-Authenticate": "Bearer" if not header else 'Bearer error="invalid_token"'},
             )
         return await handler(request)
 

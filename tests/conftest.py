@@ -1,0 +1,74 @@
+"""Session fixtures: the real local stack, provisioned, and one worker process.
+
+Integration tests fail (never skip) when a server cannot start.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from course_management.config import Settings
+from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> Iterator[dict[str, str]]:
+    from course_management.stack.servers import LocalStack
+
+    local = LocalStack()
+    env = local.start()
+    env.update(
+        {
+            "JWT_SECRET": JWT_SECRET,
+            "JWT_ISSUER": JWT_ISSUER,
+            "JWT_AUDIENCE": JWT_AUDIENCE,
+            "TOPIC_PARTITIONS": "4",
+            "COMMAND_TIMEOUT_SECONDS": "20",
+        }
+    )
+    print(f"\nlocal stack started: {local.timings}")  # noqa: T201 - shown with -s
+    try:
+        yield env
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(stack_env: dict[str, str]) -> Settings:
+    return Settings(**{k.lower(): v for k, v in stack_env.items()})
+
+
+@pytest.fixture(scope="session")
+def provisioned(settings: Settings) -> dict[str, object]:
+    from course_management.provisioning import provision_all
+
+    return provision_all(settings)
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="cms-tests-") as path:
+        yield Path(path)
+
+
+@pytest.fixture(scope="session")
+def worker(
+    stack_env: dict[str, str], provisioned: dict[str, object], workdir: Path
+) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(stack_env, workdir).start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+async def http(worker: WorkerProcess) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=worker.base_url) as session:
+        yield session

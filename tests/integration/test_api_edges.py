@@ -1,0 +1,151 @@
+"""Authentication, bad input and the operational routes, against the running worker."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import aiohttp
+import jwt
+import pytest
+
+from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, auth, token
+
+CREATE = "/api/v1/courses/create"
+INSTRUCTOR = auth("instructor-1", "instructor")
+
+
+def _bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+BAD_TOKENS = {
+    "expired": token("u1", "instructor", ttl_seconds=-300),
+    "wrong-signature": jwt.encode(
+        {"sub": "u1", "roles": ["instructor"], "exp": int(time.time()) + 300,
+         "iss": JWT_ISSUER, "aud": JWT_AUDIENCE},
+        "some-other-secret-that-is-long-enough-000000",
+        algorithm="HS256",
+    ),
+    "alg-none": jwt.encode(
+        {"sub": "u1", "roles": ["instructor"], "exp": int(time.time()) + 300,
+         "iss": JWT_ISSUER, "aud": JWT_AUDIENCE},
+        key=None,
+        algorithm="none",
+    ),
+    "wrong-audience": token("u1", "instructor", audience="another-service"),
+    "wrong-issuer": token("u1", "instructor", issuer="https://evil.example"),
+    "malformed": "abc.def",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TOKENS))
+async def test_bad_tokens_get_401_with_www_authenticate(http: aiohttp.ClientSession, case: str) -> None:
+    response = await http.post(CREATE, json={"title": "x"}, headers=_bearer(BAD_TOKENS[case]))
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.content_type == "application/problem+json"
+    assert (await response.json())["status"] == 401
+
+
+async def test_a_missing_token_gets_401(http: aiohttp.ClientSession) -> None:
+    response = await http.post(CREATE, json={"title": "x"})
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_bad_token_on_a_public_route_is_still_refused(http: aiohttp.ClientSession) -> None:
+    response = await http.get("/api/v1/courses/00000000-0000-0000-0000-000000000000",
+                              headers=_bearer(BAD_TOKENS["expired"]))
+    assert response.status == 401
+
+
+async def test_a_student_cannot_create(http: aiohttp.ClientSession) -> None:
+    response = await http.post(CREATE, json={"title": "x"}, headers=auth("s1", "student"))
+    assert response.status == 403
+    assert (await response.json())["type"].endswith("/forbidden")
+
+
+async def test_malformed_json_is_400(http: aiohttp.ClientSession) -> None:
+    response = await http.post(
+        CREATE, data=b'{"title": ', headers={**INSTRUCTOR, "Content-Type": "application/json"}
+    )
+    assert response.status == 400
+    assert response.content_type == "application/problem+json"
+
+
+async def test_a_json_array_is_400(http: aiohttp.ClientSession) -> None:
+    response = await http.post(
+        CREATE, data=b"[]", headers={**INSTRUCTOR, "Content-Type": "application/json"}
+    )
+    assert response.status == 400
+
+
+async def test_a_wrong_content_type_is_415(http: aiohttp.ClientSession) -> None:
+    response = await http.post(
+        CREATE, data=b"title=x", headers={**INSTRUCTOR, "Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status == 415
+
+
+async def test_a_body_over_one_mib_is_413(http: aiohttp.ClientSession) -> None:
+    body = json.dumps({"title": "x", "description": "d" * (1024 * 1024 + 10)}).encode()
+    response = await http.post(CREATE, data=body, headers={**INSTRUCTOR, "Content-Type": "application/json"})
+    assert response.status == 413
+    assert response.content_type == "application/problem+json"
+
+
+async def test_unknown_and_server_owned_fields_are_422_naming_them(http: aiohttp.ClientSession) -> None:
+    response = await http.post(
+        CREATE, json={"title": "x", "id": "mine", "version": 9, "colour": "red"}, headers=INSTRUCTOR
+    )
+    assert response.status == 422
+    problem = await response.json()
+    assert {e["field"] for e in problem["errors"]} == {"id", "version", "colour"}
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["x" * 10_000, "🎓" * 50, "a\x00b", "'; DROP TABLE courses; --"],
+    ids=["10k", "emoji", "nul", "sql"],
+)
+async def test_hostile_titles_are_stored_exactly_or_refused_cleanly(
+    http: aiohttp.ClientSession, title: str
+) -> None:
+    response = await http.post(CREATE, json={"title": title}, headers=INSTRUCTOR)
+    assert response.status in (201, 422)
+    if response.status == 201:
+        assert (await response.json())["title"] == title
+    else:
+        assert (await response.json())["errors"][0]["field"] == "title"
+
+
+async def test_request_id_is_echoed_or_generated(http: aiohttp.ClientSession) -> None:
+    echoed = await http.get("/healthz", headers={"X-Request-ID": "trace-me-123"})
+    assert echoed.headers["X-Request-ID"] == "trace-me-123"
+    generated = await http.get("/healthz")
+    assert len(generated.headers["X-Request-ID"]) >= 16
+
+
+async def test_unknown_route_is_a_404_problem(http: aiohttp.ClientSession) -> None:
+    response = await http.get("/api/v1/nothing-here")
+    assert response.status == 404
+    assert response.content_type == "application/problem+json"
+
+
+async def test_openapi_document_is_served(http: aiohttp.ClientSession) -> None:
+    response = await http.get("/openapi.json")
+    doc = await response.json()
+    assert doc["openapi"] == "3.1.0"
+    assert "/api/v1/courses/create" in doc["paths"]
+
+
+async def test_metrics_count_requests(http: aiohttp.ClientSession) -> None:
+    await http.get("/healthz")
+    text = await (await http.get("/metrics")).text()
+    assert 'cms_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert "cms_events_published_total" in text
+
+
+def test_jwt_secret_in_tests_is_the_workers() -> None:
+    assert len(JWT_SECRET) >= 32

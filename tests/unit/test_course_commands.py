@@ -1,0 +1,91 @@
+"""The pure decision of a create command: deterministic, idempotent, validated."""
+
+import uuid
+from datetime import UTC, datetime
+
+from course_management.domain.commands import Actor, CourseCommand, decide
+
+ACTOR = Actor("instructor-1", "Ada", ("instructor",))
+WHEN = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+
+
+def create(payload: dict, *, command_id: str | None = None, payload_hash: str = "h1") -> CourseCommand:
+    return CourseCommand(
+        command_id=command_id or str(uuid.uuid4()),
+        command_type="create_course",
+        course_id="c-1",
+        occurred_at=WHEN,
+        actor=ACTOR,
+        payload=payload,
+        payload_hash=payload_hash,
+    )
+
+
+def test_create_makes_version_1_with_the_instructor_from_the_token() -> None:
+    decision = decide(None, create({"title": "Kafka", "description": "streams"}))
+    assert decision.reply.status == 201
+    course = decision.reply.body
+    assert course["version"] == 1
+    assert course["instructor"] == {"id": "instructor-1", "name": "Ada"}
+    assert course["status"] == "draft"
+    assert course["created_at"] == "2026-11-27T10:00:00.000Z"
+    assert decision.event["event_type"] == "course_created"
+    assert decision.event["course"] == course
+    assert decision.record["course"] == course
+
+
+def test_the_same_command_decides_the_same_thing_twice() -> None:
+    command = create({"title": "Kafka", "modules": [{"title": "M", "position": 0}]})
+    first, again = decide(None, command), decide(None, command)
+    assert first.event == again.event
+    assert first.reply == again.reply
+
+
+def test_a_redelivered_command_changes_nothing_and_publishes_nothing() -> None:
+    command = create({"title": "Kafka"})
+    applied = decide(None, command)
+    repeat = decide(applied.record, command)
+    assert repeat.record is None
+    assert repeat.event is None
+    assert repeat.reply == applied.reply
+
+
+def test_a_repeated_create_with_the_same_body_returns_the_first_result() -> None:
+    applied = decide(None, create({"title": "Kafka"}))
+    repeat = decide(applied.record, create({"title": "Kafka"}))
+    assert (repeat.record, repeat.event) == (None, None)
+    assert repeat.reply.status == 201
+    assert repeat.reply.body == applied.reply.body
+
+
+def test_a_repeated_create_with_another_body_is_refused() -> None:
+    applied = decide(None, create({"title": "Kafka"}))
+    other = decide(applied.record, create({"title": "Other"}, payload_hash="h2"))
+    assert other.reply.status == 422
+    assert other.reply.body["errors"][0]["field"] == "Idempotency-Key"
+    assert (other.record, other.event) == (None, None)
+
+
+def test_an_invalid_payload_changes_nothing() -> None:
+    decision = decide(None, create({"title": ""}))
+    assert decision.reply.status == 422
+    assert decision.reply.body["errors"][0]["field"] == "title"
+    assert (decision.record, decision.event) == (None, None)
+
+
+def test_modules_and_items_get_server_ids_and_come_back_in_order() -> None:
+    payload = {
+        "title": "T",
+        "modules": [
+            {"title": "second", "position": 1},
+            {"title": "first", "position": 0, "items": [
+                {"type": "quiz", "title": "q", "position": 1, "max_score": 5},
+                {"type": "lesson", "title": "l", "position": 0},
+            ]},
+        ],
+    }
+    course = decide(None, create(payload)).reply.body
+    assert [m["title"] for m in course["modules"]] == ["first", "second"]
+    assert [i["type"] for i in course["modules"][0]["items"]] == ["lesson", "quiz"]
+    ids = [m["id"] for m in course["modules"]] + [i["id"] for i in course["modules"][0]["items"]]
+    assert len(set(ids)) == 4
