@@ -23,7 +23,12 @@ def _setting_options(fn: Any) -> Any:
     """One flag per setting (`--kafka-bootstrap-servers` for KAFKA_BOOTSTRAP_SERVERS, ...)."""
     for name, field in reversed(list(Settings.model_fields.items())):
         flag = "--" + name.replace("_", "-")
-        fn = click.option(flag, name, default=None, help=f"{name.upper()} ({field.description or ''})".replace(" ()", ""))(fn)
+        fn = click.option(
+            flag,
+            name,
+            default=None,
+            help=f"{name.upper()} ({field.description or ''})".replace(" ()", ""),
+        )(fn)
     return fn
 
 
@@ -71,7 +76,9 @@ def migrate(database_url: str) -> None:
 
 @main.command()
 @click.option("--sub", required=True, help="user id")
-@click.option("--role", "roles", multiple=True, required=True, help="student|instructor|admin|service")
+@click.option(
+    "--role", "roles", multiple=True, required=True, help="student|instructor|admin|service"
+)
 @click.option("--name", default=None)
 @click.option("--ttl", default=12 * 3600, show_default=True, help="seconds")
 def token(sub: str, roles: tuple[str, ...], name: str | None, ttl: int) -> None:
@@ -84,8 +91,13 @@ def token(sub: str, roles: tuple[str, ...], name: str | None, ttl: int) -> None:
         sys.exit(2)
     click.echo(
         issue_token(
-            secret, sub, list(roles), name=name, ttl_seconds=ttl,
-            issuer=os.environ.get("JWT_ISSUER"), audience=os.environ.get("JWT_AUDIENCE"),
+            secret,
+            sub,
+            list(roles),
+            name=name,
+            ttl_seconds=ttl,
+            issuer=os.environ.get("JWT_ISSUER"),
+            audience=os.environ.get("JWT_AUDIENCE"),
         )
     )
 
@@ -205,7 +217,7 @@ def _start_stack(local: Any, port: int | None = None) -> dict[str, str]:
 
 
 def _settings_from(env: dict[str, str]) -> Settings:
-    return Settings(**{k.lower(): v for k, v in env.items()})
+    return load_settings(**{k.lower(): v for k, v in env.items()})
 
 
 def _print_env(env: dict[str, str]) -> None:
@@ -218,7 +230,9 @@ def _print_banner(base: str, env: dict[str, str], versions: dict[str, str], took
 
     click.echo("")
     click.echo(f"course-management is up at {base}  (started in {took:.0f}s)")
-    click.echo(f"  OpenAPI: {base}/openapi.json   readiness: {base}/readyz   metrics: {base}/metrics")
+    click.echo(
+        f"  OpenAPI: {base}/openapi.json   readiness: {base}/readyz   metrics: {base}/metrics"
+    )
     click.echo("  servers: " + "; ".join(versions.values()))
     click.echo(f"settings (also in {STACK_ENV}):")
     _print_env(env)
@@ -230,13 +244,20 @@ def _print_banner(base: str, env: dict[str, str], versions: dict[str, str], took
         ("content-delivery", "service", "Content Delivery"),
     ):
         tok = issue_token(
-            env["JWT_SECRET"], sub, [role], name=name,
-            issuer=env.get("JWT_ISSUER"), audience=env.get("JWT_AUDIENCE"),
+            env["JWT_SECRET"],
+            sub,
+            [role],
+            name=name,
+            issuer=env.get("JWT_ISSUER"),
+            audience=env.get("JWT_AUDIENCE"),
         )
         click.echo(f"  {role:<10} {tok}")
     click.echo("try:")
-    click.echo(f"  curl -s -H 'Authorization: Bearer <instructor token>' -H 'Content-Type: application/json' "
-               f"-d '{{\"title\":\"Hello\"}}' {base}/api/v1/courses/create")
+    click.echo(
+        "  curl -s -H 'Authorization: Bearer <instructor token>' "
+        "-H 'Content-Type: application/json' "
+        f'-d \'{{"title":"Hello"}}\' {base}/api/v1/courses/create'
+    )
     click.echo("Ctrl-C stops everything.")
 
 

@@ -35,7 +35,12 @@ def load_demo_data(base_url: str, jwt_secret: str, count: int) -> int:
                     "title": "Getting started",
                     "position": 0,
                     "items": [
-                        {"type": "lesson", "title": "Welcome", "position": 0, "duration_seconds": 300},
+                        {
+                            "type": "lesson",
+                            "title": "Welcome",
+                            "position": 0,
+                            "duration_seconds": 300,
+                        },
                         {"type": "quiz", "title": "Warm-up quiz", "position": 1, "max_score": 10},
                     ],
                 }

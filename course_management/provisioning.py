@@ -42,7 +42,9 @@ SEARCH_INDEX_SETTINGS: dict[str, Any] = {
 
 
 async def provision_kafka(settings: Settings) -> list[str]:
-    created = await ensure_topics(settings.kafka_bootstrap_servers, TOPICS, settings.topic_partitions)
+    created = await ensure_topics(
+        settings.kafka_bootstrap_servers, TOPICS, settings.topic_partitions
+    )
     codec = AvroCodec(settings.schema_registry_url)
     from course_management.runtime import register_schemas
 

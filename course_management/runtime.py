@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import asyncpg
 import faust
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 from mode import Service
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -65,7 +65,7 @@ class Runtime(Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.codec = AvroCodec(settings.schema_registry_url)
-        self.producer: AIOKafkaProducer = None  # type: ignore[assignment]  # made in on_start
+        self._producer: AIOKafkaProducer | None = None  # made in on_start (needs the loop)
         self.replies = ReplyListener(
             settings.kafka_bootstrap_servers,
             reply_topic(settings.worker_id),
@@ -86,8 +86,8 @@ class Runtime(Service):
 
     async def on_start(self) -> None:
         await register_schemas(self.codec)
-        self.producer = new_producer(self.settings.kafka_bootstrap_servers)
-        await self.producer.start()
+        self._producer = new_producer(self.settings.kafka_bootstrap_servers)
+        await self._producer.start()
         await ensure_topics(
             self.settings.kafka_bootstrap_servers,
             [TopicSpec(self.replies.topic, None, REPLY_TOPIC_CONFIG, partitions=1)],
@@ -107,21 +107,34 @@ class Runtime(Service):
         if self._runner is not None:
             await self._runner.cleanup()
         await self.replies.stop()
-        if self.producer is not None:
-            await self.producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
         if self.pool is not None:
             await self.pool.close()
         await self.redis.aclose()
         await delete_topic(self.settings.kafka_bootstrap_servers, self.replies.topic)
 
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("the runtime has not started")
+        return self._producer
+
     # -- used by agents ------------------------------------------------------------------
 
     async def publish(
-        self, topic: str, key: str, subject: str, record: dict[str, Any], headers: Headers = ()
+        self,
+        topic: str,
+        key: str,
+        subject: str,
+        record: dict[str, Any],
+        headers: Headers | None = None,
     ) -> None:
         """Encode with the registered schema and wait until the broker has the record."""
         value = self.codec.encode(subject, record)
-        await self.producer.send_and_wait(topic, value=value, key=key.encode(), headers=list(headers))
+        await self.producer.send_and_wait(
+            topic, value=value, key=key.encode(), headers=list(headers or [])
+        )
         EVENTS_PUBLISHED.labels(topic).inc()
 
     async def dead_letter(
@@ -137,9 +150,7 @@ class Runtime(Service):
         )
         DEAD_LETTERS.labels(topic, code).inc()
 
-    async def with_db_retry(
-        self, fn: Callable[..., Awaitable[T]], *args: Any
-    ) -> T:
+    async def with_db_retry(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run a mirror write, retrying while PostgreSQL is unreachable (the stream waits)."""
         assert self.pool is not None
         async for attempt in AsyncRetrying(
@@ -172,7 +183,9 @@ class Runtime(Service):
             "reply_to": self.replies.topic,
         }
         try:
-            await self.publish(COURSE_COMMANDS, command.course_id, f"{COURSE_COMMANDS}-value", record)
+            await self.publish(
+                COURSE_COMMANDS, command.course_id, f"{COURSE_COMMANDS}-value", record
+            )
             reply = await asyncio.wait_for(waiting, self.settings.command_timeout_seconds)
         except TimeoutError:
             raise Problem.of(
@@ -194,7 +207,9 @@ class Runtime(Service):
         recovery = self.app.tables.recovery
         checks = {
             "tables_recovered": bool(
-                recovery.completed.is_set() and not recovery.in_recovery and not self.app.rebalancing
+                recovery.completed.is_set()
+                and not recovery.in_recovery
+                and not self.app.rebalancing
             ),
         }
         probes = {
@@ -228,7 +243,7 @@ def run_worker(settings: Settings) -> None:
     try:  # refuse to start, in one clear line, when the registry refuses a schema
         asyncio.run(register_schemas(AvroCodec(settings.schema_registry_url)))
     except SchemaRegistrationError as exc:
-        print(f"start-up refused: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"start-up refused: {exc}", file=sys.stderr)
         sys.exit(3)
     runtime = Runtime(settings)
     worker = faust.Worker(

@@ -31,7 +31,7 @@ def stack_env() -> Iterator[dict[str, str]]:
             "COMMAND_TIMEOUT_SECONDS": "20",
         }
     )
-    print(f"\nlocal stack started: {local.timings}")  # noqa: T201 - shown with -s
+    print(f"\nlocal stack started: {local.timings}")
     try:
         yield env
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,9 +54,25 @@ def eventually(check: Callable[[], T | None], deadline_s: float = 30.0, what: st
     raise AssertionError(f"{what or 'condition'} not met within {deadline_s}s (last: {last!r})")
 
 
+async def eventually_async(
+    check: Callable[[], Awaitable[T | None]], deadline_s: float = 30.0, what: str = ""
+) -> T:
+    """`eventually` for coroutines: poll until truthy, fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    last: Any = None
+    while loop.time() < end:
+        result = await check()
+        if result:
+            return result
+        last = result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what or 'condition'} not met within {deadline_s}s (last: {last!r})")
+
+
 def http_get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")

@@ -27,7 +27,9 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
     )
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         status=status,
         body=json.dumps(body, ensure_ascii=False).encode(),
@@ -65,7 +67,9 @@ async def read_body(request: web.Request, model: type[M]) -> tuple[M, dict[str, 
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise Problem.of(413, "body-too-large", f"the body is over {MAX_BODY_BYTES} bytes") from None
+        raise Problem.of(
+            413, "body-too-large", f"the body is over {MAX_BODY_BYTES} bytes"
+        ) from None
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -68,7 +68,9 @@ def build_middlewares(
         except AuthError as exc:
             return problem_response(
                 Problem.of(401, "unauthenticated", str(exc)),
-                headers={"WWW-Authenticate": "Bearer" if not header else 'Bearer error="invalid_token"'},
+                headers={
+                    "WWW-Authenticate": "Bearer" if not header else 'Bearer error="invalid_token"'
+                },
             )
         return await handler(request)
 
@@ -77,7 +79,7 @@ def build_middlewares(
 
 def _http_exception_problem(exc: web.HTTPException) -> web.Response:
     if exc.status < 400:
-        return exc  # type: ignore[return-value]  # redirects and 304 pass through
+        return exc  # redirects and 304 pass through
     slug = {
         404: "not-found",
         405: "method-not-allowed",

@@ -48,7 +48,9 @@ async def create_course(request: web.Request) -> web.StreamResponse:
     if key is not None and not (1 <= len(key) <= 200):
         raise Problem.of(400, "bad-idempotency-key", "Idempotency-Key must be 1..200 characters")
     course_id = (
-        str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{who.user_id}\n{key}")) if key else str(uuid.uuid4())
+        str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{who.user_id}\n{key}"))
+        if key
+        else str(uuid.uuid4())
     )
     reply = await request.app[BACKEND].execute(
         CourseCommand(

@@ -71,7 +71,9 @@ def _remember(record: dict[str, Any], command_id: str, reply: Reply) -> dict[str
     return {**record, "recent": recent[-RECENT_COMMANDS_KEPT:]}
 
 
-def _event(command: CourseCommand, event_type: str, course: dict[str, Any] | None, version: int):
+def _event(
+    command: CourseCommand, event_type: str, course: dict[str, Any] | None, version: int
+) -> dict[str, Any]:
     return {
         "event_id": derived_id(command.command_id, "event"),
         "event_type": event_type,

@@ -13,7 +13,7 @@ PROBLEM_BASE = "https://moocflix.example/problems/"
 
 
 @dataclass(frozen=True)
-class Problem(Exception):  # noqa: N818 - it is raised, but it is a document first
+class Problem(Exception):
     status: int
     type: str
     title: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -42,9 +43,7 @@ async def ensure_topics(
     await admin.start()
     try:
         existing = await admin.describe_topics([s.name for s in specs])
-        counts = {
-            t["topic"]: len(t["partitions"]) for t in existing if t.get("error_code", 0) == 0
-        }
+        counts = {t["topic"]: len(t["partitions"]) for t in existing if t.get("error_code", 0) == 0}
         missing = [s for s in specs if s.name not in counts]
         cluster = await admin.describe_cluster()
         replication = min(3, len(cluster["brokers"]))
@@ -56,7 +55,7 @@ async def ensure_topics(
                     extra={"topic": spec.name, "has": counts[spec.name], "wants": want},
                 )
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
                 await admin.create_topics(
                     [
                         NewTopic(
@@ -68,8 +67,6 @@ async def ensure_topics(
                         for s in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another worker provisioned at the same moment
         return [s.name for s in missing]
     finally:
         await admin.close()

@@ -39,7 +39,9 @@ def cache_dir() -> Path:
 def _mvn(*args: str) -> None:
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise RuntimeError("Maven (mvn) is needed to fetch the stack's servers: apt-get install maven")
+        raise RuntimeError(
+            "Maven (mvn) is needed to fetch the stack's servers: apt-get install maven"
+        )
     subprocess.run([mvn, "-q", "-B", *args], check=True)
 
 
@@ -92,7 +94,7 @@ def elasticsearch_home() -> Path:
         tmp = cache_dir() / "elasticsearch.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         with zipfile.ZipFile(archive) as zipped:
-            zipped.extractall(tmp)
+            zipped.extractall(tmp)  # noqa: S202 - our pinned Maven Central artifact
         (tmp / f"elasticsearch-{ELASTICSEARCH_VERSION}").rename(home)
         shutil.rmtree(tmp, ignore_errors=True)
         for path in (home / "bin").iterdir():

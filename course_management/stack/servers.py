@@ -135,14 +135,30 @@ class KafkaServer:
         )
         java = f"{downloads.JAVA_17}/bin/java"
         classpath = f"{libs}/*"
-        cluster_id = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
+        cluster_id = (
+            subprocess.run(
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(props)],
-            check=True, capture_output=True,
+            [
+                java,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
+            check=True,
+            capture_output=True,
         )
         log4j = self.workdir / "kafka-log4j2.properties"
         log4j.write_text(
@@ -151,12 +167,22 @@ class KafkaServer:
             "appender.f.layout.type=PatternLayout\nappender.f.layout.pattern=%d %p %c %m%n\n"
         )
         command = [
-            java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
+            java,
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={log4j}",
-            "-cp", classpath, "kafka.Kafka", str(props),
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(props),
         ]
         self._exec = TCPExecutor(
-            command, host=HOST, port=self.port, timeout=120, **_logs(self.workdir / f"{self.name}.out")
+            command,
+            host=HOST,
+            port=self.port,
+            timeout=120,
+            **_logs(self.workdir / f"{self.name}.out"),
         )
         self._exec.start()
         wait_until(self._broker_answers, 120, "Kafka broker")
@@ -196,12 +222,17 @@ class ApicurioRegistry:
     def start(self) -> None:
         home = downloads.apicurio_home()
         command = [
-            f"{downloads.JAVA_21_PLUS}/bin/java", "-Xms128m", "-Xmx512m",
-            f"-Dquarkus.http.port={self.port}", f"-Dquarkus.http.host={HOST}",
+            f"{downloads.JAVA_21_PLUS}/bin/java",
+            "-Xms128m",
+            "-Xmx512m",
+            f"-Dquarkus.http.port={self.port}",
+            f"-Dquarkus.http.host={HOST}",
             f"-Dquarkus.management.port={self.management_port}",
             f"-Dquarkus.management.host={HOST}",
-            "-Dquarkus.log.level=WARN", "-Dquarkus.log.file.enable=false",
-            "-jar", str(home / "quarkus-run.jar"),
+            "-Dquarkus.log.level=WARN",
+            "-Dquarkus.log.file.enable=false",
+            "-jar",
+            str(home / "quarkus-run.jar"),
         ]
         self._exec = HTTPExecutor(
             command,
@@ -317,7 +348,9 @@ class PostgreSQL:
             raise RuntimeError(f"{pg_ctl} not found: apt-get install postgresql")
         if os.geteuid() == 0:  # initdb and postgres refuse to run as root
             wrapper = base / "pg_ctl"
-            wrapper.write_text(f'#!/bin/sh\nexec {" ".join(_unprivileged("postgres"))} {pg_ctl} "$@"\n')
+            wrapper.write_text(
+                f'#!/bin/sh\nexec {" ".join(_unprivileged("postgres"))} {pg_ctl} "$@"\n'
+            )
             wrapper.chmod(0o755)
             pg_ctl = wrapper
             _chown(base, "postgres")
@@ -376,8 +409,13 @@ class Redis:
         datadir = self.workdir / "redis"
         datadir.mkdir(parents=True, exist_ok=True)
         self._exec = RedisExecutor(
-            executable, databases=4, redis_timeout=30, loglevel="warning", host=HOST,
-            port=self.port, datadir=datadir,
+            executable,
+            databases=4,
+            redis_timeout=30,
+            loglevel="warning",
+            host=HOST,
+            port=self.port,
+            datadir=datadir,
         )
         self._exec.start()
 

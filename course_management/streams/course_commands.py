@@ -50,7 +50,10 @@ def command_from_record(value: dict[str, Any]) -> CourseCommand:
 
 def register_course_commands(app: faust.App, courses: Any, runtime: Runtime) -> Any:
     topic = app.topic(
-        COURSE_COMMANDS, key_type=bytes, value_type=bytes, key_serializer="raw",
+        COURSE_COMMANDS,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
         value_serializer="raw",
     )
 

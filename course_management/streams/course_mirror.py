@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 def register_course_mirror(app: faust.App, runtime: Runtime) -> Any:
     topic = app.topic(
-        COURSE_EVENTS, key_type=bytes, value_type=bytes, key_serializer="raw",
+        COURSE_EVENTS,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
         value_serializer="raw",
     )
 

@@ -22,14 +22,24 @@ def _bearer(value: str) -> dict[str, str]:
 BAD_TOKENS = {
     "expired": token("u1", "instructor", ttl_seconds=-300),
     "wrong-signature": jwt.encode(
-        {"sub": "u1", "roles": ["instructor"], "exp": int(time.time()) + 300,
-         "iss": JWT_ISSUER, "aud": JWT_AUDIENCE},
+        {
+            "sub": "u1",
+            "roles": ["instructor"],
+            "exp": int(time.time()) + 300,
+            "iss": JWT_ISSUER,
+            "aud": JWT_AUDIENCE,
+        },
         "some-other-secret-that-is-long-enough-000000",
         algorithm="HS256",
     ),
     "alg-none": jwt.encode(
-        {"sub": "u1", "roles": ["instructor"], "exp": int(time.time()) + 300,
-         "iss": JWT_ISSUER, "aud": JWT_AUDIENCE},
+        {
+            "sub": "u1",
+            "roles": ["instructor"],
+            "exp": int(time.time()) + 300,
+            "iss": JWT_ISSUER,
+            "aud": JWT_AUDIENCE,
+        },
         key=None,
         algorithm="none",
     ),
@@ -40,7 +50,9 @@ BAD_TOKENS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_TOKENS))
-async def test_bad_tokens_get_401_with_www_authenticate(http: aiohttp.ClientSession, case: str) -> None:
+async def test_bad_tokens_get_401_with_www_authenticate(
+    http: aiohttp.ClientSession, case: str
+) -> None:
     response = await http.post(CREATE, json={"title": "x"}, headers=_bearer(BAD_TOKENS[case]))
     assert response.status == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -55,8 +67,10 @@ async def test_a_missing_token_gets_401(http: aiohttp.ClientSession) -> None:
 
 
 async def test_a_bad_token_on_a_public_route_is_still_refused(http: aiohttp.ClientSession) -> None:
-    response = await http.get("/api/v1/courses/00000000-0000-0000-0000-000000000000",
-                              headers=_bearer(BAD_TOKENS["expired"]))
+    response = await http.get(
+        "/api/v1/courses/00000000-0000-0000-0000-000000000000",
+        headers=_bearer(BAD_TOKENS["expired"]),
+    )
     assert response.status == 401
 
 
@@ -83,19 +97,25 @@ async def test_a_json_array_is_400(http: aiohttp.ClientSession) -> None:
 
 async def test_a_wrong_content_type_is_415(http: aiohttp.ClientSession) -> None:
     response = await http.post(
-        CREATE, data=b"title=x", headers={**INSTRUCTOR, "Content-Type": "application/x-www-form-urlencoded"}
+        CREATE,
+        data=b"title=x",
+        headers={**INSTRUCTOR, "Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status == 415
 
 
 async def test_a_body_over_one_mib_is_413(http: aiohttp.ClientSession) -> None:
     body = json.dumps({"title": "x", "description": "d" * (1024 * 1024 + 10)}).encode()
-    response = await http.post(CREATE, data=body, headers={**INSTRUCTOR, "Content-Type": "application/json"})
+    response = await http.post(
+        CREATE, data=body, headers={**INSTRUCTOR, "Content-Type": "application/json"}
+    )
     assert response.status == 413
     assert response.content_type == "application/problem+json"
 
 
-async def test_unknown_and_server_owned_fields_are_422_naming_them(http: aiohttp.ClientSession) -> None:
+async def test_unknown_and_server_owned_fields_are_422_naming_them(
+    http: aiohttp.ClientSession,
+) -> None:
     response = await http.post(
         CREATE, json={"title": "x", "id": "mine", "version": 9, "colour": "red"}, headers=INSTRUCTOR
     )

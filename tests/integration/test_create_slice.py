@@ -19,18 +19,20 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
-from tests.support import WorkerProcess, auth
+from tests.support import WorkerProcess, auth, eventually_async
 
 INSTRUCTOR = auth("instructor-1", "instructor", name="Ada Instructor")
 
 
-async def create_course(http: aiohttp.ClientSession, body: dict[str, Any], **headers: str) -> aiohttp.ClientResponse:
-    return await http.post(
-        "/api/v1/courses/create", json=body, headers={**INSTRUCTOR, **headers}
-    )
+async def create_course(
+    http: aiohttp.ClientSession, body: dict[str, Any], **headers: str
+) -> aiohttp.ClientResponse:
+    return await http.post("/api/v1/courses/create", json=body, headers={**INSTRUCTOR, **headers})
 
 
-async def read_topic(settings: Settings, topic: str, until: Any, deadline_s: float = 30) -> list[Any]:
+async def read_topic(
+    settings: Settings, topic: str, until: Any, deadline_s: float = 30
+) -> list[Any]:
     """All records of `topic` from the beginning, until `until(records)` holds (deadline)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
@@ -56,7 +58,9 @@ async def read_topic(settings: Settings, topic: str, until: Any, deadline_s: flo
                 records.extend(messages)
             if until(records):
                 return records
-        raise AssertionError(f"{topic}: condition not met in {deadline_s}s ({len(records)} records)")
+        raise AssertionError(
+            f"{topic}: condition not met in {deadline_s}s ({len(records)} records)"
+        )
     finally:
         await consumer.stop()
 
@@ -68,7 +72,11 @@ def test_readyz_answered_not_ready_before_recovery_then_ready(worker: WorkerProc
     assert early, "the API should answer /readyz (503) while tables recover"
     assert early[0]["checks"]["tables_recovered"] is False
     assert worker.readiness_seen[-1][1]["checks"] == {
-        "tables_recovered": True, "kafka": True, "postgres": True, "schema_registry": True, "redis": True,
+        "tables_recovered": True,
+        "kafka": True,
+        "postgres": True,
+        "schema_registry": True,
+        "redis": True,
     }
 
 
@@ -93,7 +101,9 @@ async def test_create_then_read_back(http: aiohttp.ClientSession) -> None:
     assert cached.status == 304
 
 
-async def test_a_draft_is_hidden_from_others_but_not_from_admins(http: aiohttp.ClientSession) -> None:
+async def test_a_draft_is_hidden_from_others_but_not_from_admins(
+    http: aiohttp.ClientSession,
+) -> None:
     course = await (await create_course(http, {"title": "Secret draft"})).json()
     path = f"/api/v1/courses/{course['id']}"
     assert (await http.get(path)).status == 404
@@ -102,7 +112,9 @@ async def test_a_draft_is_hidden_from_others_but_not_from_admins(http: aiohttp.C
 
 
 async def test_a_published_course_is_readable_anonymously(http: aiohttp.ClientSession) -> None:
-    course = await (await create_course(http, {"title": "Open course", "status": "published"})).json()
+    course = await (
+        await create_course(http, {"title": "Open course", "status": "published"})
+    ).json()
     response = await http.get(f"/api/v1/courses/{course['id']}")
     assert response.status == 200
     assert (await response.json())["status"] == "published"
@@ -131,7 +143,9 @@ async def test_course_created_is_on_course_events_and_decodes_through_the_regist
     latest = registry.get_latest_version("course-events-value")
     assert int.from_bytes(raw[1:5], "big") == latest.schema_id
     # Decoded by Confluent's own deserializer, independent of the service's codec.
-    event = AvroDeserializer(registry)(raw, SerializationContext("course-events", MessageField.VALUE))
+    event = AvroDeserializer(registry)(
+        raw, SerializationContext("course-events", MessageField.VALUE)
+    )
     assert event["event_type"] == "course_created"
     assert event["course_id"] == course["id"]
     assert event["version"] == 1
@@ -144,7 +158,11 @@ async def test_the_mirror_row_exists_once_when_a_command_is_delivered_twice(
     settings: Settings, http: aiohttp.ClientSession
 ) -> None:
     """The same command record, delivered twice: one table change, one event, one row."""
-    course_id, command_id, reply_topic = str(uuid.uuid4()), str(uuid.uuid4()), f"test-replies-{uuid.uuid4().hex[:8]}"
+    course_id, command_id, reply_topic = (
+        str(uuid.uuid4()),
+        str(uuid.uuid4()),
+        f"test-replies-{uuid.uuid4().hex[:8]}",
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     await admin.create_topics([NewTopic(reply_topic, 1, 1)])
@@ -186,32 +204,34 @@ async def test_the_mirror_row_exists_once_when_a_command_is_delivered_twice(
 
     pool = await asyncpg.connect(settings.database_url)
     try:
+
         async def row_count() -> int:
             return int(await pool.fetchval("SELECT count(*) FROM courses WHERE id = $1", course_id))
 
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 30
-        while await row_count() == 0 and loop.time() < end:
-            await asyncio.sleep(0.05)
+        await eventually_async(row_count, what="the mirror row")
         assert await row_count() == 1
-        row = await pool.fetchrow("SELECT version, title, instructor_id FROM courses WHERE id = $1", course_id)
-        assert dict(row) == {"version": 1, "title": "Delivered twice", "instructor_id": "instructor-7"}
+        row = await pool.fetchrow(
+            "SELECT version, title, instructor_id FROM courses WHERE id = $1", course_id
+        )
+        assert dict(row) == {
+            "version": 1,
+            "title": "Delivered twice",
+            "instructor_id": "instructor-7",
+        }
     finally:
         await pool.close()
 
 
-async def test_a_mirror_row_follows_each_create(http: aiohttp.ClientSession, settings: Settings) -> None:
+async def test_a_mirror_row_follows_each_create(
+    http: aiohttp.ClientSession, settings: Settings
+) -> None:
     course = await (await create_course(http, {"title": "Mirrored", "tags": ["a", "b"]})).json()
     conn = await asyncpg.connect(settings.database_url)
     try:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 30
-        row = None
-        while row is None and loop.time() < end:
-            row = await conn.fetchrow("SELECT * FROM courses WHERE id = $1", course["id"])
-            if row is None:
-                await asyncio.sleep(0.05)
-        assert row is not None, "the mirror row did not appear"
+        row = await eventually_async(
+            lambda: conn.fetchrow("SELECT * FROM courses WHERE id = $1", course["id"]),
+            what="the mirror row",
+        )
         assert row["title"] == "Mirrored" and list(row["tags"]) == ["a", "b"]
         assert json.loads(row["snapshot"]) == course
     finally:

@@ -21,7 +21,11 @@ from course_management.provisioning import provision_all
 def run_worker(env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "course_management", "worker"],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -54,7 +58,9 @@ def test_a_schema_the_registry_refuses_stops_start_up(
     assert "Traceback" not in result.stderr
 
 
-def test_provisioning_is_idempotent_and_complete(settings: Settings, provisioned: dict[str, object]) -> None:
+def test_provisioning_is_idempotent_and_complete(
+    settings: Settings, provisioned: dict[str, object]
+) -> None:
     again = provision_all(settings)
     assert again["topics_created"] == []
     assert again["migrations_applied"] == 0
@@ -62,8 +68,11 @@ def test_provisioning_is_idempotent_and_complete(settings: Settings, provisioned
     assert again["search_index_created"] is False
 
     s3 = boto3.client(
-        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region,
-        aws_access_key_id=settings.aws_access_key_id, aws_secret_access_key=settings.aws_secret_access_key,
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.aws_region,
+        aws_access_key_id=settings.aws_access_key_id,
+        aws_secret_access_key=settings.aws_secret_access_key,
     )
     s3.head_bucket(Bucket=settings.s3_bucket)
     es = Elasticsearch(settings.search_url)
@@ -78,9 +87,18 @@ async def test_topics_have_explicit_partitions_and_compacted_changelogs(
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        described = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(
-            ["course-commands", "course-events", "user-enrolled", "enrollment-events", "course-management-courses-changelog"]
-        )}
+        described = {
+            t["topic"]: len(t["partitions"])
+            for t in await admin.describe_topics(
+                [
+                    "course-commands",
+                    "course-events",
+                    "user-enrolled",
+                    "enrollment-events",
+                    "course-management-courses-changelog",
+                ]
+            )
+        }
         assert set(described.values()) == {settings.topic_partitions}
         configs = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, "course-management-courses-changelog")]

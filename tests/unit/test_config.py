@@ -13,7 +13,7 @@ VALID = {
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for key in list(VALID) + ["SEARCH_URL", "JWT_PUBLIC_KEY", "HTTP_PORT"]:
+    for key in [*VALID, "SEARCH_URL", "JWT_PUBLIC_KEY", "HTTP_PORT"]:
         monkeypatch.delenv(key, raising=False)
     for key, value in VALID.items():
         monkeypatch.setenv(key, value)

@@ -9,7 +9,9 @@ ACTOR = Actor("instructor-1", "Ada", ("instructor",))
 WHEN = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
-def create(payload: dict, *, command_id: str | None = None, payload_hash: str = "h1") -> CourseCommand:
+def create(
+    payload: dict, *, command_id: str | None = None, payload_hash: str = "h1"
+) -> CourseCommand:
     return CourseCommand(
         command_id=command_id or str(uuid.uuid4()),
         command_type="create_course",
@@ -78,10 +80,14 @@ def test_modules_and_items_get_server_ids_and_come_back_in_order() -> None:
         "title": "T",
         "modules": [
             {"title": "second", "position": 1},
-            {"title": "first", "position": 0, "items": [
-                {"type": "quiz", "title": "q", "position": 1, "max_score": 5},
-                {"type": "lesson", "title": "l", "position": 0},
-            ]},
+            {
+                "title": "first",
+                "position": 0,
+                "items": [
+                    {"type": "quiz", "title": "q", "position": 1, "max_score": 5},
+                    {"type": "lesson", "title": "l", "position": 0},
+                ],
+            },
         ],
     }
     course = decide(None, create(payload)).reply.body

@@ -24,7 +24,19 @@ def problem_for(body: dict) -> Problem:
         ({"title": "t", "id": "mine"}, "id"),
         ({"title": "t", "rating": {"average": 5}}, "rating"),
         ({"title": "t", "version": 7}, "version"),
-        ({"title": "t", "modules": [{"title": "m", "position": 0, "items": [{"type": "video", "title": "x", "position": 0}]}]}, "modules[0].items[0].type"),
+        (
+            {
+                "title": "t",
+                "modules": [
+                    {
+                        "title": "m",
+                        "position": 0,
+                        "items": [{"type": "video", "title": "x", "position": 0}],
+                    }
+                ],
+            },
+            "modules[0].items[0].type",
+        ),
     ],
 )
 def test_each_rule_names_its_field(body: dict, field: str) -> None:

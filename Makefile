@@ -1,0 +1,29 @@
+# The two commands of the README: `make run` and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test bootstrap lint typecheck unit integration bench clean
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+## run: the service with its local stack on :8080 and demo data (Ctrl-C stops everything)
+run: bootstrap
+	$(BIN)/course-management dev
+
+## test: lint, types, then every test against the real local stack
+test: bootstrap lint typecheck
+	$(BIN)/pytest -p no:cacheprovider -ra
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+unit: bootstrap
+	$(BIN)/pytest tests/unit -q
+
+clean:
+	rm -rf .stack .data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what `make run` and `make test` need and is missing: Debian packages
+# (PostgreSQL, Redis, Maven, Java 17), a Python 3.11 virtualenv with the project,
+# and the stack's Java servers from Maven Central (cached outside the repository).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+
+need_apt=()
+[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v mvn >/dev/null || need_apt+=(maven)
+[ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ] || need_apt+=(openjdk-17-jdk-headless)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${need_apt[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+# The Debian package starts a cluster and a redis-server of its own; the project starts its own.
+if command -v systemctl >/dev/null 2>&1; then :; fi
+
+java21=${CMS_JAVA21_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}
+if [ ! -x "$java21/bin/java" ]; then
+  for candidate in /usr/lib/jvm/temurin-2*-jdk-amd64 /usr/lib/jvm/java-2*-openjdk-amd64; do
+    [ -x "$candidate/bin/java" ] && java21=$candidate && break
+  done
+fi
+if [ ! -x "$java21/bin/java" ]; then
+  echo "bootstrap: Apicurio Registry 3 needs Java 21 or newer; set CMS_JAVA21_HOME" >&2
+  exit 1
+fi
+
+stamp="$VENV/.installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "bootstrap: installing the project into $VENV"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
+
+CMS_JAVA21_HOME=$java21 "$VENV/bin/course-management" stack fetch
