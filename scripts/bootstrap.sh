@@ -20,20 +20,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -q
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}"
 fi
-# The Debian package starts a cluster and a redis-server of its own; the project starts its own.
-if command -v systemctl >/dev/null 2>&1; then :; fi
-
-java21=${CMS_JAVA21_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}
-if [ ! -x "$java21/bin/java" ]; then
-  for candidate in /usr/lib/jvm/temurin-2*-jdk-amd64 /usr/lib/jvm/java-2*-openjdk-amd64; do
-    [ -x "$candidate/bin/java" ] && java21=$candidate && break
-  done
-fi
-if [ ! -x "$java21/bin/java" ]; then
-  echo "bootstrap: Apicurio Registry 3 needs Java 21 or newer; set CMS_JAVA21_HOME" >&2
-  exit 1
-fi
-
 stamp="$VENV/.installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: installing the project into $VENV"
@@ -43,4 +29,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-CMS_JAVA21_HOME=$java21 "$VENV/bin/course-management" stack fetch
+"$VENV/bin/course-management" stack fetch

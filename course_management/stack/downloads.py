@@ -18,8 +18,25 @@ KAFKA_VERSION = "4.1.1"
 APICURIO_VERSION = "3.3.3"
 ELASTICSEARCH_VERSION = "8.19.21"
 
-JAVA_17 = os.environ.get("CMS_JAVA17_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
-JAVA_21_PLUS = os.environ.get("CMS_JAVA21_HOME", "/usr/lib/jvm/temurin-25-jdk-amd64")
+
+def _find_java(env: str, candidates: list[str]) -> str:
+    """A JDK home: `$env` when set, else the first candidate that has bin/java."""
+    configured = os.environ.get(env)
+    if configured:
+        return configured
+    for pattern in candidates:
+        for home in sorted(Path("/usr/lib/jvm").glob(pattern)):
+            if (home / "bin" / "java").exists():
+                return str(home)
+    return str(Path("/usr/lib/jvm") / candidates[0])
+
+
+# Kafka 4 and Elasticsearch 8 run on Java 17; Apicurio Registry 3 needs Java 21 or newer.
+JAVA_17 = _find_java("CMS_JAVA17_HOME", ["java-17-openjdk-amd64", "java-17-openjdk*"])
+JAVA_21_PLUS = _find_java(
+    "CMS_JAVA21_HOME",
+    ["temurin-25-jdk-amd64", "temurin-2[1-9]-jdk*", "java-2[1-9]-openjdk*", "java-25-openjdk*"],
+)
 
 _POM = Path(__file__).resolve().parents[2] / "config" / "stack" / "kafka-pom.xml"
 

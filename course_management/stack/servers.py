@@ -221,6 +221,11 @@ class ApicurioRegistry:
 
     def start(self) -> None:
         home = downloads.apicurio_home()
+        java = Path(downloads.JAVA_21_PLUS) / "bin" / "java"
+        if not java.exists():
+            raise RuntimeError(
+                f"Apicurio Registry 3 needs Java 21+ ({java} missing): set CMS_JAVA21_HOME"
+            )
         command = [
             f"{downloads.JAVA_21_PLUS}/bin/java",
             "-Xms128m",
