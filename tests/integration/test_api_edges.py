@@ -9,7 +9,7 @@ import aiohttp
 import jwt
 import pytest
 
-from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, auth, token
+from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess, auth, token
 
 CREATE = "/api/v1/courses/create"
 INSTRUCTOR = auth("instructor-1", "instructor")
@@ -169,3 +169,20 @@ async def test_metrics_count_requests(http: aiohttp.ClientSession) -> None:
 
 def test_jwt_secret_in_tests_is_the_workers() -> None:
     assert len(JWT_SECRET) >= 32
+
+
+def test_the_worker_logs_json_lines(worker: WorkerProcess) -> None:
+    lines = [line for line in worker.log_path.read_text().splitlines() if line.strip()]
+    assert any('"message": "request"' in line for line in lines)
+    not_json = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            not_json.append(line)
+    assert not_json == []
+
+
+async def test_fausts_table_and_router_endpoints_are_off(http: aiohttp.ClientSession) -> None:
+    for path in ("/table/courses", "/router/courses/x", "/table"):
+        assert (await http.get(path)).status == 404

@@ -1,0 +1,46 @@
+"""What can be checked of the Docker and Kubernetes files without a Docker engine."""
+
+from pathlib import Path
+
+import yaml
+
+from course_management.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRED = {
+    name.upper() for name, field in Settings.model_fields.items() if field.is_required()
+}
+
+
+def test_the_image_is_multi_stage_and_runs_as_a_non_root_user() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    stages = [line for line in lines if line.startswith("FROM ")]
+    assert len(stages) == 2
+    final = lines[lines.index(stages[1]) :]
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert not any("build-essential" in line for line in final)
+
+
+def test_compose_runs_every_component_and_gives_the_service_its_settings() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"kafka", "registry", "postgres", "redis", "elasticsearch", "s3"} <= set(services)
+    env = services["course-management"]["environment"]
+    assert REQUIRED | {"JWT_SECRET"} <= set(env)
+    assert services["course-management"]["ports"] == ["8080:8080"]
+
+
+def test_the_kubernetes_manifests_parse_and_probe_health_and_readiness() -> None:
+    docs = [
+        doc
+        for path in sorted((ROOT / "k8s").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    kinds = {doc["kind"] for doc in docs}
+    assert {"StatefulSet", "Service", "ConfigMap", "Job", "Ingress"} <= kinds
+    worker = next(d for d in docs if d["kind"] == "StatefulSet")
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
