@@ -17,6 +17,8 @@ import faust
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+from faust.types import TP
 from mode import Service
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -26,7 +28,8 @@ from course_management.config import Settings
 from course_management.domain.commands import CourseCommand, Reply
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroCodec
-from course_management.infra.database import connect_pool
+from course_management.infra.cache import CourseCache
+from course_management.infra.database import connect_pool, fetch_course_state
 from course_management.infra.kafka import (
     Headers,
     ReplyListener,
@@ -34,7 +37,7 @@ from course_management.infra.kafka import (
     ensure_topics,
     new_producer,
 )
-from course_management.infra.metrics import DEAD_LETTERS, EVENTS_PUBLISHED
+from course_management.infra.metrics import CACHE_READS, DEAD_LETTERS, EVENTS_PUBLISHED
 from course_management.streams.app import build_app
 from course_management.topology import (
     COURSE_COMMANDS,
@@ -74,6 +77,7 @@ class Runtime(Service):
         self.app, self.courses = build_app(settings, self)
         self.pool: asyncpg.Pool | None = None
         self.redis = aioredis.from_url(settings.redis_url)
+        self.cache = CourseCache(self.redis)
         self.verifier = TokenVerifier(
             secret=settings.jwt_secret,
             public_key_pem=settings.jwt_public_key,
@@ -199,9 +203,36 @@ class Runtime(Service):
         body = json.loads(reply["body_json"]) if reply["body_json"] else None
         return Reply(reply["status"], body)
 
-    async def read_course_record(self, course_id: str) -> dict[str, Any] | None:
-        record: dict[str, Any] | None = self.courses.get(course_id)
-        return record
+    async def read_course_state(self, course_id: str) -> dict[str, Any] | None:
+        """Redis first; on a miss the table when its partition is here, else the mirror.
+
+        The agent puts every change into Redis before it answers, so a reader never sees
+        an older course than the one a write returned, whichever worker it asks.
+        """
+        cached = await self.cache.get(course_id)
+        if cached is not None:
+            CACHE_READS.labels("hit").inc()
+            return cached
+        if self._is_local(course_id):
+            CACHE_READS.labels("miss_table").inc()
+            record = self.courses.get(course_id)
+            state = (
+                {"course": record.get("course"), "deleted": bool(record.get("deleted"))}
+                if record
+                else None
+            )
+        else:
+            CACHE_READS.labels("miss_mirror").inc()
+            assert self.pool is not None
+            state = await fetch_course_state(self.pool, course_id)
+        if state is not None and state["course"] is not None:
+            await self.cache.put(state["course"], deleted=state["deleted"])
+        return state
+
+    def _is_local(self, course_id: str) -> bool:
+        partition = murmur2(course_id.encode()) & 0x7FFFFFFF
+        partition %= self.settings.topic_partitions
+        return TP(COURSE_COMMANDS, partition) in self.app.assignor.assigned_actives()
 
     async def readiness(self) -> dict[str, bool]:
         recovery = self.app.tables.recovery

@@ -56,6 +56,12 @@ class Course(BaseModel):
     updated_at: str
 
 
+class CourseModules(BaseModel):
+    course_id: str
+    version: int
+    modules: list[Module]
+
+
 class Health(BaseModel):
     status: str
 

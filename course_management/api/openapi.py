@@ -41,6 +41,8 @@ _STANDARD_ERRORS = {
     401: "Missing, expired, malformed or badly signed token",
     403: "Authenticated but not allowed",
     404: "Not found (or not visible to the caller)",
+    409: "Conflict with the current state; `type` says why",
+    412: "If-Match names a version that is not the current one",
     413: "Request body over 1 MiB",
     415: "Body is not application/json",
     422: "Validation failed; `errors` names each field",

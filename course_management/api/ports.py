@@ -14,8 +14,8 @@ class Backend(Protocol):
         """Send a command through Kafka and wait for the agent's reply (with a timeout)."""
         ...
 
-    async def read_course_record(self, course_id: str) -> dict[str, Any] | None:
-        """The table record of a course, wherever its partition lives."""
+    async def read_course_state(self, course_id: str) -> dict[str, Any] | None:
+        """`{"course", "deleted"}` of a course, wherever its partition lives; None if unknown."""
         ...
 
     async def readiness(self) -> dict[str, bool]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -15,11 +16,12 @@ from course_management.api.http import (
     require_principal,
     require_role,
 )
-from course_management.api.models import Course
+from course_management.api.models import Course, CourseModules
 from course_management.api.openapi import Endpoint, Param
 from course_management.api.ports import BACKEND
+from course_management.domain.access import can_see
 from course_management.domain.commands import CourseCommand
-from course_management.domain.course import CourseFields
+from course_management.domain.course import CourseFields, CourseUpdate
 from course_management.domain.problems import Problem
 from course_management.tables.courses import course_of
 
@@ -72,20 +74,77 @@ async def create_course(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def get_course(request: web.Request) -> web.StreamResponse:
-    course_id = _course_id(request)
-    course = course_of(await request.app[BACKEND].read_course_record(course_id))
+async def _visible_course(request: web.Request, course_id: str) -> dict[str, Any]:
+    course = course_of(await request.app[BACKEND].read_course_state(course_id))
     who = principal(request)
-    visible = course is not None and (
-        course["status"] != "draft"
-        or (who is not None and (who.has("admin") or who.user_id == course["instructor"]["id"]))
-    )
-    if course is None or not visible:
+    if course is None or not can_see(course, who.actor() if who else None):
         raise Problem.of(404, "course-not-found", f"no course {course_id}")
+    return course
+
+
+async def get_course(request: web.Request) -> web.StreamResponse:
+    course = await _visible_course(request, _course_id(request))
     etag = _etag(course)
     if etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
         return web.Response(status=304, headers={"ETag": etag})
     return json_response(course, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+async def get_modules(request: web.Request) -> web.StreamResponse:
+    course = await _visible_course(request, _course_id(request))
+    body = {"course_id": course["id"], "version": course["version"], "modules": course["modules"]}
+    return json_response(body, headers={"ETag": _etag(course)})
+
+
+def _if_match(request: web.Request) -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    value = raw.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise Problem.of(400, "bad-if-match", 'If-Match must be a version ETag such as "3"')
+    return int(value)
+
+
+async def update_course(request: web.Request) -> web.StreamResponse:
+    who = require_principal(request)
+    require_role(who, "instructor", "admin")
+    course_id = _course_id(request)
+    _, payload = await read_body(request, CourseUpdate)
+    reply = await request.app[BACKEND].execute(
+        CourseCommand(
+            command_id=str(uuid.uuid4()),
+            command_type="update_course",
+            course_id=course_id,
+            occurred_at=datetime.now(UTC),
+            actor=who.actor(),
+            payload=payload,
+            payload_hash=canonical_hash(payload),
+            expected_version=_if_match(request),
+        )
+    )
+    if reply.status != 200 or reply.body is None:
+        raise _problem_from_reply(reply.status, reply.body)
+    return json_response(reply.body, headers={"ETag": _etag(reply.body)})
+
+
+async def delete_course(request: web.Request) -> web.StreamResponse:
+    who = require_principal(request)
+    require_role(who, "instructor", "admin")
+    course_id = _course_id(request)
+    reply = await request.app[BACKEND].execute(
+        CourseCommand(
+            command_id=str(uuid.uuid4()),
+            command_type="delete_course",
+            course_id=course_id,
+            occurred_at=datetime.now(UTC),
+            actor=who.actor(),
+            expected_version=_if_match(request),
+        )
+    )
+    if reply.status != 204:
+        raise _problem_from_reply(reply.status, reply.body)
+    return web.Response(status=204)
 
 
 def _problem_from_reply(status: int, body: dict[str, object] | None) -> Problem:
@@ -129,5 +188,42 @@ ENDPOINTS = [
         responses={200: ("The course, with its `ETag`", Course), 304: ("Not modified", None)},
         errors=(401, 404),
         params=(COURSE_ID, Param("If-None-Match", "header", "An ETag from an earlier read")),
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/courses/{courseId}/update",
+        update_course,
+        summary="Update some writable fields of a course (owning instructor, admin)",
+        tag="courses",
+        body=CourseUpdate,
+        responses={200: ("The course after the change", Course)},
+        errors=(400, 401, 403, 404, 412, 413, 415, 422, 503),
+        params=(
+            COURSE_ID,
+            Param(
+                "If-Match", "header", 'The version the change is based on, e.g. "3" (412 if stale)'
+            ),
+        ),
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/courses/{courseId}/delete",
+        delete_course,
+        summary="Delete a course (owning instructor, admin); the mirror keeps it for audit",
+        tag="courses",
+        responses={204: ("Deleted", None)},
+        errors=(401, 403, 404, 412, 503),
+        params=(COURSE_ID, Param("If-Match", "header", "Optional version the delete is based on")),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/courses/{courseId}/modules",
+        get_modules,
+        summary="The ordered modules of a course with their items (as for reading the course)",
+        tag="courses",
+        auth=False,
+        responses={200: ("The modules, in order", CourseModules)},
+        errors=(401, 404),
+        params=(COURSE_ID,),
     ),
 ]

@@ -12,13 +12,21 @@ event carries the same `event_id`, which consumers deduplicate on.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from course_management.domain.course import CourseFields, new_course
+from course_management.domain.access import can_change, can_see
+from course_management.domain.course import (
+    CourseFields,
+    CourseUpdate,
+    new_course,
+    updated_course,
+    with_new_version,
+)
 from course_management.domain.problems import Problem, validation_problem
 
 RECENT_COMMANDS_KEPT = 16
@@ -92,8 +100,85 @@ def decide(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
                 return Decision(None, None, Reply(seen["status"], seen["body"]))
     if command.command_type == "create_course":
         return _create(record, command)
-    problem = Problem.of(400, "unknown-command", f"unknown command {command.command_type!r}")
+    if command.command_type == "update_course":
+        return _update(record, command)
+    if command.command_type == "delete_course":
+        return _delete(record, command)
+    return _refuse(Problem.of(400, "unknown-command", f"unknown command {command.command_type!r}"))
+
+
+def _refuse(problem: Problem) -> Decision:
     return Decision(None, None, Reply(problem.status, problem.to_dict()))
+
+
+def _new_ids(command: CourseCommand) -> Callable[[], str]:
+    counter = iter(range(1_000_000))
+    return lambda: derived_id(command.command_id, f"part-{next(counter)}")
+
+
+def _changeable(record: dict[str, Any] | None, command: CourseCommand) -> dict[str, Any] | Problem:
+    """The live course the actor may change, or the problem to answer (404/403/412)."""
+    course = record.get("course") if record else None
+    if (
+        course is None
+        or record is None
+        or record.get("deleted")
+        or not can_see(course, command.actor)
+    ):
+        return Problem.of(404, "course-not-found", f"no course {command.course_id}")
+    if not can_change(course, command.actor):
+        return Problem.of(
+            403, "not-course-owner", "only the course's instructor or an admin may change it"
+        )
+    if command.expected_version is not None and command.expected_version != course["version"]:
+        return Problem.of(
+            412,
+            "version-mismatch",
+            f"If-Match names version {command.expected_version}; "
+            f"the course is at {course['version']}",
+        )
+    return course
+
+
+def _update(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
+    course = _changeable(record, command)
+    if isinstance(course, Problem):
+        return _refuse(course)
+    assert record is not None
+    try:
+        changes = CourseUpdate.model_validate(command.payload)
+    except ValidationError as exc:
+        return _refuse(Problem.from_validation(exc))
+    candidate, errors = updated_course(
+        course, changes, set(command.payload), command.occurred_at, _new_ids(command)
+    )
+    if errors:
+        return _refuse(validation_problem(errors))
+    if candidate == course:  # nothing changed: no new version, no event
+        return Decision(
+            _remember(record, command.command_id, Reply(200, course)), None, Reply(200, course)
+        )
+    changed = with_new_version(candidate, command.occurred_at)
+    reply = Reply(200, changed)
+    return Decision(
+        _remember({**record, "course": changed}, command.command_id, reply),
+        _event(command, "course_updated", changed, changed["version"]),
+        reply,
+    )
+
+
+def _delete(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
+    course = _changeable(record, command)
+    if isinstance(course, Problem):
+        return _refuse(course)
+    assert record is not None
+    gone = with_new_version(course, command.occurred_at)
+    reply = Reply(204, None)
+    return Decision(
+        _remember({**record, "course": gone, "deleted": True}, command.command_id, reply),
+        _event(command, "course_deleted", None, gone["version"]),
+        reply,
+    )
 
 
 def _create(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
@@ -111,15 +196,16 @@ def _create(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
     except ValidationError as exc:
         problem = Problem.from_validation(exc)
         return Decision(None, None, Reply(problem.status, problem.to_dict()))
-    counter = iter(range(1_000_000))
-    course = new_course(
+    course, errors = new_course(
         command.course_id,
         fields,
         instructor_id=command.actor.id,
         instructor_name=command.actor.name,
         now=command.occurred_at,
-        new_id=lambda: derived_id(command.command_id, f"part-{next(counter)}"),
+        new_id=_new_ids(command),
     )
+    if errors:
+        return _refuse(validation_problem(errors))
     reply = Reply(201, course)
     new_record = {
         "course": course,

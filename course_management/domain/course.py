@@ -7,11 +7,19 @@ document, so a rule written here is enforced and documented in one place.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
@@ -64,10 +72,29 @@ class ItemInput(_Strict):
     position: Annotated[int, Field(ge=0, le=10_000)]
     content_key: Annotated[str, StringConstraints(max_length=1024)] | None = None
     duration_seconds: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
-    max_score: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
-    due_at: datetime | None = None
+    max_score: Annotated[float | None, Field(gt=0, le=1_000_000, validate_default=True)] = None
+    due_at: Annotated[datetime | None, Field(validate_default=True)] = None
 
     _nul = field_validator("title")(_no_nul)
+
+    @field_validator("max_score")
+    @classmethod
+    def _score_by_type(cls, value: float | None, info: ValidationInfo) -> float | None:
+        kind = info.data.get("type")
+        if kind in (ItemType.quiz, ItemType.assignment) and value is None:
+            raise ValueError(f"a {kind.value} needs max_score")
+        if kind is ItemType.lesson and value is not None:
+            raise ValueError("a lesson has no max_score")
+        return value
+
+    @field_validator("due_at")
+    @classmethod
+    def _due_only_for_assignments(
+        cls, value: datetime | None, info: ValidationInfo
+    ) -> datetime | None:
+        if value is not None and info.data.get("type") is not ItemType.assignment:
+            raise ValueError("only an assignment has due_at")
+        return value
 
 
 class ModuleInput(_Strict):
@@ -104,8 +131,147 @@ class CourseFields(_Strict):
         return value
 
 
+class CourseUpdate(_Strict):
+    """A partial update: only the fields given change; `null` clears a nullable field."""
+
+    title: Title | None = None
+    description: Description | None = None
+    category: Category | None = None
+    tags: Annotated[list[Tag], Field(max_length=30)] | None = None
+    level: Level | None = None
+    language: Annotated[str, StringConstraints(max_length=35)] | None = None
+    status: Status | None = None
+    capacity: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    enrollment_opens_at: datetime | None = None
+    enrollment_closes_at: datetime | None = None
+    modules: Annotated[list[ModuleInput], Field(max_length=200)] | None = None
+
+    _nul = field_validator("title", "description", "category")(_no_nul)
+
+    @field_validator(
+        "title",
+        "description",
+        "category",
+        "tags",
+        "level",
+        "language",
+        "status",
+        "modules",
+        mode="before",
+    )
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        if value is not None and not _BCP47.match(value):
+            raise ValueError("must be a BCP 47 language tag such as 'en' or 'pt-BR'")
+        return value
+
+
+NOT_NULLABLE = (
+    "title",
+    "description",
+    "category",
+    "tags",
+    "level",
+    "language",
+    "status",
+    "modules",
+)
+
+# Status changes a course may make (a change to the same status is no change).
+TRANSITIONS = {
+    ("draft", "published"),
+    ("published", "archived"),
+    ("archived", "published"),
+}
+
+
 def _ts(value: datetime | None) -> str | None:
     return rfc3339(value) if value is not None else None
+
+
+def build_modules(
+    modules: list[ModuleInput], existing: dict[str, Any] | None, new_id: Callable[[], str]
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The snapshot's modules from input; ids given must be this course's own.
+
+    Returns (modules, errors). A module or item without an id is new and gets one.
+    """
+    known_modules = {m["id"] for m in (existing or {}).get("modules", [])}
+    known_items = {i["id"] for m in (existing or {}).get("modules", []) for i in m.get("items", [])}
+    errors: list[tuple[str, str]] = []
+    built = []
+    for mi, module in enumerate(modules):
+        where = f"modules[{mi}]"
+        if module.id is not None and module.id not in known_modules:
+            errors.append((f"{where}.id", "not a module of this course (omit it for a new one)"))
+        items = []
+        for ii, item in enumerate(module.items):
+            if item.id is not None and item.id not in known_items:
+                errors.append(
+                    (
+                        f"{where}.items[{ii}].id",
+                        "not an item of this course (omit it for a new one)",
+                    )
+                )
+            items.append(
+                {
+                    "id": item.id or new_id(),
+                    "type": item.type.value,
+                    "title": item.title,
+                    "position": item.position,
+                    "content_key": item.content_key,
+                    "duration_seconds": item.duration_seconds,
+                    "max_score": item.max_score,
+                    "due_at": _ts(item.due_at),
+                }
+            )
+        built.append(
+            {
+                "id": module.id or new_id(),
+                "title": module.title,
+                "position": module.position,
+                "items": items,
+            }
+        )
+    return built, errors
+
+
+def check_course(course: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rules over the whole snapshot: positions, ids, publishing, the enrollment window."""
+    errors: list[tuple[str, str]] = []
+    positions = [m["position"] for m in course["modules"]]
+    if len(positions) != len(set(positions)):
+        errors.append(("modules", "module positions must be unique"))
+    seen_ids: set[str] = set()
+    for mi, module in enumerate(course["modules"]):
+        item_positions = [i["position"] for i in module["items"]]
+        if len(item_positions) != len(set(item_positions)):
+            errors.append((f"modules[{mi}].items", "item positions must be unique in a module"))
+        for ii, part in enumerate([module, *module["items"]]):
+            if part["id"] in seen_ids:
+                where = f"modules[{mi}]" + (f".items[{ii - 1}]" if ii else "")
+                errors.append((f"{where}.id", "appears twice"))
+            seen_ids.add(part["id"])
+    if course["status"] == "published" and not any(m["items"] for m in course["modules"]):
+        errors.append(("status", "a course is published only with a module holding an item"))
+    opens, closes = course["enrollment_opens_at"], course["enrollment_closes_at"]
+    if opens and closes and closes <= opens:
+        errors.append(("enrollment_closes_at", "must be after enrollment_opens_at"))
+    return errors
+
+
+def _ordered(modules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**m, "items": sorted(m["items"], key=lambda i: i["position"])}
+        for m in sorted(modules, key=lambda m: m["position"])
+    ]
 
 
 def new_course(
@@ -114,11 +280,12 @@ def new_course(
     instructor_id: str,
     instructor_name: str,
     now: datetime,
-    new_id: Any,
-) -> dict[str, Any]:
-    """The first snapshot of a course (version 1). `new_id()` gives ids for modules/items."""
+    new_id: Callable[[], str],
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The first snapshot of a course (version 1) and the rules it breaks, if any."""
     stamp = rfc3339(now)
-    return {
+    modules, errors = build_modules(fields.modules, None, new_id)
+    course = {
         "id": course_id,
         "title": fields.title,
         "description": fields.description,
@@ -131,30 +298,50 @@ def new_course(
         "capacity": fields.capacity,
         "enrollment_opens_at": _ts(fields.enrollment_opens_at),
         "enrollment_closes_at": _ts(fields.enrollment_closes_at),
-        "modules": [
-            {
-                "id": module.id or str(new_id()),
-                "title": module.title,
-                "position": module.position,
-                "items": [
-                    {
-                        "id": item.id or str(new_id()),
-                        "type": item.type.value,
-                        "title": item.title,
-                        "position": item.position,
-                        "content_key": item.content_key,
-                        "duration_seconds": item.duration_seconds,
-                        "max_score": item.max_score,
-                        "due_at": _ts(item.due_at),
-                    }
-                    for item in sorted(module.items, key=lambda i: i.position)
-                ],
-            }
-            for module in sorted(fields.modules, key=lambda m: m.position)
-        ],
+        "modules": _ordered(modules),
         "rating": {"average": None, "count": 0},
         "enrollment_count": 0,
         "version": 1,
         "created_at": stamp,
         "updated_at": stamp,
     }
+    return course, errors + check_course(course)
+
+
+def updated_course(
+    course: dict[str, Any],
+    changes: CourseUpdate,
+    given: set[str],
+    now: datetime,
+    new_id: Callable[[], str],
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The course after a partial update (same version), and the rules it breaks.
+
+    The caller bumps `version` and `updated_at` only when something really changed.
+    """
+    result = dict(course)
+    errors: list[tuple[str, str]] = []
+    for name in given:
+        value = getattr(changes, name)
+        if name == "modules":
+            modules, module_errors = build_modules(value, course, new_id)
+            result["modules"] = _ordered(modules)
+            errors += module_errors
+        elif name in ("enrollment_opens_at", "enrollment_closes_at"):
+            result[name] = _ts(value)
+        elif name in ("level", "status"):
+            result[name] = value.value
+        elif name == "tags":
+            result[name] = list(value)
+        else:
+            result[name] = value
+    if (
+        result["status"] != course["status"]
+        and (course["status"], result["status"]) not in TRANSITIONS
+    ):
+        errors.append(("status", f"a {course['status']} course cannot become {result['status']}"))
+    return result, errors + check_course(result)
+
+
+def with_new_version(course: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {**course, "version": course["version"] + 1, "updated_at": rfc3339(now)}

@@ -92,3 +92,14 @@ async def mirror_course_event(pool: asyncpg.Pool, event: dict[str, Any]) -> bool
                 event["event_id"],
             )
     return not status.endswith(" 0")
+
+
+async def fetch_course_state(pool: asyncpg.Pool, course_id: str) -> dict[str, Any] | None:
+    """The mirror's state of a course, `{"course", "deleted"}` (None when unknown)."""
+    row = await pool.fetchrow(
+        "SELECT snapshot, version, deleted_at FROM courses WHERE id = $1", course_id
+    )
+    if row is None:
+        return None
+    course = {**json.loads(row["snapshot"]), "version": row["version"]}
+    return {"course": course, "deleted": row["deleted_at"] is not None}

@@ -24,3 +24,4 @@ DEAD_LETTERS = Counter(
     "cms_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "reason"]
 )
 READY = Gauge("cms_ready", "1 when the worker is ready to serve")
+CACHE_READS = Counter("cms_course_reads_total", "Course point reads by source", ["source"])

@@ -80,6 +80,10 @@ def register_course_commands(app: faust.App, courses: Any, runtime: Runtime) -> 
         if decision.record is not None:
             courses[command.course_id] = decision.record
             COMMANDS_APPLIED.labels(command.command_type).inc()
+            if decision.event is not None:  # readers see the change before the writer does
+                await runtime.cache.put(
+                    decision.record["course"], deleted=bool(decision.record.get("deleted"))
+                )
         if value.get("reply_to"):
             reply = {
                 "command_id": command.command_id,

@@ -22,6 +22,11 @@ from course_management.infra.avro import AvroCodec
 from tests.support import WorkerProcess, auth, eventually_async
 
 INSTRUCTOR = auth("instructor-1", "instructor", name="Ada Instructor")
+ONE_MODULE = {
+    "title": "Start",
+    "position": 0,
+    "items": [{"type": "lesson", "title": "Hello", "position": 0}],
+}
 
 
 async def create_course(

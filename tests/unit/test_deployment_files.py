@@ -7,9 +7,7 @@ import yaml
 from course_management.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUIRED = {
-    name.upper() for name, field in Settings.model_fields.items() if field.is_required()
-}
+REQUIRED = {name.upper() for name, field in Settings.model_fields.items() if field.is_required()}
 
 
 def test_the_image_is_multi_stage_and_runs_as_a_non_root_user() -> None:

@@ -1,0 +1,27 @@
+"""Who may see and change a course (CONTRACT §2). Pure."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Caller(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def is_admin(self) -> bool: ...
+
+
+def owns(course: dict[str, Any], caller: Caller | None) -> bool:
+    return caller is not None and caller.id == course["instructor"]["id"]
+
+
+def can_see(course: dict[str, Any], caller: Caller | None) -> bool:
+    """Published and archived courses are public; drafts only to their owner and admins."""
+    if course["status"] != "draft":
+        return True
+    return caller is not None and (caller.is_admin or owns(course, caller))
+
+
+def can_change(course: dict[str, Any], caller: Caller) -> bool:
+    return caller.is_admin or owns(course, caller)

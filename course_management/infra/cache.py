@@ -1,0 +1,47 @@
+"""Redis cache of course reads: written by the agent before it answers, never backwards.
+
+Each entry holds the course's visible state and its version; `put` replaces an entry only
+with a newer version (a Lua script, atomic in Redis), so a slow reader filling the cache
+from an older source can never overwrite what a write just put there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+
+TTL_SECONDS = 3600
+
+_PUT_IF_NEWER = """
+local current = redis.call('HGET', KEYS[1], 'version')
+if current and tonumber(current) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'state', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+def _key(course_id: str) -> str:
+    return f"cms:course:{course_id}"
+
+
+class CourseCache:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._put = client.register_script(_PUT_IF_NEWER)
+
+    async def get(self, course_id: str) -> dict[str, Any] | None:
+        """The cached state `{"course": ..., "deleted": bool}`, or None on a miss."""
+        raw = await self._client.hget(_key(course_id), "state")
+        return json.loads(raw) if raw else None
+
+    async def put(self, course: dict[str, Any], *, deleted: bool = False) -> bool:
+        state = json.dumps({"course": None if deleted else course, "deleted": deleted})
+        stored = await self._put(
+            keys=[_key(course["id"])], args=[course["version"], state, TTL_SECONDS]
+        )
+        return bool(stored)
