@@ -63,7 +63,7 @@ async def mirror_course_event(pool: asyncpg.Pool, event: dict[str, Any]) -> bool
     Returns True when a row changed.
     """
     course = event.get("course")
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         if event["event_type"] == "course_deleted" or course is None:
             status = await conn.execute(
                 _MARK_DELETED,
@@ -91,7 +91,38 @@ async def mirror_course_event(pool: asyncpg.Pool, event: dict[str, Any]) -> bool
                 _parse_ts(course["updated_at"]),
                 event["event_id"],
             )
+            if not status.endswith(" 0"):
+                await _replace_structure(conn, course)
     return not status.endswith(" 0")
+
+
+async def _replace_structure(conn: asyncpg.Connection, course: dict[str, Any]) -> None:
+    """The course's modules and items as of this version (the course row was just written)."""
+    await conn.execute("DELETE FROM course_modules WHERE course_id = $1", course["id"])
+    await conn.executemany(
+        "INSERT INTO course_modules (id, course_id, title, position) VALUES ($1, $2, $3, $4)",
+        [(m["id"], course["id"], m["title"], m["position"]) for m in course["modules"]],
+    )
+    await conn.executemany(
+        "INSERT INTO course_items (id, course_id, module_id, type, title, position, content_key,"
+        " duration_seconds, max_score, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        [
+            (
+                i["id"],
+                course["id"],
+                m["id"],
+                i["type"],
+                i["title"],
+                i["position"],
+                i["content_key"],
+                i["duration_seconds"],
+                i["max_score"],
+                _parse_ts(i["due_at"]) if i["due_at"] else None,
+            )
+            for m in course["modules"]
+            for i in m["items"]
+        ],
+    )
 
 
 async def fetch_course_state(pool: asyncpg.Pool, course_id: str) -> dict[str, Any] | None:

@@ -243,3 +243,56 @@ async def test_an_unknown_course_is_404_on_every_route(http: aiohttp.ClientSessi
     assert (await http.get(f"/api/v1/courses/{unknown}/modules")).status == 404
     assert (await update(http, unknown, {"title": "x"}, ADMIN)).status == 404
     assert (await http.delete(f"/api/v1/courses/{unknown}/delete", headers=ADMIN)).status == 404
+
+
+async def test_the_mirror_holds_modules_and_items_of_the_latest_version(
+    http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    course = await new_course(http)
+    module = course["modules"][0]
+    body = {
+        "modules": [
+            {
+                "id": module["id"],
+                "title": "Renamed",
+                "position": 0,
+                "items": [
+                    {
+                        "id": module["items"][0]["id"],
+                        "type": "lesson",
+                        "title": "Hello",
+                        "position": 0,
+                    },
+                    {
+                        "type": "assignment",
+                        "title": "Do it",
+                        "position": 1,
+                        "max_score": 20,
+                        "due_at": "2027-01-31T23:59:00Z",
+                    },
+                ],
+            },
+        ]
+    }
+    updated = await (await update(http, course["id"], body, OWNER)).json()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await eventually_async(
+            lambda: conn.fetchval("SELECT version = 2 FROM courses WHERE id = $1", course["id"]),
+            what="version 2 in the mirror",
+        )
+        modules = await conn.fetch(
+            "SELECT id, title FROM course_modules WHERE course_id = $1", course["id"]
+        )
+        items = await conn.fetch(
+            "SELECT id, type, max_score, module_id FROM course_items WHERE course_id = $1"
+            " ORDER BY position",
+            course["id"],
+        )
+        assert [(m["id"], m["title"]) for m in modules] == [(module["id"], "Renamed")]
+        assert [(i["id"], i["type"], i["max_score"]) for i in items] == [
+            (it["id"], it["type"], it["max_score"]) for it in updated["modules"][0]["items"]
+        ]
+        assert {i["module_id"] for i in items} == {module["id"]}
+    finally:
+        await conn.close()

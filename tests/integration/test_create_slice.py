@@ -117,9 +117,8 @@ async def test_a_draft_is_hidden_from_others_but_not_from_admins(
 
 
 async def test_a_published_course_is_readable_anonymously(http: aiohttp.ClientSession) -> None:
-    course = await (
-        await create_course(http, {"title": "Open course", "status": "published"})
-    ).json()
+    body = {"title": "Open course", "status": "published", "modules": [ONE_MODULE]}
+    course = await (await create_course(http, body)).json()
     response = await http.get(f"/api/v1/courses/{course['id']}")
     assert response.status == 200
     assert (await response.json())["status"] == "published"
