@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     command_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
     log_level: str = "INFO"
     public_url: str | None = None
+    upload_multipart_threshold_bytes: Annotated[int, Field(ge=5 * 1024 * 1024)] = 100 * 1024 * 1024
+    upload_part_size_bytes: Annotated[int, Field(ge=5 * 1024 * 1024)] = 64 * 1024 * 1024
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

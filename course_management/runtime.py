@@ -38,6 +38,7 @@ from course_management.infra.kafka import (
     new_producer,
 )
 from course_management.infra.metrics import CACHE_READS, DEAD_LETTERS, EVENTS_PUBLISHED
+from course_management.infra.storage import ContentStore
 from course_management.streams.app import build_app
 from course_management.topology import (
     COURSE_COMMANDS,
@@ -78,6 +79,7 @@ class Runtime(Service):
         self.pool: asyncpg.Pool | None = None
         self.redis = aioredis.from_url(settings.redis_url)
         self.cache = CourseCache(self.redis)
+        self.content = ContentStore(settings)
         self.verifier = TokenVerifier(
             secret=settings.jwt_secret,
             public_key_pem=settings.jwt_public_key,
@@ -99,8 +101,19 @@ class Runtime(Service):
         )
         await self.replies.start()
         self.pool = await connect_pool(self.settings.database_url)
+        await self.content.start()
         self._runner = web.AppRunner(
-            create_app(self, self.verifier), access_log=None, handle_signals=False
+            create_app(
+                self,
+                self.verifier,
+                self.content,
+                {
+                    "multipart_threshold": self.settings.upload_multipart_threshold_bytes,
+                    "part_size": self.settings.upload_part_size_bytes,
+                },
+            ),
+            access_log=None,
+            handle_signals=False,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
@@ -111,6 +124,7 @@ class Runtime(Service):
         if self._runner is not None:
             await self._runner.cleanup()
         await self.replies.stop()
+        await self.content.stop()
         if self._producer is not None:
             await self._producer.stop()
         if self.pool is not None:

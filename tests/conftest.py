@@ -29,6 +29,8 @@ def stack_env() -> Iterator[dict[str, str]]:
             "JWT_AUDIENCE": JWT_AUDIENCE,
             "TOPIC_PARTITIONS": "4",
             "COMMAND_TIMEOUT_SECONDS": "20",
+            "UPLOAD_MULTIPART_THRESHOLD_BYTES": str(6 * 1024 * 1024),
+            "UPLOAD_PART_SIZE_BYTES": str(5 * 1024 * 1024),
         }
     )
     print(f"\nlocal stack started: {local.timings}")
@@ -72,3 +74,8 @@ def worker(
 async def http(worker: WorkerProcess) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(base_url=worker.base_url) as session:
         yield session
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that change the consumer group (more workers, kills) run after all others."""
+    items.sort(key=lambda item: item.get_closest_marker("rebalances") is not None)

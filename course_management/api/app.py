@@ -11,7 +11,7 @@ from course_management.api.auth import TokenVerifier
 from course_management.api.http import MAX_BODY_BYTES
 from course_management.api.middleware import build_middlewares
 from course_management.api.openapi import Endpoint, add_routes, build_document
-from course_management.api.ports import BACKEND, Backend
+from course_management.api.ports import BACKEND, CONTENT, UPLOAD_LIMITS, Backend, ContentStorage
 
 ENDPOINTS: list[Endpoint] = [*routes_ops.ENDPOINTS, *routes_courses.ENDPOINTS]
 
@@ -27,12 +27,19 @@ def openapi_document() -> dict[str, object]:
     return build_document(ENDPOINTS, title="MoocFlix course-management-service", version=_version())
 
 
-def create_app(backend: Backend, verifier: TokenVerifier) -> web.Application:
+def create_app(
+    backend: Backend,
+    verifier: TokenVerifier,
+    content: ContentStorage,
+    upload_limits: dict[str, int],
+) -> web.Application:
     by_name = {ep.handler.__name__: ep for ep in ENDPOINTS}
     app = web.Application(
         middlewares=build_middlewares(verifier, by_name), client_max_size=MAX_BODY_BYTES
     )
     app[BACKEND] = backend
+    app[CONTENT] = content
+    app[UPLOAD_LIMITS] = upload_limits
     app[routes_ops.OPENAPI_DOCUMENT] = openapi_document()
     add_routes(app, ENDPOINTS)
     return app

@@ -62,6 +62,36 @@ class CourseModules(BaseModel):
     modules: list[Module]
 
 
+class PresignedRequest(BaseModel):
+    method: str
+    url: str
+    headers: dict[str, str] = {}
+
+
+class PresignedPart(BaseModel):
+    part_number: int
+    method: str
+    url: str
+
+
+class MultipartUpload(BaseModel):
+    upload_id: str
+    part_size_bytes: int
+    parts: list[PresignedPart]
+    complete: dict[str, str]
+    abort: dict[str, str]
+
+
+class UploadGrant(BaseModel):
+    key: str
+    content_type: str
+    size_bytes: int
+    max_size_bytes: int
+    expires_in_seconds: int
+    single: PresignedRequest | None = None
+    multipart: MultipartUpload | None = None
+
+
 class Health(BaseModel):
     status: str
 

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from course_management.domain.commands import CourseCommand, Reply
+from course_management.domain.uploads import UploadPlan
 
 
 class Backend(Protocol):
@@ -23,4 +24,11 @@ class Backend(Protocol):
         ...
 
 
+class ContentStorage(Protocol):
+    async def exists(self, key: str) -> bool: ...
+    async def presign(self, plan: UploadPlan) -> dict[str, Any]: ...
+
+
 BACKEND = web.AppKey("backend", Backend)
+CONTENT = web.AppKey("content", ContentStorage)
+UPLOAD_LIMITS = web.AppKey("upload_limits", dict)

@@ -16,13 +16,19 @@ from course_management.api.http import (
     require_principal,
     require_role,
 )
-from course_management.api.models import Course, CourseModules
+from course_management.api.models import Course, CourseModules, UploadGrant
 from course_management.api.openapi import Endpoint, Param
-from course_management.api.ports import BACKEND
-from course_management.domain.access import can_see
+from course_management.api.ports import BACKEND, CONTENT, UPLOAD_LIMITS
+from course_management.domain.access import can_change, can_see
 from course_management.domain.commands import CourseCommand
 from course_management.domain.course import CourseFields, CourseUpdate
-from course_management.domain.problems import Problem
+from course_management.domain.problems import Problem, validation_problem
+from course_management.domain.uploads import (
+    UploadRequest,
+    content_keys,
+    content_prefix,
+    plan_upload,
+)
 from course_management.tables.courses import course_of
 
 # Course ids derived from an Idempotency-Key live in this namespace (uuid5).
@@ -111,6 +117,7 @@ async def update_course(request: web.Request) -> web.StreamResponse:
     require_role(who, "instructor", "admin")
     course_id = _course_id(request)
     _, payload = await read_body(request, CourseUpdate)
+    await _check_content_keys(request, course_id, payload)
     reply = await request.app[BACKEND].execute(
         CourseCommand(
             command_id=str(uuid.uuid4()),
@@ -145,6 +152,41 @@ async def delete_course(request: web.Request) -> web.StreamResponse:
     if reply.status != 204:
         raise _problem_from_reply(reply.status, reply.body)
     return web.Response(status=204)
+
+
+async def _check_content_keys(
+    request: web.Request, course_id: str, payload: dict[str, Any]
+) -> None:
+    """Every item's `content_key` names an object of this course that exists (422 if not)."""
+    errors = []
+    for field, key in content_keys(payload):
+        if not key.startswith(content_prefix(course_id)):
+            errors.append((field, f"must be a key under {content_prefix(course_id)}"))
+        elif not await request.app[CONTENT].exists(key):
+            errors.append((field, "no such object in the content bucket (upload it first)"))
+    if errors:
+        raise validation_problem(errors)
+
+
+async def create_upload(request: web.Request) -> web.StreamResponse:
+    who = require_principal(request)
+    require_role(who, "instructor", "admin")
+    course_id = _course_id(request)
+    course = await _visible_course(request, course_id)
+    if not can_change(course, who.actor()):
+        raise Problem.of(
+            403, "not-course-owner", "only the course's instructor or an admin may upload"
+        )
+    upload, _ = await read_body(request, UploadRequest)
+    limits = request.app[UPLOAD_LIMITS]
+    plan = plan_upload(
+        course_id,
+        str(uuid.uuid4()),
+        upload,
+        multipart_threshold=limits["multipart_threshold"],
+        part_size=limits["part_size"],
+    )
+    return json_response(await request.app[CONTENT].presign(plan), status=201)
 
 
 def _problem_from_reply(status: int, body: dict[str, object] | None) -> Problem:
@@ -214,6 +256,17 @@ ENDPOINTS = [
         responses={204: ("Deleted", None)},
         errors=(401, 403, 404, 412, 503),
         params=(COURSE_ID, Param("If-Match", "header", "Optional version the delete is based on")),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/courses/{courseId}/uploads",
+        create_upload,
+        summary="Presign an upload of course content to S3 (owning instructor, admin)",
+        tag="courses",
+        body=UploadRequest,
+        responses={201: ("A single presigned PUT, or presigned multipart parts", UploadGrant)},
+        errors=(400, 401, 403, 404, 413, 415, 422),
+        params=(COURSE_ID,),
     ),
     Endpoint(
         "GET",

@@ -19,6 +19,7 @@ from tests.integration.test_create_slice import ONE_MODULE
 from tests.support import WorkerProcess, auth, eventually, eventually_async, http_get_json
 
 OWNER = auth("instructor-1", "instructor", name="Ada Instructor")
+pytestmark = pytest.mark.rebalances
 
 
 @pytest.fixture(scope="module")

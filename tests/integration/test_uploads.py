@@ -1,0 +1,176 @@
+"""Content uploads: presigned, really PUT to the S3 server, then referenced by an item."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+
+from tests.integration.test_create_slice import ONE_MODULE
+from tests.support import auth
+
+OWNER = auth("instructor-1", "instructor", name="Ada Instructor")
+OTHER = auth("instructor-2", "instructor")
+STUDENT = auth("student-1", "student")
+
+
+async def course(http: aiohttp.ClientSession) -> dict[str, Any]:
+    response = await http.post(
+        "/api/v1/courses/create",
+        json={"title": "With content", "modules": [ONE_MODULE]},
+        headers=OWNER,
+    )
+    return dict(await response.json())
+
+
+async def grant(
+    http: aiohttp.ClientSession, course_id: str, headers: dict[str, str], **body: Any
+) -> aiohttp.ClientResponse:
+    return await http.post(f"/api/v1/courses/{course_id}/uploads", json=body, headers=headers)
+
+
+def lesson_with(key: str | None, module: dict[str, Any]) -> dict[str, Any]:
+    item = module["items"][0]
+    return {
+        "modules": [
+            {
+                "id": module["id"],
+                "title": module["title"],
+                "position": 0,
+                "items": [
+                    {
+                        "id": item["id"],
+                        "type": "lesson",
+                        "title": item["title"],
+                        "position": 0,
+                        "content_key": key,
+                    },
+                ],
+            }
+        ]
+    }
+
+
+async def test_a_single_put_upload_then_an_item_references_it(http: aiohttp.ClientSession) -> None:
+    c = await course(http)
+    pdf = b"%PDF-1.7\n" + b"x" * 2048
+    response = await grant(
+        http,
+        c["id"],
+        OWNER,
+        filename="Week 1 notes.pdf",
+        content_type="application/pdf",
+        size_bytes=len(pdf),
+    )
+    assert response.status == 201
+    upload = await response.json()
+    assert upload["key"].startswith(f"courses/{c['id']}/")
+    assert upload["key"].endswith("Week-1-notes.pdf")
+    assert "multipart" not in upload
+    single = upload["single"]
+    async with aiohttp.ClientSession() as s3:
+        put = await s3.put(single["url"], data=pdf, headers=single["headers"])
+        assert put.status == 200, await put.text()
+    updated = await http.put(
+        f"/api/v1/courses/{c['id']}/update",
+        json=lesson_with(upload["key"], c["modules"][0]),
+        headers=OWNER,
+    )
+    assert updated.status == 200, await updated.text()
+    assert (await updated.json())["modules"][0]["items"][0]["content_key"] == upload["key"]
+
+
+async def test_a_multipart_upload_is_presigned_part_by_part_and_completes(
+    http: aiohttp.ClientSession,
+) -> None:
+    c = await course(http)
+    size = 11 * 1024 * 1024  # over the test stack's 6 MiB threshold: 3 parts of 5 MiB
+    response = await grant(
+        http, c["id"], OWNER, filename="lecture.mp4", content_type="video/mp4", size_bytes=size
+    )
+    assert response.status == 201
+    upload = await response.json()
+    multipart = upload["multipart"]
+    assert [p["part_number"] for p in multipart["parts"]] == [1, 2, 3]
+    data = b"v" * size
+    etags = []
+    async with aiohttp.ClientSession() as s3:
+        for part in multipart["parts"]:
+            start = (part["part_number"] - 1) * multipart["part_size_bytes"]
+            put = await s3.put(part["url"], data=data[start : start + multipart["part_size_bytes"]])
+            assert put.status == 200, await put.text()
+            etags.append(put.headers["ETag"])
+        xml = (
+            "<CompleteMultipartUpload>"
+            + "".join(
+                f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"
+                for n, e in enumerate(etags, 1)
+            )
+            + "</CompleteMultipartUpload>"
+        )
+        done = await s3.post(multipart["complete"]["url"], data=xml.encode())
+        assert done.status == 200, await done.text()
+        assert re.search(r"<Key>.*lecture\.mp4</Key>", await done.text())
+    updated = await http.put(
+        f"/api/v1/courses/{c['id']}/update",
+        json=lesson_with(upload["key"], c["modules"][0]),
+        headers=OWNER,
+    )
+    assert updated.status == 200, await updated.text()
+
+
+async def test_a_content_key_must_exist_and_belong_to_the_course(
+    http: aiohttp.ClientSession,
+) -> None:
+    c, other = await course(http), await course(http)
+    module = c["modules"][0]
+    for key in (
+        f"courses/{c['id']}/content/nothing-here.pdf",
+        f"courses/{other['id']}/content/x.pdf",
+        "elsewhere.pdf",
+    ):
+        response = await http.put(
+            f"/api/v1/courses/{c['id']}/update", json=lesson_with(key, module), headers=OWNER
+        )
+        assert response.status == 422
+        assert (await response.json())["errors"][0]["field"] == "modules[0].items[0].content_key"
+
+
+async def test_upload_rules(http: aiohttp.ClientSession) -> None:
+    c = await course(http)
+    bad_type = await grant(
+        http,
+        c["id"],
+        OWNER,
+        filename="x.exe",
+        content_type="application/x-msdownload",
+        size_bytes=10,
+    )
+    assert bad_type.status == 422
+    assert (await bad_type.json())["errors"][0]["field"] == "content_type"
+    too_big = await grant(
+        http,
+        c["id"],
+        OWNER,
+        filename="x.png",
+        content_type="image/png",
+        size_bytes=21 * 1024 * 1024,
+    )
+    assert too_big.status == 422
+    assert (await too_big.json())["errors"][0]["field"] == "size_bytes"
+    assert (
+        await grant(
+            http, c["id"], OTHER, filename="x.pdf", content_type="application/pdf", size_bytes=1
+        )
+    ).status == 404
+    assert (
+        await grant(
+            http, c["id"], STUDENT, filename="x.pdf", content_type="application/pdf", size_bytes=1
+        )
+    ).status == 403
+    assert (
+        await grant(
+            http, c["id"], {}, filename="x.pdf", content_type="application/pdf", size_bytes=1
+        )
+    ).status == 401
