@@ -4,6 +4,10 @@ BIN := $(VENV)/bin
 
 .PHONY: run test bootstrap lint typecheck unit integration bench clean
 
+## bench: p50/p95 of create and get against the local stack (ratios to a peer in the same run)
+bench: bootstrap
+	$(BIN)/python -m bench.api_latency
+
 bootstrap:
 	@scripts/bootstrap.sh
 

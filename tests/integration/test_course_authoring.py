@@ -296,3 +296,35 @@ async def test_the_mirror_holds_modules_and_items_of_the_latest_version(
         assert {i["module_id"] for i in items} == {module["id"]}
     finally:
         await conn.close()
+
+
+async def test_replayed_or_older_events_never_move_the_mirror_backwards(
+    http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    from datetime import UTC, datetime
+
+    from course_management.infra.database import connect_pool, mirror_course_event
+
+    course = await new_course(http)
+    v2 = await (await update(http, course["id"], {"title": "v2"}, OWNER)).json()
+    pool = await connect_pool(settings.database_url)
+    try:
+        await eventually_async(
+            lambda: pool.fetchval("SELECT version = 2 FROM courses WHERE id = $1", course["id"]),
+            what="version 2 in the mirror",
+        )
+        for stale in (course, v2):  # an old version, then the same version again
+            event = {
+                "event_id": str(uuid.uuid4()),
+                "event_type": "course_updated",
+                "occurred_at": datetime.now(UTC),
+                "course_id": course["id"],
+                "version": stale["version"],
+                "actor_id": "replayer",
+                "course": stale,
+            }
+            assert await mirror_course_event(pool, event) is False
+        row = await pool.fetchrow("SELECT version, title FROM courses WHERE id = $1", course["id"])
+        assert (row["version"], row["title"]) == (2, "v2")
+    finally:
+        await pool.close()
