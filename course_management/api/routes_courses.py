@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from course_management.api.auth import Principal
 from course_management.api.http import (
     canonical_hash,
     json_response,
@@ -20,7 +21,7 @@ from course_management.api.models import Course, CourseModules, UploadGrant
 from course_management.api.openapi import Endpoint, Param
 from course_management.api.ports import BACKEND, CONTENT, UPLOAD_LIMITS
 from course_management.domain.access import can_change, can_see
-from course_management.domain.commands import CourseCommand
+from course_management.domain.commands import CourseCommand, Reply
 from course_management.domain.course import CourseFields, CourseUpdate
 from course_management.domain.problems import Problem, validation_problem
 from course_management.domain.uploads import (
@@ -48,6 +49,29 @@ def _course_id(request: web.Request) -> str:
         raise Problem.of(404, "course-not-found", f"no course {raw!r}") from None
 
 
+async def _send(
+    request: web.Request,
+    who: Principal,
+    command_type: str,
+    course_id: str,
+    payload: dict[str, Any],
+    expected_version: int | None = None,
+) -> Reply:
+    """Turn a write into a command on Kafka and wait for the agent's reply."""
+    return await request.app[BACKEND].execute(
+        CourseCommand(
+            command_id=str(uuid.uuid4()),
+            command_type=command_type,
+            course_id=course_id,
+            occurred_at=datetime.now(UTC),
+            actor=who.actor(),
+            payload=payload,
+            payload_hash=canonical_hash(payload),
+            expected_version=expected_version,
+        )
+    )
+
+
 async def create_course(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     require_role(who, "instructor", "admin")
@@ -60,17 +84,8 @@ async def create_course(request: web.Request) -> web.StreamResponse:
         if key
         else str(uuid.uuid4())
     )
-    reply = await request.app[BACKEND].execute(
-        CourseCommand(
-            command_id=str(uuid.uuid4()),
-            command_type="create_course",
-            course_id=course_id,
-            occurred_at=datetime.now(UTC),
-            actor=who.actor(),
-            payload=payload,
-            payload_hash=canonical_hash(payload),
-        )
-    )
+    await _check_content_keys(request, course_id, payload)
+    reply = await _send(request, who, "create_course", course_id, payload)
     if reply.status != 201 or reply.body is None:
         raise _problem_from_reply(reply.status, reply.body)
     return json_response(
@@ -118,18 +133,7 @@ async def update_course(request: web.Request) -> web.StreamResponse:
     course_id = _course_id(request)
     _, payload = await read_body(request, CourseUpdate)
     await _check_content_keys(request, course_id, payload)
-    reply = await request.app[BACKEND].execute(
-        CourseCommand(
-            command_id=str(uuid.uuid4()),
-            command_type="update_course",
-            course_id=course_id,
-            occurred_at=datetime.now(UTC),
-            actor=who.actor(),
-            payload=payload,
-            payload_hash=canonical_hash(payload),
-            expected_version=_if_match(request),
-        )
-    )
+    reply = await _send(request, who, "update_course", course_id, payload, _if_match(request))
     if reply.status != 200 or reply.body is None:
         raise _problem_from_reply(reply.status, reply.body)
     return json_response(reply.body, headers={"ETag": _etag(reply.body)})
@@ -139,16 +143,7 @@ async def delete_course(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     require_role(who, "instructor", "admin")
     course_id = _course_id(request)
-    reply = await request.app[BACKEND].execute(
-        CourseCommand(
-            command_id=str(uuid.uuid4()),
-            command_type="delete_course",
-            course_id=course_id,
-            occurred_at=datetime.now(UTC),
-            actor=who.actor(),
-            expected_version=_if_match(request),
-        )
-    )
+    reply = await _send(request, who, "delete_course", course_id, {}, _if_match(request))
     if reply.status != 204:
         raise _problem_from_reply(reply.status, reply.body)
     return web.Response(status=204)

@@ -173,17 +173,6 @@ class CourseUpdate(_Strict):
         return value
 
 
-NOT_NULLABLE = (
-    "title",
-    "description",
-    "category",
-    "tags",
-    "level",
-    "language",
-    "status",
-    "modules",
-)
-
 # Status changes a course may make (a change to the same status is no change).
 TRANSITIONS = {
     ("draft", "published"),

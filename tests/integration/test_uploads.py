@@ -174,3 +174,17 @@ async def test_upload_rules(http: aiohttp.ClientSession) -> None:
             http, c["id"], {}, filename="x.pdf", content_type="application/pdf", size_bytes=1
         )
     ).status == 401
+
+
+async def test_a_create_cannot_reference_content_it_does_not_have(
+    http: aiohttp.ClientSession,
+) -> None:
+    module = {
+        **ONE_MODULE,
+        "items": [{**ONE_MODULE["items"][0], "content_key": "courses/x/content/a.pdf"}],
+    }
+    response = await http.post(
+        "/api/v1/courses/create", json={"title": "T", "modules": [module]}, headers=OWNER
+    )
+    assert response.status == 422
+    assert (await response.json())["errors"][0]["field"] == "modules[0].items[0].content_key"
