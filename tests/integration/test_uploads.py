@@ -13,6 +13,7 @@ from tests.support import auth
 OWNER = auth("instructor-1", "instructor", name="Ada Instructor")
 OTHER = auth("instructor-2", "instructor")
 STUDENT = auth("student-1", "student")
+ADMIN = auth("admin-1", "admin")
 
 
 async def course(http: aiohttp.ClientSession) -> dict[str, Any]:
@@ -139,6 +140,10 @@ async def test_a_content_key_must_exist_and_belong_to_the_course(
 
 async def test_upload_rules(http: aiohttp.ClientSession) -> None:
     c = await course(http)
+    by_admin = await grant(
+        http, c["id"], ADMIN, filename="a.md", content_type="text/markdown", size_bytes=10
+    )
+    assert by_admin.status == 201
     bad_type = await grant(
         http,
         c["id"],
