@@ -46,7 +46,7 @@ class AvroCodec:
     """Encodes and decodes the values of registered subjects."""
 
     def __init__(self, registry_url: str) -> None:
-        self._client = AsyncSchemaRegistryClient({"url": registry_url})
+        self._client = AsyncSchemaRegistryClient({"url": registry_url, "timeout": 10})
         self._parsed: dict[str, Any] = {}
         self._ids: dict[str, int] = {}
         self._writers: dict[int, Any] = {}

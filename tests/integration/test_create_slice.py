@@ -4,6 +4,7 @@ RocksDB table -> course_created on course-events -> PostgreSQL mirror -> HTTP re
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from datetime import UTC, datetime
@@ -11,11 +12,10 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import fastavro
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer
-from confluent_kafka.serialization import MessageField, SerializationContext
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
@@ -143,13 +143,15 @@ async def test_course_created_is_on_course_events_and_decodes_through_the_regist
     assert len(records) == 1
     raw = records[0].value
     assert raw[0] == 0  # Confluent wire format: magic byte, then the schema id
-    registry = SchemaRegistryClient({"url": settings.schema_registry_url})
+    registry = SchemaRegistryClient({"url": settings.schema_registry_url, "timeout": 10})
     latest = registry.get_latest_version("course-events-value")
-    assert int.from_bytes(raw[1:5], "big") == latest.schema_id
-    # Decoded by Confluent's own deserializer, independent of the service's codec.
-    event = AvroDeserializer(registry)(
-        raw, SerializationContext("course-events", MessageField.VALUE)
-    )
+    schema_id = int.from_bytes(raw[1:5], "big")
+    assert schema_id == latest.schema_id
+    # Decoded with the writer's schema as the registry serves it for that id, independent of
+    # the service's codec. (Confluent's AvroDeserializer asks Apicurio for "associations",
+    # an endpoint Apicurio never answers, so it is not used here.)
+    writer = fastavro.parse_schema(json.loads(registry.get_schema(schema_id).schema_str))
+    event = fastavro.schemaless_reader(io.BytesIO(raw[5:]), writer, None)
     assert event["event_type"] == "course_created"
     assert event["course_id"] == course["id"]
     assert event["version"] == 1
