@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -26,10 +28,16 @@ from course_management.api.app import create_app
 from course_management.api.auth import TokenVerifier
 from course_management.config import Settings
 from course_management.domain.commands import CourseCommand, Reply
+from course_management.domain.enrollment import public_view
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroCodec
 from course_management.infra.cache import CourseCache
-from course_management.infra.database import connect_pool, fetch_course_state
+from course_management.infra.database import (
+    connect_pool,
+    count_seats_taken,
+    fetch_course_state,
+    fetch_enrollment,
+)
 from course_management.infra.kafka import (
     Headers,
     ReplyListener,
@@ -40,12 +48,17 @@ from course_management.infra.kafka import (
 from course_management.infra.metrics import CACHE_READS, DEAD_LETTERS, EVENTS_PUBLISHED
 from course_management.infra.storage import ContentStore
 from course_management.streams.app import build_app
+from course_management.tables.courses import course_of
+from course_management.tables.enrollments import enrollment_key
 from course_management.topology import (
+    CORRELATION_HEADER,
     COURSE_COMMANDS,
     REPLY_SCHEMA_FILE,
     REPLY_SUBJECT,
+    REPLY_TO_HEADER,
     REPLY_TOPIC_CONFIG,
     TOPICS,
+    USER_ENROLLED,
     TopicSpec,
     dlq,
     reply_topic,
@@ -75,7 +88,7 @@ class Runtime(Service):
             reply_topic(settings.worker_id),
             lambda raw: self.codec.decode(REPLY_SUBJECT, raw),
         )
-        self.app, self.courses = build_app(settings, self)
+        self.app, self.courses, self.enrollments = build_app(settings, self)
         self.pool: asyncpg.Pool | None = None
         self.redis = aioredis.from_url(settings.redis_url)
         self.cache = CourseCache(self.redis)
@@ -155,6 +168,11 @@ class Runtime(Service):
         )
         EVENTS_PUBLISHED.labels(topic).inc()
 
+    async def forward(self, topic: str, key: str, value: bytes, headers: Headers) -> None:
+        """Pass a record on unchanged (same bytes), under a new key."""
+        await self.producer.send_and_wait(topic, value=value, key=key.encode(), headers=headers)
+        EVENTS_PUBLISHED.labels(topic).inc()
+
     async def dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str = "invalid"
     ) -> None:
@@ -184,7 +202,6 @@ class Runtime(Service):
     # -- used by the API (api.ports.Backend) ---------------------------------------------------
 
     async def execute(self, command: CourseCommand) -> Reply:
-        waiting = self.replies.expect(command.command_id)
         record = {
             "command_id": command.command_id,
             "command_type": command.command_type,
@@ -200,22 +217,57 @@ class Runtime(Service):
             "expected_version": command.expected_version,
             "reply_to": self.replies.topic,
         }
+        return await self._ask(
+            command.command_id,
+            self.publish(COURSE_COMMANDS, command.course_id, f"{COURSE_COMMANDS}-value", record),
+        )
+
+    async def enroll(self, course_id: str, user_id: str, source: str) -> Reply:
+        """Publish `user_enrolled` (as other services do) and wait for the agent's answer."""
+        event_id = str(uuid.uuid4())
+        record = {
+            "event_id": event_id,
+            "occurred_at": datetime.now(UTC),
+            "user_id": user_id,
+            "course_id": course_id,
+            "source": source,
+        }
+        headers = [
+            (REPLY_TO_HEADER, self.replies.topic.encode()),
+            (CORRELATION_HEADER, event_id.encode()),
+        ]
+        return await self._ask(
+            event_id,
+            self.publish(USER_ENROLLED, course_id, f"{USER_ENROLLED}-value", record, headers),
+        )
+
+    async def _ask(self, correlation_id: str, send: Awaitable[None]) -> Reply:
+        waiting = self.replies.expect(correlation_id)
         try:
-            await self.publish(
-                COURSE_COMMANDS, command.course_id, f"{COURSE_COMMANDS}-value", record
-            )
+            await send
             reply = await asyncio.wait_for(waiting, self.settings.command_timeout_seconds)
         except TimeoutError:
             raise Problem.of(
                 503,
                 "not-confirmed",
                 "the change was accepted but not confirmed in time; read it back or retry "
-                "with the same Idempotency-Key",
+                "(retries are safe: the same request is applied once)",
             ) from None
         finally:
-            self.replies.forget(command.command_id)
+            self.replies.forget(correlation_id)
         body = json.loads(reply["body_json"]) if reply["body_json"] else None
         return Reply(reply["status"], body)
+
+    async def read_enrollment(self, course_id: str, user_id: str) -> dict[str, Any] | None:
+        """The Enrollment with progress: from the table when local, else the mirror."""
+        if self._is_local(course_id):
+            record = self.enrollments.get(enrollment_key(course_id, user_id))
+            course = course_of(self.courses.get(course_id))
+            if record is None or course is None:
+                return None
+            return public_view(record, course)
+        assert self.pool is not None
+        return await fetch_enrollment(self.pool, course_id, user_id)
 
     async def read_course_state(self, course_id: str) -> dict[str, Any] | None:
         """Redis first; on a miss the table when its partition is here, else the mirror.
@@ -226,7 +278,7 @@ class Runtime(Service):
         cached = await self.cache.get(course_id)
         if cached is not None:
             CACHE_READS.labels("hit").inc()
-            return cached
+            return await self._with_enrollment_count(course_id, cached)
         if self._is_local(course_id):
             CACHE_READS.labels("miss_table").inc()
             record = self.courses.get(course_id)
@@ -241,7 +293,23 @@ class Runtime(Service):
             state = await fetch_course_state(self.pool, course_id)
         if state is not None and state["course"] is not None:
             await self.cache.put(state["course"], deleted=state["deleted"])
-        return state
+        return await self._with_enrollment_count(course_id, state)
+
+    async def _with_enrollment_count(
+        self, course_id: str, state: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """Seats taken change without a course version: merged in at read time."""
+        if state is None or state.get("course") is None:
+            return state
+        count = await self.cache.enrollment_count(course_id)
+        if count is None:
+            if self._is_local(course_id):
+                count = (self.courses.get(course_id) or {}).get("seats_taken", 0)
+            else:
+                assert self.pool is not None
+                count = await count_seats_taken(self.pool, course_id)
+            await self.cache.set_enrollment_count(course_id, count)
+        return {**state, "course": {**state["course"], "enrollment_count": count}}
 
     def _is_local(self, course_id: str) -> bool:
         partition = murmur2(course_id.encode()) & 0x7FFFFFFF

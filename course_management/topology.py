@@ -16,7 +16,12 @@ USER_ENROLLED = "user-enrolled"
 COURSE_PROGRESS = "course-progress"
 ENROLLMENT_EVENTS = "enrollment-events"
 
+# Internal: user_enrolled / item progress records re-keyed by course id, so that the agent
+# owning a course's partition applies them next to the course (co-partitioning).
+ENROLLMENT_INPUTS = f"{APP_ID}-enrollment-inputs"
+
 COURSES_TABLE = "courses"
+ENROLLMENTS_TABLE = "enrollments"
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -56,7 +61,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(dlq(COURSE_EVENTS), None, _DLQ),
     TopicSpec(dlq(USER_ENROLLED), None, _DLQ),
     TopicSpec(dlq(COURSE_PROGRESS), None, _DLQ),
+    TopicSpec(dlq(ENROLLMENT_EVENTS), None, _DLQ),
+    TopicSpec(dlq(ENROLLMENT_INPUTS), None, _DLQ),
+    TopicSpec(ENROLLMENT_INPUTS, None, {"retention.ms": str(_WEEK_MS)}),
     TopicSpec(changelog(COURSES_TABLE), None, _COMPACTED),
+    TopicSpec(changelog(ENROLLMENTS_TABLE), None, _COMPACTED),
 )
 
 # Subjects registered without a topic of their own (the per-worker reply topics).
@@ -67,5 +76,10 @@ REPLY_SCHEMA_FILE = "command_reply.avsc"
 def reply_topic(worker_id: str) -> str:
     return f"{APP_ID}-replies-{worker_id}"
 
+
+# Headers that carry a request's reply address through the enrollment path.
+REPLY_TO_HEADER = "cms-reply-to"
+CORRELATION_HEADER = "cms-correlation-id"
+KIND_HEADER = "cms-kind"
 
 REPLY_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}

@@ -6,14 +6,18 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from course_management.api import routes_courses, routes_ops
+from course_management.api import routes_courses, routes_enrollments, routes_ops
 from course_management.api.auth import TokenVerifier
 from course_management.api.http import MAX_BODY_BYTES
 from course_management.api.middleware import build_middlewares
 from course_management.api.openapi import Endpoint, add_routes, build_document
 from course_management.api.ports import BACKEND, CONTENT, UPLOAD_LIMITS, Backend, ContentStorage
 
-ENDPOINTS: list[Endpoint] = [*routes_ops.ENDPOINTS, *routes_courses.ENDPOINTS]
+ENDPOINTS: list[Endpoint] = [
+    *routes_ops.ENDPOINTS,
+    *routes_courses.ENDPOINTS,
+    *routes_enrollments.ENDPOINTS,
+]
 
 
 def _version() -> str:

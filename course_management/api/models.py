@@ -92,6 +92,23 @@ class UploadGrant(BaseModel):
     multipart: MultipartUpload | None = None
 
 
+class Progress(BaseModel):
+    completed_items: int
+    total_items: int
+    percent: float
+    completed_at: str | None
+    last_activity_at: str | None
+    next_item_id: str | None
+
+
+class Enrollment(BaseModel):
+    course_id: str
+    user_id: str
+    status: str
+    enrolled_at: str
+    progress: Progress
+
+
 class Health(BaseModel):
     status: str
 

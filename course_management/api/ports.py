@@ -19,6 +19,14 @@ class Backend(Protocol):
         """`{"course", "deleted"}` of a course, wherever its partition lives; None if unknown."""
         ...
 
+    async def enroll(self, course_id: str, user_id: str, source: str) -> Reply:
+        """Publish `user_enrolled` and wait for the agent's answer."""
+        ...
+
+    async def read_enrollment(self, course_id: str, user_id: str) -> dict[str, Any] | None:
+        """The Enrollment with progress, or None when the user was never enrolled."""
+        ...
+
     async def readiness(self) -> dict[str, bool]:
         """Each dependency and the table recovery: True when it is fine."""
         ...

@@ -41,7 +41,7 @@ def _etag(course: dict[str, object]) -> str:
     return f'"{course["version"]}"'
 
 
-def _course_id(request: web.Request) -> str:
+def course_id_param(request: web.Request) -> str:
     raw = request.match_info["courseId"]
     try:
         return str(uuid.UUID(raw))
@@ -87,7 +87,7 @@ async def create_course(request: web.Request) -> web.StreamResponse:
     await _check_content_keys(request, course_id, payload)
     reply = await _send(request, who, "create_course", course_id, payload)
     if reply.status != 201 or reply.body is None:
-        raise _problem_from_reply(reply.status, reply.body)
+        raise problem_from_reply(reply.status, reply.body)
     return json_response(
         reply.body,
         status=201,
@@ -95,7 +95,7 @@ async def create_course(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _visible_course(request: web.Request, course_id: str) -> dict[str, Any]:
+async def visible_course(request: web.Request, course_id: str) -> dict[str, Any]:
     course = course_of(await request.app[BACKEND].read_course_state(course_id))
     who = principal(request)
     if course is None or not can_see(course, who.actor() if who else None):
@@ -104,7 +104,7 @@ async def _visible_course(request: web.Request, course_id: str) -> dict[str, Any
 
 
 async def get_course(request: web.Request) -> web.StreamResponse:
-    course = await _visible_course(request, _course_id(request))
+    course = await visible_course(request, course_id_param(request))
     etag = _etag(course)
     if etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
         return web.Response(status=304, headers={"ETag": etag})
@@ -112,7 +112,7 @@ async def get_course(request: web.Request) -> web.StreamResponse:
 
 
 async def get_modules(request: web.Request) -> web.StreamResponse:
-    course = await _visible_course(request, _course_id(request))
+    course = await visible_course(request, course_id_param(request))
     body = {"course_id": course["id"], "version": course["version"], "modules": course["modules"]}
     return json_response(body, headers={"ETag": _etag(course)})
 
@@ -130,22 +130,22 @@ def _if_match(request: web.Request) -> int | None:
 async def update_course(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     require_role(who, "instructor", "admin")
-    course_id = _course_id(request)
+    course_id = course_id_param(request)
     _, payload = await read_body(request, CourseUpdate)
     await _check_content_keys(request, course_id, payload)
     reply = await _send(request, who, "update_course", course_id, payload, _if_match(request))
     if reply.status != 200 or reply.body is None:
-        raise _problem_from_reply(reply.status, reply.body)
+        raise problem_from_reply(reply.status, reply.body)
     return json_response(reply.body, headers={"ETag": _etag(reply.body)})
 
 
 async def delete_course(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     require_role(who, "instructor", "admin")
-    course_id = _course_id(request)
+    course_id = course_id_param(request)
     reply = await _send(request, who, "delete_course", course_id, {}, _if_match(request))
     if reply.status != 204:
-        raise _problem_from_reply(reply.status, reply.body)
+        raise problem_from_reply(reply.status, reply.body)
     return web.Response(status=204)
 
 
@@ -166,8 +166,8 @@ async def _check_content_keys(
 async def create_upload(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     require_role(who, "instructor", "admin")
-    course_id = _course_id(request)
-    course = await _visible_course(request, course_id)
+    course_id = course_id_param(request)
+    course = await visible_course(request, course_id)
     if not can_change(course, who.actor()):
         raise Problem.of(
             403, "not-course-owner", "only the course's instructor or an admin may upload"
@@ -184,7 +184,7 @@ async def create_upload(request: web.Request) -> web.StreamResponse:
     return json_response(await request.app[CONTENT].presign(plan), status=201)
 
 
-def _problem_from_reply(status: int, body: dict[str, object] | None) -> Problem:
+def problem_from_reply(status: int, body: dict[str, object] | None) -> Problem:
     body = body or {}
     errors = body.get("errors")
     return Problem(

@@ -70,7 +70,11 @@ class Decision:
 
 def derived_id(command_id: str, purpose: str) -> str:
     """A stable id for something a command creates (its event, a module, an item)."""
-    return str(uuid.uuid5(uuid.UUID(command_id), purpose))
+    try:
+        base = uuid.UUID(command_id)
+    except ValueError:  # ids from other services are not always UUIDs
+        base = uuid.uuid5(uuid.NAMESPACE_OID, command_id)
+    return str(uuid.uuid5(base, purpose))
 
 
 def _remember(record: dict[str, Any], command_id: str, reply: Reply) -> dict[str, Any]:

@@ -39,6 +39,14 @@ class CourseCache:
         raw = await self._client.hget(_key(course_id), "state")
         return json.loads(raw) if raw else None
 
+    async def set_enrollment_count(self, course_id: str, count: int) -> None:
+        """Seats taken change without a new course version; kept beside the cached state."""
+        await self._client.set(f"cms:enrollment-count:{course_id}", count, ex=TTL_SECONDS)
+
+    async def enrollment_count(self, course_id: str) -> int | None:
+        raw = await self._client.get(f"cms:enrollment-count:{course_id}")
+        return int(raw) if raw is not None else None
+
     async def put(self, course: dict[str, Any], *, deleted: bool = False) -> bool:
         state = json.dumps({"course": None if deleted else course, "deleted": deleted})
         stored = await self._put(

@@ -134,3 +134,62 @@ async def fetch_course_state(pool: asyncpg.Pool, course_id: str) -> dict[str, An
         return None
     course = {**json.loads(row["snapshot"]), "version": row["version"]}
     return {"course": course, "deleted": row["deleted_at"] is not None}
+
+
+_UPSERT_ENROLLMENT = """
+INSERT INTO enrollments AS e (course_id, user_id, version, status, enrolled_at, completed_items,
+    total_items, percent, completed_at, last_activity_at, next_item_id, snapshot, last_event_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13)
+ON CONFLICT (course_id, user_id) DO UPDATE SET
+    version = EXCLUDED.version, status = EXCLUDED.status, enrolled_at = EXCLUDED.enrolled_at,
+    completed_items = EXCLUDED.completed_items, total_items = EXCLUDED.total_items,
+    percent = EXCLUDED.percent, completed_at = EXCLUDED.completed_at,
+    last_activity_at = EXCLUDED.last_activity_at, next_item_id = EXCLUDED.next_item_id,
+    snapshot = EXCLUDED.snapshot, last_event_id = EXCLUDED.last_event_id
+WHERE e.version < EXCLUDED.version
+"""
+
+
+def _maybe_ts(value: str | None) -> datetime | None:
+    return _parse_ts(value) if value else None
+
+
+async def mirror_enrollment_event(pool: asyncpg.Pool, event: dict[str, Any]) -> bool:
+    """Apply one EnrollmentEvent to the mirror; replays and older versions change nothing."""
+    enrollment = event["enrollment"]
+    progress = enrollment["progress"]
+    status = await pool.execute(
+        _UPSERT_ENROLLMENT,
+        event["course_id"],
+        event["user_id"],
+        event["version"],
+        enrollment["status"],
+        _parse_ts(enrollment["enrolled_at"]),
+        progress["completed_items"],
+        progress["total_items"],
+        progress["percent"],
+        _maybe_ts(progress["completed_at"]),
+        _maybe_ts(progress["last_activity_at"]),
+        progress["next_item_id"],
+        json.dumps(enrollment),
+        event["event_id"],
+    )
+    return not status.endswith(" 0")
+
+
+async def fetch_enrollment(
+    pool: asyncpg.Pool, course_id: str, user_id: str
+) -> dict[str, Any] | None:
+    row = await pool.fetchrow(
+        "SELECT snapshot FROM enrollments WHERE course_id = $1 AND user_id = $2", course_id, user_id
+    )
+    return json.loads(row["snapshot"]) if row else None
+
+
+async def count_seats_taken(pool: asyncpg.Pool, course_id: str) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM enrollments WHERE course_id = $1 AND status <> 'cancelled'",
+            course_id,
+        )
+    )

@@ -25,3 +25,6 @@ DEAD_LETTERS = Counter(
 )
 READY = Gauge("cms_ready", "1 when the worker is ready to serve")
 CACHE_READS = Counter("cms_course_reads_total", "Course point reads by source", ["source"])
+ENROLLMENTS_APPLIED = Counter(
+    "cms_enrollment_changes_total", "Enrollment changes applied", ["event_type"]
+)

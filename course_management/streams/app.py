@@ -10,15 +10,18 @@ import faust
 from course_management.config import Settings
 from course_management.streams.course_commands import register_course_commands
 from course_management.streams.course_mirror import register_course_mirror
+from course_management.streams.enrollment_mirror import register_enrollment_mirror
+from course_management.streams.enrollment_router import register_enrollment_router
 from course_management.tables.courses import define_courses_table
+from course_management.tables.enrollments import define_enrollments_table
 from course_management.topology import APP_ID
 
 if TYPE_CHECKING:
     from course_management.runtime import Runtime
 
 
-def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any]:
-    """Create the app with its tables and agents; returns (app, courses table)."""
+def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any, Any]:
+    """Create the app with its tables and agents; returns (app, courses, enrollments)."""
     datadir = Path(settings.data_dir) / settings.worker_id
     datadir.mkdir(parents=True, exist_ok=True)
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap_servers.split(","))
@@ -43,6 +46,9 @@ def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any]:
         logging_config=None,
     )
     courses = define_courses_table(app, settings.topic_partitions)
-    register_course_commands(app, courses, runtime)
+    enrollments = define_enrollments_table(app, settings.topic_partitions)
+    register_course_commands(app, courses, enrollments, runtime)
+    register_enrollment_router(app, runtime)
     register_course_mirror(app, runtime)
-    return app, courses
+    register_enrollment_mirror(app, runtime)
+    return app, courses, enrollments

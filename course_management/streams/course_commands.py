@@ -25,7 +25,14 @@ from course_management.domain.commands import Actor, CourseCommand, Decision, Re
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import COMMANDS_APPLIED
-from course_management.topology import COURSE_COMMANDS, COURSE_EVENTS, REPLY_SUBJECT
+from course_management.streams.enrollment_inputs import EnrollmentApplier
+from course_management.topology import (
+    COURSE_COMMANDS,
+    COURSE_EVENTS,
+    ENROLLMENT_INPUTS,
+    KIND_HEADER,
+    REPLY_SUBJECT,
+)
 
 if TYPE_CHECKING:
     from course_management.runtime import Runtime
@@ -48,14 +55,20 @@ def command_from_record(value: dict[str, Any]) -> CourseCommand:
     )
 
 
-def register_course_commands(app: faust.App, courses: Any, runtime: Runtime) -> Any:
+def register_course_commands(
+    app: faust.App, courses: Any, enrollments: Any, runtime: Runtime
+) -> Any:
+    # One agent for every course-keyed input: a course's commands and its enrollment
+    # inputs are applied one at a time, in order, by the worker that owns the partition.
     topic = app.topic(
         COURSE_COMMANDS,
+        ENROLLMENT_INPUTS,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
     )
+    enrollment = EnrollmentApplier(runtime, courses, enrollments)
 
     async def apply(event: Any) -> None:
         raw = event.value
@@ -64,6 +77,9 @@ def register_course_commands(app: faust.App, courses: Any, runtime: Runtime) -> 
             command = command_from_record(value)
         except (AvroDecodeError, KeyError, ValueError) as exc:
             await runtime.dead_letter(COURSE_COMMANDS, event.key, raw, f"undecodable: {exc}")
+            return
+        if command.command_type == "cancel_enrollment":
+            await enrollment.cancel(command, value.get("reply_to"))
             return
         try:
             decision: Decision = decide(courses.get(command.course_id), command)
@@ -97,6 +113,15 @@ def register_course_commands(app: faust.App, courses: Any, runtime: Runtime) -> 
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:
         async for event in stream.events():
-            await apply(event)
+            if event.message.topic == ENROLLMENT_INPUTS:
+                kind = (event.headers or {}).get(KIND_HEADER, b"")
+                if kind == b"user_enrolled":
+                    await enrollment.user_enrolled(event)
+                else:
+                    await runtime.dead_letter(
+                        ENROLLMENT_INPUTS, event.key, event.value, f"unknown kind {kind!r}"
+                    )
+            else:
+                await apply(event)
 
     return apply_course_commands

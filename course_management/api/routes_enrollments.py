@@ -1,0 +1,139 @@
+"""Enrollment routes (CONTRACT §3): enroll, cancel, and the access check Content Delivery makes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from course_management.api.auth import Principal
+from course_management.api.http import json_response, read_body, require_principal
+from course_management.api.models import Enrollment
+from course_management.api.openapi import Endpoint, Param
+from course_management.api.ports import BACKEND
+from course_management.api.routes_courses import (
+    COURSE_ID,
+    course_id_param,
+    problem_from_reply,
+    visible_course,
+)
+from course_management.domain.access import owns
+from course_management.domain.commands import CourseCommand
+from course_management.domain.problems import Problem, validation_problem
+
+USER_ID = Param("userId", "path", "The user id (the `sub` of their token)")
+
+
+class EnrollRequest(BaseModel):
+    """Students enroll themselves (empty body); admins and services name the user."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+async def _enroll_body(request: web.Request) -> EnrollRequest:
+    if not request.body_exists:
+        return EnrollRequest()
+    body, _ = await read_body(request, EnrollRequest)
+    return body
+
+
+def _who_enrolls(who: Principal, body: EnrollRequest) -> str:
+    """Admins and services name the user; a student enrolls only themselves."""
+    if who.has("admin", "service"):
+        if body.user_id is None:
+            raise validation_problem([("user_id", "required when an admin or a service enrolls")])
+        return body.user_id
+    if who.has("student") and body.user_id in (None, who.user_id):
+        return who.user_id
+    raise Problem.of(
+        403, "forbidden", "students enroll themselves; admins and services name user_id"
+    )
+
+
+async def enroll(request: web.Request) -> web.StreamResponse:
+    who = require_principal(request)
+    course_id = course_id_param(request)
+    user_id = _who_enrolls(who, await _enroll_body(request))
+    reply = await request.app[BACKEND].enroll(course_id, user_id, source=f"api:{who.user_id}")
+    if reply.status not in (200, 201):
+        raise problem_from_reply(reply.status, reply.body)
+    headers = {"Location": f"/api/v1/courses/{course_id}/enrollments/{user_id}"}
+    return json_response(reply.body, status=reply.status, headers=headers)
+
+
+async def cancel_enrollment(request: web.Request) -> web.StreamResponse:
+    who = require_principal(request)
+    course_id = course_id_param(request)
+    user_id = request.match_info["userId"]
+    if not (who.has("admin") or (who.has("student") and who.user_id == user_id)):
+        raise Problem.of(403, "forbidden", "only the enrolled student or an admin may cancel")
+    reply = await request.app[BACKEND].execute(
+        CourseCommand(
+            command_id=str(uuid.uuid4()),
+            command_type="cancel_enrollment",
+            course_id=course_id,
+            occurred_at=datetime.now(UTC),
+            actor=who.actor(),
+            payload={"user_id": user_id},
+        )
+    )
+    if reply.status != 204:
+        raise problem_from_reply(reply.status, reply.body)
+    return web.Response(status=204)
+
+
+async def get_enrollment(request: web.Request) -> web.StreamResponse:
+    who = require_principal(request)
+    course_id = course_id_param(request)
+    user_id = request.match_info["userId"]
+    if not (who.has("admin", "service") or who.user_id == user_id):
+        course: dict[str, Any] = await visible_course(request, course_id)
+        if not owns(course, who.actor()):
+            raise Problem.of(
+                403,
+                "forbidden",
+                "enrollments are visible to the student, the owner, admins and services",
+            )
+    found = await request.app[BACKEND].read_enrollment(course_id, user_id)
+    if found is None or found["status"] == "cancelled":
+        raise Problem.of(404, "not-enrolled", f"{user_id} is not enrolled in {course_id}")
+    return json_response(found)
+
+
+ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/api/v1/courses/{courseId}/enroll",
+        enroll,
+        summary="Enroll (a student themselves; an admin or a service names user_id)",
+        tag="enrollments",
+        body=EnrollRequest,
+        responses={201: ("Enrolled", Enrollment), 200: ("Already enrolled", Enrollment)},
+        errors=(400, 401, 403, 404, 409, 415, 422, 503),
+        params=(COURSE_ID,),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/courses/{courseId}/enrollments/{userId}",
+        get_enrollment,
+        summary="One enrollment with progress; 404 when not enrolled (the access check)",
+        tag="enrollments",
+        responses={200: ("The enrollment", Enrollment)},
+        errors=(401, 403, 404),
+        params=(COURSE_ID, USER_ID),
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/courses/{courseId}/enrollments/{userId}",
+        cancel_enrollment,
+        summary="Cancel an enrollment (that student, admin); the seat is freed",
+        tag="enrollments",
+        responses={204: ("Cancelled", None)},
+        errors=(401, 403, 404, 503),
+        params=(COURSE_ID, USER_ID),
+    ),
+]

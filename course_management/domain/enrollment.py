@@ -1,0 +1,176 @@
+"""Enrollment: who may join a course, seats, cancelling, and the progress snapshot. Pure.
+
+Every decision is deterministic in its input (ids derive from the input's `event_id`,
+times are the input's `occurred_at`), like course commands, so a redelivery after a
+crash decides the same thing again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from course_management.domain.commands import derived_id
+from course_management.domain.course import rfc3339
+from course_management.domain.problems import Problem
+
+SEEN_EVENTS_KEPT = 32
+
+
+@dataclass(frozen=True)
+class EnrollInput:
+    event_id: str
+    course_id: str
+    user_id: str
+    occurred_at: datetime
+    source: str
+
+
+@dataclass(frozen=True)
+class CancelInput:
+    event_id: str
+    course_id: str
+    user_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class EnrollmentDecision:
+    status: int  # the HTTP status a caller gets
+    enrollment: dict[str, Any] | None  # the new enrollment record (None: unchanged)
+    seats_taken: int | None  # the course's new count of seats taken (None: unchanged)
+    event: dict[str, Any] | None  # the EnrollmentEvent to publish
+    problem: Problem | None = None  # why it was refused
+    reply_enrollment: dict[str, Any] | None = None
+
+
+def item_ids_in_order(course: dict[str, Any]) -> list[str]:
+    return [item["id"] for module in course["modules"] for item in module["items"]]
+
+
+def progress_of(
+    course: dict[str, Any], items: dict[str, Any], completed_at: str | None
+) -> dict[str, Any]:
+    """Totals over the course's current items; completed stays completed (`completed_at`)."""
+    order = item_ids_in_order(course)
+    done = [i for i in order if items.get(i, {}).get("status") == "completed"]
+    total = len(order)
+    last = max((s.get("at", "") for s in items.values()), default="") or None
+    next_item = next((i for i in order if items.get(i, {}).get("status") != "completed"), None)
+    return {
+        "completed_items": len(done),
+        "total_items": total,
+        "percent": round(100.0 * len(done) / total, 2) if total else 0.0,
+        "completed_at": completed_at,
+        "last_activity_at": last,
+        "next_item_id": next_item,
+    }
+
+
+def public_view(record: dict[str, Any], course: dict[str, Any]) -> dict[str, Any]:
+    """The Enrollment of CONTRACT §3 from the stored record."""
+    return {
+        "course_id": record["course_id"],
+        "user_id": record["user_id"],
+        "status": record["status"],
+        "enrolled_at": record["enrolled_at"],
+        "progress": progress_of(course, record.get("items", {}), record.get("completed_at")),
+    }
+
+
+def _event(
+    input_id: str, kind: str, record: dict[str, Any], course: dict[str, Any], at: datetime
+) -> dict[str, Any]:
+    return {
+        "event_id": derived_id(input_id, kind),
+        "event_type": kind,
+        "occurred_at": at,
+        "course_id": record["course_id"],
+        "user_id": record["user_id"],
+        "version": record["version"],
+        "enrollment": public_view(record, course),
+    }
+
+
+def _seen(record: dict[str, Any] | None, event_id: str) -> bool:
+    return record is not None and event_id in record.get("seen", [])
+
+
+def _remember(record: dict[str, Any], event_id: str) -> dict[str, Any]:
+    return {**record, "seen": [*record.get("seen", []), event_id][-SEEN_EVENTS_KEPT:]}
+
+
+def _refused(slug: str, detail: str, status: int = 409) -> EnrollmentDecision:
+    return EnrollmentDecision(status, None, None, None, Problem.of(status, slug, detail))
+
+
+def decide_enroll(
+    course: dict[str, Any] | None,
+    seats_taken: int,
+    record: dict[str, Any] | None,
+    enroll: EnrollInput,
+) -> EnrollmentDecision:
+    if course is None:
+        return _refused("course-not-found", f"no course {enroll.course_id}", 404)
+    active = record is not None and record["status"] in ("active", "completed")
+    if _seen(record, enroll.event_id) or active:
+        assert record is not None
+        remembered = None if _seen(record, enroll.event_id) else _remember(record, enroll.event_id)
+        return EnrollmentDecision(
+            200, remembered, None, None, reply_enrollment=public_view(record, course)
+        )
+    if course["status"] != "published":
+        return _refused("course-not-published", "only a published course takes enrollments")
+    at = rfc3339(enroll.occurred_at)
+    opens, closes = course.get("enrollment_opens_at"), course.get("enrollment_closes_at")
+    if (opens and at < opens) or (closes and at >= closes):
+        return _refused("enrollment-closed", "the course's enrollment window is not open")
+    capacity = course.get("capacity")
+    if capacity is not None and seats_taken >= capacity:
+        return _refused("course-full", f"all {capacity} seats are taken")
+    new_record = _remember(
+        {
+            "course_id": enroll.course_id,
+            "user_id": enroll.user_id,
+            "status": "active",
+            "enrolled_at": at,
+            "source": enroll.source,
+            "items": {},
+            "completed_at": None,
+            "version": (record or {}).get("version", 0) + 1,
+            "seen": (record or {}).get("seen", []),
+        },
+        enroll.event_id,
+    )
+    return EnrollmentDecision(
+        201,
+        new_record,
+        seats_taken + 1,
+        _event(enroll.event_id, "enrollment_created", new_record, course, enroll.occurred_at),
+        reply_enrollment=public_view(new_record, course),
+    )
+
+
+def decide_cancel(
+    course: dict[str, Any] | None,
+    seats_taken: int,
+    record: dict[str, Any] | None,
+    cancel: CancelInput,
+) -> EnrollmentDecision:
+    if course is None:
+        return _refused("course-not-found", f"no course {cancel.course_id}", 404)
+    if _seen(record, cancel.event_id):
+        assert record is not None
+        return EnrollmentDecision(204, None, None, None)
+    if record is None or record["status"] == "cancelled":
+        return _refused("not-enrolled", f"{cancel.user_id} is not enrolled", 404)
+    cancelled = _remember(
+        {**record, "status": "cancelled", "version": record["version"] + 1}, cancel.event_id
+    )
+    return EnrollmentDecision(
+        204,
+        cancelled,
+        max(0, seats_taken - 1),
+        _event(cancel.event_id, "enrollment_cancelled", cancelled, course, cancel.occurred_at),
+    )

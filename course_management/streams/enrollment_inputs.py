@@ -1,0 +1,139 @@
+"""Applying enrollment inputs (user_enrolled, cancel) next to their course.
+
+Called by the course partition agent (streams/course_commands.py), which is the only
+writer of the `courses` and `enrollments` tables for its partitions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from course_management.domain.enrollment import (
+    CancelInput,
+    EnrollInput,
+    EnrollmentDecision,
+    decide_cancel,
+    decide_enroll,
+)
+from course_management.infra.avro import AvroDecodeError
+from course_management.infra.metrics import ENROLLMENTS_APPLIED
+from course_management.tables.courses import course_of
+from course_management.tables.enrollments import enrollment_key
+from course_management.topology import (
+    CORRELATION_HEADER,
+    ENROLLMENT_EVENTS,
+    REPLY_SUBJECT,
+    REPLY_TO_HEADER,
+    USER_ENROLLED,
+)
+
+if TYPE_CHECKING:
+    from course_management.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class EnrollmentApplier:
+    def __init__(self, runtime: Runtime, courses: Any, enrollments: Any) -> None:
+        self.runtime = runtime
+        self.courses = courses
+        self.enrollments = enrollments
+
+    async def user_enrolled(self, event: Any) -> None:
+        headers = event.headers or {}
+        try:
+            value = await self.runtime.codec.decode(f"{USER_ENROLLED}-value", event.value)
+        except AvroDecodeError as exc:  # the router checked it; this is defensive
+            await self.runtime.dead_letter(
+                USER_ENROLLED, event.key, event.value, str(exc), "malformed"
+            )
+            return
+        enroll = EnrollInput(
+            event_id=value["event_id"],
+            course_id=value["course_id"],
+            user_id=value["user_id"],
+            occurred_at=value["occurred_at"].astimezone(UTC),
+            source=value["source"],
+        )
+        course_record = self.courses.get(enroll.course_id)
+        decision = decide_enroll(
+            course_of(course_record),
+            (course_record or {}).get("seats_taken", 0),
+            self.enrollments.get(enrollment_key(enroll.course_id, enroll.user_id)),
+            enroll,
+        )
+        await self.apply(enroll.course_id, enroll.user_id, course_record, decision)
+        if decision.problem is not None:
+            reason = f"{decision.problem.type.rsplit('/', 1)[-1]}: {decision.problem.detail}"
+            await self.runtime.dead_letter(
+                USER_ENROLLED,
+                event.key,
+                event.value,
+                reason,
+                decision.problem.type.rsplit("/", 1)[-1],
+            )
+        await self.reply(headers, decision)
+
+    async def cancel(self, command: Any, reply_to: str | None) -> None:
+        """A `cancel_enrollment` course command (from the DELETE route)."""
+        payload = command.payload
+        cancel = CancelInput(
+            event_id=command.command_id,
+            course_id=command.course_id,
+            user_id=str(payload.get("user_id", "")),
+            occurred_at=command.occurred_at,
+        )
+        course_record = self.courses.get(cancel.course_id)
+        decision = decide_cancel(
+            course_of(course_record),
+            (course_record or {}).get("seats_taken", 0),
+            self.enrollments.get(enrollment_key(cancel.course_id, cancel.user_id)),
+            cancel,
+        )
+        await self.apply(cancel.course_id, cancel.user_id, course_record, decision)
+        if reply_to:
+            await self.reply(
+                {
+                    REPLY_TO_HEADER: reply_to.encode(),
+                    CORRELATION_HEADER: command.command_id.encode(),
+                },
+                decision,
+            )
+
+    async def apply(
+        self, course_id: str, user_id: str, course_record: Any, decision: EnrollmentDecision
+    ) -> None:
+        """Publish the event (acked), then write the tables, then refresh the cache."""
+        if decision.event is not None:
+            await self.runtime.publish(
+                ENROLLMENT_EVENTS, course_id, f"{ENROLLMENT_EVENTS}-value", decision.event
+            )
+            ENROLLMENTS_APPLIED.labels(decision.event["event_type"]).inc()
+        if decision.enrollment is not None:
+            self.enrollments[enrollment_key(course_id, user_id)] = decision.enrollment
+        if decision.seats_taken is not None and course_record is not None:
+            self.courses[course_id] = {**course_record, "seats_taken": decision.seats_taken}
+            await self.runtime.cache.set_enrollment_count(course_id, decision.seats_taken)
+
+    async def reply(self, headers: dict[str, bytes], decision: EnrollmentDecision) -> None:
+        reply_to = headers.get(REPLY_TO_HEADER)
+        correlation = headers.get(CORRELATION_HEADER)
+        if not reply_to or not correlation:
+            return
+        if decision.problem is not None:
+            body: Any = decision.problem.to_dict()
+        else:
+            body = decision.reply_enrollment
+        await self.runtime.publish(
+            reply_to.decode(),
+            correlation.decode(),
+            REPLY_SUBJECT,
+            {
+                "command_id": correlation.decode(),
+                "status": decision.status,
+                "body_json": json.dumps(body) if body is not None else None,
+            },
+        )

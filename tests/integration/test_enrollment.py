@@ -1,0 +1,216 @@
+"""Enrollment against the real stack: seats under concurrency, duplicates, the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec
+from course_management.runtime import register_schemas
+from tests.integration.test_create_slice import ONE_MODULE, read_topic
+from tests.support import auth, eventually_async
+
+OWNER = auth("instructor-1", "instructor", name="Ada Instructor")
+ADMIN = auth("admin-1", "admin")
+SERVICE = auth("content-delivery", "service")
+
+
+async def published_course(http: aiohttp.ClientSession, **fields: Any) -> dict[str, Any]:
+    body = {"title": "Enrollable", "status": "published", "modules": [ONE_MODULE], **fields}
+    response = await http.post("/api/v1/courses/create", json=body, headers=OWNER)
+    assert response.status == 201, await response.text()
+    return dict(await response.json())
+
+
+async def enroll(http: aiohttp.ClientSession, course_id: str, user: str) -> aiohttp.ClientResponse:
+    return await http.post(f"/api/v1/courses/{course_id}/enroll", headers=auth(user, "student"))
+
+
+async def user_enrolled_value(settings: Settings, **fields: Any) -> bytes:
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    record = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": datetime.now(UTC),
+        "source": "test",
+        **fields,
+    }
+    return codec.encode("user-enrolled-value", record)
+
+
+async def produce(
+    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def test_a_student_enrolls_once_and_the_access_check_follows(
+    http: aiohttp.ClientSession,
+) -> None:
+    course = await published_course(http)
+    first = await enroll(http, course["id"], "student-a")
+    assert first.status == 201, await first.text()
+    body = await first.json()
+    assert body["status"] == "active" and body["user_id"] == "student-a"
+    assert body["progress"]["total_items"] == 1
+    assert body["progress"]["next_item_id"] == course["modules"][0]["items"][0]["id"]
+    assert (await enroll(http, course["id"], "student-a")).status == 200
+    check = await http.get(f"/api/v1/courses/{course['id']}/enrollments/student-a", headers=SERVICE)
+    assert check.status == 200
+    missing = await http.get(f"/api/v1/courses/{course['id']}/enrollments/nobody", headers=SERVICE)
+    assert missing.status == 404
+    read = await (await http.get(f"/api/v1/courses/{course['id']}")).json()
+    assert read["enrollment_count"] == 1
+
+
+async def test_refusals_say_why(http: aiohttp.ClientSession) -> None:
+    draft = await (
+        await http.post("/api/v1/courses/create", json={"title": "d"}, headers=OWNER)
+    ).json()
+    closed = await published_course(
+        http,
+        enrollment_closes_at="2020-01-01T00:00:00Z",
+        enrollment_opens_at="2019-01-01T00:00:00Z",
+    )
+    full = await published_course(http, capacity=1)
+    assert (await enroll(http, full["id"], "first")).status == 201
+    for course_id, kind in (
+        (draft["id"], "course-not-published"),
+        (closed["id"], "enrollment-closed"),
+        (full["id"], "course-full"),
+    ):
+        response = await enroll(http, course_id, "student-b")
+        assert response.status == 409
+        assert (await response.json())["type"].endswith(f"/{kind}")
+    assert (await enroll(http, str(uuid.uuid4()), "student-b")).status == 404
+
+
+async def test_fifty_concurrent_enrollments_into_ten_seats_make_exactly_ten(
+    http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    course = await published_course(http, capacity=10)
+    responses = await asyncio.gather(*(enroll(http, course["id"], f"racer-{n}") for n in range(50)))
+    statuses = sorted(r.status for r in responses)
+    assert statuses.count(201) == 10
+    assert statuses.count(409) == 40
+    read = await (await http.get(f"/api/v1/courses/{course['id']}")).json()
+    assert read["enrollment_count"] == 10
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        count = await eventually_async(
+            lambda: conn.fetchval(
+                "SELECT count(*) FROM enrollments WHERE course_id = $1 HAVING count(*) = 10",
+                course["id"],
+            ),
+            what="ten mirrored enrollments",
+        )
+        assert count == 10
+    finally:
+        await conn.close()
+
+
+async def test_cancel_frees_the_seat_and_enrolling_again_works(http: aiohttp.ClientSession) -> None:
+    course = await published_course(http, capacity=1)
+    assert (await enroll(http, course["id"], "s1")).status == 201
+    assert (await enroll(http, course["id"], "s2")).status == 409
+    path = f"/api/v1/courses/{course['id']}/enrollments/s1"
+    assert (await http.delete(path, headers=auth("s2", "student"))).status == 403
+    assert (await http.delete(path, headers=auth("s1", "student"))).status == 204
+    assert (await http.get(path, headers=ADMIN)).status == 404
+    assert (await http.delete(path, headers=ADMIN)).status == 404
+    assert (await enroll(http, course["id"], "s2")).status == 201
+    assert (await enroll(http, course["id"], "s1")).status == 409
+
+
+async def test_who_may_enroll_and_read(http: aiohttp.ClientSession) -> None:
+    course = await published_course(http)
+    url = f"/api/v1/courses/{course['id']}/enroll"
+    assert (await http.post(url)).status == 401
+    assert (await http.post(url, headers=OWNER)).status == 403
+    assert (
+        await http.post(url, json={"user_id": "other"}, headers=auth("s9", "student"))
+    ).status == 403
+    assert (await http.post(url, json={}, headers=SERVICE)).status == 422
+    assert (await http.post(url, json={"user_id": "via-service"}, headers=SERVICE)).status == 201
+    assert (await http.post(url, json={"user_id": "via-admin"}, headers=ADMIN)).status == 201
+    read = f"/api/v1/courses/{course['id']}/enrollments/via-service"
+    assert (await http.get(read, headers=auth("via-service", "student"))).status == 200
+    assert (await http.get(read, headers=OWNER)).status == 200
+    assert (await http.get(read, headers=auth("instructor-2", "instructor"))).status == 403
+    assert (await http.get(read, headers=auth("someone", "student"))).status == 403
+
+
+async def test_the_same_user_enrolled_three_times_makes_one_enrollment(
+    http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    course = await published_course(http)
+    value = await user_enrolled_value(settings, user_id="triple", course_id=course["id"])
+    # Keyed by user (as another service might), delivered three times.
+    await produce(settings, "user-enrolled", [(b"triple", value)] * 3)
+
+    def mine(records: list[Any]) -> list[Any]:
+        return [r for r in records if r.key == course["id"].encode()]
+
+    events = mine(await read_topic(settings, "enrollment-events", mine))
+    assert len(events) == 1
+    read = f"/api/v1/courses/{course['id']}/enrollments/triple"
+    assert (await http.get(read, headers=ADMIN)).status == 200
+    assert (await (await http.get(f"/api/v1/courses/{course['id']}")).json())[
+        "enrollment_count"
+    ] == 1
+
+
+async def test_poisoned_records_go_to_the_dlq_and_the_stream_goes_on(
+    http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    course = await published_course(http, capacity=1)
+    marker = uuid.uuid4().hex
+    await produce(
+        settings,
+        "user-enrolled",
+        [
+            (marker.encode(), b"not avro at all"),
+            (
+                marker.encode(),
+                await user_enrolled_value(
+                    settings, user_id=f"{marker}-u1", course_id=str(uuid.uuid4())
+                ),
+            ),
+            (
+                marker.encode(),
+                await user_enrolled_value(settings, user_id=f"{marker}-u2", course_id=course["id"]),
+            ),
+            (
+                marker.encode(),
+                await user_enrolled_value(settings, user_id=f"{marker}-u3", course_id=course["id"]),
+            ),
+        ],
+    )
+
+    def dead(records: list[Any]) -> list[Any]:
+        return [
+            r for r in records if r.key == marker.encode() or marker.encode() in (r.value or b"")
+        ]
+
+    dlq = dead(await read_topic(settings, "user-enrolled.dlq", lambda rs: len(dead(rs)) >= 3))
+    reasons = sorted(dict(r.headers)["dlq.reason"].decode().split(":")[0] for r in dlq)
+    assert len(reasons) == 3
+    assert reasons[0].startswith("course-full") and reasons[1].startswith("course-not-found")
+    assert "magic" in reasons[2] or "truncated" in reasons[2] or "unknown" in reasons[2]
+    good = f"/api/v1/courses/{course['id']}/enrollments/{marker}-u2"
+    assert (await http.get(good, headers=ADMIN)).status == 200
+    metrics = await (await http.get("/metrics")).text()
+    assert 'cms_dead_letters_total{reason="course-full",topic="user-enrolled"}' in metrics
