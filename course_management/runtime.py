@@ -53,6 +53,7 @@ from course_management.tables.enrollments import enrollment_key
 from course_management.topology import (
     CORRELATION_HEADER,
     COURSE_COMMANDS,
+    COURSE_PROGRESS,
     REPLY_SCHEMA_FILE,
     REPLY_SUBJECT,
     REPLY_TO_HEADER,
@@ -224,21 +225,31 @@ class Runtime(Service):
 
     async def enroll(self, course_id: str, user_id: str, source: str) -> Reply:
         """Publish `user_enrolled` (as other services do) and wait for the agent's answer."""
-        event_id = str(uuid.uuid4())
-        record = {
-            "event_id": event_id,
-            "occurred_at": datetime.now(UTC),
+        fields = {"user_id": user_id, "course_id": course_id, "source": source}
+        return await self._publish_input(USER_ENROLLED, course_id, fields)
+
+    async def report_progress(
+        self, course_id: str, user_id: str, item_id: str, status: str, score: float | None
+    ) -> Reply:
+        """Publish an `ItemProgress` on course-progress and wait for the agent's answer."""
+        fields = {
             "user_id": user_id,
             "course_id": course_id,
-            "source": source,
+            "item_id": item_id,
+            "status": status,
+            "score": score,
         }
+        return await self._publish_input(COURSE_PROGRESS, course_id, fields)
+
+    async def _publish_input(self, topic: str, course_id: str, fields: dict[str, Any]) -> Reply:
+        event_id = str(uuid.uuid4())
+        record = {"event_id": event_id, "occurred_at": datetime.now(UTC), **fields}
         headers = [
             (REPLY_TO_HEADER, self.replies.topic.encode()),
             (CORRELATION_HEADER, event_id.encode()),
         ]
         return await self._ask(
-            event_id,
-            self.publish(USER_ENROLLED, course_id, f"{USER_ENROLLED}-value", record, headers),
+            event_id, self.publish(topic, course_id, f"{topic}-value", record, headers)
         )
 
     async def _ask(self, correlation_id: str, send: Awaitable[None]) -> Reply:

@@ -81,5 +81,6 @@ def reply_topic(worker_id: str) -> str:
 REPLY_TO_HEADER = "cms-reply-to"
 CORRELATION_HEADER = "cms-correlation-id"
 KIND_HEADER = "cms-kind"
+SOURCE_KEY_HEADER = "cms-source-key"  # the key the record had on its source topic
 
 REPLY_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}

@@ -23,6 +23,12 @@ class Backend(Protocol):
         """Publish `user_enrolled` and wait for the agent's answer."""
         ...
 
+    async def report_progress(
+        self, course_id: str, user_id: str, item_id: str, status: str, score: float | None
+    ) -> Reply:
+        """Publish an item's progress and wait for the agent's answer."""
+        ...
+
     async def read_enrollment(self, course_id: str, user_id: str) -> dict[str, Any] | None:
         """The Enrollment with progress, or None when the user was never enrolled."""
         ...

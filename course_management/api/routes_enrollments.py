@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from course_management.api.auth import Principal
 from course_management.api.http import json_response, read_body, require_principal
-from course_management.api.models import Enrollment
+from course_management.api.models import Enrollment, Progress
 from course_management.api.openapi import Endpoint, Param
 from course_management.api.ports import BACKEND
 from course_management.api.routes_courses import (
@@ -65,6 +65,37 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     return json_response(reply.body, status=reply.status, headers=headers)
 
 
+class ProgressRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    status: Literal["started", "completed"]
+    score: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+    user_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None, description="Only when a service reports for a user"
+    )
+
+
+async def report_progress(request: web.Request) -> web.StreamResponse:
+    who = require_principal(request)
+    course_id = course_id_param(request)
+    body, _ = await read_body(request, ProgressRequest)
+    if who.has("service"):
+        if body.user_id is None:
+            raise validation_problem([("user_id", "required when a service reports progress")])
+        user_id = body.user_id
+    elif who.has("student") and body.user_id in (None, who.user_id):
+        user_id = who.user_id
+    else:
+        raise Problem.of(403, "forbidden", "progress is reported by the student or a service")
+    reply = await request.app[BACKEND].report_progress(
+        course_id, user_id, body.item_id, body.status, body.score
+    )
+    if reply.status != 200:
+        raise problem_from_reply(reply.status, reply.body)
+    return json_response(reply.body)
+
+
 async def cancel_enrollment(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     course_id = course_id_param(request)
@@ -114,6 +145,17 @@ ENDPOINTS = [
         body=EnrollRequest,
         responses={201: ("Enrolled", Enrollment), 200: ("Already enrolled", Enrollment)},
         errors=(400, 401, 403, 404, 409, 415, 422, 503),
+        params=(COURSE_ID,),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/courses/{courseId}/progress",
+        report_progress,
+        summary="Report progress on an item (the enrolled student; a service names user_id)",
+        tag="enrollments",
+        body=ProgressRequest,
+        responses={200: ("The enrollment's progress after the change", Progress)},
+        errors=(400, 401, 403, 404, 413, 415, 422, 503),
         params=(COURSE_ID,),
     ),
     Endpoint(

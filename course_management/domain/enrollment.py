@@ -13,7 +13,7 @@ from typing import Any
 
 from course_management.domain.commands import derived_id
 from course_management.domain.course import rfc3339
-from course_management.domain.problems import Problem
+from course_management.domain.problems import Problem, validation_problem
 
 SEEN_EVENTS_KEPT = 32
 
@@ -36,11 +36,22 @@ class CancelInput:
 
 
 @dataclass(frozen=True)
+class ProgressInput:
+    event_id: str
+    course_id: str
+    user_id: str
+    item_id: str
+    status: str  # started | completed
+    score: float | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
 class EnrollmentDecision:
     status: int  # the HTTP status a caller gets
     enrollment: dict[str, Any] | None  # the new enrollment record (None: unchanged)
     seats_taken: int | None  # the course's new count of seats taken (None: unchanged)
-    event: dict[str, Any] | None  # the EnrollmentEvent to publish
+    events: tuple[dict[str, Any], ...]  # the EnrollmentEvents to publish, in order
     problem: Problem | None = None  # why it was refused
     reply_enrollment: dict[str, Any] | None = None
 
@@ -102,7 +113,7 @@ def _remember(record: dict[str, Any], event_id: str) -> dict[str, Any]:
 
 
 def _refused(slug: str, detail: str, status: int = 409) -> EnrollmentDecision:
-    return EnrollmentDecision(status, None, None, None, Problem.of(status, slug, detail))
+    return EnrollmentDecision(status, None, None, (), Problem.of(status, slug, detail))
 
 
 def decide_enroll(
@@ -118,7 +129,7 @@ def decide_enroll(
         assert record is not None
         remembered = None if _seen(record, enroll.event_id) else _remember(record, enroll.event_id)
         return EnrollmentDecision(
-            200, remembered, None, None, reply_enrollment=public_view(record, course)
+            200, remembered, None, (), reply_enrollment=public_view(record, course)
         )
     if course["status"] != "published":
         return _refused("course-not-published", "only a published course takes enrollments")
@@ -147,7 +158,7 @@ def decide_enroll(
         201,
         new_record,
         seats_taken + 1,
-        _event(enroll.event_id, "enrollment_created", new_record, course, enroll.occurred_at),
+        (_event(enroll.event_id, "enrollment_created", new_record, course, enroll.occurred_at),),
         reply_enrollment=public_view(new_record, course),
     )
 
@@ -162,7 +173,7 @@ def decide_cancel(
         return _refused("course-not-found", f"no course {cancel.course_id}", 404)
     if _seen(record, cancel.event_id):
         assert record is not None
-        return EnrollmentDecision(204, None, None, None)
+        return EnrollmentDecision(204, None, None, ())
     if record is None or record["status"] == "cancelled":
         return _refused("not-enrolled", f"{cancel.user_id} is not enrolled", 404)
     cancelled = _remember(
@@ -172,5 +183,56 @@ def decide_cancel(
         204,
         cancelled,
         max(0, seats_taken - 1),
-        _event(cancel.event_id, "enrollment_cancelled", cancelled, course, cancel.occurred_at),
+        (_event(cancel.event_id, "enrollment_cancelled", cancelled, course, cancel.occurred_at),),
+    )
+
+
+def decide_progress(
+    course: dict[str, Any] | None, record: dict[str, Any] | None, progress: ProgressInput
+) -> EnrollmentDecision:
+    """Record an item's progress; the enrollment completes (once) when every item is done."""
+    if course is None:
+        return _refused("course-not-found", f"no course {progress.course_id}", 404)
+    if record is None or record["status"] == "cancelled":
+        return _refused("not-enrolled", f"{progress.user_id} is not enrolled", 403)
+    if progress.item_id not in item_ids_in_order(course):
+        return EnrollmentDecision(
+            422,
+            None,
+            None,
+            (),
+            validation_problem([("item_id", "not an item of this course")]),
+        )
+    if _seen(record, progress.event_id):
+        return EnrollmentDecision(200, None, None, (), reply_enrollment=public_view(record, course))
+    at = rfc3339(progress.occurred_at)
+    current = record.get("items", {}).get(progress.item_id, {})
+    if current.get("status") == "completed" and progress.status == "started":
+        state = {**current, "at": max(current.get("at", ""), at)}  # never back to started
+    else:
+        state = {"status": progress.status, "score": progress.score, "at": at}
+        if progress.score is None and current.get("score") is not None:
+            state["score"] = current["score"]
+    items = {**record.get("items", {}), progress.item_id: state}
+    changed = _remember(
+        {**record, "items": items, "version": record["version"] + 1}, progress.event_id
+    )
+    events = [_event(progress.event_id, "progress_updated", changed, course, progress.occurred_at)]
+    view = progress_of(course, items, None)
+    if (
+        record.get("completed_at") is None
+        and view["total_items"]
+        and view["completed_items"] == view["total_items"]
+    ):
+        changed = {
+            **changed,
+            "status": "completed",
+            "completed_at": at,
+            "version": changed["version"] + 1,
+        }
+        events.append(
+            _event(progress.event_id, "course_completed", changed, course, progress.occurred_at)
+        )
+    return EnrollmentDecision(
+        200, changed, None, tuple(events), reply_enrollment=public_view(changed, course)
     )

@@ -117,6 +117,8 @@ def register_course_commands(
                 kind = (event.headers or {}).get(KIND_HEADER, b"")
                 if kind == b"user_enrolled":
                     await enrollment.user_enrolled(event)
+                elif kind == b"item_progress":
+                    await enrollment.item_progress(event)
                 else:
                     await runtime.dead_letter(
                         ENROLLMENT_INPUTS, event.key, event.value, f"unknown kind {kind!r}"

@@ -15,8 +15,10 @@ from course_management.domain.enrollment import (
     CancelInput,
     EnrollInput,
     EnrollmentDecision,
+    ProgressInput,
     decide_cancel,
     decide_enroll,
+    decide_progress,
 )
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import ENROLLMENTS_APPLIED
@@ -24,9 +26,11 @@ from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key
 from course_management.topology import (
     CORRELATION_HEADER,
+    COURSE_PROGRESS,
     ENROLLMENT_EVENTS,
     REPLY_SUBJECT,
     REPLY_TO_HEADER,
+    SOURCE_KEY_HEADER,
     USER_ENROLLED,
 )
 
@@ -67,15 +71,40 @@ class EnrollmentApplier:
         )
         await self.apply(enroll.course_id, enroll.user_id, course_record, decision)
         if decision.problem is not None:
-            reason = f"{decision.problem.type.rsplit('/', 1)[-1]}: {decision.problem.detail}"
-            await self.runtime.dead_letter(
-                USER_ENROLLED,
-                event.key,
-                event.value,
-                reason,
-                decision.problem.type.rsplit("/", 1)[-1],
-            )
+            await self._dead_letter(USER_ENROLLED, event, decision)
         await self.reply(headers, decision)
+
+    async def item_progress(self, event: Any) -> None:
+        try:
+            value = await self.runtime.codec.decode(f"{COURSE_PROGRESS}-value", event.value)
+        except AvroDecodeError as exc:
+            await self.runtime.dead_letter(
+                COURSE_PROGRESS, event.key, event.value, str(exc), "malformed"
+            )
+            return
+        progress = ProgressInput(
+            event_id=value["event_id"],
+            course_id=value["course_id"],
+            user_id=value["user_id"],
+            item_id=value["item_id"],
+            status=value["status"],
+            score=value["score"],
+            occurred_at=value["occurred_at"].astimezone(UTC),
+        )
+        key = enrollment_key(progress.course_id, progress.user_id)
+        course_record = self.courses.get(progress.course_id)
+        decision = decide_progress(course_of(course_record), self.enrollments.get(key), progress)
+        await self.apply(progress.course_id, progress.user_id, course_record, decision)
+        if decision.problem is not None:
+            await self._dead_letter(COURSE_PROGRESS, event, decision)
+        await self.reply(event.headers or {}, decision, progress_only=True)
+
+    async def _dead_letter(self, topic: str, event: Any, decision: EnrollmentDecision) -> None:
+        assert decision.problem is not None
+        code = decision.problem.type.rsplit("/", 1)[-1]
+        detail = decision.problem.detail
+        key = (event.headers or {}).get(SOURCE_KEY_HEADER, event.key)  # as it was on `topic`
+        await self.runtime.dead_letter(topic, key, event.value, f"{code}: {detail}", code)
 
     async def cancel(self, command: Any, reply_to: str | None) -> None:
         """A `cancel_enrollment` course command (from the DELETE route)."""
@@ -107,24 +136,28 @@ class EnrollmentApplier:
         self, course_id: str, user_id: str, course_record: Any, decision: EnrollmentDecision
     ) -> None:
         """Publish the event (acked), then write the tables, then refresh the cache."""
-        if decision.event is not None:
+        for event in decision.events:
             await self.runtime.publish(
-                ENROLLMENT_EVENTS, course_id, f"{ENROLLMENT_EVENTS}-value", decision.event
+                ENROLLMENT_EVENTS, course_id, f"{ENROLLMENT_EVENTS}-value", event
             )
-            ENROLLMENTS_APPLIED.labels(decision.event["event_type"]).inc()
+            ENROLLMENTS_APPLIED.labels(event["event_type"]).inc()
         if decision.enrollment is not None:
             self.enrollments[enrollment_key(course_id, user_id)] = decision.enrollment
         if decision.seats_taken is not None and course_record is not None:
             self.courses[course_id] = {**course_record, "seats_taken": decision.seats_taken}
             await self.runtime.cache.set_enrollment_count(course_id, decision.seats_taken)
 
-    async def reply(self, headers: dict[str, bytes], decision: EnrollmentDecision) -> None:
+    async def reply(
+        self, headers: dict[str, bytes], decision: EnrollmentDecision, progress_only: bool = False
+    ) -> None:
         reply_to = headers.get(REPLY_TO_HEADER)
         correlation = headers.get(CORRELATION_HEADER)
         if not reply_to or not correlation:
             return
         if decision.problem is not None:
             body: Any = decision.problem.to_dict()
+        elif progress_only and decision.reply_enrollment is not None:
+            body = decision.reply_enrollment["progress"]
         else:
             body = decision.reply_enrollment
         await self.runtime.publish(

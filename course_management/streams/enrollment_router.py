@@ -1,8 +1,9 @@
-"""Re-keys `user-enrolled` by course id (other services may key it any way they like).
+"""Re-keys `user-enrolled` and `course-progress` by course id.
 
-Undecodable or incomplete records go to `user-enrolled.dlq` with the reason; the stream
-goes on. Good records are forwarded as they are (same bytes, same headers) to the
-internal enrollment-inputs topic, keyed by course id.
+Other services may key these topics any way they like. Undecodable or incomplete records
+go to `<topic>.dlq` with the reason; the stream goes on. Good records are forwarded as they
+are (same bytes, same headers, plus their kind) to the internal enrollment-inputs topic,
+keyed by course id, where the agent owning the course applies them.
 """
 
 from __future__ import annotations
@@ -12,40 +13,54 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from course_management.infra.avro import AvroDecodeError
-from course_management.topology import ENROLLMENT_INPUTS, KIND_HEADER, USER_ENROLLED
+from course_management.topology import (
+    COURSE_PROGRESS,
+    ENROLLMENT_INPUTS,
+    KIND_HEADER,
+    SOURCE_KEY_HEADER,
+    USER_ENROLLED,
+)
 
 if TYPE_CHECKING:
     from course_management.runtime import Runtime
 
+KINDS = {USER_ENROLLED: b"user_enrolled", COURSE_PROGRESS: b"item_progress"}
+REQUIRED = {
+    USER_ENROLLED: ("event_id", "course_id", "user_id"),
+    COURSE_PROGRESS: ("event_id", "course_id", "user_id", "item_id"),
+}
 
-def register_enrollment_router(app: faust.App, runtime: Runtime) -> Any:
+
+def register_enrollment_router(app: faust.App, runtime: Runtime) -> list[Any]:
+    agents = []
+    for source in (USER_ENROLLED, COURSE_PROGRESS):
+        agents.append(_router(app, runtime, source))
+    return agents
+
+
+def _router(app: faust.App, runtime: Runtime, source: str) -> Any:
     topic = app.topic(
-        USER_ENROLLED,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        source, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
 
-    @app.agent(topic, name="route-user-enrolled", concurrency=1)
-    async def route_user_enrolled(stream: Any) -> None:
+    async def route(stream: Any) -> None:
         async for event in stream.events():
             try:
-                value = await runtime.codec.decode(f"{USER_ENROLLED}-value", event.value)
-                course_id = str(value["course_id"])
-                if not course_id or not value.get("user_id") or not value.get("event_id"):
-                    raise AvroDecodeError("course_id, user_id and event_id are required")
+                value = await runtime.codec.decode(f"{source}-value", event.value)
+                missing = [name for name in REQUIRED[source] if not value.get(name)]
+                if missing:
+                    raise AvroDecodeError(f"empty {', '.join(missing)}")
             except AvroDecodeError as exc:
-                await runtime.dead_letter(
-                    USER_ENROLLED, event.key, event.value, str(exc), "malformed"
-                )
+                await runtime.dead_letter(source, event.key, event.value, str(exc), "malformed")
                 continue
-            headers = [(k, v) for k, v in (event.headers or {}).items() if k != KIND_HEADER]
+            own = (KIND_HEADER, SOURCE_KEY_HEADER)
+            headers = [(k, v) for k, v in (event.headers or {}).items() if k not in own]
             await runtime.forward(
                 ENROLLMENT_INPUTS,
-                course_id,
+                str(value["course_id"]),
                 event.value,
-                [*headers, (KIND_HEADER, b"user_enrolled")],
+                [*headers, (KIND_HEADER, KINDS[source]), (SOURCE_KEY_HEADER, event.key or b"")],
             )
 
-    return route_user_enrolled
+    route.__name__ = f"route_{source.replace('-', '_')}"
+    return app.agent(topic, name=f"route-{source}", concurrency=1)(route)

@@ -37,7 +37,7 @@ def test_a_first_enrollment_takes_a_seat_and_publishes_enrollment_created() -> N
     decision = decide_enroll(course(), 0, None, enroll())
     assert decision.status == 201
     assert decision.seats_taken == 1
-    assert decision.event["event_type"] == "enrollment_created"
+    assert decision.events[0]["event_type"] == "enrollment_created"
     assert decision.reply_enrollment["status"] == "active"
     assert decision.reply_enrollment["progress"]["total_items"] == 3
     assert decision.reply_enrollment["progress"]["next_item_id"] == "i1"
@@ -47,20 +47,20 @@ def test_the_same_event_twice_enrolls_once() -> None:
     first = decide_enroll(course(), 0, None, enroll(event_id="e-1"))
     again = decide_enroll(course(), 1, first.enrollment, enroll(event_id="e-1"))
     assert again.status == 200
-    assert (again.enrollment, again.seats_taken, again.event) == (None, None, None)
+    assert (again.enrollment, again.seats_taken, again.events) == (None, None, ())
 
 
 def test_enrolling_again_while_enrolled_is_200_without_a_seat() -> None:
     first = decide_enroll(course(), 0, None, enroll())
     again = decide_enroll(course(), 1, first.enrollment, enroll())
-    assert again.status == 200 and again.seats_taken is None and again.event is None
+    assert again.status == 200 and again.seats_taken is None and again.events == ()
 
 
 def test_a_full_course_refuses_with_course_full() -> None:
     decision = decide_enroll(course(capacity=1), 1, None, enroll("u2"))
     assert decision.status == 409
     assert decision.problem.type.endswith("/course-full")
-    assert decision.enrollment is None and decision.event is None
+    assert decision.enrollment is None and decision.events == ()
 
 
 def test_a_draft_or_closed_course_refuses() -> None:
@@ -83,7 +83,7 @@ def test_cancelling_frees_the_seat_and_enrolling_again_works() -> None:
         course(capacity=1), 1, first.enrollment, CancelInput("x", "c-1", "u1", T0)
     )
     assert cancel.status == 204 and cancel.seats_taken == 0
-    assert cancel.event["event_type"] == "enrollment_cancelled"
+    assert cancel.events[0]["event_type"] == "enrollment_cancelled"
     again = decide_enroll(
         course(capacity=1), 0, cancel.enrollment, enroll(at=T0 + timedelta(hours=1))
     )
@@ -113,3 +113,95 @@ def test_progress_counts_the_courses_current_items() -> None:
     assert progress["percent"] == 33.33
     assert progress["next_item_id"] == "i2"
     assert progress["last_activity_at"] == "2026-11-27T12:05:00.000Z"
+
+
+def progress(
+    item: str,
+    status: str = "completed",
+    event_id: str | None = None,
+    score: float | None = None,
+    minute: int = 1,
+):
+    from course_management.domain.enrollment import ProgressInput
+
+    return ProgressInput(
+        event_id or str(uuid.uuid4()),
+        "c-1",
+        "u1",
+        item,
+        status,
+        score,
+        T0 + timedelta(minutes=minute),
+    )
+
+
+def enrolled() -> dict:
+    return decide_enroll(course(), 0, None, enroll()).enrollment
+
+
+def test_progress_updates_and_next_item_moves_on() -> None:
+    from course_management.domain.enrollment import decide_progress
+
+    decision = decide_progress(course(), enrolled(), progress("i1", score=8.5))
+    assert decision.status == 200
+    assert [e["event_type"] for e in decision.events] == ["progress_updated"]
+    view = decision.reply_enrollment["progress"]
+    assert (view["completed_items"], view["next_item_id"]) == (1, "i2")
+    assert decision.enrollment["items"]["i1"]["score"] == 8.5
+
+
+def test_completing_every_item_completes_once() -> None:
+    from course_management.domain.enrollment import decide_progress
+
+    record = enrolled()
+    for minute, item in enumerate(["i1", "i2"], start=1):
+        record = decide_progress(course(), record, progress(item, minute=minute)).enrollment
+    last = decide_progress(course(), record, progress("i3", minute=5))
+    assert [e["event_type"] for e in last.events] == ["progress_updated", "course_completed"]
+    assert last.enrollment["status"] == "completed"
+    assert last.reply_enrollment["progress"]["completed_at"] == "2026-11-27T12:05:00.000Z"
+    again = decide_progress(course(), last.enrollment, progress("i3", minute=6))
+    assert [e["event_type"] for e in again.events] == ["progress_updated"]
+
+
+def test_started_never_undoes_completed() -> None:
+    from course_management.domain.enrollment import decide_progress
+
+    done = decide_progress(course(), enrolled(), progress("i1")).enrollment
+    after = decide_progress(course(), done, progress("i1", status="started", minute=2)).enrollment
+    assert after["items"]["i1"]["status"] == "completed"
+
+
+def test_progress_refusals() -> None:
+    from course_management.domain.enrollment import decide_progress
+
+    assert decide_progress(course(), None, progress("i1")).status == 403
+    assert decide_progress(None, enrolled(), progress("i1")).status == 404
+    unknown = decide_progress(course(), enrolled(), progress("nope"))
+    assert unknown.status == 422 and unknown.problem.errors[0]["field"] == "item_id"
+
+
+def test_a_duplicate_progress_event_changes_nothing() -> None:
+    from course_management.domain.enrollment import decide_progress
+
+    first = decide_progress(course(), enrolled(), progress("i1", event_id="p-1"))
+    again = decide_progress(course(), first.enrollment, progress("i1", event_id="p-1"))
+    assert (again.enrollment, again.events) == (None, ())
+
+
+def test_a_structure_change_moves_totals_but_a_completed_enrollment_stays_completed() -> None:
+    from course_management.domain.enrollment import decide_progress, public_view
+
+    record = enrolled()
+    for minute, item in enumerate(["i1", "i2", "i3"], start=1):
+        record = decide_progress(course(), record, progress(item, minute=minute)).enrollment
+    bigger = course(
+        modules=[*course()["modules"], {"id": "m3", "position": 2, "items": [{"id": "i4"}]}]
+    )
+    view = public_view(record, bigger)
+    assert view["status"] == "completed"
+    assert (view["progress"]["completed_items"], view["progress"]["total_items"]) == (3, 4)
+    assert view["progress"]["percent"] == 75.0
+    assert view["progress"]["next_item_id"] == "i4"
+    smaller = course(modules=[course()["modules"][0]])
+    assert public_view(record, smaller)["progress"]["total_items"] == 2

@@ -1,0 +1,197 @@
+"""Progress against the real stack: sums, next item through a course edit, one completion."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec
+from course_management.runtime import register_schemas
+from tests.integration.test_create_slice import read_topic
+from tests.integration.test_enrollment import OWNER, enroll, produce
+from tests.support import auth
+
+TWO_ITEMS = {
+    "title": "M1",
+    "position": 0,
+    "items": [
+        {"type": "lesson", "title": "Read", "position": 0},
+        {"type": "quiz", "title": "Check", "position": 1, "max_score": 10},
+    ],
+}
+
+
+async def report(
+    http: aiohttp.ClientSession, course_id: str, user: str, **body: Any
+) -> aiohttp.ClientResponse:
+    return await http.post(
+        f"/api/v1/courses/{course_id}/progress", json=body, headers=auth(user, "student")
+    )
+
+
+async def test_progress_adds_up_through_a_course_edit_and_completes_once(
+    http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    created = await http.post(
+        "/api/v1/courses/create",
+        json={"title": "Progressive", "status": "published", "modules": [TWO_ITEMS]},
+        headers=OWNER,
+    )
+    course = await created.json()
+    read_id, quiz_id = (i["id"] for i in course["modules"][0]["items"])
+    assert (await enroll(http, course["id"], "learner")).status == 201
+
+    started = await report(http, course["id"], "learner", item_id=read_id, status="started")
+    assert started.status == 200, await started.text()
+    done = await (
+        await report(http, course["id"], "learner", item_id=read_id, status="completed")
+    ).json()
+    assert (done["completed_items"], done["total_items"], done["percent"]) == (1, 2, 50.0)
+    assert done["next_item_id"] == quiz_id and done["completed_at"] is None
+
+    # The instructor adds an item: the percent drops, the next item is still the quiz.
+    module = course["modules"][0]
+    edited = await http.put(
+        f"/api/v1/courses/{course['id']}/update",
+        json={
+            "modules": [
+                {
+                    **TWO_ITEMS,
+                    "id": module["id"],
+                    "items": [
+                        {**TWO_ITEMS["items"][0], "id": read_id},
+                        {**TWO_ITEMS["items"][1], "id": quiz_id},
+                        {"type": "lesson", "title": "Extra", "position": 2},
+                    ],
+                }
+            ]
+        },
+        headers=OWNER,
+    )
+    assert edited.status == 200
+    view = await (
+        await http.get(f"/api/v1/courses/{course['id']}/enrollments/learner", headers=OWNER)
+    ).json()
+    assert (view["progress"]["completed_items"], view["progress"]["total_items"]) == (1, 3)
+    assert view["progress"]["percent"] == 33.33
+    assert view["progress"]["next_item_id"] == quiz_id
+    extra_id = (await edited.json())["modules"][0]["items"][2]["id"]
+
+    await report(http, course["id"], "learner", item_id=quiz_id, status="completed", score=9)
+    final = await (
+        await report(http, course["id"], "learner", item_id=extra_id, status="completed")
+    ).json()
+    assert (
+        final["percent"] == 100.0
+        and final["completed_at"] is not None
+        and final["next_item_id"] is None
+    )
+    again = await (
+        await report(http, course["id"], "learner", item_id=extra_id, status="completed")
+    ).json()
+    assert again["completed_at"] == final["completed_at"]
+
+    def mine(records: list[Any]) -> list[Any]:
+        return [r for r in records if r.key == course["id"].encode()]
+
+    # created, started, read done, quiz done, extra done (+ completed), extra again
+    records = mine(await read_topic(settings, "enrollment-events", lambda rs: len(mine(rs)) >= 7))
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    kinds = [
+        (await codec.decode("enrollment-events-value", r.value))["event_type"] for r in records
+    ]
+    assert kinds == ["enrollment_created"] + ["progress_updated"] * 4 + [
+        "course_completed",
+        "progress_updated",
+    ]
+    assert kinds.count("course_completed") == 1
+    assert kinds[0] == "enrollment_created"
+
+
+async def test_progress_refusals_on_the_route(http: aiohttp.ClientSession) -> None:
+    created = await http.post(
+        "/api/v1/courses/create",
+        json={"title": "Strict", "status": "published", "modules": [TWO_ITEMS]},
+        headers=OWNER,
+    )
+    course = await created.json()
+    item = course["modules"][0]["items"][0]["id"]
+    assert (
+        await report(http, course["id"], "stranger", item_id=item, status="started")
+    ).status == 403
+    assert (await enroll(http, course["id"], "member")).status == 201
+    unknown = await report(http, course["id"], "member", item_id="no-such-item", status="started")
+    assert unknown.status == 422
+    assert (await unknown.json())["errors"][0]["field"] == "item_id"
+    bad = await report(http, course["id"], "member", item_id=item, status="finished")
+    assert bad.status == 422
+    by_service = await http.post(
+        f"/api/v1/courses/{course['id']}/progress",
+        json={"item_id": item, "status": "completed", "user_id": "member", "score": None},
+        headers=auth("assessment", "service"),
+    )
+    assert by_service.status == 200
+
+
+async def test_consumed_progress_for_an_unknown_item_goes_to_the_dlq(
+    http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    created = await http.post(
+        "/api/v1/courses/create",
+        json={"title": "Consumed", "status": "published", "modules": [TWO_ITEMS]},
+        headers=OWNER,
+    )
+    course = await created.json()
+    assert (await enroll(http, course["id"], "reader")).status == 201
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    marker = uuid.uuid4().hex
+    bad = codec.encode(
+        "course-progress-value",
+        {
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": datetime.now(UTC),
+            "user_id": "reader",
+            "course_id": course["id"],
+            "item_id": f"missing-{marker}",
+            "status": "completed",
+            "score": None,
+        },
+    )
+    good_item = course["modules"][0]["items"][0]["id"]
+    good = codec.encode(
+        "course-progress-value",
+        {
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": datetime.now(UTC),
+            "user_id": "reader",
+            "course_id": course["id"],
+            "item_id": good_item,
+            "status": "completed",
+            "score": 1.0,
+        },
+    )
+    await produce(settings, "course-progress", [(marker.encode(), bad), (marker.encode(), good)])
+    dlq = [
+        r
+        for r in await read_topic(
+            settings, "course-progress.dlq", lambda rs: any(r.key == marker.encode() for r in rs)
+        )
+        if r.key == marker.encode()
+    ]
+    assert dict(dlq[0].headers)["dlq.reason"].startswith(b"validation")
+
+    async def completed() -> bool:
+        view = await (
+            await http.get(f"/api/v1/courses/{course['id']}/enrollments/reader", headers=OWNER)
+        ).json()
+        return bool(view["progress"]["completed_items"] == 1)
+
+    from tests.support import eventually_async
+
+    assert await eventually_async(completed, what="the good record applied after the bad one")
