@@ -37,6 +37,8 @@ from course_management.infra.database import (
     count_seats_taken,
     fetch_course_state,
     fetch_enrollment,
+    list_course_enrollments,
+    list_user_enrollments,
 )
 from course_management.infra.kafka import (
     Headers,
@@ -326,6 +328,18 @@ class Runtime(Service):
         partition = murmur2(course_id.encode()) & 0x7FFFFFFF
         partition %= self.settings.topic_partitions
         return TP(COURSE_COMMANDS, partition) in self.app.assignor.assigned_actives()
+
+    async def list_course_enrollments(
+        self, course_id: str, after_user: str | None, limit: int, only_user: str | None
+    ) -> list[dict[str, Any]]:
+        assert self.pool is not None
+        return await list_course_enrollments(self.pool, course_id, after_user, limit, only_user)
+
+    async def list_user_enrollments(
+        self, user_id: str, after_course: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        assert self.pool is not None
+        return await list_user_enrollments(self.pool, user_id, after_course, limit)
 
     async def readiness(self) -> dict[str, bool]:
         recovery = self.app.tables.recovery

@@ -109,6 +109,11 @@ class Enrollment(BaseModel):
     progress: Progress
 
 
+class EnrollmentPage(BaseModel):
+    items: list[Enrollment]
+    next_cursor: str | None
+
+
 class Health(BaseModel):
     status: str
 

@@ -33,6 +33,18 @@ class Backend(Protocol):
         """The Enrollment with progress, or None when the user was never enrolled."""
         ...
 
+    async def list_course_enrollments(
+        self, course_id: str, after_user: str | None, limit: int, only_user: str | None
+    ) -> list[dict[str, Any]]:
+        """A page (limit + 1 rows) of a course's enrollments, from the mirror."""
+        ...
+
+    async def list_user_enrollments(
+        self, user_id: str, after_course: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """A page (limit + 1 rows) of a user's enrollments, from the mirror."""
+        ...
+
     async def readiness(self) -> dict[str, bool]:
         """Each dependency and the table recovery: True when it is fine."""
         ...

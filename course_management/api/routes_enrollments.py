@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from course_management.api.auth import Principal
 from course_management.api.http import json_response, read_body, require_principal
-from course_management.api.models import Enrollment, Progress
+from course_management.api.models import Enrollment, EnrollmentPage, Progress
 from course_management.api.openapi import Endpoint, Param
+from course_management.api.pages import decode_cursor, page_body, page_query
 from course_management.api.ports import BACKEND
 from course_management.api.routes_courses import (
     COURSE_ID,
@@ -135,7 +136,74 @@ async def get_enrollment(request: web.Request) -> web.StreamResponse:
     return json_response(found)
 
 
+async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
+    who = require_principal(request)
+    course_id = course_id_param(request)
+    query = page_query(request)
+    position = decode_cursor(query.cursor, "user_id")
+    only_user = None
+    if not who.has("admin", "service"):
+        course = await visible_course(request, course_id)
+        if not owns(course, who.actor()):
+            if not who.has("student"):
+                raise Problem.of(403, "forbidden", "only the owner, admins, services and students")
+            only_user = who.user_id  # a student sees only their own enrollment
+    rows = await request.app[BACKEND].list_course_enrollments(
+        course_id, position["user_id"] if position else None, query.limit, only_user
+    )
+    last = rows[query.limit - 1] if len(rows) > query.limit else None
+    return json_response(
+        page_body(rows, query.limit, {"user_id": last["user_id"]} if last else None)
+    )
+
+
+async def list_user_enrollments(request: web.Request) -> web.StreamResponse:
+    who = require_principal(request)
+    user_id = request.match_info["userId"]
+    if not (who.has("admin", "service") or who.user_id == user_id):
+        raise Problem.of(403, "forbidden", "a user's enrollments are theirs, admins' and services'")
+    query = page_query(request)
+    position = decode_cursor(query.cursor, "course_id")
+    rows = await request.app[BACKEND].list_user_enrollments(
+        user_id, position["course_id"] if position else None, query.limit
+    )
+    last = rows[query.limit - 1] if len(rows) > query.limit else None
+    return json_response(
+        page_body(rows, query.limit, {"course_id": last["course_id"]} if last else None)
+    )
+
+
+PAGE_PARAMS = (
+    Param(
+        "limit",
+        "query",
+        "Page size, 1..100 (default 20)",
+        schema={"type": "integer", "minimum": 1, "maximum": 100},
+    ),
+    Param("cursor", "query", "Opaque: the `next_cursor` of the previous page"),
+)
+
 ENDPOINTS = [
+    Endpoint(
+        "GET",
+        "/api/v1/courses/{courseId}/enrollments",
+        list_course_enrollments,
+        summary="A page of a course's enrollments (owner, admin, service; a student: their own)",
+        tag="enrollments",
+        responses={200: ("A page of enrollments with progress", EnrollmentPage)},
+        errors=(401, 403, 404, 422),
+        params=(COURSE_ID, *PAGE_PARAMS),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/users/{userId}/enrollments",
+        list_user_enrollments,
+        summary="A page of a user's enrollments (that user, admin, service)",
+        tag="enrollments",
+        responses={200: ("A page of enrollments with progress", EnrollmentPage)},
+        errors=(401, 403, 422),
+        params=(USER_ID, *PAGE_PARAMS),
+    ),
     Endpoint(
         "POST",
         "/api/v1/courses/{courseId}/enroll",

@@ -193,3 +193,32 @@ async def count_seats_taken(pool: asyncpg.Pool, course_id: str) -> int:
             course_id,
         )
     )
+
+
+async def list_course_enrollments(
+    pool: asyncpg.Pool, course_id: str, after_user: str | None, limit: int, only_user: str | None
+) -> list[dict[str, Any]]:
+    """Enrollments of a course (not cancelled), by user id; `limit + 1` rows to see a next page."""
+    rows = await pool.fetch(
+        "SELECT snapshot FROM enrollments WHERE course_id = $1 AND status <> 'cancelled'"
+        " AND ($2::text IS NULL OR user_id > $2) AND ($3::text IS NULL OR user_id = $3)"
+        " ORDER BY user_id LIMIT $4",
+        course_id,
+        after_user,
+        only_user,
+        limit + 1,
+    )
+    return [json.loads(r["snapshot"]) for r in rows]
+
+
+async def list_user_enrollments(
+    pool: asyncpg.Pool, user_id: str, after_course: str | None, limit: int
+) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT snapshot FROM enrollments WHERE user_id = $1 AND status <> 'cancelled'"
+        " AND ($2::text IS NULL OR course_id > $2) ORDER BY course_id LIMIT $3",
+        user_id,
+        after_course,
+        limit + 1,
+    )
+    return [json.loads(r["snapshot"]) for r in rows]
