@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 6
     command_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
     log_level: str = "INFO"
+    # How long the group waits for a worker that vanished (crash) before moving its partitions.
+    broker_session_timeout_seconds: Annotated[float, Field(ge=6, le=300)] = 30.0
     public_url: str | None = None
     upload_multipart_threshold_bytes: Annotated[int, Field(ge=5 * 1024 * 1024)] = 100 * 1024 * 1024
     upload_part_size_bytes: Annotated[int, Field(ge=5 * 1024 * 1024)] = 64 * 1024 * 1024

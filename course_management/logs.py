@@ -26,7 +26,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             "aiokafka": {"level": "WARNING"},
-            "faust": {"level": "WARNING" if level == "INFO" else level},
+            "faust": {"level": level},
             "mode": {"level": "WARNING" if level == "INFO" else level},
             "aiohttp.access": {"level": "WARNING"},
             "httpx": {"level": "WARNING"},

@@ -51,7 +51,7 @@ from course_management.infra.metrics import CACHE_READS, DEAD_LETTERS, EVENTS_PU
 from course_management.infra.storage import ContentStore
 from course_management.streams.app import build_app
 from course_management.tables.courses import course_of
-from course_management.tables.enrollments import enrollment_key
+from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.topology import (
     CORRELATION_HEADER,
     COURSE_COMMANDS,
@@ -317,7 +317,8 @@ class Runtime(Service):
         count = await self.cache.enrollment_count(course_id)
         if count is None:
             if self._is_local(course_id):
-                count = (self.courses.get(course_id) or {}).get("seats_taken", 0)
+                seats = self.enrollments.get(seats_key(course_id)) or {}
+                count = seats.get("count", 0)
             else:
                 assert self.pool is not None
                 count = await count_seats_taken(self.pool, course_id)

@@ -29,6 +29,7 @@ def stack_env() -> Iterator[dict[str, str]]:
             "JWT_AUDIENCE": JWT_AUDIENCE,
             "TOPIC_PARTITIONS": "4",
             "COMMAND_TIMEOUT_SECONDS": "20",
+            "BROKER_SESSION_TIMEOUT_SECONDS": "8",
             "UPLOAD_MULTIPART_THRESHOLD_BYTES": str(6 * 1024 * 1024),
             "UPLOAD_PART_SIZE_BYTES": str(5 * 1024 * 1024),
         }
@@ -68,6 +69,7 @@ def worker(
         yield process
     finally:
         process.stop()
+        process.keep_log()
 
 
 @pytest.fixture(scope="session")

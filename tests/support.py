@@ -148,6 +148,13 @@ class WorkerProcess:
             self.proc.kill()
             return self.proc.wait(timeout)
 
+    def keep_log(self) -> None:
+        """Copy this worker's log to ./test-logs/ (kept after the session, for diagnosis)."""
+        target = Path("test-logs")
+        target.mkdir(exist_ok=True)
+        if self.log_path.exists():
+            (target / self.log_path.name).write_bytes(self.log_path.read_bytes())
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()

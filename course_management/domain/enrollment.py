@@ -236,3 +236,33 @@ def decide_progress(
     return EnrollmentDecision(
         200, changed, None, tuple(events), reply_enrollment=public_view(changed, course)
     )
+
+
+# Seats: one record per course in the enrollments table (same changelog partition as the
+# course's enrollment records, so after a crash the table holds a prefix of the writes).
+# A seat change writes the seats record first, marked pending with the enrollment it
+# belongs to, then that enrollment (carrying the same `seat_seq`). If a crash keeps the
+# first write but not the second, the next decision on the course sees the mark and undoes
+# the count; the redelivered input then applies it again, once.
+
+EMPTY_SEATS: dict[str, Any] = {"count": 0, "seq": 0, "pending": None}
+
+
+def settle_seats(seats: dict[str, Any], pending_record: dict[str, Any] | None) -> dict[str, Any]:
+    """Seats with no pending mark: kept if its enrollment was written, else undone."""
+    pending = seats.get("pending")
+    if not pending:
+        return seats
+    written = pending_record is not None and pending_record.get("seat_seq") == seats["seq"]
+    count = seats["count"] if written else seats["count"] - pending["delta"]
+    return {"count": max(0, count), "seq": seats["seq"], "pending": None}
+
+
+def seat_change(seats: dict[str, Any], user_id: str, new_count: int) -> tuple[dict[str, Any], int]:
+    """The seats record for a change to `new_count` by `user_id`, and the seq it takes."""
+    seq = seats["seq"] + 1
+    return {
+        "count": new_count,
+        "seq": seq,
+        "pending": {"user_id": user_id, "delta": new_count - seats["count"]},
+    }, seq

@@ -41,6 +41,11 @@ def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any, Any
         producer_acks=-1,
         table_standby_replicas=0,
         broker_commit_every=100,
+        broker_session_timeout=settings.broker_session_timeout_seconds,
+        # Static membership: a worker restarted under the same WORKER_ID takes its
+        # partitions back at once, without a rebalance of the whole group.
+        consumer_group_instance_id=settings.worker_id,
+        broker_heartbeat_interval=2.0,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         logging_config=None,

@@ -12,6 +12,7 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from course_management.domain.enrollment import (
+    EMPTY_SEATS,
     CancelInput,
     EnrollInput,
     EnrollmentDecision,
@@ -19,11 +20,13 @@ from course_management.domain.enrollment import (
     decide_cancel,
     decide_enroll,
     decide_progress,
+    seat_change,
+    settle_seats,
 )
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import ENROLLMENTS_APPLIED
 from course_management.tables.courses import course_of
-from course_management.tables.enrollments import enrollment_key
+from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.topology import (
     CORRELATION_HEADER,
     COURSE_PROGRESS,
@@ -65,7 +68,7 @@ class EnrollmentApplier:
         course_record = self.courses.get(enroll.course_id)
         decision = decide_enroll(
             course_of(course_record),
-            (course_record or {}).get("seats_taken", 0),
+            (await self.seats(enroll.course_id))["count"],
             self.enrollments.get(enrollment_key(enroll.course_id, enroll.user_id)),
             enroll,
         )
@@ -118,7 +121,7 @@ class EnrollmentApplier:
         course_record = self.courses.get(cancel.course_id)
         decision = decide_cancel(
             course_of(course_record),
-            (course_record or {}).get("seats_taken", 0),
+            (await self.seats(cancel.course_id))["count"],
             self.enrollments.get(enrollment_key(cancel.course_id, cancel.user_id)),
             cancel,
         )
@@ -141,11 +144,29 @@ class EnrollmentApplier:
                 ENROLLMENT_EVENTS, course_id, f"{ENROLLMENT_EVENTS}-value", event
             )
             ENROLLMENTS_APPLIED.labels(event["event_type"]).inc()
-        if decision.enrollment is not None:
-            self.enrollments[enrollment_key(course_id, user_id)] = decision.enrollment
-        if decision.seats_taken is not None and course_record is not None:
-            self.courses[course_id] = {**course_record, "seats_taken": decision.seats_taken}
+        enrollment = decision.enrollment
+        if decision.seats_taken is not None:
+            seats, seq = seat_change(await self.seats(course_id), user_id, decision.seats_taken)
+            self.enrollments[seats_key(course_id)] = seats  # first: see settle_seats
+            assert enrollment is not None
+            enrollment = {**enrollment, "seat_seq": seq}
+        if enrollment is not None:
+            self.enrollments[enrollment_key(course_id, user_id)] = enrollment
+        if decision.seats_taken is not None:
             await self.runtime.cache.set_enrollment_count(course_id, decision.seats_taken)
+
+    async def seats(self, course_id: str) -> dict[str, Any]:
+        """The course's seats record, settled after a crash (see domain.enrollment)."""
+        seats = self.enrollments.get(seats_key(course_id)) or EMPTY_SEATS
+        if seats.get("pending"):
+            pending_user = seats["pending"]["user_id"]
+            settled = settle_seats(
+                seats, self.enrollments.get(enrollment_key(course_id, pending_user))
+            )
+            self.enrollments[seats_key(course_id)] = settled
+            await self.runtime.cache.set_enrollment_count(course_id, settled["count"])
+            return settled
+        return dict(seats)
 
     async def reply(
         self, headers: dict[str, bytes], decision: EnrollmentDecision, progress_only: bool = False

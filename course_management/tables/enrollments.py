@@ -1,4 +1,5 @@
-"""The `enrollments` table: "<course id>:<user id>" -> the enrollment record.
+"""The `enrollments` table: "<course id>:<user id>" -> the enrollment record, and
+"<course id>#seats" -> the course's seats record (see domain.enrollment.settle_seats).
 
 Written only by the agent that owns the course's partition (the changelog record goes to
 that partition), so a course and its enrollments recover and move together.
@@ -26,3 +27,7 @@ def define_enrollments_table(app: faust.App, partitions: int) -> Any:
 
 def enrollment_key(course_id: str, user_id: str) -> str:
     return f"{course_id}:{user_id}"
+
+
+def seats_key(course_id: str) -> str:
+    return f"{course_id}#seats"

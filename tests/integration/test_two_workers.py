@@ -36,6 +36,7 @@ def second_worker(
         yield other
     finally:
         other.stop()
+        other.keep_log()
         eventually(
             lambda: http_get_json(f"{worker.base_url}/readyz")[0] == 200, 120, "worker 1 alone"
         )

@@ -1,0 +1,122 @@
+"""A worker killed with SIGKILL in the middle of 1,000 enrollments loses and doubles nothing.
+
+Runs with the tests that change the consumer group (last): it kills the session's worker
+and starts it again on the same data folder, as an orchestrator would.
+
+Not part of `make test` yet (marker `crash`, run it with `make test-crash`): in about one
+run in five the restarted worker stops fetching one partition of `user-enrolled` (its
+committed offset stays behind the end, no error is logged) and the test times out. The
+other runs pass. Until that is understood this test must not gate CI; see the README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec
+from course_management.runtime import register_schemas
+from tests.integration.test_create_slice import read_topic
+from tests.integration.test_enrollment import ADMIN, produce, published_course
+from tests.support import WorkerProcess, eventually_async
+
+pytestmark = [pytest.mark.rebalances, pytest.mark.crash]
+N = 1000
+
+
+async def test_sigkill_mid_stream_then_restart_holds_each_enrollment_once(
+    http: aiohttp.ClientSession, settings: Settings, worker: WorkerProcess
+) -> None:
+    course = await published_course(http)
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    users = [f"crash-{n:04d}" for n in range(N)]
+    records = [
+        (
+            user.encode(),  # keyed by user, as another service might
+            codec.encode(
+                "user-enrolled-value",
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "occurred_at": datetime.now(UTC),
+                    "user_id": user,
+                    "course_id": course["id"],
+                    "source": "crash-test",
+                },
+            ),
+        )
+        for user in users
+    ]
+    await produce(settings, "user-enrolled", records)  # every record acked: accepted
+
+    def mine(rs: list[Any]) -> list[Any]:
+        return [r for r in rs if r.key == course["id"].encode()]
+
+    before = mine(await read_topic(settings, "enrollment-events", lambda rs: len(mine(rs)) >= 20))
+    worker.kill()  # SIGKILL: no flush, no commit, no goodbye
+    assert len(before) < N, "the kill should land in the middle of the stream"
+    worker.start().wait_ready()
+
+    # The table: every accepted enrollment holds a seat, once.
+    async def seats() -> int:
+        body = await (await http.get(f"/api/v1/courses/{course['id']}")).json()
+        return int(body["enrollment_count"])
+
+    await eventually_async(lambda: _is(seats, N), deadline_s=180, what="1000 seats taken")
+
+    # The events. At least once: a record re-sent after the crash repeats its event_id, so
+    # read until every user has one, however many repeats there are.
+    created: dict[str, set[str]] = {}
+    want = N
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 120
+    while loop.time() < deadline:
+        events = mine(
+            await read_topic(settings, "enrollment-events", lambda rs, w=want: len(mine(rs)) >= w)
+        )
+        created = {}
+        for record in events:
+            event = await codec.decode("enrollment-events-value", record.value)
+            assert event["event_type"] == "enrollment_created"
+            created.setdefault(event["user_id"], set()).add(event["event_id"])
+        if len(created) == N:
+            break
+        want = len(events) + (N - len(created))
+    assert sorted(created) == users  # every accepted enrollment has its event...
+    assert all(len(ids) == 1 for ids in created.values())  # ...one, by event_id
+
+    # The mirror: one row each, never applied twice.
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await eventually_async(
+            lambda: conn.fetchval(
+                "SELECT count(*) = $2 FROM enrollments WHERE course_id = $1", course["id"], N
+            ),
+            deadline_s=60,
+            what="the mirror rows",
+        )
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM enrollments WHERE course_id = $1 AND version <> 1",
+                course["id"],
+            )
+            == 0
+        )
+    finally:
+        await conn.close()
+    for user in (users[0], users[N // 2], users[-1]):
+        response = await http.get(
+            f"/api/v1/courses/{course['id']}/enrollments/{user}", headers=ADMIN
+        )
+        assert response.status == 200
+
+
+async def _is(read: Any, expected: int) -> bool:
+    return bool(await read() == expected)
