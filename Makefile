@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 ## bench: p50/p95 of create and get against the local stack (ratios to a peer in the same run)
 bench: bootstrap
 	$(BIN)/python -m bench.api_latency
+	$(BIN)/python -m bench.enrollment_throughput
 
 bootstrap:
 	@scripts/bootstrap.sh

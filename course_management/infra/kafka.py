@@ -25,7 +25,7 @@ def new_producer(bootstrap: str) -> AIOKafkaProducer:
         bootstrap_servers=bootstrap,
         acks="all",
         enable_idempotence=True,
-        linger_ms=2,
+        linger_ms=0,  # every send is awaited in order: lingering would only add latency
         request_timeout_ms=30_000,
         client_id="course-management",
     )

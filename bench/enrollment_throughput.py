@@ -1,0 +1,128 @@
+"""Enrollments per second through the whole pipeline, against raw aiokafka as the peer.
+
+    .venv/bin/python -m bench.enrollment_throughput [--n 2000]
+
+Starts the local stack (no Elasticsearch) and one worker, creates a published course,
+produces N `user_enrolled` records keyed by user (as another service would), and times
+until N `enrollment_created` events are on `enrollment-events`: re-keying, the course
+agent (decision, event, tables, cache) and back. The peer, measured in the same run, is a
+plain aiokafka consumer reading the same N records from `user-enrolled`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from course_management.config import load_settings
+from course_management.infra.avro import AvroCodec
+from course_management.provisioning import provision_all
+from course_management.runtime import register_schemas
+from course_management.stack.servers import LocalStack
+from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess, auth
+
+
+async def count_until(bootstrap: str, topic: str, n: int, key: bytes | None) -> float:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    started = time.perf_counter()
+    seen = 0
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                seen += sum(1 for r in records if key is None or r.key == key)
+    finally:
+        await consumer.stop()
+    return time.perf_counter() - started
+
+
+async def run(base: str, bootstrap: str, registry: str, n: int) -> None:
+    async with aiohttp.ClientSession(base_url=base) as http:
+        response = await http.post(
+            "/api/v1/courses/create",
+            json={
+                "title": "Bench",
+                "status": "published",
+                "modules": [
+                    {
+                        "title": "M",
+                        "position": 0,
+                        "items": [{"type": "lesson", "title": "L", "position": 0}],
+                    }
+                ],
+            },
+            headers=auth("bench", "instructor"),
+        )
+        course = await response.json()
+    codec = AvroCodec(registry)
+    await register_schemas(codec)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    started = time.perf_counter()
+    for i in range(n):
+        value = codec.encode(
+            "user-enrolled-value",
+            {
+                "event_id": str(uuid.uuid4()),
+                "occurred_at": datetime.now(UTC),
+                "user_id": f"bench-{i}",
+                "course_id": course["id"],
+                "source": "bench",
+            },
+        )
+        await producer.send("user-enrolled", value=value, key=f"bench-{i}".encode())
+    await producer.flush()
+    await producer.stop()
+    await count_until(bootstrap, "enrollment-events", n, course["id"].encode())
+    pipeline = time.perf_counter() - started
+    peer = await count_until(bootstrap, "user-enrolled", n, None)
+    print(f"n={n} enrollments, one worker, local stack on this machine")
+    print(
+        f"pipeline (produce -> enrollment_created): {n / pipeline:8.0f} enrollments/s"
+        f" ({pipeline:.2f} s)"
+    )
+    print(f"peer (raw aiokafka read of the input):    {n / peer:8.0f} records/s ({peer:.2f} s)")
+    print(f"pipeline / peer: {peer / pipeline:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=2000)
+    args = parser.parse_args()
+    stack = LocalStack(search=False)
+    env = stack.start()
+    env.update({"JWT_SECRET": JWT_SECRET, "JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE})
+    worker = None
+    try:
+        settings = load_settings(**{k.lower(): v for k, v in env.items()})
+        provision_all(settings)
+        worker = (
+            WorkerProcess(env, Path(tempfile.mkdtemp(prefix="cms-bench-"))).start().wait_ready()
+        )
+        asyncio.run(
+            run(
+                worker.base_url,
+                settings.kafka_bootstrap_servers,
+                settings.schema_registry_url,
+                args.n,
+            )
+        )
+    finally:
+        if worker is not None:
+            worker.stop()
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
