@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 
-from course_management.provisioning import provision_all
-from course_management.stack.servers import LocalStack
-from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess, auth
+from bench.local import local_worker
+from tests.support import auth
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -64,22 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=300)
     args = parser.parse_args()
-    stack = LocalStack(search=False)
-    env = stack.start()
-    env.update({"JWT_SECRET": JWT_SECRET, "JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE})
-    worker = None
-    try:
-        from course_management.config import load_settings
-
-        provision_all(load_settings(**{k.lower(): v for k, v in env.items()}))
-        worker = (
-            WorkerProcess(env, Path(tempfile.mkdtemp(prefix="cms-bench-"))).start().wait_ready()
-        )
+    with local_worker() as (worker, _):
         timings = asyncio.run(measure(worker.base_url, args.n))
-    finally:
-        if worker is not None:
-            worker.stop()
-        stack.stop()
     peer = statistics.median(timings["healthz (peer)"])
     print(f"n={args.n} sequential requests, one worker, local stack on this machine")
     print(f"{'request':<16}{'p50 ms':>10}{'p95 ms':>10}{'p50 / peer':>12}")

@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from course_management.config import load_settings
+from bench.local import local_worker
 from course_management.infra.avro import AvroCodec
-from course_management.provisioning import provision_all
 from course_management.runtime import register_schemas
-from course_management.stack.servers import LocalStack
-from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess, auth
+from tests.support import auth
 
 
 async def count_until(bootstrap: str, topic: str, n: int, key: bytes | None) -> float:
@@ -100,16 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2000)
     args = parser.parse_args()
-    stack = LocalStack(search=False)
-    env = stack.start()
-    env.update({"JWT_SECRET": JWT_SECRET, "JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE})
-    worker = None
-    try:
-        settings = load_settings(**{k.lower(): v for k, v in env.items()})
-        provision_all(settings)
-        worker = (
-            WorkerProcess(env, Path(tempfile.mkdtemp(prefix="cms-bench-"))).start().wait_ready()
-        )
+    with local_worker() as (worker, settings):
         asyncio.run(
             run(
                 worker.base_url,
@@ -118,10 +105,6 @@ def main() -> None:
                 args.n,
             )
         )
-    finally:
-        if worker is not None:
-            worker.stop()
-        stack.stop()
 
 
 if __name__ == "__main__":

@@ -9,9 +9,8 @@ import faust
 
 from course_management.config import Settings
 from course_management.streams.course_commands import register_course_commands
-from course_management.streams.course_mirror import register_course_mirror
-from course_management.streams.enrollment_mirror import register_enrollment_mirror
 from course_management.streams.enrollment_router import register_enrollment_router
+from course_management.streams.mirror import register_mirrors
 from course_management.tables.courses import define_courses_table
 from course_management.tables.enrollments import define_enrollments_table
 from course_management.topology import APP_ID
@@ -54,6 +53,5 @@ def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any, Any
     enrollments = define_enrollments_table(app, settings.topic_partitions)
     register_course_commands(app, courses, enrollments, runtime)
     register_enrollment_router(app, runtime)
-    register_course_mirror(app, runtime)
-    register_enrollment_mirror(app, runtime)
+    register_mirrors(app, runtime)
     return app, courses, enrollments

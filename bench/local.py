@@ -1,0 +1,31 @@
+"""The local stack with one provisioned worker, for the benchmarks."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from course_management.config import Settings, load_settings
+from course_management.provisioning import provision_all
+from course_management.stack.servers import LocalStack
+from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess
+
+
+@contextmanager
+def local_worker() -> Iterator[tuple[WorkerProcess, Settings]]:
+    stack = LocalStack(search=False)
+    env = stack.start()
+    env.update({"JWT_SECRET": JWT_SECRET, "JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE})
+    worker = None
+    try:
+        settings = load_settings(**{k.lower(): v for k, v in env.items()})
+        provision_all(settings)
+        workdir = Path(tempfile.mkdtemp(prefix="cms-bench-"))
+        worker = WorkerProcess(env, workdir).start().wait_ready()
+        yield worker, settings
+    finally:
+        if worker is not None:
+            worker.stop()
+        stack.stop()
