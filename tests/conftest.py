@@ -5,6 +5,7 @@ Integration tests fail (never skip) when a server cannot start.
 
 from __future__ import annotations
 
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,10 +17,15 @@ from course_management.config import Settings
 from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt  # pytest then runs the teardowns, which stop every server
+
+
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[dict[str, str]]:
     from course_management.stack.servers import LocalStack
 
+    signal.signal(signal.SIGTERM, _interrupt)  # a terminated run leaves no servers behind
     local = LocalStack()
     env = local.start()
     env.update(
