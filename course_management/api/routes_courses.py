@@ -49,7 +49,7 @@ def course_id_param(request: web.Request) -> str:
         raise Problem.of(404, "course-not-found", f"no course {raw!r}") from None
 
 
-async def _send(
+async def send_command(
     request: web.Request,
     who: Principal,
     command_type: str,
@@ -85,7 +85,7 @@ async def create_course(request: web.Request) -> web.StreamResponse:
         else str(uuid.uuid4())
     )
     await _check_content_keys(request, course_id, payload)
-    reply = await _send(request, who, "create_course", course_id, payload)
+    reply = await send_command(request, who, "create_course", course_id, payload)
     if reply.status != 201 or reply.body is None:
         raise problem_from_reply(reply.status, reply.body)
     return json_response(
@@ -133,7 +133,9 @@ async def update_course(request: web.Request) -> web.StreamResponse:
     course_id = course_id_param(request)
     _, payload = await read_body(request, CourseUpdate)
     await _check_content_keys(request, course_id, payload)
-    reply = await _send(request, who, "update_course", course_id, payload, _if_match(request))
+    reply = await send_command(
+        request, who, "update_course", course_id, payload, _if_match(request)
+    )
     if reply.status != 200 or reply.body is None:
         raise problem_from_reply(reply.status, reply.body)
     return json_response(reply.body, headers={"ETag": _etag(reply.body)})
@@ -143,7 +145,7 @@ async def delete_course(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     require_role(who, "instructor", "admin")
     course_id = course_id_param(request)
-    reply = await _send(request, who, "delete_course", course_id, {}, _if_match(request))
+    reply = await send_command(request, who, "delete_course", course_id, {}, _if_match(request))
     if reply.status != 204:
         raise problem_from_reply(reply.status, reply.body)
     return web.Response(status=204)

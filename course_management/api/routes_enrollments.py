@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -19,10 +17,10 @@ from course_management.api.routes_courses import (
     COURSE_ID,
     course_id_param,
     problem_from_reply,
+    send_command,
     visible_course,
 )
 from course_management.domain.access import owns
-from course_management.domain.commands import CourseCommand
 from course_management.domain.problems import Problem, validation_problem
 
 USER_ID = Param("userId", "path", "The user id (the `sub` of their token)")
@@ -103,16 +101,7 @@ async def cancel_enrollment(request: web.Request) -> web.StreamResponse:
     user_id = request.match_info["userId"]
     if not (who.has("admin") or (who.has("student") and who.user_id == user_id)):
         raise Problem.of(403, "forbidden", "only the enrolled student or an admin may cancel")
-    reply = await request.app[BACKEND].execute(
-        CourseCommand(
-            command_id=str(uuid.uuid4()),
-            command_type="cancel_enrollment",
-            course_id=course_id,
-            occurred_at=datetime.now(UTC),
-            actor=who.actor(),
-            payload={"user_id": user_id},
-        )
-    )
+    reply = await send_command(request, who, "cancel_enrollment", course_id, {"user_id": user_id})
     if reply.status != 204:
         raise problem_from_reply(reply.status, reply.body)
     return web.Response(status=204)

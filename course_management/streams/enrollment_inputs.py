@@ -65,14 +65,13 @@ class EnrollmentApplier:
             occurred_at=value["occurred_at"].astimezone(UTC),
             source=value["source"],
         )
-        course_record = self.courses.get(enroll.course_id)
         decision = decide_enroll(
-            course_of(course_record),
+            course_of(self.courses.get(enroll.course_id)),
             (await self.seats(enroll.course_id))["count"],
             self.enrollments.get(enrollment_key(enroll.course_id, enroll.user_id)),
             enroll,
         )
-        await self.apply(enroll.course_id, enroll.user_id, course_record, decision)
+        await self.apply(enroll.course_id, enroll.user_id, decision)
         if decision.problem is not None:
             await self._dead_letter(USER_ENROLLED, event, decision)
         await self.reply(headers, decision)
@@ -95,9 +94,9 @@ class EnrollmentApplier:
             occurred_at=value["occurred_at"].astimezone(UTC),
         )
         key = enrollment_key(progress.course_id, progress.user_id)
-        course_record = self.courses.get(progress.course_id)
-        decision = decide_progress(course_of(course_record), self.enrollments.get(key), progress)
-        await self.apply(progress.course_id, progress.user_id, course_record, decision)
+        course = course_of(self.courses.get(progress.course_id))
+        decision = decide_progress(course, self.enrollments.get(key), progress)
+        await self.apply(progress.course_id, progress.user_id, decision)
         if decision.problem is not None:
             await self._dead_letter(COURSE_PROGRESS, event, decision)
         await self.reply(event.headers or {}, decision, progress_only=True)
@@ -118,14 +117,13 @@ class EnrollmentApplier:
             user_id=str(payload.get("user_id", "")),
             occurred_at=command.occurred_at,
         )
-        course_record = self.courses.get(cancel.course_id)
         decision = decide_cancel(
-            course_of(course_record),
+            course_of(self.courses.get(cancel.course_id)),
             (await self.seats(cancel.course_id))["count"],
             self.enrollments.get(enrollment_key(cancel.course_id, cancel.user_id)),
             cancel,
         )
-        await self.apply(cancel.course_id, cancel.user_id, course_record, decision)
+        await self.apply(cancel.course_id, cancel.user_id, decision)
         if reply_to:
             await self.reply(
                 {
@@ -135,9 +133,7 @@ class EnrollmentApplier:
                 decision,
             )
 
-    async def apply(
-        self, course_id: str, user_id: str, course_record: Any, decision: EnrollmentDecision
-    ) -> None:
+    async def apply(self, course_id: str, user_id: str, decision: EnrollmentDecision) -> None:
         """Publish the event (acked), then write the tables, then refresh the cache."""
         for event in decision.events:
             await self.runtime.publish(
