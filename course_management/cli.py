@@ -65,6 +65,38 @@ def provision(**overrides: Any) -> None:
     click.echo(json.dumps(provision_all(settings)))
 
 
+@main.group()
+def search() -> None:
+    """The Elasticsearch catalog index."""
+
+
+@search.command("rebuild")
+@_setting_options
+def search_rebuild(**overrides: Any) -> None:
+    """Rebuild the index from the PostgreSQL catalog into a new index, then swap the alias."""
+    import asyncio
+
+    from tqdm import tqdm
+
+    from course_management.search_index import rebuild
+
+    settings = _settings(overrides)
+    if not settings.search_url:
+        click.echo(
+            "SEARCH_URL is not set: the catalog is served by PostgreSQL, nothing to rebuild",
+            err=True,
+        )
+        sys.exit(2)
+    with tqdm(unit="course", desc="rebuilding", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = asyncio.run(rebuild(settings, progress))
+    click.echo(json.dumps(result))
+
+
 @main.command()
 @click.option("--database-url", envvar="DATABASE_URL", required=True)
 def migrate(database_url: str) -> None:

@@ -14,32 +14,6 @@ from course_management.topology import TOPICS
 
 log = logging.getLogger(__name__)
 
-SEARCH_INDEX = "courses"
-SEARCH_INDEX_SETTINGS: dict[str, Any] = {
-    "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-    "mappings": {
-        "dynamic": "strict",
-        "properties": {
-            "id": {"type": "keyword"},
-            "title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
-            "description": {"type": "text"},
-            "tags": {"type": "keyword", "fields": {"text": {"type": "text"}}},
-            "category": {"type": "keyword"},
-            "level": {"type": "keyword"},
-            "language": {"type": "keyword"},
-            "status": {"type": "keyword"},
-            "instructor_id": {"type": "keyword"},
-            "instructor_name": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
-            "rating_average": {"type": "float"},
-            "rating_count": {"type": "integer"},
-            "enrollment_count": {"type": "integer"},
-            "created_at": {"type": "date"},
-            "updated_at": {"type": "date"},
-            "version": {"type": "long"},
-        },
-    },
-}
-
 
 async def provision_kafka(settings: Settings) -> list[str]:
     created = await ensure_topics(
@@ -76,21 +50,12 @@ def provision_bucket(settings: Settings) -> bool:
 
 
 async def provision_search(settings: Settings) -> bool:
+    """The index behind the alias, with the current mapping (rebuilt from PostgreSQL if older)."""
     if not settings.search_url:
         return False
-    from elasticsearch import AsyncElasticsearch
+    from course_management.search_index import ensure_search_index
 
-    es = AsyncElasticsearch(settings.search_url)
-    try:
-        if await es.indices.exists_alias(name=SEARCH_INDEX):
-            return False
-        target = f"{SEARCH_INDEX}-v1"
-        if not await es.indices.exists(index=target):
-            await es.indices.create(index=target, **SEARCH_INDEX_SETTINGS)
-        await es.indices.put_alias(index=target, name=SEARCH_INDEX)
-        return True
-    finally:
-        await es.close()
+    return await ensure_search_index(settings)
 
 
 def provision_all(settings: Settings) -> dict[str, Any]:

@@ -20,6 +20,10 @@ ENROLLMENT_EVENTS = "enrollment-events"
 # owning a course's partition applies them next to the course (co-partitioning).
 ENROLLMENT_INPUTS = f"{APP_ID}-enrollment-inputs"
 
+# Internal, compacted: the catalog document of each course after every change the catalog
+# shows (course, rating, seats), for the search index and the PostgreSQL catalog sinks.
+COURSE_CATALOG = f"{APP_ID}-catalog"
+
 COURSES_TABLE = "courses"
 ENROLLMENTS_TABLE = "enrollments"
 
@@ -64,6 +68,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(dlq(ENROLLMENT_EVENTS), None, _DLQ),
     TopicSpec(dlq(ENROLLMENT_INPUTS), None, _DLQ),
     TopicSpec(ENROLLMENT_INPUTS, None, {"retention.ms": str(_WEEK_MS)}),
+    TopicSpec(COURSE_CATALOG, "catalog_entry.avsc", _COMPACTED),
+    TopicSpec(dlq(COURSE_CATALOG), None, _DLQ),
     TopicSpec(changelog(COURSES_TABLE), None, _COMPACTED),
     TopicSpec(changelog(ENROLLMENTS_TABLE), None, _COMPACTED),
 )

@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from course_management.api import routes_courses, routes_enrollments, routes_ops
+from course_management.api import routes_catalog, routes_courses, routes_enrollments, routes_ops
 from course_management.api.auth import TokenVerifier
 from course_management.api.http import MAX_BODY_BYTES
 from course_management.api.middleware import build_middlewares
@@ -15,6 +15,7 @@ from course_management.api.ports import BACKEND, CONTENT, UPLOAD_LIMITS, Backend
 
 ENDPOINTS: list[Endpoint] = [
     *routes_ops.ENDPOINTS,
+    *routes_catalog.ENDPOINTS,
     *routes_courses.ENDPOINTS,
     *routes_enrollments.ENDPOINTS,
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from course_management.domain.course import ItemType, Level, Status
 
@@ -121,3 +121,21 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     checks: dict[str, bool]
+
+
+class CoursePage(BaseModel):
+    items: list[Course]
+    next_cursor: str | None
+    facets: dict[str, dict[str, int]] = Field(
+        description="Counts per `category`, `level` and `language` for the filtered set "
+        "(all pages of it), as `{value: count}`, largest first"
+    )
+
+
+class RatingResult(BaseModel):
+    course_id: str
+    user_id: str
+    stars: int
+    review: str | None
+    rated_at: str
+    course_rating: Rating

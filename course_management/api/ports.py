@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from course_management.domain.catalog import CatalogQuery
 from course_management.domain.commands import CourseCommand, Reply
 from course_management.domain.uploads import UploadPlan
 
@@ -43,6 +44,10 @@ class Backend(Protocol):
         self, user_id: str, after_course: str | None, limit: int
     ) -> list[dict[str, Any]]:
         """A page (limit + 1 rows) of a user's enrollments, from the mirror."""
+        ...
+
+    async def search_catalog(self, query: CatalogQuery) -> dict[str, Any]:
+        """A catalog page body `{"items", "next_cursor", "facets"}` (cached in Redis)."""
         ...
 
     async def readiness(self) -> dict[str, bool]:

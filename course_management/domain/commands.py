@@ -77,13 +77,13 @@ def derived_id(command_id: str, purpose: str) -> str:
     return str(uuid.uuid5(base, purpose))
 
 
-def _remember(record: dict[str, Any], command_id: str, reply: Reply) -> dict[str, Any]:
+def remember(record: dict[str, Any], command_id: str, reply: Reply) -> dict[str, Any]:
     recent = [r for r in record.get("recent", []) if r["command_id"] != command_id]
     recent.append({"command_id": command_id, "status": reply.status, "body": reply.body})
     return {**record, "recent": recent[-RECENT_COMMANDS_KEPT:]}
 
 
-def _event(
+def course_event(
     command: CourseCommand, event_type: str, course: dict[str, Any] | None, version: int
 ) -> dict[str, Any]:
     return {
@@ -160,13 +160,13 @@ def _update(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
         return _refuse(validation_problem(errors))
     if candidate == course:  # nothing changed: no new version, no event
         return Decision(
-            _remember(record, command.command_id, Reply(200, course)), None, Reply(200, course)
+            remember(record, command.command_id, Reply(200, course)), None, Reply(200, course)
         )
     changed = with_new_version(candidate, command.occurred_at)
     reply = Reply(200, changed)
     return Decision(
-        _remember({**record, "course": changed}, command.command_id, reply),
-        _event(command, "course_updated", changed, changed["version"]),
+        remember({**record, "course": changed}, command.command_id, reply),
+        course_event(command, "course_updated", changed, changed["version"]),
         reply,
     )
 
@@ -179,8 +179,8 @@ def _delete(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
     gone = with_new_version(course, command.occurred_at)
     reply = Reply(204, None)
     return Decision(
-        _remember({**record, "course": gone, "deleted": True}, command.command_id, reply),
-        _event(command, "course_deleted", None, gone["version"]),
+        remember({**record, "course": gone, "deleted": True}, command.command_id, reply),
+        course_event(command, "course_deleted", None, gone["version"]),
         reply,
     )
 
@@ -218,7 +218,7 @@ def _create(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
         "recent": [],
     }
     return Decision(
-        _remember(new_record, command.command_id, reply),
-        _event(command, "course_created", course, course["version"]),
+        remember(new_record, command.command_id, reply),
+        course_event(command, "course_created", course, course["version"]),
         reply,
     )

@@ -53,3 +53,31 @@ class CourseCache:
             keys=[_key(course["id"])], args=[course["version"], state, TTL_SECONDS]
         )
         return bool(stored)
+
+
+class CatalogCache:
+    """Hot catalog pages, keyed by the query and the catalog's generation.
+
+    The catalog sinks bump the generation after every batch they apply (and only once the
+    change is searchable), so a page cached before a change is never served after it;
+    old generations simply expire.
+    """
+
+    GENERATION = "cms:catalog:generation"
+    TTL_SECONDS = 60
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def get(self, key: str) -> tuple[str, dict[str, Any] | None]:
+        """(the page's cache key for this generation, the cached body or None)."""
+        generation = await self._client.get(self.GENERATION)
+        page_key = f"cms:catalog:page:{int(generation or 0)}:{key}"
+        raw = await self._client.get(page_key)
+        return page_key, (json.loads(raw) if raw else None)
+
+    async def put(self, page_key: str, body: dict[str, Any]) -> None:
+        await self._client.set(page_key, json.dumps(body), ex=self.TTL_SECONDS)
+
+    async def invalidate(self) -> None:
+        await self._client.incr(self.GENERATION)

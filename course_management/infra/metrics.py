@@ -28,3 +28,11 @@ CACHE_READS = Counter("cms_course_reads_total", "Course point reads by source", 
 ENROLLMENTS_APPLIED = Counter(
     "cms_enrollment_changes_total", "Enrollment changes applied", ["event_type"]
 )
+CATALOG_ENTRIES = Counter(
+    "cms_catalog_entries_written_total", "Catalog entries written by a sink", ["store"]
+)
+CATALOG_READS = Counter(
+    "cms_catalog_pages_total",
+    "Catalog pages answered, by backend and cache outcome",
+    ["backend", "cache"],
+)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from course_management.config import Settings
+from course_management.streams.catalog import register_catalog_sinks
 from course_management.streams.course_commands import register_course_commands
 from course_management.streams.enrollment_router import register_enrollment_router
 from course_management.streams.mirror import register_mirrors
@@ -54,4 +55,5 @@ def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any, Any
     register_course_commands(app, courses, enrollments, runtime)
     register_enrollment_router(app, runtime)
     register_mirrors(app, runtime)
+    register_catalog_sinks(app, runtime)
     return app, courses, enrollments

@@ -25,6 +25,7 @@ from course_management.domain.commands import Actor, CourseCommand, Decision, Re
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import COMMANDS_APPLIED
+from course_management.streams.catalog import catalog_entry, publish_catalog_entry
 from course_management.streams.enrollment_inputs import EnrollmentApplier
 from course_management.topology import (
     COURSE_COMMANDS,
@@ -81,6 +82,9 @@ def register_course_commands(
         if command.command_type == "cancel_enrollment":
             await enrollment.cancel(command, value.get("reply_to"))
             return
+        if command.command_type == "rate_course":
+            await enrollment.rate(command, value.get("reply_to"))
+            return
         try:
             decision: Decision = decide(courses.get(command.course_id), command)
         except Exception as exc:
@@ -99,6 +103,10 @@ def register_course_commands(
             if decision.event is not None:  # readers see the change before the writer does
                 await runtime.cache.put(
                     decision.record["course"], deleted=bool(decision.record.get("deleted"))
+                )
+                seats = await enrollment.seats(command.course_id)
+                await publish_catalog_entry(
+                    runtime, catalog_entry(command.course_id, decision.record, seats)
                 )
         if value.get("reply_to"):
             reply = {

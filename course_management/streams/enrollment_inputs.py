@@ -23,12 +23,15 @@ from course_management.domain.enrollment import (
     seat_change,
     settle_seats,
 )
+from course_management.domain.ratings import decide_rating
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import ENROLLMENTS_APPLIED
+from course_management.streams.catalog import catalog_entry, publish_catalog_entry
 from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.topology import (
     CORRELATION_HEADER,
+    COURSE_EVENTS,
     COURSE_PROGRESS,
     ENROLLMENT_EVENTS,
     REPLY_SUBJECT,
@@ -150,6 +153,43 @@ class EnrollmentApplier:
             self.enrollments[enrollment_key(course_id, user_id)] = enrollment
         if decision.seats_taken is not None:
             await self.runtime.cache.set_enrollment_count(course_id, decision.seats_taken)
+            entry = catalog_entry(
+                course_id, self.courses.get(course_id), await self.seats(course_id)
+            )
+            await publish_catalog_entry(self.runtime, entry)
+
+    async def rate(self, command: Any, reply_to: str | None) -> None:
+        """A `rate_course` course command: course record first, then the enrollment."""
+        key = enrollment_key(command.course_id, command.actor.id)
+        decision = decide_rating(
+            self.courses.get(command.course_id), self.enrollments.get(key), command
+        )
+        if decision.event is not None:
+            await self.runtime.publish(
+                COURSE_EVENTS, command.course_id, f"{COURSE_EVENTS}-value", decision.event
+            )
+        if decision.record is not None:
+            self.courses[command.course_id] = decision.record  # first: see domain.ratings
+        if decision.enrollment is not None:
+            self.enrollments[key] = decision.enrollment
+        if decision.event is not None and decision.record is not None:
+            await self.runtime.cache.put(decision.record["course"])
+            entry = catalog_entry(
+                command.course_id, decision.record, await self.seats(command.course_id)
+            )
+            await publish_catalog_entry(self.runtime, entry)
+        if reply_to:
+            reply = decision.reply
+            await self.runtime.publish(
+                reply_to,
+                command.command_id,
+                REPLY_SUBJECT,
+                {
+                    "command_id": command.command_id,
+                    "status": reply.status,
+                    "body_json": json.dumps(reply.body) if reply.body is not None else None,
+                },
+            )
 
     async def seats(self, course_id: str) -> dict[str, Any]:
         """The course's seats record, settled after a crash (see domain.enrollment)."""

@@ -1,0 +1,226 @@
+"""The catalog: what a listed course looks like to search, and what a catalog query means. Pure.
+
+Both search backends (Elasticsearch, PostgreSQL full text) are fed the same
+`CatalogEntry` documents and answer the same `CatalogQuery`; the rules that make them
+behave alike live here:
+
+- a course is listed when it is published and not deleted;
+- `q` is plain text: it is cut into words (letters and digits), at most `MAX_TERMS` of
+  them, and every word must match somewhere (title, tags, instructor name, description),
+  with a title match weighing most. No query syntax ever reaches a backend;
+- each sort ends with the course id, so the order is total and a cursor (the sort values
+  of the last item) neither repeats nor skips an item when courses are added.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from course_management.domain.course import Level
+from course_management.domain.problems import Problem, validation_problem
+
+MAX_TERMS = 32
+MAX_TERM_CHARS = 64
+FACETS = ("category", "level", "language")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class Sort(StrEnum):
+    relevance = "relevance"
+    newest = "newest"
+    rating = "rating"
+    popular = "popular"
+
+
+Filter = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class CatalogParams(BaseModel):
+    """The query string of `GET /api/v1/courses`, validated."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    q: Annotated[str, StringConstraints(max_length=5000)] | None = Field(
+        default=None, description="Plain text over title, tags, instructor name, description"
+    )
+    category: Filter | None = None
+    level: Level | None = None
+    language: (
+        Annotated[
+            str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)
+        ]
+        | None
+    ) = Field(default=None, description="A BCP 47 language tag, e.g. `en` or `pt-BR`")
+    instructor_id: Filter | None = None
+    tag: Filter | None = None
+    sort: Sort | None = Field(
+        default=None, description="`relevance` (default with q), `newest` (default without)"
+    )
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, StringConstraints(max_length=4000)] | None = None
+
+
+@dataclass(frozen=True)
+class CatalogQuery:
+    terms: tuple[str, ...]
+    filters: dict[str, str]  # category, level, language, instructor_id, tag
+    sort: Sort
+    limit: int
+    after: tuple[Any, ...] | None = None  # the sort values of the previous page's last item
+    pit: str | None = None  # Elasticsearch point in time (relevance pages only)
+    raw_cursor: str | None = field(default=None, compare=False)
+
+    @property
+    def signature(self) -> str:
+        """What a cursor is bound to: the same words, filters and sort."""
+        raw = json.dumps([self.terms, sorted(self.filters.items()), self.sort.value])
+        return hashlib.blake2b(raw.encode(), digest_size=6).hexdigest()
+
+
+@dataclass(frozen=True)
+class CatalogPage:
+    items: list[dict[str, Any]]  # Courses, in order (at most `limit`)
+    next_after: tuple[Any, ...] | None  # the sort values of the last item, when more follow
+    facets: dict[str, dict[str, int]]
+    pit: str | None = None
+
+
+def search_terms(q: str | None) -> tuple[str, ...]:
+    """The words of a plain-text query: lower case, deduplicated, at most MAX_TERMS."""
+    if not q:
+        return ()
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(q.lower()):
+        word = word.strip("_")[:MAX_TERM_CHARS]
+        if word and word not in seen:
+            seen[word] = None
+        if len(seen) == MAX_TERMS:
+            break
+    return tuple(seen)
+
+
+def parse_query(query: dict[str, str]) -> CatalogQuery:
+    """A validated catalog query; 422 naming the parameter otherwise."""
+    try:
+        params = CatalogParams.model_validate(query)
+    except ValidationError as exc:
+        raise Problem.from_validation(exc) from None
+    terms = search_terms(params.q)
+    sort = params.sort or (Sort.relevance if terms else Sort.newest)
+    if sort is Sort.relevance and not terms:
+        sort = Sort.newest  # nothing to be relevant to
+    filters = {
+        name: str(value.value if isinstance(value, Level) else value)
+        for name in ("category", "level", "language", "instructor_id", "tag")
+        if (value := getattr(params, name)) is not None
+    }
+    base = CatalogQuery(terms, filters, sort, params.limit)
+    if params.cursor is None:
+        return base
+    after, pit = decode_cursor(params.cursor, base.signature, sort)
+    return CatalogQuery(terms, filters, sort, params.limit, after, pit, params.cursor)
+
+
+def encode_cursor(query: CatalogQuery, after: tuple[Any, ...], pit: str | None) -> str:
+    body: dict[str, Any] = {"s": query.signature, "a": list(after)}
+    if pit:
+        body["p"] = pit
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+_CURSOR_SHAPES: dict[Sort, tuple[type | tuple[type, ...], ...]] = {
+    Sort.relevance: ((int, float), str),
+    Sort.newest: (str, str),
+    Sort.rating: ((int, float), int, str),
+    Sort.popular: (int, str),
+}
+
+
+def decode_cursor(cursor: str, signature: str, sort: Sort) -> tuple[tuple[Any, ...], str | None]:
+    bad = validation_problem([("cursor", "not a cursor from this list (same q, filters, sort)")])
+    try:
+        body = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise bad from None
+    if not isinstance(body, dict) or body.get("s") != signature:
+        raise bad
+    after = body.get("a")
+    shape = _CURSOR_SHAPES[sort]
+    if (
+        not isinstance(after, list)
+        or len(after) != len(shape)
+        or any(
+            isinstance(v, bool) or not isinstance(v, t) for v, t in zip(after, shape, strict=True)
+        )
+    ):
+        raise bad
+    pit = body.get("p")
+    if pit is not None and not isinstance(pit, str):
+        raise bad
+    return tuple(after), pit
+
+
+# -- documents ------------------------------------------------------------------------------
+
+
+def catalog_version(course_version: int, seats_seq: int) -> int:
+    """A number that grows with every change a catalog document shows.
+
+    The course version grows with every course change (ratings included); the seats
+    sequence grows with every seat taken or freed. Both only grow, so this does too, and
+    the search index and the PostgreSQL catalog apply an entry only when it is newer.
+    """
+    return (course_version << 32) | (seats_seq & 0xFFFFFFFF)
+
+
+def catalog_document(course: dict[str, Any], enrollment_count: int) -> dict[str, Any]:
+    """The flat document both backends index (the course itself rides along in `course`)."""
+    rating = course.get("rating") or {}
+    shown = {**course, "enrollment_count": enrollment_count}
+    return {
+        "id": course["id"],
+        "listed": course["status"] == "published",
+        "title": course["title"],
+        "description": course["description"],
+        "tags": list(course["tags"]),
+        "category": course["category"],
+        "level": course["level"],
+        "language": course["language"],
+        "status": course["status"],
+        "instructor_id": course["instructor"]["id"],
+        "instructor_name": course["instructor"]["name"],
+        "rating_average": rating.get("average"),
+        "rating_sort": rating.get("average") or 0.0,
+        "rating_count": int(rating.get("count") or 0),
+        "enrollment_count": enrollment_count,
+        "created_at": course["created_at"],
+        "updated_at": course["updated_at"],
+        "version": course["version"],
+        "course": shown,
+    }
+
+
+def unlisted_document(course_id: str) -> dict[str, Any]:
+    """What a deleted course leaves in the catalog: a placeholder that keeps its version."""
+    return {"id": course_id, "listed": False}
+
+
+def sort_values(doc: dict[str, Any], sort: Sort, score: float | None = None) -> tuple[Any, ...]:
+    """The cursor position of a document under a sort (see `_CURSOR_SHAPES`)."""
+    if sort is Sort.relevance:
+        return (float(score or 0.0), doc["id"])
+    if sort is Sort.newest:
+        return (doc["created_at"], doc["id"])
+    if sort is Sort.rating:
+        return (float(doc["rating_sort"]), int(doc["rating_count"]), doc["id"])
+    return (int(doc["enrollment_count"]), doc["id"])

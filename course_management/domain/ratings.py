@@ -1,0 +1,115 @@
+"""Ratings: one per enrolled student, replaced by re-posting; the course keeps the sum. Pure.
+
+A rating is a course command (`rate_course`), applied by the agent that owns the course,
+so the average never races. The course record keeps `rating_sum` beside the public
+`rating` (average, count); the student's stars live on their enrollment record, which
+is how a replacement knows what to take away.
+
+Crash safety: the course record is written first and remembers the command; a
+redelivered command finds it remembered and only (re)writes the enrollment's rating,
+which is idempotent. The sum is never applied twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from course_management.domain.access import can_see
+from course_management.domain.commands import CourseCommand, Reply, course_event, remember
+from course_management.domain.course import rfc3339, with_new_version
+from course_management.domain.problems import Problem
+
+MAX_REVIEW_CHARS = 2000
+
+
+class RatingInput(BaseModel):
+    """`POST /api/v1/courses/{courseId}/ratings`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stars: Annotated[int, Field(ge=1, le=5, strict=True)]
+    review: Annotated[str, StringConstraints(max_length=MAX_REVIEW_CHARS)] | None = None
+
+
+@dataclass(frozen=True)
+class RatingDecision:
+    record: dict[str, Any] | None  # the course record to write (None: unchanged)
+    enrollment: dict[str, Any] | None  # the enrollment record to write (None: unchanged)
+    event: dict[str, Any] | None  # the CourseEvent (course_updated) to publish
+    reply: Reply
+
+
+def _refuse(status: int, slug: str, detail: str) -> RatingDecision:
+    return RatingDecision(
+        None, None, None, Reply(status, Problem.of(status, slug, detail).to_dict())
+    )
+
+
+def average(total: int, count: int) -> float | None:
+    return round(total / count, 2) if count else None
+
+
+def decide_rating(
+    record: dict[str, Any] | None, enrollment: dict[str, Any] | None, command: CourseCommand
+) -> RatingDecision:
+    try:
+        given = RatingInput.model_validate(command.payload)
+    except ValidationError as exc:
+        problem = Problem.from_validation(exc)
+        return RatingDecision(None, None, None, Reply(problem.status, problem.to_dict()))
+    rating: dict[str, Any] = {
+        "stars": given.stars,
+        "review": given.review,
+        "rated_at": rfc3339(command.occurred_at),
+    }
+    rated = None if enrollment is None else {**enrollment, "rating": rating}
+    for seen in (record or {}).get("recent", []):
+        if seen["command_id"] == command.command_id:  # redelivered: finish the second write
+            again = rated if enrollment and enrollment.get("rating") != rating else None
+            return RatingDecision(None, again, None, Reply(seen["status"], seen["body"]))
+    course = record.get("course") if record else None
+    if (
+        record is None
+        or course is None
+        or record.get("deleted")
+        or not can_see(course, command.actor)
+    ):
+        return _refuse(404, "course-not-found", f"no course {command.course_id}")
+    if enrollment is None or enrollment.get("status") == "cancelled":
+        return _refuse(403, "not-enrolled", "only a student enrolled in the course may rate it")
+    old = enrollment.get("rating")
+    count = int(course["rating"]["count"])
+    total = int(record.get("rating_sum", 0))
+    if old and old["stars"] == rating["stars"] and old.get("review") == rating["review"]:
+        reply = Reply(200, _reply_body(command, old, course["rating"]))
+        return RatingDecision(remember(record, command.command_id, reply), None, None, reply)
+    total += given.stars - (int(old["stars"]) if old else 0)
+    count += 0 if old else 1
+    changed = with_new_version(
+        {**course, "rating": {"average": average(total, count), "count": count}},
+        command.occurred_at,
+    )
+    reply = Reply(200, _reply_body(command, rating, changed["rating"]))
+    new_record = remember(
+        {**record, "course": changed, "rating_sum": total}, command.command_id, reply
+    )
+    return RatingDecision(
+        new_record,
+        rated,
+        course_event(command, "course_updated", changed, changed["version"]),
+        reply,
+    )
+
+
+def _reply_body(
+    command: CourseCommand, rating: dict[str, Any], course_rating: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "course_id": command.course_id,
+        "user_id": command.actor.id,
+        **rating,
+        "course_rating": course_rating,
+    }

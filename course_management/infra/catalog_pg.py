@@ -1,0 +1,267 @@
+"""The PostgreSQL catalog: written by the catalog sink, searched with full-text search.
+
+Used as the search backend when no Elasticsearch node is configured (`SEARCH_URL`
+unset), and always kept, so the index can be rebuilt from it. Words are matched with
+the `simple` text configuration (lower-cased, no stemming), like the index's standard
+analyzer; every word must match (title weighs most, then tags and instructor name,
+then description). PostgreSQL has no typo tolerance; Elasticsearch has.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from course_management.domain.catalog import (
+    FACETS,
+    CatalogPage,
+    CatalogQuery,
+    Sort,
+    sort_values,
+)
+
+TABLE = "catalog_courses"
+
+_COLUMNS = (
+    "id, catalog_version, listed, title, description, tags, tags_text, category, level, "
+    "language, instructor_id, instructor_name, rating_average, rating_sort, rating_count, "
+    "enrollment_count, created_at, created_at_text, document"
+)
+
+
+def _upsert(table: str) -> str:
+    updates = ", ".join(
+        f"{c} = EXCLUDED.{c}" for c in (c.strip() for c in _COLUMNS.split(",")) if c != "id"
+    )
+    return f"""
+INSERT INTO {table} AS c ({_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19::jsonb)
+ON CONFLICT (id) DO UPDATE SET {updates}, changed_at = now()
+WHERE c.catalog_version < EXCLUDED.catalog_version
+"""
+
+
+def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
+    doc = entry.get("document")
+    if not entry["listed"] or doc is None:
+        empty: tuple[Any, ...] = (entry["course_id"], entry["catalog_version"], False, "", "", [], "")
+        return (*empty, None, None, None, None, "", None, 0.0, 0, 0, None, None, None)
+    return (
+        doc["id"],
+        entry["catalog_version"],
+        True,
+        doc["title"],
+        doc["description"],
+        doc["tags"],
+        " ".join(doc["tags"]),
+        doc["category"],
+        doc["level"],
+        doc["language"],
+        doc["instructor_id"],
+        doc["instructor_name"],
+        doc["rating_average"],
+        doc["rating_sort"],
+        doc["rating_count"],
+        doc["enrollment_count"],
+        datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00")),
+        doc["created_at"],
+        json.dumps(doc["course"]),
+    )
+
+
+def newest_entries(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per course: the newest of a batch (the others change nothing)."""
+    newest: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        seen = newest.get(entry["course_id"])
+        if seen is None or seen["catalog_version"] < entry["catalog_version"]:
+            newest[entry["course_id"]] = entry
+    return list(newest.values())
+
+
+async def write_catalog_entries(
+    pool: asyncpg.Pool, entries: list[dict[str, Any]], table: str = TABLE
+) -> int:
+    """Upsert a batch; an entry older than the row is ignored. Returns the rows written."""
+    rows = [_row(e) for e in newest_entries(entries)]
+    if not rows:
+        return 0
+    await pool.executemany(_upsert(table), rows)
+    return len(rows)
+
+
+class PgCatalog:
+    """`search(CatalogQuery) -> CatalogPage` over the catalog table."""
+
+    backend = "postgres"
+
+    def __init__(self, pool: asyncpg.Pool, table: str = TABLE) -> None:
+        self.pool = pool
+        self.table = table
+
+    async def search(self, query: CatalogQuery) -> CatalogPage:
+        where, args = self._filters(query)
+        score = "0::real"
+        if query.terms:
+            args.append(" & ".join(query.terms))
+            tsq = f"to_tsquery('simple', ${len(args)})"
+            where.append(f"search @@ {tsq}")
+            score = f"ts_rank(search, {tsq}, 0)"
+        facet_sql = f"""
+            SELECT category, level, language, count(*) AS n FROM {self.table}
+            WHERE {" AND ".join(where)}
+            GROUP BY GROUPING SETS ((category), (level), (language))"""
+        facet_args = list(args)
+        order, keyset = self._order(query, args)
+        args.append(query.limit + 1)
+        page_sql = f"""
+            SELECT * FROM (
+                SELECT id, document, rating_sort, rating_count, enrollment_count,
+                       created_at_text, {score} AS score
+                FROM {self.table} WHERE {" AND ".join(where)}
+            ) hits
+            WHERE {" AND ".join(["true", *keyset])}
+            ORDER BY {order} LIMIT ${len(args)}"""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(page_sql, *args)
+            facet_rows = await conn.fetch(facet_sql, *facet_args)
+        items = [_course(row) for row in rows[: query.limit]]
+        more = len(rows) > query.limit
+        last = rows[query.limit - 1] if more else None
+        next_after = None
+        if last is not None:
+            next_after = sort_values(
+                {
+                    "id": last["id"],
+                    "created_at": last["created_at_text"],
+                    "rating_sort": last["rating_sort"],
+                    "rating_count": last["rating_count"],
+                    "enrollment_count": last["enrollment_count"],
+                },
+                query.sort,
+                last["score"],
+            )
+        return CatalogPage(items, next_after, _facets(facet_rows))
+
+    @staticmethod
+    def _filters(query: CatalogQuery) -> tuple[list[str], list[Any]]:
+        where = ["listed"]
+        args: list[Any] = []
+        for name, value in query.filters.items():
+            args.append(value)
+            if name == "tag":
+                where.append(f"tags @> ARRAY[${len(args)}]::text[]")
+            else:
+                where.append(f"{name} = ${len(args)}")
+        return where, args
+
+    @staticmethod
+    def _order(query: CatalogQuery, args: list[Any]) -> tuple[str, list[str]]:
+        """ORDER BY over the `hits` columns, and the keyset condition after the cursor."""
+        columns = {
+            Sort.relevance: (("score", "real", "DESC"), ("id", "text", "ASC")),
+            Sort.newest: (("created_at_text", "text", "DESC"), ("id", "text", "ASC")),
+            Sort.rating: (
+                ("rating_sort", "float8", "DESC"),
+                ("rating_count", "int", "DESC"),
+                ("id", "text", "ASC"),
+            ),
+            Sort.popular: (("enrollment_count", "int", "DESC"), ("id", "text", "ASC")),
+        }[query.sort]
+        order = ", ".join(f"{c} {d}" for c, _, d in columns)
+        if query.after is None:
+            return order, []
+        # (a, b, c) after (x, y, z) in a mixed-direction order, spelled out term by term.
+        params = []
+        for (_column, cast, _), value in zip(columns, query.after, strict=True):
+            args.append(value)
+            params.append(f"${len(args)}::{cast}")
+        ors = []
+        for i, (column, _, direction) in enumerate(columns):
+            equal = [f"{columns[j][0]} = {params[j]}" for j in range(i)]
+            op = "<" if direction == "DESC" else ">"
+            ors.append("(" + " AND ".join([*equal, f"{column} {op} {params[i]}"]) + ")")
+        return order, ["(" + " OR ".join(ors) + ")"]
+
+    async def listed_documents(self, batch: int = 1000) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every row as a catalog entry, in batches (for rebuilding the index)."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            cursor = conn.cursor(f"SELECT {_COLUMNS} FROM {self.table} ORDER BY id")
+            rows: list[dict[str, Any]] = []
+            async for row in cursor:
+                rows.append(entry_of_row(row))
+                if len(rows) == batch:
+                    yield rows
+                    rows = []
+            if rows:
+                yield rows
+
+    async def changed_since(self, moment: datetime) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE changed_at >= $1", moment
+        )
+        return [entry_of_row(row) for row in rows]
+
+    async def count(self) -> int:
+        return int(await self.pool.fetchval(f"SELECT count(*) FROM {self.table}"))
+
+
+def entry_of_row(row: asyncpg.Record) -> dict[str, Any]:
+    """A catalog entry (as on the catalog topic) rebuilt from a catalog row."""
+    if not row["listed"] or row["document"] is None:
+        return {
+            "course_id": row["id"],
+            "catalog_version": row["catalog_version"],
+            "listed": False,
+            "document": None,
+        }
+    course = json.loads(row["document"])
+    rating = course.get("rating") or {}
+    document = {
+        "id": row["id"],
+        "listed": True,
+        "title": row["title"],
+        "description": row["description"],
+        "tags": list(row["tags"]),
+        "category": row["category"],
+        "level": row["level"],
+        "language": row["language"],
+        "status": course["status"],
+        "instructor_id": row["instructor_id"],
+        "instructor_name": row["instructor_name"],
+        "rating_average": rating.get("average"),
+        "rating_sort": row["rating_sort"],
+        "rating_count": row["rating_count"],
+        "enrollment_count": row["enrollment_count"],
+        "created_at": row["created_at_text"],
+        "updated_at": course["updated_at"],
+        "version": course["version"],
+        "course": course,
+    }
+    return {
+        "course_id": row["id"],
+        "catalog_version": row["catalog_version"],
+        "listed": True,
+        "document": document,
+    }
+
+
+def _course(row: asyncpg.Record) -> dict[str, Any]:
+    course: dict[str, Any] = json.loads(row["document"])
+    return course
+
+
+def _facets(rows: list[asyncpg.Record]) -> dict[str, dict[str, int]]:
+    facets: dict[str, dict[str, int]] = {name: {} for name in FACETS}
+    for row in rows:
+        for name in FACETS:
+            if row[name] is not None:
+                facets[name][row[name]] = int(row["n"])
+    return {
+        name: dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
+        for name, values in facets.items()
+    }
