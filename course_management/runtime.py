@@ -7,6 +7,7 @@ clients exist before any agent runs and `/healthz` answers while tables recover.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import uuid
@@ -20,6 +21,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+from elasticsearch import AsyncElasticsearch
 from faust.types import TP
 from mode import Service
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -27,11 +29,16 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from course_management.api.app import create_app
 from course_management.api.auth import TokenVerifier
 from course_management.config import Settings
+from course_management.domain.catalog import CatalogQuery
+from course_management.domain.catalog import encode_cursor as encode_catalog_cursor
 from course_management.domain.commands import CourseCommand, Reply
 from course_management.domain.enrollment import public_view
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroCodec
-from course_management.infra.cache import CourseCache
+from course_management.infra.cache import CatalogCache, CourseCache
+from course_management.infra.catalog_es import UNAVAILABLE as SEARCH_UNAVAILABLE
+from course_management.infra.catalog_es import EsCatalog
+from course_management.infra.catalog_pg import PgCatalog
 from course_management.infra.database import (
     connect_pool,
     count_seats_taken,
@@ -47,7 +54,12 @@ from course_management.infra.kafka import (
     ensure_topics,
     new_producer,
 )
-from course_management.infra.metrics import CACHE_READS, DEAD_LETTERS, EVENTS_PUBLISHED
+from course_management.infra.metrics import (
+    CACHE_READS,
+    CATALOG_READS,
+    DEAD_LETTERS,
+    EVENTS_PUBLISHED,
+)
 from course_management.infra.storage import ContentStore
 from course_management.streams.app import build_app
 from course_management.tables.courses import course_of
@@ -95,6 +107,13 @@ class Runtime(Service):
         self.pool: asyncpg.Pool | None = None
         self.redis = aioredis.from_url(settings.redis_url)
         self.cache = CourseCache(self.redis)
+        self.catalog_cache = CatalogCache(self.redis)
+        self.search: AsyncElasticsearch | None = (
+            AsyncElasticsearch(settings.search_url, request_timeout=10)
+            if settings.search_url
+            else None
+        )
+        self.catalog: PgCatalog | EsCatalog | None = None  # made in on_start (needs the pool)
         self.content = ContentStore(settings)
         self.verifier = TokenVerifier(
             secret=settings.jwt_secret,
@@ -117,6 +136,7 @@ class Runtime(Service):
         )
         await self.replies.start()
         self.pool = await connect_pool(self.settings.database_url)
+        self.catalog = EsCatalog(self.search) if self.search is not None else PgCatalog(self.pool)
         await self.content.start()
         self._runner = web.AppRunner(
             create_app(
@@ -146,6 +166,8 @@ class Runtime(Service):
         if self.pool is not None:
             await self.pool.close()
         await self.redis.aclose()
+        if self.search is not None:
+            await self.search.close()
         await delete_topic(self.settings.kafka_bootstrap_servers, self.replies.topic)
 
     @property
@@ -342,6 +364,35 @@ class Runtime(Service):
         assert self.pool is not None
         return await list_user_enrollments(self.pool, user_id, after_course, limit)
 
+    async def search_catalog(self, query: CatalogQuery) -> dict[str, Any]:
+        """A catalog page from the configured backend, through the Redis page cache."""
+        assert self.catalog is not None
+        backend = self.catalog.backend
+        key = hashlib.blake2b(
+            json.dumps([backend, query.signature, query.limit, query.raw_cursor]).encode(),
+            digest_size=16,
+        ).hexdigest()
+        page_key, cached = await self.catalog_cache.get(key)
+        if cached is not None:
+            CATALOG_READS.labels(backend, "hit").inc()
+            return cached
+        try:
+            page = await self.catalog.search(query)
+        except SEARCH_UNAVAILABLE as exc:
+            raise Problem.of(
+                503, "search-unavailable", "the catalog cannot be searched now"
+            ) from exc
+        body = {
+            "items": page.items,
+            "next_cursor": encode_catalog_cursor(query, page.next_after, page.pit)
+            if page.next_after is not None
+            else None,
+            "facets": page.facets,
+        }
+        await self.catalog_cache.put(page_key, body)
+        CATALOG_READS.labels(backend, "miss").inc()
+        return body
+
     async def readiness(self) -> dict[str, bool]:
         recovery = self.app.tables.recovery
         checks = {
@@ -351,12 +402,14 @@ class Runtime(Service):
                 and not self.app.rebalancing
             ),
         }
-        probes = {
+        probes: dict[str, Awaitable[Any]] = {
             "kafka": self._probe_kafka(),
             "postgres": self._probe_postgres(),
             "schema_registry": self.codec.client.get_subjects(),
             "redis": self.redis.ping(),
         }
+        if self.search is not None:
+            probes["search"] = self.search.cluster.health()
         results = await asyncio.gather(
             *(asyncio.wait_for(p, 2.0) for p in probes.values()), return_exceptions=True
         )

@@ -48,8 +48,8 @@ WHERE c.catalog_version < EXCLUDED.catalog_version
 def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
     doc = entry.get("document")
     if not entry["listed"] or doc is None:
-        empty: tuple[Any, ...] = (entry["course_id"], entry["catalog_version"], False, "", "", [], "")
-        return (*empty, None, None, None, None, "", None, 0.0, 0, 0, None, None, None)
+        key: tuple[Any, ...] = (entry["course_id"], entry["catalog_version"], False)
+        return (*key, "", "", [], "", None, None, None, None, "", None, 0.0, 0, 0, None, None, None)
     return (
         doc["id"],
         entry["catalog_version"],
