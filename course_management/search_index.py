@@ -118,6 +118,7 @@ async def _replay_catalog(
     await consumer.start()
     replayed = 0
     try:
+        await consumer.topics()  # fetches the cluster's metadata
         partitions = consumer.partitions_for_topic(COURSE_CATALOG) or set()
         tps = [TopicPartition(COURSE_CATALOG, p) for p in sorted(partitions)]
         if not tps:

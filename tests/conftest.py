@@ -9,6 +9,7 @@ import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,12 +23,22 @@ def _interrupt(*_: object) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack_env() -> Iterator[dict[str, str]]:
+def local_stack() -> Iterator[Any]:
     from course_management.stack.servers import LocalStack
 
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated run leaves no servers behind
     local = LocalStack()
-    env = local.start()
+    local.start()
+    print(f"\nlocal stack started: {local.timings}")
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_env(local_stack: Any) -> dict[str, str]:
+    env = local_stack.env()
     env.update(
         {
             "JWT_SECRET": JWT_SECRET,
@@ -40,11 +51,7 @@ def stack_env() -> Iterator[dict[str, str]]:
             "UPLOAD_PART_SIZE_BYTES": str(5 * 1024 * 1024),
         }
     )
-    print(f"\nlocal stack started: {local.timings}")
-    try:
-        yield env
-    finally:
-        local.stop()
+    return env
 
 
 @pytest.fixture(scope="session")

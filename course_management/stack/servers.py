@@ -324,7 +324,13 @@ class Elasticsearch:
 
     def stop(self) -> None:
         if self._exec is not None:
-            self._exec.stop()
+            # The JVM answers SIGTERM with exit code 143 (128 + 15): a clean stop.
+            self._exec.stop(expected_returncode=143)
+
+    def restart(self) -> None:
+        """Start again after `stop`, keeping the data (an outage, not a new node)."""
+        assert self._exec is not None, "start() first"
+        self._exec.start()
 
     def env(self) -> dict[str, str]:
         return {"SEARCH_URL": self.url}
@@ -527,6 +533,9 @@ class LocalStack:
 
     def versions(self) -> dict[str, str]:
         return {s.name: s.version() for s in self.started}
+
+    def server(self, name: str) -> Any:
+        return next(s for s in self.started if s.name == name)
 
     def stop(self) -> None:
         for server in reversed(self.started):
