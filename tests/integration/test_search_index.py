@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import uuid
 from typing import Any
@@ -67,19 +66,23 @@ async def test_rebuild_builds_a_new_index_and_swaps_the_alias_without_downtime(
     es = AsyncElasticsearch(settings.search_url)
     try:
         old = await current_index(es)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "course_management", "search", "rebuild"],
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "course_management",
+            "search",
+            "rebuild",
             env={**os.environ, **stack_env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
+        finished = asyncio.ensure_future(process.communicate())
         # Searches keep answering, complete, while the rebuild runs.
         answers = 0
-        while process.poll() is None:
+        while not finished.done():
             assert await _found(http, marker) == want
             answers += 1
-            await asyncio.sleep(0.05)  # pacing the probe, not waiting for a condition
-        out, err = process.communicate()
+        out, err = await finished
         assert process.returncode == 0, err.decode()[-2000:]
         result = json.loads(out.decode().strip().splitlines()[-1])
         assert "rebuilding" in err.decode()  # the progress bar
