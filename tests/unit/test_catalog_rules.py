@@ -1,0 +1,119 @@
+"""The catalog's pure rules: query parsing, cursors, documents, versions. No servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from course_management.domain.catalog import (
+    MAX_TERMS,
+    Sort,
+    catalog_document,
+    catalog_version,
+    encode_cursor,
+    parse_query,
+    search_terms,
+    sort_values,
+)
+from course_management.domain.problems import Problem
+
+
+def fields_of(problem: Problem) -> list[str]:
+    return [e["field"] for e in problem.to_dict()["errors"]]
+
+
+def test_sort_defaults_follow_q() -> None:
+    assert parse_query({}).sort is Sort.newest
+    assert parse_query({"q": "kafka"}).sort is Sort.relevance
+    assert parse_query({"q": "kafka", "sort": "popular"}).sort is Sort.popular
+    assert parse_query({"sort": "relevance"}).sort is Sort.newest  # nothing to rank by
+    assert parse_query({"q": "!!!"}).sort is Sort.newest  # no words at all
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"sort": "price"}, "sort"),
+        ({"level": "expert"}, "level"),
+        ({"language": "english"}, "language"),
+        ({"cursor": "%%%"}, "cursor"),
+        ({"category": ""}, "category"),
+        ({"q": "x" * 5001}, "q"),
+    ],
+)
+def test_bad_parameters_name_themselves(params: dict[str, str], field: str) -> None:
+    with pytest.raises(Problem) as caught:
+        parse_query(params)
+    assert caught.value.status == 422
+    assert fields_of(caught.value) == [field]
+
+
+def test_query_text_becomes_plain_words() -> None:
+    assert search_terms('title:(Kafka OR "streams") AND /reg.*ex/') == (
+        "title",
+        "kafka",
+        "or",
+        "streams",
+        "and",
+        "reg",
+        "ex",
+    )
+    assert search_terms('"unbalanced \\ quotes (((') == ("unbalanced", "quotes")
+    assert search_terms("Ünïcode 中文 café") == ("ünïcode", "中文", "café")
+    long = " ".join(f"w{n}" for n in range(1000))
+    assert len(search_terms(long)) == MAX_TERMS
+    assert len(search_terms("a" * 5000)[0]) == 64
+    assert search_terms("kafka KAFKA Kafka") == ("kafka",)
+
+
+def test_a_cursor_is_bound_to_its_query_and_sort() -> None:
+    query = parse_query({"q": "kafka", "category": "data"})
+    cursor = encode_cursor(query, (3.5, "course-9"), None)
+    again = parse_query({"q": "kafka", "category": "data", "cursor": cursor})
+    assert again.after == (3.5, "course-9")
+    for other in ({"q": "kafka"}, {"q": "kafka", "category": "data", "sort": "newest"}):
+        with pytest.raises(Problem) as caught:
+            parse_query({**other, "cursor": cursor})
+        assert fields_of(caught.value) == ["cursor"]
+
+
+@pytest.mark.parametrize("after", [("x", "id"), (1.0,), (True, "id"), ([], "id")])
+def test_a_cursor_with_the_wrong_shape_is_refused(after: tuple) -> None:
+    query = parse_query({"q": "kafka"})
+    with pytest.raises(Problem):
+        parse_query({"q": "kafka", "cursor": encode_cursor(query, after, None)})
+
+
+def test_catalog_version_grows_with_course_versions_and_seats() -> None:
+    assert catalog_version(1, 0) < catalog_version(1, 1) < catalog_version(2, 0)
+    assert catalog_version(2, 0) < catalog_version(2, 5_000_000) < catalog_version(3, 0)
+
+
+COURSE = {
+    "id": "c-1",
+    "title": "Kafka",
+    "description": "Streams",
+    "category": "data",
+    "tags": ["kafka"],
+    "level": "beginner",
+    "language": "en",
+    "status": "published",
+    "instructor": {"id": "i-1", "name": "Ada"},
+    "rating": {"average": None, "count": 0},
+    "enrollment_count": 0,
+    "version": 4,
+    "created_at": "2026-11-27T10:00:00.000Z",
+    "updated_at": "2026-11-27T10:00:00.000Z",
+}
+
+
+def test_documents_list_only_published_courses_and_carry_the_seat_count() -> None:
+    doc = catalog_document(COURSE, 7)
+    assert doc["listed"] and doc["enrollment_count"] == 7 and doc["course"]["enrollment_count"] == 7
+    assert doc["instructor_id"] == "i-1" and doc["instructor_name"] == "Ada"
+    assert doc["rating_sort"] == 0.0  # unrated courses sort last by rating
+    for status in ("draft", "archived"):
+        assert not catalog_document({**COURSE, "status": status}, 0)["listed"]
+    assert sort_values(doc, Sort.popular) == (7, "c-1")
+    assert sort_values(doc, Sort.newest) == ("2026-11-27T10:00:00.000Z", "c-1")
