@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import asyncpg
 import faust
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -35,7 +34,7 @@ from course_management.domain.commands import CourseCommand, Reply
 from course_management.domain.enrollment import public_view
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroCodec
-from course_management.infra.cache import CatalogCache, CourseCache
+from course_management.infra.cache import CatalogCache, CourseCache, new_redis
 from course_management.infra.catalog_es import UNAVAILABLE as SEARCH_UNAVAILABLE
 from course_management.infra.catalog_es import EsCatalog
 from course_management.infra.catalog_pg import PgCatalog
@@ -105,7 +104,7 @@ class Runtime(Service):
         )
         self.app, self.courses, self.enrollments = build_app(settings, self)
         self.pool: asyncpg.Pool | None = None
-        self.redis = aioredis.from_url(settings.redis_url)
+        self.redis = new_redis(settings.redis_url)
         self.cache = CourseCache(self.redis)
         self.catalog_cache = CatalogCache(self.redis)
         self.search: AsyncElasticsearch | None = (

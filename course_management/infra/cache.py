@@ -11,6 +11,10 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 TTL_SECONDS = 3600
 
@@ -23,6 +27,20 @@ redis.call('HSET', KEYS[1], 'version', ARGV[1], 'state', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
+
+
+def new_redis(url: str) -> aioredis.Redis:
+    """A client that checks idle connections before use and retries a dropped one.
+
+    Servers close idle clients (`timeout`); without the health check the first command
+    after a quiet spell fails, and an agent writing the cache would crash on it.
+    """
+    return aioredis.from_url(
+        url,
+        health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
 
 
 def _key(course_id: str) -> str:

@@ -82,6 +82,7 @@ def test_readyz_answered_not_ready_before_recovery_then_ready(worker: WorkerProc
         "postgres": True,
         "schema_registry": True,
         "redis": True,
+        "search": True,
     }
 
 

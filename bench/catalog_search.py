@@ -1,0 +1,166 @@
+"""p50/p95 of `GET /api/v1/courses?q=...` over a large catalog, on both search backends.
+
+    .venv/bin/python -m bench.catalog_search [--courses 100000] [--requests 300]
+    (or: make bench)
+
+Starts the local stack (with Elasticsearch), seeds N published courses into the
+PostgreSQL catalog and the Elasticsearch index through the sinks' own writer functions,
+then runs one worker per backend (SEARCH_URL set: Elasticsearch; unset: PostgreSQL full
+text) and times, one request at a time over a kept-alive connection:
+  - GET /api/v1/courses?q=<one or two words>[&filters][&sort]   (cache bypassed: the bench
+    bumps the Redis catalog generation before each request, so every page is computed)
+  - the same with the Redis page cache warm
+  - GET /healthz, the peer: the same HTTP stack doing no work
+and reports each against the peer measured in the same run. No threshold is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+from elasticsearch import AsyncElasticsearch
+
+from bench.api_latency import percentile
+from bench.catalog_seed import CATEGORIES, INSTRUCTORS, LEVELS, SUBJECTS, WORDS, catalog
+from course_management.config import Settings, load_settings
+from course_management.infra import catalog_es, catalog_pg
+from course_management.infra.cache import CatalogCache
+from course_management.provisioning import provision_all
+from course_management.stack.servers import LocalStack
+from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess
+
+
+async def seed(settings: Settings, n: int) -> dict[str, float]:
+    took: dict[str, float] = {}
+    started = time.perf_counter()
+    entries = catalog(n)
+    took["generate"] = time.perf_counter() - started
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    assert pool is not None and settings.search_url
+    es = AsyncElasticsearch(settings.search_url, request_timeout=120)
+    try:
+        started = time.perf_counter()
+        for start in range(0, n, 5000):
+            await catalog_pg.write_catalog_entries(pool, entries[start : start + 5000])
+        await pool.execute("ANALYZE catalog_courses")
+        took["postgres"] = time.perf_counter() - started
+        started = time.perf_counter()
+        index = await catalog_es.current_index(es)
+        assert index is not None
+        for start in range(0, n, 2000):
+            await catalog_es.write_catalog_entries(
+                es, entries[start : start + 2000], index=index, refresh=False
+            )
+        await es.indices.refresh(index=index)
+        await es.indices.forcemerge(index=index, max_num_segments=1)
+        took["elasticsearch"] = time.perf_counter() - started
+    finally:
+        await pool.close()
+        await es.close()
+    return took
+
+
+def queries(count: int, seed: int = 11) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    names = [name.split()[1] for _, name in INSTRUCTORS]
+    out = []
+    for _ in range(count):
+        words = [rng.choice(SUBJECTS)]
+        if rng.random() < 0.4:
+            words.append(rng.choice((*WORDS, *SUBJECTS, *names)))
+        params = {"q": " ".join(words), "limit": "20"}
+        roll = rng.random()
+        if roll < 0.25:
+            params["category"] = rng.choice(CATEGORIES)
+        elif roll < 0.45:
+            params["level"] = rng.choice(LEVELS)
+        if rng.random() < 0.3:
+            params["sort"] = rng.choice(("newest", "rating", "popular"))
+        out.append(params)
+    return out
+
+
+async def measure(base: str, redis_url: str, plan: list[dict[str, str]]) -> dict[str, list[float]]:
+    redis = aioredis.from_url(redis_url)
+    timings: dict[str, list[float]] = {"q (computed)": [], "q (cached page)": [], "healthz": []}
+    results: list[int] = []
+    try:
+        async with aiohttp.ClientSession(base_url=base) as http:
+            for params in plan[:20]:  # warm-up
+                await (await http.get("/api/v1/courses", params=params)).read()
+            for params in plan:
+                await redis.incr(CatalogCache.GENERATION)  # this page is computed, not cached
+                started = time.perf_counter()
+                response = await http.get("/api/v1/courses", params=params)
+                body: dict[str, Any] = await response.json()
+                timings["q (computed)"].append(time.perf_counter() - started)
+                assert response.status == 200, body
+                results.append(len(body["items"]))
+            for params in plan:
+                started = time.perf_counter()
+                await (await http.get("/api/v1/courses", params=params)).read()
+                timings["q (cached page)"].append(time.perf_counter() - started)
+            for _ in plan:
+                started = time.perf_counter()
+                await (await http.get("/healthz")).read()
+                timings["healthz"].append(time.perf_counter() - started)
+    finally:
+        await redis.aclose()
+    assert sum(results) > 0, "the queries found nothing: the seed did not land"
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--courses", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    stack = LocalStack(search=True)
+    env = stack.start()
+    env.update({"JWT_SECRET": JWT_SECRET, "JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE})
+    report: dict[str, dict[str, list[float]]] = {}
+    try:
+        settings = load_settings(**{k.lower(): v for k, v in env.items()})
+        provision_all(settings)
+        took = asyncio.run(seed(settings, args.courses))
+        print(
+            f"seeded {args.courses} courses: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in took.items())
+        )
+        plan = queries(args.requests)
+        for backend, extra in (("elasticsearch", {}), ("postgres", {"SEARCH_URL": ""})):
+            workdir = Path(tempfile.mkdtemp(prefix=f"cms-bench-{backend}-"))
+            worker = WorkerProcess(
+                env, workdir, worker_id="bench-worker"
+            )  # static member: rejoins at once
+            try:
+                worker.start(extra).wait_ready()
+                report[backend] = asyncio.run(measure(worker.base_url, settings.redis_url, plan))
+            finally:
+                worker.stop()
+    finally:
+        stack.stop()
+    print(
+        f"{args.courses} published courses, {args.requests} sequential requests per row, "
+        "one worker, the whole local stack on this machine (2 cores)"
+    )
+    print(f"{'backend':<15}{'request':<18}{'p50 ms':>9}{'p95 ms':>9}{'p50 / healthz':>15}")
+    for backend, timings in report.items():
+        peer = statistics.median(timings["healthz"])
+        for name, samples in timings.items():
+            p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
+            print(f"{backend:<15}{name:<18}{p50 * 1000:>9.2f}{p95 * 1000:>9.2f}{p50 / peer:>15.1f}")
+
+
+if __name__ == "__main__":
+    main()
