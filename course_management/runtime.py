@@ -192,10 +192,31 @@ class Runtime(Service):
         )
         EVENTS_PUBLISHED.labels(topic).inc()
 
-    async def forward(self, topic: str, key: str, value: bytes, headers: Headers) -> None:
-        """Pass a record on unchanged (same bytes), under a new key."""
-        await self.producer.send_and_wait(topic, value=value, key=key.encode(), headers=headers)
-        EVENTS_PUBLISHED.labels(topic).inc()
+    async def publish_all(self, records: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+        """Publish (topic, key, subject, record)s in order; wait until the broker has all.
+
+        Each is appended to the producer in order (so one partition keeps their order),
+        then all acks are awaited together: one round trip instead of one per record.
+        """
+        pending = [
+            await self.producer.send(
+                topic, value=self.codec.encode(subject, record), key=key.encode()
+            )
+            for topic, key, subject, record in records
+        ]
+        await asyncio.gather(*pending)
+        for topic, *_ in records:
+            EVENTS_PUBLISHED.labels(topic).inc()
+
+    async def forward_all(self, records: list[tuple[str, str, bytes, Headers]]) -> None:
+        """`forward` for many records: appended in order, acks awaited together."""
+        pending = [
+            await self.producer.send(topic, value=value, key=key.encode(), headers=headers)
+            for topic, key, value, headers in records
+        ]
+        await asyncio.gather(*pending)
+        for topic, *_ in records:
+            EVENTS_PUBLISHED.labels(topic).inc()
 
     async def dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str = "invalid"

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from course_management.config import Settings
 from course_management.infra import catalog_es
 from course_management.infra.avro import AvroCodec
 from course_management.infra.catalog_pg import PgCatalog
+from course_management.streams.catalog import entry_of_value
 from course_management.topology import APP_ID, COURSE_CATALOG
 
 log = logging.getLogger(__name__)
@@ -135,15 +135,7 @@ async def _replay_catalog(
                 for record in records:
                     if record.offset < ends[tp]:
                         value = await codec.decode(f"{COURSE_CATALOG}-value", record.value)
-                        raw = value["document_json"]
-                        entries.append(
-                            {
-                                "course_id": value["course_id"],
-                                "catalog_version": value["catalog_version"],
-                                "listed": value["listed"],
-                                "document": json.loads(raw) if raw else None,
-                            }
-                        )
+                        entries.append(entry_of_value(value))
             if entries:
                 replayed += await catalog_es.write_catalog_entries(
                     es, entries, index=index, refresh=False

@@ -1,7 +1,7 @@
 """The catalog feed and its sinks.
 
-The course agent calls `publish_catalog_entry` after every change the catalog shows (a
-course event, a rating, a seat taken or freed): one `CatalogEntry` on the compacted
+The course agent publishes, with every change the catalog shows (a course event, a
+rating, a seat taken or freed), one `CatalogEntry` (`catalog_record`) on the compacted
 internal topic, keyed by course id, with a `catalog_version` that only grows.
 
 Two sinks read it in batches: the PostgreSQL catalog (always: it is the search backend
@@ -62,11 +62,10 @@ def catalog_entry(
     }
 
 
-async def publish_catalog_entry(runtime: Runtime, entry: dict[str, Any] | None) -> None:
-    if entry is None:
-        return
+def catalog_record(entry: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
+    """(topic, key, subject, value) of an entry, for `Runtime.publish_all`."""
     document = entry["document"]
-    await runtime.publish(
+    return (
         COURSE_CATALOG,
         entry["course_id"],
         SUBJECT,
@@ -77,6 +76,17 @@ async def publish_catalog_entry(runtime: Runtime, entry: dict[str, Any] | None) 
             "document_json": json.dumps(document) if document is not None else None,
         },
     )
+
+
+def entry_of_value(value: dict[str, Any]) -> dict[str, Any]:
+    """A decoded CatalogEntry record as the writers take it."""
+    raw = value["document_json"]
+    return {
+        "course_id": value["course_id"],
+        "catalog_version": value["catalog_version"],
+        "listed": value["listed"],
+        "document": json.loads(raw) if raw else None,
+    }
 
 
 Writer = Callable[[list[dict[str, Any]]], Awaitable[int]]
@@ -131,15 +141,7 @@ def _sink(
                 except AvroDecodeError as exc:
                     await runtime.dead_letter(COURSE_CATALOG, event.key, event.value, str(exc))
                     continue
-                raw = value["document_json"]
-                entries.append(
-                    {
-                        "course_id": value["course_id"],
-                        "catalog_version": value["catalog_version"],
-                        "listed": value["listed"],
-                        "document": json.loads(raw) if raw else None,
-                    }
-                )
+                entries.append(entry_of_value(value))
             if not entries:
                 continue
             async for attempt in AsyncRetrying(  # the stream waits for the store; nothing skipped

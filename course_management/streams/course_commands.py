@@ -25,11 +25,9 @@ from course_management.domain.commands import Actor, CourseCommand, Decision, Re
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import COMMANDS_APPLIED
-from course_management.streams.catalog import catalog_entry, publish_catalog_entry
 from course_management.streams.enrollment_inputs import EnrollmentApplier
 from course_management.topology import (
     COURSE_COMMANDS,
-    COURSE_EVENTS,
     ENROLLMENT_INPUTS,
     KIND_HEADER,
     REPLY_SUBJECT,
@@ -93,9 +91,9 @@ def register_course_commands(
             await runtime.dead_letter(COURSE_COMMANDS, event.key, raw, repr(exc), code="error")
             problem = Problem.of(500, "internal", "the command could not be applied")
             decision = Decision(None, None, Reply(500, problem.to_dict()))
-        if decision.event is not None:
-            await runtime.publish(
-                COURSE_EVENTS, command.course_id, f"{COURSE_EVENTS}-value", decision.event
+        if decision.event is not None and decision.record is not None:
+            await enrollment.publish_course_change(
+                command.course_id, decision.event, decision.record
             )
         if decision.record is not None:
             courses[command.course_id] = decision.record
@@ -103,10 +101,6 @@ def register_course_commands(
             if decision.event is not None:  # readers see the change before the writer does
                 await runtime.cache.put(
                     decision.record["course"], deleted=bool(decision.record.get("deleted"))
-                )
-                seats = await enrollment.seats(command.course_id)
-                await publish_catalog_entry(
-                    runtime, catalog_entry(command.course_id, decision.record, seats)
                 )
         if value.get("reply_to"):
             reply = {

@@ -26,7 +26,7 @@ from course_management.domain.enrollment import (
 from course_management.domain.ratings import decide_rating
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import ENROLLMENTS_APPLIED
-from course_management.streams.catalog import catalog_entry, publish_catalog_entry
+from course_management.streams.catalog import catalog_entry, catalog_record
 from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.topology import (
@@ -137,26 +137,40 @@ class EnrollmentApplier:
             )
 
     async def apply(self, course_id: str, user_id: str, decision: EnrollmentDecision) -> None:
-        """Publish the event (acked), then write the tables, then refresh the cache."""
+        """Publish the events and the catalog entry (acked), then write the tables, then
+        refresh the cache."""
+        outgoing = [
+            (ENROLLMENT_EVENTS, course_id, f"{ENROLLMENT_EVENTS}-value", event)
+            for event in decision.events
+        ]
+        seats = None
+        if decision.seats_taken is not None:
+            seats, _ = seat_change(await self.seats(course_id), user_id, decision.seats_taken)
+            entry = catalog_entry(course_id, self.courses.get(course_id), seats)
+            if entry is not None:
+                outgoing.append(catalog_record(entry))
+        await self.runtime.publish_all(outgoing)
         for event in decision.events:
-            await self.runtime.publish(
-                ENROLLMENT_EVENTS, course_id, f"{ENROLLMENT_EVENTS}-value", event
-            )
             ENROLLMENTS_APPLIED.labels(event["event_type"]).inc()
         enrollment = decision.enrollment
-        if decision.seats_taken is not None:
-            seats, seq = seat_change(await self.seats(course_id), user_id, decision.seats_taken)
+        if seats is not None:
             self.enrollments[seats_key(course_id)] = seats  # first: see settle_seats
             assert enrollment is not None
-            enrollment = {**enrollment, "seat_seq": seq}
+            enrollment = {**enrollment, "seat_seq": seats["seq"]}
         if enrollment is not None:
             self.enrollments[enrollment_key(course_id, user_id)] = enrollment
         if decision.seats_taken is not None:
             await self.runtime.cache.set_enrollment_count(course_id, decision.seats_taken)
-            entry = catalog_entry(
-                course_id, self.courses.get(course_id), await self.seats(course_id)
-            )
-            await publish_catalog_entry(self.runtime, entry)
+
+    async def publish_course_change(
+        self, course_id: str, event: dict[str, Any], record: dict[str, Any]
+    ) -> None:
+        """A course's event and its catalog entry, acked together (before any table write)."""
+        outgoing = [(COURSE_EVENTS, course_id, f"{COURSE_EVENTS}-value", event)]
+        entry = catalog_entry(course_id, record, await self.seats(course_id))
+        if entry is not None:
+            outgoing.append(catalog_record(entry))
+        await self.runtime.publish_all(outgoing)
 
     async def rate(self, command: Any, reply_to: str | None) -> None:
         """A `rate_course` course command: course record first, then the enrollment."""
@@ -164,20 +178,14 @@ class EnrollmentApplier:
         decision = decide_rating(
             self.courses.get(command.course_id), self.enrollments.get(key), command
         )
-        if decision.event is not None:
-            await self.runtime.publish(
-                COURSE_EVENTS, command.course_id, f"{COURSE_EVENTS}-value", decision.event
-            )
+        if decision.event is not None and decision.record is not None:
+            await self.publish_course_change(command.course_id, decision.event, decision.record)
         if decision.record is not None:
             self.courses[command.course_id] = decision.record  # first: see domain.ratings
         if decision.enrollment is not None:
             self.enrollments[key] = decision.enrollment
         if decision.event is not None and decision.record is not None:
             await self.runtime.cache.put(decision.record["course"])
-            entry = catalog_entry(
-                command.course_id, decision.record, await self.seats(command.course_id)
-            )
-            await publish_catalog_entry(self.runtime, entry)
         if reply_to:
             reply = decision.reply
             await self.runtime.publish(

@@ -24,6 +24,8 @@ from course_management.topology import (
 if TYPE_CHECKING:
     from course_management.runtime import Runtime
 
+BATCH = 500
+BATCH_WAIT_S = 0.005
 KINDS = {USER_ENROLLED: b"user_enrolled", COURSE_PROGRESS: b"item_progress"}
 REQUIRED = {
     USER_ENROLLED: ("event_id", "course_id", "user_id"),
@@ -44,23 +46,34 @@ def _router(app: faust.App, runtime: Runtime, source: str) -> Any:
     )
 
     async def route(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                value = await runtime.codec.decode(f"{source}-value", event.value)
-                missing = [name for name in REQUIRED[source] if not value.get(name)]
-                if missing:
-                    raise AvroDecodeError(f"empty {', '.join(missing)}")
-            except AvroDecodeError as exc:
-                await runtime.dead_letter(source, event.key, event.value, str(exc), "malformed")
-                continue
-            own = (KIND_HEADER, SOURCE_KEY_HEADER)
-            headers = [(k, v) for k, v in (event.headers or {}).items() if k not in own]
-            await runtime.forward(
-                ENROLLMENT_INPUTS,
-                str(value["course_id"]),
-                event.value,
-                [*headers, (KIND_HEADER, KINDS[source]), (SOURCE_KEY_HEADER, event.key or b"")],
-            )
+        # In batches: each record is appended to the producer in order and the batch's
+        # acks are awaited together before its offsets are committed.
+        async for events in stream.take_events(BATCH, within=BATCH_WAIT_S):
+            forwards = []
+            for event in events:
+                try:
+                    value = await runtime.codec.decode(f"{source}-value", event.value)
+                    missing = [name for name in REQUIRED[source] if not value.get(name)]
+                    if missing:
+                        raise AvroDecodeError(f"empty {', '.join(missing)}")
+                except AvroDecodeError as exc:
+                    await runtime.dead_letter(source, event.key, event.value, str(exc), "malformed")
+                    continue
+                own = (KIND_HEADER, SOURCE_KEY_HEADER)
+                headers = [(k, v) for k, v in (event.headers or {}).items() if k not in own]
+                forwards.append(
+                    (
+                        ENROLLMENT_INPUTS,
+                        str(value["course_id"]),
+                        event.value,
+                        [
+                            *headers,
+                            (KIND_HEADER, KINDS[source]),
+                            (SOURCE_KEY_HEADER, event.key or b""),
+                        ],
+                    )
+                )
+            await runtime.forward_all(forwards)
 
     route.__name__ = f"route_{source.replace('-', '_')}"
     return app.agent(topic, name=f"route-{source}", concurrency=1)(route)
