@@ -4,10 +4,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run test test-crash bootstrap lint typecheck unit integration bench clean
 
-## bench: p50/p95 of create and get against the local stack (ratios to a peer in the same run)
+## bench: latency, throughput and catalog search against the local stack (ratios to a peer in the same run)
 bench: bootstrap
 	$(BIN)/python -m bench.api_latency
 	$(BIN)/python -m bench.enrollment_throughput
+	$(BIN)/python -m bench.catalog_search
 
 bootstrap:
 	@scripts/bootstrap.sh

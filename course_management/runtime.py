@@ -31,7 +31,7 @@ from course_management.config import Settings
 from course_management.domain.catalog import CatalogQuery
 from course_management.domain.catalog import encode_cursor as encode_catalog_cursor
 from course_management.domain.commands import CourseCommand, Reply
-from course_management.domain.enrollment import public_view
+from course_management.domain.enrollment import current_view, public_view
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroCodec
 from course_management.infra.cache import CatalogCache, CourseCache, new_redis
@@ -322,7 +322,16 @@ class Runtime(Service):
                 return None
             return public_view(record, course)
         assert self.pool is not None
-        return await fetch_enrollment(self.pool, course_id, user_id)
+        snapshot = await fetch_enrollment(self.pool, course_id, user_id)
+        return (await self._current([snapshot]))[0] if snapshot else None
+
+    async def _current(self, snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Mirrored enrollments with progress recomputed against each course as it is now."""
+        courses: dict[str, dict[str, Any] | None] = {}
+        for course_id in {s["course_id"] for s in snapshots}:
+            state = await self.read_course_state(course_id)
+            courses[course_id] = state.get("course") if state else None
+        return [current_view(s, courses[s["course_id"]]) for s in snapshots]
 
     async def read_course_state(self, course_id: str) -> dict[str, Any] | None:
         """Redis first; on a miss the table when its partition is here, else the mirror.
@@ -376,13 +385,16 @@ class Runtime(Service):
         self, course_id: str, after_user: str | None, limit: int, only_user: str | None
     ) -> list[dict[str, Any]]:
         assert self.pool is not None
-        return await list_course_enrollments(self.pool, course_id, after_user, limit, only_user)
+        rows = await list_course_enrollments(self.pool, course_id, after_user, limit, only_user)
+        return await self._current(rows)
 
     async def list_user_enrollments(
         self, user_id: str, after_course: str | None, limit: int
     ) -> list[dict[str, Any]]:
         assert self.pool is not None
-        return await list_user_enrollments(self.pool, user_id, after_course, limit)
+        return await self._current(
+            await list_user_enrollments(self.pool, user_id, after_course, limit)
+        )
 
     async def search_catalog(self, query: CatalogQuery) -> dict[str, Any]:
         """A catalog page from the configured backend, through the Redis page cache."""

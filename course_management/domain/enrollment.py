@@ -100,8 +100,30 @@ def _event(
         "course_id": record["course_id"],
         "user_id": record["user_id"],
         "version": record["version"],
-        "enrollment": public_view(record, course),
+        "enrollment": {**public_view(record, course), "completed_item_ids": completed_ids(record)},
     }
+
+
+def completed_ids(record: dict[str, Any]) -> list[str]:
+    return sorted(i for i, s in record.get("items", {}).items() if s.get("status") == "completed")
+
+
+def current_view(snapshot: dict[str, Any], course: dict[str, Any] | None) -> dict[str, Any]:
+    """A mirrored enrollment snapshot with its progress recomputed against the course now.
+
+    Snapshots carry the completed item ids (since EnrollmentEvent gained them); older ones
+    do not, and keep the progress they were written with.
+    """
+    view = {k: v for k, v in snapshot.items() if k != "completed_item_ids"}
+    done = snapshot.get("completed_item_ids")
+    if course is None or done is None:
+        return view
+    stored = snapshot["progress"]
+    progress = progress_of(
+        course, {i: {"status": "completed"} for i in done}, stored.get("completed_at")
+    )
+    progress["last_activity_at"] = stored.get("last_activity_at")
+    return {**view, "progress": progress}
 
 
 def _seen(record: dict[str, Any] | None, event_id: str) -> bool:

@@ -13,7 +13,7 @@ from course_management.infra.avro import AvroCodec
 from course_management.runtime import register_schemas
 from tests.integration.test_create_slice import read_topic
 from tests.integration.test_enrollment import OWNER, enroll, produce
-from tests.support import auth
+from tests.support import auth, eventually_async
 
 TWO_ITEMS = {
     "title": "M1",
@@ -78,6 +78,22 @@ async def test_progress_adds_up_through_a_course_edit_and_completes_once(
     ).json()
     assert (view["progress"]["completed_items"], view["progress"]["total_items"]) == (1, 3)
     assert view["progress"]["percent"] == 33.33
+
+    # The lists (read from the mirror) follow the edit too, once the mirror has the
+    # progress event.
+    async def listed(url: str) -> dict[str, Any] | None:
+        body = await (await http.get(url, headers=auth("learner", "student"))).json()
+        mine = [e for e in body.get("items", []) if e["course_id"] == course["id"]]
+        return mine[0]["progress"] if mine and mine[0]["progress"]["completed_items"] else None
+
+    for url in (
+        f"/api/v1/courses/{course['id']}/enrollments",
+        "/api/v1/users/learner/enrollments",
+    ):
+        progress = await eventually_async(lambda u=url: listed(u), deadline_s=10, what=url)
+        assert (progress["completed_items"], progress["total_items"]) == (1, 3), url
+        assert progress["percent"] == 33.33 and progress["next_item_id"] == quiz_id
+        assert "completed_item_ids" not in progress
     assert view["progress"]["next_item_id"] == quiz_id
     extra_id = (await edited.json())["modules"][0]["items"][2]["id"]
 
