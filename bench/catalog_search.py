@@ -140,9 +140,7 @@ def main() -> None:
         plan = queries(args.requests)
         for backend, extra in (("elasticsearch", {}), ("postgres", {"SEARCH_URL": ""})):
             workdir = Path(tempfile.mkdtemp(prefix=f"cms-bench-{backend}-"))
-            worker = WorkerProcess(
-                env, workdir, worker_id="bench-worker"
-            )  # static member: rejoins at once
+            worker = WorkerProcess(env, workdir, worker_id=f"bench-{backend}")
             try:
                 worker.start(extra).wait_ready()
                 report[backend] = asyncio.run(measure(worker.base_url, settings.redis_url, plan))

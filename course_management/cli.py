@@ -286,6 +286,9 @@ def _print_banner(base: str, env: dict[str, str], versions: dict[str, str], took
         click.echo(f"  {role:<10} {tok}")
     click.echo("try:")
     click.echo(
+        f"  curl -s '{base}/api/v1/courses?q=kafka&sort=relevance'   (the catalog, anonymous)"
+    )
+    click.echo(
         "  curl -s -H 'Authorization: Bearer <instructor token>' "
         "-H 'Content-Type: application/json' "
         f'-d \'{{"title":"Hello"}}\' {base}/api/v1/courses/create'

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ from course_management.infra.kafka import (
 from course_management.infra.metrics import (
     CACHE_READS,
     CATALOG_READS,
+    CONSUMER_LAG,
     DEAD_LETTERS,
     EVENTS_PUBLISHED,
 )
@@ -80,6 +82,7 @@ from course_management.topology import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+STALL_AFTER_S = 20.0
 
 
 async def register_schemas(codec: AvroCodec) -> None:
@@ -121,6 +124,8 @@ class Runtime(Service):
             audience=settings.jwt_audience,
         )
         self._runner: web.AppRunner | None = None
+        self._positions: dict[TP, tuple[int, float]] = {}
+        self._stalled: set[TP] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -174,6 +179,49 @@ class Runtime(Service):
         if self._producer is None:
             raise RuntimeError("the runtime has not started")
         return self._producer
+
+    @Service.timer(5.0)
+    async def _watch_partitions(self) -> None:
+        """Consumer lag per partition (a gauge), and a warning when one stops advancing.
+
+        A partition with records waiting whose position has not moved for
+        STALL_AFTER_S is logged once with the consumer's view of it, so a stuck
+        partition is visible instead of silent.
+        """
+        if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
+            return
+        consumer = self.app.consumer
+        now = time.monotonic()
+        for tp in list(consumer.assignment()):
+            if tp.topic.endswith("-changelog"):
+                continue  # written by this worker, read only while recovering
+            end = consumer.highwater(tp)
+            position = await consumer.position(tp)
+            if end is None or position is None:
+                continue
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+            seen = self._positions.get(tp)
+            if seen is None or seen[0] != position or end <= position:
+                self._positions[tp] = (position, now)
+                self._stalled.discard(tp)
+                continue
+            if now - seen[1] >= STALL_AFTER_S and tp not in self._stalled:
+                self._stalled.add(tp)
+                log.warning(
+                    "partition not advancing",
+                    extra={
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "position": position,
+                        "end": end,
+                        "active": tp in (consumer._active_partitions or set()),
+                        "paused": tp in consumer._paused_partitions,
+                        "buffered": tp in consumer._buffered_partitions,
+                        "read_offset": consumer._read_offset.get(tp),
+                        "committed": consumer._committed_offset.get(tp),
+                        "flow_active": consumer.flow_active,
+                    },
+                )
 
     # -- used by agents ------------------------------------------------------------------
 

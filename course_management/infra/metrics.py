@@ -36,3 +36,6 @@ CATALOG_READS = Counter(
     "Catalog pages answered, by backend and cache outcome",
     ["backend", "cache"],
 )
+CONSUMER_LAG = Gauge(
+    "cms_consumer_lag", "Records waiting on an assigned partition", ["topic", "partition"]
+)

@@ -42,9 +42,7 @@ def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any, Any
         table_standby_replicas=0,
         broker_commit_every=100,
         broker_session_timeout=settings.broker_session_timeout_seconds,
-        # Static membership: a worker restarted under the same WORKER_ID takes its
-        # partitions back at once, without a rebalance of the whole group.
-        consumer_group_instance_id=settings.worker_id,
+        # No static membership (group.instance.id): see docs/decisions/0017.
         broker_heartbeat_interval=2.0,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
