@@ -1,16 +1,51 @@
-"""The catalog and ratings through HTTP, against the worker and the whole real stack."""
+"""The catalog and ratings through HTTP, against the worker and the whole real stack.
+
+Every test runs twice: through the session's worker (SEARCH_URL set: Elasticsearch) and
+through a second worker started without SEARCH_URL (PostgreSQL full-text search). The
+second one joins the consumer group, so its runs are marked `rebalances` and come last.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.integration.test_enrollment import ADMIN, OWNER, enroll, published_course
-from tests.support import auth, eventually_async
+from tests.support import WorkerProcess, auth, eventually_async
+
+
+@pytest.fixture(scope="module")
+async def postgres_api(
+    stack_env: dict[str, str], provisioned: Any, workdir: Path, worker: WorkerProcess
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """A worker whose catalog is PostgreSQL full text (SEARCH_URL unset)."""
+    process = WorkerProcess(stack_env, workdir, worker_id="test-worker-pg")
+    process.start({"SEARCH_URL": ""})
+    try:
+        await asyncio.to_thread(process.wait_ready)
+        async with aiohttp.ClientSession(base_url=process.base_url) as session:
+            yield session
+    finally:
+        await asyncio.to_thread(process.stop)
+        process.keep_log()
+
+
+@pytest.fixture(params=["elasticsearch", pytest.param("postgres", marks=pytest.mark.rebalances)])
+async def http(
+    request: pytest.FixtureRequest, http: aiohttp.ClientSession
+) -> aiohttp.ClientSession:
+    """The API of a worker with the given catalog backend (overrides the session's `http`)."""
+    if request.param == "elasticsearch":
+        return http
+    session: aiohttp.ClientSession = request.getfixturevalue("postgres_api")
+    return session
 
 
 def word() -> str:
