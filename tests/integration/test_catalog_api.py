@@ -7,10 +7,9 @@ second one joins the consumer group, so its runs are marked `rebalances` and com
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +21,30 @@ from tests.support import WorkerProcess, auth, eventually_async
 
 
 @pytest.fixture(scope="module")
-async def postgres_api(
+def postgres_worker(
     stack_env: dict[str, str], provisioned: Any, workdir: Path, worker: WorkerProcess
-) -> AsyncIterator[aiohttp.ClientSession]:
+) -> Iterator[WorkerProcess]:
     """A worker whose catalog is PostgreSQL full text (SEARCH_URL unset)."""
     process = WorkerProcess(stack_env, workdir, worker_id="test-worker-pg")
     process.start({"SEARCH_URL": ""})
     try:
-        await asyncio.to_thread(process.wait_ready)
-        async with aiohttp.ClientSession(base_url=process.base_url) as session:
-            yield session
+        yield process.wait_ready()
     finally:
-        await asyncio.to_thread(process.stop)
+        process.stop()
         process.keep_log()
 
 
 @pytest.fixture(params=["elasticsearch", pytest.param("postgres", marks=pytest.mark.rebalances)])
 async def http(
     request: pytest.FixtureRequest, http: aiohttp.ClientSession
-) -> aiohttp.ClientSession:
+) -> AsyncIterator[aiohttp.ClientSession]:
     """The API of a worker with the given catalog backend (overrides the session's `http`)."""
     if request.param == "elasticsearch":
-        return http
-    session: aiohttp.ClientSession = request.getfixturevalue("postgres_api")
-    return session
+        yield http
+        return
+    process: WorkerProcess = request.getfixturevalue("postgres_worker")
+    async with aiohttp.ClientSession(base_url=process.base_url) as session:
+        yield session
 
 
 def word() -> str:
