@@ -52,21 +52,23 @@ class CatalogParams(BaseModel):
     q: Annotated[str, StringConstraints(max_length=5000)] | None = Field(
         default=None, description="Plain text over title, tags, instructor name, description"
     )
-    category: Filter | None = None
-    level: Level | None = None
+    category: Filter | None = Field(default=None, description="Exact category")
+    level: Level | None = Field(default=None, description="Exact level")
     language: (
         Annotated[
             str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)
         ]
         | None
     ) = Field(default=None, description="A BCP 47 language tag, e.g. `en` or `pt-BR`")
-    instructor_id: Filter | None = None
-    tag: Filter | None = None
+    instructor_id: Filter | None = Field(default=None, description="The instructor's user id")
+    tag: Filter | None = Field(default=None, description="Courses carrying this tag")
     sort: Sort | None = Field(
         default=None, description="`relevance` (default with q), `newest` (default without)"
     )
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    limit: Annotated[int, Field(ge=1, le=100, description="Page size, 1..100")] = 20
+    cursor: Annotated[str, StringConstraints(max_length=4000)] | None = Field(
+        default=None, description="Opaque: the `next_cursor` of the previous page (same query)"
+    )
 
 
 @dataclass(frozen=True)
