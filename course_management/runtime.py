@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -24,7 +24,6 @@ from aiokafka.partitioner import murmur2
 from elasticsearch import AsyncElasticsearch
 from faust.types import TP
 from mode import Service
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from course_management.api.app import create_app
 from course_management.api.auth import TokenVerifier
@@ -63,6 +62,7 @@ from course_management.infra.metrics import (
 )
 from course_management.infra.storage import ContentStore
 from course_management.streams.app import build_app
+from course_management.streams.sinks import SinkConsumer, postgres_sink, search_sink
 from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.topology import (
@@ -124,6 +124,7 @@ class Runtime(Service):
             audience=settings.jwt_audience,
         )
         self._runner: web.AppRunner | None = None
+        self._sinks: list[SinkConsumer] = []
         self._positions: dict[TP, tuple[int, float]] = {}
         self._stalled: set[TP] = set()
 
@@ -141,6 +142,11 @@ class Runtime(Service):
         await self.replies.start()
         self.pool = await connect_pool(self.settings.database_url)
         self.catalog = EsCatalog(self.search) if self.search is not None else PgCatalog(self.pool)
+        self._sinks = [postgres_sink(self)]
+        if self.search is not None:
+            self._sinks.append(search_sink(self))
+        for sink in self._sinks:
+            await sink.start()
         await self.content.start()
         self._runner = web.AppRunner(
             create_app(
@@ -163,6 +169,8 @@ class Runtime(Service):
     async def on_stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        for sink in self._sinks:
+            await sink.stop()
         await self.replies.stop()
         await self.content.stop()
         if self._producer is not None:
@@ -182,11 +190,12 @@ class Runtime(Service):
 
     @Service.timer(5.0)
     async def _watch_partitions(self) -> None:
-        """Consumer lag per partition (a gauge), and a warning when one stops advancing.
+        """Consumer lag per partition (gauges), and a warning when one stops advancing.
 
-        A partition with records waiting whose position has not moved for
-        STALL_AFTER_S is logged once with the consumer's view of it, so a stuck
-        partition is visible instead of silent.
+        Lag is the log end minus the committed offset (records not yet processed); a
+        partition with lag whose committed offset has not moved for STALL_AFTER_S is
+        logged once with the consumer's view of it, so a stuck partition is visible
+        instead of silent, whether its records were never fetched or never processed.
         """
         if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
             return
@@ -196,13 +205,14 @@ class Runtime(Service):
             if tp.topic.endswith("-changelog"):
                 continue  # written by this worker, read only while recovering
             end = consumer.highwater(tp)
-            position = await consumer.position(tp)
-            if end is None or position is None:
+            committed = consumer._committed_offset.get(tp)
+            if end is None:
                 continue
-            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+            done = committed if committed is not None else 0
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - done))
             seen = self._positions.get(tp)
-            if seen is None or seen[0] != position or end <= position:
-                self._positions[tp] = (position, now)
+            if seen is None or seen[0] != done or end <= done:
+                self._positions[tp] = (done, now)
                 self._stalled.discard(tp)
                 continue
             if now - seen[1] >= STALL_AFTER_S and tp not in self._stalled:
@@ -212,13 +222,15 @@ class Runtime(Service):
                     extra={
                         "topic": tp.topic,
                         "partition": tp.partition,
-                        "position": position,
+                        "committed": committed,
                         "end": end,
+                        "position": await consumer.position(tp),
+                        "read_offset": consumer._read_offset.get(tp),
+                        "acked": len(consumer._acked.get(tp) or ()),
+                        "gaps": len(consumer._gap.get(tp) or ()),
                         "active": tp in (consumer._active_partitions or set()),
                         "paused": tp in consumer._paused_partitions,
                         "buffered": tp in consumer._buffered_partitions,
-                        "read_offset": consumer._read_offset.get(tp),
-                        "committed": consumer._committed_offset.get(tp),
                         "flow_active": consumer.flow_active,
                     },
                 )
@@ -278,19 +290,6 @@ class Runtime(Service):
             headers=[("dlq.reason", reason[:1000].encode()), ("dlq.source_topic", topic.encode())],
         )
         DEAD_LETTERS.labels(topic, code).inc()
-
-    async def with_db_retry(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run a mirror write, retrying while PostgreSQL is unreachable (the stream waits)."""
-        assert self.pool is not None
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((OSError, asyncpg.PostgresConnectionError)),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_delay(300),
-            reraise=True,
-        ):
-            with attempt:
-                return await fn(self.pool, *args)
-        raise AssertionError("unreachable")
 
     # -- used by the API (api.ports.Backend) ---------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Building and rebuilding the search index without downtime.
 
 `rebuild(settings)` (the `course-management search rebuild` command):
-  1. note the worker group's committed offsets on the catalog topic: every entry before
-     them is already in the PostgreSQL catalog;
+  1. note the PostgreSQL sink's committed offsets on the catalog topic: every entry
+     before them is already in the PostgreSQL catalog;
   2. copy the PostgreSQL catalog into a new index (progress bar), alias untouched, so
      searches go on against the old index;
   3. swap the alias to the new index in one atomic step;
@@ -27,7 +27,8 @@ from course_management.infra import catalog_es
 from course_management.infra.avro import AvroCodec
 from course_management.infra.catalog_pg import PgCatalog
 from course_management.streams.catalog import entry_of_value
-from course_management.topology import APP_ID, COURSE_CATALOG
+from course_management.streams.sinks import POSTGRES_GROUP
+from course_management.topology import COURSE_CATALOG
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ async def _committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(APP_ID)
+        offsets = await admin.list_consumer_group_offsets(POSTGRES_GROUP)
     finally:
         await admin.close()
     return {

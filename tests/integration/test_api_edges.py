@@ -9,7 +9,15 @@ import aiohttp
 import jwt
 import pytest
 
-from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess, auth, token
+from tests.support import (
+    JWT_AUDIENCE,
+    JWT_ISSUER,
+    JWT_SECRET,
+    WorkerProcess,
+    auth,
+    eventually_async,
+    token,
+)
 
 CREATE = "/api/v1/courses/create"
 INSTRUCTOR = auth("instructor-1", "instructor")
@@ -165,6 +173,14 @@ async def test_metrics_count_requests(http: aiohttp.ClientSession) -> None:
     text = await (await http.get("/metrics")).text()
     assert 'cms_http_requests_total{method="GET",route="/healthz",status="200"}' in text
     assert "cms_events_published_total" in text
+
+
+async def test_consumer_lag_is_exported_per_partition(http: aiohttp.ClientSession) -> None:
+    async def exported() -> bool:
+        text = await (await http.get("/metrics")).text()
+        return 'cms_consumer_lag{partition="0",topic="user-enrolled"}' in text
+
+    await eventually_async(exported, deadline_s=15, what="the lag gauge")
 
 
 def test_jwt_secret_in_tests_is_the_workers() -> None:

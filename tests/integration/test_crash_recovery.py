@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
@@ -69,7 +70,11 @@ async def test_sigkill_mid_stream_then_restart_holds_each_enrollment_once(
         body = await (await http.get(f"/api/v1/courses/{course['id']}")).json()
         return int(body["enrollment_count"])
 
-    await eventually_async(lambda: _is(seats, N), deadline_s=180, what="1000 seats taken")
+    try:
+        await eventually_async(lambda: _is(seats, N), deadline_s=180, what="1000 seats taken")
+    except AssertionError:
+        print(f"seats {await seats()} of {N}; " + await _lag_lines(http))
+        raise
 
     # The events. At least once: a record re-sent after the crash repeats its event_id, so
     # read until every user has one, however many repeats there are.
@@ -95,13 +100,49 @@ async def test_sigkill_mid_stream_then_restart_holds_each_enrollment_once(
     # The mirror: one row each, never applied twice.
     conn = await asyncpg.connect(settings.database_url)
     try:
-        await eventually_async(
-            lambda: conn.fetchval(
-                "SELECT count(*) = $2 FROM enrollments WHERE course_id = $1", course["id"], N
-            ),
-            deadline_s=60,
-            what="the mirror rows",
-        )
+        try:
+            await eventually_async(
+                lambda: conn.fetchval(
+                    "SELECT count(*) = $2 FROM enrollments WHERE course_id = $1", course["id"], N
+                ),
+                deadline_s=60,
+                what="the mirror rows",
+            )
+        except AssertionError:  # say what the worker saw before failing
+            rows = await conn.fetchval(
+                "SELECT count(*) FROM enrollments WHERE course_id = $1", course["id"]
+            )
+            print(f"mirror rows {rows} of {N}; " + await _lag_lines(http))
+            mirrored = {
+                r["user_id"]
+                for r in await conn.fetch(
+                    "SELECT user_id FROM enrollments WHERE course_id = $1", course["id"]
+                )
+            }
+            missing = sorted(
+                (r.partition, r.offset)
+                for r in mine(await read_topic(settings, "enrollment-events", lambda rs: True))
+                if (await codec.decode("enrollment-events-value", r.value))["user_id"]
+                not in mirrored
+            )
+            print(f"events of unmirrored users (partition, offset): {missing[:40]}")
+            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+            await admin.start()
+            try:
+                offsets = await admin.list_consumer_group_offsets("course-management")
+            finally:
+                await admin.close()
+            print(
+                "group offsets on enrollment-events: "
+                + str(
+                    {
+                        tp.partition: m.offset
+                        for tp, m in offsets.items()
+                        if tp.topic == "enrollment-events"
+                    }
+                )
+            )
+            raise
         assert (
             await conn.fetchval(
                 "SELECT count(*) FROM enrollments WHERE course_id = $1 AND version <> 1",
@@ -116,6 +157,14 @@ async def test_sigkill_mid_stream_then_restart_holds_each_enrollment_once(
             f"/api/v1/courses/{course['id']}/enrollments/{user}", headers=ADMIN
         )
         assert response.status == 200
+
+
+async def _lag_lines(http: aiohttp.ClientSession) -> str:
+    metrics = await (await http.get("/metrics")).text()
+    wanted = ("cms_consumer_lag{", "cms_events_mirrored_total{", "cms_enrollment_changes_total{")
+    return "worker metrics:\n" + "\n".join(
+        line for line in metrics.splitlines() if line.startswith(wanted)
+    )
 
 
 async def _is(read: Any, expected: int) -> bool:

@@ -1,0 +1,187 @@
+"""The sinks: plain consumer groups that copy topics into PostgreSQL and the search index.
+
+Sinks keep no state in Kafka tables, so they do not need Faust; they run as aiokafka
+consumer groups with manual commits: a batch is written (with retries while the store
+is unreachable: the sink waits, it never skips), and only then are its offsets
+committed. A crash or a rebalance replays at most the uncommitted batch, which the
+version-guarded writers ignore. (Run as Faust agents, they lost records after a
+SIGKILL: see docs/decisions/0018.)
+
+- `postgres` group: `course-events` and `enrollment-events` -> the mirror tables, and
+  the catalog topic -> `catalog_courses`.
+- `search` group (only with SEARCH_URL): the catalog topic -> the Elasticsearch index.
+
+Each group has its own offsets, so an Elasticsearch outage never holds back PostgreSQL.
+After each applied catalog batch the Redis catalog pages are invalidated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from mode import Service
+from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, wait_exponential
+
+from course_management.infra import catalog_es, catalog_pg
+from course_management.infra.avro import AvroDecodeError
+from course_management.infra.database import mirror_course_event, mirror_enrollment_event
+from course_management.infra.metrics import CATALOG_ENTRIES, EVENTS_MIRRORED
+from course_management.streams.catalog import entry_of_value
+from course_management.topology import APP_ID, COURSE_CATALOG, COURSE_EVENTS, ENROLLMENT_EVENTS
+
+if TYPE_CHECKING:
+    from course_management.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+POSTGRES_GROUP = f"{APP_ID}-sink-postgres"
+SEARCH_GROUP = f"{APP_ID}-sink-search"
+BATCH = 500
+
+Handler = Callable[[str, list[ConsumerRecord]], Awaitable[None]]
+
+
+class SinkConsumer(Service):
+    """One consumer group; `handle(topic, records)` must succeed before offsets move."""
+
+    def __init__(
+        self, bootstrap: str, group_id: str, topics: list[str], handle: Handler, **kw: Any
+    ) -> None:
+        super().__init__(**kw)
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.topics = topics
+        self.handle = handle
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def on_start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=BATCH,
+            client_id=self.group_id,
+        )
+        await self._consumer.start()
+        self.add_future(self._run())
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self.should_stop:
+            try:
+                batch = await consumer.getmany(timeout_ms=200, max_records=BATCH)
+                for tp, records in batch.items():
+                    await self.handle(tp.topic, records)
+                if batch:
+                    await consumer.commit()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A failure that retries did not absorb: start again from the committed
+                # offsets rather than skip what this batch held.
+                log.exception("sink batch failed; replaying from the committed offsets")
+                await asyncio.sleep(1.0)
+                for tp in consumer.assignment():
+                    committed = await consumer.committed(tp)
+                    if committed is not None:
+                        consumer.seek(tp, committed)
+                    else:
+                        await consumer.seek_to_beginning(tp)
+
+
+async def _retrying(
+    unavailable: tuple[type[BaseException], ...], write: Callable[[], Awaitable[Any]]
+) -> Any:
+    """Wait for the store while it is unreachable (the sink waits; nothing is skipped)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(unavailable),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    ):
+        with attempt:
+            return await write()
+    raise AssertionError("unreachable")
+
+
+PG_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError)
+
+
+def postgres_sink(runtime: Runtime) -> SinkConsumer:
+    mirrors: dict[str, tuple[str, Callable[[asyncpg.Pool, dict[str, Any]], Awaitable[bool]]]] = {
+        COURSE_EVENTS: ("course", mirror_course_event),
+        ENROLLMENT_EVENTS: ("enrollment", mirror_enrollment_event),
+    }
+
+    async def handle(topic: str, records: list[ConsumerRecord]) -> None:
+        assert runtime.pool is not None
+        pool = runtime.pool
+        if topic == COURSE_CATALOG:
+            entries = await _entries(runtime, records)
+            written = await _retrying(
+                PG_UNAVAILABLE, lambda: catalog_pg.write_catalog_entries(pool, entries)
+            )
+            CATALOG_ENTRIES.labels("postgres").inc(written)
+            if entries:
+                await runtime.catalog_cache.invalidate()
+            return
+        entity, write = mirrors[topic]
+        for record in records:
+            try:
+                value = await runtime.codec.decode(f"{topic}-value", record.value)
+            except AvroDecodeError as exc:
+                await runtime.dead_letter(topic, record.key, record.value, str(exc))
+                continue
+            changed = await _retrying(PG_UNAVAILABLE, functools.partial(write, pool, value))
+            EVENTS_MIRRORED.labels(entity, "applied" if changed else "skipped").inc()
+
+    return SinkConsumer(
+        runtime.settings.kafka_bootstrap_servers,
+        POSTGRES_GROUP,
+        [COURSE_EVENTS, ENROLLMENT_EVENTS, COURSE_CATALOG],
+        handle,
+    )
+
+
+def search_sink(runtime: Runtime) -> SinkConsumer:
+    async def handle(topic: str, records: list[ConsumerRecord]) -> None:
+        assert runtime.search is not None
+        es = runtime.search
+        entries = await _entries(runtime, records)
+        if not entries:
+            return
+        written = await _retrying(
+            (*catalog_es.UNAVAILABLE, OSError),
+            lambda: catalog_es.write_catalog_entries(es, entries),
+        )
+        CATALOG_ENTRIES.labels("elasticsearch").inc(written)
+        await runtime.catalog_cache.invalidate()
+
+    return SinkConsumer(
+        runtime.settings.kafka_bootstrap_servers, SEARCH_GROUP, [COURSE_CATALOG], handle
+    )
+
+
+async def _entries(runtime: Runtime, records: list[ConsumerRecord]) -> list[dict[str, Any]]:
+    entries = []
+    for record in records:
+        try:
+            value = await runtime.codec.decode(f"{COURSE_CATALOG}-value", record.value)
+        except AvroDecodeError as exc:
+            await runtime.dead_letter(COURSE_CATALOG, record.key, record.value, str(exc))
+            continue
+        entries.append(entry_of_value(value))
+    return entries
