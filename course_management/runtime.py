@@ -59,6 +59,7 @@ from course_management.infra.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,
     EVENTS_PUBLISHED,
+    PARTITION_REWINDS,
 )
 from course_management.infra.storage import ContentStore
 from course_management.streams.app import build_app
@@ -195,7 +196,9 @@ class Runtime(Service):
         Lag is the log end minus the committed offset (records not yet processed); a
         partition with lag whose committed offset has not moved for STALL_AFTER_S is
         logged once with the consumer's view of it, so a stuck partition is visible
-        instead of silent, whether its records were never fetched or never processed.
+        instead of silent. When later records of it were processed (acked) but the one at
+        the committed offset never was, Faust skipped that record: the partition is
+        rewound to its committed offset and replayed (handlers are idempotent).
         """
         if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
             return
@@ -215,25 +218,33 @@ class Runtime(Service):
                 self._positions[tp] = (done, now)
                 self._stalled.discard(tp)
                 continue
-            if now - seen[1] >= STALL_AFTER_S and tp not in self._stalled:
-                self._stalled.add(tp)
-                log.warning(
-                    "partition not advancing",
-                    extra={
-                        "topic": tp.topic,
-                        "partition": tp.partition,
-                        "committed": committed,
-                        "end": end,
-                        "position": await consumer.position(tp),
-                        "read_offset": consumer._read_offset.get(tp),
-                        "acked": len(consumer._acked.get(tp) or ()),
-                        "gaps": len(consumer._gap.get(tp) or ()),
-                        "active": tp in (consumer._active_partitions or set()),
-                        "paused": tp in consumer._paused_partitions,
-                        "buffered": tp in consumer._buffered_partitions,
-                        "flow_active": consumer.flow_active,
-                    },
-                )
+            if now - seen[1] < STALL_AFTER_S or tp in self._stalled:
+                continue
+            self._stalled.add(tp)
+            acked = len(consumer._acked.get(tp) or ())
+            state = {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "committed": committed,
+                "end": end,
+                "position": await consumer.position(tp),
+                "read_offset": consumer._read_offset.get(tp),
+                "acked": acked,
+                "active": tp in (consumer._active_partitions or set()),
+                "paused": tp in consumer._paused_partitions,
+                "flow_active": consumer.flow_active,
+            }
+            log.warning("partition not advancing", extra=state)
+            if acked and committed is not None:
+                # Later records were processed but the one at the committed offset never
+                # was: Faust skipped it (it resumes partitions before seeking them after
+                # a restart, faust #216). Every handler is idempotent, so replaying from
+                # the committed offset is safe, and it is the only way to process it.
+                log.warning("rewinding the partition to its committed offset", extra=state)
+                PARTITION_REWINDS.labels(tp.topic).inc()
+                await consumer.seek(tp, committed)
+                self._positions.pop(tp, None)
+                self._stalled.discard(tp)
 
     # -- used by agents ------------------------------------------------------------------
 

@@ -39,3 +39,8 @@ CATALOG_READS = Counter(
 CONSUMER_LAG = Gauge(
     "cms_consumer_lag", "Records waiting on an assigned partition", ["topic", "partition"]
 )
+PARTITION_REWINDS = Counter(
+    "cms_partition_rewinds_total",
+    "Partitions rewound to their committed offset after records were skipped",
+    ["topic"],
+)
