@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from course_management.config import Settings
+from course_management.streams import faust_fixes
 from course_management.streams.course_commands import register_course_commands
 from course_management.streams.enrollment_router import register_enrollment_router
 from course_management.tables.courses import define_courses_table
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any, Any]:
     """Create the app with its tables and agents; returns (app, courses, enrollments)."""
+    faust_fixes.apply()
     datadir = Path(settings.data_dir) / settings.worker_id
     datadir.mkdir(parents=True, exist_ok=True)
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap_servers.split(","))

@@ -161,7 +161,12 @@ async def test_sigkill_mid_stream_then_restart_holds_each_enrollment_once(
 
 async def _lag_lines(http: aiohttp.ClientSession) -> str:
     metrics = await (await http.get("/metrics")).text()
-    wanted = ("cms_consumer_lag{", "cms_events_mirrored_total{", "cms_enrollment_changes_total{")
+    wanted = (
+        "cms_consumer_lag{",
+        "cms_events_mirrored_total{",
+        "cms_enrollment_changes_total{",
+        "cms_partition_rewinds_total{",
+    )
     return "worker metrics:\n" + "\n".join(
         line for line in metrics.splitlines() if line.startswith(wanted)
     )
