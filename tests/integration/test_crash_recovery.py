@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
 from course_management.runtime import register_schemas
+from course_management.topology import ENROLLMENT_INPUTS
 from tests.integration.test_create_slice import read_topic
 from tests.integration.test_enrollment import ADMIN, produce, published_course
 from tests.support import WorkerProcess, eventually_async
@@ -74,6 +75,10 @@ async def test_sigkill_mid_stream_then_restart_holds_each_enrollment_once(
         await eventually_async(lambda: _is(seats, N), deadline_s=180, what="1000 seats taken")
     except AssertionError:
         print(f"seats {await seats()} of {N}; " + await _lag_lines(http))
+        forwarded = set()
+        for r in mine(await read_topic(settings, ENROLLMENT_INPUTS, lambda rs: True)):
+            forwarded.add((await codec.decode("user-enrolled-value", r.value))["user_id"])
+        print(f"users forwarded to the course agent: {len(forwarded)} of {N}")
         raise
 
     # The events. At least once: a record re-sent after the crash repeats its event_id, so
