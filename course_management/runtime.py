@@ -63,7 +63,8 @@ from course_management.infra.metrics import (
 )
 from course_management.infra.storage import ContentStore
 from course_management.streams.app import build_app
-from course_management.streams.sinks import SinkConsumer, postgres_sink, search_sink
+from course_management.streams.enrollment_router import enrollment_router
+from course_management.streams.sinks import GroupConsumer, postgres_sink, search_sink
 from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.topology import (
@@ -125,7 +126,7 @@ class Runtime(Service):
             audience=settings.jwt_audience,
         )
         self._runner: web.AppRunner | None = None
-        self._sinks: list[SinkConsumer] = []
+        self._sinks: list[GroupConsumer] = []
         self._positions: dict[TP, tuple[int, float]] = {}
         self._stalled: set[TP] = set()
 
@@ -143,7 +144,7 @@ class Runtime(Service):
         await self.replies.start()
         self.pool = await connect_pool(self.settings.database_url)
         self.catalog = EsCatalog(self.search) if self.search is not None else PgCatalog(self.pool)
-        self._sinks = [postgres_sink(self)]
+        self._sinks = [enrollment_router(self), postgres_sink(self)]
         if self.search is not None:
             self._sinks.append(search_sink(self))
         for sink in self._sinks:

@@ -10,7 +10,6 @@ import faust
 from course_management.config import Settings
 from course_management.streams import faust_fixes
 from course_management.streams.course_commands import register_course_commands
-from course_management.streams.enrollment_router import register_enrollment_router
 from course_management.tables.courses import define_courses_table
 from course_management.tables.enrollments import define_enrollments_table
 from course_management.topology import APP_ID
@@ -51,5 +50,4 @@ def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any, Any
     courses = define_courses_table(app, settings.topic_partitions)
     enrollments = define_enrollments_table(app, settings.topic_partitions)
     register_course_commands(app, courses, enrollments, runtime)
-    register_enrollment_router(app, runtime)
     return app, courses, enrollments

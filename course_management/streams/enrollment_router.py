@@ -4,16 +4,24 @@ Other services may key these topics any way they like. Undecodable or incomplete
 go to `<topic>.dlq` with the reason; the stream goes on. Good records are forwarded as they
 are (same bytes, same headers, plus their kind) to the internal enrollment-inputs topic,
 keyed by course id, where the agent owning the course applies them.
+
+The router keeps no state, so it is a plain consumer group (`course-management-router`)
+that forwards a batch, waits for the broker's acks, and only then commits: a crash
+replays at most that batch, and the course agent ignores repeats by `event_id`. (As a
+Faust agent it lost records after a SIGKILL: docs/decisions/0020.)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import faust
+from aiokafka import ConsumerRecord
 
 from course_management.infra.avro import AvroDecodeError
+from course_management.infra.kafka import Headers
+from course_management.streams.sinks import GroupConsumer
 from course_management.topology import (
+    APP_ID,
     COURSE_PROGRESS,
     ENROLLMENT_INPUTS,
     KIND_HEADER,
@@ -24,6 +32,7 @@ from course_management.topology import (
 if TYPE_CHECKING:
     from course_management.runtime import Runtime
 
+ROUTER_GROUP = f"{APP_ID}-router"
 KINDS = {USER_ENROLLED: b"user_enrolled", COURSE_PROGRESS: b"item_progress"}
 REQUIRED = {
     USER_ENROLLED: ("event_id", "course_id", "user_id"),
@@ -31,46 +40,37 @@ REQUIRED = {
 }
 
 
-def register_enrollment_router(app: faust.App, runtime: Runtime) -> list[Any]:
-    agents = []
-    for source in (USER_ENROLLED, COURSE_PROGRESS):
-        agents.append(_router(app, runtime, source))
-    return agents
-
-
-def _router(app: faust.App, runtime: Runtime, source: str) -> Any:
-    topic = app.topic(
-        source, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-
-    async def route(stream: Any) -> None:
-        # One record at a time, each forward acked before the record is: batching with
-        # Faust's take_events lost records after a SIGKILL (docs/decisions/0020).
-        async for event in stream.events():
+def enrollment_router(runtime: Runtime) -> GroupConsumer:
+    async def route(source: str, records: list[ConsumerRecord]) -> None:
+        forwards: list[tuple[str, str, bytes, Headers]] = []
+        for record in records:
             try:
-                value = await runtime.codec.decode(f"{source}-value", event.value)
+                value = await runtime.codec.decode(f"{source}-value", record.value)
                 missing = [name for name in REQUIRED[source] if not value.get(name)]
                 if missing:
                     raise AvroDecodeError(f"empty {', '.join(missing)}")
             except AvroDecodeError as exc:
-                await runtime.dead_letter(source, event.key, event.value, str(exc), "malformed")
+                await runtime.dead_letter(source, record.key, record.value, str(exc), "malformed")
                 continue
             own = (KIND_HEADER, SOURCE_KEY_HEADER)
-            headers = [(k, v) for k, v in (event.headers or {}).items() if k not in own]
-            await runtime.forward_all(
-                [
-                    (
-                        ENROLLMENT_INPUTS,
-                        str(value["course_id"]),
-                        event.value,
-                        [
-                            *headers,
-                            (KIND_HEADER, KINDS[source]),
-                            (SOURCE_KEY_HEADER, event.key or b""),
-                        ],
-                    )
-                ]
+            headers = [(k, v) for k, v in (record.headers or ()) if k not in own]
+            forwards.append(
+                (
+                    ENROLLMENT_INPUTS,
+                    str(value["course_id"]),
+                    record.value,
+                    [
+                        *headers,
+                        (KIND_HEADER, KINDS[source]),
+                        (SOURCE_KEY_HEADER, record.key or b""),
+                    ],
+                )
             )
+        await runtime.forward_all(forwards)
 
-    route.__name__ = f"route_{source.replace('-', '_')}"
-    return app.agent(topic, name=f"route-{source}", concurrency=1)(route)
+    return GroupConsumer(
+        runtime.settings.kafka_bootstrap_servers,
+        ROUTER_GROUP,
+        [USER_ENROLLED, COURSE_PROGRESS],
+        route,
+    )

@@ -1,4 +1,5 @@
-"""The sinks: plain consumer groups that copy topics into PostgreSQL and the search index.
+"""Plain consumer groups (`GroupConsumer`, also the router's) and the sinks that copy topics
+into PostgreSQL and the search index.
 
 Sinks keep no state in Kafka tables, so they do not need Faust; they run as aiokafka
 consumer groups with manual commits: a batch is written (with retries while the store
@@ -47,7 +48,7 @@ BATCH = 500
 Handler = Callable[[str, list[ConsumerRecord]], Awaitable[None]]
 
 
-class SinkConsumer(Service):
+class GroupConsumer(Service):
     """One consumer group; `handle(topic, records)` must succeed before offsets move."""
 
     def __init__(
@@ -120,7 +121,7 @@ async def _retrying(
 PG_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError)
 
 
-def postgres_sink(runtime: Runtime) -> SinkConsumer:
+def postgres_sink(runtime: Runtime) -> GroupConsumer:
     mirrors: dict[str, tuple[str, Callable[[asyncpg.Pool, dict[str, Any]], Awaitable[bool]]]] = {
         COURSE_EVENTS: ("course", mirror_course_event),
         ENROLLMENT_EVENTS: ("enrollment", mirror_enrollment_event),
@@ -148,7 +149,7 @@ def postgres_sink(runtime: Runtime) -> SinkConsumer:
             changed = await _retrying(PG_UNAVAILABLE, functools.partial(write, pool, value))
             EVENTS_MIRRORED.labels(entity, "applied" if changed else "skipped").inc()
 
-    return SinkConsumer(
+    return GroupConsumer(
         runtime.settings.kafka_bootstrap_servers,
         POSTGRES_GROUP,
         [COURSE_EVENTS, ENROLLMENT_EVENTS, COURSE_CATALOG],
@@ -156,7 +157,7 @@ def postgres_sink(runtime: Runtime) -> SinkConsumer:
     )
 
 
-def search_sink(runtime: Runtime) -> SinkConsumer:
+def search_sink(runtime: Runtime) -> GroupConsumer:
     async def handle(topic: str, records: list[ConsumerRecord]) -> None:
         assert runtime.search is not None
         es = runtime.search
@@ -170,7 +171,7 @@ def search_sink(runtime: Runtime) -> SinkConsumer:
         CATALOG_ENTRIES.labels("elasticsearch").inc(written)
         await runtime.catalog_cache.invalidate()
 
-    return SinkConsumer(
+    return GroupConsumer(
         runtime.settings.kafka_bootstrap_servers, SEARCH_GROUP, [COURSE_CATALOG], handle
     )
 
