@@ -21,7 +21,7 @@ run: bootstrap
 test: bootstrap lint typecheck
 	$(BIN)/pytest -p no:cacheprovider -ra
 
-## test-crash: the SIGKILL-in-the-middle-of-1,000-enrollments test (known to flake, see README)
+## test-crash: the SIGKILL-in-the-middle-of-1,000-enrollments test alone (it is in make test too)
 test-crash: bootstrap
 	$(BIN)/pytest -p no:cacheprovider -ra -m crash
 

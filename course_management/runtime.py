@@ -84,7 +84,7 @@ from course_management.topology import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-STALL_AFTER_S = 20.0
+STALL_AFTER_S = 10.0
 
 
 async def register_schemas(codec: AvroCodec) -> None:
