@@ -285,9 +285,7 @@ def _print_banner(base: str, env: dict[str, str], versions: dict[str, str], took
         )
         click.echo(f"  {role:<10} {tok}")
     click.echo("try:")
-    click.echo(
-        f"  curl -s '{base}/api/v1/courses?q=python'   (the catalog, anonymous)"
-    )
+    click.echo(f"  curl -s '{base}/api/v1/courses?q=python'   (the catalog, anonymous)")
     click.echo(
         "  curl -s -H 'Authorization: Bearer <instructor token>' "
         "-H 'Content-Type: application/json' "
