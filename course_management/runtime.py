@@ -213,7 +213,7 @@ class Runtime(Service):
             if end is None:
                 continue
             done = committed if committed is not None else 0
-            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - done))
+            CONSUMER_LAG.labels("course-agent", tp.topic, str(tp.partition)).set(max(0, end - done))
             seen = self._positions.get(tp)
             if seen is None or seen[0] != done or end <= done:
                 self._positions[tp] = (done, now)

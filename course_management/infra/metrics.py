@@ -37,7 +37,9 @@ CATALOG_READS = Counter(
     ["backend", "cache"],
 )
 CONSUMER_LAG = Gauge(
-    "cms_consumer_lag", "Records waiting on an assigned partition", ["topic", "partition"]
+    "cms_consumer_lag",
+    "Records waiting on an assigned partition, per consumer (the course agent or a group)",
+    ["consumer", "topic", "partition"],
 )
 PARTITION_REWINDS = Counter(
     "cms_partition_rewinds_total",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, w
 from course_management.infra import catalog_es, catalog_pg
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.database import mirror_course_event, mirror_enrollment_event
-from course_management.infra.metrics import CATALOG_ENTRIES, EVENTS_MIRRORED
+from course_management.infra.metrics import CATALOG_ENTRIES, CONSUMER_LAG, EVENTS_MIRRORED
 from course_management.streams.catalog import entry_of_value
 from course_management.topology import APP_ID, COURSE_CATALOG, COURSE_EVENTS, ENROLLMENT_EVENTS
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 POSTGRES_GROUP = f"{APP_ID}-sink-postgres"
 SEARCH_GROUP = f"{APP_ID}-sink-search"
 BATCH = 500
+LAG_EVERY_S = 5.0
 
 Handler = Callable[[str, list[ConsumerRecord]], Awaitable[None]]
 
@@ -60,6 +62,7 @@ class GroupConsumer(Service):
         self.topics = topics
         self.handle = handle
         self._consumer: AIOKafkaConsumer | None = None
+        self._lag_reported_at = 0.0
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -88,6 +91,7 @@ class GroupConsumer(Service):
                     await self.handle(tp.topic, records)
                 if batch:
                     await consumer.commit()
+                await self._report_lag(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -101,6 +105,21 @@ class GroupConsumer(Service):
                         consumer.seek(tp, committed)
                     else:
                         await consumer.seek_to_beginning(tp)
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag after the last commit: log end minus the position (all of it processed)."""
+        now = time.monotonic()
+        if now - self._lag_reported_at < LAG_EVERY_S:
+            return
+        self._lag_reported_at = now
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:
+                continue
+            position = await consumer.position(tp)
+            CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                max(0, end - position)
+            )
 
 
 async def _retrying(

@@ -178,7 +178,11 @@ async def test_metrics_count_requests(http: aiohttp.ClientSession) -> None:
 async def test_consumer_lag_is_exported_per_partition(http: aiohttp.ClientSession) -> None:
     async def exported() -> bool:
         text = await (await http.get("/metrics")).text()
-        return 'cms_consumer_lag{partition="0",topic="course-commands"}' in text
+        return (
+            'cms_consumer_lag{consumer="course-agent",partition="0",topic="course-commands"}'
+            in text
+            and 'consumer="course-management-router",partition="0",topic="user-enrolled"' in text
+        )
 
     await eventually_async(exported, deadline_s=15, what="the lag gauge")
 
