@@ -265,23 +265,33 @@ class Runtime(Service):
         EVENTS_PUBLISHED.labels(topic).inc()
 
     async def publish_all(self, records: list[tuple[str, str, str, dict[str, Any]]]) -> None:
-        """Publish (topic, key, subject, record)s in order; wait until the broker has all.
+        """Publish (topic, key, subject, record)s in order; wait until the broker has all."""
+        await self.forward_all(
+            [
+                (topic, key, self.codec.encode(subject, record), [])
+                for topic, key, subject, record in records
+            ]
+        )
+
+    async def reply(self, reply_to: str, command_id: str, status: int, body: Any) -> None:
+        """Answer the HTTP request waiting on `reply_to` for `command_id`."""
+        await self.publish(
+            reply_to,
+            command_id,
+            REPLY_SUBJECT,
+            {
+                "command_id": command_id,
+                "status": status,
+                "body_json": json.dumps(body) if body is not None else None,
+            },
+        )
+
+    async def forward_all(self, records: list[tuple[str, str, bytes, Headers]]) -> None:
+        """Send (topic, key, value bytes, headers)s in order; wait until the broker has all.
 
         Each is appended to the producer in order (so one partition keeps their order),
         then all acks are awaited together: one round trip instead of one per record.
         """
-        pending = [
-            await self.producer.send(
-                topic, value=self.codec.encode(subject, record), key=key.encode()
-            )
-            for topic, key, subject, record in records
-        ]
-        await asyncio.gather(*pending)
-        for topic, *_ in records:
-            EVENTS_PUBLISHED.labels(topic).inc()
-
-    async def forward_all(self, records: list[tuple[str, str, bytes, Headers]]) -> None:
-        """`forward` for many records: appended in order, acks awaited together."""
         pending = [
             await self.producer.send(topic, value=value, key=key.encode(), headers=headers)
             for topic, key, value, headers in records

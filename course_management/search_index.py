@@ -81,7 +81,7 @@ async def rebuild(
             log.info("catalog replayed into the new index", extra={"entries": replayed})
 
         new, old = await catalog_es.rebuild_index(
-            es, source.listed_documents(), total, catch_up, progress
+            es, source.all_entries(), total, catch_up, progress
         )
         return {"index": new, "previous": old, "documents": done}
     finally:

@@ -120,15 +120,19 @@ def _new_ids(command: CourseCommand) -> Callable[[], str]:
     return lambda: derived_id(command.command_id, f"part-{next(counter)}")
 
 
+def live_course(record: dict[str, Any] | None, actor: Actor) -> dict[str, Any] | None:
+    """The course in a table record if it exists, is not deleted and the actor may see it."""
+    course = record.get("course") if record else None
+    if course is None or record is None or record.get("deleted") or not can_see(course, actor):
+        return None
+    course_: dict[str, Any] = course
+    return course_
+
+
 def _changeable(record: dict[str, Any] | None, command: CourseCommand) -> dict[str, Any] | Problem:
     """The live course the actor may change, or the problem to answer (404/403/412)."""
-    course = record.get("course") if record else None
-    if (
-        course is None
-        or record is None
-        or record.get("deleted")
-        or not can_see(course, command.actor)
-    ):
+    course = live_course(record, command.actor)
+    if course is None:
         return Problem.of(404, "course-not-found", f"no course {command.course_id}")
     if not can_change(course, command.actor):
         return Problem.of(

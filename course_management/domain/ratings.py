@@ -17,8 +17,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from course_management.domain.access import can_see
-from course_management.domain.commands import CourseCommand, Reply, course_event, remember
+from course_management.domain.commands import (
+    CourseCommand,
+    Reply,
+    course_event,
+    live_course,
+    remember,
+)
 from course_management.domain.course import rfc3339, with_new_version
 from course_management.domain.problems import Problem
 
@@ -70,13 +75,8 @@ def decide_rating(
         if seen["command_id"] == command.command_id:  # redelivered: finish the second write
             again = rated if enrollment and enrollment.get("rating") != rating else None
             return RatingDecision(None, again, None, Reply(seen["status"], seen["body"]))
-    course = record.get("course") if record else None
-    if (
-        record is None
-        or course is None
-        or record.get("deleted")
-        or not can_see(course, command.actor)
-    ):
+    course = live_course(record, command.actor)
+    if record is None or course is None:
         return _refuse(404, "course-not-found", f"no course {command.course_id}")
     if enrollment is None or enrollment.get("status") == "cancelled":
         return _refuse(403, "not-enrolled", "only a student enrolled in the course may rate it")

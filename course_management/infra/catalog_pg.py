@@ -187,7 +187,7 @@ class PgCatalog:
             ors.append("(" + " AND ".join([*equal, f"{column} {op} {params[i]}"]) + ")")
         return order, ["(" + " OR ".join(ors) + ")"]
 
-    async def listed_documents(self, batch: int = 1000) -> AsyncIterator[list[dict[str, Any]]]:
+    async def all_entries(self, batch: int = 1000) -> AsyncIterator[list[dict[str, Any]]]:
         """Every row as a catalog entry, in batches (for rebuilding the index)."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             cursor = conn.cursor(f"SELECT {_COLUMNS} FROM {self.table} ORDER BY id")
@@ -199,12 +199,6 @@ class PgCatalog:
                     rows = []
             if rows:
                 yield rows
-
-    async def changed_since(self, moment: datetime) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            f"SELECT {_COLUMNS} FROM {self.table} WHERE changed_at >= $1", moment
-        )
-        return [entry_of_row(row) for row in rows]
 
     async def count(self) -> int:
         return int(await self.pool.fetchval(f"SELECT count(*) FROM {self.table}"))

@@ -10,19 +10,12 @@ an entry only when it is newer than what they hold, so replays change nothing.
 from __future__ import annotations
 
 import json
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from course_management.domain.catalog import catalog_document, catalog_version
 from course_management.topology import COURSE_CATALOG
 
-if TYPE_CHECKING:
-    pass
-
-log = logging.getLogger(__name__)
 SUBJECT = f"{COURSE_CATALOG}-value"
-BATCH = 500
-BATCH_WAIT_S = 0.05
 
 
 def catalog_entry(

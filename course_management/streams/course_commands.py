@@ -30,7 +30,6 @@ from course_management.topology import (
     COURSE_COMMANDS,
     ENROLLMENT_INPUTS,
     KIND_HEADER,
-    REPLY_SUBJECT,
 )
 
 if TYPE_CHECKING:
@@ -103,14 +102,9 @@ def register_course_commands(
                     decision.record["course"], deleted=bool(decision.record.get("deleted"))
                 )
         if value.get("reply_to"):
-            reply = {
-                "command_id": command.command_id,
-                "status": decision.reply.status,
-                "body_json": json.dumps(decision.reply.body)
-                if decision.reply.body is not None
-                else None,
-            }
-            await runtime.publish(value["reply_to"], command.command_id, REPLY_SUBJECT, reply)
+            await runtime.reply(
+                value["reply_to"], command.command_id, decision.reply.status, decision.reply.body
+            )
 
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:

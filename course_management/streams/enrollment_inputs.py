@@ -6,7 +6,6 @@ writer of the `courses` and `enrollments` tables for its partitions.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,6 @@ from course_management.topology import (
     COURSE_EVENTS,
     COURSE_PROGRESS,
     ENROLLMENT_EVENTS,
-    REPLY_SUBJECT,
     REPLY_TO_HEADER,
     SOURCE_KEY_HEADER,
     USER_ENROLLED,
@@ -187,16 +185,8 @@ class EnrollmentApplier:
         if decision.event is not None and decision.record is not None:
             await self.runtime.cache.put(decision.record["course"])
         if reply_to:
-            reply = decision.reply
-            await self.runtime.publish(
-                reply_to,
-                command.command_id,
-                REPLY_SUBJECT,
-                {
-                    "command_id": command.command_id,
-                    "status": reply.status,
-                    "body_json": json.dumps(reply.body) if reply.body is not None else None,
-                },
+            await self.runtime.reply(
+                reply_to, command.command_id, decision.reply.status, decision.reply.body
             )
 
     async def seats(self, course_id: str) -> dict[str, Any]:
@@ -225,13 +215,4 @@ class EnrollmentApplier:
             body = decision.reply_enrollment["progress"]
         else:
             body = decision.reply_enrollment
-        await self.runtime.publish(
-            reply_to.decode(),
-            correlation.decode(),
-            REPLY_SUBJECT,
-            {
-                "command_id": correlation.decode(),
-                "status": decision.status,
-                "body_json": json.dumps(body) if body is not None else None,
-            },
-        )
+        await self.runtime.reply(reply_to.decode(), correlation.decode(), decision.status, body)
