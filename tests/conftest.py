@@ -94,3 +94,20 @@ async def http(worker: WorkerProcess) -> AsyncIterator[aiohttp.ClientSession]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that change the consumer group (more workers, kills) run after all others."""
     items.sort(key=lambda item: item.get_closest_marker("rebalances") is not None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that used the worker shows the worker's recent warnings and errors
+    (CI keeps only the console output)."""
+    outcome = yield
+    report = outcome.get_result()
+    worker = getattr(item, "funcargs", {}).get("worker")
+    if report.when != "call" or not report.failed or not isinstance(worker, WorkerProcess):
+        return
+    lines = [
+        line[:500]
+        for line in worker.log_tail(4000).splitlines()
+        if '"level": "WARNING"' in line or '"level": "ERROR"' in line
+    ]
+    report.sections.append(("worker log: last warnings and errors", "\n".join(lines[-40:])))

@@ -87,8 +87,13 @@ class GroupConsumer(Service):
         while not self.should_stop:
             try:
                 batch = await consumer.getmany(timeout_ms=200, max_records=BATCH)
+                # One call per topic, all its partitions together (each partition's
+                # records stay in order): one bulk write and one index refresh per poll.
+                by_topic: dict[str, list[ConsumerRecord]] = {}
                 for tp, records in batch.items():
-                    await self.handle(tp.topic, records)
+                    by_topic.setdefault(tp.topic, []).extend(records)
+                for topic, records in by_topic.items():
+                    await self.handle(topic, records)
                 if batch:
                     await consumer.commit()
                 await self._report_lag(consumer)
