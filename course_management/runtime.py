@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -59,11 +60,13 @@ from course_management.infra.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,
     EVENTS_PUBLISHED,
+    LOCAL_TABLES_DISCARDED,
     PARTITION_REWINDS,
 )
 from course_management.infra.storage import ContentStore
 from course_management.streams.app import build_app
 from course_management.streams.enrollment_router import enrollment_router
+from course_management.streams.local_state import discard_after_unclean_stop, mark_clean_stop
 from course_management.streams.sinks import GroupConsumer, postgres_sink, search_sink
 from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key, seats_key
@@ -442,7 +445,8 @@ class Runtime(Service):
             else:
                 assert self.pool is not None
                 count = await count_seats_taken(self.pool, course_id)
-            await self.cache.set_enrollment_count(course_id, count)
+            # NX: a count the agent set meanwhile is newer than the one read here.
+            await self.cache.fill_enrollment_count(course_id, count)
         return {**state, "course": {**state["course"], "enrollment_count": count}}
 
     def _is_local(self, course_id: str) -> bool:
@@ -526,6 +530,15 @@ class Runtime(Service):
         await self.pool.fetchval("SELECT 1")
 
 
+class _Worker(faust.Worker):
+    """Leaves the clean-stop marker once everything stopped without a crash."""
+
+    def stop_and_shutdown(self) -> None:
+        super().stop_and_shutdown()
+        if not self._crashed.is_set() and not self.app._crashed.is_set():
+            mark_clean_stop(Path(self.app.conf.datadir))
+
+
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker with the API beside it until SIGTERM/SIGINT."""
     import sys
@@ -539,7 +552,10 @@ def run_worker(settings: Settings) -> None:
         print(f"start-up refused: {exc}", file=sys.stderr)
         sys.exit(3)
     runtime = Runtime(settings)
-    worker = faust.Worker(
+    conf = runtime.app.conf
+    if discard_after_unclean_stop(Path(conf.datadir), Path(conf.tabledir)):
+        LOCAL_TABLES_DISCARDED.inc()
+    worker = _Worker(
         runtime.app,
         runtime,
         loglevel=settings.log_level,

@@ -61,6 +61,10 @@ class CourseCache:
         """Seats taken change without a new course version; kept beside the cached state."""
         await self._client.set(f"cms:enrollment-count:{course_id}", count, ex=TTL_SECONDS)
 
+    async def fill_enrollment_count(self, course_id: str, count: int) -> None:
+        """A reader's fill after a miss: never overwrites the agent's newer count."""
+        await self._client.set(f"cms:enrollment-count:{course_id}", count, ex=TTL_SECONDS, nx=True)
+
     async def enrollment_count(self, course_id: str) -> int | None:
         raw = await self._client.get(f"cms:enrollment-count:{course_id}")
         return int(raw) if raw is not None else None

@@ -41,6 +41,10 @@ CONSUMER_LAG = Gauge(
     "Records waiting on an assigned partition, per consumer (the course agent or a group)",
     ["consumer", "topic", "partition"],
 )
+LOCAL_TABLES_DISCARDED = Counter(
+    "cms_local_tables_discarded_total",
+    "Start-ups that discarded the local tables after an unclean stop (restored from changelogs)",
+)
 PARTITION_REWINDS = Counter(
     "cms_partition_rewinds_total",
     "Partitions rewound to their committed offset after records were skipped",

@@ -1,0 +1,34 @@
+"""Local tables survive only a clean stop (streams/local_state.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from course_management.streams.local_state import discard_after_unclean_stop, mark_clean_stop
+
+
+def _tables(root: Path) -> Path:
+    tabledir = root / "v1" / "tables"
+    (tabledir / "courses-0.db").mkdir(parents=True)
+    (tabledir / "courses-0.db" / "CURRENT").write_text("MANIFEST-000001\n")
+    return tabledir
+
+
+def test_tables_are_discarded_after_an_unclean_stop(tmp_path: Path) -> None:
+    tabledir = _tables(tmp_path)
+    assert discard_after_unclean_stop(tmp_path, tabledir) is True
+    assert not tabledir.exists()
+
+
+def test_tables_are_kept_after_a_clean_stop_and_the_marker_is_consumed(tmp_path: Path) -> None:
+    tabledir = _tables(tmp_path)
+    mark_clean_stop(tmp_path)
+    assert discard_after_unclean_stop(tmp_path, tabledir) is False
+    assert (tabledir / "courses-0.db" / "CURRENT").exists()
+    # This run then dies without a clean stop: the next start discards.
+    assert discard_after_unclean_stop(tmp_path, tabledir) is True
+    assert not tabledir.exists()
+
+
+def test_a_first_start_has_nothing_to_discard(tmp_path: Path) -> None:
+    assert discard_after_unclean_stop(tmp_path, tmp_path / "v1" / "tables") is False
