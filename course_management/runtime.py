@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import logging.config
 import time
 import uuid
 from collections.abc import Awaitable
@@ -553,6 +554,7 @@ def run_worker(settings: Settings) -> None:
         sys.exit(3)
     runtime = Runtime(settings)
     conf = runtime.app.conf
+    logging.config.dictConfig(logging_config(settings.log_level))  # JSON from the first line
     if discard_after_unclean_stop(Path(conf.datadir), Path(conf.tabledir)):
         LOCAL_TABLES_DISCARDED.inc()
     worker = _Worker(

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import port_for
-
 from course_management.api.auth import issue_token
+from course_management.stack.servers import free_port
 
 T = TypeVar("T")
 
@@ -78,6 +77,11 @@ def http_get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def http_get_text(url: str, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return str(response.read().decode())
+
+
 @dataclass
 class WorkerProcess:
     """`python -m course_management worker` against the test stack, as in production."""
@@ -85,7 +89,7 @@ class WorkerProcess:
     env: dict[str, str]
     workdir: Path
     worker_id: str = "test-worker-1"
-    port: int = field(default_factory=lambda: int(port_for.select_random()))
+    port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     readiness_seen: list[tuple[int, Any]] = field(default_factory=list)
 
@@ -132,6 +136,9 @@ class WorkerProcess:
                 pass
             time.sleep(0.02)
         raise AssertionError(f"worker not ready in {deadline_s}s: {self.log_tail()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path.exists():

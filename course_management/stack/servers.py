@@ -8,12 +8,14 @@ and a deadline, and stopped cleanly. `LocalStack` starts them in parallel.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -64,8 +66,43 @@ def _logs(path: Path) -> dict[str, Any]:
     return {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": subprocess.STDOUT}
 
 
-def _free_port() -> int:
-    return int(port_for.select_random())
+_HANDED_OUT: set[int] = set()  # never hand the same port to two servers of this process
+_PORTS_LOCK = threading.Lock()
+
+
+def free_port() -> int:
+    with _PORTS_LOCK:
+        port = int(port_for.select_random(exclude_ports=_HANDED_OUT))
+        _HANDED_OUT.add(port)
+        return port
+
+
+def _port_fields(server: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(server) if f.name.endswith("port")]
+
+
+def _lost_a_port(server: Any, failure: str) -> bool:
+    """Whether a failed start was another process taking one of the server's ports
+    between choosing it and binding it."""
+    if any(sign in failure for sign in ("in use", "BindException")):
+        return True
+    return any(not port_for.is_available(getattr(server, name)) for name in _port_fields(server))
+
+
+def start_on_free_ports(server: Any, log_tail: Callable[[], str] = str) -> None:
+    """Start a server; if another process took one of its ports between choosing and
+    binding it, choose them afresh and start it once more."""
+    try:
+        server.start()
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            server.stop()
+        if not _lost_a_port(server, f"{exc}{log_tail()}"):
+            raise
+        log.warning("a port was taken; starting %s on new ports", server.name)
+        for name in _port_fields(server):
+            setattr(server, name, free_port())
+        server.start()
 
 
 def _unprivileged(user: str) -> list[str]:
@@ -101,8 +138,8 @@ class KafkaServer:
 
     workdir: Path
     name: str = "kafka"
-    port: int = field(default_factory=_free_port)
-    controller_port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
     _exec: Executor | None = None
 
     def start(self) -> None:
@@ -211,8 +248,8 @@ class ApicurioRegistry:
 
     workdir: Path
     name: str = "schema-registry"
-    port: int = field(default_factory=_free_port)
-    management_port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
+    management_port: int = field(default_factory=free_port)
     _exec: Executor | None = None
 
     @property
@@ -267,8 +304,8 @@ class Elasticsearch:
 
     workdir: Path
     name: str = "elasticsearch"
-    port: int = field(default_factory=_free_port)
-    transport_port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
+    transport_port: int = field(default_factory=free_port)
     _exec: Executor | None = None
 
     @property
@@ -345,7 +382,7 @@ class PostgreSQL:
 
     workdir: Path
     name: str = "postgresql"
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     dbname: str = "course_management"
     _exec: Any = None
 
@@ -408,7 +445,7 @@ class Redis:
 
     workdir: Path
     name: str = "redis"
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     _exec: Any = None
 
     def start(self) -> None:
@@ -448,7 +485,7 @@ class S3:
 
     workdir: Path
     name: str = "s3"
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     bucket: str = "moocflix-course-content"
     _server: Any = None
 
@@ -501,7 +538,7 @@ class LocalStack:
 
         def start_one(server: Any) -> Any:
             begun = time.monotonic()
-            server.start()
+            start_on_free_ports(server, lambda: self._log_tail(server.name))
             self.timings[server.name] = round(time.monotonic() - begun, 1)
             return server
 

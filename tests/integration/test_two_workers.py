@@ -15,8 +15,16 @@ import pytest
 import redis.asyncio as aioredis
 
 from course_management.config import Settings
+from course_management.streams.local_state import MARKER
 from tests.integration.test_create_slice import ONE_MODULE
-from tests.support import WorkerProcess, auth, eventually, eventually_async, http_get_json
+from tests.support import (
+    WorkerProcess,
+    auth,
+    eventually,
+    eventually_async,
+    http_get_json,
+    http_get_text,
+)
 
 OWNER = auth("instructor-1", "instructor", name="Ada Instructor")
 pytestmark = pytest.mark.rebalances
@@ -96,3 +104,20 @@ async def test_any_course_reads_the_same_from_either_worker(
         ]
         assert any('cms_course_reads_total{source="miss_table"}' in m for m in metrics)
         assert any('cms_course_reads_total{source="miss_mirror"}' in m for m in metrics)
+
+
+async def test_a_clean_stop_keeps_the_local_tables_and_a_kill_discards_them(
+    second_worker: WorkerProcess, workdir: Path
+) -> None:
+    datadir = workdir / "worker-data" / second_worker.worker_id
+    assert second_worker.stop() == 0
+    assert (datadir / MARKER).exists()  # SIGTERM: changelogs flushed, stores closed
+    second_worker.start().wait_ready()
+    assert not (datadir / MARKER).exists()  # consumed: a crash of this run is detected
+    assert "local tables discarded" not in second_worker.log_text()
+    second_worker.kill()
+    assert not (datadir / MARKER).exists()
+    second_worker.start().wait_ready()
+    metrics = http_get_text(f"{second_worker.base_url}/metrics")
+    assert "cms_local_tables_discarded_total 1.0" in metrics
+    assert "local tables discarded" in second_worker.log_text()
