@@ -21,7 +21,7 @@ run: bootstrap
 test: bootstrap lint typecheck
 	$(BIN)/pytest -p no:cacheprovider -ra
 
-## test-crash: the SIGKILL-in-the-middle-of-1,000-enrollments test (not in make test yet: it still fails about one run in ten, see README)
+## test-crash: only the SIGKILL-in-the-middle-of-1,000-enrollments test (make test runs it too)
 test-crash: bootstrap
 	$(BIN)/pytest -p no:cacheprovider -ra -m crash
 

@@ -3,11 +3,9 @@
 Runs with the tests that change the consumer group (last): it kills the session's worker
 and starts it again on the same data folder, as an orchestrator would.
 
-It found real faults (decisions 12, 17-20); when it fails it prints what the worker saw
-(consumer lag, rewinds, what reached the course agent, the mirror's gaps). Not in
-`make test` yet (marker `crash`; `make test-crash`): about one run in ten still ends with
-one enrollment of 1,000 missing from the table although it reached the course agent's
-input topic (see the README).
+It found real faults (decisions 12, 17-21); when it fails it prints what the worker saw
+(consumer lag, rewinds, what reached the course agent, the mirror's gaps). Marker `crash`
+(`make test-crash` runs it alone).
 """
 
 from __future__ import annotations
