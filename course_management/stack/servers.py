@@ -471,6 +471,14 @@ class Redis:
         if self._exec is not None:
             self._exec.stop()
 
+    def stop_keeping_data(self) -> None:
+        """Snapshot the data to disk, then stop (the next start loads the snapshot)."""
+        import redis
+
+        with redis.Redis(host=HOST, port=self.port) as client:
+            client.save()
+        self.stop()
+
     def env(self) -> dict[str, str]:
         return {"REDIS_URL": f"redis://{HOST}:{self.port}/0"}
 

@@ -25,6 +25,7 @@ from course_management.domain.commands import Actor, CourseCommand, Decision, Re
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import COMMANDS_APPLIED
+from course_management.infra.retrying import until_cached
 from course_management.streams.enrollment_inputs import EnrollmentApplier
 from course_management.topology import (
     COURSE_COMMANDS,
@@ -98,9 +99,8 @@ def register_course_commands(
             courses[command.course_id] = decision.record
             COMMANDS_APPLIED.labels(command.command_type).inc()
             if decision.event is not None:  # readers see the change before the writer does
-                await runtime.cache.put(
-                    decision.record["course"], deleted=bool(decision.record.get("deleted"))
-                )
+                course, deleted = decision.record["course"], bool(decision.record.get("deleted"))
+                await until_cached(lambda: runtime.cache.put(course, deleted=deleted))
         if value.get("reply_to"):
             await runtime.reply(
                 value["reply_to"], command.command_id, decision.reply.status, decision.reply.body

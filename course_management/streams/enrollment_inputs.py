@@ -25,6 +25,7 @@ from course_management.domain.enrollment import (
 from course_management.domain.ratings import decide_rating
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import ENROLLMENTS_APPLIED
+from course_management.infra.retrying import until_cached
 from course_management.streams.catalog import catalog_entry, catalog_record
 from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key, seats_key
@@ -157,8 +158,10 @@ class EnrollmentApplier:
             enrollment = {**enrollment, "seat_seq": seats["seq"]}
         if enrollment is not None:
             self.enrollments[enrollment_key(course_id, user_id)] = enrollment
-        if decision.seats_taken is not None:
-            await self.runtime.cache.set_enrollment_count(course_id, decision.seats_taken)
+        if (seats_taken := decision.seats_taken) is not None:
+            await until_cached(
+                lambda: self.runtime.cache.set_enrollment_count(course_id, seats_taken)
+            )
 
     async def publish_course_change(
         self, course_id: str, event: dict[str, Any], record: dict[str, Any]
@@ -183,7 +186,8 @@ class EnrollmentApplier:
         if decision.enrollment is not None:
             self.enrollments[key] = decision.enrollment
         if decision.event is not None and decision.record is not None:
-            await self.runtime.cache.put(decision.record["course"])
+            course = decision.record["course"]
+            await until_cached(lambda: self.runtime.cache.put(course))
         if reply_to:
             await self.runtime.reply(
                 reply_to, command.command_id, decision.reply.status, decision.reply.body
@@ -198,7 +202,10 @@ class EnrollmentApplier:
                 seats, self.enrollments.get(enrollment_key(course_id, pending_user))
             )
             self.enrollments[seats_key(course_id)] = settled
-            await self.runtime.cache.set_enrollment_count(course_id, settled["count"])
+            if (count := settled["count"]) != seats["count"]:  # a crash undid the change
+                await until_cached(
+                    lambda: self.runtime.cache.set_enrollment_count(course_id, count)
+                )
             return settled
         return dict(seats)
 

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from mode import Service
-from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, wait_exponential
 
 from course_management.infra import catalog_es, catalog_pg
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.database import mirror_course_event, mirror_enrollment_event
 from course_management.infra.metrics import CATALOG_ENTRIES, CONSUMER_LAG, EVENTS_MIRRORED
+from course_management.infra.retrying import until_cached, until_written
 from course_management.streams.catalog import entry_of_value
 from course_management.topology import APP_ID, COURSE_CATALOG, COURSE_EVENTS, ENROLLMENT_EVENTS
 
@@ -127,21 +127,6 @@ class GroupConsumer(Service):
             )
 
 
-async def _retrying(
-    unavailable: tuple[type[BaseException], ...], write: Callable[[], Awaitable[Any]]
-) -> Any:
-    """Wait for the store while it is unreachable (the sink waits; nothing is skipped)."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(unavailable),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        before_sleep=before_sleep_log(log, logging.WARNING),
-        reraise=True,
-    ):
-        with attempt:
-            return await write()
-    raise AssertionError("unreachable")
-
-
 PG_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError)
 
 
@@ -156,12 +141,12 @@ def postgres_sink(runtime: Runtime) -> GroupConsumer:
         pool = runtime.pool
         if topic == COURSE_CATALOG:
             entries = await _entries(runtime, records)
-            written = await _retrying(
+            written = await until_written(
                 PG_UNAVAILABLE, lambda: catalog_pg.write_catalog_entries(pool, entries)
             )
             CATALOG_ENTRIES.labels("postgres").inc(written)
             if entries:
-                await runtime.catalog_cache.invalidate()
+                await until_cached(runtime.catalog_cache.invalidate)
             return
         entity, write = mirrors[topic]
         for record in records:
@@ -170,7 +155,7 @@ def postgres_sink(runtime: Runtime) -> GroupConsumer:
             except AvroDecodeError as exc:
                 await runtime.dead_letter(topic, record.key, record.value, str(exc))
                 continue
-            changed = await _retrying(PG_UNAVAILABLE, functools.partial(write, pool, value))
+            changed = await until_written(PG_UNAVAILABLE, functools.partial(write, pool, value))
             EVENTS_MIRRORED.labels(entity, "applied" if changed else "skipped").inc()
 
     return GroupConsumer(
@@ -188,12 +173,12 @@ def search_sink(runtime: Runtime) -> GroupConsumer:
         entries = await _entries(runtime, records)
         if not entries:
             return
-        written = await _retrying(
+        written = await until_written(
             (*catalog_es.UNAVAILABLE, OSError),
             lambda: catalog_es.write_catalog_entries(es, entries),
         )
         CATALOG_ENTRIES.labels("elasticsearch").inc(written)
-        await runtime.catalog_cache.invalidate()
+        await until_cached(runtime.catalog_cache.invalidate)
 
     return GroupConsumer(
         runtime.settings.kafka_bootstrap_servers, SEARCH_GROUP, [COURSE_CATALOG], handle

@@ -1,0 +1,47 @@
+"""Writers that must not skip a write wait for an unreachable store instead.
+
+A sink that skipped a write would lose it; the course agent that skipped a Redis write
+would leave an older course or seat count readable for the cache's lifetime. Both retry
+the write with backoff (logged) until the store answers; whatever else goes wrong is
+raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, wait_exponential
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+)
+
+
+async def until_written(
+    unavailable: tuple[type[BaseException], ...], write: Callable[[], Awaitable[T]]
+) -> T:
+    """`await write()`, again and again while it raises one of `unavailable`."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(unavailable),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    ):
+        with attempt:
+            return await write()
+    raise AssertionError("unreachable")
+
+
+async def until_cached(write: Callable[[], Awaitable[Any]]) -> None:
+    """A cache write the reads depend on: waits for Redis."""
+    await until_written(REDIS_UNAVAILABLE, write)

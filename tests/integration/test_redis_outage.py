@@ -1,0 +1,58 @@
+"""Redis unreachable while the course agent must update it: the agent waits for Redis
+(logged), and once Redis is back - with its data, as after a network blip - no course
+reads an older seat count than its table holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from course_management.config import Settings
+from tests.integration.test_create_slice import read_topic
+from tests.integration.test_enrollment import enroll, produce, published_course, user_enrolled_value
+from tests.support import WorkerProcess, eventually_async
+
+
+async def test_the_agent_waits_for_redis_and_leaves_no_stale_seat_count(
+    http: aiohttp.ClientSession, settings: Settings, local_stack: Any, worker: WorkerProcess
+) -> None:
+    course = await published_course(http)
+
+    async def seats() -> int:
+        body = await (await http.get(f"/api/v1/courses/{course['id']}")).json()
+        return int(body["enrollment_count"])
+
+    assert (await enroll(http, course["id"], "blip-a")).status == 201
+    assert await seats() == 1  # and Redis holds 1
+    retries_before = worker.log_text().count('"logger": "course_management.infra.retrying"')
+    redis = local_stack.server("redis")
+    redis.stop_keeping_data()
+    try:
+        value = await user_enrolled_value(settings, user_id="blip-b", course_id=course["id"])
+        await produce(settings, "user-enrolled", [(b"blip-b", value)])
+
+        def mine(records: list[Any]) -> list[Any]:
+            return [r for r in records if r.key == course["id"].encode()]
+
+        # The agent applied it (its event is out), then found Redis unreachable and waits.
+        await read_topic(settings, "enrollment-events", lambda rs: len(mine(rs)) >= 2)
+        await eventually_async(
+            lambda: _more(worker, retries_before),
+            deadline_s=30,
+            what="the agent retrying its Redis write",
+        )
+    finally:
+        redis.start()
+    await eventually_async(lambda: _is(seats, 2), deadline_s=30, what="the count after Redis")
+
+
+async def _more(worker: WorkerProcess, before: int) -> bool:
+    return worker.log_text().count('"logger": "course_management.infra.retrying"') > before
+
+
+async def _is(read: Any, expected: int) -> bool:
+    try:
+        return bool(await read() == expected)
+    except (aiohttp.ClientError, KeyError, ValueError):
+        return False
