@@ -5,8 +5,12 @@
 Starts the local stack (no Elasticsearch) and one worker, creates a published course,
 produces N `user_enrolled` records keyed by user (as another service would), and times
 until N `enrollment_created` events are on `enrollment-events`: re-keying, the course
-agent (decision, event, tables, cache) and back. The peer, measured in the same run, is a
-plain aiokafka consumer reading the same N records from `user-enrolled`.
+agent (decision, event, tables, cache) and back. Two peers, measured in the same run:
+
+- read: a plain aiokafka consumer reading the same N records from `user-enrolled`;
+- round trip: the same N records read, and for each one record produced and its ack
+  awaited (acks=all, idempotent, as the course agent does once per input) - the floor of
+  a pipeline that answers each input durably before the next.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.local import local_worker
 from course_management.infra.avro import AvroCodec
+from course_management.infra.kafka import ensure_topics, new_producer
 from course_management.runtime import register_schemas
+from course_management.topology import TopicSpec
 from tests.support import auth
 
 
@@ -40,6 +46,31 @@ async def count_until(bootstrap: str, topic: str, n: int, key: bytes | None) -> 
                 seen += sum(1 for r in records if key is None or r.key == key)
     finally:
         await consumer.stop()
+    return time.perf_counter() - started
+
+
+async def round_trip_per_record(bootstrap: str, topic: str, n: int) -> float:
+    """Read n records of `topic`; for each, produce one and await its ack."""
+    scratch = f"bench-round-trip-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [TopicSpec(scratch, None, partitions=1)], 1)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    producer = new_producer(bootstrap)
+    await consumer.start()
+    await producer.start()
+    started = time.perf_counter()
+    seen = 0
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records[: n - seen]:
+                    await producer.send_and_wait(scratch, value=record.value, key=record.key)
+                    seen += 1
+    finally:
+        await consumer.stop()
+        await producer.stop()
     return time.perf_counter() - started
 
 
@@ -83,13 +114,18 @@ async def run(base: str, bootstrap: str, registry: str, n: int) -> None:
     await count_until(bootstrap, "enrollment-events", n, course["id"].encode())
     pipeline = time.perf_counter() - started
     peer = await count_until(bootstrap, "user-enrolled", n, None)
+    floor = await round_trip_per_record(bootstrap, "user-enrolled", n)
     print(f"n={n} enrollments, one worker, local stack on this machine")
     print(
         f"pipeline (produce -> enrollment_created): {n / pipeline:8.0f} enrollments/s"
         f" ({pipeline:.2f} s)"
     )
-    print(f"peer (raw aiokafka read of the input):    {n / peer:8.0f} records/s ({peer:.2f} s)")
-    print(f"pipeline / peer: {peer / pipeline:.3f}")
+    print(f"peer read (raw aiokafka read of the input): {n / peer:8.0f} records/s ({peer:.2f} s)")
+    print(
+        f"peer round trip (read + one acked produce each): {n / floor:8.0f} records/s"
+        f" ({floor:.2f} s)"
+    )
+    print(f"pipeline / read: {peer / pipeline:.3f}; pipeline / round trip: {floor / pipeline:.2f}")
 
 
 def main() -> None:
