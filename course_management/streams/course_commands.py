@@ -1,15 +1,15 @@
-"""The agent that applies course commands: the only writer of the `courses` table.
+"""The course agent: the only writer of the `courses` and `enrollments` tables.
 
-For each command (in partition order, concurrency 1):
-  1. decode it (undecodable -> `course-commands.dlq`, counted, stream goes on);
-  2. `decide` (pure domain) what it leads to;
-  3. publish the event to `course-events` and wait for the broker's ack;
-  4. write the table record (its changelog makes it durable);
-  5. answer the waiting HTTP request on its worker's reply topic.
+It takes the course-keyed inputs (course commands, enrollment inputs) in batches. For each
+input, in partition order: decode it (undecodable -> `<topic>.dlq`, counted, the stream
+goes on), and `decide` (pure domain) what it leads to, against the tables plus the
+batch's earlier writes. Then, for the whole batch (streams/batch.py): publish the events
+and wait for the broker's acks; write the table records (their changelogs make them
+durable); update Redis; answer the waiting HTTP requests on their workers' reply topics.
 
-Publishing before the table write means a crash can only cause a repeat of step 3 for
-the same command, and `decide` is deterministic, so the repeat carries the same
-`event_id`: consumers deduplicate it. A crash never loses an accepted write.
+Publishing before the table writes means a crash can only cause a repeat of the publish
+for the same inputs, and `decide` is deterministic, so the repeat carries the same
+`event_id`s: consumers deduplicate them. A crash never loses an accepted write.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from course_management.domain.commands import Actor, CourseCommand, Decision, Re
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import COMMANDS_APPLIED
-from course_management.infra.retrying import until_cached
+from course_management.streams.batch import Batch
 from course_management.streams.enrollment_inputs import EnrollmentApplier
 from course_management.topology import (
     COURSE_COMMANDS,
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from course_management.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+BATCH_MAX = 500  # inputs decided before their effects are applied together
+BATCH_WITHIN_S = 0.005  # how long a lone input waits for company
 
 
 def command_from_record(value: dict[str, Any]) -> CourseCommand:
@@ -58,7 +61,8 @@ def register_course_commands(
     app: faust.App, courses: Any, enrollments: Any, runtime: Runtime
 ) -> Any:
     # One agent for every course-keyed input: a course's commands and its enrollment
-    # inputs are applied one at a time, in order, by the worker that owns the partition.
+    # inputs are decided one at a time, in order, by the worker that owns the partition,
+    # in batches whose effects are applied together (streams/batch.py).
     topic = app.topic(
         COURSE_COMMANDS,
         ENROLLMENT_INPUTS,
@@ -67,7 +71,8 @@ def register_course_commands(
         key_serializer="raw",
         value_serializer="raw",
     )
-    enrollment = EnrollmentApplier(runtime, courses, enrollments)
+    batch = Batch(runtime, courses, enrollments)
+    enrollment = EnrollmentApplier(runtime, batch)
 
     async def apply(event: Any) -> None:
         raw = event.value
@@ -84,7 +89,7 @@ def register_course_commands(
             await enrollment.rate(command, value.get("reply_to"))
             return
         try:
-            decision: Decision = decide(courses.get(command.course_id), command)
+            decision: Decision = decide(batch.courses.get(command.course_id), command)
         except Exception as exc:
             # A bug must not stop every course on the partition, nor leave the caller waiting.
             log.exception("course command failed", extra={"command_id": command.command_id})
@@ -96,30 +101,40 @@ def register_course_commands(
                 command.course_id, decision.event, decision.record
             )
         if decision.record is not None:
-            courses[command.course_id] = decision.record
+            batch.courses[command.course_id] = decision.record
             COMMANDS_APPLIED.labels(command.command_type).inc()
             if decision.event is not None:  # readers see the change before the writer does
-                course, deleted = decision.record["course"], bool(decision.record.get("deleted"))
-                await until_cached(lambda: runtime.cache.put(course, deleted=deleted))
+                batch.cache_course(
+                    decision.record["course"], deleted=bool(decision.record.get("deleted"))
+                )
         if value.get("reply_to"):
-            await runtime.reply(
+            batch.reply(
                 value["reply_to"], command.command_id, decision.reply.status, decision.reply.body
+            )
+
+    async def decide_one(event: Any) -> None:
+        if event.message.topic != ENROLLMENT_INPUTS:
+            await apply(event)
+            return
+        kind = (event.headers or {}).get(KIND_HEADER, b"")
+        if kind == b"user_enrolled":
+            await enrollment.user_enrolled(event)
+        elif kind == b"item_progress":
+            await enrollment.item_progress(event)
+        else:
+            await runtime.dead_letter(
+                ENROLLMENT_INPUTS, event.key, event.value, f"unknown kind {kind!r}"
             )
 
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:
-        async for event in stream.events():
-            if event.message.topic == ENROLLMENT_INPUTS:
-                kind = (event.headers or {}).get(KIND_HEADER, b"")
-                if kind == b"user_enrolled":
-                    await enrollment.user_enrolled(event)
-                elif kind == b"item_progress":
-                    await enrollment.item_progress(event)
-                else:
-                    await runtime.dead_letter(
-                        ENROLLMENT_INPUTS, event.key, event.value, f"unknown kind {kind!r}"
-                    )
-            else:
-                await apply(event)
+        # take_events acks a batch's inputs only when the next batch is asked for, that
+        # is after flush() applied all their effects.
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            batch.begin()
+            for event in events:
+                with batch.deciding(event):
+                    await decide_one(event)
+            await batch.flush()
 
     return apply_course_commands

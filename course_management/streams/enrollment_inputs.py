@@ -25,7 +25,6 @@ from course_management.domain.enrollment import (
 from course_management.domain.ratings import decide_rating
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import ENROLLMENTS_APPLIED
-from course_management.infra.retrying import until_cached
 from course_management.streams.catalog import catalog_entry, catalog_record
 from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key, seats_key
@@ -41,15 +40,20 @@ from course_management.topology import (
 
 if TYPE_CHECKING:
     from course_management.runtime import Runtime
+    from course_management.streams.batch import Batch
 
 log = logging.getLogger(__name__)
 
 
 class EnrollmentApplier:
-    def __init__(self, runtime: Runtime, courses: Any, enrollments: Any) -> None:
+    """Decides enrollment inputs against the batch's view of the tables; its effects go
+    to the batch (streams/batch.py), which applies them after the whole batch."""
+
+    def __init__(self, runtime: Runtime, batch: Batch) -> None:
         self.runtime = runtime
-        self.courses = courses
-        self.enrollments = enrollments
+        self.batch = batch
+        self.courses = batch.courses
+        self.enrollments = batch.enrollments
 
     async def user_enrolled(self, event: Any) -> None:
         headers = event.headers or {}
@@ -148,7 +152,7 @@ class EnrollmentApplier:
             entry = catalog_entry(course_id, self.courses.get(course_id), seats)
             if entry is not None:
                 outgoing.append(catalog_record(entry))
-        await self.runtime.publish_all(outgoing)
+        self.batch.publish(outgoing)
         for event in decision.events:
             ENROLLMENTS_APPLIED.labels(event["event_type"]).inc()
         enrollment = decision.enrollment
@@ -158,10 +162,8 @@ class EnrollmentApplier:
             enrollment = {**enrollment, "seat_seq": seats["seq"]}
         if enrollment is not None:
             self.enrollments[enrollment_key(course_id, user_id)] = enrollment
-        if (seats_taken := decision.seats_taken) is not None:
-            await until_cached(
-                lambda: self.runtime.cache.set_enrollment_count(course_id, seats_taken)
-            )
+        if decision.seats_taken is not None:
+            self.batch.seat_count(course_id, decision.seats_taken)
 
     async def publish_course_change(
         self, course_id: str, event: dict[str, Any], record: dict[str, Any]
@@ -171,7 +173,7 @@ class EnrollmentApplier:
         entry = catalog_entry(course_id, record, await self.seats(course_id))
         if entry is not None:
             outgoing.append(catalog_record(entry))
-        await self.runtime.publish_all(outgoing)
+        self.batch.publish(outgoing)
 
     async def rate(self, command: Any, reply_to: str | None) -> None:
         """A `rate_course` course command: course record first, then the enrollment."""
@@ -186,10 +188,9 @@ class EnrollmentApplier:
         if decision.enrollment is not None:
             self.enrollments[key] = decision.enrollment
         if decision.event is not None and decision.record is not None:
-            course = decision.record["course"]
-            await until_cached(lambda: self.runtime.cache.put(course))
+            self.batch.cache_course(decision.record["course"])
         if reply_to:
-            await self.runtime.reply(
+            self.batch.reply(
                 reply_to, command.command_id, decision.reply.status, decision.reply.body
             )
 
@@ -202,10 +203,8 @@ class EnrollmentApplier:
                 seats, self.enrollments.get(enrollment_key(course_id, pending_user))
             )
             self.enrollments[seats_key(course_id)] = settled
-            if (count := settled["count"]) != seats["count"]:  # a crash undid the change
-                await until_cached(
-                    lambda: self.runtime.cache.set_enrollment_count(course_id, count)
-                )
+            if settled["count"] != seats["count"]:  # a crash undid the change
+                self.batch.seat_count(course_id, settled["count"])
             return settled
         return dict(seats)
 
@@ -222,4 +221,4 @@ class EnrollmentApplier:
             body = decision.reply_enrollment["progress"]
         else:
             body = decision.reply_enrollment
-        await self.runtime.reply(reply_to.decode(), correlation.decode(), decision.status, body)
+        self.batch.reply(reply_to.decode(), correlation.decode(), decision.status, body)

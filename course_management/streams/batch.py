@@ -1,0 +1,133 @@
+"""A batch of the course agent's inputs: decided one by one, their effects applied together.
+
+The course agent (streams/course_commands.py) takes its inputs in batches. Each input is
+decided in order against the tables *plus the batch's own earlier writes* (`Overlay`),
+so every decision is the one it would be alone; its effects are collected here and
+applied once for the whole batch, in the order that keeps decision 3's guarantee:
+
+1. every event and catalog entry is published, and all their acks awaited (one round
+   trip for the batch instead of one per input);
+2. the table writes, in order, each under its own input's Faust event (Faust takes the
+   RocksDB and changelog partition from the current event);
+3. Redis: the last course state and seat count of each course touched (waiting for
+   Redis, decision 22), so readers never see older than a write returns;
+4. the replies to waiting HTTP requests (one round trip).
+
+Only then are the inputs acked. A crash anywhere repeats at most this batch, and its
+decisions, being deterministic, repeat with the same event ids (consumers deduplicate).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from faust.streams import _current_event
+
+from course_management.infra.retrying import until_cached
+from course_management.topology import REPLY_SUBJECT
+
+if TYPE_CHECKING:
+    from course_management.runtime import Runtime
+
+Record = tuple[str, str, str, dict[str, Any]]  # (topic, key, subject, record)
+
+
+@contextmanager
+def as_input(event: Any) -> Iterator[None]:
+    """Faust tables read and write the partition of the current event: make it `event`."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class Overlay:
+    """A Faust table as seen by the batch: its own pending writes first."""
+
+    def __init__(self, table: Any, batch: Batch) -> None:
+        self.table = table
+        self.batch = batch
+        self.pending: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        if key in self.pending:
+            return self.pending[key]
+        return self.table.get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.pending[key] = value
+        self.batch.writes.append((self.table, key, value, self.batch.current))
+
+
+class Batch:
+    """The collected effects of one batch (see the module's docstring for their order)."""
+
+    def __init__(self, runtime: Runtime, courses: Any, enrollments: Any) -> None:
+        self.runtime = runtime
+        self.courses = Overlay(courses, self)
+        self.enrollments = Overlay(enrollments, self)
+        self.current: Any = None  # the input being decided
+        self.records: list[Record] = []
+        self.writes: list[tuple[Any, str, Any, Any]] = []
+        self.course_states: dict[str, tuple[dict[str, Any], bool]] = {}
+        self.seat_counts: dict[str, int] = {}
+        self.replies: list[Record] = []
+
+    def begin(self) -> None:
+        for overlay in (self.courses, self.enrollments):
+            overlay.pending.clear()
+        self.current = None
+        self.records.clear()
+        self.writes.clear()
+        self.course_states.clear()
+        self.seat_counts.clear()
+        self.replies.clear()
+
+    @contextmanager
+    def deciding(self, event: Any) -> Iterator[None]:
+        self.current = event
+        with as_input(event):
+            yield
+
+    # -- effects, collected ----------------------------------------------------------
+
+    def publish(self, records: list[Record]) -> None:
+        self.records.extend(records)
+
+    def cache_course(self, course: dict[str, Any], *, deleted: bool = False) -> None:
+        self.course_states[course["id"]] = (course, deleted)
+
+    def seat_count(self, course_id: str, count: int) -> None:
+        self.seat_counts[course_id] = count
+
+    def reply(self, reply_to: str, command_id: str, status: int, body: Any) -> None:
+        record = {
+            "command_id": command_id,
+            "status": status,
+            "body_json": json.dumps(body) if body is not None else None,
+        }
+        self.replies.append((reply_to, command_id, REPLY_SUBJECT, record))
+
+    # -- applied, together -----------------------------------------------------------
+
+    async def flush(self) -> None:
+        runtime = self.runtime
+        if self.records:
+            await runtime.publish_all(self.records)
+        for table, key, value, event in self.writes:
+            with as_input(event):
+                table[key] = value
+        for course, deleted in self.course_states.values():
+            await until_cached(functools.partial(runtime.cache.put, course, deleted=deleted))
+        for course_id, count in self.seat_counts.items():
+            await until_cached(
+                functools.partial(runtime.cache.set_enrollment_count, course_id, count)
+            )
+        if self.replies:
+            await runtime.publish_all(self.replies)
