@@ -100,11 +100,20 @@ class Batch:
     def publish(self, records: list[Record]) -> None:
         self.records.extend(records)
 
-    def cache_course(self, course: dict[str, Any], *, deleted: bool = False) -> None:
-        self.course_states[course["id"]] = (course, deleted)
+    def cache_current_course(self, course_id: str) -> None:
+        """Redis gets the course as the batch leaves it (readers see a change before its
+        writer does). Also after a duplicate input: a crash between the table write and
+        Redis is healed by the redelivery (the put is version-guarded)."""
+        record = self.courses.get(course_id)
+        if record and record.get("course"):
+            self.course_states[course_id] = (record["course"], bool(record.get("deleted")))
 
-    def seat_count(self, course_id: str, count: int) -> None:
-        self.seat_counts[course_id] = count
+    def cache_current_seats(self, course_id: str, seats_key: str) -> None:
+        """Redis gets the course's seat count as the batch leaves it (also after a
+        duplicate input, as above)."""
+        seats = self.enrollments.get(seats_key)
+        if seats is not None:
+            self.seat_counts[course_id] = int(seats["count"])
 
     def reply(self, reply_to: str, command_id: str, status: int, body: Any) -> None:
         record = {

@@ -27,6 +27,7 @@ from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import COMMANDS_APPLIED
 from course_management.streams.batch import Batch
 from course_management.streams.enrollment_inputs import EnrollmentApplier
+from course_management.tables.enrollments import seats_key
 from course_management.topology import (
     COURSE_COMMANDS,
     ENROLLMENT_INPUTS,
@@ -103,10 +104,8 @@ def register_course_commands(
         if decision.record is not None:
             batch.courses[command.course_id] = decision.record
             COMMANDS_APPLIED.labels(command.command_type).inc()
-            if decision.event is not None:  # readers see the change before the writer does
-                batch.cache_course(
-                    decision.record["course"], deleted=bool(decision.record.get("deleted"))
-                )
+        batch.cache_current_course(command.course_id)
+        batch.cache_current_seats(command.course_id, seats_key(command.course_id))
         if value.get("reply_to"):
             batch.reply(
                 value["reply_to"], command.command_id, decision.reply.status, decision.reply.body

@@ -140,8 +140,8 @@ class EnrollmentApplier:
             )
 
     async def apply(self, course_id: str, user_id: str, decision: EnrollmentDecision) -> None:
-        """Publish the events and the catalog entry (acked), then write the tables, then
-        refresh the cache."""
+        """The events and the catalog entry, the table writes and the seat count, to the
+        batch (which applies them in that order)."""
         outgoing = [
             (ENROLLMENT_EVENTS, course_id, f"{ENROLLMENT_EVENTS}-value", event)
             for event in decision.events
@@ -162,8 +162,7 @@ class EnrollmentApplier:
             enrollment = {**enrollment, "seat_seq": seats["seq"]}
         if enrollment is not None:
             self.enrollments[enrollment_key(course_id, user_id)] = enrollment
-        if decision.seats_taken is not None:
-            self.batch.seat_count(course_id, decision.seats_taken)
+        self.batch.cache_current_seats(course_id, seats_key(course_id))
 
     async def publish_course_change(
         self, course_id: str, event: dict[str, Any], record: dict[str, Any]
@@ -187,8 +186,7 @@ class EnrollmentApplier:
             self.courses[command.course_id] = decision.record  # first: see domain.ratings
         if decision.enrollment is not None:
             self.enrollments[key] = decision.enrollment
-        if decision.event is not None and decision.record is not None:
-            self.batch.cache_course(decision.record["course"])
+        self.batch.cache_current_course(command.course_id)
         if reply_to:
             self.batch.reply(
                 reply_to, command.command_id, decision.reply.status, decision.reply.body
@@ -203,8 +201,6 @@ class EnrollmentApplier:
                 seats, self.enrollments.get(enrollment_key(course_id, pending_user))
             )
             self.enrollments[seats_key(course_id)] = settled
-            if settled["count"] != seats["count"]:  # a crash undid the change
-                self.batch.seat_count(course_id, settled["count"])
             return settled
         return dict(seats)
 
