@@ -12,9 +12,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    before_sleep_log,
+    retry_if_exception,
+    retry_if_exception_type,
+    wait_exponential,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +32,26 @@ REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
     RedisTimeoutError,
     OSError,
 )
+
+
+def kafka_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaTimeoutError) or (
+        isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
+    )
+
+
+async def until_published(write: Callable[[], Awaitable[T]]) -> T:
+    """A publish that must not be skipped: waits out Kafka's retriable errors (a repeat
+    after a timeout may duplicate records, which carry the same event ids)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(kafka_unavailable),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    ):
+        with attempt:
+            return await write()
+    raise AssertionError("unreachable")
 
 
 async def until_written(

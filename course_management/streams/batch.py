@@ -21,20 +21,25 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from faust.streams import _current_event
 
-from course_management.infra.retrying import until_cached
+from course_management.infra.retrying import until_cached, until_published
 from course_management.topology import REPLY_SUBJECT
 
 if TYPE_CHECKING:
     from course_management.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 Record = tuple[str, str, str, dict[str, Any]]  # (topic, key, subject, record)
+UNAPPLIED_EXIT_CODE = 75  # EX_TEMPFAIL: start again and the batch is applied again
 
 
 @contextmanager
@@ -128,7 +133,7 @@ class Batch:
     async def flush(self) -> None:
         runtime = self.runtime
         if self.records:
-            await runtime.publish_all(self.records)
+            await until_published(functools.partial(runtime.publish_all, self.records))
         for table, key, value, event in self.writes:
             with as_input(event):
                 table[key] = value
@@ -139,4 +144,16 @@ class Batch:
                 functools.partial(runtime.cache.set_enrollment_count, course_id, count)
             )
         if self.replies:
-            await runtime.publish_all(self.replies)
+            await until_published(functools.partial(runtime.publish_all, self.replies))
+
+
+def stop_unapplied(exc: BaseException) -> NoReturn:
+    """A batch that cannot be applied (not an outage: those are waited out) stops the
+    worker at once. Letting the agent go on would ack the batch's inputs unapplied (Faust
+    acks a batch when its iterator is closed); stopping without a commit leaves them to
+    be applied again after the restart, which a crash is safe for (decision 21)."""
+    log.critical(
+        "a batch could not be applied; stopping the worker without acking it", exc_info=exc
+    )
+    logging.shutdown()
+    os._exit(UNAPPLIED_EXIT_CODE)

@@ -25,7 +25,7 @@ from course_management.domain.commands import Actor, CourseCommand, Decision, Re
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import COMMANDS_APPLIED
-from course_management.streams.batch import Batch
+from course_management.streams.batch import Batch, stop_unapplied
 from course_management.streams.enrollment_inputs import EnrollmentApplier
 from course_management.tables.enrollments import seats_key
 from course_management.topology import (
@@ -125,15 +125,28 @@ def register_course_commands(
                 ENROLLMENT_INPUTS, event.key, event.value, f"unknown kind {kind!r}"
             )
 
+    async def decide_or_dead_letter(event: Any) -> None:
+        """A bug on one input must not stop every course on the partition."""
+        try:
+            await decide_one(event)
+        except Exception as exc:
+            log.exception("course input failed", extra={"topic": event.message.topic})
+            await runtime.dead_letter(
+                event.message.topic, event.key, event.value, repr(exc), code="error"
+            )
+
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:
         # take_events acks a batch's inputs only when the next batch is asked for, that
         # is after flush() applied all their effects.
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            batch.begin()
-            for event in events:
-                with batch.deciding(event):
-                    await decide_one(event)
-            await batch.flush()
+            try:
+                batch.begin()
+                for event in events:
+                    with batch.deciding(event):
+                        await decide_or_dead_letter(event)
+                await batch.flush()
+            except Exception as exc:
+                stop_unapplied(exc)
 
     return apply_course_commands

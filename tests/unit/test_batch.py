@@ -1,0 +1,132 @@
+"""The course agent's batches (streams/batch.py) without servers: what a batch's decisions
+see, and the order its effects are applied in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RecordTooLargeError
+from faust.streams import current_event
+
+from course_management.infra.retrying import kafka_unavailable
+from course_management.streams import batch as batch_module
+from course_management.streams.batch import Batch
+
+
+class _Input:
+    """Stands in for a Faust event (the batch only keeps it and makes it current)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _Table(dict[str, Any]):
+    """A table that records, for each write, which input was current."""
+
+    def __init__(self, log: list[Any], name: str) -> None:
+        super().__init__()
+        self.log = log
+        self.name = name
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        event = current_event()
+        self.log.append(("write", self.name, key, value, getattr(event, "name", None)))
+        super().__setitem__(key, value)
+
+
+class _Cache:
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    async def put(self, course: dict[str, Any], *, deleted: bool = False) -> bool:
+        self.log.append(("cache", course["id"], course["version"]))
+        return True
+
+    async def set_enrollment_count(self, course_id: str, count: int) -> None:
+        self.log.append(("count", course_id, count))
+
+
+class _Runtime:
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+        self.cache = _Cache(log)
+
+    async def publish_all(self, records: list[Any]) -> None:
+        self.log.append(("publish", [r[0] for r in records]))
+
+
+def _batch() -> tuple[Batch, list[Any], _Table, _Table]:
+    log: list[Any] = []
+    courses, enrollments = _Table(log, "courses"), _Table(log, "enrollments")
+    return Batch(_Runtime(log), courses, enrollments), log, courses, enrollments  # type: ignore[arg-type]
+
+
+def test_decisions_see_the_batch_s_earlier_writes_and_the_tables_only_after_flush() -> None:
+    batch, _, courses, _ = _batch()
+    courses["c1"] = {"course": {"id": "c1", "version": 1}}
+    batch.begin()
+    with batch.deciding(_Input("a")):
+        assert batch.courses.get("c1") == {"course": {"id": "c1", "version": 1}}
+        batch.courses["c1"] = {"course": {"id": "c1", "version": 2}}
+    with batch.deciding(_Input("b")):
+        assert batch.courses.get("c1") == {"course": {"id": "c1", "version": 2}}
+    assert courses["c1"]["course"]["version"] == 1  # nothing written yet
+
+
+async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
+    batch, log, _, _ = _batch()
+    batch.begin()
+    log.clear()
+    with batch.deciding(_Input("a")):
+        batch.publish([("course-events", "c1", "s", {})])
+        batch.courses["c1"] = {"course": {"id": "c1", "version": 2}}
+        batch.cache_current_course("c1")
+        batch.reply("replies-w1", "cmd-a", 200, {"ok": True})
+    with batch.deciding(_Input("b")):
+        batch.publish([("enrollment-events", "c1", "s", {})])
+        batch.enrollments["c1#seats"] = {"count": 3, "seq": 3, "pending": None}
+        batch.courses["c1"] = {"course": {"id": "c1", "version": 3}}
+        batch.cache_current_course("c1")
+        batch.cache_current_seats("c1", "c1#seats")
+    await batch.flush()
+    assert log == [
+        ("publish", ["course-events", "enrollment-events"]),  # one round trip, first
+        ("write", "courses", "c1", {"course": {"id": "c1", "version": 2}}, "a"),
+        ("write", "enrollments", "c1#seats", {"count": 3, "seq": 3, "pending": None}, "b"),
+        ("write", "courses", "c1", {"course": {"id": "c1", "version": 3}}, "b"),
+        ("cache", "c1", 3),  # the batch's final view, once per course
+        ("count", "c1", 3),
+        ("publish", ["replies-w1"]),  # replies last
+    ]
+
+
+def test_a_batch_is_empty_after_begin() -> None:
+    batch, *_ = _batch()
+    with batch.deciding(_Input("a")):
+        batch.courses["c1"] = {"course": {"id": "c1", "version": 1}}
+        batch.publish([("course-events", "c1", "s", {})])
+    batch.begin()
+    assert batch.courses.get("c1") is None and not batch.records and not batch.writes
+
+
+def test_kafka_errors_worth_waiting_out() -> None:
+    assert kafka_unavailable(KafkaTimeoutError())
+    assert kafka_unavailable(KafkaConnectionError())
+    assert not kafka_unavailable(RecordTooLargeError())
+    assert not kafka_unavailable(ValueError("a bug"))
+
+
+def test_a_batch_that_cannot_be_applied_stops_the_worker_without_acking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    codes: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        codes.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(batch_module.os, "_exit", fake_exit)
+    with pytest.raises(SystemExit):
+        batch_module.stop_unapplied(RuntimeError("broken"))
+    assert codes == [batch_module.UNAPPLIED_EXIT_CODE]
