@@ -88,7 +88,7 @@ from course_management.topology import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-STALL_AFTER_S = 10.0
+STALL_AFTER_S = 3.0
 
 
 async def register_schemas(codec: AvroCodec) -> None:
@@ -194,7 +194,7 @@ class Runtime(Service):
             raise RuntimeError("the runtime has not started")
         return self._producer
 
-    @Service.timer(5.0)
+    @Service.timer(1.0)
     async def _watch_partitions(self) -> None:
         """Consumer lag per partition (gauges), and a warning when one stops advancing.
 
@@ -223,10 +223,14 @@ class Runtime(Service):
                 self._positions[tp] = (done, now)
                 self._stalled.discard(tp)
                 continue
-            if now - seen[1] < STALL_AFTER_S or tp in self._stalled:
+            if now - seen[1] < STALL_AFTER_S:
                 continue
+            acked_offsets = list(consumer._acked.get(tp) or ())
+            # Later records processed (acked) but not the one at the committed offset.
+            hole = bool(acked_offsets) and committed is not None and min(acked_offsets) > committed
+            if tp in self._stalled and not hole:
+                continue  # already reported; still waiting on its head record
             self._stalled.add(tp)
-            acked = len(consumer._acked.get(tp) or ())
             state = {
                 "topic": tp.topic,
                 "partition": tp.partition,
@@ -234,17 +238,18 @@ class Runtime(Service):
                 "end": end,
                 "position": await consumer.position(tp),
                 "read_offset": consumer._read_offset.get(tp),
-                "acked": acked,
+                "acked": len(acked_offsets),
+                "first_acked": min(acked_offsets) if acked_offsets else None,
                 "active": tp in (consumer._active_partitions or set()),
                 "paused": tp in consumer._paused_partitions,
                 "flow_active": consumer.flow_active,
             }
             log.warning("partition not advancing", extra=state)
-            if acked and committed is not None:
-                # Later records were processed but the one at the committed offset never
-                # was: Faust skipped it (it resumes partitions before seeking them after
-                # a restart, faust #216). Every handler is idempotent, so replaying from
-                # the committed offset is safe, and it is the only way to process it.
+            if hole:
+                # Faust skipped the record at the committed offset (it resumes partitions
+                # before seeking them after a restart, faust #216). Every handler is
+                # idempotent, so replaying from the committed offset is safe, and it is
+                # the only way to process it.
                 log.warning("rewinding the partition to its committed offset", extra=state)
                 PARTITION_REWINDS.labels(tp.topic).inc()
                 await consumer.seek(tp, committed)

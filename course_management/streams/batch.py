@@ -11,7 +11,8 @@ applied once for the whole batch, in the order that keeps decision 3's guarantee
    RocksDB and changelog partition from the current event);
 3. Redis: the last course state and seat count of each course touched (waiting for
    Redis, decision 22), so readers never see older than a write returns;
-4. the replies to waiting HTTP requests (one round trip).
+4. the inputs that could not be applied, to their dead-letter topics;
+5. the replies to waiting HTTP requests (one round trip).
 
 Only then are the inputs acked. A crash anywhere repeats at most this batch, and its
 decisions, being deterministic, repeat with the same event ids (consumers deduplicate).
@@ -83,6 +84,7 @@ class Batch:
         self.course_states: dict[str, tuple[dict[str, Any], bool]] = {}
         self.seat_counts: dict[str, int] = {}
         self.replies: list[Record] = []
+        self.dead_letters: list[tuple[str, bytes | None, bytes | None, str, str]] = []
 
     def begin(self) -> None:
         for overlay in (self.courses, self.enrollments):
@@ -93,6 +95,7 @@ class Batch:
         self.course_states.clear()
         self.seat_counts.clear()
         self.replies.clear()
+        self.dead_letters.clear()
 
     @contextmanager
     def deciding(self, event: Any) -> Iterator[None]:
@@ -120,6 +123,13 @@ class Batch:
         if seats is not None:
             self.seat_counts[course_id] = int(seats["count"])
 
+    def dead_letter(
+        self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str = "invalid"
+    ) -> None:
+        """An input that cannot be applied, kept on `<topic>.dlq` after the batch's earlier
+        inputs took effect (as if it had been processed alone, in order)."""
+        self.dead_letters.append((topic, key, value, reason, code))
+
     def reply(self, reply_to: str, command_id: str, status: int, body: Any) -> None:
         record = {
             "command_id": command_id,
@@ -143,6 +153,8 @@ class Batch:
             await until_cached(
                 functools.partial(runtime.cache.set_enrollment_count, course_id, count)
             )
+        for dead in self.dead_letters:
+            await until_published(functools.partial(runtime.dead_letter, *dead))
         if self.replies:
             await until_published(functools.partial(runtime.publish_all, self.replies))
 

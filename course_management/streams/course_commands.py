@@ -81,7 +81,7 @@ def register_course_commands(
             value = await runtime.codec.decode(f"{COURSE_COMMANDS}-value", raw)
             command = command_from_record(value)
         except (AvroDecodeError, KeyError, ValueError) as exc:
-            await runtime.dead_letter(COURSE_COMMANDS, event.key, raw, f"undecodable: {exc}")
+            batch.dead_letter(COURSE_COMMANDS, event.key, raw, f"undecodable: {exc}")
             return
         if command.command_type == "cancel_enrollment":
             await enrollment.cancel(command, value.get("reply_to"))
@@ -94,7 +94,7 @@ def register_course_commands(
         except Exception as exc:
             # A bug must not stop every course on the partition, nor leave the caller waiting.
             log.exception("course command failed", extra={"command_id": command.command_id})
-            await runtime.dead_letter(COURSE_COMMANDS, event.key, raw, repr(exc), code="error")
+            batch.dead_letter(COURSE_COMMANDS, event.key, raw, repr(exc), code="error")
             problem = Problem.of(500, "internal", "the command could not be applied")
             decision = Decision(None, None, Reply(500, problem.to_dict()))
         if decision.event is not None and decision.record is not None:
@@ -121,9 +121,7 @@ def register_course_commands(
         elif kind == b"item_progress":
             await enrollment.item_progress(event)
         else:
-            await runtime.dead_letter(
-                ENROLLMENT_INPUTS, event.key, event.value, f"unknown kind {kind!r}"
-            )
+            batch.dead_letter(ENROLLMENT_INPUTS, event.key, event.value, f"unknown kind {kind!r}")
 
     async def decide_or_dead_letter(event: Any) -> None:
         """A bug on one input must not stop every course on the partition."""
@@ -131,9 +129,7 @@ def register_course_commands(
             await decide_one(event)
         except Exception as exc:
             log.exception("course input failed", extra={"topic": event.message.topic})
-            await runtime.dead_letter(
-                event.message.topic, event.key, event.value, repr(exc), code="error"
-            )
+            batch.dead_letter(event.message.topic, event.key, event.value, repr(exc), code="error")
 
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:

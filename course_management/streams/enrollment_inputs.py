@@ -60,9 +60,7 @@ class EnrollmentApplier:
         try:
             value = await self.runtime.codec.decode(f"{USER_ENROLLED}-value", event.value)
         except AvroDecodeError as exc:  # the router checked it; this is defensive
-            await self.runtime.dead_letter(
-                USER_ENROLLED, event.key, event.value, str(exc), "malformed"
-            )
+            self.batch.dead_letter(USER_ENROLLED, event.key, event.value, str(exc), "malformed")
             return
         enroll = EnrollInput(
             event_id=value["event_id"],
@@ -86,9 +84,7 @@ class EnrollmentApplier:
         try:
             value = await self.runtime.codec.decode(f"{COURSE_PROGRESS}-value", event.value)
         except AvroDecodeError as exc:
-            await self.runtime.dead_letter(
-                COURSE_PROGRESS, event.key, event.value, str(exc), "malformed"
-            )
+            self.batch.dead_letter(COURSE_PROGRESS, event.key, event.value, str(exc), "malformed")
             return
         progress = ProgressInput(
             event_id=value["event_id"],
@@ -112,7 +108,7 @@ class EnrollmentApplier:
         code = decision.problem.type.rsplit("/", 1)[-1]
         detail = decision.problem.detail
         key = (event.headers or {}).get(SOURCE_KEY_HEADER, event.key)  # as it was on `topic`
-        await self.runtime.dead_letter(topic, key, event.value, f"{code}: {detail}", code)
+        self.batch.dead_letter(topic, key, event.value, f"{code}: {detail}", code)
 
     async def cancel(self, command: Any, reply_to: str | None) -> None:
         """A `cancel_enrollment` course command (from the DELETE route)."""

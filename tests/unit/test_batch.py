@@ -55,6 +55,11 @@ class _Runtime:
     async def publish_all(self, records: list[Any]) -> None:
         self.log.append(("publish", [r[0] for r in records]))
 
+    async def dead_letter(
+        self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
+    ) -> None:
+        self.log.append(("dead letter", topic, reason))
+
 
 def _batch() -> tuple[Batch, list[Any], _Table, _Table]:
     log: list[Any] = []
@@ -89,6 +94,8 @@ async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
         batch.courses["c1"] = {"course": {"id": "c1", "version": 3}}
         batch.cache_current_course("c1")
         batch.cache_current_seats("c1", "c1#seats")
+    with batch.deciding(_Input("c")):
+        batch.dead_letter("user-enrolled", b"k", b"v", "course-full: no seat", "course-full")
     await batch.flush()
     assert log == [
         ("publish", ["course-events", "enrollment-events"]),  # one round trip, first
@@ -97,6 +104,7 @@ async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
         ("write", "courses", "c1", {"course": {"id": "c1", "version": 3}}, "b"),
         ("cache", "c1", 3),  # the batch's final view, once per course
         ("count", "c1", 3),
+        ("dead letter", "user-enrolled", "course-full: no seat"),  # after earlier inputs
         ("publish", ["replies-w1"]),  # replies last
     ]
 
