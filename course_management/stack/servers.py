@@ -386,23 +386,29 @@ class PostgreSQL:
     dbname: str = "course_management"
     _exec: Any = None
 
+    def prepare(self) -> None:
+        """Write the pg_ctl wrapper before the servers start in parallel: a script being
+        written while another thread forks can be "Text file busy" when executed."""
+        base = self.workdir / "postgresql"
+        base.mkdir(parents=True, exist_ok=True)
+        if not (PG_BIN / "pg_ctl").exists():
+            raise RuntimeError(f"{PG_BIN / 'pg_ctl'} not found: apt-get install postgresql")
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            wrapper = base / "pg_ctl"
+            wrapper.write_text(
+                f'#!/bin/sh\nexec {" ".join(_unprivileged("postgres"))} {PG_BIN / "pg_ctl"} "$@"\n'
+            )
+            wrapper.chmod(0o755)
+            _chown(base, "postgres")
+            self.workdir.chmod(0o755)
+
     def start(self) -> None:
         from pytest_postgresql.executors import PostgreSQLExecutor
 
         base = self.workdir / "postgresql"
-        base.mkdir(parents=True, exist_ok=True)
-        pg_ctl = PG_BIN / "pg_ctl"
+        pg_ctl = base / "pg_ctl" if os.geteuid() == 0 else PG_BIN / "pg_ctl"
         if not pg_ctl.exists():
-            raise RuntimeError(f"{pg_ctl} not found: apt-get install postgresql")
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-            wrapper = base / "pg_ctl"
-            wrapper.write_text(
-                f'#!/bin/sh\nexec {" ".join(_unprivileged("postgres"))} {pg_ctl} "$@"\n'
-            )
-            wrapper.chmod(0o755)
-            pg_ctl = wrapper
-            _chown(base, "postgres")
-            self.workdir.chmod(0o755)
+            self.prepare()
         self._exec = PostgreSQLExecutor(
             executable=str(pg_ctl),
             host=HOST,
@@ -543,6 +549,9 @@ class LocalStack:
     def start(self) -> dict[str, str]:
         downloads.fetch_all()  # sequential: Maven's local repository is not concurrency-safe
         self.workdir.chmod(0o755)
+        for server in self.servers:
+            if hasattr(server, "prepare"):
+                server.prepare()
 
         def start_one(server: Any) -> Any:
             begun = time.monotonic()
