@@ -19,10 +19,11 @@ import argparse
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from bench.local import local_worker
 from course_management.infra.avro import AvroCodec
@@ -32,46 +33,54 @@ from course_management.topology import TopicSpec
 from tests.support import auth
 
 
-async def count_until(bootstrap: str, topic: str, n: int, key: bytes | None) -> float:
+async def _read_until(
+    bootstrap: str, topic: str, done: Callable[[list[ConsumerRecord]], Awaitable[bool]]
+) -> float:
+    """Seconds to read `topic` from the beginning until `done(batch)` says so."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
     started = time.perf_counter()
-    seen = 0
     try:
-        while seen < n:
+        while True:
             batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                seen += sum(1 for r in records if key is None or r.key == key)
+            if await done([r for records in batch.values() for r in records]):
+                return time.perf_counter() - started
     finally:
         await consumer.stop()
-    return time.perf_counter() - started
+
+
+async def count_until(bootstrap: str, topic: str, n: int, key: bytes | None) -> float:
+    seen = 0
+
+    async def counted(records: list[ConsumerRecord]) -> bool:
+        nonlocal seen
+        seen += sum(1 for r in records if key is None or r.key == key)
+        return seen >= n
+
+    return await _read_until(bootstrap, topic, counted)
 
 
 async def round_trip_per_record(bootstrap: str, topic: str, n: int) -> float:
     """Read n records of `topic`; for each, produce one and await its ack."""
     scratch = f"bench-round-trip-{uuid.uuid4().hex[:8]}"
     await ensure_topics(bootstrap, [TopicSpec(scratch, None, partitions=1)], 1)
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
     producer = new_producer(bootstrap)
-    await consumer.start()
     await producer.start()
-    started = time.perf_counter()
     seen = 0
+
+    async def answered(records: list[ConsumerRecord]) -> bool:
+        nonlocal seen
+        for record in records[: n - seen]:
+            await producer.send_and_wait(scratch, value=record.value, key=record.key)
+            seen += 1
+        return seen >= n
+
     try:
-        while seen < n:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records[: n - seen]:
-                    await producer.send_and_wait(scratch, value=record.value, key=record.key)
-                    seen += 1
+        return await _read_until(bootstrap, topic, answered)
     finally:
-        await consumer.stop()
         await producer.stop()
-    return time.perf_counter() - started
 
 
 async def run(base: str, bootstrap: str, registry: str, n: int) -> None:

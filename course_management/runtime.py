@@ -282,19 +282,6 @@ class Runtime(Service):
             ]
         )
 
-    async def reply(self, reply_to: str, command_id: str, status: int, body: Any) -> None:
-        """Answer the HTTP request waiting on `reply_to` for `command_id`."""
-        await self.publish(
-            reply_to,
-            command_id,
-            REPLY_SUBJECT,
-            {
-                "command_id": command_id,
-                "status": status,
-                "body_json": json.dumps(body) if body is not None else None,
-            },
-        )
-
     async def forward_all(self, records: list[tuple[str, str, bytes, Headers]]) -> None:
         """Send (topic, key, value bytes, headers)s in order; wait until the broker has all.
 

@@ -22,6 +22,7 @@ from tenacity import (
     retry_if_exception_type,
     wait_exponential,
 )
+from tenacity.retry import retry_base
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +44,19 @@ def kafka_unavailable(exc: BaseException) -> bool:
 async def until_published(write: Callable[[], Awaitable[T]]) -> T:
     """A publish that must not be skipped: waits out Kafka's retriable errors (a repeat
     after a timeout may duplicate records, which carry the same event ids)."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(kafka_unavailable),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        before_sleep=before_sleep_log(log, logging.WARNING),
-        reraise=True,
-    ):
-        with attempt:
-            return await write()
-    raise AssertionError("unreachable")
+    return await _until(retry_if_exception(kafka_unavailable), write)
 
 
 async def until_written(
     unavailable: tuple[type[BaseException], ...], write: Callable[[], Awaitable[T]]
 ) -> T:
     """`await write()`, again and again while it raises one of `unavailable`."""
+    return await _until(retry_if_exception_type(unavailable), write)
+
+
+async def _until(retry: retry_base, write: Callable[[], Awaitable[T]]) -> T:
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(unavailable),
+        retry=retry,
         wait=wait_exponential(multiplier=0.2, max=5),
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,

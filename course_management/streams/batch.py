@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from faust.streams import _current_event
 
 from course_management.infra.retrying import until_cached, until_published
+from course_management.tables.enrollments import seats_key
 from course_management.topology import REPLY_SUBJECT
 
 if TYPE_CHECKING:
@@ -116,10 +117,10 @@ class Batch:
         if record and record.get("course"):
             self.course_states[course_id] = (record["course"], bool(record.get("deleted")))
 
-    def cache_current_seats(self, course_id: str, seats_key: str) -> None:
+    def cache_current_seats(self, course_id: str) -> None:
         """Redis gets the course's seat count as the batch leaves it (also after a
         duplicate input, as above)."""
-        seats = self.enrollments.get(seats_key)
+        seats = self.enrollments.get(seats_key(course_id))
         if seats is not None:
             self.seat_counts[course_id] = int(seats["count"])
 
@@ -131,6 +132,7 @@ class Batch:
         self.dead_letters.append((topic, key, value, reason, code))
 
     def reply(self, reply_to: str, command_id: str, status: int, body: Any) -> None:
+        """Answer the HTTP request waiting on `reply_to` for `command_id`."""
         record = {
             "command_id": command_id,
             "status": status,

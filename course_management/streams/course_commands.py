@@ -27,7 +27,6 @@ from course_management.infra.avro import AvroDecodeError
 from course_management.infra.metrics import COMMANDS_APPLIED
 from course_management.streams.batch import Batch, stop_unapplied
 from course_management.streams.enrollment_inputs import EnrollmentApplier
-from course_management.tables.enrollments import seats_key
 from course_management.topology import (
     COURSE_COMMANDS,
     ENROLLMENT_INPUTS,
@@ -105,7 +104,7 @@ def register_course_commands(
             batch.courses[command.course_id] = decision.record
             COMMANDS_APPLIED.labels(command.command_type).inc()
         batch.cache_current_course(command.course_id)
-        batch.cache_current_seats(command.course_id, seats_key(command.course_id))
+        batch.cache_current_seats(command.course_id)
         if value.get("reply_to"):
             batch.reply(
                 value["reply_to"], command.command_id, decision.reply.status, decision.reply.body

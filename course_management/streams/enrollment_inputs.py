@@ -158,7 +158,7 @@ class EnrollmentApplier:
             enrollment = {**enrollment, "seat_seq": seats["seq"]}
         if enrollment is not None:
             self.enrollments[enrollment_key(course_id, user_id)] = enrollment
-        self.batch.cache_current_seats(course_id, seats_key(course_id))
+        self.batch.cache_current_seats(course_id)
 
     async def publish_course_change(
         self, course_id: str, event: dict[str, Any], record: dict[str, Any]

@@ -149,12 +149,7 @@ def postgres_sink(runtime: Runtime) -> GroupConsumer:
                 await until_cached(runtime.catalog_cache.invalidate)
             return
         entity, write = mirrors[topic]
-        for record in records:
-            try:
-                value = await runtime.codec.decode(f"{topic}-value", record.value)
-            except AvroDecodeError as exc:
-                await runtime.dead_letter(topic, record.key, record.value, str(exc))
-                continue
+        for value in await _decoded(runtime, topic, records):
             changed = await until_written(PG_UNAVAILABLE, functools.partial(write, pool, value))
             EVENTS_MIRRORED.labels(entity, "applied" if changed else "skipped").inc()
 
@@ -186,12 +181,17 @@ def search_sink(runtime: Runtime) -> GroupConsumer:
 
 
 async def _entries(runtime: Runtime, records: list[ConsumerRecord]) -> list[dict[str, Any]]:
-    entries = []
+    return [entry_of_value(v) for v in await _decoded(runtime, COURSE_CATALOG, records)]
+
+
+async def _decoded(
+    runtime: Runtime, topic: str, records: list[ConsumerRecord]
+) -> list[dict[str, Any]]:
+    """The records' values; one that does not decode goes to `<topic>.dlq`."""
+    values = []
     for record in records:
         try:
-            value = await runtime.codec.decode(f"{COURSE_CATALOG}-value", record.value)
+            values.append(await runtime.codec.decode(f"{topic}-value", record.value))
         except AvroDecodeError as exc:
-            await runtime.dead_letter(COURSE_CATALOG, record.key, record.value, str(exc))
-            continue
-        entries.append(entry_of_value(value))
-    return entries
+            await runtime.dead_letter(topic, record.key, record.value, str(exc))
+    return values

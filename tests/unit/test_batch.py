@@ -93,7 +93,7 @@ async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
         batch.enrollments["c1#seats"] = {"count": 3, "seq": 3, "pending": None}
         batch.courses["c1"] = {"course": {"id": "c1", "version": 3}}
         batch.cache_current_course("c1")
-        batch.cache_current_seats("c1", "c1#seats")
+        batch.cache_current_seats("c1")
     with batch.deciding(_Input("c")):
         batch.dead_letter("user-enrolled", b"k", b"v", "course-full: no seat", "course-full")
     await batch.flush()
