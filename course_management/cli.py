@@ -67,33 +67,40 @@ def provision(**overrides: Any) -> None:
 
 @main.group()
 def search() -> None:
-    """The Elasticsearch catalog index."""
+    """The catalog's search backends: the Elasticsearch index and the PostgreSQL table."""
 
 
 @search.command("rebuild")
+@click.option(
+    "--target",
+    type=click.Choice(["index", "postgres"]),
+    default=None,
+    help="index: the Elasticsearch index, from the PostgreSQL catalog; postgres: the "
+    "PostgreSQL catalog table, from the catalog topic (default: the backend in use)",
+)
 @_setting_options
-def search_rebuild(**overrides: Any) -> None:
-    """Rebuild the index from the PostgreSQL catalog into a new index, then swap the alias."""
+def search_rebuild(target: str | None, **overrides: Any) -> None:
+    """Rebuild the catalog's search backend beside the live one, then swap them."""
     import asyncio
 
     from tqdm import tqdm
 
+    from course_management.catalog_table import rebuild_catalog_table
     from course_management.search_index import rebuild
 
     settings = _settings(overrides)
-    if not settings.search_url:
-        click.echo(
-            "SEARCH_URL is not set: the catalog is served by PostgreSQL, nothing to rebuild",
-            err=True,
-        )
+    target = target or ("index" if settings.search_url else "postgres")
+    if target == "index" and not settings.search_url:
+        click.echo("SEARCH_URL is not set: there is no search index to rebuild", err=True)
         sys.exit(2)
-    with tqdm(unit="course", desc="rebuilding", file=sys.stderr) as bar:
+    with tqdm(unit="course", desc=f"rebuilding {target}", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = asyncio.run(rebuild(settings, progress))
+        build = rebuild if target == "index" else rebuild_catalog_table
+        result = asyncio.run(build(settings, progress))
     click.echo(json.dumps(result))
 
 

@@ -40,6 +40,7 @@ from course_management.infra.cache import CatalogCache, CourseCache, new_redis
 from course_management.infra.catalog_es import UNAVAILABLE as SEARCH_UNAVAILABLE
 from course_management.infra.catalog_es import EsCatalog
 from course_management.infra.catalog_pg import PgCatalog
+from course_management.infra.database import UNAVAILABLE as DATABASE_UNAVAILABLE
 from course_management.infra.database import (
     connect_pool,
     count_seats_taken,
@@ -85,6 +86,9 @@ from course_management.topology import (
     dlq,
     reply_topic,
 )
+
+# The catalog's backend (Elasticsearch, or PostgreSQL without SEARCH_URL) cannot answer.
+CATALOG_UNAVAILABLE: tuple[type[BaseException], ...] = (*SEARCH_UNAVAILABLE, *DATABASE_UNAVAILABLE)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -476,7 +480,7 @@ class Runtime(Service):
             return cached
         try:
             page = await self.catalog.search(query)
-        except SEARCH_UNAVAILABLE as exc:
+        except CATALOG_UNAVAILABLE as exc:
             raise Problem.of(
                 503, "search-unavailable", "the catalog cannot be searched now"
             ) from exc

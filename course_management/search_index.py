@@ -18,15 +18,15 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from elasticsearch import AsyncElasticsearch
 
+from course_management.catalog_replay import replay_catalog
 from course_management.config import Settings
 from course_management.infra import catalog_es
 from course_management.infra.avro import AvroCodec
 from course_management.infra.catalog_pg import PgCatalog
-from course_management.streams.catalog import entry_of_value
 from course_management.streams.sinks import POSTGRES_GROUP
 from course_management.topology import COURSE_CATALOG
 
@@ -77,7 +77,14 @@ async def rebuild(
                 on_progress(done, total)
 
         async def catch_up(index: str) -> None:
-            replayed = await _replay_catalog(settings, codec, es, index, start_offsets)
+            replayed, _ = await replay_catalog(
+                settings,
+                codec,
+                lambda entries: catalog_es.write_catalog_entries(
+                    es, entries, index=index, refresh=False
+                ),
+                start=start_offsets,
+            )
             log.info("catalog replayed into the new index", extra={"entries": replayed})
 
         new, old = await catalog_es.rebuild_index(
@@ -101,49 +108,3 @@ async def _committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
         for tp, meta in offsets.items()
         if tp.topic == COURSE_CATALOG and meta.offset >= 0
     }
-
-
-async def _replay_catalog(
-    settings: Settings,
-    codec: AvroCodec,
-    es: AsyncElasticsearch,
-    index: str,
-    start: dict[TopicPartition, int],
-) -> int:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    replayed = 0
-    try:
-        await consumer.topics()  # fetches the cluster's metadata
-        partitions = consumer.partitions_for_topic(COURSE_CATALOG) or set()
-        tps = [TopicPartition(COURSE_CATALOG, p) for p in sorted(partitions)]
-        if not tps:
-            return 0
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, start.get(tp, 0))
-        remaining = {tp for tp in tps if start.get(tp, 0) < ends[tp]}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            entries = []
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        value = await codec.decode(f"{COURSE_CATALOG}-value", record.value)
-                        entries.append(entry_of_value(value))
-            if entries:
-                replayed += await catalog_es.write_catalog_entries(
-                    es, entries, index=index, refresh=False
-                )
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return replayed
-    finally:
-        await consumer.stop()

@@ -85,6 +85,21 @@ def worker(
         process.keep_log()
 
 
+@pytest.fixture(scope="module")
+def postgres_worker(
+    stack_env: dict[str, str], provisioned: Any, workdir: Path, worker: WorkerProcess
+) -> Iterator[WorkerProcess]:
+    """A second worker whose catalog is PostgreSQL full text (SEARCH_URL unset). It joins
+    the consumer group: tests using it are marked `rebalances` (they run last)."""
+    process = WorkerProcess(stack_env, workdir, worker_id="test-worker-pg")
+    process.start({"SEARCH_URL": ""})
+    try:
+        yield process.wait_ready()
+    finally:
+        process.stop()
+        process.keep_log()
+
+
 @pytest.fixture(scope="session")
 async def http(worker: WorkerProcess) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(base_url=worker.base_url) as session:

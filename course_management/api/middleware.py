@@ -13,6 +13,7 @@ from course_management.api.auth import AuthError, TokenVerifier
 from course_management.api.http import PRINCIPAL_KEY, problem_response
 from course_management.api.openapi import Endpoint, Handler
 from course_management.domain.problems import Problem
+from course_management.infra.database import UNAVAILABLE as DATABASE_UNAVAILABLE
 from course_management.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger("course_management.access")
@@ -36,6 +37,12 @@ def build_middlewares(
             response = problem_response(problem)
         except web.HTTPException as exc:
             response = _http_exception_problem(exc)
+        except DATABASE_UNAVAILABLE:  # includes OSError: any connection that failed
+            log.warning("a store is unavailable", extra={"request_id": request_id}, exc_info=True)
+            response = problem_response(
+                Problem.of(503, "unavailable", "a store this request needs cannot be reached now"),
+                headers={"Retry-After": "1"},
+            )
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             response = problem_response(

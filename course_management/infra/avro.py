@@ -83,6 +83,9 @@ class AvroCodec:
         return out.getvalue()
 
     async def decode(self, subject: str, data: bytes | None) -> dict[str, Any]:
+        reader = self._parsed.get(subject)
+        if reader is None:  # a bug, not bad data: never a dead letter
+            raise LookupError(f"no reader schema for {subject}: register it with this codec")
         if not data or len(data) < _HEADER.size:
             raise AvroDecodeError("empty or truncated value")
         magic, schema_id = _HEADER.unpack_from(data)
@@ -97,9 +100,7 @@ class AvroCodec:
             writer = fastavro.parse_schema(json.loads(registered.schema_str or "{}"))
             self._writers[schema_id] = writer
         try:
-            result = fastavro.schemaless_reader(
-                io.BytesIO(data[_HEADER.size :]), writer, self._parsed[subject]
-            )
+            result = fastavro.schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, reader)
         except Exception as exc:  # fastavro raises many types on bad bytes
             raise AvroDecodeError(f"value does not decode: {exc}") from exc
         if not isinstance(result, dict):

@@ -12,6 +12,16 @@ from yoyo import get_backend, read_migrations
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+# PostgreSQL cannot be reached, is shutting down or is starting up: worth waiting for
+# (writers) or answering 503 (readers); every other database error is a bug.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,  # refused, dropped, closed mid-query
+    asyncpg.AdminShutdownError,  # the server is stopping
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,  # the server is starting or recovering
+)
+
 
 def migrate(database_url: str) -> int:
     """Apply the pending migrations; returns how many were applied. Idempotent."""

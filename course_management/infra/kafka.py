@@ -72,6 +72,20 @@ async def ensure_topics(
         await admin.close()
 
 
+async def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, from the brokers; raises if the topic does not exist.
+    (A consumer's `partitions_for_topic` only knows topics it already has metadata for.)"""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="course-management-admin")
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described.get("error_code", 0) != 0 or not described["partitions"]:
+        raise RuntimeError(f"topic {topic} not found (error {described.get('error_code')})")
+    return sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
+
+
 async def delete_topic(bootstrap: str, name: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

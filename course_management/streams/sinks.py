@@ -31,6 +31,7 @@ from mode import Service
 
 from course_management.infra import catalog_es, catalog_pg
 from course_management.infra.avro import AvroDecodeError
+from course_management.infra.database import UNAVAILABLE as PG_UNAVAILABLE
 from course_management.infra.database import mirror_course_event, mirror_enrollment_event
 from course_management.infra.metrics import CATALOG_ENTRIES, CONSUMER_LAG, EVENTS_MIRRORED
 from course_management.infra.retrying import until_cached, until_written
@@ -125,9 +126,6 @@ class GroupConsumer(Service):
             CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
                 max(0, end - position)
             )
-
-
-PG_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError)
 
 
 def postgres_sink(runtime: Runtime) -> GroupConsumer:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -18,20 +17,6 @@ import pytest
 
 from tests.integration.test_enrollment import ADMIN, OWNER, enroll, published_course
 from tests.support import WorkerProcess, auth, eventually_async
-
-
-@pytest.fixture(scope="module")
-def postgres_worker(
-    stack_env: dict[str, str], provisioned: Any, workdir: Path, worker: WorkerProcess
-) -> Iterator[WorkerProcess]:
-    """A worker whose catalog is PostgreSQL full text (SEARCH_URL unset)."""
-    process = WorkerProcess(stack_env, workdir, worker_id="test-worker-pg")
-    process.start({"SEARCH_URL": ""})
-    try:
-        yield process.wait_ready()
-    finally:
-        process.stop()
-        process.keep_log()
 
 
 @pytest.fixture(params=["elasticsearch", pytest.param("postgres", marks=pytest.mark.rebalances)])

@@ -117,3 +117,17 @@ def test_documents_list_only_published_courses_and_carry_the_seat_count() -> Non
         assert not catalog_document({**COURSE, "status": status}, 0)["listed"]
     assert sort_values(doc, Sort.popular) == (7, "c-1")
     assert sort_values(doc, Sort.newest) == ("2026-11-27T10:00:00.000Z", "c-1")
+
+
+def test_a_rebuilt_index_pairs_with_the_live_one_by_its_shape() -> None:
+    from course_management.catalog_table import index_shape
+
+    live = "CREATE INDEX catalog_search_idx ON public.catalog_courses USING gin (search) WHERE x"
+    copy = (
+        "CREATE INDEX catalog_courses_rebuild_search_idx ON public.catalog_courses_rebuild "
+        "USING gin (search) WHERE x"
+    )
+    other = "CREATE INDEX catalog_tags_idx ON public.catalog_courses USING gin (tags) WHERE listed"
+    assert index_shape(live) == index_shape(copy) != index_shape(other)
+    key = "CREATE UNIQUE INDEX catalog_courses_pkey ON public.catalog_courses USING btree (id)"
+    assert index_shape(key) == "CREATE UNIQUE INDEX ON USING btree (id)"
