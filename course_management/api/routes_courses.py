@@ -225,7 +225,7 @@ ENDPOINTS = [
         tag="courses",
         auth=False,
         responses={200: ("The course, with its `ETag`", Course), 304: ("Not modified", None)},
-        errors=(401, 404),
+        errors=(401, 404, 503),
         params=(COURSE_ID, Param("If-None-Match", "header", "An ETag from an earlier read")),
     ),
     Endpoint(
@@ -273,7 +273,7 @@ ENDPOINTS = [
         tag="courses",
         auth=False,
         responses={200: ("The modules, in order", CourseModules)},
-        errors=(401, 404),
+        errors=(401, 404, 503),
         params=(COURSE_ID,),
     ),
 ]

@@ -180,7 +180,7 @@ ENDPOINTS = [
         summary="A page of a course's enrollments (owner, admin, service; a student: their own)",
         tag="enrollments",
         responses={200: ("A page of enrollments with progress", EnrollmentPage)},
-        errors=(401, 403, 404, 422),
+        errors=(401, 403, 404, 422, 503),
         params=(COURSE_ID, *PAGE_PARAMS),
     ),
     Endpoint(
@@ -190,7 +190,7 @@ ENDPOINTS = [
         summary="A page of a user's enrollments (that user, admin, service)",
         tag="enrollments",
         responses={200: ("A page of enrollments with progress", EnrollmentPage)},
-        errors=(401, 403, 422),
+        errors=(401, 403, 422, 503),
         params=(USER_ID, *PAGE_PARAMS),
     ),
     Endpoint(
@@ -222,7 +222,7 @@ ENDPOINTS = [
         summary="One enrollment with progress; 404 when not enrolled (the access check)",
         tag="enrollments",
         responses={200: ("The enrollment", Enrollment)},
-        errors=(401, 403, 404),
+        errors=(401, 403, 404, 503),
         params=(COURSE_ID, USER_ID),
     ),
     Endpoint(
