@@ -22,6 +22,7 @@ import asyncpg
 import faust
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from elasticsearch import AsyncElasticsearch
 from faust.types import TP
@@ -100,6 +101,15 @@ async def register_schemas(codec: AvroCodec) -> None:
         if spec.schema_file:
             await codec.register(spec.subject, spec.schema_file, compatibility="BACKWARD")
     await codec.register(REPLY_SUBJECT, REPLY_SCHEMA_FILE, compatibility="BACKWARD")
+
+
+def _kafka_unavailable() -> Problem:
+    return Problem.of(
+        503,
+        "kafka-unavailable",
+        "Kafka did not take the change in time; it may still apply: retry later "
+        "(retries are safe: the same request is applied once)",
+    )
 
 
 class Runtime(Service):
@@ -366,17 +376,26 @@ class Runtime(Service):
         )
 
     async def _ask(self, correlation_id: str, send: Awaitable[None]) -> Reply:
+        """Hand a command or input to Kafka and wait for the agent's answer, both within
+        COMMAND_TIMEOUT_SECONDS: a broker that is down makes a 503, never a hang or a 500."""
         waiting = self.replies.expect(correlation_id)
+        sent = False
         try:
-            await send
-            reply = await asyncio.wait_for(waiting, self.settings.command_timeout_seconds)
+            async with asyncio.timeout(self.settings.command_timeout_seconds):
+                await send
+                sent = True
+                reply = await waiting
         except TimeoutError:
+            if not sent:
+                raise _kafka_unavailable() from None
             raise Problem.of(
                 503,
                 "not-confirmed",
                 "the change was accepted but not confirmed in time; read it back or retry "
                 "(retries are safe: the same request is applied once)",
             ) from None
+        except KafkaError as exc:
+            raise _kafka_unavailable() from exc
         finally:
             self.replies.forget(correlation_id)
         body = json.loads(reply["body_json"]) if reply["body_json"] else None

@@ -1,0 +1,67 @@
+"""The broker stopped and started again under a running worker: writes answer 503 while
+it is down (never hang, never 500), reads go on, and afterwards the same worker, without a
+restart, applies writes again, and a write retried with its Idempotency-Key makes one
+course."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.test_enrollment import OWNER, enroll, published_course
+from tests.support import WorkerProcess, eventually_async
+
+# The worker's COMMAND_TIMEOUT_SECONDS in the test session is 20.
+ANSWER_WITHIN_S = 20 + 10
+
+
+@pytest.mark.rebalances
+async def test_writes_answer_503_while_kafka_is_down_and_work_again_after(
+    http: aiohttp.ClientSession, local_stack: Any, worker: WorkerProcess
+) -> None:
+    course = await published_course(http, title="Before the outage")
+    kafka = local_stack.server("kafka")
+    key = str(uuid.uuid4())
+    body = {"title": "Created across the outage"}
+    create = {"json": body, "headers": {**OWNER, "Idempotency-Key": key}}
+    kafka.stop()
+    try:
+        started = time.monotonic()
+        response = await http.post("/api/v1/courses/create", **create)
+        took = time.monotonic() - started
+        assert response.status == 503, await response.text()
+        assert response.content_type == "application/problem+json"
+        assert (await response.json())["type"].endswith("/kafka-unavailable")
+        assert took < ANSWER_WITHIN_S, f"the write answered after {took:.1f} s"
+        ready = await http.get("/readyz")
+        assert ready.status == 503
+        assert (await ready.json())["checks"]["kafka"] is False
+        # Reads need no broker.
+        read = await http.get(f"/api/v1/courses/{course['id']}")
+        assert read.status == 200
+    finally:
+        kafka.restart()
+
+    # The same worker recovers by itself: the retried create, then an enrollment.
+    answers: list[str] = []
+
+    async def created() -> dict[str, Any] | None:
+        retry = await http.post("/api/v1/courses/create", **create)
+        if retry.status in (200, 201):
+            return dict(await retry.json())
+        answers.append(f"{retry.status} {await retry.text()}")
+        return None
+
+    try:
+        first = await eventually_async(created, deadline_s=90, what="a create after the outage")
+    except AssertionError as exc:
+        raise AssertionError(f"answers after the outage: {answers[:3]} ... {answers[-3:]}") from exc
+    again = await http.post("/api/v1/courses/create", **create)
+    assert again.status in (200, 201)
+    assert (await again.json())["id"] == first["id"]  # one course for one key
+    assert (await enroll(http, course["id"], "after-outage")).status == 201
+    assert worker.proc is not None and worker.proc.poll() is None  # never restarted
