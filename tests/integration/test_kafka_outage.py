@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.integration.test_enrollment import OWNER, enroll, published_course
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec
+from course_management.runtime import register_schemas
+from tests.integration.test_create_slice import read_topic
+from tests.integration.test_enrollment import OWNER, enroll, produce, published_course
 from tests.support import WorkerProcess, eventually_async
 
 # The worker's COMMAND_TIMEOUT_SECONDS in the test session is 20.
@@ -65,3 +70,61 @@ async def test_writes_answer_503_while_kafka_is_down_and_work_again_after(
     assert (await again.json())["id"] == first["id"]  # one course for one key
     assert (await enroll(http, course["id"], "after-outage")).status == 201
     assert worker.proc is not None and worker.proc.poll() is None  # never restarted
+
+
+N = 2000
+
+
+@pytest.mark.rebalances
+async def test_the_broker_stopped_mid_stream_loses_and_doubles_no_enrollment(
+    http: aiohttp.ClientSession, settings: Settings, local_stack: Any, worker: WorkerProcess
+) -> None:
+    """The course agent has a batch in hand when the broker goes: it waits (no exit, no
+    ack of an unapplied batch), and every accepted enrollment is applied once after."""
+    course = await published_course(http, title="Enrolled across the outage")
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    users = [f"outage-{n:04d}" for n in range(N)]
+    records = [
+        (
+            user.encode(),
+            codec.encode(
+                "user-enrolled-value",
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "occurred_at": datetime.now(UTC),
+                    "user_id": user,
+                    "course_id": course["id"],
+                    "source": "outage-test",
+                },
+            ),
+        )
+        for user in users
+    ]
+    await produce(settings, "user-enrolled", records)  # every record acked: accepted
+
+    def mine(rs: list[Any]) -> list[Any]:
+        return [r for r in rs if r.key == course["id"].encode()]
+
+    before = mine(await read_topic(settings, "enrollment-events", lambda rs: len(mine(rs)) >= 20))
+    kafka = local_stack.server("kafka")
+    kafka.stop()
+    kafka.restart()
+    assert len(before) < N, "the outage should land in the middle of the stream"
+
+    async def seats() -> int:
+        body = await (await http.get(f"/api/v1/courses/{course['id']}")).json()
+        return int(body["enrollment_count"])
+
+    async def all_seats() -> bool:
+        return await seats() == N
+
+    await eventually_async(all_seats, deadline_s=180, what=f"{N} seats taken")
+    created: dict[str, set[str]] = {}
+    events = await read_topic(settings, "enrollment-events", lambda rs: len(mine(rs)) >= N)
+    for record in mine(events):
+        event = await codec.decode("enrollment-events-value", record.value)
+        created.setdefault(event["user_id"], set()).add(event["event_id"])
+    assert sorted(created) == users  # every accepted enrollment has its event...
+    assert all(len(ids) == 1 for ids in created.values())  # ...one, by event_id
+    assert worker.proc is not None and worker.proc.poll() is None  # waited, never exited
