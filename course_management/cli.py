@@ -209,9 +209,16 @@ def dev(port: int | None, no_search: bool, demo: bool) -> None:
         base = f"http://127.0.0.1:{env['HTTP_PORT']}"
         wait_until(lambda: _ready(base, worker_proc), 180, f"the worker (log: {log_path})")
         if demo:
-            from course_management.demo import load_demo_data
+            from course_management.demo import (
+                catalog_lists,
+                load_demo_data,
+                published_demo_courses,
+            )
 
             load_demo_data(base, env["JWT_SECRET"], 12)
+            # The banner's catalog query should find them when it is printed.
+            wanted = published_demo_courses(12)
+            wait_until(lambda: catalog_lists(base, wanted), 30, "the demo courses in the catalog")
         _print_banner(base, env, local.versions(), time.monotonic() - started)
         _wait_for_signal(worker_proc)
     finally:

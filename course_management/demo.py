@@ -61,3 +61,14 @@ def load_demo_data(base_url: str, jwt_secret: str, count: int) -> int:
             if response.status == 201:
                 created += 1
     return created
+
+
+def published_demo_courses(count: int) -> int:
+    return sum(1 for n in range(count) if n % 4)
+
+
+def catalog_lists(base_url: str, at_least: int) -> bool:
+    """True once the catalog lists `at_least` courses (the sinks index them within ~1 s)."""
+    url = f"{base_url}/api/v1/courses?limit=100"
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - the local API
+        return len(json.load(response)["items"]) >= at_least
