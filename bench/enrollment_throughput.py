@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import aiohttp
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from bench.local import local_worker
@@ -83,7 +84,19 @@ async def round_trip_per_record(bootstrap: str, topic: str, n: int) -> float:
         await producer.stop()
 
 
-async def run(base: str, bootstrap: str, registry: str, n: int) -> None:
+async def mirrored(database_url: str, course_id: str, n: int, started: float) -> float:
+    """Seconds from `started` until the PostgreSQL mirror holds the n enrollments."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        query = "SELECT count(*) FROM enrollments WHERE course_id = $1"
+        while await conn.fetchval(query, course_id) < n:  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.02)
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def run(base: str, bootstrap: str, registry: str, database_url: str, n: int) -> None:
     async with aiohttp.ClientSession(base_url=base) as http:
         response = await http.post(
             "/api/v1/courses/create",
@@ -122,12 +135,17 @@ async def run(base: str, bootstrap: str, registry: str, n: int) -> None:
     await producer.stop()
     await count_until(bootstrap, "enrollment-events", n, course["id"].encode())
     pipeline = time.perf_counter() - started
+    mirror = await mirrored(database_url, course["id"], n, started)
     peer = await count_until(bootstrap, "user-enrolled", n, None)
     floor = await round_trip_per_record(bootstrap, "user-enrolled", n)
     print(f"n={n} enrollments, one worker, local stack on this machine")
     print(
         f"pipeline (produce -> enrollment_created): {n / pipeline:8.0f} enrollments/s"
         f" ({pipeline:.2f} s)"
+    )
+    print(
+        f"mirror (produce -> {n} rows in PostgreSQL): {n / mirror:8.0f} enrollments/s"
+        f" ({mirror:.2f} s)"
     )
     print(f"peer read (raw aiokafka read of the input): {n / peer:8.0f} records/s ({peer:.2f} s)")
     print(
@@ -147,6 +165,7 @@ def main() -> None:
                 worker.base_url,
                 settings.kafka_bootstrap_servers,
                 settings.schema_registry_url,
+                settings.database_url,
                 args.n,
             )
         )

@@ -146,10 +146,17 @@ async def fetch_course_state(pool: asyncpg.Pool, course_id: str) -> dict[str, An
     return {"course": course, "deleted": row["deleted_at"] is not None}
 
 
-_UPSERT_ENROLLMENT = """
+# One statement for a whole batch (one row per enrollment: the batch's newest version).
+_UPSERT_ENROLLMENTS = """
 INSERT INTO enrollments AS e (course_id, user_id, version, status, enrolled_at, completed_items,
     total_items, percent, completed_at, last_activity_at, next_item_id, snapshot, last_event_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13)
+SELECT course_id, user_id, version, status, enrolled_at, completed_items, total_items, percent,
+    completed_at, last_activity_at, next_item_id, snapshot::jsonb, last_event_id
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::int[],
+    $7::int[], $8::float8[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[],
+    $13::text[])
+    AS t(course_id, user_id, version, status, enrolled_at, completed_items, total_items,
+         percent, completed_at, last_activity_at, next_item_id, snapshot, last_event_id)
 ON CONFLICT (course_id, user_id) DO UPDATE SET
     version = EXCLUDED.version, status = EXCLUDED.status, enrolled_at = EXCLUDED.enrolled_at,
     completed_items = EXCLUDED.completed_items, total_items = EXCLUDED.total_items,
@@ -157,6 +164,7 @@ ON CONFLICT (course_id, user_id) DO UPDATE SET
     last_activity_at = EXCLUDED.last_activity_at, next_item_id = EXCLUDED.next_item_id,
     snapshot = EXCLUDED.snapshot, last_event_id = EXCLUDED.last_event_id
 WHERE e.version < EXCLUDED.version
+RETURNING 1
 """
 
 
@@ -164,27 +172,44 @@ def _maybe_ts(value: str | None) -> datetime | None:
     return _parse_ts(value) if value else None
 
 
-async def mirror_enrollment_event(pool: asyncpg.Pool, event: dict[str, Any]) -> bool:
-    """Apply one EnrollmentEvent to the mirror; replays and older versions change nothing."""
-    enrollment = event["enrollment"]
-    progress = enrollment["progress"]
-    status = await pool.execute(
-        _UPSERT_ENROLLMENT,
-        event["course_id"],
-        event["user_id"],
-        event["version"],
-        enrollment["status"],
-        _parse_ts(enrollment["enrolled_at"]),
-        progress["completed_items"],
-        progress["total_items"],
-        progress["percent"],
-        _maybe_ts(progress["completed_at"]),
-        _maybe_ts(progress["last_activity_at"]),
-        progress["next_item_id"],
-        json.dumps(enrollment),
-        event["event_id"],
-    )
-    return not status.endswith(" 0")
+def newest_per_enrollment(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One event per (course, user): the highest version (the others change nothing)."""
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in events:
+        key = (event["course_id"], event["user_id"])
+        if key not in newest or newest[key]["version"] < event["version"]:
+            newest[key] = event
+    return list(newest.values())
+
+
+async def mirror_enrollment_events(pool: asyncpg.Pool, events: list[dict[str, Any]]) -> int:
+    """Apply a batch of EnrollmentEvents to the mirror in one statement; replays and older
+    versions change nothing. Returns how many rows changed."""
+    rows = newest_per_enrollment(events)
+    if not rows:
+        return 0
+    columns: list[list[Any]] = [[] for _ in range(13)]
+    for event in rows:
+        enrollment = event["enrollment"]
+        progress = enrollment["progress"]
+        values = (
+            event["course_id"],
+            event["user_id"],
+            event["version"],
+            enrollment["status"],
+            _parse_ts(enrollment["enrolled_at"]),
+            progress["completed_items"],
+            progress["total_items"],
+            progress["percent"],
+            _maybe_ts(progress["completed_at"]),
+            _maybe_ts(progress["last_activity_at"]),
+            progress["next_item_id"],
+            json.dumps(enrollment),
+            event["event_id"],
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return len(await pool.fetch(_UPSERT_ENROLLMENTS, *columns))
 
 
 async def fetch_enrollment(

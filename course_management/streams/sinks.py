@@ -25,14 +25,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from mode import Service
 
 from course_management.infra import catalog_es, catalog_pg
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.database import UNAVAILABLE as PG_UNAVAILABLE
-from course_management.infra.database import mirror_course_event, mirror_enrollment_event
+from course_management.infra.database import mirror_course_event, mirror_enrollment_events
 from course_management.infra.metrics import CATALOG_ENTRIES, CONSUMER_LAG, EVENTS_MIRRORED
 from course_management.infra.retrying import until_cached, until_written
 from course_management.streams.catalog import entry_of_value
@@ -129,11 +128,6 @@ class GroupConsumer(Service):
 
 
 def postgres_sink(runtime: Runtime) -> GroupConsumer:
-    mirrors: dict[str, tuple[str, Callable[[asyncpg.Pool, dict[str, Any]], Awaitable[bool]]]] = {
-        COURSE_EVENTS: ("course", mirror_course_event),
-        ENROLLMENT_EVENTS: ("enrollment", mirror_enrollment_event),
-    }
-
     async def handle(topic: str, records: list[ConsumerRecord]) -> None:
         assert runtime.pool is not None
         pool = runtime.pool
@@ -146,10 +140,19 @@ def postgres_sink(runtime: Runtime) -> GroupConsumer:
             if entries:
                 await until_cached(runtime.catalog_cache.invalidate)
             return
-        entity, write = mirrors[topic]
-        for value in await _decoded(runtime, topic, records):
-            changed = await until_written(PG_UNAVAILABLE, functools.partial(write, pool, value))
-            EVENTS_MIRRORED.labels(entity, "applied" if changed else "skipped").inc()
+        values = await _decoded(runtime, topic, records)
+        if topic == ENROLLMENT_EVENTS:  # many per course: one statement per batch
+            applied = await until_written(
+                PG_UNAVAILABLE, lambda: mirror_enrollment_events(pool, values)
+            )
+            EVENTS_MIRRORED.labels("enrollment", "applied").inc(applied)
+            EVENTS_MIRRORED.labels("enrollment", "skipped").inc(len(values) - applied)
+            return
+        for value in values:  # course events are few, each with modules and items
+            changed = await until_written(
+                PG_UNAVAILABLE, functools.partial(mirror_course_event, pool, value)
+            )
+            EVENTS_MIRRORED.labels("course", "applied" if changed else "skipped").inc()
 
     return GroupConsumer(
         runtime.settings.kafka_bootstrap_servers,

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from course_management.domain.enrollment import (
     CancelInput,
@@ -221,3 +222,15 @@ def test_seats_settle_after_a_crash_between_the_two_writes() -> None:
     cancelled, seq2 = seat_change({"count": 1, "seq": seq, "pending": None}, "u1", 0)
     assert settle_seats(cancelled, {"seat_seq": seq})["count"] == 1
     assert settle_seats(cancelled, {"seat_seq": seq2})["count"] == 0
+
+
+def test_a_mirror_batch_keeps_the_newest_event_of_each_enrollment() -> None:
+    from course_management.infra.database import newest_per_enrollment
+
+    def event(user: str, version: int) -> dict[str, Any]:
+        return {"course_id": "c", "user_id": user, "version": version}
+
+    batch = [event("a", 1), event("b", 1), event("a", 3), event("a", 2), event("b", 1)]
+    newest = {e["user_id"]: e["version"] for e in newest_per_enrollment(batch)}
+    assert newest == {"a": 3, "b": 1}
+    assert len(newest_per_enrollment(batch)) == 2
