@@ -20,7 +20,7 @@ from course_management.catalog_replay import replay_catalog
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
 from course_management.infra.catalog_es import ALIAS, current_index
-from tests.integration.test_enrollment import published_course
+from tests.integration.test_enrollment import ADMIN, published_course
 from tests.support import WorkerProcess, eventually_async
 
 
@@ -134,6 +134,11 @@ async def test_the_postgres_catalog_catches_up_after_postgresql_was_stopped_and_
             assert (await response.json())["type"].endswith("search-unavailable")
             ready = await catalog.get("/readyz")
             assert (await ready.json())["checks"]["postgres"] is False
+            # Other reads of the database say so too, with a hint when to retry.
+            mine = await http.get("/api/v1/users/someone/enrollments", headers=ADMIN)
+            assert mine.status == 503, await mine.text()
+            assert (await mine.json())["type"].endswith("/unavailable")
+            assert mine.headers["Retry-After"] == "1"
         finally:
             database.restart()
         want = {before["id"], *(c["id"] for c in during)}
