@@ -37,7 +37,7 @@ from course_management.domain.commands import CourseCommand, Reply
 from course_management.domain.enrollment import current_view, public_view
 from course_management.domain.problems import Problem
 from course_management.infra.avro import AvroCodec
-from course_management.infra.cache import CatalogCache, CourseCache, new_redis
+from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass, new_redis
 from course_management.infra.catalog_es import UNAVAILABLE as SEARCH_UNAVAILABLE
 from course_management.infra.catalog_es import EsCatalog
 from course_management.infra.catalog_pg import PgCatalog
@@ -130,6 +130,7 @@ class Runtime(Service):
         self.redis = new_redis(settings.redis_url)
         self.cache = CourseCache(self.redis)
         self.catalog_cache = CatalogCache(self.redis)
+        self.read_bypass = ReadBypass()
         self.search: AsyncElasticsearch | None = (
             AsyncElasticsearch(settings.search_url, request_timeout=10)
             if settings.search_url
@@ -427,7 +428,8 @@ class Runtime(Service):
         The agent puts every change into Redis before it answers, so a reader never sees
         an older course than the one a write returned, whichever worker it asks.
         """
-        cached = await self.cache.get(course_id)
+        bypass = self.read_bypass.call
+        cached = await bypass(lambda: self.cache.get(course_id))
         if cached is not None:
             CACHE_READS.labels("hit").inc()
             return await self._with_enrollment_count(course_id, cached)
@@ -443,8 +445,8 @@ class Runtime(Service):
             CACHE_READS.labels("miss_mirror").inc()
             assert self.pool is not None
             state = await fetch_course_state(self.pool, course_id)
-        if state is not None and state["course"] is not None:
-            await self.cache.put(state["course"], deleted=state["deleted"])
+        if state is not None and (course := state["course"]) is not None:
+            await bypass(lambda: self.cache.put(course, deleted=state["deleted"]))
         return await self._with_enrollment_count(course_id, state)
 
     async def _with_enrollment_count(
@@ -453,7 +455,8 @@ class Runtime(Service):
         """Seats taken change without a course version: merged in at read time."""
         if state is None or state.get("course") is None:
             return state
-        count = await self.cache.enrollment_count(course_id)
+        bypass = self.read_bypass.call
+        count = await bypass(lambda: self.cache.enrollment_count(course_id))
         if count is None:
             if self._is_local(course_id):
                 seats = self.enrollments.get(seats_key(course_id)) or {}
@@ -462,7 +465,8 @@ class Runtime(Service):
                 assert self.pool is not None
                 count = await count_seats_taken(self.pool, course_id)
             # NX: a count the agent set meanwhile is newer than the one read here.
-            await self.cache.fill_enrollment_count(course_id, count)
+            filled = count
+            await bypass(lambda: self.cache.fill_enrollment_count(course_id, filled))
         return {**state, "course": {**state["course"], "enrollment_count": count}}
 
     def _is_local(self, course_id: str) -> bool:
@@ -493,7 +497,10 @@ class Runtime(Service):
             json.dumps([backend, query.signature, query.limit, query.raw_cursor]).encode(),
             digest_size=16,
         ).hexdigest()
-        page_key, cached = await self.catalog_cache.get(key)
+        page_key, cached = await self.read_bypass.call(lambda: self.catalog_cache.get(key)) or (
+            None,
+            None,
+        )
         if cached is not None:
             CATALOG_READS.labels(backend, "hit").inc()
             return cached
@@ -510,7 +517,9 @@ class Runtime(Service):
             else None,
             "facets": page.facets,
         }
-        await self.catalog_cache.put(page_key, body)
+        if page_key is not None:
+            cache_key = page_key
+            await self.read_bypass.call(lambda: self.catalog_cache.put(cache_key, body))
         CATALOG_READS.labels(backend, "miss").inc()
         return body
 

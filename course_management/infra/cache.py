@@ -8,7 +8,10 @@ from an older source can never overwrite what a write just put there.
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -16,7 +19,12 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from course_management.infra.metrics import CACHE_BYPASSED
+
+log = logging.getLogger(__name__)
+
 TTL_SECONDS = 3600
+T = TypeVar("T")
 
 _PUT_IF_NEWER = """
 local current = redis.call('HGET', KEYS[1], 'version')
@@ -103,3 +111,33 @@ class CatalogCache:
 
     async def invalidate(self) -> None:
         await self._client.incr(self.GENERATION)
+
+
+class ReadBypass:
+    """API reads do without the cache while Redis is unreachable.
+
+    The cache only speeds reads up (the tables and the mirror are the truth), so a read
+    whose cache call fails goes on as after a miss, and for `cooldown_s` afterwards reads
+    skip the cache at once instead of each waiting out the client's retries. The agent's
+    cache writes do not use this: they wait for Redis (decision 22).
+    """
+
+    def __init__(self, cooldown_s: float = 5.0) -> None:
+        self.cooldown_s = cooldown_s
+        self._skip_until = 0.0
+
+    async def call(self, op: Callable[[], Awaitable[T]]) -> T | None:
+        """`await op()`, or None when Redis is unavailable (skipped, or it failed now)."""
+        if time.monotonic() < self._skip_until:
+            CACHE_BYPASSED.inc()
+            return None
+        try:
+            return await op()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self._skip_until = time.monotonic() + self.cooldown_s
+            CACHE_BYPASSED.inc()
+            log.warning(
+                "Redis unavailable: reads skip the cache",
+                extra={"for_seconds": self.cooldown_s, "error": str(exc)},
+            )
+            return None

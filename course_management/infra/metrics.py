@@ -25,6 +25,9 @@ DEAD_LETTERS = Counter(
 )
 READY = Gauge("cms_ready", "1 when the worker is ready to serve")
 CACHE_READS = Counter("cms_course_reads_total", "Course point reads by source", ["source"])
+CACHE_BYPASSED = Counter(
+    "cms_cache_bypassed_total", "Cache calls of API reads skipped or failed: Redis unavailable"
+)
 ENROLLMENTS_APPLIED = Counter(
     "cms_enrollment_changes_total", "Enrollment changes applied", ["event_type"]
 )
