@@ -19,6 +19,8 @@ import fastavro
 from confluent_kafka.schema_registry import AsyncSchemaRegistryClient, Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from course_management.infra.retrying import until_registry_answers
+
 _MAGIC = 0
 _HEADER = struct.Struct(">bI")
 
@@ -82,6 +84,21 @@ class AvroCodec:
         fastavro.schemaless_writer(out, self._parsed[subject], record)
         return out.getvalue()
 
+    async def _writer_schema(self, schema_id: int) -> Any:
+        """The schema a record was written with. An id the registry does not know makes the
+        record undecodable; a registry that cannot answer now is waited for."""
+
+        async def fetch() -> Any:
+            try:
+                return await self._client.get_schema(schema_id)
+            except SchemaRegistryError as exc:
+                if exc.http_status_code == 404:
+                    raise AvroDecodeError(f"unknown schema id {schema_id}") from exc
+                raise
+
+        registered = await until_registry_answers(fetch)
+        return fastavro.parse_schema(json.loads(registered.schema_str or "{}"))
+
     async def decode(self, subject: str, data: bytes | None) -> dict[str, Any]:
         reader = self._parsed.get(subject)
         if reader is None:  # a bug, not bad data: never a dead letter
@@ -93,11 +110,7 @@ class AvroCodec:
             raise AvroDecodeError(f"unknown magic byte {magic}")
         writer = self._writers.get(schema_id)
         if writer is None:
-            try:
-                registered = await self._client.get_schema(schema_id)
-            except SchemaRegistryError as exc:
-                raise AvroDecodeError(f"unknown schema id {schema_id}") from exc
-            writer = fastavro.parse_schema(json.loads(registered.schema_str or "{}"))
+            writer = await self._writer_schema(schema_id)
             self._writers[schema_id] = writer
         try:
             result = fastavro.schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, reader)

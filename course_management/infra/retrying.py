@@ -12,7 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import (
@@ -45,6 +47,19 @@ async def until_published(write: Callable[[], Awaitable[T]]) -> T:
     """A publish that must not be skipped: waits out Kafka's retriable errors (a repeat
     after a timeout may duplicate records, which carry the same event ids)."""
     return await _until(retry_if_exception(kafka_unavailable), write)
+
+
+def registry_unavailable(exc: BaseException) -> bool:
+    """The schema registry did not answer, or answered that it cannot now (5xx, 408, 429)."""
+    if isinstance(exc, SchemaRegistryError):
+        return exc.http_status_code >= 500 or exc.http_status_code in (408, 429)
+    return isinstance(exc, httpx.TransportError | OSError)
+
+
+async def until_registry_answers(call: Callable[[], Awaitable[T]]) -> T:
+    """A registry lookup a record depends on: waits out the registry's outages (a record
+    must not be dead-lettered because the registry was down)."""
+    return await _until(retry_if_exception(registry_unavailable), call)
 
 
 async def until_written(
