@@ -15,8 +15,12 @@ from course_management.api.openapi import Endpoint, Handler
 from course_management.domain.problems import Problem
 from course_management.infra.database import UNAVAILABLE as DATABASE_UNAVAILABLE
 from course_management.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from course_management.infra.storage import UNAVAILABLE as STORAGE_UNAVAILABLE
 
 log = logging.getLogger("course_management.access")
+
+# A store a request needs cannot be reached: 503 with Retry-After, not 500.
+STORE_UNAVAILABLE = (*DATABASE_UNAVAILABLE, *STORAGE_UNAVAILABLE)
 
 REQUEST_ID = "X-Request-ID"
 
@@ -37,7 +41,7 @@ def build_middlewares(
             response = problem_response(problem)
         except web.HTTPException as exc:
             response = _http_exception_problem(exc)
-        except DATABASE_UNAVAILABLE:  # includes OSError: any connection that failed
+        except STORE_UNAVAILABLE:  # includes OSError: any connection that failed
             log.warning("a store is unavailable", extra={"request_id": request_id}, exc_info=True)
             response = problem_response(
                 Problem.of(503, "unavailable", "a store this request needs cannot be reached now"),

@@ -6,10 +6,14 @@ import contextlib
 from typing import Any
 
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as S3ConnectionError
 
 from course_management.config import Settings
 from course_management.domain.uploads import UploadPlan
+
+# S3 cannot be reached (refused, timed out, dropped): the request answers 503.
+UNAVAILABLE: tuple[type[BaseException], ...] = (S3ConnectionError, HTTPClientError)
 
 URL_TTL_SECONDS = 3600
 

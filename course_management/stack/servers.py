@@ -526,6 +526,10 @@ class S3:
         if self._server is not None:
             self._server.stop()
 
+    def restart(self) -> None:
+        """Serve again after `stop()`: moto keeps its buckets in this process's memory."""
+        self.start()
+
     def env(self) -> dict[str, str]:
         return {
             "S3_ENDPOINT_URL": f"http://{HOST}:{self.port}",

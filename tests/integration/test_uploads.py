@@ -193,3 +193,30 @@ async def test_a_create_cannot_reference_content_it_does_not_have(
     )
     assert response.status == 422
     assert (await response.json())["errors"][0]["field"] == "modules[0].items[0].content_key"
+
+
+async def test_an_unreachable_s3_is_a_503_not_a_500(
+    http: aiohttp.ClientSession, local_stack: Any
+) -> None:
+    c = await course(http)
+    module = c["modules"][0]
+    s3 = local_stack.server("s3")
+    s3.stop()
+    try:
+        response = await http.put(
+            f"/api/v1/courses/{c['id']}/update",
+            json=lesson_with(f"courses/{c['id']}/content/a.pdf", module),
+            headers=OWNER,
+        )
+        assert response.status == 503, await response.text()
+        assert (await response.json())["type"].endswith("/unavailable")
+        assert response.headers["Retry-After"] == "1"
+    finally:
+        s3.restart()
+    # S3 answers again: the key is looked up and found missing (422, not 503).
+    again = await http.put(
+        f"/api/v1/courses/{c['id']}/update",
+        json=lesson_with(f"courses/{c['id']}/content/a.pdf", module),
+        headers=OWNER,
+    )
+    assert again.status == 422, await again.text()
