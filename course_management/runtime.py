@@ -497,10 +497,8 @@ class Runtime(Service):
             json.dumps([backend, query.signature, query.limit, query.raw_cursor]).encode(),
             digest_size=16,
         ).hexdigest()
-        page_key, cached = await self.read_bypass.call(lambda: self.catalog_cache.get(key)) or (
-            None,
-            None,
-        )
+        from_cache = await self.read_bypass.call(lambda: self.catalog_cache.get(key))
+        page_key, cached = from_cache or (None, None)
         if cached is not None:
             CATALOG_READS.labels(backend, "hit").inc()
             return cached
