@@ -22,7 +22,7 @@ from course_management.api.openapi import Endpoint, Param
 from course_management.api.ports import BACKEND, CONTENT, UPLOAD_LIMITS
 from course_management.domain.access import can_change, can_see
 from course_management.domain.commands import CourseCommand, Reply
-from course_management.domain.course import CourseFields, CourseUpdate
+from course_management.domain.course import CourseFields, CourseUpdate, course_size_error
 from course_management.domain.problems import Problem, validation_problem
 from course_management.domain.uploads import (
     UploadRequest,
@@ -72,10 +72,19 @@ async def send_command(
     )
 
 
+def _refuse_too_large(payload: dict[str, Any]) -> None:
+    """The course is built by the agent, but a payload already over the size a course may
+    have would only make a command that is bound to be refused (or too large for Kafka)."""
+    too_large = course_size_error(payload)
+    if too_large:
+        raise validation_problem([too_large])
+
+
 async def create_course(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     require_role(who, "instructor", "admin")
     _, payload = await read_body(request, CourseFields)
+    _refuse_too_large(payload)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (1 <= len(key) <= 200):
         raise Problem.of(400, "bad-idempotency-key", "Idempotency-Key must be 1..200 characters")
@@ -132,6 +141,7 @@ async def update_course(request: web.Request) -> web.StreamResponse:
     require_role(who, "instructor", "admin")
     course_id = course_id_param(request)
     _, payload = await read_body(request, CourseUpdate)
+    _refuse_too_large(payload)
     await _check_content_keys(request, course_id, payload)
     reply = await send_command(
         request, who, "update_course", course_id, payload, _if_match(request)

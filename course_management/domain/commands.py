@@ -23,6 +23,7 @@ from course_management.domain.access import can_change, can_see
 from course_management.domain.course import (
     CourseFields,
     CourseUpdate,
+    course_size_error,
     new_course,
     updated_course,
     with_new_version,
@@ -77,10 +78,27 @@ def derived_id(command_id: str, purpose: str) -> str:
     return str(uuid.uuid5(base, purpose))
 
 
-def remember(record: dict[str, Any], command_id: str, reply: Reply) -> dict[str, Any]:
+def remember(
+    record: dict[str, Any], command_id: str, reply: Reply, *, course_reply: bool = False
+) -> dict[str, Any]:
+    """Keep a command's reply for its repeats. A reply that is the course keeps only the
+    version: sixteen copies of a large course would not fit one Kafka record."""
     recent = [r for r in record.get("recent", []) if r["command_id"] != command_id]
-    recent.append({"command_id": command_id, "status": reply.status, "body": reply.body})
+    kept: dict[str, Any] = {"command_id": command_id, "status": reply.status}
+    if course_reply and reply.body is not None:
+        kept["course_version"] = reply.body["version"]
+    else:
+        kept["body"] = reply.body
+    recent.append(kept)
     return {**record, "recent": recent[-RECENT_COMMANDS_KEPT:]}
+
+
+def replayed(record: dict[str, Any], seen: dict[str, Any]) -> Reply:
+    """The answer to a repeat of a remembered command: its status, and for a course reply
+    the course as it is now (at or after the version the command made)."""
+    if "course_version" in seen:
+        return Reply(seen["status"], record.get("course"))
+    return Reply(seen["status"], seen["body"])
 
 
 def course_event(
@@ -101,7 +119,7 @@ def decide(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
     if record is not None:
         for seen in record.get("recent", []):
             if seen["command_id"] == command.command_id:
-                return Decision(None, None, Reply(seen["status"], seen["body"]))
+                return Decision(None, None, replayed(record, seen))
     if command.command_type == "create_course":
         return _create(record, command)
     if command.command_type == "update_course":
@@ -164,12 +182,17 @@ def _update(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
         return _refuse(validation_problem(errors))
     if candidate == course:  # nothing changed: no new version, no event
         return Decision(
-            remember(record, command.command_id, Reply(200, course)), None, Reply(200, course)
+            remember(record, command.command_id, Reply(200, course), course_reply=True),
+            None,
+            Reply(200, course),
         )
+    too_large = course_size_error(candidate)
+    if too_large:
+        return _refuse(validation_problem([too_large]))
     changed = with_new_version(candidate, command.occurred_at)
     reply = Reply(200, changed)
     return Decision(
-        remember({**record, "course": changed}, command.command_id, reply),
+        remember({**record, "course": changed}, command.command_id, reply, course_reply=True),
         course_event(command, "course_updated", changed, changed["version"]),
         reply,
     )
@@ -214,6 +237,9 @@ def _create(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
     )
     if errors:
         return _refuse(validation_problem(errors))
+    too_large = course_size_error(course)
+    if too_large:
+        return _refuse(validation_problem([too_large]))
     reply = Reply(201, course)
     new_record = {
         "course": course,
@@ -222,7 +248,7 @@ def _create(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
         "recent": [],
     }
     return Decision(
-        remember(new_record, command.command_id, reply),
+        remember(new_record, command.command_id, reply, course_reply=True),
         course_event(command, "course_created", course, course["version"]),
         reply,
     )

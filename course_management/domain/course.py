@@ -6,6 +6,7 @@ document, so a rule written here is enforced and documented in one place.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -330,6 +331,28 @@ def updated_course(
     ):
         errors.append(("status", f"a {course['status']} course cannot become {result['status']}"))
     return result, errors + check_course(result)
+
+
+# Every record that carries a course (its event, its catalog entry, its table record with
+# the first create's reply, the reply to the writer) must fit one Kafka record (1 MiB by
+# default): a course is at most this many bytes as compact JSON (decision 26).
+MAX_COURSE_BYTES = 256 * 1024
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def course_size_error(value: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, message) when a course, or the fields that would make one, is too large."""
+    size = json_size(value)
+    if size <= MAX_COURSE_BYTES:
+        return None
+    return (
+        "modules",
+        f"the course would take {size} bytes as JSON, over the {MAX_COURSE_BYTES} allowed: "
+        "split it into several courses or shorten its modules",
+    )
 
 
 def with_new_version(course: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -121,6 +121,37 @@ async def test_a_body_over_one_mib_is_413(http: aiohttp.ClientSession) -> None:
     assert response.content_type == "application/problem+json"
 
 
+def _modules(count: int, items: int) -> list[dict[str, object]]:
+    lessons = [{"type": "lesson", "title": "t", "position": i} for i in range(items)]
+    return [{"title": f"M{m}", "position": m, "items": lessons} for m in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("modules", "who_refuses"),
+    [
+        # ~900 KB of JSON, under the 1 MiB body cap: refused before it becomes a command.
+        (_modules(200, 60), "the API"),
+        # ~140 KB of JSON whose course (ids, every field) is over 256 KiB: the agent.
+        (_modules(20, 100), "the course agent"),
+    ],
+)
+async def test_a_course_too_large_for_kafka_is_422_and_the_worker_goes_on(
+    http: aiohttp.ClientSession,
+    worker: WorkerProcess,
+    modules: list[dict[str, object]],
+    who_refuses: str,
+) -> None:
+    body = {"title": "Huge", "modules": modules}
+    response = await http.post(CREATE, json=body, headers=INSTRUCTOR)
+    assert response.status == 422, f"{who_refuses}: {(await response.text())[:300]}"
+    assert [e["field"] for e in (await response.json())["errors"]] == ["modules"]
+    # Before, the agent could not publish the event and the worker stopped (exit code 75),
+    # again after every restart: the command stayed at the head of its partition.
+    small = await http.post(CREATE, json={"title": "Small"}, headers=INSTRUCTOR)
+    assert small.status == 201, await small.text()
+    assert worker.proc is not None and worker.proc.poll() is None
+
+
 async def test_unknown_and_server_owned_fields_are_422_naming_them(
     http: aiohttp.ClientSession,
 ) -> None:

@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime
 
 from course_management.domain.commands import Actor, CourseCommand, decide
+from course_management.domain.course import json_size
 
 ACTOR = Actor("instructor-1", "Ada", ("instructor",))
 WHEN = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -95,3 +96,55 @@ def test_modules_and_items_get_server_ids_and_come_back_in_order() -> None:
     assert [i["type"] for i in course["modules"][0]["items"]] == ["lesson", "quiz"]
     ids = [m["id"] for m in course["modules"]] + [i["id"] for i in course["modules"][0]["items"]]
     assert len(set(ids)) == 4
+
+
+def _items(n: int) -> list[dict]:
+    return [{"type": "lesson", "title": f"Lesson {i}", "position": i} for i in range(n)]
+
+
+def _modules(count: int, items: int) -> list[dict]:
+    return [{"title": f"M{m}", "position": m, "items": _items(items)} for m in range(count)]
+
+
+def test_a_course_too_large_for_one_kafka_record_is_refused_naming_modules() -> None:
+    decision = decide(None, create({"title": "Huge", "modules": _modules(20, 100)}))
+    assert decision.reply.status == 422
+    assert [e["field"] for e in decision.reply.body["errors"]] == ["modules"]
+    assert (decision.record, decision.event) == (None, None)
+
+
+def test_an_update_that_would_make_a_course_too_large_is_refused() -> None:
+    applied = decide(None, create({"title": "Growing", "modules": _modules(2, 100)}))
+    update = CourseCommand(
+        command_id=str(uuid.uuid4()),
+        command_type="update_course",
+        course_id="c-1",
+        occurred_at=WHEN,
+        actor=ACTOR,
+        payload={"modules": _modules(20, 100)},
+    )
+    refused = decide(applied.record, update)
+    assert refused.reply.status == 422
+    assert [e["field"] for e in refused.reply.body["errors"]] == ["modules"]
+    assert refused.record is None
+
+
+def test_remembered_replies_keep_the_course_version_not_a_copy() -> None:
+    record = decide(None, create({"title": "Kept", "modules": _modules(4, 100)})).record
+    size_after_create = json_size(record)
+    for n in range(20):
+        update = CourseCommand(
+            command_id=f"u-{n}",
+            command_type="update_course",
+            course_id="c-1",
+            occurred_at=WHEN,
+            actor=ACTOR,
+            payload={"title": f"Kept {n}"},
+        )
+        record = decide(record, update).record
+    assert json_size(record) < size_after_create * 1.1  # 16 replies kept, no course copies
+    # A repeat of a remembered update answers with the course as it is now.
+    repeat = decide(record, CourseCommand("u-19", "update_course", "c-1", WHEN, ACTOR, {}))
+    assert repeat.reply.status == 200
+    assert repeat.reply.body == record["course"]
+    assert repeat.record is None
