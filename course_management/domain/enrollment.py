@@ -16,6 +16,22 @@ from course_management.domain.course import rfc3339
 from course_management.domain.problems import Problem, validation_problem
 
 SEEN_EVENTS_KEPT = 32
+# Ids and names in inputs from other services: longer ones are refused (dead-lettered),
+# since they are copied into events, table records and the mirror.
+MAX_TEXT_LENGTH = 200
+
+
+def malformed_input(value: dict[str, Any], required: tuple[str, ...]) -> str | None:
+    """Why an input record from another service cannot be processed, or None."""
+    missing = [name for name in required if not value.get(name)]
+    if missing:
+        return f"empty {', '.join(missing)}"
+    too_long = sorted(
+        name for name, v in value.items() if isinstance(v, str) and len(v) > MAX_TEXT_LENGTH
+    )
+    if too_long:
+        return f"{', '.join(too_long)} over {MAX_TEXT_LENGTH} characters"
+    return None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from aiokafka import ConsumerRecord
 
+from course_management.domain.enrollment import malformed_input
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.kafka import Headers
 from course_management.streams.sinks import GroupConsumer
@@ -46,9 +47,9 @@ def enrollment_router(runtime: Runtime) -> GroupConsumer:
         for record in records:
             try:
                 value = await runtime.codec.decode(f"{source}-value", record.value)
-                missing = [name for name in REQUIRED[source] if not value.get(name)]
-                if missing:
-                    raise AvroDecodeError(f"empty {', '.join(missing)}")
+                reason = malformed_input(value, REQUIRED[source])
+                if reason:
+                    raise AvroDecodeError(reason)
             except AvroDecodeError as exc:
                 await runtime.dead_letter(source, record.key, record.value, str(exc), "malformed")
                 continue

@@ -189,6 +189,12 @@ async def test_poisoned_records_go_to_the_dlq_and_the_stream_goes_on(
                     settings, user_id=f"{marker}-u1", course_id=str(uuid.uuid4())
                 ),
             ),
+            (  # ids are copied into events and records: an absurd one is refused
+                marker.encode(),
+                await user_enrolled_value(
+                    settings, user_id=f"{marker}-{'x' * 300}", course_id=course["id"]
+                ),
+            ),
             (
                 marker.encode(),
                 await user_enrolled_value(settings, user_id=f"{marker}-u2", course_id=course["id"]),
@@ -205,11 +211,12 @@ async def test_poisoned_records_go_to_the_dlq_and_the_stream_goes_on(
             r for r in records if r.key == marker.encode() or marker.encode() in (r.value or b"")
         ]
 
-    dlq = dead(await read_topic(settings, "user-enrolled.dlq", lambda rs: len(dead(rs)) >= 3))
+    dlq = dead(await read_topic(settings, "user-enrolled.dlq", lambda rs: len(dead(rs)) >= 4))
     reasons = sorted(dict(r.headers)["dlq.reason"].decode().split(":")[0] for r in dlq)
-    assert len(reasons) == 3
+    assert len(reasons) == 4
     assert reasons[0].startswith("course-full") and reasons[1].startswith("course-not-found")
     assert "magic" in reasons[2] or "truncated" in reasons[2] or "unknown" in reasons[2]
+    assert reasons[3] == "user_id over 200 characters"
     good = f"/api/v1/courses/{course['id']}/enrollments/{marker}-u2"
     assert (await http.get(good, headers=ADMIN)).status == 200
     metrics = await (await http.get("/metrics")).text()
