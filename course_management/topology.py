@@ -53,7 +53,14 @@ def changelog(table: str) -> str:
 
 _FOREVER = {"cleanup.policy": "delete", "retention.ms": "-1"}
 _COMPACTED = {"cleanup.policy": "compact"}
-_DLQ = {"cleanup.policy": "delete", "retention.ms": str(4 * _WEEK_MS)}
+# A dead letter is the original record plus its reason: room for a record that was at
+# the 1 MiB limit of its own topic.
+DLQ_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+_DLQ = {
+    "cleanup.policy": "delete",
+    "retention.ms": str(4 * _WEEK_MS),
+    "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+}
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(COURSE_COMMANDS, "course_command.avsc", {"retention.ms": str(_WEEK_MS)}),

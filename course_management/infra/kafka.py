@@ -10,9 +10,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from course_management.topology import TopicSpec
+from course_management.topology import DLQ_MAX_MESSAGE_BYTES, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ def new_producer(bootstrap: str) -> AIOKafkaProducer:
         enable_idempotence=True,
         linger_ms=0,  # every send is awaited in order: lingering would only add latency
         request_timeout_ms=30_000,
+        # Dead letters may exceed 1 MiB (their topics allow it); other topics keep the
+        # broker's 1 MiB, enforced by the broker.
+        max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
         client_id="course-management",
     )
 
@@ -36,8 +40,9 @@ async def ensure_topics(
 ) -> list[str]:
     """Create the missing topics with their settings; returns the names created.
 
-    Existing topics are left as they are, but a partition count that differs from the
-    one asked for is reported: co-partitioning depends on it.
+    Existing topics get their settings from the spec again (a setting added later, such
+    as the dead-letter topics' larger records, reaches them too); a partition count that
+    differs from the one asked for is reported, not changed: co-partitioning depends on it.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="course-management-admin")
     await admin.start()
@@ -54,6 +59,7 @@ async def ensure_topics(
                     "topic partition count differs",
                     extra={"topic": spec.name, "has": counts[spec.name], "wants": want},
                 )
+        await _align_configs(admin, [s for s in specs if s.name in counts and s.config])
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
                 await admin.create_topics(
@@ -70,6 +76,22 @@ async def ensure_topics(
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+async def _align_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    if not specs:
+        return
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=dict(spec.config))
+        for spec in specs
+    ]
+    for response in await admin.alter_configs(resources):
+        for error_code, error_message, _kind, name in response.resources:
+            if error_code:
+                log.warning(
+                    "topic settings not applied",
+                    extra={"topic": name, "error_code": error_code, "error": error_message},
+                )
 
 
 async def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:

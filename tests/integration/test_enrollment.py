@@ -15,7 +15,7 @@ from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
 from course_management.runtime import register_schemas
 from tests.integration.test_create_slice import ONE_MODULE, read_topic
-from tests.support import auth, eventually_async
+from tests.support import WorkerProcess, auth, eventually_async
 
 OWNER = auth("instructor-1", "instructor", name="Ada Instructor")
 ADMIN = auth("admin-1", "admin")
@@ -221,3 +221,30 @@ async def test_poisoned_records_go_to_the_dlq_and_the_stream_goes_on(
     assert (await http.get(good, headers=ADMIN)).status == 200
     metrics = await (await http.get("/metrics")).text()
     assert 'cms_dead_letters_total{reason="course-full",topic="user-enrolled"}' in metrics
+
+
+async def test_a_record_at_the_size_limit_is_dead_lettered_whole(
+    http: aiohttp.ClientSession, settings: Settings, worker: WorkerProcess
+) -> None:
+    """Its dead letter (the record plus its reason) is over 1 MiB: the DLQ topics allow it,
+    so the stream goes on instead of failing to publish the dead letter."""
+    course = await published_course(http)
+    marker = uuid.uuid4().hex.encode()
+    garbage = marker + b"\xff" * (1_048_400 - len(marker))  # near the 1 MiB limit
+    good = await user_enrolled_value(settings, user_id="after-the-giant", course_id=course["id"])
+    await produce(settings, "user-enrolled", [(marker, garbage), (marker, good)])
+
+    def mine(records: list[Any]) -> list[Any]:
+        return [r for r in records if r.key == marker]
+
+    dead = mine(await read_topic(settings, "user-enrolled.dlq", lambda rs: len(mine(rs)) >= 1))
+    assert dead[0].value == garbage  # whole
+    access = f"/api/v1/courses/{course['id']}/enrollments/after-the-giant"
+    await eventually_async(
+        lambda: _status_is(http, access, 200), deadline_s=30, what="the next record applied"
+    )
+    assert worker.proc is not None and worker.proc.poll() is None
+
+
+async def _status_is(http: aiohttp.ClientSession, path: str, status: int) -> bool:
+    return (await http.get(path, headers=ADMIN)).status == status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -105,5 +106,33 @@ async def test_topics_have_explicit_partitions_and_compacted_changelogs(
         )
         entries = {e[0]: e[1] for e in configs[0].resources[0][4]}
         assert entries["cleanup.policy"] == "compact"
+    finally:
+        await admin.close()
+
+
+async def test_provisioning_gives_existing_topics_their_settings_again(
+    settings: Settings, provisioned: dict[str, object]
+) -> None:
+    """A setting added after a topic was created (the dead-letter topics' larger records)
+    reaches existing topics when provisioning runs again."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    topic = "user-enrolled.dlq"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+
+    async def max_message_bytes() -> str:
+        configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        return str({e[0]: e[1] for e in configs[0].resources[0][4]}["max.message.bytes"])
+
+    try:
+        assert await max_message_bytes() == str(2 * 1024 * 1024)
+        # As if the topic predated the setting: only the retention override.
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": "1000000"})]
+        )
+        assert await max_message_bytes() != str(2 * 1024 * 1024)
+        await asyncio.to_thread(provision_all, settings)
+        assert await max_message_bytes() == str(2 * 1024 * 1024)
     finally:
         await admin.close()
