@@ -65,6 +65,7 @@ from course_management.infra.metrics import (
     EVENTS_PUBLISHED,
     LOCAL_TABLES_DISCARDED,
     PARTITION_REWINDS,
+    REPLIES_DROPPED,
 )
 from course_management.infra.storage import ContentStore
 from course_management.streams.app import build_app
@@ -296,6 +297,18 @@ class Runtime(Service):
                 for topic, key, subject, record in records
             ]
         )
+
+    async def still_awaited(
+        self, replies: list[tuple[str, str, str, dict[str, Any]]]
+    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """The replies whose reply topic still exists (one metadata request)."""
+        existing = (await self.producer.client.fetch_all_metadata()).topics()
+        kept = [reply for reply in replies if reply[0] in existing]
+        if len(kept) < len(replies):
+            gone = sorted({reply[0] for reply in replies} - existing)
+            REPLIES_DROPPED.inc(len(replies) - len(kept))
+            log.info("replies dropped: their workers are gone", extra={"topics": gone})
+        return kept
 
     async def forward_all(self, records: list[tuple[str, str, bytes, Headers]]) -> None:
         """Send (topic, key, value bytes, headers)s in order; wait until the broker has all.

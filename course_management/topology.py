@@ -86,8 +86,16 @@ REPLY_SUBJECT = "course-management-replies-value"
 REPLY_SCHEMA_FILE = "command_reply.avsc"
 
 
+REPLY_TOPIC_PREFIX = f"{APP_ID}-replies-"
+
+
 def reply_topic(worker_id: str) -> str:
-    return f"{APP_ID}-replies-{worker_id}"
+    return f"{REPLY_TOPIC_PREFIX}{worker_id}"
+
+
+def is_reply_topic(name: str) -> bool:
+    """Only a worker's reply topic is ever answered (a header names it; anyone can set it)."""
+    return name.startswith(REPLY_TOPIC_PREFIX) and len(name) > len(REPLY_TOPIC_PREFIX)
 
 
 # Headers that carry a request's reply address through the enrollment path.

@@ -25,6 +25,9 @@ DEAD_LETTERS = Counter(
 )
 READY = Gauge("cms_ready", "1 when the worker is ready to serve")
 CACHE_READS = Counter("cms_course_reads_total", "Course point reads by source", ["source"])
+REPLIES_DROPPED = Counter(
+    "cms_replies_dropped_total", "Agent replies not sent: the asking worker's topic is gone"
+)
 CACHE_BYPASSED = Counter(
     "cms_cache_bypassed_total", "Cache calls of API reads skipped or failed: Redis unavailable"
 )

@@ -33,7 +33,7 @@ from faust.streams import _current_event
 
 from course_management.infra.retrying import until_cached, until_published
 from course_management.tables.enrollments import seats_key
-from course_management.topology import REPLY_SUBJECT
+from course_management.topology import REPLY_SUBJECT, is_reply_topic
 
 if TYPE_CHECKING:
     from course_management.runtime import Runtime
@@ -133,6 +133,9 @@ class Batch:
 
     def reply(self, reply_to: str, command_id: str, status: int, body: Any) -> None:
         """Answer the HTTP request waiting on `reply_to` for `command_id`."""
+        if not is_reply_topic(reply_to):
+            log.warning("reply address ignored: not a reply topic", extra={"topic": reply_to})
+            return
         record = {
             "command_id": command_id,
             "status": status,
@@ -158,7 +161,11 @@ class Batch:
         for dead in self.dead_letters:
             await until_published(functools.partial(runtime.dead_letter, *dead))
         if self.replies:
-            await until_published(functools.partial(runtime.publish_all, self.replies))
+            # A worker that stopped deleted its reply topic: nobody waits there any more,
+            # and sending to a missing topic would be retried for ever.
+            replies = await until_published(functools.partial(runtime.still_awaited, self.replies))
+            if replies:
+                await until_published(functools.partial(runtime.publish_all, replies))
 
 
 def stop_unapplied(exc: BaseException) -> NoReturn:

@@ -248,3 +248,35 @@ async def test_a_record_at_the_size_limit_is_dead_lettered_whole(
 
 async def _status_is(http: aiohttp.ClientSession, path: str, status: int) -> bool:
     return (await http.get(path, headers=ADMIN)).status == status
+
+
+async def test_a_reply_for_a_worker_that_is_gone_does_not_stall_the_course(
+    http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    """An input carries its asking worker's reply topic; that worker may have stopped (and
+    deleted the topic) before the input is applied. The reply is dropped, not retried for
+    ever, and a header naming any other topic is never answered."""
+    course = await published_course(http)
+    user = "asked-by-a-gone-worker"
+    value = await user_enrolled_value(settings, user_id=user, course_id=course["id"])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for reply_to in ("course-management-replies-gone-worker", "course-events"):
+            await producer.send_and_wait(
+                "user-enrolled",
+                value=value,
+                key=course["id"].encode(),
+                headers=[
+                    ("cms-reply-to", reply_to.encode()),
+                    ("cms-correlation-id", str(uuid.uuid4()).encode()),
+                ],
+            )
+    finally:
+        await producer.stop()
+    started = asyncio.get_running_loop().time()
+    after = await enroll(http, course["id"], "enrolled-right-after")
+    took = asyncio.get_running_loop().time() - started
+    assert after.status == 201, f"{after.status} after {took:.1f} s"
+    access = f"/api/v1/courses/{course['id']}/enrollments/{user}"
+    assert (await http.get(access, headers=ADMIN)).status == 200

@@ -55,6 +55,9 @@ class _Runtime:
     async def publish_all(self, records: list[Any]) -> None:
         self.log.append(("publish", [r[0] for r in records]))
 
+    async def still_awaited(self, replies: list[Any]) -> list[Any]:
+        return [r for r in replies if r[0] == "course-management-replies-w1"]  # the others: gone
+
     async def dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
     ) -> None:
@@ -87,7 +90,9 @@ async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
         batch.publish([("course-events", "c1", "s", {})])
         batch.courses["c1"] = {"course": {"id": "c1", "version": 2}}
         batch.cache_current_course("c1")
-        batch.reply("replies-w1", "cmd-a", 200, {"ok": True})
+        batch.reply("course-management-replies-w1", "cmd-a", 200, {"ok": True})
+        batch.reply("course-management-replies-gone", "cmd-a2", 200, {"ok": True})
+        batch.reply("course-events", "cmd-a3", 200, {"ok": True})  # not a reply topic
     with batch.deciding(_Input("b")):
         batch.publish([("enrollment-events", "c1", "s", {})])
         batch.enrollments["c1#seats"] = {"count": 3, "seq": 3, "pending": None}
@@ -105,7 +110,7 @@ async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
         ("cache", "c1", 3),  # the batch's final view, once per course
         ("count", "c1", 3),
         ("dead letter", "user-enrolled", "course-full: no seat"),  # after earlier inputs
-        ("publish", ["replies-w1"]),  # replies last
+        ("publish", ["course-management-replies-w1"]),  # replies last, to live workers only
     ]
 
 
