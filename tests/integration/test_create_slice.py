@@ -168,7 +168,7 @@ async def test_the_mirror_row_exists_once_when_a_command_is_delivered_twice(
     course_id, command_id, reply_topic = (
         str(uuid.uuid4()),
         str(uuid.uuid4()),
-        f"test-replies-{uuid.uuid4().hex[:8]}",
+        f"course-management-replies-test-{uuid.uuid4().hex[:8]}",  # a reply topic by name
     )
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
