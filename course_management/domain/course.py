@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,9 +25,21 @@ from pydantic import (
 
 _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=20_000)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+Tag = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=40),
+    AfterValidator(_no_nul),
+]
+ContentKey = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_no_nul)]
 Category = Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)]
 
 
@@ -48,12 +61,6 @@ class ItemType(StrEnum):
     assignment = "assignment"
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -71,7 +78,7 @@ class ItemInput(_Strict):
     type: ItemType
     title: Title
     position: Annotated[int, Field(ge=0, le=10_000)]
-    content_key: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    content_key: ContentKey | None = None
     duration_seconds: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     max_score: Annotated[float | None, Field(gt=0, le=1_000_000, validate_default=True)] = None
     due_at: Annotated[datetime | None, Field(validate_default=True)] = None

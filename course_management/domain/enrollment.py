@@ -31,6 +31,9 @@ def malformed_input(value: dict[str, Any], required: tuple[str, ...]) -> str | N
     )
     if too_long:
         return f"{', '.join(too_long)} over {MAX_TEXT_LENGTH} characters"
+    with_nul = sorted(name for name, v in value.items() if isinstance(v, str) and "\x00" in v)
+    if with_nul:  # PostgreSQL cannot store it
+        return f"{', '.join(with_nul)} with a NUL character"
     return None
 
 

@@ -20,7 +20,7 @@ from aiokafka import ConsumerRecord
 from course_management.domain.enrollment import malformed_input
 from course_management.infra.avro import AvroDecodeError
 from course_management.infra.kafka import Headers
-from course_management.streams.sinks import GroupConsumer
+from course_management.streams.sinks import GroupConsumer, dead_letters_of
 from course_management.topology import (
     APP_ID,
     COURSE_PROGRESS,
@@ -74,4 +74,5 @@ def enrollment_router(runtime: Runtime) -> GroupConsumer:
         ROUTER_GROUP,
         [USER_ENROLLED, COURSE_PROGRESS],
         route,
+        dead_letters_of(runtime),
     )

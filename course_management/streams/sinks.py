@@ -33,7 +33,7 @@ from course_management.infra.avro import AvroDecodeError
 from course_management.infra.database import UNAVAILABLE as PG_UNAVAILABLE
 from course_management.infra.database import mirror_course_event, mirror_enrollment_events
 from course_management.infra.metrics import CATALOG_ENTRIES, CONSUMER_LAG, EVENTS_MIRRORED
-from course_management.infra.retrying import until_cached, until_written
+from course_management.infra.retrying import until_cached, until_published, until_written
 from course_management.streams.catalog import entry_of_value
 from course_management.topology import APP_ID, COURSE_CATALOG, COURSE_EVENTS, ENROLLMENT_EVENTS
 
@@ -48,19 +48,33 @@ BATCH = 500
 LAG_EVERY_S = 5.0
 
 Handler = Callable[[str, list[ConsumerRecord]], Awaitable[None]]
+# (topic, key, value, reason): keeps a record that cannot be processed on `<topic>.dlq`.
+DeadLetter = Callable[[str, bytes | None, bytes | None, str], Awaitable[None]]
+# A batch that fails this many times in a row (outages are waited out inside the handlers,
+# so this is not one) is applied record by record, and the records that still fail are
+# dead-lettered: one poison record must not stop the group for ever.
+ATTEMPTS_BEFORE_ISOLATING = 3
 
 
 class GroupConsumer(Service):
     """One consumer group; `handle(topic, records)` must succeed before offsets move."""
 
     def __init__(
-        self, bootstrap: str, group_id: str, topics: list[str], handle: Handler, **kw: Any
+        self,
+        bootstrap: str,
+        group_id: str,
+        topics: list[str],
+        handle: Handler,
+        dead_letter: DeadLetter,
+        **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.topics = topics
         self.handle = handle
+        self.dead_letter = dead_letter
+        self._failures = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._lag_reported_at = 0.0
 
@@ -92,17 +106,25 @@ class GroupConsumer(Service):
                 by_topic: dict[str, list[ConsumerRecord]] = {}
                 for tp, records in batch.items():
                     by_topic.setdefault(tp.topic, []).extend(records)
-                for topic, records in by_topic.items():
-                    await self.handle(topic, records)
+                if self._failures >= ATTEMPTS_BEFORE_ISOLATING:
+                    await self._one_by_one(by_topic)
+                else:
+                    for topic, records in by_topic.items():
+                        await self.handle(topic, records)
                 if batch:
                     await consumer.commit()
+                    self._failures = 0
                 await self._report_lag(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # A failure that retries did not absorb: start again from the committed
                 # offsets rather than skip what this batch held.
-                log.exception("sink batch failed; replaying from the committed offsets")
+                self._failures += 1
+                log.exception(
+                    "batch failed; replaying from the committed offsets",
+                    extra={"group": self.group_id, "failures": self._failures},
+                )
                 await asyncio.sleep(1.0)
                 for tp in consumer.assignment():
                     committed = await consumer.committed(tp)
@@ -110,6 +132,24 @@ class GroupConsumer(Service):
                         consumer.seek(tp, committed)
                     else:
                         await consumer.seek_to_beginning(tp)
+
+    async def _one_by_one(self, by_topic: dict[str, list[ConsumerRecord]]) -> None:
+        """Apply each record alone, in order; dead-letter the ones that still fail."""
+        for topic, records in by_topic.items():
+            for record in records:
+                try:
+                    await self.handle(topic, [record])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.exception(
+                        "record cannot be processed; dead-lettered",
+                        extra={"topic": topic, "partition": record.partition},
+                    )
+                    reason = f"{type(exc).__name__}: {exc}"
+                    await until_published(
+                        functools.partial(self.dead_letter, topic, record.key, record.value, reason)
+                    )
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag after the last commit: log end minus the position (all of it processed)."""
@@ -159,6 +199,7 @@ def postgres_sink(runtime: Runtime) -> GroupConsumer:
         POSTGRES_GROUP,
         [COURSE_EVENTS, ENROLLMENT_EVENTS, COURSE_CATALOG],
         handle,
+        dead_letters_of(runtime),
     )
 
 
@@ -177,8 +218,22 @@ def search_sink(runtime: Runtime) -> GroupConsumer:
         await until_cached(runtime.catalog_cache.invalidate)
 
     return GroupConsumer(
-        runtime.settings.kafka_bootstrap_servers, SEARCH_GROUP, [COURSE_CATALOG], handle
+        runtime.settings.kafka_bootstrap_servers,
+        SEARCH_GROUP,
+        [COURSE_CATALOG],
+        handle,
+        dead_letters_of(runtime),
     )
+
+
+def dead_letters_of(runtime: Runtime) -> DeadLetter:
+    """How a consumer group dead-letters a record it cannot process (reason code
+    `unprocessable` in `cms_dead_letters_total`)."""
+
+    async def dead_letter(topic: str, key: bytes | None, value: bytes | None, why: str) -> None:
+        await runtime.dead_letter(topic, key, value, why, "unprocessable")
+
+    return dead_letter
 
 
 async def _entries(runtime: Runtime, records: list[ConsumerRecord]) -> list[dict[str, Any]]:

@@ -48,3 +48,18 @@ def test_each_rule_names_its_field(body: dict, field: str) -> None:
 def test_unicode_and_sql_looking_text_is_kept_exactly() -> None:
     title = "Robert'); DROP TABLE courses;-- 🎓 Ünïcode"
     assert CourseFields.model_validate({"title": title}).title == title
+
+
+def test_no_text_field_may_hold_a_nul_character() -> None:
+    """PostgreSQL cannot store one; a course holding one would stop the mirror."""
+    import pydantic
+
+    from course_management.domain.course import CourseFields
+
+    item = {"type": "lesson", "title": "i", "position": 0}
+    for fields in (
+        {"tags": ["a\x00"]},
+        {"modules": [{"title": "m", "position": 0, "items": [{**item, "content_key": "k\x00"}]}]},
+    ):
+        with pytest.raises(pydantic.ValidationError):
+            CourseFields.model_validate({"title": "t", **fields})

@@ -234,3 +234,18 @@ def test_a_mirror_batch_keeps_the_newest_event_of_each_enrollment() -> None:
     newest = {e["user_id"]: e["version"] for e in newest_per_enrollment(batch)}
     assert newest == {"a": 3, "b": 1}
     assert len(newest_per_enrollment(batch)) == 2
+
+
+def test_inputs_from_other_services_that_cannot_be_stored_are_malformed() -> None:
+    from course_management.domain.enrollment import malformed_input
+
+    required = ("event_id", "course_id", "user_id")
+    good = {"event_id": "e", "course_id": "c", "user_id": "u", "source": None}
+    assert malformed_input(good, required) is None
+    assert malformed_input({**good, "user_id": ""}, required) == "empty user_id"
+    assert malformed_input({**good, "user_id": "u" * 201}, required) == (
+        "user_id over 200 characters"
+    )
+    assert malformed_input({**good, "user_id": "a\x00b"}, required) == (
+        "user_id with a NUL character"
+    )
