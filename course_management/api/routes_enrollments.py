@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from course_management.api.auth import Principal
 from course_management.api.http import json_response, read_body, require_principal
@@ -21,6 +21,7 @@ from course_management.api.routes_courses import (
     visible_course,
 )
 from course_management.domain.access import owns
+from course_management.domain.course import Id
 from course_management.domain.problems import Problem, validation_problem
 
 USER_ID = Param("userId", "path", "The user id (the `sub` of their token)")
@@ -30,7 +31,7 @@ class EnrollRequest(BaseModel):
     """Students enroll themselves (empty body); admins and services name the user."""
 
     model_config = ConfigDict(extra="forbid")
-    user_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    user_id: Id | None = None
 
 
 async def _enroll_body(request: web.Request) -> EnrollRequest:
@@ -67,12 +68,10 @@ async def enroll(request: web.Request) -> web.StreamResponse:
 class ProgressRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    item_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    item_id: Id
     status: Literal["started", "completed"]
     score: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
-    user_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
-        default=None, description="Only when a service reports for a user"
-    )
+    user_id: Id | None = Field(default=None, description="Only when a service reports for a user")
 
 
 async def report_progress(request: web.Request) -> web.StreamResponse:

@@ -26,7 +26,8 @@ from pydantic import (
 _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
-def _no_nul(value: str) -> str:
+def no_nul(value: str) -> str:
+    """PostgreSQL cannot store a NUL character: no text this service keeps may hold one."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     return value
@@ -37,9 +38,11 @@ Description = Annotated[str, StringConstraints(max_length=20_000)]
 Tag = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=40),
-    AfterValidator(_no_nul),
+    AfterValidator(no_nul),
 ]
-ContentKey = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_no_nul)]
+# An id given by a caller (a user id, an item id): short, no NUL.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(no_nul)]
+ContentKey = Annotated[str, StringConstraints(max_length=1024), AfterValidator(no_nul)]
 Category = Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)]
 
 
@@ -83,7 +86,7 @@ class ItemInput(_Strict):
     max_score: Annotated[float | None, Field(gt=0, le=1_000_000, validate_default=True)] = None
     due_at: Annotated[datetime | None, Field(validate_default=True)] = None
 
-    _nul = field_validator("title")(_no_nul)
+    _nul = field_validator("title")(no_nul)
 
     @field_validator("max_score")
     @classmethod
@@ -111,7 +114,7 @@ class ModuleInput(_Strict):
     position: Annotated[int, Field(ge=0, le=10_000)]
     items: Annotated[list[ItemInput], Field(max_length=500)] = []
 
-    _nul = field_validator("title")(_no_nul)
+    _nul = field_validator("title")(no_nul)
 
 
 class CourseFields(_Strict):
@@ -129,7 +132,7 @@ class CourseFields(_Strict):
     enrollment_closes_at: datetime | None = None
     modules: Annotated[list[ModuleInput], Field(max_length=200)] = []
 
-    _nul = field_validator("title", "description", "category")(_no_nul)
+    _nul = field_validator("title", "description", "category")(no_nul)
 
     @field_validator("language")
     @classmethod
@@ -154,7 +157,7 @@ class CourseUpdate(_Strict):
     enrollment_closes_at: datetime | None = None
     modules: Annotated[list[ModuleInput], Field(max_length=200)] | None = None
 
-    _nul = field_validator("title", "description", "category")(_no_nul)
+    _nul = field_validator("title", "description", "category")(no_nul)
 
     @field_validator(
         "title",

@@ -15,7 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from course_management.domain.commands import (
     CourseCommand,
@@ -24,10 +31,13 @@ from course_management.domain.commands import (
     live_course,
     remember,
 )
-from course_management.domain.course import rfc3339, with_new_version
+from course_management.domain.course import no_nul, rfc3339, with_new_version
 from course_management.domain.problems import Problem
 
 MAX_REVIEW_CHARS = 2000
+
+
+Review = Annotated[str, StringConstraints(max_length=MAX_REVIEW_CHARS), AfterValidator(no_nul)]
 
 
 class RatingInput(BaseModel):
@@ -36,7 +46,7 @@ class RatingInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stars: Annotated[int, Field(ge=1, le=5, strict=True)]
-    review: Annotated[str, StringConstraints(max_length=MAX_REVIEW_CHARS)] | None = None
+    review: Review | None = None
 
 
 @dataclass(frozen=True)

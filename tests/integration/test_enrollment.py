@@ -280,3 +280,12 @@ async def test_a_reply_for_a_worker_that_is_gone_does_not_stall_the_course(
     assert after.status == 201, f"{after.status} after {took:.1f} s"
     access = f"/api/v1/courses/{course['id']}/enrollments/{user}"
     assert (await http.get(access, headers=ADMIN)).status == 200
+
+
+async def test_ids_with_a_nul_character_are_422_naming_them(http: aiohttp.ClientSession) -> None:
+    course = await published_course(http)
+    enrolled = await http.post(
+        f"/api/v1/courses/{course['id']}/enroll", json={"user_id": "a\x00b"}, headers=ADMIN
+    )
+    assert enrolled.status == 422
+    assert [e["field"] for e in (await enrolled.json())["errors"]] == ["user_id"]
