@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from course_management.infra.metrics import CACHE_BYPASSED
+from course_management.infra.retrying import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class ReadBypass:
             return None
         try:
             return await op()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             self._skip_until = time.monotonic() + self.cooldown_s
             CACHE_BYPASSED.inc()
             log.warning(

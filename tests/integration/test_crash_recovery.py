@@ -11,8 +11,6 @@ It found real faults (decisions 12, 17-21); when it fails it prints what the wor
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -25,7 +23,12 @@ from course_management.infra.avro import AvroCodec
 from course_management.runtime import register_schemas
 from course_management.topology import ENROLLMENT_INPUTS
 from tests.integration.test_create_slice import read_topic
-from tests.integration.test_enrollment import ADMIN, produce, published_course
+from tests.integration.test_enrollment import (
+    ADMIN,
+    produce,
+    published_course,
+    user_enrolled_records,
+)
 from tests.support import WorkerProcess, eventually_async
 
 pytestmark = [pytest.mark.rebalances, pytest.mark.crash]
@@ -39,22 +42,7 @@ async def test_sigkill_mid_stream_then_restart_holds_each_enrollment_once(
     codec = AvroCodec(settings.schema_registry_url)
     await register_schemas(codec)
     users = [f"crash-{n:04d}" for n in range(N)]
-    records = [
-        (
-            user.encode(),  # keyed by user, as another service might
-            codec.encode(
-                "user-enrolled-value",
-                {
-                    "event_id": str(uuid.uuid4()),
-                    "occurred_at": datetime.now(UTC),
-                    "user_id": user,
-                    "course_id": course["id"],
-                    "source": "crash-test",
-                },
-            ),
-        )
-        for user in users
-    ]
+    records = user_enrolled_records(codec, course["id"], users, "crash-test")
     await produce(settings, "user-enrolled", records)  # every record acked: accepted
 
     def mine(rs: list[Any]) -> list[Any]:

@@ -13,12 +13,13 @@ from typing import Any
 import aiohttp
 import asyncpg
 import fastavro
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
+from course_management.infra.kafka import topic_partitions
 from tests.support import WorkerProcess, auth, eventually_async
 
 INSTRUCTOR = auth("instructor-1", "instructor", name="Ada Instructor")
@@ -44,14 +45,7 @@ async def read_topic(
     )
     await consumer.start()
     try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-        await admin.start()
-        try:
-            described = await admin.describe_topics([topic])
-        finally:
-            await admin.close()
-        partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
-        assert partitions, f"topic {topic} has no partitions"
+        partitions = await topic_partitions(settings.kafka_bootstrap_servers, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         records: list[Any] = []

@@ -45,6 +45,29 @@ async def user_enrolled_value(settings: Settings, **fields: Any) -> bytes:
     return codec.encode("user-enrolled-value", record)
 
 
+def user_enrolled_records(
+    codec: AvroCodec, course_id: str, users: list[str], source: str
+) -> list[tuple[bytes, bytes]]:
+    """One `user_enrolled` per user, keyed by user as another service might (the codec
+    must have the schemas registered)."""
+    return [
+        (
+            user.encode(),
+            codec.encode(
+                "user-enrolled-value",
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "occurred_at": datetime.now(UTC),
+                    "user_id": user,
+                    "course_id": course_id,
+                    "source": source,
+                },
+            ),
+        )
+        for user in users
+    ]
+
+
 async def produce(
     settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]]
 ) -> None:

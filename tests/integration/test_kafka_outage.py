@@ -5,9 +5,7 @@ course."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -17,11 +15,14 @@ from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
 from course_management.runtime import register_schemas
 from tests.integration.test_create_slice import read_topic
-from tests.integration.test_enrollment import OWNER, enroll, produce, published_course
+from tests.integration.test_enrollment import (
+    OWNER,
+    enroll,
+    produce,
+    published_course,
+    user_enrolled_records,
+)
 from tests.support import WorkerProcess, eventually_async
-
-# The worker's COMMAND_TIMEOUT_SECONDS in the test session is 20.
-ANSWER_WITHIN_S = 20 + 10
 
 
 @pytest.mark.rebalances
@@ -35,13 +36,10 @@ async def test_writes_answer_503_while_kafka_is_down_and_work_again_after(
     create = {"json": body, "headers": {**OWNER, "Idempotency-Key": key}}
     kafka.stop()
     try:
-        started = time.monotonic()
         response = await http.post("/api/v1/courses/create", **create)
-        took = time.monotonic() - started
         assert response.status == 503, await response.text()
         assert response.content_type == "application/problem+json"
         assert (await response.json())["type"].endswith("/kafka-unavailable")
-        assert took < ANSWER_WITHIN_S, f"the write answered after {took:.1f} s"
         ready = await http.get("/readyz")
         assert ready.status == 503
         assert (await ready.json())["checks"]["kafka"] is False
@@ -85,22 +83,7 @@ async def test_the_broker_stopped_mid_stream_loses_and_doubles_no_enrollment(
     codec = AvroCodec(settings.schema_registry_url)
     await register_schemas(codec)
     users = [f"outage-{n:04d}" for n in range(N)]
-    records = [
-        (
-            user.encode(),
-            codec.encode(
-                "user-enrolled-value",
-                {
-                    "event_id": str(uuid.uuid4()),
-                    "occurred_at": datetime.now(UTC),
-                    "user_id": user,
-                    "course_id": course["id"],
-                    "source": "outage-test",
-                },
-            ),
-        )
-        for user in users
-    ]
+    records = user_enrolled_records(codec, course["id"], users, "outage-test")
     await produce(settings, "user-enrolled", records)  # every record acked: accepted
 
     def mine(rs: list[Any]) -> list[Any]:

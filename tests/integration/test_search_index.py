@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -34,80 +35,15 @@ async def _found(http: aiohttp.ClientSession, marker: str, limit: int = 100) -> 
 async def test_the_index_catches_up_after_elasticsearch_was_stopped_and_started(
     http: aiohttp.ClientSession, local_stack: Any, worker: WorkerProcess
 ) -> None:
-    marker = "outage" + uuid.uuid4().hex[:8]
-    before = await published_course(http, title=f"Before {marker}")
-    # A precondition, not the freshness check (test_catalog_api asserts 2 s): generous.
-    await eventually_async(
-        lambda: _has(http, marker, {before["id"]}), deadline_s=30, what="indexed before"
-    )
-    search = local_stack.server("elasticsearch")
-    search.stop()
-    try:
+    async def while_down(marker: str) -> None:
         # Authoring goes on while the search node is down; the catalog says it is unavailable.
-        during = [await published_course(http, title=f"During {marker} {n}") for n in range(5)]
         response = await http.get("/api/v1/courses", params={"q": marker + "x"})
         assert response.status == 503
         assert (await response.json())["type"].endswith("search-unavailable")
         ready = await http.get("/readyz")
         assert (await ready.json())["checks"]["search"] is False
-    finally:
-        search.restart()
-    want = {before["id"], *(c["id"] for c in during)}
-    await eventually_async(lambda: _has(http, marker, want), deadline_s=60, what="caught up")
 
-
-async def _has(http: aiohttp.ClientSession, marker: str, want: set[str]) -> bool:
-    return await _found(http, marker) == want
-
-
-async def test_rebuild_builds_a_new_index_and_swaps_the_alias_without_downtime(
-    http: aiohttp.ClientSession,
-    settings: Settings,
-    stack_env: dict[str, str],
-    worker: WorkerProcess,
-) -> None:
-    marker = "rebuild" + uuid.uuid4().hex[:8]
-    courses = [await published_course(http, title=f"Kept {marker} {n}") for n in range(3)]
-    want = {c["id"] for c in courses}
-    await eventually_async(lambda: _has(http, marker, want), deadline_s=30, what="indexed")
-    es = AsyncElasticsearch(settings.search_url)
-    try:
-        old = await current_index(es)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "course_management",
-            "search",
-            "rebuild",
-            env={**os.environ, **stack_env},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        finished = asyncio.ensure_future(process.communicate())
-        # Searches keep answering, complete, while the rebuild runs.
-        answers = 0
-        while not finished.done():
-            assert await _found(http, marker) == want
-            answers += 1
-        out, err = await finished
-        assert process.returncode == 0, err.decode()[-2000:]
-        result = json.loads(out.decode().strip().splitlines()[-1])
-        assert "rebuilding" in err.decode()  # the progress bar
-        new = await current_index(es)
-        assert new == result["index"] and new != old and result["previous"] == old
-        assert not await es.indices.exists(index=old)
-        assert result["documents"] >= len(want)
-        aliases = await es.indices.get_alias(name=ALIAS)
-        assert list(aliases.body) == [new]
-        assert answers >= 1
-    finally:
-        await es.close()
-    assert await _found(http, marker) == want
-    # The live sink writes to the new index from now on.
-    after = await published_course(http, title=f"After {marker}")
-    await eventually_async(
-        lambda: _has(http, marker, {*want, after["id"]}), deadline_s=10, what="indexed after"
-    )
+    await _catches_up_after_outage(http, http, local_stack.server("elasticsearch"), while_down)
 
 
 @pytest.mark.rebalances
@@ -117,18 +53,11 @@ async def test_the_postgres_catalog_catches_up_after_postgresql_was_stopped_and_
     settings: Settings,
     postgres_worker: WorkerProcess,
 ) -> None:
-    marker = "pgoutage" + uuid.uuid4().hex[:8]
     async with aiohttp.ClientSession(base_url=postgres_worker.base_url) as catalog:
-        before = await published_course(http, title=f"Before {marker}")
-        await eventually_async(
-            lambda: _has(catalog, marker, {before["id"]}), deadline_s=30, what="listed before"
-        )
-        database = local_stack.server("postgresql")
-        database.stop()
-        try:
+
+        async def while_down(marker: str) -> None:
             # Authoring goes on (commands, the agent and Redis need no database); the
             # PostgreSQL catalog says it is unavailable instead of failing with a 500.
-            during = [await published_course(http, title=f"During {marker} {n}") for n in range(5)]
             response = await catalog.get("/api/v1/courses", params={"q": marker + "x"})
             assert response.status == 503, await response.text()
             assert (await response.json())["type"].endswith("search-unavailable")
@@ -139,10 +68,10 @@ async def test_the_postgres_catalog_catches_up_after_postgresql_was_stopped_and_
             assert mine.status == 503, await mine.text()
             assert (await mine.json())["type"].endswith("/unavailable")
             assert mine.headers["Retry-After"] == "1"
-        finally:
-            database.restart()
-        want = {before["id"], *(c["id"] for c in during)}
-        await eventually_async(lambda: _has(catalog, marker, want), deadline_s=60, what="caught up")
+
+        during = await _catches_up_after_outage(
+            http, catalog, local_stack.server("postgresql"), while_down
+        )
     # The course mirror waited for the database too: nothing written meanwhile is lost.
     connection = await asyncpg.connect(settings.database_url)
     try:
@@ -158,6 +87,58 @@ async def test_the_postgres_catalog_catches_up_after_postgresql_was_stopped_and_
         await connection.close()
 
 
+async def _catches_up_after_outage(
+    writer: aiohttp.ClientSession,
+    catalog: aiohttp.ClientSession,
+    server: Any,
+    while_down: Callable[[str], Awaitable[None]],
+) -> list[dict[str, Any]]:
+    """A course listed; `server` stopped; five courses written and `while_down` checked;
+    `server` started again; then the catalog lists all six. Returns the five."""
+    marker = "outage" + uuid.uuid4().hex[:8]
+    before = await published_course(writer, title=f"Before {marker}")
+    # A precondition, not the freshness check (test_catalog_api asserts 2 s): generous.
+    await eventually_async(
+        lambda: _has(catalog, marker, {before["id"]}), deadline_s=30, what="listed before"
+    )
+    server.stop()
+    try:
+        during = [await published_course(writer, title=f"During {marker} {n}") for n in range(5)]
+        await while_down(marker)
+    finally:
+        server.restart()
+    want = {before["id"], *(c["id"] for c in during)}
+    await eventually_async(lambda: _has(catalog, marker, want), deadline_s=60, what="caught up")
+    return during
+
+
+async def _has(http: aiohttp.ClientSession, marker: str, want: set[str]) -> bool:
+    return await _found(http, marker) == want
+
+
+async def test_rebuild_builds_a_new_index_and_swaps_the_alias_without_downtime(
+    http: aiohttp.ClientSession,
+    settings: Settings,
+    stack_env: dict[str, str],
+    worker: WorkerProcess,
+) -> None:
+    marker, want = await _listed_courses(http, http)
+    es = AsyncElasticsearch(settings.search_url)
+    try:
+        old = await current_index(es)
+        result, progress = await _rebuild_under_searches(http, marker, want, stack_env)
+        assert "rebuilding index" in progress
+        new = await current_index(es)
+        assert new == result["index"] and new != old and result["previous"] == old
+        assert not await es.indices.exists(index=old)
+        assert result["documents"] >= len(want)
+        aliases = await es.indices.get_alias(name=ALIAS)
+        assert list(aliases.body) == [new]
+    finally:
+        await es.close()
+    await _new_writes_are_listed(http, http, marker, want)
+
+
 _INDEX_NAMES = """
 SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()
 AND tablename = 'catalog_courses' ORDER BY indexname"""
@@ -170,37 +151,17 @@ async def test_rebuild_of_the_postgres_catalog_swaps_tables_without_downtime(
     stack_env: dict[str, str],
     postgres_worker: WorkerProcess,
 ) -> None:
-    marker = "pgrebuild" + uuid.uuid4().hex[:8]
-    courses = [await published_course(http, title=f"Kept {marker} {n}") for n in range(3)]
-    want = {c["id"] for c in courses}
     connection = await asyncpg.connect(settings.database_url)
     async with aiohttp.ClientSession(base_url=postgres_worker.base_url) as catalog:
-        await eventually_async(lambda: _has(catalog, marker, want), deadline_s=30, what="listed")
+        marker, want = await _listed_courses(http, catalog)
         try:
             table = "SELECT 'catalog_courses'::regclass::oid"
             old_table = await connection.fetchval(table)
             old_indexes = [r[0] for r in await connection.fetch(_INDEX_NAMES)]
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "course_management",
-                "search",
-                "rebuild",
-                env={**os.environ, **stack_env, "SEARCH_URL": ""},
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            result, progress = await _rebuild_under_searches(
+                catalog, marker, want, {**stack_env, "SEARCH_URL": ""}
             )
-            finished = asyncio.ensure_future(process.communicate())
-            # Searches keep answering, complete, while the rebuild runs (a new `limit`
-            # each time, so the page cache does not answer for the table).
-            answers = 0
-            while not finished.done():
-                assert await _found(catalog, marker, limit=4 + answers % 96) == want
-                answers += 1
-            out, err = await finished
-            assert process.returncode == 0, err.decode()[-2000:]
-            result = json.loads(out.decode().strip().splitlines()[-1])
-            assert "rebuilding postgres" in err.decode()  # the progress bar
+            assert "rebuilding postgres" in progress
             assert result["table"] == "catalog_courses"
             assert result["entries"] >= len(want)
             assert await connection.fetchval(table) != old_table  # a new table
@@ -211,15 +172,59 @@ async def test_rebuild_of_the_postgres_catalog_swaps_tables_without_downtime(
             assert [r[0] for r in await connection.fetch(_INDEX_NAMES)] == old_indexes
             leftover = "SELECT to_regclass('catalog_courses_rebuild')"
             assert await connection.fetchval(leftover) is None
-            assert answers >= 1
         finally:
             await connection.close()
-        assert await _found(catalog, marker) == want
-        # The live sink writes to the new table from now on.
-        after = await published_course(http, title=f"After {marker}")
-        await eventually_async(
-            lambda: _has(catalog, marker, {*want, after["id"]}), deadline_s=10, what="after"
-        )
+        await _new_writes_are_listed(http, catalog, marker, want)
+
+
+async def _listed_courses(
+    writer: aiohttp.ClientSession, catalog: aiohttp.ClientSession
+) -> tuple[str, set[str]]:
+    """Three courses under a fresh marker word, once the catalog lists them."""
+    marker = "rebuild" + uuid.uuid4().hex[:8]
+    courses = [await published_course(writer, title=f"Kept {marker} {n}") for n in range(3)]
+    want = {c["id"] for c in courses}
+    await eventually_async(lambda: _has(catalog, marker, want), deadline_s=30, what="listed")
+    return marker, want
+
+
+async def _rebuild_under_searches(
+    catalog: aiohttp.ClientSession, marker: str, want: set[str], env: dict[str, str]
+) -> tuple[dict[str, Any], str]:
+    """`course-management search rebuild` as a subprocess while the catalog is searched
+    for `marker` again and again: every answer complete. Returns its result and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "course_management",
+        "search",
+        "rebuild",
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    finished = asyncio.ensure_future(process.communicate())
+    # A new `limit` each time, so the page cache does not answer for the backend.
+    answers = 0
+    while not finished.done():
+        assert await _found(catalog, marker, limit=4 + answers % 96) == want
+        answers += 1
+    out, err = await finished
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert answers >= 1
+    return json.loads(out.decode().strip().splitlines()[-1]), err.decode()
+
+
+async def _new_writes_are_listed(
+    writer: aiohttp.ClientSession, catalog: aiohttp.ClientSession, marker: str, want: set[str]
+) -> None:
+    """After a rebuild: the catalog still lists `want`, and the live sink writes to the new
+    index or table."""
+    assert await _found(catalog, marker) == want
+    after = await published_course(writer, title=f"After {marker}")
+    await eventually_async(
+        lambda: _has(catalog, marker, {*want, after["id"]}), deadline_s=10, what="listed after"
+    )
 
 
 async def test_the_catalog_topic_replays_every_course_it_has_seen(
