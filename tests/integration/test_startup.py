@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 
 import boto3
@@ -17,6 +18,7 @@ from elasticsearch import Elasticsearch
 from course_management.config import Settings
 from course_management.infra.avro import schemas_dir
 from course_management.provisioning import provision_all
+from tests.support import eventually_async
 
 
 def run_worker(env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -131,8 +133,23 @@ async def test_provisioning_gives_existing_topics_their_settings_again(
         await admin.alter_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": "1000000"})]
         )
-        assert await max_message_bytes() != str(2 * 1024 * 1024)
+        # The broker applies a config change after answering it: wait for it (with a deadline).
+        await eventually_async(
+            lambda: _differs(max_message_bytes(), str(2 * 1024 * 1024)),
+            what="the override gone",
+        )
         await asyncio.to_thread(provision_all, settings)
-        assert await max_message_bytes() == str(2 * 1024 * 1024)
+        await eventually_async(
+            lambda: _equals(max_message_bytes(), str(2 * 1024 * 1024)),
+            what="max.message.bytes back at 2 MiB",
+        )
     finally:
         await admin.close()
+
+
+async def _equals(value: Awaitable[str], expected: str) -> bool:
+    return await value == expected
+
+
+async def _differs(value: Awaitable[str], expected: str) -> bool:
+    return await value != expected
