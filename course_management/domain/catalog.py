@@ -8,6 +8,10 @@ behave alike live here:
 - `q` is plain text: it is cut into words (letters and digits), at most `MAX_TERMS` of
   them, and every word must match somewhere (title, tags, instructor name, description),
   with a title match weighing most. No query syntax ever reaches a backend;
+- a word may be misspelt: like Elasticsearch's `fuzziness: AUTO` with `prefix_length: 1`,
+  a word of 3-5 letters also finds words one edit away, a longer word two edits away
+  (a swap of two neighbouring letters is one edit), never changing the first letter, and
+  at most `MAX_TYPO_EXPANSIONS` nearest words per query word (`typo_matches`);
 - each sort ends with the course id, so the order is total and a cursor (the sort values
   of the last item) neither repeats nor skips an item when courses are added.
 """
@@ -19,11 +23,13 @@ import binascii
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from rapidfuzz.distance import OSA
 
 from course_management.domain.course import Level
 from course_management.domain.problems import Problem, validation_problem
@@ -31,6 +37,7 @@ from course_management.domain.problems import Problem, validation_problem
 MAX_TERMS = 32
 MAX_TERM_CHARS = 64
 FACETS = ("category", "level", "language")
+MAX_TYPO_EXPANSIONS = 20  # the index's `max_expansions`
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -108,6 +115,28 @@ def search_terms(q: str | None) -> tuple[str, ...]:
         if len(seen) == MAX_TERMS:
             break
     return tuple(seen)
+
+
+def allowed_edits(word: str) -> int:
+    """Elasticsearch's `fuzziness: AUTO`: none under 3 letters, one up to 5, two from 6."""
+    return 0 if len(word) < 3 else 1 if len(word) < 6 else 2
+
+
+def typo_matches(term: str, words: Iterable[str]) -> list[str]:
+    """The `words` a misspelt `term` may have meant: same first letter, at most
+    `allowed_edits(term)` edits away (a swap of neighbours is one edit), the term itself
+    excluded; nearest first, at most `MAX_TYPO_EXPANSIONS`."""
+    edits = allowed_edits(term)
+    if not edits:
+        return []
+    near: list[tuple[int, str]] = []
+    for word in set(words):
+        if word == term or word[:1] != term[:1]:
+            continue
+        distance = OSA.distance(term, word, score_cutoff=edits)
+        if distance <= edits:
+            near.append((distance, word))
+    return [word for _, word in sorted(near)[:MAX_TYPO_EXPANSIONS]]
 
 
 def parse_query(query: dict[str, str]) -> CatalogQuery:

@@ -4,13 +4,18 @@ Used as the search backend when no Elasticsearch node is configured (`SEARCH_URL
 unset), and always kept, so the index can be rebuilt from it. Words are matched with
 the `simple` text configuration (lower-cased, no stemming), like the index's standard
 analyzer; every word must match (title weighs most, then tags and instructor name,
-then description). PostgreSQL has no typo tolerance; Elasticsearch has.
+then description). Misspelt words are found as on the index (`domain.catalog.typo_matches`):
+each query word is widened with the catalog words it may have meant, looked up in
+`catalog_words` (same first letter, a close length, a bounded Levenshtein distance) and
+checked in Python; a course matching the words as typed ranks above one matching only a
+correction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
@@ -19,10 +24,13 @@ import asyncpg
 
 from course_management.domain.catalog import (
     FACETS,
+    MAX_TERM_CHARS,
     CatalogPage,
     CatalogQuery,
     Sort,
+    allowed_edits,
     sort_values,
+    typo_matches,
 )
 
 TABLE = "catalog_courses"
@@ -43,6 +51,33 @@ INSERT INTO {table} AS c ({_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19::jsonb)
 ON CONFLICT (id) DO UPDATE SET {updates}, changed_at = now()
 WHERE c.catalog_version < EXCLUDED.catalog_version
+"""
+
+
+MAX_WORD_CHARS = MAX_TERM_CHARS + 2  # a query word, plus two edits
+
+# The words of the rows just written, for typo lookups (sorted: concurrent writers take
+# the same locks in the same order).
+_REMEMBER_WORDS = """
+INSERT INTO catalog_words (word)
+SELECT DISTINCT w FROM {table}, unnest(tsvector_to_array(search)) AS w
+WHERE id = ANY($1::text[]) AND listed AND length(w) BETWEEN 2 AND {longest}
+ORDER BY w
+ON CONFLICT DO NOTHING
+"""
+
+# Catalog words near each query word. Levenshtein counts a swap of neighbours as two
+# edits, so the bound is twice the allowed edits; `typo_matches` then keeps the words
+# within the allowed edits counting a swap as one.
+_NEAR_WORDS = """
+SELECT t.term, w.word
+FROM unnest($1::text[], $2::int[]) AS t(term, edits)
+CROSS JOIN LATERAL (
+    SELECT word FROM catalog_words
+    WHERE left(word, 1) = left(t.term, 1)
+      AND length(word) BETWEEN length(t.term) - t.edits AND length(t.term) + t.edits
+      AND levenshtein_less_equal(word, t.term, 2 * t.edits) <= 2 * t.edits
+) w
 """
 
 
@@ -91,7 +126,11 @@ async def write_catalog_entries(
     rows = [_row(e) for e in newest_entries(entries)]
     if not rows:
         return 0
-    await pool.executemany(_upsert(table), rows)
+    listed = [row[0] for row in rows if row[2]]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.executemany(_upsert(table), rows)
+        if listed:
+            await conn.execute(_REMEMBER_WORDS.format(table=table, longest=MAX_WORD_CHARS), listed)
     return len(rows)
 
 
@@ -107,9 +146,19 @@ class PgCatalog:
     async def search(self, query: CatalogQuery) -> CatalogPage:
         where, args = self._filters(query)
         score = "0::real"
+        typos: dict[str, list[str]] = {}
         if query.terms:
-            args.append(" & ".join(query.terms))
-            tsq = f"to_tsquery('simple', ${len(args)})"
+            typos = await self._typos(query.terms)
+            words = []
+            for term in query.terms:
+                args.append(term)
+                as_typed = f"to_tsquery('simple', ${len(args)})"
+                if term in typos:
+                    args.append(" | ".join(_lexeme(w) for w in typos[term]))
+                    words.append(f"({as_typed} || ${len(args)}::tsquery)")
+                else:
+                    words.append(as_typed)
+            tsq = "(" + " && ".join(words) + ")"
             where.append(f"search @@ {tsq}")
             score = f"ts_rank(search, {tsq}, 0)"
         facet_sql = f"""
@@ -117,6 +166,9 @@ class PgCatalog:
             WHERE {" AND ".join(where)}
             GROUP BY GROUPING SETS ((category), (level), (language))"""
         facet_args = list(args)
+        if typos:  # the words as typed weigh more than their corrections
+            args.append(" | ".join(query.terms))
+            score += f" + ts_rank(search, to_tsquery('simple', ${len(args)}), 0)"
         order, keyset = self._order(query, args)
         args.append(query.limit + 1)
         page_sql = f"""
@@ -148,6 +200,16 @@ class PgCatalog:
                 last["score"],
             )
         return CatalogPage(items, next_after, _facets(facet_rows))
+
+    async def _typos(self, terms: tuple[str, ...]) -> dict[str, list[str]]:
+        """For each query word that may be misspelt, the catalog words it may have meant."""
+        fuzzy = [t for t in terms if allowed_edits(t)]
+        if not fuzzy:
+            return {}
+        near: dict[str, list[str]] = defaultdict(list)
+        for row in await self.pool.fetch(_NEAR_WORDS, fuzzy, [allowed_edits(t) for t in fuzzy]):
+            near[row["term"]].append(row["word"])
+        return {t: matches for t in fuzzy if (matches := typo_matches(t, near[t]))}
 
     @staticmethod
     def _filters(query: CatalogQuery) -> tuple[list[str], list[Any]]:
@@ -244,6 +306,11 @@ def entry_of_row(row: asyncpg.Record) -> dict[str, Any]:
         "listed": True,
         "document": document,
     }
+
+
+def _lexeme(word: str) -> str:
+    """A catalog word as a quoted tsquery lexeme (taken as it is, not parsed again)."""
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _course(row: asyncpg.Record) -> dict[str, Any]:

@@ -6,13 +6,16 @@ import pytest
 
 from course_management.domain.catalog import (
     MAX_TERMS,
+    MAX_TYPO_EXPANSIONS,
     Sort,
+    allowed_edits,
     catalog_document,
     catalog_version,
     encode_cursor,
     parse_query,
     search_terms,
     sort_values,
+    typo_matches,
 )
 from course_management.domain.problems import Problem
 
@@ -131,3 +134,24 @@ def test_a_rebuilt_index_pairs_with_the_live_one_by_its_shape() -> None:
     assert index_shape(live) == index_shape(copy) != index_shape(other)
     key = "CREATE UNIQUE INDEX catalog_courses_pkey ON public.catalog_courses USING btree (id)"
     assert index_shape(key) == "CREATE UNIQUE INDEX ON USING btree (id)"
+
+
+def test_allowed_edits_follow_elasticsearch_auto() -> None:
+    assert [allowed_edits("x" * n) for n in range(1, 9)] == [0, 0, 1, 1, 1, 2, 2, 2]
+
+
+def test_typo_matches_count_a_swap_as_one_edit_and_keep_the_first_letter() -> None:
+    words = ["kafka", "kafkas", "rafka", "kfkaa", "python", "pyhton", "pythons", "pyth"]
+    # "kafka" is a swap away; "rafka" changes the first letter, "kfkaa" is two swaps away.
+    assert typo_matches("kafak", words) == ["kafka"]
+    assert typo_matches("pythn", words) == ["pyth", "python"]  # one edit each
+    assert typo_matches("pyhotn", words) == ["pyhton", "python"]  # six letters: two edits
+    assert typo_matches("ab", ["ac", "ab"]) == []  # under three letters: none
+    assert typo_matches("kafka", words) == ["kafkas"]  # the word itself is not a correction
+
+
+def test_typo_matches_keep_the_nearest_twenty() -> None:
+    words = [f"abcde{chr(97 + i)}" for i in range(26)] + ["abcdef"]
+    matches = typo_matches("abcdef", [*words, "abcdxy"])
+    assert len(matches) == MAX_TYPO_EXPANSIONS
+    assert "abcdxy" not in matches  # two edits: farther than the one-edit words
