@@ -7,7 +7,7 @@ behave alike live here:
 - a course is listed when it is published and not deleted;
 - `q` is plain text: it is cut into words (letters and digits), at most `MAX_TERMS` of
   them, and every word must match somewhere (title, tags, instructor name, description),
-  with a title match weighing most. No query syntax ever reaches a backend;
+  with a title match weighing most (`WORD_SCORES`). No query syntax ever reaches a backend;
 - a word may be misspelt: like Elasticsearch's `fuzziness: AUTO` with `prefix_length: 1`,
   a word of 3-5 letters also finds words one edit away, a longer word two edits away
   (a swap of two neighbouring letters is one edit), never changing the first letter, and
@@ -38,6 +38,16 @@ MAX_TERMS = 32
 MAX_TERM_CHARS = 64
 FACETS = ("category", "level", "language")
 MAX_TYPO_EXPANSIONS = 20  # the index's `max_expansions`
+# Relevance, the same on both backends (decision 14): for every query word, the best of
+# these scores over the fields it matches (as typed, or only through a correction); a
+# course's score is the sum over the words. It depends on the course alone, so a cursor
+# (score, id) stays valid while courses are added.
+WORD_SCORES = (
+    ("title", 8.0, 6.0),
+    ("tags", 4.0, 3.0),
+    ("instructor_name", 4.0, 3.0),
+    ("description", 2.0, 1.5),
+)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 

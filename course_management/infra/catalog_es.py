@@ -26,6 +26,7 @@ from elasticsearch.helpers import async_bulk
 
 from course_management.domain.catalog import (
     FACETS,
+    WORD_SCORES,
     CatalogPage,
     CatalogQuery,
     Sort,
@@ -74,13 +75,8 @@ _SORTS: dict[Sort, list[dict[str, str]]] = {
     Sort.popular: [{"enrollment_count": "desc"}, {"id": "asc"}],
 }
 
-# (field, exact boost, one-typo boost)
-_FIELDS = (
-    ("title", 8.0, 6.0),
-    ("tags.text", 4.0, 3.0),
-    ("instructor_name", 4.0, 3.0),
-    ("description", 2.0, 1.5),
-)
+# The index's field for each of `WORD_SCORES`' fields.
+_FIELD_NAMES = {"tags": "tags.text"}
 
 
 def _source(entry: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +174,8 @@ class EsCatalog:
 
 def _word(term: str) -> dict[str, Any]:
     options = []
-    for field, exact, fuzzy in _FIELDS:
+    for name, exact, fuzzy in WORD_SCORES:
+        field = _FIELD_NAMES.get(name, name)
         options.append(
             {"constant_score": {"filter": {"match": {field: {"query": term}}}, "boost": exact}}
         )

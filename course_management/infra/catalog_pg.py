@@ -3,12 +3,12 @@
 Used as the search backend when no Elasticsearch node is configured (`SEARCH_URL`
 unset), and always kept, so the index can be rebuilt from it. Words are matched with
 the `simple` text configuration (lower-cased, no stemming), like the index's standard
-analyzer; every word must match (title weighs most, then tags and instructor name,
-then description). Misspelt words are found as on the index (`domain.catalog.typo_matches`):
-each query word is widened with the catalog words it may have meant, looked up in
-`catalog_words` (same first letter, a close length, a bounded Levenshtein distance) and
-checked in Python; a course matching the words as typed ranks above one matching only a
-correction.
+analyzer; every word must match, and courses are scored as on the index
+(`domain.catalog.WORD_SCORES`, over the title, tags plus instructor name, and
+description weights of the `search` column). Misspelt words are found as on the index
+(`domain.catalog.typo_matches`): each query word is widened with the catalog words it
+may have meant, looked up in `catalog_words` (same first letter, a close length, a
+bounded Levenshtein distance) and checked in Python.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import asyncpg
 from course_management.domain.catalog import (
     FACETS,
     MAX_TERM_CHARS,
+    WORD_SCORES,
     CatalogPage,
     CatalogQuery,
     Sort,
@@ -146,36 +147,38 @@ class PgCatalog:
     async def search(self, query: CatalogQuery) -> CatalogPage:
         where, args = self._filters(query)
         score = "0::real"
-        typos: dict[str, list[str]] = {}
+        source = self.table
         if query.terms:
             typos = await self._typos(query.terms)
-            words = []
+            words: list[tuple[str, str | None]] = []  # per query word: as typed, corrections
             for term in query.terms:
                 args.append(term)
-                as_typed = f"to_tsquery('simple', ${len(args)})"
+                typed = f"to_tsquery('simple', ${len(args)})"
+                corrected = None
                 if term in typos:
                     args.append(" | ".join(_lexeme(w) for w in typos[term]))
-                    words.append(f"({as_typed} || ${len(args)}::tsquery)")
-                else:
-                    words.append(as_typed)
-            tsq = "(" + " && ".join(words) + ")"
-            where.append(f"search @@ {tsq}")
-            score = f"ts_rank(search, {tsq}, 0)"
+                    corrected = f"${len(args)}::tsquery"
+                words.append((typed, corrected))
+            where.append(
+                "search @@ ("
+                + " && ".join(t if c is None else f"({t} || {c})" for t, c in words)
+                + ")"
+            )
+            if query.sort is Sort.relevance:
+                score = " + ".join(_word_score(t, c) for t, c in words)
+                source = f"{self.table}, LATERAL (SELECT {_FIELDS_OF_SEARCH}) AS fields"
         facet_sql = f"""
             SELECT category, level, language, count(*) AS n FROM {self.table}
             WHERE {" AND ".join(where)}
             GROUP BY GROUPING SETS ((category), (level), (language))"""
         facet_args = list(args)
-        if typos:  # the words as typed weigh more than their corrections
-            args.append(" | ".join(query.terms))
-            score += f" + ts_rank(search, to_tsquery('simple', ${len(args)}), 0)"
         order, keyset = self._order(query, args)
         args.append(query.limit + 1)
         page_sql = f"""
             SELECT * FROM (
                 SELECT id, document, rating_sort, rating_count, enrollment_count,
-                       created_at_text, {score} AS score
-                FROM {self.table} WHERE {" AND ".join(where)}
+                       created_at_text, ({score})::real AS score
+                FROM {source} WHERE {" AND ".join(where)}
             ) hits
             WHERE {" AND ".join(["true", *keyset])}
             ORDER BY {order} LIMIT ${len(args)}"""
@@ -306,6 +309,31 @@ def entry_of_row(row: asyncpg.Record) -> dict[str, Any]:
         "listed": True,
         "document": document,
     }
+
+
+# Which `search` weight holds each of `WORD_SCORES`' fields (see the 0004 migration).
+_WEIGHT_OF = {"title": "a", "tags": "b", "instructor_name": "b", "description": "c"}
+_FIELDS_OF_SEARCH = ", ".join(
+    f"ts_filter(search, '{{{w}}}') AS in_{w}" for w in sorted(set(_WEIGHT_OF.values()))
+)
+
+
+def _word_score(typed: str, corrected: str | None) -> str:
+    """A query word's score (`WORD_SCORES`): the best field it matches as typed, or only
+    through a correction. Constant per field, as on the index, where `ts_rank` would
+    change with the number of corrections and so with the rest of the catalog."""
+    cases: dict[tuple[str, str], float] = {}
+    for field, exact, fuzzy in WORD_SCORES:
+        weight = _WEIGHT_OF[field]
+        cases[(weight, typed)] = max(exact, cases.get((weight, typed), 0.0))
+        if corrected is not None:
+            cases[(weight, corrected)] = max(fuzzy, cases.get((weight, corrected), 0.0))
+    whens = sorted(cases.items(), key=lambda kv: -kv[1])
+    return (
+        "(CASE "
+        + " ".join(f"WHEN in_{w} @@ {tsq} THEN {value}" for (w, tsq), value in whens)
+        + " ELSE 0 END)"
+    )
 
 
 def _lexeme(word: str) -> str:

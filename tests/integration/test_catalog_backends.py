@@ -20,7 +20,13 @@ from elasticsearch import AsyncElasticsearch
 
 from bench.catalog_seed import catalog, entry
 from course_management.config import Settings
-from course_management.domain.catalog import CatalogQuery, Sort, encode_cursor, parse_query
+from course_management.domain.catalog import (
+    WORD_SCORES,
+    CatalogQuery,
+    Sort,
+    encode_cursor,
+    parse_query,
+)
 from course_management.infra import catalog_es, catalog_pg
 from course_management.infra.catalog_pg import PgCatalog
 
@@ -158,6 +164,31 @@ async def test_full_text_every_word_must_match_and_title_ranks_first(backend: Ba
     want = expected(lambda d: {"kafka", "security"} <= words(d))
     assert {c["id"] for c in both} == {d["id"] for d in want}
     assert want
+
+
+async def test_relevance_is_the_sum_of_the_word_scores(backend: Backend) -> None:
+    """Both backends order by the same score: per word, the best field it matches."""
+    terms = ("python", "practical")  # each in titles, tags or descriptions
+
+    def score(d: dict[str, Any]) -> float | None:
+        fields = {
+            "title": d["title"],
+            "tags": " ".join(d["tags"]),
+            "instructor_name": d["instructor_name"],
+            "description": d["description"],
+        }
+        total = 0.0
+        for term in terms:
+            hits = [s for f, s, _ in WORD_SCORES if term in re.findall(r"\w+", fields[f].lower())]
+            if not hits:
+                return None
+            total += max(hits)
+        return total
+
+    scored = [(s, d["id"]) for d in PUBLISHED.values() if (s := score(d)) is not None]
+    got = await every_page(backend, q=" ".join(terms), limit=20)
+    assert [c["id"] for c in got] == [i for _, i in sorted(scored, key=lambda x: (-x[0], x[1]))]
+    assert len({s for s, _ in scored}) > 2  # the order is not just by id
 
 
 async def test_instructor_name_is_searchable(backend: Backend) -> None:
