@@ -67,7 +67,11 @@ class CatalogParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     q: Annotated[str, StringConstraints(max_length=5000)] | None = Field(
-        default=None, description="Plain text over title, tags, instructor name, description"
+        default=None,
+        description=(
+            "Plain text over title, tags, instructor name, description; every word must"
+            " match; a misspelt word (one edit in 3-5 letters, two from 6) still matches"
+        ),
     )
     category: Filter | None = Field(default=None, description="Exact category")
     level: Level | None = Field(default=None, description="Exact level")
