@@ -124,7 +124,8 @@ async def write_catalog_entries(
     pool: asyncpg.Pool, entries: list[dict[str, Any]], table: str = TABLE
 ) -> int:
     """Upsert a batch; an entry older than the row is ignored. Returns the rows written."""
-    rows = [_row(e) for e in newest_entries(entries)]
+    # In id order: concurrent writers (two sinks, a rebuild catching up) lock rows alike.
+    rows = sorted((_row(e) for e in newest_entries(entries)), key=lambda row: str(row[0]))
     if not rows:
         return 0
     listed = [row[0] for row in rows if row[2]]
