@@ -168,25 +168,13 @@ class PgCatalog:
             if query.sort is Sort.relevance:
                 score = " + ".join(_word_score(t, c) for t, c in words)
                 source = f"{self.table}, LATERAL (SELECT {_FIELDS_OF_SEARCH}) AS fields"
-        facet_sql = f"""
-            SELECT category, level, language, count(*) AS n FROM {self.table}
-            WHERE {" AND ".join(where)}
-            GROUP BY GROUPING SETS ((category), (level), (language))"""
-        facet_args = list(args)
+        filter_args = list(args)
         order, keyset = self._order(query, args)
         args.append(query.limit + 1)
-        page_sql = f"""
-            SELECT * FROM (
-                SELECT id, document, rating_sort, rating_count, enrollment_count,
-                       created_at_text, ({score})::real AS score
-                FROM {source} WHERE {" AND ".join(where)}
-            ) hits
-            WHERE {" AND ".join(["true", *keyset])}
-            ORDER BY {order} LIMIT ${len(args)}"""
-        # Two connections at once: the page and the facets are independent queries.
-        rows, facet_rows = await asyncio.gather(
-            self.pool.fetch(page_sql, *args), self.pool.fetch(facet_sql, *facet_args)
-        )
+        if query.terms:
+            rows, facet_rows = await self._words(source, where, score, order, keyset, args)
+        else:
+            rows, facet_rows = await self._browse(where, order, keyset, args, filter_args)
         items = [_course(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         last = rows[query.limit - 1] if more else None
@@ -204,6 +192,69 @@ class PgCatalog:
                 last["score"],
             )
         return CatalogPage(items, next_after, _facets(facet_rows))
+
+    async def _words(
+        self,
+        source: str,
+        where: list[str],
+        score: str,
+        order: str,
+        keyset: list[str],
+        args: list[Any],
+    ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+        """A query with words: the matching courses are found once, through the full-text
+        index, and both the page and the facets come from them. (Given a sort with an index,
+        the planner would walk that index and test every course against the words while
+        it expects many matches: a rare pair of words then read the whole table, ~95 ms
+        over 100,000 courses instead of ~2 ms.)"""
+        sql = f"""
+            WITH hits AS MATERIALIZED (
+                SELECT id, category, level, language, rating_sort, rating_count,
+                       enrollment_count, created_at_text, ({score})::real AS score
+                FROM {source} WHERE {" AND ".join(where)}
+            ), page AS (
+                SELECT top.*, row_number() OVER (ORDER BY {order}) AS place FROM (
+                    SELECT * FROM hits WHERE {" AND ".join(["true", *keyset])}
+                    ORDER BY {order} LIMIT ${len(args)}
+                ) top
+            )
+            SELECT page.place, page.id, page.rating_sort, page.rating_count,
+                   page.enrollment_count, page.created_at_text, page.score, c.document,
+                   NULL::text AS category, NULL::text AS level, NULL::text AS language,
+                   NULL::bigint AS n
+            FROM page JOIN {self.table} c USING (id)
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                   category, level, language, count(*)
+            FROM hits GROUP BY GROUPING SETS ((category), (level), (language))"""
+        rows = await self.pool.fetch(sql, *args)
+        page = sorted((r for r in rows if r["place"] is not None), key=lambda r: r["place"])
+        return page, [r for r in rows if r["place"] is None]
+
+    async def _browse(
+        self,
+        where: list[str],
+        order: str,
+        keyset: list[str],
+        args: list[Any],
+        filter_args: list[Any],
+    ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+        """A query without words: the page walks the sort's index; the facets, counted at
+        the same time on a second connection, cover the filtered set."""
+        page_sql = f"""
+            SELECT id, document, rating_sort, rating_count, enrollment_count,
+                   created_at_text, 0::real AS score
+            FROM {self.table}
+            WHERE {" AND ".join([*where, *keyset])}
+            ORDER BY {order} LIMIT ${len(args)}"""
+        facet_sql = f"""
+            SELECT category, level, language, count(*) AS n FROM {self.table}
+            WHERE {" AND ".join(where)}
+            GROUP BY GROUPING SETS ((category), (level), (language))"""
+        page, facets = await asyncio.gather(
+            self.pool.fetch(page_sql, *args), self.pool.fetch(facet_sql, *filter_args)
+        )
+        return page, facets
 
     async def _typos(self, terms: tuple[str, ...]) -> dict[str, list[str]]:
         """For each query word that may be misspelt, the catalog words it may have meant."""
