@@ -172,7 +172,9 @@ class PgCatalog:
         order, keyset = self._order(query, args)
         args.append(query.limit + 1)
         if query.terms:
-            rows, facet_rows = await self._words(source, where, score, order, keyset, args)
+            rows, facet_rows = await self._words(
+                source, where, score, order, keyset, args, filter_args
+            )
         else:
             rows, facet_rows = await self._browse(where, order, keyset, args, filter_args)
         items = [_course(row) for row in rows[: query.limit]]
@@ -201,35 +203,34 @@ class PgCatalog:
         order: str,
         keyset: list[str],
         args: list[Any],
+        filter_args: list[Any],
     ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
-        """A query with words: the matching courses are found once, through the full-text
-        index, and both the page and the facets come from them. (Given a sort with an index,
-        the planner would walk that index and test every course against the words while
-        it expects many matches: a rare pair of words then read the whole table, ~95 ms
-        over 100,000 courses instead of ~2 ms.)"""
-        sql = f"""
+        """A query with words: the page is the top of the matches the full-text index finds
+        (a `MATERIALIZED` set of narrow rows; only the page's rows fetch their documents),
+        the facets are counted over the same matches on a second connection at the same
+        time. (Left to itself, given a sort with an index, the planner walks that index and
+        tests every course against the words when it expects many matches: a rare pair of
+        words read the whole table, 92 ms over 100,000 courses instead of 2 ms.)"""
+        page_sql = f"""
             WITH hits AS MATERIALIZED (
-                SELECT id, category, level, language, rating_sort, rating_count,
+                SELECT id, rating_sort, rating_count,
                        enrollment_count, created_at_text, ({score})::real AS score
                 FROM {source} WHERE {" AND ".join(where)}
-            ), page AS (
-                SELECT top.*, row_number() OVER (ORDER BY {order}) AS place FROM (
+            ), top AS (
+                SELECT first.*, row_number() OVER (ORDER BY {order}) AS place FROM (
                     SELECT * FROM hits WHERE {" AND ".join(["true", *keyset])}
                     ORDER BY {order} LIMIT ${len(args)}
-                ) top
+                ) first
             )
-            SELECT page.place, page.id, page.rating_sort, page.rating_count,
-                   page.enrollment_count, page.created_at_text, page.score, c.document,
-                   NULL::text AS category, NULL::text AS level, NULL::text AS language,
-                   NULL::bigint AS n
-            FROM page JOIN {self.table} c USING (id)
-            UNION ALL
-            SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                   category, level, language, count(*)
-            FROM hits GROUP BY GROUPING SETS ((category), (level), (language))"""
-        rows = await self.pool.fetch(sql, *args)
-        page = sorted((r for r in rows if r["place"] is not None), key=lambda r: r["place"])
-        return page, [r for r in rows if r["place"] is None]
+            SELECT top.*, c.document FROM top JOIN {self.table} c USING (id)"""
+        facet_sql = f"""
+            SELECT category, level, language, count(*) AS n FROM {self.table}
+            WHERE {" AND ".join(where)}
+            GROUP BY GROUPING SETS ((category), (level), (language))"""
+        rows, facets = await asyncio.gather(
+            self.pool.fetch(page_sql, *args), self.pool.fetch(facet_sql, *filter_args)
+        )
+        return sorted(rows, key=lambda r: r["place"]), facets
 
     async def _browse(
         self,
