@@ -148,33 +148,25 @@ class PgCatalog:
     async def search(self, query: CatalogQuery) -> CatalogPage:
         where, args = self._filters(query)
         score = "0::real"
-        source = self.table
+        typos: dict[str, list[str]] = {}
         if query.terms:
             typos = await self._typos(query.terms)
-            words: list[tuple[str, str | None]] = []  # per query word: as typed, corrections
+            matches = []
             for term in query.terms:
                 args.append(term)
                 typed = f"to_tsquery('simple', ${len(args)})"
-                corrected = None
                 if term in typos:
-                    args.append(" | ".join(_lexeme(w) for w in typos[term]))
-                    corrected = f"${len(args)}::tsquery"
-                words.append((typed, corrected))
-            where.append(
-                "search @@ ("
-                + " && ".join(t if c is None else f"({t} || {c})" for t, c in words)
-                + ")"
-            )
-            if query.sort is Sort.relevance:
-                score = " + ".join(_word_score(t, c) for t, c in words)
-                source = f"{self.table}, LATERAL (SELECT {_FIELDS_OF_SEARCH}) AS fields"
-        filter_args = list(args)
+                    args.append(_lexemes(typos[term]))
+                    typed = f"({typed} || ${len(args)}::tsquery)"
+                matches.append(typed)
+            where.append("search @@ (" + " && ".join(matches) + ")")
+        filter_args = list(args)  # the facets need no more
+        if query.terms and query.sort is Sort.relevance:
+            score = _score(query.terms, typos, args)
         order, keyset = self._order(query, args)
         args.append(query.limit + 1)
         if query.terms:
-            rows, facet_rows = await self._words(
-                source, where, score, order, keyset, args, filter_args
-            )
+            rows, facet_rows = await self._words(where, score, order, keyset, args, filter_args)
         else:
             rows, facet_rows = await self._browse(where, order, keyset, args, filter_args)
         items = [_course(row) for row in rows[: query.limit]]
@@ -197,7 +189,6 @@ class PgCatalog:
 
     async def _words(
         self,
-        source: str,
         where: list[str],
         score: str,
         order: str,
@@ -215,7 +206,7 @@ class PgCatalog:
             WITH hits AS MATERIALIZED (
                 SELECT id, rating_sort, rating_count,
                        enrollment_count, created_at_text, ({score})::real AS score
-                FROM {source} WHERE {" AND ".join(where)}
+                FROM {self.table} WHERE {" AND ".join(where)}
             ), top AS (
                 SELECT first.*, row_number() OVER (ORDER BY {order}) AS place FROM (
                     SELECT * FROM hits WHERE {" AND ".join(["true", *keyset])}
@@ -364,34 +355,49 @@ def entry_of_row(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-# Which `search` weight holds each of `WORD_SCORES`' fields (see the 0004 migration).
-_WEIGHT_OF = {"title": "a", "tags": "b", "instructor_name": "b", "description": "c"}
-_FIELDS_OF_SEARCH = ", ".join(
-    f"ts_filter(search, '{{{w}}}') AS in_{w}" for w in sorted(set(_WEIGHT_OF.values()))
-)
+# Which `search` weight holds each of `WORD_SCORES`' fields (see the 0004 migration), and
+# per weight, best first, the scores of a word found there as typed and only corrected.
+_WEIGHT_OF = {"title": "A", "tags": "B", "instructor_name": "B", "description": "C"}
 
 
-def _word_score(typed: str, corrected: str | None) -> str:
-    """A query word's score (`WORD_SCORES`): the best field it matches as typed, or only
-    through a correction. Constant per field, as on the index, where `ts_rank` would
-    change with the number of corrections and so with the rest of the catalog."""
-    cases: dict[tuple[str, str], float] = {}
-    for field, exact, fuzzy in WORD_SCORES:
-        weight = _WEIGHT_OF[field]
-        cases[(weight, typed)] = max(exact, cases.get((weight, typed), 0.0))
-        if corrected is not None:
-            cases[(weight, corrected)] = max(fuzzy, cases.get((weight, corrected), 0.0))
-    whens = sorted(cases.items(), key=lambda kv: -kv[1])
-    return (
-        "(CASE "
-        + " ".join(f"WHEN in_{w} @@ {tsq} THEN {value}" for (w, tsq), value in whens)
-        + " ELSE 0 END)"
-    )
+def _scores_by_weight() -> list[tuple[str, float, float]]:
+    best: dict[str, tuple[float, float]] = {}
+    for field, exact, corrected in WORD_SCORES:
+        was = best.get(_WEIGHT_OF[field], (0.0, 0.0))
+        best[_WEIGHT_OF[field]] = (max(was[0], exact), max(was[1], corrected))
+    return sorted(((w, e, c) for w, (e, c) in best.items()), key=lambda scores: -scores[1])
 
 
-def _lexeme(word: str) -> str:
-    """A catalog word as a quoted tsquery lexeme (taken as it is, not parsed again)."""
-    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+_SCORES_BY_WEIGHT = _scores_by_weight()
+
+
+def _score(terms: tuple[str, ...], typos: dict[str, list[str]], args: list[Any]) -> str:
+    """The relevance of a course (`WORD_SCORES`), appending its parameters to `args`: per
+    query word, the best field it matches as typed, or only through a correction (a
+    tsquery with a weight label matches only lexemes of that weight). Constant per field,
+    as on the index; `ts_rank` would change with the number of corrections, and so with
+    the rest of the catalog."""
+    words = []
+    for term in terms:
+        args.append(term)
+        typed = len(args)
+        cases: list[tuple[float, str]] = []
+        for weight, exact, corrected in _SCORES_BY_WEIGHT:
+            cases.append((exact, f"to_tsquery('simple', ${typed}::text || ':{weight}')"))
+            if term in typos:
+                args.append(_lexemes(typos[term], weight))
+                cases.append((corrected, f"${len(args)}::tsquery"))
+        cases.sort(key=lambda case: -case[0])
+        whens = " ".join(f"WHEN search @@ {tsq} THEN {value}" for value, tsq in cases)
+        words.append(f"(CASE {whens} ELSE 0 END)")
+    return " + ".join(words)
+
+
+def _lexemes(words: list[str], weight: str = "") -> str:
+    """Catalog words as a tsquery of quoted lexemes (taken as they are, not parsed again),
+    any of them, with a weight label when given."""
+    label = f":{weight}" if weight else ""
+    return " | ".join("'" + w.replace("\\", "\\\\").replace("'", "''") + "'" + label for w in words)
 
 
 def _course(row: asyncpg.Record) -> dict[str, Any]:
