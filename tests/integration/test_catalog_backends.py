@@ -233,7 +233,7 @@ async def test_an_older_entry_never_takes_a_document_back(backend: Backend) -> N
 
 
 async def test_pages_neither_repeat_nor_skip_while_courses_are_added(backend: Backend) -> None:
-    for sort in ("newest", "relevance"):
+    for sort, letters in (("newest", "abcdefghijkl"), ("relevance", "mnopqstuvwxyz")):
         params = {"q": "guitar", "sort": sort, "limit": 7}
         query = q(**params)
         seen: list[str] = []
@@ -243,11 +243,13 @@ async def test_pages_neither_repeat_nor_skip_while_courses_are_added(backend: Ba
         base = SEED[6]["document"]["course"]
         after = first.next_after
         while after is not None:
-            # Newer and equally relevant courses keep arriving between pages.
+            # Newer and equally relevant courses keep arriving between pages, each with a
+            # new misspelling of the query word: the query's corrections grow between
+            # pages, and the courses already listed must keep their scores.
             extra = {
                 **base,
                 "id": str(uuid.uuid4()),
-                "title": f"Guitar arrival {len(added)}",
+                "title": f"Guita{letters[len(added) % len(letters)]} arrival {len(added)}",
                 "created_at": "2027-01-01T00:00:00.000Z",
             }
             added.append(extra["id"])
