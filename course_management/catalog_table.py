@@ -12,7 +12,8 @@ the default when SEARCH_URL is unset):
      milliseconds, not for the build);
   4. replay the topic from the ends of step 2 to its new end into the live table, so what
      the live sink wrote only into the dropped table meanwhile is there too (an entry
-     older than a row is ignored, so repeats are harmless).
+     older than a row is ignored, so repeats are harmless);
+  5. forget the catalog words (typo corrections) no listed course has any more.
 The topic is compacted, never deleted, so it holds the newest entry of every course.
 """
 
@@ -28,7 +29,12 @@ import asyncpg
 from course_management.catalog_replay import replay_catalog
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
-from course_management.infra.catalog_pg import TABLE, PgCatalog, write_catalog_entries
+from course_management.infra.catalog_pg import (
+    TABLE,
+    PgCatalog,
+    prune_catalog_words,
+    write_catalog_entries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +97,22 @@ async def rebuild_catalog_table(
                     lambda entries: write_catalog_entries(pool, entries),
                     start=ends,
                 )
+                pruned = await prune_catalog_words(pool)
             finally:
                 await pool.execute(f"DROP TABLE IF EXISTS {BUILD}")  # after a failure
                 await lock.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
         rows = await PgCatalog(pool).count()
-        log.info("catalog table rebuilt", extra={"entries": read, "replayed": replayed})
-        return {"table": TABLE, "entries": read, "replayed_after_swap": replayed, "rows": rows}
+        log.info(
+            "catalog table rebuilt",
+            extra={"entries": read, "replayed": replayed, "words_pruned": pruned},
+        )
+        return {
+            "table": TABLE,
+            "entries": read,
+            "replayed_after_swap": replayed,
+            "rows": rows,
+            "words_pruned": pruned,
+        }
     finally:
         await pool.close()
 

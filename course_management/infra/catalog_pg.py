@@ -136,6 +136,20 @@ async def write_catalog_entries(
     return len(rows)
 
 
+async def prune_catalog_words(pool: asyncpg.Pool) -> int:
+    """Forget the catalog words no listed course has any more; returns how many. Writers
+    of words wait meanwhile (a word of a course being written is never lost: its writer
+    inserts it after)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE catalog_words IN SHARE ROW EXCLUSIVE MODE")
+        status = await conn.execute(
+            f"""DELETE FROM catalog_words WHERE word NOT IN (
+                SELECT DISTINCT w FROM {TABLE}, unnest(tsvector_to_array(search)) AS w
+                WHERE listed)"""
+        )
+    return int(status.split()[-1])
+
+
 class PgCatalog:
     """`search(CatalogQuery) -> CatalogPage` over the catalog table."""
 

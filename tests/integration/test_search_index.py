@@ -158,6 +158,8 @@ async def test_rebuild_of_the_postgres_catalog_swaps_tables_without_downtime(
             table = "SELECT 'catalog_courses'::regclass::oid"
             old_table = await connection.fetchval(table)
             old_indexes = [r[0] for r in await connection.fetch(_INDEX_NAMES)]
+            stale = "zz" + uuid.uuid4().hex  # a word of no course (as if its course changed)
+            await connection.execute("INSERT INTO catalog_words VALUES ($1)", stale)
             result, progress = await _rebuild_under_searches(
                 catalog, marker, want, {**stack_env, "SEARCH_URL": ""}
             )
@@ -172,6 +174,10 @@ async def test_rebuild_of_the_postgres_catalog_swaps_tables_without_downtime(
             assert [r[0] for r in await connection.fetch(_INDEX_NAMES)] == old_indexes
             leftover = "SELECT to_regclass('catalog_courses_rebuild')"
             assert await connection.fetchval(leftover) is None
+            # The catalog words lost the stale word and kept the live courses' words.
+            words = "SELECT array_agg(word) FROM catalog_words WHERE word = ANY($1)"
+            assert set(await connection.fetchval(words, [stale, marker]) or []) == {marker}
+            assert result["words_pruned"] >= 1
         finally:
             await connection.close()
         await _new_writes_are_listed(http, catalog, marker, want)

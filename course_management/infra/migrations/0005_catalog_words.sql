@@ -1,8 +1,9 @@
 -- The words of the PostgreSQL catalog, for its typo tolerance: a misspelt query word is
 -- looked up here (same first letter, a length within the allowed edits, a bounded
 -- Levenshtein distance from fuzzystrmatch) and searched together with the words it may
--- have meant. Written with the catalog rows; never shrinks (a word no course has any
--- more only widens a query with a word that matches nothing).
+-- have meant. Written with the catalog rows; a word no course has any more stays until
+-- `search rebuild --target postgres` prunes it (meanwhile it only widens a query with a
+-- word that matches nothing).
 -- depends: 0004_catalog
 CREATE EXTENSION IF NOT EXISTS fuzzystrmatch;
 
