@@ -166,3 +166,33 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+
+
+class TopicSettings:
+    """Reads and sets a topic's settings through the admin API. The broker applies a
+    change after answering it, so `set` waits (with a deadline) until it reads back."""
+
+    def __init__(self, admin: Any, topic: str) -> None:
+        self.admin = admin
+        self.topic = topic
+
+    async def get(self, name: str) -> str:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        resource = ConfigResource(ConfigResourceType.TOPIC, self.topic)
+        configs = await self.admin.describe_configs([resource])
+        return str({e[0]: e[1] for e in configs[0].resources[0][4]}[name])
+
+    async def set(self, overrides: dict[str, str], then: tuple[str, Callable[[str], bool]]) -> None:
+        """Replace the topic's overrides, then wait until `then[1](setting then[0])`."""
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        resource = ConfigResource(ConfigResourceType.TOPIC, self.topic, configs=overrides)
+        await self.admin.alter_configs([resource])
+        await self.became(*then)
+
+    async def became(self, name: str, check: Callable[[str], bool]) -> None:
+        async def applied() -> bool:
+            return check(await self.get(name))
+
+        await eventually_async(applied, what=f"{self.topic} {name} applied")

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Awaitable
 from pathlib import Path
 
 import boto3
@@ -18,7 +17,7 @@ from elasticsearch import Elasticsearch
 from course_management.config import Settings
 from course_management.infra.avro import schemas_dir
 from course_management.provisioning import provision_all
-from tests.support import eventually_async
+from tests.support import TopicSettings
 
 
 def run_worker(env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -117,39 +116,17 @@ async def test_provisioning_gives_existing_topics_their_settings_again(
 ) -> None:
     """A setting added after a topic was created (the dead-letter topics' larger records)
     reaches existing topics when provisioning runs again."""
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    topic = "user-enrolled.dlq"
+    two_mib = str(2 * 1024 * 1024)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
-
-    async def max_message_bytes() -> str:
-        configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-        return str({e[0]: e[1] for e in configs[0].resources[0][4]}["max.message.bytes"])
-
+    dlq = TopicSettings(admin, "user-enrolled.dlq")
     try:
-        assert await max_message_bytes() == str(2 * 1024 * 1024)
+        assert await dlq.get("max.message.bytes") == two_mib
         # As if the topic predated the setting: only the retention override.
-        await admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": "1000000"})]
-        )
-        # The broker applies a config change after answering it: wait for it (with a deadline).
-        await eventually_async(
-            lambda: _differs(max_message_bytes(), str(2 * 1024 * 1024)),
-            what="the override gone",
+        await dlq.set(
+            {"retention.ms": "1000000"}, then=("max.message.bytes", lambda v: v != two_mib)
         )
         await asyncio.to_thread(provision_all, settings)
-        await eventually_async(
-            lambda: _equals(max_message_bytes(), str(2 * 1024 * 1024)),
-            what="max.message.bytes back at 2 MiB",
-        )
+        await dlq.became("max.message.bytes", lambda v: v == two_mib)
     finally:
         await admin.close()
-
-
-async def _equals(value: Awaitable[str], expected: str) -> bool:
-    return await value == expected
-
-
-async def _differs(value: Awaitable[str], expected: str) -> bool:
-    return await value != expected
