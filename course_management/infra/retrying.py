@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import httpx
+import httpx2
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -53,7 +53,7 @@ def registry_unavailable(exc: BaseException) -> bool:
     """The schema registry did not answer, or answered that it cannot now (5xx, 408, 429)."""
     if isinstance(exc, SchemaRegistryError):
         return exc.http_status_code >= 500 or exc.http_status_code in (408, 429)
-    return isinstance(exc, httpx.TransportError | OSError)
+    return isinstance(exc, httpx2.TransportError | OSError)
 
 
 async def until_registry_answers(call: Callable[[], Awaitable[T]]) -> T:

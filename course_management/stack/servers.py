@@ -251,7 +251,8 @@ class KafkaServer:
 
 @dataclass
 class ApicurioRegistry:
-    """Apicurio Registry (in-memory storage) serving the Confluent-compatible API; Java 21+."""
+    """Apicurio Registry serving the Confluent-compatible API; Java 21+. Its storage is an
+    H2 database file in the stack's folder, so a restart (an outage) keeps the schemas."""
 
     workdir: Path
     name: str = "schema-registry"
@@ -280,6 +281,11 @@ class ApicurioRegistry:
             f"-Dquarkus.management.host={HOST}",
             "-Dquarkus.log.level=WARN",
             "-Dquarkus.log.file.enable=false",
+            "-Dapicurio.storage.kind=sql",
+            "-Dapicurio.storage.sql.kind=h2",
+            f"-Dapicurio.datasource.url=jdbc:h2:file:{self.workdir / self.name / 'registry'}",
+            "-Dapicurio.datasource.username=sa",
+            "-Dapicurio.datasource.password=sa",
             "-jar",
             str(home / "quarkus-run.jar"),
         ]
@@ -296,13 +302,18 @@ class ApicurioRegistry:
 
     def stop(self) -> None:
         if self._exec is not None:
-            self._exec.stop()
+            self._exec.stop(expected_returncode=143)  # Quarkus on SIGTERM
+
+    def restart(self) -> None:
+        """Start again after `stop`, with the schemas it had (an outage, not a new registry)."""
+        assert self._exec is not None, "start() first"
+        self._exec.start()
 
     def env(self) -> dict[str, str]:
         return {"SCHEMA_REGISTRY_URL": self.url}
 
     def version(self) -> str:
-        return f"Apicurio Registry {downloads.APICURIO_VERSION} (ccompat v7, in-memory)"
+        return f"Apicurio Registry {downloads.APICURIO_VERSION} (ccompat v7, H2 file storage)"
 
 
 @dataclass

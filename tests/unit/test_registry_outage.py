@@ -10,7 +10,7 @@ import json
 import struct
 
 import fastavro
-import httpx
+import httpx2
 import pytest
 from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -54,7 +54,7 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_a_registry_outage_is_waited_out() -> None:
     registry = FakeRegistry(
         [
-            httpx.ConnectError("connection refused"),
+            httpx2.ConnectError("connection refused"),
             SchemaRegistryError(503, -1, "unavailable"),
         ]
     )
@@ -79,6 +79,6 @@ async def test_a_refusal_is_raised_not_retried() -> None:
 def test_what_counts_as_unavailable() -> None:
     assert retrying.registry_unavailable(SchemaRegistryError(500, -1, ""))
     assert retrying.registry_unavailable(SchemaRegistryError(429, -1, ""))
-    assert retrying.registry_unavailable(httpx.ReadTimeout("slow"))
+    assert retrying.registry_unavailable(httpx2.ReadTimeout("slow"))
     assert not retrying.registry_unavailable(SchemaRegistryError(404, 40403, ""))
     assert not retrying.registry_unavailable(ValueError("bad bytes"))
