@@ -19,16 +19,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from course_management.config import Settings
-from course_management.infra.avro import AvroCodec
-from course_management.runtime import register_schemas
 from course_management.topology import ENROLLMENT_INPUTS
 from tests.integration.test_create_slice import read_topic
-from tests.integration.test_enrollment import (
-    ADMIN,
-    produce,
-    published_course,
-    user_enrolled_records,
-)
+from tests.integration.test_enrollment import ADMIN, enrollments_under_way
 from tests.support import WorkerProcess, eventually_async
 
 pytestmark = [pytest.mark.rebalances, pytest.mark.crash]
@@ -38,19 +31,9 @@ N = 1000
 async def test_sigkill_mid_stream_then_restart_holds_each_enrollment_once(
     http: aiohttp.ClientSession, settings: Settings, worker: WorkerProcess
 ) -> None:
-    course = await published_course(http)
-    codec = AvroCodec(settings.schema_registry_url)
-    await register_schemas(codec)
-    users = [f"crash-{n:04d}" for n in range(N)]
-    records = user_enrolled_records(codec, course["id"], users, "crash-test")
-    await produce(settings, "user-enrolled", records)  # every record acked: accepted
-
-    def mine(rs: list[Any]) -> list[Any]:
-        return [r for r in rs if r.key == course["id"].encode()]
-
-    before = mine(await read_topic(settings, "enrollment-events", lambda rs: len(mine(rs)) >= 20))
+    burst = await enrollments_under_way(http, settings, N, "crash")
+    course, codec, users, mine = burst.course, burst.codec, burst.users, burst.mine
     worker.kill()  # SIGKILL: no flush, no commit, no goodbye
-    assert len(before) < N, "the kill should land in the middle of the stream"
     worker.start().wait_ready()
 
     # The table: every accepted enrollment holds a seat, once.

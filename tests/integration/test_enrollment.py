@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +67,35 @@ def user_enrolled_records(
         )
         for user in users
     ]
+
+
+@dataclass
+class EnrollmentBurst:
+    """A course and the users whose accepted `user_enrolled` records are on their way."""
+
+    course: dict[str, Any]
+    codec: AvroCodec
+    users: list[str]
+
+    def mine(self, records: list[Any]) -> list[Any]:
+        return [r for r in records if r.key == self.course["id"].encode()]
+
+
+async def enrollments_under_way(
+    http: aiohttp.ClientSession, settings: Settings, n: int, prefix: str
+) -> EnrollmentBurst:
+    """A published course and `n` accepted `user_enrolled` records for it (each acked by
+    the broker); returns once its first 20 enrollment events are out, so what the caller
+    does next (a kill, an outage) lands in the middle of the stream."""
+    course = await published_course(http, title=f"Enrolled in a burst ({prefix})")
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    burst = EnrollmentBurst(course, codec, [f"{prefix}-{k:04d}" for k in range(n)])
+    records = user_enrolled_records(codec, course["id"], burst.users, f"{prefix}-test")
+    await produce(settings, "user-enrolled", records)
+    before = await read_topic(settings, "enrollment-events", lambda rs: len(burst.mine(rs)) >= 20)
+    assert len(burst.mine(before)) < n, "the stream should still be under way"
+    return burst
 
 
 async def produce(

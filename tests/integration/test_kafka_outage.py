@@ -12,15 +12,12 @@ import aiohttp
 import pytest
 
 from course_management.config import Settings
-from course_management.infra.avro import AvroCodec
-from course_management.runtime import register_schemas
 from tests.integration.test_create_slice import read_topic
 from tests.integration.test_enrollment import (
     OWNER,
     enroll,
-    produce,
+    enrollments_under_way,
     published_course,
-    user_enrolled_records,
 )
 from tests.support import WorkerProcess, eventually_async
 
@@ -79,21 +76,11 @@ async def test_the_broker_stopped_mid_stream_loses_and_doubles_no_enrollment(
 ) -> None:
     """The course agent has a batch in hand when the broker goes: it waits (no exit, no
     ack of an unapplied batch), and every accepted enrollment is applied once after."""
-    course = await published_course(http, title="Enrolled across the outage")
-    codec = AvroCodec(settings.schema_registry_url)
-    await register_schemas(codec)
-    users = [f"outage-{n:04d}" for n in range(N)]
-    records = user_enrolled_records(codec, course["id"], users, "outage-test")
-    await produce(settings, "user-enrolled", records)  # every record acked: accepted
-
-    def mine(rs: list[Any]) -> list[Any]:
-        return [r for r in rs if r.key == course["id"].encode()]
-
-    before = mine(await read_topic(settings, "enrollment-events", lambda rs: len(mine(rs)) >= 20))
+    burst = await enrollments_under_way(http, settings, N, "outage")
+    course, codec, users, mine = burst.course, burst.codec, burst.users, burst.mine
     kafka = local_stack.server("kafka")
     kafka.stop()
     kafka.restart()
-    assert len(before) < N, "the outage should land in the middle of the stream"
 
     async def seats() -> int:
         body = await (await http.get(f"/api/v1/courses/{course['id']}")).json()
