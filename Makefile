@@ -15,7 +15,7 @@ bootstrap:
 
 ## run: the service with its local stack on :8080 and demo data (Ctrl-C stops everything)
 run: bootstrap
-	$(BIN)/course-management dev
+	$(BIN)/python -m devstack run
 
 ## test: lint, types, then every test against the real local stack
 test: bootstrap lint typecheck
@@ -28,6 +28,7 @@ test-crash: bootstrap
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck:
 	$(BIN)/mypy

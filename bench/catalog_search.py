@@ -33,12 +33,13 @@ from elasticsearch import AsyncElasticsearch
 
 from bench.api_latency import percentile
 from bench.catalog_seed import CATEGORIES, INSTRUCTORS, LEVELS, SUBJECTS, WORDS, catalog
+from course_management.catalog import elastic as catalog_es
+from course_management.catalog import postgres as catalog_pg
+from course_management.catalog.rebuild_index import rebuild
 from course_management.config import Settings, load_settings
-from course_management.infra import catalog_es, catalog_pg
 from course_management.infra.cache import CatalogCache
-from course_management.provisioning import provision_all
-from course_management.search_index import rebuild
-from course_management.stack.servers import LocalStack
+from course_management.ops.provisioning import provision_all
+from devstack.servers import LocalStack
 from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess
 
 

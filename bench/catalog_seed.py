@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from course_management.domain.catalog import catalog_document, catalog_version
+from course_management.catalog.query import catalog_document, catalog_version
 
 CATEGORIES = ("data", "programming", "design", "business", "music", "languages")
 LEVELS = ("beginner", "intermediate", "advanced")

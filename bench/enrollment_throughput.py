@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from bench.local import local_worker
 from course_management.infra.avro import AvroCodec
 from course_management.infra.kafka import ensure_topics, new_producer
-from course_management.runtime import register_schemas
+from course_management.ops.provisioning import register_schemas
 from course_management.topology import TopicSpec
 from tests.support import auth
 

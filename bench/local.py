@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from course_management.config import Settings, load_settings
-from course_management.provisioning import provision_all
-from course_management.stack.servers import LocalStack
+from course_management.ops.provisioning import provision_all
+from devstack.servers import LocalStack
 from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess
 
 

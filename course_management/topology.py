@@ -1,4 +1,5 @@
-"""Every Kafka topic this service touches, its schema and its settings: one place to look.
+"""Every Kafka topic this service touches, its schema, its settings, and the consumer groups
+that read them: one place to look.
 
 Topics keyed by course id share one partition count, so a course, its commands, its
 events and its table rows live on the same partition number (co-partitioning).
@@ -80,6 +81,19 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(changelog(COURSES_TABLE), None, _COMPACTED),
     TopicSpec(changelog(ENROLLMENTS_TABLE), None, _COMPACTED),
 )
+
+_BY_NAME = {spec.name: spec for spec in TOPICS}
+
+
+def spec(name: str) -> TopicSpec:
+    """The spec of one of this service's topics (its schema subject is `.subject`)."""
+    return _BY_NAME[name]
+
+
+# Consumer groups (plain aiokafka groups; the course agent is Faust's group, APP_ID).
+ROUTER_GROUP = f"{APP_ID}-router"  # user-enrolled, course-progress -> enrollment inputs
+POSTGRES_GROUP = f"{APP_ID}-sink-postgres"  # events -> mirror; catalog -> catalog table
+SEARCH_GROUP = f"{APP_ID}-sink-search"  # catalog -> Elasticsearch index
 
 # Subjects registered without a topic of their own (the per-worker reply topics).
 REPLY_SUBJECT = "course-management-replies-value"

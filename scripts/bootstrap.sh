@@ -29,4 +29,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-"$VENV/bin/course-management" stack fetch
+"$VENV/bin/python" -m devstack fetch

@@ -24,7 +24,7 @@ def _interrupt(*_: object) -> None:
 
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[Any]:
-    from course_management.stack.servers import LocalStack
+    from devstack.servers import LocalStack
 
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated run leaves no servers behind
     local = LocalStack()
@@ -61,7 +61,7 @@ def settings(stack_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def provisioned(settings: Settings) -> dict[str, object]:
-    from course_management.provisioning import provision_all
+    from course_management.ops.provisioning import provision_all
 
     return provision_all(settings)
 

@@ -1,4 +1,5 @@
-"""Test helpers: a worker process of the real service, tokens, polling with a deadline."""
+"""What test modules share: a worker process of the real service, tokens, polling with a
+deadline, topic readers and producers, and the courses and enrollments tests start from."""
 
 from __future__ import annotations
 
@@ -11,13 +12,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from course_management.api.auth import issue_token
-from course_management.stack.servers import free_port
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec
+from course_management.infra.kafka import topic_partitions
+from course_management.ops.provisioning import register_schemas
+from devstack.servers import free_port
 
 T = TypeVar("T")
 
@@ -196,3 +206,131 @@ class TopicSettings:
             return check(await self.get(name))
 
         await eventually_async(applied, what=f"{self.topic} {name} applied")
+
+
+# -- what integration test modules share ----------------------------------------------
+
+ONE_MODULE = {
+    "title": "Start",
+    "position": 0,
+    "items": [{"type": "lesson", "title": "Hello", "position": 0}],
+}
+
+OWNER = auth("instructor-1", "instructor", name="Ada Instructor")
+ADMIN = auth("admin-1", "admin")
+SERVICE = auth("content-delivery", "service")
+
+
+async def published_course(http: aiohttp.ClientSession, **fields: Any) -> dict[str, Any]:
+    body = {"title": "Enrollable", "status": "published", "modules": [ONE_MODULE], **fields}
+    response = await http.post("/api/v1/courses/create", json=body, headers=OWNER)
+    assert response.status == 201, await response.text()
+    return dict(await response.json())
+
+
+async def enroll(http: aiohttp.ClientSession, course_id: str, user: str) -> aiohttp.ClientResponse:
+    return await http.post(f"/api/v1/courses/{course_id}/enroll", headers=auth(user, "student"))
+
+
+async def user_enrolled_value(settings: Settings, **fields: Any) -> bytes:
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    record = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": datetime.now(UTC),
+        "source": "test",
+        **fields,
+    }
+    return codec.encode("user-enrolled-value", record)
+
+
+def user_enrolled_records(
+    codec: AvroCodec, course_id: str, users: list[str], source: str
+) -> list[tuple[bytes, bytes]]:
+    """One `user_enrolled` per user, keyed by user as another service might (the codec
+    must have the schemas registered)."""
+    return [
+        (
+            user.encode(),
+            codec.encode(
+                "user-enrolled-value",
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "occurred_at": datetime.now(UTC),
+                    "user_id": user,
+                    "course_id": course_id,
+                    "source": source,
+                },
+            ),
+        )
+        for user in users
+    ]
+
+
+@dataclass
+class EnrollmentBurst:
+    """A course and the users whose accepted `user_enrolled` records are on their way."""
+
+    course: dict[str, Any]
+    codec: AvroCodec
+    users: list[str]
+
+    def mine(self, records: list[Any]) -> list[Any]:
+        return [r for r in records if r.key == self.course["id"].encode()]
+
+
+async def enrollments_under_way(
+    http: aiohttp.ClientSession, settings: Settings, n: int, prefix: str
+) -> EnrollmentBurst:
+    """A published course and `n` accepted `user_enrolled` records for it (each acked by
+    the broker); returns once its first 20 enrollment events are out, so what the caller
+    does next (a kill, an outage) lands in the middle of the stream."""
+    course = await published_course(http, title=f"Enrolled in a burst ({prefix})")
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    burst = EnrollmentBurst(course, codec, [f"{prefix}-{k:04d}" for k in range(n)])
+    records = user_enrolled_records(codec, course["id"], burst.users, f"{prefix}-test")
+    await produce(settings, "user-enrolled", records)
+    before = await read_topic(settings, "enrollment-events", lambda rs: len(burst.mine(rs)) >= 20)
+    assert len(burst.mine(before)) < n, "the stream should still be under way"
+    return burst
+
+
+async def produce(
+    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    settings: Settings, topic: str, until: Any, deadline_s: float = 30
+) -> list[Any]:
+    """All records of `topic` from the beginning, until `until(records)` holds (deadline)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = await topic_partitions(settings.kafka_bootstrap_servers, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline_s
+        while loop.time() < end:
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                records.extend(messages)
+            if until(records):
+                return records
+        raise AssertionError(
+            f"{topic}: condition not met in {deadline_s}s ({len(records)} records)"
+        )
+    finally:
+        await consumer.stop()

@@ -11,7 +11,17 @@ from course_management.api.auth import TokenVerifier
 from course_management.api.http import MAX_BODY_BYTES
 from course_management.api.middleware import build_middlewares
 from course_management.api.openapi import Endpoint, add_routes, build_document
-from course_management.api.ports import BACKEND, CONTENT, UPLOAD_LIMITS, Backend, ContentStorage
+from course_management.api.ports import (
+    CONTENT,
+    READINESS,
+    READS,
+    UPLOAD_LIMITS,
+    WRITES,
+    ContentStorage,
+    Readiness,
+    Reads,
+    Writes,
+)
 
 ENDPOINTS: list[Endpoint] = [
     *routes_ops.ENDPOINTS,
@@ -33,16 +43,23 @@ def openapi_document() -> dict[str, object]:
 
 
 def create_app(
-    backend: Backend,
+    *,
+    writes: Writes,
+    reads: Reads,
+    readiness: Readiness,
     verifier: TokenVerifier,
     content: ContentStorage,
     upload_limits: dict[str, int],
 ) -> web.Application:
+    """The API over its ports (api/ports.py): the worker passes the real ones, the
+    in-process tests fakes."""
     by_name = {ep.handler.__name__: ep for ep in ENDPOINTS}
     app = web.Application(
         middlewares=build_middlewares(verifier, by_name), client_max_size=MAX_BODY_BYTES
     )
-    app[BACKEND] = backend
+    app[WRITES] = writes
+    app[READS] = reads
+    app[READINESS] = readiness
     app[CONTENT] = content
     app[UPLOAD_LIMITS] = upload_limits
     app[routes_ops.OPENAPI_DOCUMENT] = openapi_document()

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from course_management.api.auth import Principal
-from course_management.domain.problems import Problem
+from course_management.api.problems import Problem
 
 M = TypeVar("M", bound=BaseModel)
 

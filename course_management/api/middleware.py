@@ -1,4 +1,9 @@
-"""Where every request enters: request id, access log, metrics, authentication, problems."""
+"""Where every request enters: request id, access log, metrics, authentication, problems.
+
+Anything a handler raises is answered here: a `Problem` as itself, a domain `Refusal`
+as its problem (api/problems.py), `Unavailable` and an unreachable store as 503, and
+anything else as 500 (logged with the request id).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from aiohttp import web
 from course_management.api.auth import AuthError, TokenVerifier
 from course_management.api.http import PRINCIPAL_KEY, problem_response
 from course_management.api.openapi import Endpoint, Handler
-from course_management.domain.problems import Problem
+from course_management.api.ports import Unavailable
+from course_management.api.problems import Problem, problem_of
+from course_management.domain.outcomes import Refusal
 from course_management.infra.database import UNAVAILABLE as DATABASE_UNAVAILABLE
 from course_management.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from course_management.infra.storage import UNAVAILABLE as STORAGE_UNAVAILABLE
@@ -39,6 +46,10 @@ def build_middlewares(
             response = await handler(request)
         except Problem as problem:
             response = problem_response(problem)
+        except Refusal as refusal:
+            response = problem_response(problem_of(refusal))
+        except Unavailable as unavailable:
+            response = problem_response(Problem.of(503, unavailable.kind, unavailable.detail))
         except web.HTTPException as exc:
             response = _http_exception_problem(exc)
         except STORE_UNAVAILABLE:  # includes OSError: any connection that failed

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from course_management.domain.problems import Problem, validation_problem
+from course_management.api.problems import Problem, validation_problem
 
 
 class PageQuery(BaseModel):

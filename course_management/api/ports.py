@@ -1,4 +1,9 @@
-"""What the API needs from the worker it runs in (implemented by `runtime.Runtime`)."""
+"""What the API needs from the worker it runs in: writes, reads, readiness, content storage.
+
+The worker implements them (service/writes.py, service/reads.py, worker.py,
+infra/storage.py); the in-process API tests implement them with fakes
+(tests/unit/api_fakes.py).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,27 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from course_management.domain.catalog import CatalogQuery
-from course_management.domain.commands import CourseCommand, Reply
+from course_management.catalog.query import CatalogQuery
+from course_management.domain.commands import CourseCommand
+from course_management.domain.outcomes import Reply
 from course_management.domain.uploads import UploadPlan
 
 
-class Backend(Protocol):
-    async def execute(self, command: CourseCommand) -> Reply:
-        """Send a command through Kafka and wait for the agent's reply (with a timeout)."""
-        ...
+class Unavailable(Exception):
+    """Kafka or a store cannot take or answer the request now: 503, problem type `kind`."""
 
-    async def read_course_state(self, course_id: str) -> dict[str, Any] | None:
-        """`{"course", "deleted"}` of a course, wherever its partition lives; None if unknown."""
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class Writes(Protocol):
+    """Each write goes through Kafka and waits (with a timeout) for the agent's reply.
+    Raises `Unavailable` when Kafka does not take it or the reply does not come in time."""
+
+    async def execute(self, command: CourseCommand) -> Reply:
+        """Send a course command and wait for the agent's reply."""
         ...
 
     async def enroll(self, course_id: str, user_id: str, source: str) -> Reply:
@@ -28,6 +42,12 @@ class Backend(Protocol):
         self, course_id: str, user_id: str, item_id: str, status: str, score: float | None
     ) -> Reply:
         """Publish an item's progress and wait for the agent's answer."""
+        ...
+
+
+class Reads(Protocol):
+    async def read_course_state(self, course_id: str) -> dict[str, Any] | None:
+        """`{"course", "deleted"}` of a course, wherever its partition lives; None if unknown."""
         ...
 
     async def read_enrollment(self, course_id: str, user_id: str) -> dict[str, Any] | None:
@@ -47,9 +67,12 @@ class Backend(Protocol):
         ...
 
     async def search_catalog(self, query: CatalogQuery) -> dict[str, Any]:
-        """A catalog page body `{"items", "next_cursor", "facets"}` (cached in Redis)."""
+        """A catalog page body `{"items", "next_cursor", "facets"}`; `Unavailable` when the
+        catalog's backend cannot answer."""
         ...
 
+
+class Readiness(Protocol):
     async def readiness(self) -> dict[str, bool]:
         """Each dependency and the table recovery: True when it is fine."""
         ...
@@ -60,6 +83,8 @@ class ContentStorage(Protocol):
     async def presign(self, plan: UploadPlan) -> dict[str, Any]: ...
 
 
-BACKEND = web.AppKey("backend", Backend)
+WRITES = web.AppKey("writes", Writes)
+READS = web.AppKey("reads", Reads)
+READINESS = web.AppKey("readiness", Readiness)
 CONTENT = web.AppKey("content", ContentStorage)
 UPLOAD_LIMITS = web.AppKey("upload_limits", dict)

@@ -1,4 +1,7 @@
-"""Course routes (CONTRACT §3): validate, authorize, turn writes into commands, read tables."""
+"""Course routes (CONTRACT §3): validate, authorize, turn writes into commands, read back.
+
+Create, read, update, delete, the modules, uploads and ratings.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +20,15 @@ from course_management.api.http import (
     require_principal,
     require_role,
 )
-from course_management.api.models import Course, CourseModules, UploadGrant
+from course_management.api.models import Course, CourseModules, RatingResult, UploadGrant
 from course_management.api.openapi import Endpoint, Param
-from course_management.api.ports import BACKEND, CONTENT, UPLOAD_LIMITS
+from course_management.api.ports import CONTENT, READS, UPLOAD_LIMITS, WRITES
+from course_management.api.problems import Problem, status_of, validation_problem
 from course_management.domain.access import can_change, can_see
-from course_management.domain.commands import CourseCommand, Reply
+from course_management.domain.commands import CourseCommand
 from course_management.domain.course import CourseFields, CourseUpdate, course_size_error
-from course_management.domain.problems import Problem, validation_problem
+from course_management.domain.outcomes import RefusalKind, Reply
+from course_management.domain.ratings import RatingInput
 from course_management.domain.uploads import (
     UploadRequest,
     content_keys,
@@ -58,7 +63,7 @@ async def send_command(
     expected_version: int | None = None,
 ) -> Reply:
     """Turn a write into a command on Kafka and wait for the agent's reply."""
-    return await request.app[BACKEND].execute(
+    return await request.app[WRITES].execute(
         CourseCommand(
             command_id=str(uuid.uuid4()),
             command_type=command_type,
@@ -95,17 +100,17 @@ async def create_course(request: web.Request) -> web.StreamResponse:
     )
     await _check_content_keys(request, course_id, payload)
     reply = await send_command(request, who, "create_course", course_id, payload)
-    if reply.status != 201 or reply.body is None:
-        raise problem_from_reply(reply.status, reply.body)
+    status = status_of(reply)
+    assert reply.body is not None
     return json_response(
         reply.body,
-        status=201,
+        status=status,
         headers={"Location": f"/api/v1/courses/{course_id}", "ETag": _etag(reply.body)},
     )
 
 
 async def visible_course(request: web.Request, course_id: str) -> dict[str, Any]:
-    course = course_of(await request.app[BACKEND].read_course_state(course_id))
+    course = course_of(await request.app[READS].read_course_state(course_id))
     who = principal(request)
     if course is None or not can_see(course, who.actor() if who else None):
         raise Problem.of(404, "course-not-found", f"no course {course_id}")
@@ -146,9 +151,9 @@ async def update_course(request: web.Request) -> web.StreamResponse:
     reply = await send_command(
         request, who, "update_course", course_id, payload, _if_match(request)
     )
-    if reply.status != 200 or reply.body is None:
-        raise problem_from_reply(reply.status, reply.body)
-    return json_response(reply.body, headers={"ETag": _etag(reply.body)})
+    status = status_of(reply)
+    assert reply.body is not None
+    return json_response(reply.body, status=status, headers={"ETag": _etag(reply.body)})
 
 
 async def delete_course(request: web.Request) -> web.StreamResponse:
@@ -156,9 +161,7 @@ async def delete_course(request: web.Request) -> web.StreamResponse:
     require_role(who, "instructor", "admin")
     course_id = course_id_param(request)
     reply = await send_command(request, who, "delete_course", course_id, {}, _if_match(request))
-    if reply.status != 204:
-        raise problem_from_reply(reply.status, reply.body)
-    return web.Response(status=204)
+    return web.Response(status=status_of(reply))
 
 
 async def _check_content_keys(
@@ -196,16 +199,16 @@ async def create_upload(request: web.Request) -> web.StreamResponse:
     return json_response(await request.app[CONTENT].presign(plan), status=201)
 
 
-def problem_from_reply(status: int, body: dict[str, object] | None) -> Problem:
-    body = body or {}
-    errors = body.get("errors")
-    return Problem(
-        status=status,
-        type=str(body.get("type", "about:blank")),
-        title=str(body.get("title", "")),
-        detail=str(body.get("detail", "")),
-        errors=errors if isinstance(errors, list) else [],
-    )
+async def rate_course(request: web.Request) -> web.StreamResponse:
+    """One rating per enrolled student; posting again replaces it."""
+    who = require_principal(request)
+    course_id = course_id_param(request)
+    if not who.has("student"):
+        raise Problem.of(403, "forbidden", "ratings come from enrolled students")
+    _, payload = await read_body(request, RatingInput)
+    reply = await send_command(request, who, "rate_course", course_id, payload)
+    status = status_of(reply, {RefusalKind.NOT_ENROLLED: 403})
+    return json_response(reply.body, status=status)
 
 
 ENDPOINTS = [
@@ -284,6 +287,17 @@ ENDPOINTS = [
         auth=False,
         responses={200: ("The modules, in order", CourseModules)},
         errors=(401, 404, 503),
+        params=(COURSE_ID,),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/courses/{courseId}/ratings",
+        rate_course,
+        summary="Rate a course (an enrolled student; posting again replaces the rating)",
+        tag="catalog",
+        body=RatingInput,
+        responses={200: ("The rating and the course's rating after it", RatingResult)},
+        errors=(400, 401, 403, 404, 413, 415, 422, 503),
         params=(COURSE_ID,),
     ),
 ]

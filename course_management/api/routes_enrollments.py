@@ -12,17 +12,17 @@ from course_management.api.http import json_response, read_body, require_princip
 from course_management.api.models import Enrollment, EnrollmentPage, Progress
 from course_management.api.openapi import Endpoint, Param
 from course_management.api.pages import decode_cursor, page_body, page_query
-from course_management.api.ports import BACKEND
+from course_management.api.ports import READS, WRITES
+from course_management.api.problems import Problem, status_of, validation_problem
 from course_management.api.routes_courses import (
     COURSE_ID,
     course_id_param,
-    problem_from_reply,
     send_command,
     visible_course,
 )
 from course_management.domain.access import owns
 from course_management.domain.course import Id
-from course_management.domain.problems import Problem, validation_problem
+from course_management.domain.outcomes import RefusalKind
 
 USER_ID = Param("userId", "path", "The user id (the `sub` of their token)")
 
@@ -58,11 +58,10 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     course_id = course_id_param(request)
     user_id = _who_enrolls(who, await _enroll_body(request))
-    reply = await request.app[BACKEND].enroll(course_id, user_id, source=f"api:{who.user_id}")
-    if reply.status not in (200, 201):
-        raise problem_from_reply(reply.status, reply.body)
+    reply = await request.app[WRITES].enroll(course_id, user_id, source=f"api:{who.user_id}")
+    status = status_of(reply)
     headers = {"Location": f"/api/v1/courses/{course_id}/enrollments/{user_id}"}
-    return json_response(reply.body, status=reply.status, headers=headers)
+    return json_response(reply.body, status=status, headers=headers)
 
 
 class ProgressRequest(BaseModel):
@@ -86,12 +85,11 @@ async def report_progress(request: web.Request) -> web.StreamResponse:
         user_id = who.user_id
     else:
         raise Problem.of(403, "forbidden", "progress is reported by the student or a service")
-    reply = await request.app[BACKEND].report_progress(
+    reply = await request.app[WRITES].report_progress(
         course_id, user_id, body.item_id, body.status, body.score
     )
-    if reply.status != 200:
-        raise problem_from_reply(reply.status, reply.body)
-    return json_response(reply.body)
+    status = status_of(reply, {RefusalKind.NOT_ENROLLED: 403})
+    return json_response(reply.body, status=status)
 
 
 async def cancel_enrollment(request: web.Request) -> web.StreamResponse:
@@ -101,9 +99,7 @@ async def cancel_enrollment(request: web.Request) -> web.StreamResponse:
     if not (who.has("admin") or (who.has("student") and who.user_id == user_id)):
         raise Problem.of(403, "forbidden", "only the enrolled student or an admin may cancel")
     reply = await send_command(request, who, "cancel_enrollment", course_id, {"user_id": user_id})
-    if reply.status != 204:
-        raise problem_from_reply(reply.status, reply.body)
-    return web.Response(status=204)
+    return web.Response(status=status_of(reply))
 
 
 async def get_enrollment(request: web.Request) -> web.StreamResponse:
@@ -118,7 +114,7 @@ async def get_enrollment(request: web.Request) -> web.StreamResponse:
                 "forbidden",
                 "enrollments are visible to the student, the owner, admins and services",
             )
-    found = await request.app[BACKEND].read_enrollment(course_id, user_id)
+    found = await request.app[READS].read_enrollment(course_id, user_id)
     if found is None or found["status"] == "cancelled":
         raise Problem.of(404, "not-enrolled", f"{user_id} is not enrolled in {course_id}")
     return json_response(found)
@@ -136,7 +132,7 @@ async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
             if not who.has("student"):
                 raise Problem.of(403, "forbidden", "only the owner, admins, services and students")
             only_user = who.user_id  # a student sees only their own enrollment
-    rows = await request.app[BACKEND].list_course_enrollments(
+    rows = await request.app[READS].list_course_enrollments(
         course_id, position["user_id"] if position else None, query.limit, only_user
     )
     last = rows[query.limit - 1] if len(rows) > query.limit else None
@@ -152,7 +148,7 @@ async def list_user_enrollments(request: web.Request) -> web.StreamResponse:
         raise Problem.of(403, "forbidden", "a user's enrollments are theirs, admins' and services'")
     query = page_query(request)
     position = decode_cursor(query.cursor, "course_id")
-    rows = await request.app[BACKEND].list_user_enrollments(
+    rows = await request.app[READS].list_user_enrollments(
         user_id, position["course_id"] if position else None, query.limit
     )
     last = rows[query.limit - 1] if len(rows) > query.limit else None

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from course_management.api.http import json_response
 from course_management.api.models import Health, Readiness
 from course_management.api.openapi import Endpoint
-from course_management.api.ports import BACKEND
+from course_management.api.ports import READINESS
 from course_management.infra.metrics import READY
 
 OPENAPI_DOCUMENT = web.AppKey("openapi", dict)
@@ -19,7 +19,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    checks = await request.app[BACKEND].readiness()
+    checks = await request.app[READINESS].readiness()
     ready = all(checks.values())
     READY.set(1 if ready else 0)
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)

@@ -28,7 +28,14 @@ from course_management.domain.course import (
     updated_course,
     with_new_version,
 )
-from course_management.domain.problems import Problem, validation_problem
+from course_management.domain.outcomes import (
+    Outcome,
+    Refusal,
+    RefusalKind,
+    Reply,
+    invalid,
+    invalid_from,
+)
 
 RECENT_COMMANDS_KEPT = 16
 
@@ -57,12 +64,6 @@ class CourseCommand:
 
 
 @dataclass(frozen=True)
-class Reply:
-    status: int
-    body: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
 class Decision:
     record: dict[str, Any] | None  # the new table record; None: leave the table as it is
     event: dict[str, Any] | None  # the CourseEvent to publish; None: nothing changed
@@ -84,7 +85,7 @@ def remember(
     """Keep a command's reply for its repeats. A reply that is the course keeps only the
     version: sixteen copies of a large course would not fit one Kafka record."""
     recent = [r for r in record.get("recent", []) if r["command_id"] != command_id]
-    kept: dict[str, Any] = {"command_id": command_id, "status": reply.status}
+    kept: dict[str, Any] = {"command_id": command_id, "outcome": reply.outcome}
     if course_reply and reply.body is not None:
         kept["course_version"] = reply.body["version"]
     else:
@@ -94,11 +95,11 @@ def remember(
 
 
 def replayed(record: dict[str, Any], seen: dict[str, Any]) -> Reply:
-    """The answer to a repeat of a remembered command: its status, and for a course reply
+    """The answer to a repeat of a remembered command: its outcome, and for a course reply
     the course as it is now (at or after the version the command made)."""
     if "course_version" in seen:
-        return Reply(seen["status"], record.get("course"))
-    return Reply(seen["status"], seen["body"])
+        return Reply(seen["outcome"], record.get("course"))
+    return Reply(seen["outcome"], seen["body"])
 
 
 def course_event(
@@ -126,11 +127,13 @@ def decide(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
         return _update(record, command)
     if command.command_type == "delete_course":
         return _delete(record, command)
-    return _refuse(Problem.of(400, "unknown-command", f"unknown command {command.command_type!r}"))
+    return _refuse(
+        Refusal(RefusalKind.UNKNOWN_COMMAND, f"unknown command {command.command_type!r}")
+    )
 
 
-def _refuse(problem: Problem) -> Decision:
-    return Decision(None, None, Reply(problem.status, problem.to_dict()))
+def _refuse(refusal: Refusal) -> Decision:
+    return Decision(None, None, Reply.refusing(refusal))
 
 
 def _new_ids(command: CourseCommand) -> Callable[[], str]:
@@ -147,19 +150,18 @@ def live_course(record: dict[str, Any] | None, actor: Actor) -> dict[str, Any] |
     return course_
 
 
-def _changeable(record: dict[str, Any] | None, command: CourseCommand) -> dict[str, Any] | Problem:
-    """The live course the actor may change, or the problem to answer (404/403/412)."""
+def _changeable(record: dict[str, Any] | None, command: CourseCommand) -> dict[str, Any] | Refusal:
+    """The live course the actor may change, or why not (unknown, not theirs, stale)."""
     course = live_course(record, command.actor)
     if course is None:
-        return Problem.of(404, "course-not-found", f"no course {command.course_id}")
+        return Refusal(RefusalKind.COURSE_NOT_FOUND, f"no course {command.course_id}")
     if not can_change(course, command.actor):
-        return Problem.of(
-            403, "not-course-owner", "only the course's instructor or an admin may change it"
+        return Refusal(
+            RefusalKind.NOT_COURSE_OWNER, "only the course's instructor or an admin may change it"
         )
     if command.expected_version is not None and command.expected_version != course["version"]:
-        return Problem.of(
-            412,
-            "version-mismatch",
+        return Refusal(
+            RefusalKind.VERSION_MISMATCH,
             f"If-Match names version {command.expected_version}; "
             f"the course is at {course['version']}",
         )
@@ -168,29 +170,26 @@ def _changeable(record: dict[str, Any] | None, command: CourseCommand) -> dict[s
 
 def _update(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
     course = _changeable(record, command)
-    if isinstance(course, Problem):
+    if isinstance(course, Refusal):
         return _refuse(course)
     assert record is not None
     try:
         changes = CourseUpdate.model_validate(command.payload)
     except ValidationError as exc:
-        return _refuse(Problem.from_validation(exc))
+        return _refuse(invalid_from(exc))
     candidate, errors = updated_course(
         course, changes, set(command.payload), command.occurred_at, _new_ids(command)
     )
     if errors:
-        return _refuse(validation_problem(errors))
+        return _refuse(invalid(errors))
     if candidate == course:  # nothing changed: no new version, no event
-        return Decision(
-            remember(record, command.command_id, Reply(200, course), course_reply=True),
-            None,
-            Reply(200, course),
-        )
+        same = Reply(Outcome.UNCHANGED, course)
+        return Decision(remember(record, command.command_id, same, course_reply=True), None, same)
     too_large = course_size_error(candidate)
     if too_large:
-        return _refuse(validation_problem([too_large]))
+        return _refuse(invalid([too_large]))
     changed = with_new_version(candidate, command.occurred_at)
-    reply = Reply(200, changed)
+    reply = Reply(Outcome.APPLIED, changed)
     return Decision(
         remember({**record, "course": changed}, command.command_id, reply, course_reply=True),
         course_event(command, "course_updated", changed, changed["version"]),
@@ -200,11 +199,11 @@ def _update(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
 
 def _delete(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
     course = _changeable(record, command)
-    if isinstance(course, Problem):
+    if isinstance(course, Refusal):
         return _refuse(course)
     assert record is not None
     gone = with_new_version(course, command.occurred_at)
-    reply = Reply(204, None)
+    reply = Reply(Outcome.REMOVED, None)
     return Decision(
         remember({**record, "course": gone, "deleted": True}, command.command_id, reply),
         course_event(command, "course_deleted", None, gone["version"]),
@@ -217,16 +216,16 @@ def _create(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
         # The course id was derived from an Idempotency-Key: this is a repeat of a create.
         first = record.get("create", {})
         if first.get("payload_hash") == command.payload_hash:
-            return Decision(None, None, Reply(201, first.get("reply")))
-        problem = validation_problem(
-            [("Idempotency-Key", "this key was already used with a different request body")]
+            return Decision(None, None, Reply(Outcome.CREATED, first.get("reply")))
+        return _refuse(
+            invalid(
+                [("Idempotency-Key", "this key was already used with a different request body")]
+            )
         )
-        return Decision(None, None, Reply(problem.status, problem.to_dict()))
     try:
         fields = CourseFields.model_validate(command.payload)
     except ValidationError as exc:
-        problem = Problem.from_validation(exc)
-        return Decision(None, None, Reply(problem.status, problem.to_dict()))
+        return _refuse(invalid_from(exc))
     course, errors = new_course(
         command.course_id,
         fields,
@@ -236,11 +235,11 @@ def _create(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
         new_id=_new_ids(command),
     )
     if errors:
-        return _refuse(validation_problem(errors))
+        return _refuse(invalid(errors))
     too_large = course_size_error(course)
     if too_large:
-        return _refuse(validation_problem([too_large]))
-    reply = Reply(201, course)
+        return _refuse(invalid([too_large]))
+    reply = Reply(Outcome.CREATED, course)
     new_record = {
         "course": course,
         "deleted": False,

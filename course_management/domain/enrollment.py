@@ -13,7 +13,7 @@ from typing import Any
 
 from course_management.domain.commands import derived_id
 from course_management.domain.course import rfc3339
-from course_management.domain.problems import Problem, validation_problem
+from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, invalid
 
 SEEN_EVENTS_KEPT = 32
 # Ids and names in inputs from other services: longer ones are refused (dead-lettered),
@@ -67,11 +67,11 @@ class ProgressInput:
 
 @dataclass(frozen=True)
 class EnrollmentDecision:
-    status: int  # the HTTP status a caller gets
+    outcome: Outcome | None  # None: refused (see `refusal`)
     enrollment: dict[str, Any] | None  # the new enrollment record (None: unchanged)
     seats_taken: int | None  # the course's new count of seats taken (None: unchanged)
     events: tuple[dict[str, Any], ...]  # the EnrollmentEvents to publish, in order
-    problem: Problem | None = None  # why it was refused
+    refusal: Refusal | None = None  # why it was refused
     reply_enrollment: dict[str, Any] | None = None
 
 
@@ -153,8 +153,8 @@ def _remember(record: dict[str, Any], event_id: str) -> dict[str, Any]:
     return {**record, "seen": [*record.get("seen", []), event_id][-SEEN_EVENTS_KEPT:]}
 
 
-def _refused(slug: str, detail: str, status: int = 409) -> EnrollmentDecision:
-    return EnrollmentDecision(status, None, None, (), Problem.of(status, slug, detail))
+def _refused(kind: RefusalKind, detail: str) -> EnrollmentDecision:
+    return EnrollmentDecision(None, None, None, (), Refusal(kind, detail))
 
 
 def decide_enroll(
@@ -164,23 +164,25 @@ def decide_enroll(
     enroll: EnrollInput,
 ) -> EnrollmentDecision:
     if course is None:
-        return _refused("course-not-found", f"no course {enroll.course_id}", 404)
+        return _refused(RefusalKind.COURSE_NOT_FOUND, f"no course {enroll.course_id}")
     active = record is not None and record["status"] in ("active", "completed")
     if _seen(record, enroll.event_id) or active:
         assert record is not None
         remembered = None if _seen(record, enroll.event_id) else _remember(record, enroll.event_id)
         return EnrollmentDecision(
-            200, remembered, None, (), reply_enrollment=public_view(record, course)
+            Outcome.UNCHANGED, remembered, None, (), reply_enrollment=public_view(record, course)
         )
     if course["status"] != "published":
-        return _refused("course-not-published", "only a published course takes enrollments")
+        return _refused(
+            RefusalKind.COURSE_NOT_PUBLISHED, "only a published course takes enrollments"
+        )
     at = rfc3339(enroll.occurred_at)
     opens, closes = course.get("enrollment_opens_at"), course.get("enrollment_closes_at")
     if (opens and at < opens) or (closes and at >= closes):
-        return _refused("enrollment-closed", "the course's enrollment window is not open")
+        return _refused(RefusalKind.ENROLLMENT_CLOSED, "the course's enrollment window is not open")
     capacity = course.get("capacity")
     if capacity is not None and seats_taken >= capacity:
-        return _refused("course-full", f"all {capacity} seats are taken")
+        return _refused(RefusalKind.COURSE_FULL, f"all {capacity} seats are taken")
     new_record = _remember(
         {
             "course_id": enroll.course_id,
@@ -196,7 +198,7 @@ def decide_enroll(
         enroll.event_id,
     )
     return EnrollmentDecision(
-        201,
+        Outcome.CREATED,
         new_record,
         seats_taken + 1,
         (_event(enroll.event_id, "enrollment_created", new_record, course, enroll.occurred_at),),
@@ -211,17 +213,17 @@ def decide_cancel(
     cancel: CancelInput,
 ) -> EnrollmentDecision:
     if course is None:
-        return _refused("course-not-found", f"no course {cancel.course_id}", 404)
+        return _refused(RefusalKind.COURSE_NOT_FOUND, f"no course {cancel.course_id}")
     if _seen(record, cancel.event_id):
         assert record is not None
-        return EnrollmentDecision(204, None, None, ())
+        return EnrollmentDecision(Outcome.REMOVED, None, None, ())
     if record is None or record["status"] == "cancelled":
-        return _refused("not-enrolled", f"{cancel.user_id} is not enrolled", 404)
+        return _refused(RefusalKind.NOT_ENROLLED, f"{cancel.user_id} is not enrolled")
     cancelled = _remember(
         {**record, "status": "cancelled", "version": record["version"] + 1}, cancel.event_id
     )
     return EnrollmentDecision(
-        204,
+        Outcome.REMOVED,
         cancelled,
         max(0, seats_taken - 1),
         (_event(cancel.event_id, "enrollment_cancelled", cancelled, course, cancel.occurred_at),),
@@ -233,19 +235,17 @@ def decide_progress(
 ) -> EnrollmentDecision:
     """Record an item's progress; the enrollment completes (once) when every item is done."""
     if course is None:
-        return _refused("course-not-found", f"no course {progress.course_id}", 404)
+        return _refused(RefusalKind.COURSE_NOT_FOUND, f"no course {progress.course_id}")
     if record is None or record["status"] == "cancelled":
-        return _refused("not-enrolled", f"{progress.user_id} is not enrolled", 403)
+        return _refused(RefusalKind.NOT_ENROLLED, f"{progress.user_id} is not enrolled")
     if progress.item_id not in item_ids_in_order(course):
         return EnrollmentDecision(
-            422,
-            None,
-            None,
-            (),
-            validation_problem([("item_id", "not an item of this course")]),
+            None, None, None, (), invalid([("item_id", "not an item of this course")])
         )
     if _seen(record, progress.event_id):
-        return EnrollmentDecision(200, None, None, (), reply_enrollment=public_view(record, course))
+        return EnrollmentDecision(
+            Outcome.UNCHANGED, None, None, (), reply_enrollment=public_view(record, course)
+        )
     at = rfc3339(progress.occurred_at)
     current = record.get("items", {}).get(progress.item_id, {})
     if current.get("status") == "completed" and progress.status == "started":
@@ -275,7 +275,7 @@ def decide_progress(
             _event(progress.event_id, "course_completed", changed, course, progress.occurred_at)
         )
     return EnrollmentDecision(
-        200, changed, None, tuple(events), reply_enrollment=public_view(changed, course)
+        Outcome.APPLIED, changed, None, tuple(events), reply_enrollment=public_view(changed, course)
     )
 
 

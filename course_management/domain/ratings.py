@@ -24,15 +24,9 @@ from pydantic import (
     ValidationError,
 )
 
-from course_management.domain.commands import (
-    CourseCommand,
-    Reply,
-    course_event,
-    live_course,
-    remember,
-)
+from course_management.domain.commands import CourseCommand, course_event, live_course, remember
 from course_management.domain.course import no_nul, rfc3339, with_new_version
-from course_management.domain.problems import Problem
+from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply, invalid_from
 
 MAX_REVIEW_CHARS = 2000
 
@@ -57,10 +51,8 @@ class RatingDecision:
     reply: Reply
 
 
-def _refuse(status: int, slug: str, detail: str) -> RatingDecision:
-    return RatingDecision(
-        None, None, None, Reply(status, Problem.of(status, slug, detail).to_dict())
-    )
+def _refuse(refusal: Refusal) -> RatingDecision:
+    return RatingDecision(None, None, None, Reply.refusing(refusal))
 
 
 def average(total: int, count: int) -> float | None:
@@ -73,8 +65,7 @@ def decide_rating(
     try:
         given = RatingInput.model_validate(command.payload)
     except ValidationError as exc:
-        problem = Problem.from_validation(exc)
-        return RatingDecision(None, None, None, Reply(problem.status, problem.to_dict()))
+        return _refuse(invalid_from(exc))
     rating: dict[str, Any] = {
         "stars": given.stars,
         "review": given.review,
@@ -84,17 +75,19 @@ def decide_rating(
     for seen in (record or {}).get("recent", []):
         if seen["command_id"] == command.command_id:  # redelivered: finish the second write
             again = rated if enrollment and enrollment.get("rating") != rating else None
-            return RatingDecision(None, again, None, Reply(seen["status"], seen["body"]))
+            return RatingDecision(None, again, None, Reply(seen["outcome"], seen["body"]))
     course = live_course(record, command.actor)
     if record is None or course is None:
-        return _refuse(404, "course-not-found", f"no course {command.course_id}")
+        return _refuse(Refusal(RefusalKind.COURSE_NOT_FOUND, f"no course {command.course_id}"))
     if enrollment is None or enrollment.get("status") == "cancelled":
-        return _refuse(403, "not-enrolled", "only a student enrolled in the course may rate it")
+        return _refuse(
+            Refusal(RefusalKind.NOT_ENROLLED, "only a student enrolled in the course may rate it")
+        )
     old = enrollment.get("rating")
     count = int(course["rating"]["count"])
     total = int(record.get("rating_sum", 0))
     if old and old["stars"] == rating["stars"] and old.get("review") == rating["review"]:
-        reply = Reply(200, _reply_body(command, old, course["rating"]))
+        reply = Reply(Outcome.UNCHANGED, _reply_body(command, old, course["rating"]))
         return RatingDecision(remember(record, command.command_id, reply), None, None, reply)
     total += given.stars - (int(old["stars"]) if old else 0)
     count += 0 if old else 1
@@ -102,7 +95,7 @@ def decide_rating(
         {**course, "rating": {"average": average(total, count), "count": count}},
         command.occurred_at,
     )
-    reply = Reply(200, _reply_body(command, rating, changed["rating"]))
+    reply = Reply(Outcome.APPLIED, _reply_body(command, rating, changed["rating"]))
     new_record = remember(
         {**record, "course": changed, "rating_sum": total}, command.command_id, reply
     )

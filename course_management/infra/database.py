@@ -42,6 +42,31 @@ async def connect_pool(database_url: str) -> asyncpg.Pool:
     return pool
 
 
+class Database:
+    """The worker's connection pool, opened at start (it needs the event loop)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._pool: asyncpg.Pool | None = None
+
+    async def start(self) -> None:
+        self._pool = await connect_pool(self._url)
+
+    async def stop(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the database pool has not been opened")
+        return self._pool
+
+    async def probe(self) -> None:
+        """Readiness: the server answers a query."""
+        await self.pool.fetchval("SELECT 1")
+
+
 def _parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 

@@ -1,26 +1,26 @@
-"""The Faust app: Kafka is the backbone; agents materialize tables and publish events."""
+"""The Faust app and its tables: Kafka is the backbone; the agent materializes the tables.
+
+The agent is registered by the composition root (worker.py), which gives it its
+collaborators (streams/agent.py).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 
 from course_management.config import Settings
-from course_management.streams import faust_fixes
-from course_management.streams.course_commands import register_course_commands
+from course_management.streams import faust_compat
 from course_management.tables.courses import define_courses_table
 from course_management.tables.enrollments import define_enrollments_table
 from course_management.topology import APP_ID
 
-if TYPE_CHECKING:
-    from course_management.runtime import Runtime
 
-
-def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any, Any]:
-    """Create the app with its tables and agents; returns (app, courses, enrollments)."""
-    faust_fixes.apply()
+def build_app(settings: Settings) -> tuple[faust.App, Any, Any]:
+    """Create the app with its tables; returns (app, courses, enrollments)."""
+    faust_compat.apply_fixes()
     datadir = Path(settings.data_dir) / settings.worker_id
     datadir.mkdir(parents=True, exist_ok=True)
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap_servers.split(","))
@@ -49,5 +49,4 @@ def build_app(settings: Settings, runtime: Runtime) -> tuple[faust.App, Any, Any
     )
     courses = define_courses_table(app, settings.topic_partitions)
     enrollments = define_enrollments_table(app, settings.topic_partitions)
-    register_course_commands(app, courses, enrollments, runtime)
     return app, courses, enrollments

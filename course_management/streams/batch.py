@@ -1,9 +1,10 @@
 """A batch of the course agent's inputs: decided one by one, their effects applied together.
 
-The course agent (streams/course_commands.py) takes its inputs in batches. Each input is
+The course agent (streams/agent.py) takes its inputs in batches. Each input is
 decided in order against the tables *plus the batch's own earlier writes* (`Overlay`),
-so every decision is the one it would be alone; its effects are collected here and
-applied once for the whole batch, in the order that keeps decision 3's guarantee:
+so every decision is the one it would be alone; its effects are staged here
+(`stage_*`) and applied once for the whole batch (`apply`), in the order that keeps
+decision 3's guarantee:
 
 1. every event and catalog entry is published, and all their acks awaited (one round
    trip for the batch instead of one per input);
@@ -23,35 +24,36 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, Protocol
 
-from faust.streams import _current_event
-
+from course_management.domain.enrollment import EMPTY_SEATS, settle_seats
+from course_management.domain.outcomes import Reply
+from course_management.infra.publisher import Record
 from course_management.infra.retrying import until_cached, until_published
-from course_management.tables.enrollments import seats_key
+from course_management.streams.faust_compat import as_current_event
+from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.topology import REPLY_SUBJECT, is_reply_topic
-
-if TYPE_CHECKING:
-    from course_management.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-Record = tuple[str, str, str, dict[str, Any]]  # (topic, key, subject, record)
-UNAPPLIED_EXIT_CODE = 75  # EX_TEMPFAIL: start again and the batch is applied again
+
+class Sends(Protocol):
+    """What a batch sends through (infra.publisher.Publisher)."""
+
+    async def send_all(self, records: list[Record]) -> None: ...
+    async def send_dead_letter(
+        self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
+    ) -> None: ...
+    async def awaited_replies(self, replies: list[Record]) -> list[Record]: ...
 
 
-@contextmanager
-def as_input(event: Any) -> Iterator[None]:
-    """Faust tables read and write the partition of the current event: make it `event`."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+class CachesCourses(Protocol):
+    """Where readers find a course's latest state (infra.cache.CourseCache)."""
+
+    async def put(self, course: dict[str, Any], *, deleted: bool = False) -> bool: ...
+    async def set_enrollment_count(self, course_id: str, count: int) -> None: ...
 
 
 class Overlay:
@@ -68,17 +70,19 @@ class Overlay:
         return self.table.get(key)
 
     def __setitem__(self, key: str, value: Any) -> None:
+        """Stage a table write (applied by `Batch.apply`, under the current input)."""
         self.pending[key] = value
         self.batch.writes.append((self.table, key, value, self.batch.current))
 
 
 class Batch:
-    """The collected effects of one batch (see the module's docstring for their order)."""
+    """The staged effects of one batch (see the module's docstring for their order)."""
 
-    def __init__(self, runtime: Runtime, courses: Any, enrollments: Any) -> None:
-        self.runtime = runtime
+    def __init__(self, courses: Any, enrollments: Any, sends: Sends, cache: CachesCourses) -> None:
         self.courses = Overlay(courses, self)
         self.enrollments = Overlay(enrollments, self)
+        self._sends = sends
+        self._cache = cache
         self.current: Any = None  # the input being decided
         self.records: list[Record] = []
         self.writes: list[tuple[Any, str, Any, Any]] = []
@@ -101,15 +105,29 @@ class Batch:
     @contextmanager
     def deciding(self, event: Any) -> Iterator[None]:
         self.current = event
-        with as_input(event):
+        with as_current_event(event):
             yield
 
-    # -- effects, collected ----------------------------------------------------------
+    def seats(self, course_id: str) -> dict[str, Any]:
+        """The course's seats record as the batch sees it, settled after a crash (see
+        domain.enrollment.settle_seats; the settled record is staged)."""
+        seats = self.enrollments.get(seats_key(course_id)) or EMPTY_SEATS
+        if seats.get("pending"):
+            pending_user = seats["pending"]["user_id"]
+            settled = settle_seats(
+                seats, self.enrollments.get(enrollment_key(course_id, pending_user))
+            )
+            self.enrollments[seats_key(course_id)] = settled
+            return settled
+        return dict(seats)
 
-    def publish(self, records: list[Record]) -> None:
+    # -- effects, staged -------------------------------------------------------------
+
+    def stage_records(self, records: list[Record]) -> None:
+        """Events and catalog entries, sent first and together."""
         self.records.extend(records)
 
-    def cache_current_course(self, course_id: str) -> None:
+    def stage_course_state(self, course_id: str) -> None:
         """Redis gets the course as the batch leaves it (readers see a change before its
         writer does). Also after a duplicate input: a crash between the table write and
         Redis is healed by the redelivery (the put is version-guarded)."""
@@ -117,64 +135,60 @@ class Batch:
         if record and record.get("course"):
             self.course_states[course_id] = (record["course"], bool(record.get("deleted")))
 
-    def cache_current_seats(self, course_id: str) -> None:
+    def stage_seat_count(self, course_id: str) -> None:
         """Redis gets the course's seat count as the batch leaves it (also after a
         duplicate input, as above)."""
         seats = self.enrollments.get(seats_key(course_id))
         if seats is not None:
             self.seat_counts[course_id] = int(seats["count"])
 
-    def dead_letter(
-        self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str = "invalid"
+    def stage_dead_letter(
+        self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
     ) -> None:
         """An input that cannot be applied, kept on `<topic>.dlq` after the batch's earlier
         inputs took effect (as if it had been processed alone, in order)."""
         self.dead_letters.append((topic, key, value, reason, code))
 
-    def reply(self, reply_to: str, command_id: str, status: int, body: Any) -> None:
-        """Answer the HTTP request waiting on `reply_to` for `command_id`."""
+    async def dead_letter(
+        self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
+    ) -> None:
+        """`stage_dead_letter`, in the shape of infra.dead_letters.DeadLetter."""
+        self.stage_dead_letter(topic, key, value, reason, code)
+
+    def stage_reply(self, reply_to: str, command_id: str, reply: Reply) -> None:
+        """Answer the request waiting on `reply_to` for `command_id`."""
         if not is_reply_topic(reply_to):
             log.warning("reply address ignored: not a reply topic", extra={"topic": reply_to})
             return
         record = {
             "command_id": command_id,
-            "status": status,
-            "body_json": json.dumps(body) if body is not None else None,
+            "status": 0,  # superseded by `outcome` (the API maps it to HTTP)
+            "outcome": reply.outcome,
+            "body_json": json.dumps(reply.body) if reply.body is not None else None,
         }
         self.replies.append((reply_to, command_id, REPLY_SUBJECT, record))
 
     # -- applied, together -----------------------------------------------------------
 
-    async def flush(self) -> None:
-        runtime = self.runtime
+    async def apply(self) -> None:
+        """Apply every staged effect, in the order of the module's docstring."""
+        sends = self._sends
         if self.records:
-            await until_published(functools.partial(runtime.publish_all, self.records))
+            await until_published(functools.partial(sends.send_all, self.records))
         for table, key, value, event in self.writes:
-            with as_input(event):
+            with as_current_event(event):
                 table[key] = value
         for course, deleted in self.course_states.values():
-            await until_cached(functools.partial(runtime.cache.put, course, deleted=deleted))
+            await until_cached(functools.partial(self._cache.put, course, deleted=deleted))
         for course_id, count in self.seat_counts.items():
             await until_cached(
-                functools.partial(runtime.cache.set_enrollment_count, course_id, count)
+                functools.partial(self._cache.set_enrollment_count, course_id, count)
             )
         for dead in self.dead_letters:
-            await until_published(functools.partial(runtime.dead_letter, *dead))
+            await until_published(functools.partial(sends.send_dead_letter, *dead))
         if self.replies:
             # A worker that stopped deleted its reply topic: nobody waits there any more,
             # and sending to a missing topic would be retried for ever.
-            replies = await until_published(functools.partial(runtime.still_awaited, self.replies))
+            replies = await until_published(functools.partial(sends.awaited_replies, self.replies))
             if replies:
-                await until_published(functools.partial(runtime.publish_all, replies))
-
-
-def stop_unapplied(exc: BaseException) -> NoReturn:
-    """A batch that cannot be applied (not an outage: those are waited out) stops the
-    worker at once. Letting the agent go on would ack the batch's inputs unapplied (Faust
-    acks a batch when its iterator is closed); stopping without a commit leaves them to
-    be applied again after the restart, which a crash is safe for (decision 21)."""
-    log.critical(
-        "a batch could not be applied; stopping the worker without acking it", exc_info=exc
-    )
-    logging.shutdown()
-    os._exit(UNAPPLIED_EXIT_CODE)
+                await until_published(functools.partial(sends.send_all, replies))

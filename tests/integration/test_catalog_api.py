@@ -15,8 +15,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.test_enrollment import ADMIN, OWNER, enroll, published_course
-from tests.support import WorkerProcess, auth, eventually_async
+from tests.support import (
+    ADMIN,
+    OWNER,
+    WorkerProcess,
+    auth,
+    enroll,
+    eventually_async,
+    published_course,
+)
 
 
 @pytest.fixture(params=["elasticsearch", pytest.param("postgres", marks=pytest.mark.rebalances)])

@@ -19,16 +19,17 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 
 from bench.catalog_seed import catalog, entry
-from course_management.config import Settings
-from course_management.domain.catalog import (
+from course_management.catalog import elastic as catalog_es
+from course_management.catalog import postgres as catalog_pg
+from course_management.catalog.postgres import PgCatalog
+from course_management.catalog.query import (
     WORD_SCORES,
     CatalogQuery,
     Sort,
     encode_cursor,
     parse_query,
 )
-from course_management.infra import catalog_es, catalog_pg
-from course_management.infra.catalog_pg import PgCatalog
+from course_management.config import Settings
 
 N = 1200
 SEED = catalog(N)

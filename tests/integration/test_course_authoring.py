@@ -14,9 +14,8 @@ import redis.asyncio as aioredis
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
-from course_management.runtime import register_schemas
-from tests.integration.test_create_slice import ONE_MODULE, read_topic
-from tests.support import auth, eventually_async
+from course_management.ops.provisioning import register_schemas
+from tests.support import ONE_MODULE, auth, eventually_async, read_topic
 
 OWNER = auth("instructor-1", "instructor", name="Ada Instructor")
 OTHER = auth("instructor-2", "instructor", name="Bob Other")

@@ -20,9 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from course_management.config import Settings
 from course_management.topology import ENROLLMENT_INPUTS
-from tests.integration.test_create_slice import read_topic
-from tests.integration.test_enrollment import ADMIN, enrollments_under_way
-from tests.support import WorkerProcess, eventually_async
+from tests.support import ADMIN, WorkerProcess, enrollments_under_way, eventually_async, read_topic
 
 pytestmark = [pytest.mark.rebalances, pytest.mark.crash]
 N = 1000

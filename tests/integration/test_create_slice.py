@@ -3,7 +3,6 @@ RocksDB table -> course_created on course-events -> PostgreSQL mirror -> HTTP re
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import uuid
@@ -13,55 +12,21 @@ from typing import Any
 import aiohttp
 import asyncpg
 import fastavro
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
-from course_management.infra.kafka import topic_partitions
-from tests.support import WorkerProcess, auth, eventually_async
+from tests.support import ONE_MODULE, WorkerProcess, auth, eventually_async, read_topic
 
 INSTRUCTOR = auth("instructor-1", "instructor", name="Ada Instructor")
-ONE_MODULE = {
-    "title": "Start",
-    "position": 0,
-    "items": [{"type": "lesson", "title": "Hello", "position": 0}],
-}
 
 
 async def create_course(
     http: aiohttp.ClientSession, body: dict[str, Any], **headers: str
 ) -> aiohttp.ClientResponse:
     return await http.post("/api/v1/courses/create", json=body, headers={**INSTRUCTOR, **headers})
-
-
-async def read_topic(
-    settings: Settings, topic: str, until: Any, deadline_s: float = 30
-) -> list[Any]:
-    """All records of `topic` from the beginning, until `until(records)` holds (deadline)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(settings.kafka_bootstrap_servers, topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records: list[Any] = []
-        loop = asyncio.get_running_loop()
-        end = loop.time() + deadline_s
-        while loop.time() < end:
-            batch = await consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                records.extend(messages)
-            if until(records):
-                return records
-        raise AssertionError(
-            f"{topic}: condition not met in {deadline_s}s ({len(records)} records)"
-        )
-    finally:
-        await consumer.stop()
 
 
 def test_readyz_answered_not_ready_before_recovery_then_ready(worker: WorkerProcess) -> None:
@@ -169,7 +134,7 @@ async def test_the_mirror_row_exists_once_when_a_command_is_delivered_twice(
     await admin.create_topics([NewTopic(reply_topic, 1, 1)])
     await admin.close()
     codec = AvroCodec(settings.schema_registry_url)
-    from course_management.runtime import register_schemas
+    from course_management.ops.provisioning import register_schemas
 
     await register_schemas(codec)
     value = codec.encode(
@@ -194,7 +159,7 @@ async def test_the_mirror_row_exists_once_when_a_command_is_delivered_twice(
 
     replies = await read_topic(settings, reply_topic, lambda rs: len(rs) >= 2)
     decoded = [await codec.decode("course-management-replies-value", r.value) for r in replies]
-    assert [d["status"] for d in decoded] == [201, 201]
+    assert [d["outcome"] for d in decoded] == ["created", "created"]
     assert decoded[0]["body_json"] == decoded[1]["body_json"]
 
     def mine(records: list[Any]) -> list[Any]:

@@ -7,8 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.integration.test_enrollment import ADMIN, OWNER, SERVICE, enroll, published_course
-from tests.support import auth, eventually_async
+from tests.support import ADMIN, OWNER, SERVICE, auth, enroll, eventually_async, published_course
 
 
 async def pages(

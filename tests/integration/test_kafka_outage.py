@@ -12,14 +12,15 @@ import aiohttp
 import pytest
 
 from course_management.config import Settings
-from tests.integration.test_create_slice import read_topic
-from tests.integration.test_enrollment import (
+from tests.support import (
     OWNER,
+    WorkerProcess,
     enroll,
     enrollments_under_way,
+    eventually_async,
     published_course,
+    read_topic,
 )
-from tests.support import WorkerProcess, eventually_async
 
 
 @pytest.mark.rebalances

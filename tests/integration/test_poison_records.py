@@ -12,10 +12,8 @@ from aiokafka import AIOKafkaProducer
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
-from course_management.runtime import register_schemas
-from tests.integration.test_create_slice import read_topic
-from tests.integration.test_enrollment import OWNER
-from tests.support import eventually_async
+from course_management.ops.provisioning import register_schemas
+from tests.support import OWNER, eventually_async, read_topic
 
 
 async def test_a_course_event_the_mirror_cannot_store_is_dead_lettered(

@@ -10,10 +10,8 @@ import aiohttp
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
-from course_management.runtime import register_schemas
-from tests.integration.test_create_slice import read_topic
-from tests.integration.test_enrollment import OWNER, enroll, produce
-from tests.support import auth, eventually_async
+from course_management.ops.provisioning import register_schemas
+from tests.support import OWNER, auth, enroll, eventually_async, produce, read_topic
 
 TWO_ITEMS = {
     "title": "M1",

@@ -9,9 +9,15 @@ from typing import Any
 import aiohttp
 
 from course_management.config import Settings
-from tests.integration.test_create_slice import read_topic
-from tests.integration.test_enrollment import enroll, produce, published_course, user_enrolled_value
-from tests.support import WorkerProcess, eventually_async
+from tests.support import (
+    WorkerProcess,
+    enroll,
+    eventually_async,
+    produce,
+    published_course,
+    read_topic,
+    user_enrolled_value,
+)
 
 
 async def test_the_agent_waits_for_redis_and_leaves_no_stale_seat_count(

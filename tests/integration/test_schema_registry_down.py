@@ -17,8 +17,7 @@ from confluent_kafka.schema_registry import Schema
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec, load_schema_text
-from tests.integration.test_enrollment import ADMIN, produce, published_course
-from tests.support import WorkerProcess, eventually_async
+from tests.support import ADMIN, WorkerProcess, eventually_async, produce, published_course
 
 SUBJECT = "user-enrolled-value"
 

@@ -17,12 +17,11 @@ import asyncpg
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from course_management.catalog_replay import replay_catalog
+from course_management.catalog.elastic import ALIAS, current_index
+from course_management.catalog.replay import replay_catalog
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
-from course_management.infra.catalog_es import ALIAS, current_index
-from tests.integration.test_enrollment import ADMIN, published_course
-from tests.support import WorkerProcess, eventually_async
+from tests.support import ADMIN, WorkerProcess, eventually_async, published_course
 
 
 async def _found(http: aiohttp.ClientSession, marker: str, limit: int = 100) -> set[str]:

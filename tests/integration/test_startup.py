@@ -16,7 +16,7 @@ from elasticsearch import Elasticsearch
 
 from course_management.config import Settings
 from course_management.infra.avro import schemas_dir
-from course_management.provisioning import provision_all
+from course_management.ops.provisioning import provision_all
 from tests.support import TopicSettings
 
 

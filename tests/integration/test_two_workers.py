@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 
 from course_management.config import Settings
 from course_management.streams.local_state import MARKER
-from tests.integration.test_create_slice import ONE_MODULE
 from tests.support import (
+    ONE_MODULE,
     WorkerProcess,
     auth,
     eventually,

@@ -18,12 +18,18 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
-from course_management.runtime import register_schemas
-from course_management.streams.batch import UNAPPLIED_EXIT_CODE
+from course_management.ops.provisioning import register_schemas
+from course_management.streams.agent import UNAPPLIED_EXIT_CODE
 from course_management.topology import COURSE_EVENTS, TOPICS
-from tests.integration.test_create_slice import read_topic
-from tests.integration.test_enrollment import OWNER, published_course
-from tests.support import TopicSettings, WorkerProcess, eventually, eventually_async
+from tests.support import (
+    OWNER,
+    TopicSettings,
+    WorkerProcess,
+    eventually,
+    eventually_async,
+    published_course,
+    read_topic,
+)
 
 TOO_SMALL = "200"  # bytes: smaller than any course event
 

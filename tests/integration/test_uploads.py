@@ -7,8 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.integration.test_create_slice import ONE_MODULE
-from tests.support import auth
+from tests.support import ONE_MODULE, auth
 
 OWNER = auth("instructor-1", "instructor", name="Ada Instructor")
 OTHER = auth("instructor-2", "instructor")

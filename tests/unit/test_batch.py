@@ -1,5 +1,5 @@
 """The course agent's batches (streams/batch.py) without servers: what a batch's decisions
-see, and the order its effects are applied in."""
+see, and the order its staged effects are applied in."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RecordTooLargeError
 from faust.streams import current_event
 
+from course_management.domain.outcomes import Outcome, Reply
 from course_management.infra.retrying import kafka_unavailable
-from course_management.streams import batch as batch_module
+from course_management.streams import agent
 from course_management.streams.batch import Batch
 
 
@@ -47,18 +48,17 @@ class _Cache:
         self.log.append(("count", course_id, count))
 
 
-class _Runtime:
+class _Publisher:
     def __init__(self, log: list[Any]) -> None:
         self.log = log
-        self.cache = _Cache(log)
 
-    async def publish_all(self, records: list[Any]) -> None:
+    async def send_all(self, records: list[Any]) -> None:
         self.log.append(("publish", [r[0] for r in records]))
 
-    async def still_awaited(self, replies: list[Any]) -> list[Any]:
+    async def awaited_replies(self, replies: list[Any]) -> list[Any]:
         return [r for r in replies if r[0] == "course-management-replies-w1"]  # the others: gone
 
-    async def dead_letter(
+    async def send_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
     ) -> None:
         self.log.append(("dead letter", topic, reason))
@@ -67,7 +67,7 @@ class _Runtime:
 def _batch() -> tuple[Batch, list[Any], _Table, _Table]:
     log: list[Any] = []
     courses, enrollments = _Table(log, "courses"), _Table(log, "enrollments")
-    return Batch(_Runtime(log), courses, enrollments), log, courses, enrollments  # type: ignore[arg-type]
+    return Batch(courses, enrollments, _Publisher(log), _Cache(log)), log, courses, enrollments
 
 
 def test_decisions_see_the_batch_s_earlier_writes_and_the_tables_only_after_flush() -> None:
@@ -86,22 +86,23 @@ async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
     batch, log, _, _ = _batch()
     batch.begin()
     log.clear()
+    ok = Reply(Outcome.APPLIED, {"ok": True})
     with batch.deciding(_Input("a")):
-        batch.publish([("course-events", "c1", "s", {})])
+        batch.stage_records([("course-events", "c1", "s", {})])
         batch.courses["c1"] = {"course": {"id": "c1", "version": 2}}
-        batch.cache_current_course("c1")
-        batch.reply("course-management-replies-w1", "cmd-a", 200, {"ok": True})
-        batch.reply("course-management-replies-gone", "cmd-a2", 200, {"ok": True})
-        batch.reply("course-events", "cmd-a3", 200, {"ok": True})  # not a reply topic
+        batch.stage_course_state("c1")
+        batch.stage_reply("course-management-replies-w1", "cmd-a", ok)
+        batch.stage_reply("course-management-replies-gone", "cmd-a2", ok)
+        batch.stage_reply("course-events", "cmd-a3", ok)  # not a reply topic
     with batch.deciding(_Input("b")):
-        batch.publish([("enrollment-events", "c1", "s", {})])
+        batch.stage_records([("enrollment-events", "c1", "s", {})])
         batch.enrollments["c1#seats"] = {"count": 3, "seq": 3, "pending": None}
         batch.courses["c1"] = {"course": {"id": "c1", "version": 3}}
-        batch.cache_current_course("c1")
-        batch.cache_current_seats("c1")
+        batch.stage_course_state("c1")
+        batch.stage_seat_count("c1")
     with batch.deciding(_Input("c")):
-        batch.dead_letter("user-enrolled", b"k", b"v", "course-full: no seat", "course-full")
-    await batch.flush()
+        batch.stage_dead_letter("user-enrolled", b"k", b"v", "course-full: no seat", "course-full")
+    await batch.apply()
     assert log == [
         ("publish", ["course-events", "enrollment-events"]),  # one round trip, first
         ("write", "courses", "c1", {"course": {"id": "c1", "version": 2}}, "a"),
@@ -118,7 +119,7 @@ def test_a_batch_is_empty_after_begin() -> None:
     batch, *_ = _batch()
     with batch.deciding(_Input("a")):
         batch.courses["c1"] = {"course": {"id": "c1", "version": 1}}
-        batch.publish([("course-events", "c1", "s", {})])
+        batch.stage_records([("course-events", "c1", "s", {})])
     batch.begin()
     assert batch.courses.get("c1") is None and not batch.records and not batch.writes
 
@@ -139,7 +140,7 @@ def test_a_batch_that_cannot_be_applied_stops_the_worker_without_acking(
         codes.append(code)
         raise SystemExit(code)
 
-    monkeypatch.setattr(batch_module.os, "_exit", fake_exit)
+    monkeypatch.setattr(agent.os, "_exit", fake_exit)
     with pytest.raises(SystemExit):
-        batch_module.stop_unapplied(RuntimeError("broken"))
-    assert codes == [batch_module.UNAPPLIED_EXIT_CODE]
+        agent.stop_unapplied(RuntimeError("broken"))
+    assert codes == [agent.UNAPPLIED_EXIT_CODE]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from course_management.domain.catalog import (
+from course_management.catalog.query import (
     MAX_TERMS,
     MAX_TYPO_EXPANSIONS,
     Sort,
@@ -17,11 +17,11 @@ from course_management.domain.catalog import (
     sort_values,
     typo_matches,
 )
-from course_management.domain.problems import Problem
+from course_management.domain.outcomes import Refusal, RefusalKind
 
 
-def fields_of(problem: Problem) -> list[str]:
-    return [e["field"] for e in problem.to_dict()["errors"]]
+def fields_of(refusal: Refusal) -> list[str]:
+    return [e["field"] for e in refusal.to_dict()["errors"]]
 
 
 def test_sort_defaults_follow_q() -> None:
@@ -46,9 +46,9 @@ def test_sort_defaults_follow_q() -> None:
     ],
 )
 def test_bad_parameters_name_themselves(params: dict[str, str], field: str) -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(Refusal) as caught:
         parse_query(params)
-    assert caught.value.status == 422
+    assert caught.value.kind is RefusalKind.INVALID
     assert fields_of(caught.value) == [field]
 
 
@@ -76,7 +76,7 @@ def test_a_cursor_is_bound_to_its_query_and_sort() -> None:
     again = parse_query({"q": "kafka", "category": "data", "cursor": cursor})
     assert again.after == (3.5, "course-9")
     for other in ({"q": "kafka"}, {"q": "kafka", "category": "data", "sort": "newest"}):
-        with pytest.raises(Problem) as caught:
+        with pytest.raises(Refusal) as caught:
             parse_query({**other, "cursor": cursor})
         assert fields_of(caught.value) == ["cursor"]
 
@@ -84,7 +84,7 @@ def test_a_cursor_is_bound_to_its_query_and_sort() -> None:
 @pytest.mark.parametrize("after", [("x", "id"), (1.0,), (True, "id"), ([], "id")])
 def test_a_cursor_with_the_wrong_shape_is_refused(after: tuple) -> None:
     query = parse_query({"q": "kafka"})
-    with pytest.raises(Problem):
+    with pytest.raises(Refusal):
         parse_query({"q": "kafka", "cursor": encode_cursor(query, after, None)})
 
 
@@ -123,7 +123,7 @@ def test_documents_list_only_published_courses_and_carry_the_seat_count() -> Non
 
 
 def test_a_rebuilt_index_pairs_with_the_live_one_by_its_shape() -> None:
-    from course_management.catalog_table import index_shape
+    from course_management.catalog.rebuild_table import index_shape
 
     live = "CREATE INDEX catalog_search_idx ON public.catalog_courses USING gin (search) WHERE x"
     copy = (

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from course_management.domain.commands import Actor, CourseCommand, decide
 from course_management.domain.course import json_size
+from course_management.domain.outcomes import Outcome, RefusalKind
 
 ACTOR = Actor("instructor-1", "Ada", ("instructor",))
 WHEN = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -26,7 +27,7 @@ def create(
 
 def test_create_makes_version_1_with_the_instructor_from_the_token() -> None:
     decision = decide(None, create({"title": "Kafka", "description": "streams"}))
-    assert decision.reply.status == 201
+    assert decision.reply.outcome == Outcome.CREATED
     course = decision.reply.body
     assert course["version"] == 1
     assert course["instructor"] == {"id": "instructor-1", "name": "Ada"}
@@ -57,21 +58,21 @@ def test_a_repeated_create_with_the_same_body_returns_the_first_result() -> None
     applied = decide(None, create({"title": "Kafka"}))
     repeat = decide(applied.record, create({"title": "Kafka"}))
     assert (repeat.record, repeat.event) == (None, None)
-    assert repeat.reply.status == 201
+    assert repeat.reply.outcome == Outcome.CREATED
     assert repeat.reply.body == applied.reply.body
 
 
 def test_a_repeated_create_with_another_body_is_refused() -> None:
     applied = decide(None, create({"title": "Kafka"}))
     other = decide(applied.record, create({"title": "Other"}, payload_hash="h2"))
-    assert other.reply.status == 422
+    assert other.reply.outcome == RefusalKind.INVALID
     assert other.reply.body["errors"][0]["field"] == "Idempotency-Key"
     assert (other.record, other.event) == (None, None)
 
 
 def test_an_invalid_payload_changes_nothing() -> None:
     decision = decide(None, create({"title": ""}))
-    assert decision.reply.status == 422
+    assert decision.reply.outcome == RefusalKind.INVALID
     assert decision.reply.body["errors"][0]["field"] == "title"
     assert (decision.record, decision.event) == (None, None)
 
@@ -108,7 +109,7 @@ def _modules(count: int, items: int) -> list[dict]:
 
 def test_a_course_too_large_for_one_kafka_record_is_refused_naming_modules() -> None:
     decision = decide(None, create({"title": "Huge", "modules": _modules(20, 100)}))
-    assert decision.reply.status == 422
+    assert decision.reply.outcome == RefusalKind.INVALID
     assert [e["field"] for e in decision.reply.body["errors"]] == ["modules"]
     assert (decision.record, decision.event) == (None, None)
 
@@ -124,7 +125,7 @@ def test_an_update_that_would_make_a_course_too_large_is_refused() -> None:
         payload={"modules": _modules(20, 100)},
     )
     refused = decide(applied.record, update)
-    assert refused.reply.status == 422
+    assert refused.reply.outcome == RefusalKind.INVALID
     assert [e["field"] for e in refused.reply.body["errors"]] == ["modules"]
     assert refused.record is None
 
@@ -145,6 +146,6 @@ def test_remembered_replies_keep_the_course_version_not_a_copy() -> None:
     assert json_size(record) < size_after_create * 1.1  # 16 replies kept, no course copies
     # A repeat of a remembered update answers with the course as it is now.
     repeat = decide(record, CourseCommand("u-19", "update_course", "c-1", WHEN, ACTOR, {}))
-    assert repeat.reply.status == 200
+    assert repeat.reply.refusal is None
     assert repeat.reply.body == record["course"]
     assert repeat.record is None

@@ -2,13 +2,13 @@ import pytest
 from pydantic import ValidationError
 
 from course_management.domain.course import CourseFields
-from course_management.domain.problems import Problem
+from course_management.domain.outcomes import Refusal, RefusalKind, invalid_from
 
 
-def problem_for(body: dict) -> Problem:
+def problem_for(body: dict) -> Refusal:
     with pytest.raises(ValidationError) as caught:
         CourseFields.model_validate(body)
-    return Problem.from_validation(caught.value)
+    return invalid_from(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def problem_for(body: dict) -> Problem:
 )
 def test_each_rule_names_its_field(body: dict, field: str) -> None:
     problem = problem_for(body)
-    assert problem.status == 422
+    assert problem.kind is RefusalKind.INVALID
     assert field in [e["field"] for e in problem.errors]
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from course_management.domain.commands import Actor, CourseCommand, decide
+from course_management.domain.outcomes import Outcome, RefusalKind
 
 OWNER = Actor("instructor-1", "Ada", ("instructor",))
 OTHER = Actor("instructor-2", "Bob", ("instructor",))
@@ -51,14 +52,14 @@ def record() -> dict:
             at=0,
         ),
     )
-    assert created.reply.status == 201
+    assert created.reply.outcome == Outcome.CREATED
     return created.record
 
 
 def test_a_partial_update_changes_only_the_given_fields_and_bumps_the_version(record: dict) -> None:
     decision = decide(record, command("update_course", {"description": "new"}))
     course = decision.reply.body
-    assert decision.reply.status == 200
+    assert decision.reply.refusal is None
     assert (course["version"], course["description"], course["title"]) == (2, "new", "Kafka")
     assert course["updated_at"] == "2026-11-27T10:01:00.000Z"
     assert course["created_at"] == "2026-11-27T10:00:00.000Z"
@@ -68,7 +69,7 @@ def test_a_partial_update_changes_only_the_given_fields_and_bumps_the_version(re
 
 def test_an_update_that_changes_nothing_makes_no_version_and_no_event(record: dict) -> None:
     decision = decide(record, command("update_course", {"title": "Kafka"}))
-    assert decision.reply.status == 200
+    assert decision.reply.outcome == Outcome.UNCHANGED
     assert decision.reply.body["version"] == 1
     assert decision.event is None
 
@@ -107,14 +108,14 @@ def test_ids_of_kept_modules_and_items_stay_and_new_ones_get_ids(record: dict) -
 def test_an_id_the_course_does_not_have_is_refused(record: dict) -> None:
     payload = {"modules": [{"id": "made-up", "title": "M", "position": 0}]}
     decision = decide(record, command("update_course", payload))
-    assert decision.reply.status == 422
+    assert decision.reply.outcome == RefusalKind.INVALID
     assert decision.reply.body["errors"][0]["field"] == "modules[0].id"
     assert decision.event is None
 
 
 def test_positions_must_be_unique(record: dict) -> None:
     payload = {"modules": [{"title": "A", "position": 0}, {"title": "B", "position": 0}]}
-    assert decide(record, command("update_course", payload)).reply.status == 422
+    assert decide(record, command("update_course", payload)).reply.outcome == RefusalKind.INVALID
 
 
 @pytest.mark.parametrize(
@@ -128,51 +129,61 @@ def test_positions_must_be_unique(record: dict) -> None:
     ],
 )
 def test_status_transitions(record: dict, path: list[str], allowed: bool) -> None:
-    status = 0
+    accepted = False
     for step, target in enumerate(path, start=1):
         decision = decide(record, command("update_course", {"status": target}, at=step))
-        status = decision.reply.status
+        accepted = decision.reply.refusal is None
         if decision.record is not None:
             record = decision.record
-    assert (status == 200) is allowed
+    assert accepted is allowed
 
 
 def test_publishing_needs_a_module_with_an_item() -> None:
     empty = decide(None, command("create_course", {"title": "Empty"}, at=0)).record
     decision = decide(empty, command("update_course", {"status": "published"}))
-    assert decision.reply.status == 422
+    assert decision.reply.outcome == RefusalKind.INVALID
     assert decision.reply.body["errors"][0]["field"] == "status"
 
 
 def test_only_the_owner_or_an_admin_may_change(record: dict) -> None:
-    assert decide(record, command("update_course", {"title": "x"}, actor=OTHER)).reply.status == 404
+    assert (
+        decide(record, command("update_course", {"title": "x"}, actor=OTHER)).reply.outcome
+        == RefusalKind.COURSE_NOT_FOUND
+    )
     published = decide(record, command("update_course", {"status": "published"})).record
     assert (
-        decide(published, command("update_course", {"title": "x"}, actor=OTHER, at=2)).reply.status
-        == 403
+        decide(published, command("update_course", {"title": "x"}, actor=OTHER, at=2)).reply.outcome
+        == RefusalKind.NOT_COURSE_OWNER
     )
     assert (
-        decide(published, command("update_course", {"title": "x"}, actor=ADMIN, at=2)).reply.status
-        == 200
+        decide(published, command("update_course", {"title": "x"}, actor=ADMIN, at=2)).reply.refusal
+        is None
     )
 
 
 def test_a_stale_if_match_is_412_and_a_current_one_applies(record: dict) -> None:
-    assert decide(record, command("update_course", {"title": "x"}, version=7)).reply.status == 412
-    assert decide(record, command("update_course", {"title": "x"}, version=1)).reply.status == 200
+    assert (
+        decide(record, command("update_course", {"title": "x"}, version=7)).reply.outcome
+        == RefusalKind.VERSION_MISMATCH
+    )
+    assert decide(record, command("update_course", {"title": "x"}, version=1)).reply.refusal is None
 
 
 def test_delete_publishes_course_deleted_and_the_course_is_gone(record: dict) -> None:
     deleted = decide(record, command("delete_course"))
-    assert deleted.reply.status == 204
+    assert deleted.reply.outcome == Outcome.REMOVED
     assert deleted.event["event_type"] == "course_deleted"
     assert deleted.event["course"] is None
     assert deleted.event["version"] == 2
     assert deleted.record["deleted"] is True
     assert (
-        decide(deleted.record, command("update_course", {"title": "x"}, at=2)).reply.status == 404
+        decide(deleted.record, command("update_course", {"title": "x"}, at=2)).reply.outcome
+        == RefusalKind.COURSE_NOT_FOUND
     )
-    assert decide(deleted.record, command("delete_course", at=2)).reply.status == 404
+    assert (
+        decide(deleted.record, command("delete_course", at=2)).reply.outcome
+        == RefusalKind.COURSE_NOT_FOUND
+    )
 
 
 def test_item_type_rules() -> None:
@@ -199,7 +210,7 @@ def test_item_type_rules() -> None:
                 {"title": "T", "modules": [{"title": "M", "position": 0, "items": items}]},
             ),
         )
-        assert decision.reply.status == 422
+        assert decision.reply.outcome == RefusalKind.INVALID
         assert decision.reply.body["errors"][0]["field"].endswith(field)
 
 
@@ -215,7 +226,7 @@ def test_the_enrollment_window_must_close_after_it_opens() -> None:
 
 def test_null_is_refused_for_fields_that_cannot_be_empty(record: dict) -> None:
     decision = decide(record, command("update_course", {"title": None}))
-    assert decision.reply.status == 422
+    assert decision.reply.outcome == RefusalKind.INVALID
     assert decision.reply.body["errors"][0] == {"field": "title", "message": "cannot be null"}
 
 

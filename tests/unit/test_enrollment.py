@@ -11,6 +11,7 @@ from course_management.domain.enrollment import (
     decide_enroll,
     progress_of,
 )
+from course_management.domain.outcomes import Outcome, RefusalKind
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -36,7 +37,7 @@ def enroll(user: str = "u1", event_id: str | None = None, at: datetime = T0) -> 
 
 def test_a_first_enrollment_takes_a_seat_and_publishes_enrollment_created() -> None:
     decision = decide_enroll(course(), 0, None, enroll())
-    assert decision.status == 201
+    assert decision.outcome is Outcome.CREATED
     assert decision.seats_taken == 1
     assert decision.events[0]["event_type"] == "enrollment_created"
     assert decision.reply_enrollment["status"] == "active"
@@ -47,35 +48,34 @@ def test_a_first_enrollment_takes_a_seat_and_publishes_enrollment_created() -> N
 def test_the_same_event_twice_enrolls_once() -> None:
     first = decide_enroll(course(), 0, None, enroll(event_id="e-1"))
     again = decide_enroll(course(), 1, first.enrollment, enroll(event_id="e-1"))
-    assert again.status == 200
+    assert again.outcome is Outcome.UNCHANGED
     assert (again.enrollment, again.seats_taken, again.events) == (None, None, ())
 
 
 def test_enrolling_again_while_enrolled_is_200_without_a_seat() -> None:
     first = decide_enroll(course(), 0, None, enroll())
     again = decide_enroll(course(), 1, first.enrollment, enroll())
-    assert again.status == 200 and again.seats_taken is None and again.events == ()
+    assert again.outcome is Outcome.UNCHANGED and again.seats_taken is None and again.events == ()
 
 
 def test_a_full_course_refuses_with_course_full() -> None:
     decision = decide_enroll(course(capacity=1), 1, None, enroll("u2"))
-    assert decision.status == 409
-    assert decision.problem.type.endswith("/course-full")
+    assert decision.refusal.kind is RefusalKind.COURSE_FULL
+    assert decision.refusal.kind.value == "course-full"  # the problem type callers see
     assert decision.enrollment is None and decision.events == ()
 
 
 def test_a_draft_or_closed_course_refuses() -> None:
-    assert decide_enroll(course(status="draft"), 0, None, enroll()).problem.type.endswith(
-        "/course-not-published"
-    )
+    draft = decide_enroll(course(status="draft"), 0, None, enroll())
+    assert draft.refusal.kind is RefusalKind.COURSE_NOT_PUBLISHED
     closed = course(enrollment_closes_at="2026-11-27T11:00:00.000Z")
-    assert decide_enroll(closed, 0, None, enroll()).problem.type.endswith("/enrollment-closed")
+    assert decide_enroll(closed, 0, None, enroll()).refusal.kind is RefusalKind.ENROLLMENT_CLOSED
     later = course(enrollment_opens_at="2026-11-28T00:00:00.000Z")
-    assert decide_enroll(later, 0, None, enroll()).problem.type.endswith("/enrollment-closed")
+    assert decide_enroll(later, 0, None, enroll()).refusal.kind is RefusalKind.ENROLLMENT_CLOSED
 
 
-def test_an_unknown_course_is_404() -> None:
-    assert decide_enroll(None, 0, None, enroll()).status == 404
+def test_an_unknown_course_is_refused() -> None:
+    assert decide_enroll(None, 0, None, enroll()).refusal.kind is RefusalKind.COURSE_NOT_FOUND
 
 
 def test_cancelling_frees_the_seat_and_enrolling_again_works() -> None:
@@ -83,12 +83,12 @@ def test_cancelling_frees_the_seat_and_enrolling_again_works() -> None:
     cancel = decide_cancel(
         course(capacity=1), 1, first.enrollment, CancelInput("x", "c-1", "u1", T0)
     )
-    assert cancel.status == 204 and cancel.seats_taken == 0
+    assert cancel.outcome is Outcome.REMOVED and cancel.seats_taken == 0
     assert cancel.events[0]["event_type"] == "enrollment_cancelled"
     again = decide_enroll(
         course(capacity=1), 0, cancel.enrollment, enroll(at=T0 + timedelta(hours=1))
     )
-    assert again.status == 201 and again.seats_taken == 1
+    assert again.outcome is Outcome.CREATED and again.seats_taken == 1
     assert again.enrollment["version"] == 3
 
 
@@ -96,11 +96,18 @@ def test_a_replayed_enroll_after_a_cancel_does_not_re_enroll() -> None:
     first = decide_enroll(course(), 0, None, enroll(event_id="e-1"))
     cancel = decide_cancel(course(), 1, first.enrollment, CancelInput("x", "c-1", "u1", T0))
     replay = decide_enroll(course(), 0, cancel.enrollment, enroll(event_id="e-1"))
-    assert replay.status == 200 and replay.enrollment is None and replay.seats_taken is None
+    assert (
+        replay.outcome is Outcome.UNCHANGED
+        and replay.enrollment is None
+        and replay.seats_taken is None
+    )
 
 
 def test_cancelling_without_an_enrollment_is_404() -> None:
-    assert decide_cancel(course(), 0, None, CancelInput("x", "c-1", "u1", T0)).status == 404
+    assert (
+        decide_cancel(course(), 0, None, CancelInput("x", "c-1", "u1", T0)).refusal.kind
+        is RefusalKind.NOT_ENROLLED
+    )
 
 
 def test_progress_counts_the_courses_current_items() -> None:
@@ -144,7 +151,7 @@ def test_progress_updates_and_next_item_moves_on() -> None:
     from course_management.domain.enrollment import decide_progress
 
     decision = decide_progress(course(), enrolled(), progress("i1", score=8.5))
-    assert decision.status == 200
+    assert decision.outcome is Outcome.APPLIED
     assert [e["event_type"] for e in decision.events] == ["progress_updated"]
     view = decision.reply_enrollment["progress"]
     assert (view["completed_items"], view["next_item_id"]) == (1, "i2")
@@ -176,10 +183,16 @@ def test_started_never_undoes_completed() -> None:
 def test_progress_refusals() -> None:
     from course_management.domain.enrollment import decide_progress
 
-    assert decide_progress(course(), None, progress("i1")).status == 403
-    assert decide_progress(None, enrolled(), progress("i1")).status == 404
+    assert decide_progress(course(), None, progress("i1")).refusal.kind is RefusalKind.NOT_ENROLLED
+    assert (
+        decide_progress(None, enrolled(), progress("i1")).refusal.kind
+        is RefusalKind.COURSE_NOT_FOUND
+    )
     unknown = decide_progress(course(), enrolled(), progress("nope"))
-    assert unknown.status == 422 and unknown.problem.errors[0]["field"] == "item_id"
+    assert (
+        unknown.refusal.kind is RefusalKind.INVALID
+        and unknown.refusal.errors[0]["field"] == "item_id"
+    )
 
 
 def test_a_duplicate_progress_event_changes_nothing() -> None:

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from course_management.domain.commands import Actor, CourseCommand, decide
+from course_management.domain.outcomes import RefusalKind
 from course_management.domain.ratings import decide_rating
 
 OWNER = Actor("instructor-1", "Ada", ("instructor",))
@@ -50,20 +51,20 @@ def enrolled(name: str) -> dict:
 def test_only_enrolled_students_rate() -> None:
     record = published()
     refused = decide_rating(record, None, command("rate_course", {"stars": 5}, student("s")))
-    assert refused.reply.status == 403 and refused.record is None
+    assert refused.reply.outcome == RefusalKind.NOT_ENROLLED and refused.record is None
     cancelled = {**enrolled("s"), "status": "cancelled"}
     assert (
         decide_rating(
             record, cancelled, command("rate_course", {"stars": 5}, student("s"))
-        ).reply.status
-        == 403
+        ).reply.outcome
+        == RefusalKind.NOT_ENROLLED
     )
     gone = {**record, "deleted": True}
     assert (
         decide_rating(
             gone, enrolled("s"), command("rate_course", {"stars": 5}, student("s"))
-        ).reply.status
-        == 404
+        ).reply.outcome
+        == RefusalKind.COURSE_NOT_FOUND
     )
 
 
@@ -80,7 +81,7 @@ def test_replacements_keep_the_average_exact() -> None:
         decision = decide_rating(
             record, enrollments[user], command("rate_course", {"stars": stars}, student(user))
         )
-        assert decision.reply.status == 200
+        assert decision.reply.refusal is None
         assert decision.reply.body["course_rating"] == {"average": average, "count": count}
         if decision.record is not None:
             record = decision.record
@@ -116,4 +117,4 @@ def test_stars_and_review_are_validated() -> None:
         decision = decide_rating(
             record, enrolled("a"), command("rate_course", payload, student("a"))
         )
-        assert decision.reply.status == 422, payload
+        assert decision.reply.outcome == RefusalKind.INVALID, payload

@@ -10,19 +10,24 @@ from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
 from course_management.infra.database import migrate
 from course_management.infra.kafka import ensure_topics
-from course_management.topology import TOPICS
+from course_management.topology import REPLY_SCHEMA_FILE, REPLY_SUBJECT, TOPICS
 
 log = logging.getLogger(__name__)
+
+
+async def register_schemas(codec: AvroCodec) -> None:
+    """Every subject this service writes or reads, BACKWARD compatible (idempotent)."""
+    for spec in TOPICS:
+        if spec.schema_file:
+            await codec.register(spec.subject, spec.schema_file, compatibility="BACKWARD")
+    await codec.register(REPLY_SUBJECT, REPLY_SCHEMA_FILE, compatibility="BACKWARD")
 
 
 async def provision_kafka(settings: Settings) -> list[str]:
     created = await ensure_topics(
         settings.kafka_bootstrap_servers, TOPICS, settings.topic_partitions
     )
-    codec = AvroCodec(settings.schema_registry_url)
-    from course_management.runtime import register_schemas
-
-    await register_schemas(codec)
+    await register_schemas(AvroCodec(settings.schema_registry_url))
     return created
 
 
@@ -53,7 +58,7 @@ async def provision_search(settings: Settings) -> bool:
     """The index behind the alias, with the current mapping (rebuilt from PostgreSQL if older)."""
     if not settings.search_url:
         return False
-    from course_management.search_index import ensure_search_index
+    from course_management.catalog.rebuild_index import ensure_search_index
 
     return await ensure_search_index(settings)
 

@@ -38,7 +38,7 @@ JAVA_21_PLUS = _find_java(
     ["temurin-25-jdk-amd64", "temurin-2[1-9]-jdk*", "java-2[1-9]-openjdk*", "java-25-openjdk*"],
 )
 
-_POM = Path(__file__).resolve().parents[2] / "config" / "stack" / "kafka-pom.xml"
+_POM = Path(__file__).resolve().parents[1] / "config" / "stack" / "kafka-pom.xml"
 
 
 def cache_dir() -> Path:

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from rapidfuzz.distance import OSA
 
 from course_management.domain.course import Level
-from course_management.domain.problems import Problem, validation_problem
+from course_management.domain.outcomes import invalid, invalid_from
 
 MAX_TERMS = 32
 MAX_TERM_CHARS = 64
@@ -154,11 +154,11 @@ def typo_matches(term: str, words: Iterable[str]) -> list[str]:
 
 
 def parse_query(query: dict[str, str]) -> CatalogQuery:
-    """A validated catalog query; 422 naming the parameter otherwise."""
+    """A validated catalog query; a refusal naming the parameter otherwise."""
     try:
         params = CatalogParams.model_validate(query)
     except ValidationError as exc:
-        raise Problem.from_validation(exc) from None
+        raise invalid_from(exc) from None
     terms = search_terms(params.q)
     sort = params.sort or (Sort.relevance if terms else Sort.newest)
     if sort is Sort.relevance and not terms:
@@ -192,7 +192,7 @@ _CURSOR_SHAPES: dict[Sort, tuple[type | tuple[type, ...], ...]] = {
 
 
 def decode_cursor(cursor: str, signature: str, sort: Sort) -> tuple[tuple[Any, ...], str | None]:
-    bad = validation_problem([("cursor", "not a cursor from this list (same q, filters, sort)")])
+    bad = invalid([("cursor", "not a cursor from this list (same q, filters, sort)")])
     try:
         body = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):

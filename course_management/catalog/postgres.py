@@ -4,9 +4,9 @@ Used as the search backend when no Elasticsearch node is configured (`SEARCH_URL
 unset), and always kept, so the index can be rebuilt from it. Words are matched with
 the `simple` text configuration (lower-cased, no stemming), like the index's standard
 analyzer; every word must match, and courses are scored as on the index
-(`domain.catalog.WORD_SCORES`, over the title, tags plus instructor name, and
+(`catalog.query.WORD_SCORES`, over the title, tags plus instructor name, and
 description weights of the `search` column). Misspelt words are found as on the index
-(`domain.catalog.typo_matches`): each query word is widened with the catalog words it
+(`catalog.query.typo_matches`): each query word is widened with the catalog words it
 may have meant, looked up in `catalog_words` (same first letter, a close length, a
 bounded Levenshtein distance) and checked in Python.
 """
@@ -22,10 +22,10 @@ from typing import Any
 
 import asyncpg
 
-from course_management.domain.catalog import (
+from course_management.catalog.postgres_relevance import lexemes, score_sql
+from course_management.catalog.query import (
     FACETS,
     MAX_TERM_CHARS,
-    WORD_SCORES,
     CatalogPage,
     CatalogQuery,
     Sort,
@@ -170,13 +170,13 @@ class PgCatalog:
                 args.append(term)
                 typed = f"to_tsquery('simple', ${len(args)})"
                 if term in typos:
-                    args.append(_lexemes(typos[term]))
+                    args.append(lexemes(typos[term]))
                     typed = f"({typed} || ${len(args)}::tsquery)"
                 matches.append(typed)
             where.append("search @@ (" + " && ".join(matches) + ")")
         filter_args = list(args)  # the facets need no more
         if query.terms and query.sort is Sort.relevance:
-            score = _score(query.terms, typos, args)
+            score = score_sql(query.terms, typos, args)
         order, keyset = self._order(query, args)
         args.append(query.limit + 1)
         page_sql = (self._top_matches if query.terms else self._walk)(
@@ -344,51 +344,6 @@ def entry_of_row(row: asyncpg.Record) -> dict[str, Any]:
         "listed": True,
         "document": document,
     }
-
-
-# Which `search` weight holds each of `WORD_SCORES`' fields (see the 0004 migration), and
-# per weight, best first, the scores of a word found there as typed and only corrected.
-_WEIGHT_OF = {"title": "A", "tags": "B", "instructor_name": "B", "description": "C"}
-
-
-def _scores_by_weight() -> list[tuple[str, float, float]]:
-    best: dict[str, tuple[float, float]] = {}
-    for field, exact, corrected in WORD_SCORES:
-        was = best.get(_WEIGHT_OF[field], (0.0, 0.0))
-        best[_WEIGHT_OF[field]] = (max(was[0], exact), max(was[1], corrected))
-    return sorted(((w, e, c) for w, (e, c) in best.items()), key=lambda scores: -scores[1])
-
-
-_SCORES_BY_WEIGHT = _scores_by_weight()
-
-
-def _score(terms: tuple[str, ...], typos: dict[str, list[str]], args: list[Any]) -> str:
-    """The relevance of a course (`WORD_SCORES`), appending its parameters to `args`: per
-    query word, the best field it matches as typed, or only through a correction (a
-    tsquery with a weight label matches only lexemes of that weight). Constant per field,
-    as on the index; `ts_rank` would change with the number of corrections, and so with
-    the rest of the catalog."""
-    words = []
-    for term in terms:
-        args.append(term)
-        typed = len(args)
-        cases: list[tuple[float, str]] = []
-        for weight, exact, corrected in _SCORES_BY_WEIGHT:
-            cases.append((exact, f"to_tsquery('simple', ${typed}::text || ':{weight}')"))
-            if term in typos:
-                args.append(_lexemes(typos[term], weight))
-                cases.append((corrected, f"${len(args)}::tsquery"))
-        cases.sort(key=lambda case: -case[0])
-        whens = " ".join(f"WHEN search @@ {tsq} THEN {value}" for value, tsq in cases)
-        words.append(f"(CASE {whens} ELSE 0 END)")
-    return " + ".join(words)
-
-
-def _lexemes(words: list[str], weight: str = "") -> str:
-    """Catalog words as a tsquery of quoted lexemes (taken as they are, not parsed again),
-    any of them, with a weight label when given."""
-    label = f":{weight}" if weight else ""
-    return " | ".join("'" + w.replace("\\", "\\\\").replace("'", "''") + "'" + label for w in words)
 
 
 def _course(row: asyncpg.Record) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import ConnectionTimeout as EsConnectionTimeout
 from elasticsearch.helpers import async_bulk
 
-from course_management.domain.catalog import (
+from course_management.catalog.query import (
     FACETS,
     WORD_SCORES,
     CatalogPage,

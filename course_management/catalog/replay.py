@@ -12,11 +12,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from course_management.catalog.feed import entry_of_value
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.kafka import topic_partitions
-from course_management.streams.catalog import SUBJECT, entry_of_value
-from course_management.topology import COURSE_CATALOG, TOPICS
+from course_management.topology import COURSE_CATALOG, spec
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ async def replay_catalog(
     this call to `write`, a batch at a time. Returns the entries read and the end offsets.
     `on_read(read, total)` follows the progress (total counts records before compaction
     removed some, so it is an upper bound)."""
-    [spec] = [t for t in TOPICS if t.name == COURSE_CATALOG]
-    assert spec.schema_file is not None
-    await codec.register(SUBJECT, spec.schema_file, compatibility=None)  # the reader schema
+    topic = spec(COURSE_CATALOG)
+    assert topic.schema_file is not None
+    await codec.register(topic.subject, topic.schema_file, compatibility=None)  # the reader
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,
@@ -64,7 +64,9 @@ async def replay_catalog(
                     if record.offset >= ends[tp]:
                         continue
                     try:
-                        entries.append(entry_of_value(await codec.decode(SUBJECT, record.value)))
+                        entries.append(
+                            entry_of_value(await codec.decode(topic.subject, record.value))
+                        )
                     except AvroDecodeError:  # the sinks dead-lettered it; so does the replay
                         log.warning(
                             "undecodable catalog record skipped",

@@ -28,7 +28,7 @@ import psycopg
 from mirakuru import HTTPExecutor, TCPExecutor
 from mirakuru.base import Executor
 
-from course_management.stack import downloads
+from devstack import downloads
 
 log = logging.getLogger(__name__)
 

@@ -26,15 +26,15 @@ from typing import Any
 
 import asyncpg
 
-from course_management.catalog_replay import replay_catalog
-from course_management.config import Settings
-from course_management.infra.avro import AvroCodec
-from course_management.infra.catalog_pg import (
+from course_management.catalog.postgres import (
     TABLE,
     PgCatalog,
     prune_catalog_words,
     write_catalog_entries,
 )
+from course_management.catalog.replay import replay_catalog
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
-"""The catalog feed: what the course agent publishes for the catalog.
+"""The catalog feed: what the course agent publishes for the catalog (its topic's records).
 
 With every change the catalog shows (a course event, a rating, a seat taken or freed)
 the course agent publishes one `CatalogEntry` (`catalog_record`) on the compacted
 internal topic, keyed by course id, with a `catalog_version` that only grows. The sinks
-(streams/sinks.py) copy it into the PostgreSQL catalog and the search index; both apply
+(catalog/sinks.py) copy it into the PostgreSQL catalog and the search index; both apply
 an entry only when it is newer than what they hold, so replays change nothing.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from course_management.domain.catalog import catalog_document, catalog_version
-from course_management.topology import COURSE_CATALOG
+from course_management.catalog.query import catalog_document, catalog_version
+from course_management.topology import COURSE_CATALOG, spec
 
-SUBJECT = f"{COURSE_CATALOG}-value"
+SUBJECT = spec(COURSE_CATALOG).subject
 
 
 def catalog_entry(
@@ -43,7 +43,7 @@ def catalog_entry(
 
 
 def catalog_record(entry: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
-    """(topic, key, subject, value) of an entry, for `Runtime.publish_all`."""
+    """(topic, key, subject, value) of an entry, for `Publisher.send_all`."""
     document = entry["document"]
     return (
         COURSE_CATALOG,

@@ -22,13 +22,12 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from elasticsearch import AsyncElasticsearch
 
-from course_management.catalog_replay import replay_catalog
+from course_management.catalog import elastic as catalog_es
+from course_management.catalog.postgres import PgCatalog
+from course_management.catalog.replay import replay_catalog
 from course_management.config import Settings
-from course_management.infra import catalog_es
 from course_management.infra.avro import AvroCodec
-from course_management.infra.catalog_pg import PgCatalog
-from course_management.streams.sinks import POSTGRES_GROUP
-from course_management.topology import COURSE_CATALOG
+from course_management.topology import COURSE_CATALOG, POSTGRES_GROUP
 
 log = logging.getLogger(__name__)
 

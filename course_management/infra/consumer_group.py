@@ -1,0 +1,149 @@
+"""A plain Kafka consumer group that commits only after its handler succeeded.
+
+The router and the sinks keep no state in Kafka tables, so they run as aiokafka consumer
+groups with manual commits: a batch is handled (the handlers wait out unreachable
+stores: they never skip), and only then are its offsets committed. A crash or a
+rebalance replays at most the uncommitted batch, which every handler is idempotent for.
+(Run as Faust agents, they lost records after a SIGKILL: decisions 18 and 20.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from mode import Service
+
+from course_management.infra.dead_letters import UNPROCESSABLE, DeadLetter
+from course_management.infra.metrics import CONSUMER_LAG
+from course_management.infra.retrying import until_published
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+LAG_EVERY_S = 5.0
+
+# Handles a batch of one topic's records (all its partitions, each partition in order).
+Handler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+# A batch that fails this many times in a row (outages are waited out inside the handlers,
+# so this is not one) is applied record by record, and the records that still fail are
+# dead-lettered: one poison record must not stop the group for ever.
+ATTEMPTS_BEFORE_ISOLATING = 3
+
+
+class GroupConsumer(Service):
+    """One consumer group reading the topics of `handlers`; each topic's handler must
+    succeed on a batch before the group's offsets move past it."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        handlers: Mapping[str, Handler],
+        dead_letter: DeadLetter,
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.handlers = dict(handlers)
+        self.topics = list(handlers)
+        self.dead_letter = dead_letter
+        self._failures = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lag_reported_at = 0.0
+
+    async def on_start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=BATCH,
+            client_id=self.group_id,
+        )
+        await self._consumer.start()
+        self.add_future(self._run())
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self.should_stop:
+            try:
+                batch = await consumer.getmany(timeout_ms=200, max_records=BATCH)
+                # One call per topic, all its partitions together (each partition's
+                # records stay in order): one bulk write and one index refresh per poll.
+                by_topic: dict[str, list[ConsumerRecord]] = {}
+                for tp, records in batch.items():
+                    by_topic.setdefault(tp.topic, []).extend(records)
+                if self._failures >= ATTEMPTS_BEFORE_ISOLATING:
+                    await self._one_by_one(by_topic)
+                else:
+                    for topic, records in by_topic.items():
+                        await self.handlers[topic](records)
+                if batch:
+                    await consumer.commit()
+                    self._failures = 0
+                await self._report_lag(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A failure that retries did not absorb: start again from the committed
+                # offsets rather than skip what this batch held.
+                self._failures += 1
+                log.exception(
+                    "batch failed; replaying from the committed offsets",
+                    extra={"group": self.group_id, "failures": self._failures},
+                )
+                await asyncio.sleep(1.0)
+                for tp in consumer.assignment():
+                    committed = await consumer.committed(tp)
+                    if committed is not None:
+                        consumer.seek(tp, committed)
+                    else:
+                        await consumer.seek_to_beginning(tp)
+
+    async def _one_by_one(self, by_topic: dict[str, list[ConsumerRecord]]) -> None:
+        """Apply each record alone, in order; dead-letter the ones that still fail."""
+        for topic, records in by_topic.items():
+            for record in records:
+                try:
+                    await self.handlers[topic]([record])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.exception(
+                        "record cannot be processed; dead-lettered",
+                        extra={"topic": topic, "partition": record.partition},
+                    )
+                    reason = f"{type(exc).__name__}: {exc}"
+                    await until_published(
+                        functools.partial(
+                            self.dead_letter, topic, record.key, record.value, reason, UNPROCESSABLE
+                        )
+                    )
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag after the last commit: log end minus the position (all of it processed)."""
+        now = time.monotonic()
+        if now - self._lag_reported_at < LAG_EVERY_S:
+            return
+        self._lag_reported_at = now
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:
+                continue
+            position = await consumer.position(tp)
+            CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                max(0, end - position)
+            )

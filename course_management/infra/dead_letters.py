@@ -1,0 +1,78 @@
+"""Decode a record's value, or dead-letter it: the one way every consumer does it.
+
+The router, the sinks and the course agent all read Avro values they did not write
+themselves. A value that does not decode (or that `parse` refuses) is kept on
+`<topic>.dlq` with the reason, counted under its reason code, and the stream goes on.
+How the dead letter is sent is the caller's: the consumer groups send it at once, the
+course agent stages it in its batch (after the batch's earlier inputs took effect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, overload
+
+from course_management.infra.avro import AvroCodec, AvroDecodeError
+from course_management.topology import TopicSpec
+
+T = TypeVar("T")
+
+# (topic, key, value, reason, reason code): keeps a record on `<topic>.dlq`.
+DeadLetter = Callable[[str, bytes | None, bytes | None, str, str], Awaitable[None]]
+
+# The reason codes of `cms_dead_letters_total{reason}` besides a refusal's kind.
+INVALID = "invalid"  # our own topics: a value that does not decode
+MALFORMED = "malformed"  # another service's input: does not decode, or lacks a field
+UNPROCESSABLE = "unprocessable"  # a consumer group failed on it again and again
+ERROR = "error"  # deciding it raised (a bug): kept, the partition goes on
+
+
+class Malformed(ValueError):
+    """Raised by a `parse` function: the value decoded but cannot be used."""
+
+
+@overload
+async def decode_or_dead_letter(
+    codec: AvroCodec,
+    topic: TopicSpec,
+    key: bytes | None,
+    value: bytes | None,
+    dead_letter: DeadLetter,
+    code: str = INVALID,
+    parse: None = None,
+) -> dict[str, Any] | None: ...
+
+
+@overload
+async def decode_or_dead_letter(
+    codec: AvroCodec,
+    topic: TopicSpec,
+    key: bytes | None,
+    value: bytes | None,
+    dead_letter: DeadLetter,
+    code: str,
+    parse: Callable[[dict[str, Any]], T],
+) -> T | None: ...
+
+
+async def decode_or_dead_letter(
+    codec: AvroCodec,
+    topic: TopicSpec,
+    key: bytes | None,
+    value: bytes | None,
+    dead_letter: DeadLetter,
+    code: str = INVALID,
+    parse: Callable[[dict[str, Any]], Any] | None = None,
+) -> Any:
+    """`parse(decoded value)` (default: the decoded value), or None once the record is
+    dead-lettered with the reason.
+
+    `parse` may raise `Malformed`, `KeyError` or `ValueError` for a value it cannot use.
+    A registry outage is not a reason: `AvroCodec.decode` waits for the registry.
+    """
+    try:
+        decoded = await codec.decode(topic.subject, value)
+        return parse(decoded) if parse is not None else decoded
+    except (AvroDecodeError, Malformed, KeyError, ValueError) as exc:
+        await dead_letter(topic.name, key, value, str(exc), code)
+        return None

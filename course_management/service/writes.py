@@ -1,0 +1,156 @@
+"""The API's writes (api.ports.Writes): a command or input on Kafka, then the agent's reply.
+
+Every write is sent to the topic the course agent reads, carrying this worker's reply
+topic; the agent that owns the course decides and answers there (infra/replies.py), and
+the waiting request resumes with the decision (read-your-writes). Both the send and the
+wait are bounded by COMMAND_TIMEOUT_SECONDS: a broker that is down makes a 503, never a
+hang or a 500, and a retry is safe (the same request is applied once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiokafka.errors import KafkaError
+
+from course_management.api.ports import Unavailable
+from course_management.domain.commands import CourseCommand
+from course_management.domain.outcomes import Outcome, Reply
+from course_management.infra.kafka import Headers
+from course_management.infra.replies import ReplyListener
+from course_management.topology import (
+    CORRELATION_HEADER,
+    COURSE_COMMANDS,
+    COURSE_PROGRESS,
+    REPLY_TO_HEADER,
+    USER_ENROLLED,
+    spec,
+)
+
+
+class Sends(Protocol):
+    async def send(
+        self,
+        topic: str,
+        key: str,
+        subject: str,
+        value: dict[str, Any],
+        headers: Headers | None = None,
+    ) -> None: ...
+
+
+def kafka_unavailable() -> Unavailable:
+    return Unavailable(
+        "kafka-unavailable",
+        "Kafka did not take the change in time; it may still apply: retry later "
+        "(retries are safe: the same request is applied once)",
+    )
+
+
+class WriteGateway:
+    def __init__(self, sends: Sends, replies: ReplyListener, timeout_s: float) -> None:
+        self._sends = sends
+        self._replies = replies
+        self._timeout_s = timeout_s
+
+    async def execute(self, command: CourseCommand) -> Reply:
+        record = {
+            "command_id": command.command_id,
+            "command_type": command.command_type,
+            "occurred_at": command.occurred_at,
+            "course_id": command.course_id,
+            "actor": {
+                "id": command.actor.id,
+                "name": command.actor.name,
+                "roles": list(command.actor.roles),
+            },
+            "payload_json": json.dumps(command.payload, ensure_ascii=False),
+            "payload_hash": command.payload_hash,
+            "expected_version": command.expected_version,
+            "reply_to": self._replies.topic,
+        }
+        topic = spec(COURSE_COMMANDS)
+        return await self._ask(
+            command.command_id,
+            self._sends.send(topic.name, command.course_id, topic.subject, record),
+        )
+
+    async def enroll(self, course_id: str, user_id: str, source: str) -> Reply:
+        """Publish `user_enrolled` (as other services do) and wait for the agent's answer."""
+        fields = {"user_id": user_id, "course_id": course_id, "source": source}
+        return await self._publish_input(USER_ENROLLED, course_id, fields)
+
+    async def report_progress(
+        self, course_id: str, user_id: str, item_id: str, status: str, score: float | None
+    ) -> Reply:
+        """Publish an `ItemProgress` on course-progress and wait for the agent's answer."""
+        fields = {
+            "user_id": user_id,
+            "course_id": course_id,
+            "item_id": item_id,
+            "status": status,
+            "score": score,
+        }
+        return await self._publish_input(COURSE_PROGRESS, course_id, fields)
+
+    async def _publish_input(self, topic: str, course_id: str, fields: dict[str, Any]) -> Reply:
+        event_id = str(uuid.uuid4())
+        record = {"event_id": event_id, "occurred_at": datetime.now(UTC), **fields}
+        headers = [
+            (REPLY_TO_HEADER, self._replies.topic.encode()),
+            (CORRELATION_HEADER, event_id.encode()),
+        ]
+        return await self._ask(
+            event_id, self._sends.send(topic, course_id, spec(topic).subject, record, headers)
+        )
+
+    async def _ask(self, correlation_id: str, send: Awaitable[None]) -> Reply:
+        waiting = self._replies.expect(correlation_id)
+        sent = False
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await send
+                sent = True
+                reply = await waiting
+        except TimeoutError:
+            if not sent:
+                raise kafka_unavailable() from None
+            raise Unavailable(
+                "not-confirmed",
+                "the change was accepted but not confirmed in time; read it back or retry "
+                "(retries are safe: the same request is applied once)",
+            ) from None
+        except KafkaError as exc:
+            raise kafka_unavailable() from exc
+        finally:
+            self._replies.forget(correlation_id)
+        return reply_of(reply)
+
+
+def reply_of(record: dict[str, Any]) -> Reply:
+    """A decoded CommandReply as the domain's Reply."""
+    body = json.loads(record["body_json"]) if record["body_json"] else None
+    if record.get("outcome"):
+        return Reply(record["outcome"], body)
+    return _reply_of_status(int(record["status"]), body)
+
+
+_LEGACY_OUTCOMES = {201: Outcome.CREATED, 200: Outcome.APPLIED, 204: Outcome.REMOVED}
+
+
+def _reply_of_status(status: int, body: dict[str, Any] | None) -> Reply:
+    """A reply from a worker of the version before `outcome` (during a rolling upgrade):
+    its status, and a problem document as the body of a refusal."""
+    if status in _LEGACY_OUTCOMES:
+        return Reply(_LEGACY_OUTCOMES[status], body)
+    problem = body or {}
+    kind = str(problem.get("type", "internal")).rsplit("/", 1)[-1]
+    return Reply(
+        kind,
+        {"kind": kind, "detail": problem.get("detail", ""), "errors": problem.get("errors", [])},
+    )

@@ -1,0 +1,182 @@
+"""The course agent: the only writer of the `courses` and `enrollments` tables.
+
+Reads `course-commands` and the enrollment inputs (both keyed by course id, so a course,
+its enrollments and its seats are decided by the one worker that owns the partition),
+in batches. For each input, in partition order: decode it (undecodable -> `<topic>.dlq`,
+counted, the stream goes on) and hand it to the handler of its kind (`HANDLERS`), which
+decides (pure domain) against the tables plus the batch's earlier writes and stages the
+effects. Then, for the whole batch (streams/batch.py): send the events and wait for the
+broker's acks; write the table records (their changelogs make them durable); update
+Redis; answer the waiting HTTP requests on their workers' reply topics.
+
+Sending before the table writes means a crash can only cause a repeat of the send for
+the same inputs, and every decision is deterministic, so the repeat carries the same
+`event_id`s: consumers deduplicate them. A crash never loses an accepted write.
+
+Reads: course-commands, course-management-enrollment-inputs. Writes: course-events,
+enrollment-events, course-management-catalog, the tables' changelogs, `<topic>.dlq`,
+the reply topics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+import faust
+
+from course_management.domain.outcomes import Refusal, RefusalKind, Reply
+from course_management.infra.avro import AvroCodec
+from course_management.infra.dead_letters import ERROR, INVALID, MALFORMED, decode_or_dead_letter
+from course_management.streams import course_handlers, enrollment_handlers
+from course_management.streams.batch import Batch
+from course_management.streams.inputs import Input, command_from_record, stage_answer
+from course_management.topology import (
+    CORRELATION_HEADER,
+    COURSE_COMMANDS,
+    COURSE_PROGRESS,
+    ENROLLMENT_INPUTS,
+    KIND_HEADER,
+    REPLY_TO_HEADER,
+    SOURCE_KEY_HEADER,
+    USER_ENROLLED,
+    spec,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 500  # inputs decided before their effects are applied together
+BATCH_WITHIN_S = 0.005  # how long a lone input waits for company
+UNAPPLIED_EXIT_CODE = 75  # EX_TEMPFAIL: start again and the batch is applied again
+
+Handler = Callable[[Batch, Input], Awaitable[None]]
+
+# Every kind of input and its handler. A command type not listed here is handled as a
+# course command, whose decision refuses it.
+HANDLERS: dict[str, Handler] = {
+    "create_course": course_handlers.course_command,
+    "update_course": course_handlers.course_command,
+    "delete_course": course_handlers.course_command,
+    "rate_course": course_handlers.rate_course,
+    "cancel_enrollment": enrollment_handlers.cancel_enrollment,
+    "user_enrolled": enrollment_handlers.user_enrolled,
+    "item_progress": enrollment_handlers.item_progress,
+}
+
+# The enrollment inputs' kinds (the router's `cms-kind` header) and their source topics.
+ENROLLMENT_KINDS = {b"user_enrolled": USER_ENROLLED, b"item_progress": COURSE_PROGRESS}
+
+
+def register_course_agent(app: faust.App, codec: AvroCodec, batch: Batch) -> Any:
+    """Define the agent on `app`; `batch` (over the app's tables) stages and applies its
+    effects."""
+    topic = app.topic(
+        COURSE_COMMANDS,
+        ENROLLMENT_INPUTS,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(topic, name="apply-course-commands", concurrency=1)
+    async def apply_course_commands(stream: Any) -> None:
+        # take_events acks a batch's inputs only when the next batch is asked for, that
+        # is after apply() applied all their effects.
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            try:
+                batch.begin()
+                for event in events:
+                    with batch.deciding(event):
+                        await handle(codec, batch, event)
+                await batch.apply()
+            except Exception as exc:
+                stop_unapplied(exc)
+
+    return apply_course_commands
+
+
+async def handle(codec: AvroCodec, batch: Batch, event: Any) -> None:
+    """Decode one input and hand it to its handler. A handler that raises (a bug) must
+    not stop every course on the partition, nor leave the caller waiting."""
+    item = await read_input(codec, batch, event)
+    if item is None:
+        return
+    handler = HANDLERS.get(item.kind)
+    if handler is None:
+        if item.command is None:
+            reason = f"unknown kind {item.kind!r}"
+            batch.stage_dead_letter(item.topic, item.key, item.raw, reason, INVALID)
+            return
+        handler = course_handlers.course_command
+    try:
+        await handler(batch, item)
+    except Exception as exc:
+        log.exception("course input failed", extra={"topic": item.topic, "kind": item.kind})
+        batch.stage_dead_letter(item.topic, item.key, item.raw, repr(exc), ERROR)
+        failed = Refusal(RefusalKind.FAILED, "the command could not be applied")
+        stage_answer(batch, item, Reply.refusing(failed))
+
+
+async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None:
+    """The input an event carries, or None once it is dead-lettered (staged)."""
+    key, raw = event.key, event.value
+    if event.message.topic == COURSE_COMMANDS:
+        decoded = await decode_or_dead_letter(
+            codec,
+            spec(COURSE_COMMANDS),
+            key,
+            raw,
+            batch.dead_letter,
+            INVALID,
+            lambda value: (value, command_from_record(value)),
+        )
+        if decoded is None:
+            return None
+        value, command = decoded
+        return Input(
+            command.command_type,
+            COURSE_COMMANDS,
+            key,
+            raw,
+            value,
+            value.get("reply_to"),
+            command.command_id,
+            command,
+        )
+    headers = event.headers or {}
+    kind = headers.get(KIND_HEADER, b"")
+    source = ENROLLMENT_KINDS.get(kind)
+    if source is None:
+        batch.stage_dead_letter(ENROLLMENT_INPUTS, key, raw, f"unknown kind {kind!r}", INVALID)
+        return None
+    source_key = headers.get(SOURCE_KEY_HEADER, key)  # the key it had on its source topic
+    fields = await decode_or_dead_letter(
+        codec, spec(source), source_key, raw, batch.dead_letter, MALFORMED
+    )
+    if fields is None:
+        return None
+    reply_to, correlation = headers.get(REPLY_TO_HEADER), headers.get(CORRELATION_HEADER)
+    return Input(
+        kind.decode(),
+        source,
+        source_key,
+        raw,
+        fields,
+        reply_to.decode() if reply_to else None,
+        correlation.decode() if correlation else None,
+    )
+
+
+def stop_unapplied(exc: BaseException) -> NoReturn:
+    """A batch that cannot be applied (not an outage: those are waited out) stops the
+    worker at once. Letting the agent go on would ack the batch's inputs unapplied (Faust
+    acks a batch when its iterator is closed); stopping without a commit leaves them to
+    be applied again after the restart, which a crash is safe for (decision 21)."""
+    log.critical(
+        "a batch could not be applied; stopping the worker without acking it", exc_info=exc
+    )
+    logging.shutdown()
+    os._exit(UNAPPLIED_EXIT_CODE)

@@ -1,0 +1,137 @@
+"""The course agent's handlers for enrollment inputs: user_enrolled, item_progress, and
+the cancel_enrollment command (from the DELETE route).
+
+Each decides (pure domain) against the batch's view of the tables, next to the course,
+one at a time (so seats are exact under any concurrency), and stages the effects: the
+enrollment events (enrollment-events), a catalog entry when the seat count changed, the
+`enrollments` table records (the seats record first: see settle_seats), the seat count
+for Redis, the reply, and, for a refused input from another service, its dead letter.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from course_management.catalog.feed import catalog_entry, catalog_record
+from course_management.domain.enrollment import (
+    CancelInput,
+    EnrollInput,
+    EnrollmentDecision,
+    ProgressInput,
+    decide_cancel,
+    decide_enroll,
+    decide_progress,
+    seat_change,
+)
+from course_management.domain.outcomes import Reply
+from course_management.infra.metrics import ENROLLMENTS_APPLIED
+from course_management.streams.batch import Batch
+from course_management.streams.inputs import Input, required_command, stage_answer
+from course_management.tables.courses import course_of
+from course_management.tables.enrollments import enrollment_key, seats_key
+from course_management.topology import ENROLLMENT_EVENTS, spec
+
+
+async def user_enrolled(batch: Batch, item: Input) -> None:
+    value = item.value
+    enroll = EnrollInput(
+        event_id=value["event_id"],
+        course_id=value["course_id"],
+        user_id=value["user_id"],
+        occurred_at=value["occurred_at"].astimezone(UTC),
+        source=value["source"],
+    )
+    decision = decide_enroll(
+        course_of(batch.courses.get(enroll.course_id)),
+        batch.seats(enroll.course_id)["count"],
+        batch.enrollments.get(enrollment_key(enroll.course_id, enroll.user_id)),
+        enroll,
+    )
+    stage_enrollment_change(batch, enroll.course_id, enroll.user_id, decision)
+    _stage_refused(batch, item, decision)
+    stage_answer(batch, item, _reply(decision))
+
+
+async def item_progress(batch: Batch, item: Input) -> None:
+    value = item.value
+    progress = ProgressInput(
+        event_id=value["event_id"],
+        course_id=value["course_id"],
+        user_id=value["user_id"],
+        item_id=value["item_id"],
+        status=value["status"],
+        score=value["score"],
+        occurred_at=value["occurred_at"].astimezone(UTC),
+    )
+    key = enrollment_key(progress.course_id, progress.user_id)
+    course = course_of(batch.courses.get(progress.course_id))
+    decision = decide_progress(course, batch.enrollments.get(key), progress)
+    stage_enrollment_change(batch, progress.course_id, progress.user_id, decision)
+    _stage_refused(batch, item, decision)
+    stage_answer(batch, item, _reply(decision, progress_only=True))
+
+
+async def cancel_enrollment(batch: Batch, item: Input) -> None:
+    """A `cancel_enrollment` course command (from the DELETE route)."""
+    command = required_command(item)
+    cancel = CancelInput(
+        event_id=command.command_id,
+        course_id=command.course_id,
+        user_id=str(command.payload.get("user_id", "")),
+        occurred_at=command.occurred_at,
+    )
+    decision = decide_cancel(
+        course_of(batch.courses.get(cancel.course_id)),
+        batch.seats(cancel.course_id)["count"],
+        batch.enrollments.get(enrollment_key(cancel.course_id, cancel.user_id)),
+        cancel,
+    )
+    stage_enrollment_change(batch, cancel.course_id, cancel.user_id, decision)
+    stage_answer(batch, item, _reply(decision))
+
+
+def stage_enrollment_change(
+    batch: Batch, course_id: str, user_id: str, decision: EnrollmentDecision
+) -> None:
+    """The events and the catalog entry, the table writes and the seat count."""
+    outgoing = [
+        (ENROLLMENT_EVENTS, course_id, spec(ENROLLMENT_EVENTS).subject, event)
+        for event in decision.events
+    ]
+    seats = None
+    if decision.seats_taken is not None:
+        seats, _ = seat_change(batch.seats(course_id), user_id, decision.seats_taken)
+        entry = catalog_entry(course_id, batch.courses.get(course_id), seats)
+        if entry is not None:
+            outgoing.append(catalog_record(entry))
+    batch.stage_records(outgoing)
+    for event in decision.events:
+        ENROLLMENTS_APPLIED.labels(event["event_type"]).inc()
+    enrollment = decision.enrollment
+    if seats is not None:
+        batch.enrollments[seats_key(course_id)] = seats  # first: see settle_seats
+        assert enrollment is not None
+        enrollment = {**enrollment, "seat_seq": seats["seq"]}
+    if enrollment is not None:
+        batch.enrollments[enrollment_key(course_id, user_id)] = enrollment
+    batch.stage_seat_count(course_id)
+
+
+def _stage_refused(batch: Batch, item: Input, decision: EnrollmentDecision) -> None:
+    """A refused input is kept on its source topic's dead-letter topic, as it was there."""
+    if decision.refusal is None:
+        return
+    code = decision.refusal.kind.value
+    batch.stage_dead_letter(
+        item.topic, item.key, item.raw, f"{code}: {decision.refusal.detail}", code
+    )
+
+
+def _reply(decision: EnrollmentDecision, progress_only: bool = False) -> Reply:
+    if decision.refusal is not None:
+        return Reply.refusing(decision.refusal)
+    assert decision.outcome is not None
+    body = decision.reply_enrollment
+    if progress_only and body is not None:
+        body = body["progress"]
+    return Reply(decision.outcome, body)

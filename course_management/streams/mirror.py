@@ -1,0 +1,68 @@
+"""The PostgreSQL mirror: `course-events` and `enrollment-events` -> the mirror tables.
+
+Handlers of the `postgres` consumer group (topology.POSTGRES_GROUP; it also feeds the
+catalog table, catalog/sinks.py). Each write is version-guarded, so a replayed batch
+changes nothing; while PostgreSQL is unreachable the handler waits, it never skips.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from aiokafka import ConsumerRecord
+
+from course_management.infra.avro import AvroCodec
+from course_management.infra.database import UNAVAILABLE as PG_UNAVAILABLE
+from course_management.infra.database import (
+    Database,
+    mirror_course_event,
+    mirror_enrollment_events,
+)
+from course_management.infra.dead_letters import DeadLetter, decode_or_dead_letter
+from course_management.infra.metrics import EVENTS_MIRRORED
+from course_management.infra.retrying import until_written
+from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS, spec
+
+
+class EventMirror:
+    def __init__(self, codec: AvroCodec, database: Database, dead_letter: DeadLetter) -> None:
+        self._codec = codec
+        self._database = database
+        self._dead_letter = dead_letter
+
+    async def course_events(self, records: list[ConsumerRecord]) -> None:
+        """Course events are few, each with modules and items: one transaction each."""
+        pool = self._database.pool
+        for record in records:
+            value = await decode_or_dead_letter(
+                self._codec, spec(COURSE_EVENTS), record.key, record.value, self._dead_letter
+            )
+            if value is None:
+                continue
+            changed = await until_written(
+                PG_UNAVAILABLE, functools.partial(mirror_course_event, pool, value)
+            )
+            EVENTS_MIRRORED.labels("course", "applied" if changed else "skipped").inc()
+
+    async def enrollment_events(self, records: list[ConsumerRecord]) -> None:
+        """Many per course: one statement for the whole batch."""
+        pool = self._database.pool
+        values = [
+            value
+            for record in records
+            if (
+                value := await decode_or_dead_letter(
+                    self._codec,
+                    spec(ENROLLMENT_EVENTS),
+                    record.key,
+                    record.value,
+                    self._dead_letter,
+                )
+            )
+            is not None
+        ]
+        applied = await until_written(
+            PG_UNAVAILABLE, functools.partial(mirror_enrollment_events, pool, values)
+        )
+        EVENTS_MIRRORED.labels("enrollment", "applied").inc(applied)
+        EVENTS_MIRRORED.labels("enrollment", "skipped").inc(len(values) - applied)

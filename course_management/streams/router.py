@@ -1,0 +1,102 @@
+"""Re-keys `user-enrolled` and `course-progress` by course id (topic -> enrollment inputs).
+
+Other services may key these topics any way they like. Undecodable or incomplete records
+go to `<topic>.dlq` with the reason; the stream goes on. Good records are forwarded as they
+are (same bytes, same headers, plus their kind) to the internal enrollment-inputs topic,
+keyed by course id, where the agent owning the course applies them.
+
+The router keeps no state, so its handlers run in a plain consumer group
+(topology.ROUTER_GROUP) that forwards a batch, waits for the broker's acks, and only then
+commits: a crash replays at most that batch, and the course agent ignores repeats by
+`event_id`. (As a Faust agent it lost records after a SIGKILL: docs/decisions/0020.)
+
+Reads: user-enrolled, course-progress. Writes: course-management-enrollment-inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from course_management.domain.enrollment import malformed_input
+from course_management.infra.avro import AvroCodec
+from course_management.infra.consumer_group import Handler
+from course_management.infra.dead_letters import (
+    MALFORMED,
+    DeadLetter,
+    Malformed,
+    decode_or_dead_letter,
+)
+from course_management.infra.publisher import RawRecord
+from course_management.topology import (
+    COURSE_PROGRESS,
+    ENROLLMENT_INPUTS,
+    KIND_HEADER,
+    SOURCE_KEY_HEADER,
+    USER_ENROLLED,
+    spec,
+)
+
+KINDS = {USER_ENROLLED: b"user_enrolled", COURSE_PROGRESS: b"item_progress"}
+REQUIRED = {
+    USER_ENROLLED: ("event_id", "course_id", "user_id"),
+    COURSE_PROGRESS: ("event_id", "course_id", "user_id", "item_id"),
+}
+SendEncoded = Callable[[list[RawRecord]], Awaitable[None]]
+
+
+class EnrollmentRouter:
+    def __init__(
+        self, codec: AvroCodec, send_encoded: SendEncoded, dead_letter: DeadLetter
+    ) -> None:
+        self._codec = codec
+        self._send_encoded = send_encoded
+        self._dead_letter = dead_letter
+
+    def handlers(self) -> dict[str, Handler]:
+        """The router's consumer group handlers, by source topic."""
+        return {source: self._handler(source) for source in KINDS}
+
+    def _handler(self, source: str) -> Handler:
+        async def route(records: list[ConsumerRecord]) -> None:
+            await self.route(source, records)
+
+        return route
+
+    async def route(self, source: str, records: list[ConsumerRecord]) -> None:
+        def complete(value: dict[str, Any]) -> dict[str, Any]:
+            reason = malformed_input(value, REQUIRED[source])
+            if reason:
+                raise Malformed(reason)
+            return value
+
+        forwards: list[RawRecord] = []
+        for record in records:
+            value = await decode_or_dead_letter(
+                self._codec,
+                spec(source),
+                record.key,
+                record.value,
+                self._dead_letter,
+                MALFORMED,
+                complete,
+            )
+            if value is None:
+                continue
+            own = (KIND_HEADER, SOURCE_KEY_HEADER)
+            headers = [(k, v) for k, v in (record.headers or ()) if k not in own]
+            forwards.append(
+                (
+                    ENROLLMENT_INPUTS,
+                    str(value["course_id"]),
+                    record.value,
+                    [
+                        *headers,
+                        (KIND_HEADER, KINDS[source]),
+                        (SOURCE_KEY_HEADER, record.key or b""),
+                    ],
+                )
+            )
+        await self._send_encoded(forwards)

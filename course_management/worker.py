@@ -1,0 +1,303 @@
+"""The composition root: one worker process, built and run.
+
+`Worker` builds every client, the Faust app with its tables and the course agent, the
+consumer groups (router, mirror and catalog sinks), the partition watch and the HTTP
+API, and owns their lifecycle and the worker's readiness. Nothing else lives here: each
+part is in its own module and gets only the collaborators it uses.
+
+`Worker` is a mode Service handed to the Faust worker before the app itself, so the
+clients exist before any agent runs and `/healthz` answers while tables recover.
+
+Where things happen (see docs/architecture.md):
+- a request enters:  api/middleware.py, then api/routes_*.py
+- a write is sent:   service/writes.py (course-commands, user-enrolled, course-progress)
+- a rule decides:    domain/
+- an event leaves:   streams/batch.py (the course agent's batch, through infra/publisher.py)
+- stores are written: tables (streams/batch.py), PostgreSQL mirror (streams/mirror.py),
+  PostgreSQL catalog and Elasticsearch (catalog/sinks.py), Redis (streams/batch.py)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.config
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiohttp import web
+from aiokafka.partitioner import murmur2
+from elasticsearch import AsyncElasticsearch
+from faust.types import TP
+from mode import Service
+
+from course_management.api.app import create_app
+from course_management.api.auth import TokenVerifier
+from course_management.catalog import elastic, postgres
+from course_management.catalog.search import CatalogSearch
+from course_management.catalog.sinks import CatalogSink
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec, SchemaRegistrationError
+from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass, new_redis
+from course_management.infra.consumer_group import GroupConsumer
+from course_management.infra.database import UNAVAILABLE as PG_UNAVAILABLE
+from course_management.infra.database import Database
+from course_management.infra.kafka import delete_topic, ensure_topics
+from course_management.infra.logs import logging_config
+from course_management.infra.metrics import LOCAL_TABLES_DISCARDED
+from course_management.infra.publisher import Publisher
+from course_management.infra.replies import ReplyListener
+from course_management.infra.storage import ContentStore
+from course_management.ops.provisioning import register_schemas
+from course_management.service.reads import ReadService
+from course_management.service.writes import WriteGateway
+from course_management.streams import faust_compat
+from course_management.streams.agent import register_course_agent
+from course_management.streams.app import build_app
+from course_management.streams.batch import Batch
+from course_management.streams.local_state import discard_after_unclean_stop, mark_clean_stop
+from course_management.streams.mirror import EventMirror
+from course_management.streams.partition_watch import PartitionWatch
+from course_management.streams.router import EnrollmentRouter
+from course_management.topology import (
+    COURSE_CATALOG,
+    COURSE_COMMANDS,
+    COURSE_EVENTS,
+    ENROLLMENT_EVENTS,
+    POSTGRES_GROUP,
+    REPLY_SUBJECT,
+    REPLY_TOPIC_CONFIG,
+    ROUTER_GROUP,
+    SEARCH_GROUP,
+    TopicSpec,
+    reply_topic,
+)
+
+log = logging.getLogger(__name__)
+
+STARTUP_REFUSED_EXIT_CODE = 3
+
+
+class Worker(Service):
+    """Shared clients, the Faust app, the consumer groups and the API server."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.codec = AvroCodec(settings.schema_registry_url)
+        self.publisher = Publisher(settings.kafka_bootstrap_servers, self.codec)
+        self.replies = ReplyListener(
+            settings.kafka_bootstrap_servers,
+            reply_topic(settings.worker_id),
+            lambda raw: self.codec.decode(REPLY_SUBJECT, raw),
+        )
+        self.database = Database(settings.database_url)
+        self.redis = new_redis(settings.redis_url)
+        self.course_cache = CourseCache(self.redis)
+        self.catalog_pages = CatalogCache(self.redis)
+        self.search: AsyncElasticsearch | None = (
+            AsyncElasticsearch(settings.search_url, request_timeout=10)
+            if settings.search_url
+            else None
+        )
+        self.content = ContentStore(settings)
+        self.app, self.courses, self.enrollments = build_app(settings)
+        batch = Batch(self.courses, self.enrollments, self.publisher, self.course_cache)
+        register_course_agent(self.app, self.codec, batch)
+        self.partition_watch = PartitionWatch(self.app)
+        self._groups: list[GroupConsumer] = []
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        settings = self.settings
+        await register_schemas(self.codec)
+        await self.publisher.start()
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            [TopicSpec(self.replies.topic, None, REPLY_TOPIC_CONFIG, partitions=1)],
+            1,
+        )
+        await self.replies.start()
+        await self.database.start()
+        self._groups = self._consumer_groups()
+        for group in self._groups:
+            await group.start()
+        await self.content.start()
+        await self.partition_watch.start()
+        self._runner = web.AppRunner(self._http_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
+        await site.start()
+        log.info("api listening", extra={"url": settings.public_base_url})
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.partition_watch.stop()
+        for group in self._groups:
+            await group.stop()
+        await self.replies.stop()
+        await self.content.stop()
+        await self.publisher.stop()
+        await self.database.stop()
+        await self.redis.aclose()
+        if self.search is not None:
+            await self.search.close()
+        await delete_topic(self.settings.kafka_bootstrap_servers, self.replies.topic)
+
+    # -- the parts -----------------------------------------------------------------------
+
+    def _consumer_groups(self) -> list[GroupConsumer]:
+        """The plain consumer groups, each with the handler of every topic it reads."""
+        bootstrap = self.settings.kafka_bootstrap_servers
+        dead_letter = self.publisher.send_dead_letter
+        router = EnrollmentRouter(self.codec, self.publisher.send_encoded, dead_letter)
+        mirror = EventMirror(self.codec, self.database, dead_letter)
+        pool = self.database.pool
+        postgres_catalog = CatalogSink(
+            "postgres",
+            lambda entries: postgres.write_catalog_entries(pool, entries),
+            PG_UNAVAILABLE,
+            self.codec,
+            self.catalog_pages.invalidate,
+            dead_letter,
+        )
+        groups = [
+            GroupConsumer(bootstrap, ROUTER_GROUP, router.handlers(), dead_letter),
+            GroupConsumer(
+                bootstrap,
+                POSTGRES_GROUP,
+                {
+                    COURSE_EVENTS: mirror.course_events,
+                    ENROLLMENT_EVENTS: mirror.enrollment_events,
+                    COURSE_CATALOG: postgres_catalog,
+                },
+                dead_letter,
+            ),
+        ]
+        if self.search is not None:
+            es = self.search
+            search_catalog = CatalogSink(
+                "elasticsearch",
+                lambda entries: elastic.write_catalog_entries(es, entries),
+                (*elastic.UNAVAILABLE, OSError),
+                self.codec,
+                self.catalog_pages.invalidate,
+                dead_letter,
+            )
+            groups.append(
+                GroupConsumer(
+                    bootstrap, SEARCH_GROUP, {COURSE_CATALOG: search_catalog}, dead_letter
+                )
+            )
+        return groups
+
+    def _http_app(self) -> web.Application:
+        settings = self.settings
+        backend = (
+            elastic.EsCatalog(self.search)
+            if self.search is not None
+            else postgres.PgCatalog(self.database.pool)
+        )
+        bypass = ReadBypass()
+        reads = ReadService(
+            self.courses,
+            self.enrollments,
+            self._is_local,
+            self.course_cache,
+            bypass,
+            self.database,
+            CatalogSearch(backend, self.catalog_pages, bypass),
+        )
+        return create_app(
+            writes=WriteGateway(self.publisher, self.replies, settings.command_timeout_seconds),
+            reads=reads,
+            readiness=self,
+            verifier=TokenVerifier(
+                secret=settings.jwt_secret,
+                public_key_pem=settings.jwt_public_key,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+            ),
+            content=self.content,
+            upload_limits={
+                "multipart_threshold": settings.upload_multipart_threshold_bytes,
+                "part_size": settings.upload_part_size_bytes,
+            },
+        )
+
+    def _is_local(self, course_id: str) -> bool:
+        """Does this worker own the course's partition (and so its table rows)?"""
+        partition = murmur2(course_id.encode()) & 0x7FFFFFFF
+        partition %= self.settings.topic_partitions
+        return TP(COURSE_COMMANDS, partition) in self.app.assignor.assigned_actives()
+
+    # -- readiness (api.ports.Readiness) -------------------------------------------------
+
+    async def readiness(self) -> dict[str, bool]:
+        recovery = self.app.tables.recovery
+        checks = {
+            "tables_recovered": bool(
+                recovery.completed.is_set()
+                and not recovery.in_recovery
+                and not self.app.rebalancing
+            ),
+        }
+        probes: dict[str, Awaitable[Any]] = {
+            "kafka": self.publisher.probe(),
+            "postgres": self.database.probe(),
+            "schema_registry": self.codec.client.get_subjects(),
+            "redis": self.redis.ping(),
+        }
+        if self.search is not None:
+            probes["search"] = self.search.cluster.health()
+        results = await asyncio.gather(
+            *(asyncio.wait_for(p, 2.0) for p in probes.values()), return_exceptions=True
+        )
+        for name, result in zip(probes, results, strict=True):
+            checks[name] = not isinstance(result, BaseException)
+        return checks
+
+
+class _FaustWorker(faust.Worker):
+    """Leaves the clean-stop marker once everything stopped without a crash."""
+
+    def stop_and_shutdown(self) -> None:
+        super().stop_and_shutdown()
+        if not self.crashed and not self.app.crashed:
+            mark_clean_stop(Path(self.app.conf.datadir))
+
+
+def _refuse_start(reason: str) -> None:
+    print(f"start-up refused: {reason}", file=sys.stderr)
+    sys.exit(STARTUP_REFUSED_EXIT_CODE)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the Faust worker with the API beside it until SIGTERM/SIGINT."""
+    try:  # the private Faust names this service relies on are all there
+        faust_compat.check()
+    except faust_compat.FaustChanged as exc:
+        _refuse_start(f"{exc} (see course_management/streams/faust_compat.py)")
+    try:  # the registry accepts every schema
+        asyncio.run(register_schemas(AvroCodec(settings.schema_registry_url)))
+    except SchemaRegistrationError as exc:
+        _refuse_start(str(exc))
+    worker = Worker(settings)
+    conf = worker.app.conf
+    logging.config.dictConfig(logging_config(settings.log_level))  # JSON from the first line
+    if discard_after_unclean_stop(Path(conf.datadir), Path(conf.tabledir)):
+        LOCAL_TABLES_DISCARDED.inc()
+    faust_worker = _FaustWorker(
+        worker.app,
+        worker,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level),
+        redirect_stdouts=False,
+    )
+    faust_worker.execute_from_commandline()

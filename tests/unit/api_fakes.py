@@ -1,0 +1,125 @@
+"""Fakes of the API's ports (api/ports.py), for in-process tests of the HTTP edge.
+
+They are fakes, named so: no Kafka, no agent, no store. A fake write answers the reply it
+was given for that kind of write and keeps what it was asked; a fake read serves what a
+test put in it. What they cannot show (that a command is applied, that a read is fresh
+on every worker) is tested against the real stack in tests/integration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from course_management.api.ports import Unavailable
+from course_management.catalog.query import CatalogQuery
+from course_management.domain.commands import CourseCommand
+from course_management.domain.outcomes import Reply
+from course_management.domain.uploads import UploadPlan
+
+
+@dataclass
+class FakeWrites:
+    """`replies` by command type (or "enroll", "progress"); an `Unavailable` is raised."""
+
+    replies: dict[str, Reply | Unavailable] = field(default_factory=dict)
+    commands: list[CourseCommand] = field(default_factory=list)
+    inputs: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+    def _answer(self, kind: str) -> Reply:
+        reply = self.replies[kind]
+        if isinstance(reply, Unavailable):
+            raise reply
+        return reply
+
+    async def execute(self, command: CourseCommand) -> Reply:
+        self.commands.append(command)
+        return self._answer(command.command_type)
+
+    async def enroll(self, course_id: str, user_id: str, source: str) -> Reply:
+        self.inputs.append(("enroll", (course_id, user_id, source)))
+        return self._answer("enroll")
+
+    async def report_progress(
+        self, course_id: str, user_id: str, item_id: str, status: str, score: float | None
+    ) -> Reply:
+        self.inputs.append(("progress", (course_id, user_id, item_id, status, score)))
+        return self._answer("progress")
+
+
+@dataclass
+class FakeReads:
+    courses: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> course
+    enrollments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    catalog_page: dict[str, Any] = field(
+        default_factory=lambda: {"items": [], "next_cursor": None, "facets": {}}
+    )
+    failure: BaseException | None = None  # raised by every read when set
+    queries: list[CatalogQuery] = field(default_factory=list)
+
+    def _fail(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    async def read_course_state(self, course_id: str) -> dict[str, Any] | None:
+        self._fail()
+        course = self.courses.get(course_id)
+        return {"course": course, "deleted": False} if course else None
+
+    async def read_enrollment(self, course_id: str, user_id: str) -> dict[str, Any] | None:
+        self._fail()
+        return self.enrollments.get((course_id, user_id))
+
+    async def list_course_enrollments(
+        self, course_id: str, after_user: str | None, limit: int, only_user: str | None
+    ) -> list[dict[str, Any]]:
+        self._fail()
+        rows = sorted(
+            (e for (c, u), e in self.enrollments.items() if c == course_id),
+            key=lambda e: e["user_id"],
+        )
+        rows = [e for e in rows if (only_user is None or e["user_id"] == only_user)]
+        rows = [e for e in rows if after_user is None or e["user_id"] > after_user]
+        return rows[: limit + 1]
+
+    async def list_user_enrollments(
+        self, user_id: str, after_course: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        self._fail()
+        rows = sorted(
+            (e for (c, u), e in self.enrollments.items() if u == user_id),
+            key=lambda e: e["course_id"],
+        )
+        rows = [e for e in rows if after_course is None or e["course_id"] > after_course]
+        return rows[: limit + 1]
+
+    async def search_catalog(self, query: CatalogQuery) -> dict[str, Any]:
+        self._fail()
+        self.queries.append(query)
+        return self.catalog_page
+
+
+@dataclass
+class FakeReadiness:
+    checks: dict[str, bool] = field(default_factory=lambda: {"kafka": True, "postgres": True})
+
+    async def readiness(self) -> dict[str, bool]:
+        return dict(self.checks)
+
+
+@dataclass
+class FakeContent:
+    keys: set[str] = field(default_factory=set)
+
+    async def exists(self, key: str) -> bool:
+        return key in self.keys
+
+    async def presign(self, plan: UploadPlan) -> dict[str, Any]:
+        return {
+            "key": plan.key,
+            "content_type": plan.content_type,
+            "size_bytes": plan.size_bytes,
+            "max_size_bytes": plan.max_size_bytes,
+            "expires_in_seconds": 3600,
+            "single": {"method": "PUT", "url": f"https://s3.invalid/{plan.key}", "headers": {}},
+        }

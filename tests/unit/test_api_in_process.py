@@ -1,0 +1,357 @@
+"""The HTTP edge in-process: the app factory over fake ports (tests/unit/api_fakes.py),
+driven by aiohttp's test client. Routing, authentication, validation, problem+json, and
+the mapping of domain outcomes and refusals to statuses. No server of any kind."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from course_management.api.app import create_app
+from course_management.api.auth import TokenVerifier, issue_token
+from course_management.api.ports import Unavailable
+from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply
+from tests.unit.api_fakes import FakeContent, FakeReadiness, FakeReads, FakeWrites
+
+SECRET = "in-process-secret-that-is-long-enough-0123456789"
+COURSE_ID = str(uuid.uuid4())
+PROBLEM = "application/problem+json"
+
+
+def bearer(sub: str, *roles: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(SECRET, sub, list(roles), name=sub)}"}
+
+
+INSTRUCTOR = bearer("instructor-1", "instructor")
+OTHER_INSTRUCTOR = bearer("instructor-2", "instructor")
+STUDENT = bearer("student-1", "student")
+SERVICE = bearer("content-delivery", "service")
+
+
+def course(status: str = "published", owner: str = "instructor-1", version: int = 3) -> dict:
+    now = datetime(2026, 12, 1, tzinfo=UTC).isoformat()
+    return {
+        "id": COURSE_ID,
+        "title": "Streams",
+        "description": "",
+        "category": "data",
+        "tags": [],
+        "level": "beginner",
+        "language": "en",
+        "status": status,
+        "instructor": {"id": owner, "name": owner},
+        "capacity": None,
+        "enrollment_opens_at": None,
+        "enrollment_closes_at": None,
+        "modules": [],
+        "rating": {"average": None, "count": 0},
+        "enrollment_count": 0,
+        "version": version,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def refused(kind: RefusalKind, detail: str = "no") -> Reply:
+    return Reply.refusing(Refusal(kind, detail))
+
+
+@dataclass
+class Api:
+    client: TestClient
+    writes: FakeWrites
+    reads: FakeReads
+    readiness: FakeReadiness
+
+    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any, Any]:
+        response = await self.client.request(method, path, **kw)
+        raw = await response.read()
+        body = json.loads(raw) if raw and "json" in response.content_type else raw
+        return response.status, body, response
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    writes, reads, readiness = FakeWrites(), FakeReads(), FakeReadiness()
+    app = create_app(
+        writes=writes,
+        reads=reads,
+        readiness=readiness,
+        verifier=TokenVerifier(secret=SECRET, public_key_pem=None, issuer=None, audience=None),
+        content=FakeContent(),
+        upload_limits={"multipart_threshold": 100 * 2**20, "part_size": 64 * 2**20},
+    )
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield Api(client, writes, reads, readiness)
+    finally:
+        await client.close()
+
+
+# -- routing ---------------------------------------------------------------------------
+
+
+async def test_an_unknown_route_is_a_404_problem(api: Api) -> None:
+    status, body, response = await api.call("GET", "/api/v1/nothing-here")
+    assert status == 404 and response.content_type == PROBLEM
+    assert body["type"].endswith("/not-found") and body["status"] == 404
+    assert response.headers["X-Request-ID"]
+
+
+async def test_a_wrong_method_is_405_with_allow(api: Api) -> None:
+    status, _, response = await api.call("DELETE", "/api/v1/courses/create")
+    assert status == 405 and response.content_type == PROBLEM
+    assert "POST" in response.headers["Allow"]
+
+
+async def test_health_and_readiness(api: Api) -> None:
+    assert (await api.call("GET", "/healthz"))[:2] == (200, {"status": "ok"})
+    assert (await api.call("GET", "/readyz"))[0] == 200
+    api.readiness.checks["kafka"] = False
+    status, body, _ = await api.call("GET", "/readyz")
+    assert status == 503 and body == {"ready": False, "checks": {"kafka": False, "postgres": True}}
+
+
+# -- authentication and roles ----------------------------------------------------------
+
+
+async def test_a_write_without_a_token_is_401_with_www_authenticate(api: Api) -> None:
+    status, _, response = await api.call("POST", "/api/v1/courses/create", json={"title": "x"})
+    assert status == 401 and response.content_type == PROBLEM
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert api.writes.commands == []
+
+
+async def test_a_badly_signed_token_is_401_invalid_token(api: Api) -> None:
+    forged = issue_token("another-secret-that-is-long-enough-0123456789", "x", ["admin"])
+    status, _, response = await api.call(
+        "POST",
+        "/api/v1/courses/create",
+        json={"title": "x"},
+        headers={"Authorization": f"Bearer {forged}"},
+    )
+    assert status == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_a_student_may_not_create(api: Api) -> None:
+    status, body, _ = await api.call(
+        "POST", "/api/v1/courses/create", json={"title": "x"}, headers=STUDENT
+    )
+    assert status == 403 and body["type"].endswith("/forbidden")
+    assert api.writes.commands == []
+
+
+async def test_anyone_reads_a_published_course_and_only_its_owner_a_draft(api: Api) -> None:
+    api.reads.courses[COURSE_ID] = course("published")
+    status, body, response = await api.call("GET", f"/api/v1/courses/{COURSE_ID}")
+    assert status == 200 and body["id"] == COURSE_ID and response.headers["ETag"] == '"3"'
+    api.reads.courses[COURSE_ID] = course("draft")
+    assert (await api.call("GET", f"/api/v1/courses/{COURSE_ID}"))[0] == 404
+    other = await api.call("GET", f"/api/v1/courses/{COURSE_ID}", headers=OTHER_INSTRUCTOR)
+    assert other[0] == 404
+    owner = await api.call("GET", f"/api/v1/courses/{COURSE_ID}", headers=INSTRUCTOR)
+    assert owner[0] == 200
+
+
+async def test_if_none_match_answers_304(api: Api) -> None:
+    api.reads.courses[COURSE_ID] = course()
+    status, _, response = await api.call(
+        "GET", f"/api/v1/courses/{COURSE_ID}", headers={"If-None-Match": '"3"'}
+    )
+    assert status == 304 and response.headers["ETag"] == '"3"'
+
+
+# -- validation and problems -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "slug"),
+    [
+        (b'{"title": ', "application/json", 400, "malformed-json"),
+        (b"[1, 2]", "application/json", 400, "malformed-json"),
+        (b"title=x", "application/x-www-form-urlencoded", 415, "unsupported-media-type"),
+        (b'{"title": "x", "version": 9}', "application/json", 422, "validation"),
+    ],
+    ids=["truncated", "not-an-object", "form", "server-owned-field"],
+)
+async def test_malformed_bodies_get_a_problem_naming_why(
+    api: Api, data: bytes, content_type: str, status: int, slug: str
+) -> None:
+    got, body, response = await api.call(
+        "POST",
+        "/api/v1/courses/create",
+        data=data,
+        headers={**INSTRUCTOR, "Content-Type": content_type},
+    )
+    assert got == status and response.content_type == PROBLEM
+    assert body["type"].endswith(f"/{slug}") and body["status"] == status
+    if slug == "validation":
+        assert body["errors"] == [{"field": "version", "message": "unknown field (not writable)"}]
+    assert api.writes.commands == []
+
+
+async def test_a_body_over_1_mib_is_413(api: Api) -> None:
+    body = json.dumps({"title": "x", "description": "d" * (1024 * 1024)})
+    status, problem, _ = await api.call(
+        "POST",
+        "/api/v1/courses/create",
+        data=body,
+        headers={**INSTRUCTOR, "Content-Type": "application/json"},
+    )
+    assert status == 413 and problem["type"].endswith("/body-too-large")
+
+
+async def test_a_malformed_if_match_is_400(api: Api) -> None:
+    status, body, _ = await api.call(
+        "PUT",
+        f"/api/v1/courses/{COURSE_ID}/update",
+        json={"title": "y"},
+        headers={**INSTRUCTOR, "If-Match": "yesterday"},
+    )
+    assert status == 400 and body["type"].endswith("/bad-if-match")
+
+
+async def test_a_bad_catalog_parameter_is_422_naming_it(api: Api) -> None:
+    status, body, _ = await api.call("GET", "/api/v1/courses?limit=0")
+    assert status == 422 and [e["field"] for e in body["errors"]] == ["limit"]
+    assert api.reads.queries == []
+
+
+# -- outcomes and refusals become statuses ----------------------------------------------
+
+
+async def test_a_create_is_201_with_location_and_etag_and_carries_the_caller(api: Api) -> None:
+    api.writes.replies["create_course"] = Reply(Outcome.CREATED, course(version=1))
+    status, body, response = await api.call(
+        "POST", "/api/v1/courses/create", json={"title": "Streams"}, headers=INSTRUCTOR
+    )
+    assert status == 201 and body["version"] == 1
+    assert response.headers["ETag"] == '"1"'
+    [command] = api.writes.commands
+    assert response.headers["Location"] == f"/api/v1/courses/{command.course_id}"
+    assert command.actor.id == "instructor-1" and command.payload == {"title": "Streams"}
+
+
+async def test_an_update_sends_if_match_and_maps_refusals(api: Api) -> None:
+    path = f"/api/v1/courses/{COURSE_ID}/update"
+    for kind, status in [
+        (RefusalKind.VERSION_MISMATCH, 412),
+        (RefusalKind.NOT_COURSE_OWNER, 403),
+        (RefusalKind.COURSE_NOT_FOUND, 404),
+    ]:
+        api.writes.replies["update_course"] = refused(kind, "because")
+        got, body, response = await api.call(
+            "PUT", path, json={"title": "y"}, headers={**INSTRUCTOR, "If-Match": '"2"'}
+        )
+        assert got == status and response.content_type == PROBLEM
+        assert body["type"].endswith(f"/{kind.value}") and body["detail"] == "because"
+    assert {c.expected_version for c in api.writes.commands} == {2}
+
+
+async def test_a_refused_validation_names_its_fields(api: Api) -> None:
+    refusal = Refusal(
+        RefusalKind.INVALID, "invalid fields: title", ({"field": "title", "message": "too long"},)
+    )
+    api.writes.replies["update_course"] = Reply.refusing(refusal)
+    status, body, _ = await api.call(
+        "PUT", f"/api/v1/courses/{COURSE_ID}/update", json={"title": "y"}, headers=INSTRUCTOR
+    )
+    assert status == 422 and body["errors"] == [{"field": "title", "message": "too long"}]
+    assert body["title"] == "Unprocessable Content"
+
+
+async def test_enroll_is_201_new_200_again_409_full(api: Api) -> None:
+    path = f"/api/v1/courses/{COURSE_ID}/enroll"
+    enrollment = {"course_id": COURSE_ID, "user_id": "student-1", "status": "active"}
+    api.writes.replies["enroll"] = Reply(Outcome.CREATED, enrollment)
+    assert (await api.call("POST", path, headers=STUDENT))[0] == 201
+    api.writes.replies["enroll"] = Reply(Outcome.UNCHANGED, enrollment)
+    status, body, response = await api.call("POST", path, headers=STUDENT)
+    assert status == 200 and body == enrollment
+    assert response.headers["Location"] == f"/api/v1/courses/{COURSE_ID}/enrollments/student-1"
+    api.writes.replies["enroll"] = refused(RefusalKind.COURSE_FULL)
+    status, body, _ = await api.call("POST", path, headers=STUDENT)
+    assert status == 409 and body["type"].endswith("/course-full")
+
+
+async def test_a_service_must_name_the_user_it_enrolls(api: Api) -> None:
+    status, body, _ = await api.call(
+        "POST", f"/api/v1/courses/{COURSE_ID}/enroll", json={}, headers=SERVICE
+    )
+    assert status == 422 and body["errors"][0]["field"] == "user_id"
+    assert api.writes.inputs == []
+
+
+async def test_not_enrolled_is_403_to_progress_and_404_to_cancel(api: Api) -> None:
+    api.writes.replies["progress"] = refused(RefusalKind.NOT_ENROLLED)
+    api.writes.replies["cancel_enrollment"] = refused(RefusalKind.NOT_ENROLLED)
+    progress = await api.call(
+        "POST",
+        f"/api/v1/courses/{COURSE_ID}/progress",
+        json={"item_id": "i1", "status": "completed"},
+        headers=STUDENT,
+    )
+    assert progress[0] == 403 and progress[1]["type"].endswith("/not-enrolled")
+    cancel = await api.call(
+        "DELETE", f"/api/v1/courses/{COURSE_ID}/enrollments/student-1", headers=STUDENT
+    )
+    assert cancel[0] == 404 and cancel[1]["type"].endswith("/not-enrolled")
+
+
+async def test_a_delete_is_204_without_a_body(api: Api) -> None:
+    api.writes.replies["delete_course"] = Reply(Outcome.REMOVED, None)
+    status, body, _ = await api.call(
+        "DELETE", f"/api/v1/courses/{COURSE_ID}/delete", headers=INSTRUCTOR
+    )
+    assert status == 204 and body == b""
+
+
+async def test_an_unavailable_kafka_is_503_with_its_type(api: Api) -> None:
+    api.writes.replies["create_course"] = Unavailable("kafka-unavailable", "retry later")
+    status, body, response = await api.call(
+        "POST", "/api/v1/courses/create", json={"title": "x"}, headers=INSTRUCTOR
+    )
+    assert status == 503 and response.content_type == PROBLEM
+    assert body["type"].endswith("/kafka-unavailable") and body["detail"] == "retry later"
+
+
+async def test_an_unreachable_store_is_503_with_retry_after(api: Api) -> None:
+    api.reads.failure = ConnectionRefusedError("connection refused")
+    status, body, response = await api.call("GET", f"/api/v1/courses/{COURSE_ID}")
+    assert status == 503 and body["type"].endswith("/unavailable")
+    assert response.headers["Retry-After"] == "1"
+
+
+async def test_a_bug_is_500_problem_and_never_leaks_the_error(api: Api) -> None:
+    api.reads.failure = ZeroDivisionError("secret detail")
+    status, body, response = await api.call("GET", f"/api/v1/courses/{COURSE_ID}")
+    assert status == 500 and response.content_type == PROBLEM
+    assert "secret" not in json.dumps(body)
+
+
+async def test_the_catalog_passes_the_parsed_query(api: Api) -> None:
+    status, body, response = await api.call("GET", "/api/v1/courses?q=Kafka+streams&level=beginner")
+    assert status == 200 and body == api.reads.catalog_page
+    [query] = api.reads.queries
+    assert query.terms == ("kafka", "streams") and query.filters == {"level": "beginner"}
+    assert response.headers["Cache-Control"] == "public, max-age=5"
+
+
+async def test_enrollments_are_visible_to_the_student_and_not_to_another(api: Api) -> None:
+    enrollment = {"course_id": COURSE_ID, "user_id": "student-1", "status": "active"}
+    api.reads.enrollments[(COURSE_ID, "student-1")] = enrollment
+    api.reads.courses[COURSE_ID] = course()
+    path = f"/api/v1/courses/{COURSE_ID}/enrollments/student-1"
+    assert (await api.call("GET", path, headers=STUDENT))[:2] == (200, enrollment)
+    assert (await api.call("GET", path, headers=bearer("student-2", "student")))[0] == 403
+    assert (await api.call("GET", path, headers=INSTRUCTOR))[0] == 200  # the owner
+    assert (await api.call("GET", path, headers=SERVICE))[0] == 200
