@@ -39,7 +39,7 @@ from course_management.catalog.rebuild_index import rebuild
 from course_management.config import Settings, load_settings
 from course_management.infra.cache import CatalogCache
 from course_management.ops.provisioning import provision_all
-from devstack.servers import LocalStack
+from devstack.stack import LocalStack
 from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from course_management.config import Settings, load_settings
 from course_management.ops.provisioning import provision_all
-from devstack.servers import LocalStack
+from devstack.stack import LocalStack
 from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess
 
 

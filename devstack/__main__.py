@@ -23,7 +23,8 @@ from course_management.config import Settings, load_settings
 from course_management.ops.demo import catalog_lists, load_demo_data, published_demo_courses
 from course_management.ops.provisioning import provision_all
 from devstack.downloads import fetch_all
-from devstack.servers import LocalStack, wait_until
+from devstack.processes import wait_until
+from devstack.stack import LocalStack
 
 STACK_ENV = Path(".stack") / "env"
 

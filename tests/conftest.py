@@ -24,7 +24,7 @@ def _interrupt(*_: object) -> None:
 
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[Any]:
-    from devstack.servers import LocalStack
+    from devstack.stack import LocalStack
 
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated run leaves no servers behind
     local = LocalStack()

@@ -27,7 +27,7 @@ from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
 from course_management.infra.kafka import topic_partitions
 from course_management.ops.provisioning import register_schemas
-from devstack.servers import free_port
+from devstack.processes import free_port
 
 T = TypeVar("T")
 

@@ -15,7 +15,8 @@ from course_management.api.problems import Problem
 M = TypeVar("M", bound=BaseModel)
 
 MAX_BODY_BYTES = 1024 * 1024
-PRINCIPAL_KEY = "principal"
+PRINCIPAL_KEY = web.RequestKey("principal", Principal)
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:

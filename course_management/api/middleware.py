@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from course_management.api.auth import AuthError, TokenVerifier
-from course_management.api.http import PRINCIPAL_KEY, problem_response
+from course_management.api.http import PRINCIPAL_KEY, REQUEST_ID_KEY, problem_response
 from course_management.api.openapi import Endpoint, Handler
 from course_management.api.ports import Unavailable
 from course_management.api.problems import Problem, problem_of
@@ -38,7 +38,7 @@ def build_middlewares(
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request.headers.get(REQUEST_ID, "")[:200] or str(uuid.uuid4())
-        request["request_id"] = request_id
+        request[REQUEST_ID_KEY] = request_id
         route = request.match_info.route.resource
         route_name = route.canonical if route is not None else "unmatched"
         started = time.perf_counter()

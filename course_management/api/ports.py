@@ -15,6 +15,7 @@ from course_management.catalog.query import CatalogQuery
 from course_management.domain.commands import CourseCommand
 from course_management.domain.outcomes import Reply
 from course_management.domain.uploads import UploadPlan
+from course_management.tables.records import CourseRecord
 
 
 class Unavailable(Exception):
@@ -46,7 +47,7 @@ class Writes(Protocol):
 
 
 class Reads(Protocol):
-    async def read_course_state(self, course_id: str) -> dict[str, Any] | None:
+    async def read_course_state(self, course_id: str) -> CourseRecord | None:
         """`{"course", "deleted"}` of a course, wherever its partition lives; None if unknown."""
         ...
 

@@ -13,19 +13,20 @@ import json
 from typing import Any
 
 from course_management.catalog.query import catalog_document, catalog_version
+from course_management.tables.records import CourseRecord, SeatsRecord
 from course_management.topology import COURSE_CATALOG, spec
 
 SUBJECT = spec(COURSE_CATALOG).subject
 
 
 def catalog_entry(
-    course_id: str, record: dict[str, Any] | None, seats: dict[str, Any]
+    course_id: str, record: CourseRecord | None, seats: SeatsRecord
 ) -> dict[str, Any] | None:
     """The entry for a course's table record and seats record (None: nothing to show)."""
     course = (record or {}).get("course")
     if course is None:
         return None
-    version = catalog_version(course["version"], int(seats.get("seq", 0)))
+    version = catalog_version(course["version"], int(seats["seq"]))
     if (record or {}).get("deleted"):
         return {
             "course_id": course_id,
@@ -33,7 +34,7 @@ def catalog_entry(
             "listed": False,
             "document": None,
         }
-    document = catalog_document(course, int(seats.get("count", 0)))
+    document = catalog_document(course, int(seats["count"]))
     return {
         "course_id": course_id,
         "catalog_version": version,

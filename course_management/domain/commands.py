@@ -36,6 +36,7 @@ from course_management.domain.outcomes import (
     invalid,
     invalid_from,
 )
+from course_management.tables.records import Course, CourseRecord, RememberedReply
 
 RECENT_COMMANDS_KEPT = 16
 
@@ -65,7 +66,7 @@ class CourseCommand:
 
 @dataclass(frozen=True)
 class Decision:
-    record: dict[str, Any] | None  # the new table record; None: leave the table as it is
+    record: CourseRecord | None  # the new table record; None: leave the table as it is
     event: dict[str, Any] | None  # the CourseEvent to publish; None: nothing changed
     reply: Reply
 
@@ -80,12 +81,12 @@ def derived_id(command_id: str, purpose: str) -> str:
 
 
 def remember(
-    record: dict[str, Any], command_id: str, reply: Reply, *, course_reply: bool = False
-) -> dict[str, Any]:
+    record: CourseRecord, command_id: str, reply: Reply, *, course_reply: bool = False
+) -> CourseRecord:
     """Keep a command's reply for its repeats. A reply that is the course keeps only the
     version: sixteen copies of a large course would not fit one Kafka record."""
     recent = [r for r in record.get("recent", []) if r["command_id"] != command_id]
-    kept: dict[str, Any] = {"command_id": command_id, "outcome": reply.outcome}
+    kept: RememberedReply = {"command_id": command_id, "outcome": reply.outcome}
     if course_reply and reply.body is not None:
         kept["course_version"] = reply.body["version"]
     else:
@@ -94,7 +95,7 @@ def remember(
     return {**record, "recent": recent[-RECENT_COMMANDS_KEPT:]}
 
 
-def replayed(record: dict[str, Any], seen: dict[str, Any]) -> Reply:
+def replayed(record: CourseRecord, seen: RememberedReply) -> Reply:
     """The answer to a repeat of a remembered command: its outcome, and for a course reply
     the course as it is now (at or after the version the command made)."""
     if "course_version" in seen:
@@ -103,7 +104,7 @@ def replayed(record: dict[str, Any], seen: dict[str, Any]) -> Reply:
 
 
 def course_event(
-    command: CourseCommand, event_type: str, course: dict[str, Any] | None, version: int
+    command: CourseCommand, event_type: str, course: Course | None, version: int
 ) -> dict[str, Any]:
     return {
         "event_id": derived_id(command.command_id, "event"),
@@ -116,7 +117,7 @@ def course_event(
     }
 
 
-def decide(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
+def decide(record: CourseRecord | None, command: CourseCommand) -> Decision:
     if record is not None:
         for seen in record.get("recent", []):
             if seen["command_id"] == command.command_id:
@@ -141,16 +142,16 @@ def _new_ids(command: CourseCommand) -> Callable[[], str]:
     return lambda: derived_id(command.command_id, f"part-{next(counter)}")
 
 
-def live_course(record: dict[str, Any] | None, actor: Actor) -> dict[str, Any] | None:
+def live_course(record: CourseRecord | None, actor: Actor) -> Course | None:
     """The course in a table record if it exists, is not deleted and the actor may see it."""
     course = record.get("course") if record else None
     if course is None or record is None or record.get("deleted") or not can_see(course, actor):
         return None
-    course_: dict[str, Any] = course
+    course_: Course = course
     return course_
 
 
-def _changeable(record: dict[str, Any] | None, command: CourseCommand) -> dict[str, Any] | Refusal:
+def _changeable(record: CourseRecord | None, command: CourseCommand) -> Course | Refusal:
     """The live course the actor may change, or why not (unknown, not theirs, stale)."""
     course = live_course(record, command.actor)
     if course is None:
@@ -168,7 +169,7 @@ def _changeable(record: dict[str, Any] | None, command: CourseCommand) -> dict[s
     return course
 
 
-def _update(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
+def _update(record: CourseRecord | None, command: CourseCommand) -> Decision:
     course = _changeable(record, command)
     if isinstance(course, Refusal):
         return _refuse(course)
@@ -197,7 +198,7 @@ def _update(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
     )
 
 
-def _delete(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
+def _delete(record: CourseRecord | None, command: CourseCommand) -> Decision:
     course = _changeable(record, command)
     if isinstance(course, Refusal):
         return _refuse(course)
@@ -211,7 +212,7 @@ def _delete(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
     )
 
 
-def _create(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
+def _create(record: CourseRecord | None, command: CourseCommand) -> Decision:
     if record is not None:
         # The course id was derived from an Idempotency-Key: this is a repeat of a create.
         first = record.get("create", {})
@@ -240,7 +241,7 @@ def _create(record: dict[str, Any] | None, command: CourseCommand) -> Decision:
     if too_large:
         return _refuse(invalid([too_large]))
     reply = Reply(Outcome.CREATED, course)
-    new_record = {
+    new_record: CourseRecord = {
         "course": course,
         "deleted": False,
         "create": {"payload_hash": command.payload_hash, "reply": course},

@@ -14,6 +14,12 @@ from typing import Any
 from course_management.domain.commands import derived_id
 from course_management.domain.course import rfc3339
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, invalid
+from course_management.tables.records import (
+    Course,
+    EnrollmentRecord,
+    ItemState,
+    SeatsRecord,
+)
 
 SEEN_EVENTS_KEPT = 32
 # Ids and names in inputs from other services: longer ones are refused (dead-lettered),
@@ -68,19 +74,19 @@ class ProgressInput:
 @dataclass(frozen=True)
 class EnrollmentDecision:
     outcome: Outcome | None  # None: refused (see `refusal`)
-    enrollment: dict[str, Any] | None  # the new enrollment record (None: unchanged)
+    enrollment: EnrollmentRecord | None  # the new enrollment record (None: unchanged)
     seats_taken: int | None  # the course's new count of seats taken (None: unchanged)
     events: tuple[dict[str, Any], ...]  # the EnrollmentEvents to publish, in order
     refusal: Refusal | None = None  # why it was refused
     reply_enrollment: dict[str, Any] | None = None
 
 
-def item_ids_in_order(course: dict[str, Any]) -> list[str]:
+def item_ids_in_order(course: Course) -> list[str]:
     return [item["id"] for module in course["modules"] for item in module["items"]]
 
 
 def progress_of(
-    course: dict[str, Any], items: dict[str, Any], completed_at: str | None
+    course: Course, items: dict[str, ItemState], completed_at: str | None
 ) -> dict[str, Any]:
     """Totals over the course's current items; completed stays completed (`completed_at`)."""
     order = item_ids_in_order(course)
@@ -98,7 +104,7 @@ def progress_of(
     }
 
 
-def public_view(record: dict[str, Any], course: dict[str, Any]) -> dict[str, Any]:
+def public_view(record: EnrollmentRecord, course: Course) -> dict[str, Any]:
     """The Enrollment of CONTRACT §3 from the stored record."""
     return {
         "course_id": record["course_id"],
@@ -110,7 +116,7 @@ def public_view(record: dict[str, Any], course: dict[str, Any]) -> dict[str, Any
 
 
 def _event(
-    input_id: str, kind: str, record: dict[str, Any], course: dict[str, Any], at: datetime
+    input_id: str, kind: str, record: EnrollmentRecord, course: Course, at: datetime
 ) -> dict[str, Any]:
     return {
         "event_id": derived_id(input_id, kind),
@@ -123,11 +129,11 @@ def _event(
     }
 
 
-def completed_ids(record: dict[str, Any]) -> list[str]:
+def completed_ids(record: EnrollmentRecord) -> list[str]:
     return sorted(i for i, s in record.get("items", {}).items() if s.get("status") == "completed")
 
 
-def current_view(snapshot: dict[str, Any], course: dict[str, Any] | None) -> dict[str, Any]:
+def current_view(snapshot: dict[str, Any], course: Course | None) -> dict[str, Any]:
     """A mirrored enrollment snapshot with its progress recomputed against the course now.
 
     Snapshots carry the completed item ids (since EnrollmentEvent gained them); older ones
@@ -145,11 +151,11 @@ def current_view(snapshot: dict[str, Any], course: dict[str, Any] | None) -> dic
     return {**view, "progress": progress}
 
 
-def _seen(record: dict[str, Any] | None, event_id: str) -> bool:
+def _seen(record: EnrollmentRecord | None, event_id: str) -> bool:
     return record is not None and event_id in record.get("seen", [])
 
 
-def _remember(record: dict[str, Any], event_id: str) -> dict[str, Any]:
+def _remember(record: EnrollmentRecord, event_id: str) -> EnrollmentRecord:
     return {**record, "seen": [*record.get("seen", []), event_id][-SEEN_EVENTS_KEPT:]}
 
 
@@ -158,9 +164,9 @@ def _refused(kind: RefusalKind, detail: str) -> EnrollmentDecision:
 
 
 def decide_enroll(
-    course: dict[str, Any] | None,
+    course: Course | None,
     seats_taken: int,
-    record: dict[str, Any] | None,
+    record: EnrollmentRecord | None,
     enroll: EnrollInput,
 ) -> EnrollmentDecision:
     if course is None:
@@ -207,9 +213,9 @@ def decide_enroll(
 
 
 def decide_cancel(
-    course: dict[str, Any] | None,
+    course: Course | None,
     seats_taken: int,
-    record: dict[str, Any] | None,
+    record: EnrollmentRecord | None,
     cancel: CancelInput,
 ) -> EnrollmentDecision:
     if course is None:
@@ -231,7 +237,7 @@ def decide_cancel(
 
 
 def decide_progress(
-    course: dict[str, Any] | None, record: dict[str, Any] | None, progress: ProgressInput
+    course: Course | None, record: EnrollmentRecord | None, progress: ProgressInput
 ) -> EnrollmentDecision:
     """Record an item's progress; the enrollment completes (once) when every item is done."""
     if course is None:
@@ -247,14 +253,15 @@ def decide_progress(
             Outcome.UNCHANGED, None, None, (), reply_enrollment=public_view(record, course)
         )
     at = rfc3339(progress.occurred_at)
-    current = record.get("items", {}).get(progress.item_id, {})
+    current: ItemState = record.get("items", {}).get(progress.item_id, {})
+    state: ItemState
     if current.get("status") == "completed" and progress.status == "started":
         state = {**current, "at": max(current.get("at", ""), at)}  # never back to started
     else:
         state = {"status": progress.status, "score": progress.score, "at": at}
         if progress.score is None and current.get("score") is not None:
             state["score"] = current["score"]
-    items = {**record.get("items", {}), progress.item_id: state}
+    items: dict[str, ItemState] = {**record.get("items", {}), progress.item_id: state}
     changed = _remember(
         {**record, "items": items, "version": record["version"] + 1}, progress.event_id
     )
@@ -286,10 +293,10 @@ def decide_progress(
 # first write but not the second, the next decision on the course sees the mark and undoes
 # the count; the redelivered input then applies it again, once.
 
-EMPTY_SEATS: dict[str, Any] = {"count": 0, "seq": 0, "pending": None}
+EMPTY_SEATS: SeatsRecord = {"count": 0, "seq": 0, "pending": None}
 
 
-def settle_seats(seats: dict[str, Any], pending_record: dict[str, Any] | None) -> dict[str, Any]:
+def settle_seats(seats: SeatsRecord, pending_record: EnrollmentRecord | None) -> SeatsRecord:
     """Seats with no pending mark: kept if its enrollment was written, else undone."""
     pending = seats.get("pending")
     if not pending:
@@ -299,7 +306,7 @@ def settle_seats(seats: dict[str, Any], pending_record: dict[str, Any] | None) -
     return {"count": max(0, count), "seq": seats["seq"], "pending": None}
 
 
-def seat_change(seats: dict[str, Any], user_id: str, new_count: int) -> tuple[dict[str, Any], int]:
+def seat_change(seats: SeatsRecord, user_id: str, new_count: int) -> tuple[SeatsRecord, int]:
     """The seats record for a change to `new_count` by `user_id`, and the seq it takes."""
     seq = seats["seq"] + 1
     return {

@@ -27,6 +27,7 @@ from pydantic import (
 from course_management.domain.commands import CourseCommand, course_event, live_course, remember
 from course_management.domain.course import no_nul, rfc3339, with_new_version
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply, invalid_from
+from course_management.tables.records import CourseRecord, EnrollmentRecord, RatingRecord
 
 MAX_REVIEW_CHARS = 2000
 
@@ -45,8 +46,8 @@ class RatingInput(BaseModel):
 
 @dataclass(frozen=True)
 class RatingDecision:
-    record: dict[str, Any] | None  # the course record to write (None: unchanged)
-    enrollment: dict[str, Any] | None  # the enrollment record to write (None: unchanged)
+    record: CourseRecord | None  # the course record to write (None: unchanged)
+    enrollment: EnrollmentRecord | None  # the enrollment record to write (None: unchanged)
     event: dict[str, Any] | None  # the CourseEvent (course_updated) to publish
     reply: Reply
 
@@ -60,18 +61,20 @@ def average(total: int, count: int) -> float | None:
 
 
 def decide_rating(
-    record: dict[str, Any] | None, enrollment: dict[str, Any] | None, command: CourseCommand
+    record: CourseRecord | None, enrollment: EnrollmentRecord | None, command: CourseCommand
 ) -> RatingDecision:
     try:
         given = RatingInput.model_validate(command.payload)
     except ValidationError as exc:
         return _refuse(invalid_from(exc))
-    rating: dict[str, Any] = {
+    rating: RatingRecord = {
         "stars": given.stars,
         "review": given.review,
         "rated_at": rfc3339(command.occurred_at),
     }
-    rated = None if enrollment is None else {**enrollment, "rating": rating}
+    rated: EnrollmentRecord | None = (
+        None if enrollment is None else {**enrollment, "rating": rating}
+    )
     for seen in (record or {}).get("recent", []):
         if seen["command_id"] == command.command_id:  # redelivered: finish the second write
             again = rated if enrollment and enrollment.get("rating") != rating else None
@@ -108,7 +111,7 @@ def decide_rating(
 
 
 def _reply_body(
-    command: CourseCommand, rating: dict[str, Any], course_rating: dict[str, Any]
+    command: CourseCommand, rating: RatingRecord, course_rating: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "course_id": command.course_id,

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from course_management.infra.metrics import CACHE_BYPASSED
 from course_management.infra.retrying import REDIS_UNAVAILABLE
+from course_management.tables.records import CourseRecord
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,11 @@ class CourseCache:
         self._client = client
         self._put = client.register_script(_PUT_IF_NEWER)
 
-    async def get(self, course_id: str) -> dict[str, Any] | None:
+    async def get(self, course_id: str) -> CourseRecord | None:
         """The cached state `{"course": ..., "deleted": bool}`, or None on a miss."""
         raw = await self._client.hget(_key(course_id), "state")
-        return json.loads(raw) if raw else None
+        state: CourseRecord | None = json.loads(raw) if raw else None
+        return state
 
     async def set_enrollment_count(self, course_id: str, count: int) -> None:
         """Seats taken change without a new course version; kept beside the cached state."""

@@ -10,6 +10,8 @@ from typing import Any
 import asyncpg
 from yoyo import get_backend, read_migrations
 
+from course_management.tables.records import CourseRecord
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # PostgreSQL cannot be reached, is shutting down or is starting up: worth waiting for
@@ -160,7 +162,7 @@ async def _replace_structure(conn: asyncpg.Connection, course: dict[str, Any]) -
     )
 
 
-async def fetch_course_state(pool: asyncpg.Pool, course_id: str) -> dict[str, Any] | None:
+async def fetch_course_state(pool: asyncpg.Pool, course_id: str) -> CourseRecord | None:
     """The mirror's state of a course, `{"course", "deleted"}` (None when unknown)."""
     row = await pool.fetchrow(
         "SELECT snapshot, version, deleted_at FROM courses WHERE id = $1", course_id

@@ -23,6 +23,7 @@ from course_management.infra.database import Database
 from course_management.infra.metrics import CACHE_READS
 from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key, seats_key
+from course_management.tables.records import CourseRecord
 
 
 class ReadService:
@@ -44,16 +45,16 @@ class ReadService:
         self._mirror = mirror
         self._catalog = catalog
 
-    async def read_course_state(self, course_id: str) -> dict[str, Any] | None:
+    async def read_course_state(self, course_id: str) -> CourseRecord | None:
         """Redis first; on a miss the table when its partition is here, else the mirror."""
         cached = await self._bypass.call(lambda: self._cache.get(course_id))
         if cached is not None:
             CACHE_READS.labels("hit").inc()
             return await self._with_enrollment_count(course_id, cached)
-        state: dict[str, Any] | None
+        state: CourseRecord | None
         if self._is_local(course_id):
             CACHE_READS.labels("miss_table").inc()
-            record = self._courses.get(course_id)
+            record: CourseRecord | None = self._courses.get(course_id)
             state = (
                 {"course": record.get("course"), "deleted": bool(record.get("deleted"))}
                 if record
@@ -62,16 +63,17 @@ class ReadService:
         else:
             CACHE_READS.labels("miss_mirror").inc()
             state = await database.fetch_course_state(self._mirror.pool, course_id)
-        if state is not None and (course := state["course"]) is not None:
-            deleted = state["deleted"]
+        if state is not None and (course := state.get("course")) is not None:
+            deleted = bool(state.get("deleted"))
             await self._bypass.call(lambda: self._cache.put(course, deleted=deleted))
         return await self._with_enrollment_count(course_id, state)
 
     async def _with_enrollment_count(
-        self, course_id: str, state: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
+        self, course_id: str, state: CourseRecord | None
+    ) -> CourseRecord | None:
         """Seats taken change without a course version: merged in at read time."""
-        if state is None or state.get("course") is None:
+        course = state.get("course") if state is not None else None
+        if state is None or course is None:
             return state
         count = await self._bypass.call(lambda: self._cache.enrollment_count(course_id))
         if count is None:
@@ -83,7 +85,7 @@ class ReadService:
             # NX: a count the agent set meanwhile is newer than the one read here.
             filled = count
             await self._bypass.call(lambda: self._cache.fill_enrollment_count(course_id, filled))
-        return {**state, "course": {**state["course"], "enrollment_count": count}}
+        return {**state, "course": {**course, "enrollment_count": count}}
 
     async def read_enrollment(self, course_id: str, user_id: str) -> dict[str, Any] | None:
         """The Enrollment with progress: from the table when local, else the mirror."""

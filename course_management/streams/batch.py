@@ -34,6 +34,7 @@ from course_management.infra.publisher import Record
 from course_management.infra.retrying import until_cached, until_published
 from course_management.streams.faust_compat import as_current_event
 from course_management.tables.enrollments import enrollment_key, seats_key
+from course_management.tables.records import CourseRecord, EnrollmentRecord, SeatsRecord
 from course_management.topology import REPLY_SUBJECT, is_reply_topic
 
 log = logging.getLogger(__name__)
@@ -108,20 +109,39 @@ class Batch:
         with as_current_event(event):
             yield
 
-    def seats(self, course_id: str) -> dict[str, Any]:
+    # -- the tables as the batch sees them (typed) -------------------------------------
+
+    def course_record(self, course_id: str) -> CourseRecord | None:
+        record: CourseRecord | None = self.courses.get(course_id)
+        return record
+
+    def enrollment(self, course_id: str, user_id: str) -> EnrollmentRecord | None:
+        record: EnrollmentRecord | None = self.enrollments.get(enrollment_key(course_id, user_id))
+        return record
+
+    def seats(self, course_id: str) -> SeatsRecord:
         """The course's seats record as the batch sees it, settled after a crash (see
         domain.enrollment.settle_seats; the settled record is staged)."""
-        seats = self.enrollments.get(seats_key(course_id)) or EMPTY_SEATS
-        if seats.get("pending"):
-            pending_user = seats["pending"]["user_id"]
-            settled = settle_seats(
-                seats, self.enrollments.get(enrollment_key(course_id, pending_user))
-            )
-            self.enrollments[seats_key(course_id)] = settled
+        seats: SeatsRecord = self.enrollments.get(seats_key(course_id)) or EMPTY_SEATS
+        pending = seats.get("pending")
+        if pending:
+            settled = settle_seats(seats, self.enrollment(course_id, pending["user_id"]))
+            self.stage_seats(course_id, settled)
             return settled
-        return dict(seats)
+        return {"count": seats["count"], "seq": seats["seq"], "pending": None}
 
-    # -- effects, staged -------------------------------------------------------------
+    # -- effects, staged: table writes ---------------------------------------------------
+
+    def stage_course_record(self, course_id: str, record: CourseRecord) -> None:
+        self.courses[course_id] = record
+
+    def stage_enrollment(self, course_id: str, user_id: str, record: EnrollmentRecord) -> None:
+        self.enrollments[enrollment_key(course_id, user_id)] = record
+
+    def stage_seats(self, course_id: str, seats: SeatsRecord) -> None:
+        self.enrollments[seats_key(course_id)] = seats
+
+    # -- effects, staged: the rest -------------------------------------------------------
 
     def stage_records(self, records: list[Record]) -> None:
         """Events and catalog entries, sent first and together."""
@@ -131,9 +151,10 @@ class Batch:
         """Redis gets the course as the batch leaves it (readers see a change before its
         writer does). Also after a duplicate input: a crash between the table write and
         Redis is healed by the redelivery (the put is version-guarded)."""
-        record = self.courses.get(course_id)
-        if record and record.get("course"):
-            self.course_states[course_id] = (record["course"], bool(record.get("deleted")))
+        record = self.course_record(course_id)
+        course = record.get("course") if record else None
+        if record is not None and course is not None:
+            self.course_states[course_id] = (course, bool(record.get("deleted")))
 
     def stage_seat_count(self, course_id: str) -> None:
         """Redis gets the course's seat count as the batch leaves it (also after a

@@ -15,7 +15,7 @@ from course_management.domain.ratings import decide_rating
 from course_management.infra.metrics import COMMANDS_APPLIED
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, required_command, stage_answer
-from course_management.tables.enrollments import enrollment_key
+from course_management.tables.records import CourseRecord
 from course_management.topology import COURSE_EVENTS, spec
 
 
@@ -23,11 +23,11 @@ async def course_command(batch: Batch, item: Input) -> None:
     """create_course, update_course, delete_course (and any command type not known:
     `decide` refuses it)."""
     command = required_command(item)
-    decision = decide(batch.courses.get(command.course_id), command)
+    decision = decide(batch.course_record(command.course_id), command)
     if decision.event is not None and decision.record is not None:
         stage_course_change(batch, command.course_id, decision.event, decision.record)
     if decision.record is not None:
-        batch.courses[command.course_id] = decision.record
+        batch.stage_course_record(command.course_id, decision.record)
         COMMANDS_APPLIED.labels(command.command_type).inc()
     batch.stage_course_state(command.course_id)
     batch.stage_seat_count(command.course_id)
@@ -37,22 +37,22 @@ async def course_command(batch: Batch, item: Input) -> None:
 async def rate_course(batch: Batch, item: Input) -> None:
     """A rating: the course record first, then the enrollment (see domain.ratings)."""
     command = required_command(item)
-    key = enrollment_key(command.course_id, command.actor.id)
+    course_id, user_id = command.course_id, command.actor.id
     decision = decide_rating(
-        batch.courses.get(command.course_id), batch.enrollments.get(key), command
+        batch.course_record(course_id), batch.enrollment(course_id, user_id), command
     )
     if decision.event is not None and decision.record is not None:
-        stage_course_change(batch, command.course_id, decision.event, decision.record)
+        stage_course_change(batch, course_id, decision.event, decision.record)
     if decision.record is not None:
-        batch.courses[command.course_id] = decision.record  # first: see domain.ratings
+        batch.stage_course_record(course_id, decision.record)  # first: see domain.ratings
     if decision.enrollment is not None:
-        batch.enrollments[key] = decision.enrollment
+        batch.stage_enrollment(course_id, user_id, decision.enrollment)
     batch.stage_course_state(command.course_id)
     stage_answer(batch, item, decision.reply)
 
 
 def stage_course_change(
-    batch: Batch, course_id: str, event: dict[str, Any], record: dict[str, Any]
+    batch: Batch, course_id: str, event: dict[str, Any], record: CourseRecord
 ) -> None:
     """A course's event and its catalog entry, sent together (before any table write)."""
     outgoing = [(COURSE_EVENTS, course_id, spec(COURSE_EVENTS).subject, event)]

@@ -28,7 +28,6 @@ from course_management.infra.metrics import ENROLLMENTS_APPLIED
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, required_command, stage_answer
 from course_management.tables.courses import course_of
-from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.topology import ENROLLMENT_EVENTS, spec
 
 
@@ -42,9 +41,9 @@ async def user_enrolled(batch: Batch, item: Input) -> None:
         source=value["source"],
     )
     decision = decide_enroll(
-        course_of(batch.courses.get(enroll.course_id)),
+        course_of(batch.course_record(enroll.course_id)),
         batch.seats(enroll.course_id)["count"],
-        batch.enrollments.get(enrollment_key(enroll.course_id, enroll.user_id)),
+        batch.enrollment(enroll.course_id, enroll.user_id),
         enroll,
     )
     stage_enrollment_change(batch, enroll.course_id, enroll.user_id, decision)
@@ -63,9 +62,10 @@ async def item_progress(batch: Batch, item: Input) -> None:
         score=value["score"],
         occurred_at=value["occurred_at"].astimezone(UTC),
     )
-    key = enrollment_key(progress.course_id, progress.user_id)
-    course = course_of(batch.courses.get(progress.course_id))
-    decision = decide_progress(course, batch.enrollments.get(key), progress)
+    course = course_of(batch.course_record(progress.course_id))
+    decision = decide_progress(
+        course, batch.enrollment(progress.course_id, progress.user_id), progress
+    )
     stage_enrollment_change(batch, progress.course_id, progress.user_id, decision)
     _stage_refused(batch, item, decision)
     stage_answer(batch, item, _reply(decision, progress_only=True))
@@ -81,9 +81,9 @@ async def cancel_enrollment(batch: Batch, item: Input) -> None:
         occurred_at=command.occurred_at,
     )
     decision = decide_cancel(
-        course_of(batch.courses.get(cancel.course_id)),
+        course_of(batch.course_record(cancel.course_id)),
         batch.seats(cancel.course_id)["count"],
-        batch.enrollments.get(enrollment_key(cancel.course_id, cancel.user_id)),
+        batch.enrollment(cancel.course_id, cancel.user_id),
         cancel,
     )
     stage_enrollment_change(batch, cancel.course_id, cancel.user_id, decision)
@@ -101,7 +101,7 @@ def stage_enrollment_change(
     seats = None
     if decision.seats_taken is not None:
         seats, _ = seat_change(batch.seats(course_id), user_id, decision.seats_taken)
-        entry = catalog_entry(course_id, batch.courses.get(course_id), seats)
+        entry = catalog_entry(course_id, batch.course_record(course_id), seats)
         if entry is not None:
             outgoing.append(catalog_record(entry))
     batch.stage_records(outgoing)
@@ -109,11 +109,11 @@ def stage_enrollment_change(
         ENROLLMENTS_APPLIED.labels(event["event_type"]).inc()
     enrollment = decision.enrollment
     if seats is not None:
-        batch.enrollments[seats_key(course_id)] = seats  # first: see settle_seats
+        batch.stage_seats(course_id, seats)  # first: see settle_seats
         assert enrollment is not None
         enrollment = {**enrollment, "seat_seq": seats["seq"]}
     if enrollment is not None:
-        batch.enrollments[enrollment_key(course_id, user_id)] = enrollment
+        batch.stage_enrollment(course_id, user_id, enrollment)
     batch.stage_seat_count(course_id)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from course_management.tables.records import Course, CourseRecord
 from course_management.topology import COURSES_TABLE
 
 
@@ -21,9 +22,8 @@ def define_courses_table(app: faust.App, partitions: int) -> Any:
     )
 
 
-def course_of(record: dict[str, Any] | None) -> dict[str, Any] | None:
+def course_of(record: CourseRecord | None) -> Course | None:
     """The visible course in a table record (None when absent or deleted)."""
     if not record or record.get("deleted"):
         return None
-    course: dict[str, Any] | None = record.get("course")
-    return course
+    return record.get("course")

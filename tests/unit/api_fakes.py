@@ -16,6 +16,7 @@ from course_management.catalog.query import CatalogQuery
 from course_management.domain.commands import CourseCommand
 from course_management.domain.outcomes import Reply
 from course_management.domain.uploads import UploadPlan
+from course_management.tables.records import CourseRecord
 
 
 @dataclass
@@ -61,7 +62,7 @@ class FakeReads:
         if self.failure is not None:
             raise self.failure
 
-    async def read_course_state(self, course_id: str) -> dict[str, Any] | None:
+    async def read_course_state(self, course_id: str) -> CourseRecord | None:
         self._fail()
         course = self.courses.get(course_id)
         return {"course": course, "deleted": False} if course else None

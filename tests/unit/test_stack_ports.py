@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from devstack.servers import free_port, start_on_free_ports
+from devstack.processes import free_port, start_on_free_ports
 
 
 @dataclass

@@ -1,0 +1,79 @@
+"""The values the Faust tables hold, typed. Pure: no Faust, no I/O.
+
+The course agent's decisions (domain/) read and return these; the tables store them as
+JSON (so every field is a JSON value), and their changelogs replay them. A `Course` is
+the snapshot of CONTRACT §3 (built and validated by domain/course.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+Course = dict[str, Any]
+
+
+class RememberedReply(TypedDict, total=False):
+    """A command's answer kept for its repeats (`recent`)."""
+
+    command_id: str
+    outcome: str
+    body: dict[str, Any] | None  # the answer itself, or
+    course_version: int  # for an answer that is the course: the version it made
+
+
+class CreateFingerprint(TypedDict):
+    """What the create that made the course was (an Idempotency-Key repeat is compared)."""
+
+    payload_hash: str
+    reply: Course
+
+
+class CourseRecord(TypedDict, total=False):
+    """`courses`: course id -> this."""
+
+    course: Course | None
+    deleted: bool
+    create: CreateFingerprint
+    recent: list[RememberedReply]  # the last RECENT_COMMANDS_KEPT commands
+    rating_sum: int  # the sum of the stars of every rating (the average is in `course`)
+
+
+class ItemState(TypedDict, total=False):
+    status: str  # started | completed
+    score: float | None
+    at: str  # RFC 3339, the latest report
+
+
+class RatingRecord(TypedDict):
+    stars: int
+    review: str | None
+    rated_at: str
+
+
+class EnrollmentRecord(TypedDict, total=False):
+    """`enrollments`: "<course id>:<user id>" -> this."""
+
+    course_id: str
+    user_id: str
+    status: str  # active | cancelled | completed
+    enrolled_at: str
+    source: str
+    items: dict[str, ItemState]
+    completed_at: str | None
+    version: int
+    seen: list[str]  # the event ids of the last inputs applied
+    seat_seq: int  # the seats record's `seq` of this enrollment's last seat change
+    rating: RatingRecord
+
+
+class PendingSeat(TypedDict):
+    user_id: str
+    delta: int
+
+
+class SeatsRecord(TypedDict):
+    """`enrollments`: "<course id>#seats" -> this (see domain.enrollment.settle_seats)."""
+
+    count: int
+    seq: int
+    pending: PendingSeat | None

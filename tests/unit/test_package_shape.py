@@ -1,0 +1,44 @@
+"""The package stays easy to enter: small modules, few top-level modules, and the README's
+map names modules that exist. (Layers and the absence of import cycles: `lint-imports`.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "course_management"
+MAX_LINES = 400
+MAX_TOP_LEVEL_MODULES = 6
+
+
+def test_no_module_is_over_400_lines() -> None:
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_at_most_six_top_level_modules() -> None:
+    top = sorted(
+        path.stem
+        for path in PACKAGE.glob("*.py")
+        if path.name not in ("__init__.py", "__main__.py")
+    )
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def test_every_module_the_readme_and_the_architecture_name_exists() -> None:
+    named = set()
+    for doc in ("README.md", "docs/architecture.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        named |= set(
+            re.findall(
+                r"`(?:course_management/)?((?:api|catalog|domain|infra|ops|service|streams|tables)/[a-z_]+\.py)",
+                text,
+            )
+        )
+    assert named, "the docs name modules"
+    missing = sorted(path for path in named if not (PACKAGE / path).exists())
+    assert missing == []
