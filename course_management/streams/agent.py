@@ -108,14 +108,14 @@ async def handle(codec: AvroCodec, batch: Batch, event: Any) -> None:
     if handler is None:
         if item.command is None:
             reason = f"unknown kind {item.kind!r}"
-            batch.stage_dead_letter(item.topic, item.key, item.raw, reason, INVALID)
+            await batch.stage_dead_letter(item.topic, item.key, item.raw, reason, INVALID)
             return
         handler = course_handlers.course_command
     try:
         await handler(batch, item)
     except Exception as exc:
         log.exception("course input failed", extra={"topic": item.topic, "kind": item.kind})
-        batch.stage_dead_letter(item.topic, item.key, item.raw, repr(exc), ERROR)
+        await batch.stage_dead_letter(item.topic, item.key, item.raw, repr(exc), ERROR)
         failed = Refusal(RefusalKind.FAILED, "the command could not be applied")
         stage_answer(batch, item, Reply.refusing(failed))
 
@@ -129,7 +129,7 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
             spec(COURSE_COMMANDS),
             key,
             raw,
-            batch.dead_letter,
+            batch.stage_dead_letter,
             INVALID,
             lambda value: (value, command_from_record(value)),
         )
@@ -150,11 +150,13 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
     kind = headers.get(KIND_HEADER, b"")
     source = ENROLLMENT_KINDS.get(kind)
     if source is None:
-        batch.stage_dead_letter(ENROLLMENT_INPUTS, key, raw, f"unknown kind {kind!r}", INVALID)
+        await batch.stage_dead_letter(
+            ENROLLMENT_INPUTS, key, raw, f"unknown kind {kind!r}", INVALID
+        )
         return None
     source_key = headers.get(SOURCE_KEY_HEADER, key)  # the key it had on its source topic
     fields = await decode_or_dead_letter(
-        codec, spec(source), source_key, raw, batch.dead_letter, MALFORMED
+        codec, spec(source), source_key, raw, batch.stage_dead_letter, MALFORMED
     )
     if fields is None:
         return None

@@ -163,18 +163,13 @@ class Batch:
         if seats is not None:
             self.seat_counts[course_id] = int(seats["count"])
 
-    def stage_dead_letter(
+    async def stage_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
     ) -> None:
         """An input that cannot be applied, kept on `<topic>.dlq` after the batch's earlier
-        inputs took effect (as if it had been processed alone, in order)."""
+        inputs took effect (as if it had been processed alone, in order). A coroutine, so
+        that it is an infra.dead_letters.DeadLetter; it only stages."""
         self.dead_letters.append((topic, key, value, reason, code))
-
-    async def dead_letter(
-        self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
-    ) -> None:
-        """`stage_dead_letter`, in the shape of infra.dead_letters.DeadLetter."""
-        self.stage_dead_letter(topic, key, value, reason, code)
 
     def stage_reply(self, reply_to: str, command_id: str, reply: Reply) -> None:
         """Answer the request waiting on `reply_to` for `command_id`."""

@@ -47,7 +47,7 @@ async def user_enrolled(batch: Batch, item: Input) -> None:
         enroll,
     )
     stage_enrollment_change(batch, enroll.course_id, enroll.user_id, decision)
-    _stage_refused(batch, item, decision)
+    await _stage_refused(batch, item, decision)
     stage_answer(batch, item, _reply(decision))
 
 
@@ -67,7 +67,7 @@ async def item_progress(batch: Batch, item: Input) -> None:
         course, batch.enrollment(progress.course_id, progress.user_id), progress
     )
     stage_enrollment_change(batch, progress.course_id, progress.user_id, decision)
-    _stage_refused(batch, item, decision)
+    await _stage_refused(batch, item, decision)
     stage_answer(batch, item, _reply(decision, progress_only=True))
 
 
@@ -117,12 +117,12 @@ def stage_enrollment_change(
     batch.stage_seat_count(course_id)
 
 
-def _stage_refused(batch: Batch, item: Input, decision: EnrollmentDecision) -> None:
+async def _stage_refused(batch: Batch, item: Input, decision: EnrollmentDecision) -> None:
     """A refused input is kept on its source topic's dead-letter topic, as it was there."""
     if decision.refusal is None:
         return
     code = decision.refusal.kind.value
-    batch.stage_dead_letter(
+    await batch.stage_dead_letter(
         item.topic, item.key, item.raw, f"{code}: {decision.refusal.detail}", code
     )
 

@@ -101,7 +101,9 @@ async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
         batch.stage_course_state("c1")
         batch.stage_seat_count("c1")
     with batch.deciding(_Input("c")):
-        batch.stage_dead_letter("user-enrolled", b"k", b"v", "course-full: no seat", "course-full")
+        await batch.stage_dead_letter(
+            "user-enrolled", b"k", b"v", "course-full: no seat", "course-full"
+        )
     await batch.apply()
     assert log == [
         ("publish", ["course-events", "enrollment-events"]),  # one round trip, first
