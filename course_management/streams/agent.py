@@ -137,14 +137,14 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
             return None
         value, command = decoded
         return Input(
-            command.command_type,
-            COURSE_COMMANDS,
-            key,
-            raw,
-            value,
-            value.get("reply_to"),
-            command.command_id,
-            command,
+            kind=command.command_type,
+            topic=COURSE_COMMANDS,
+            key=key,
+            raw=raw,
+            value=value,
+            reply_to=value.get("reply_to"),
+            correlation_id=command.command_id,
+            command=command,
         )
     headers = event.headers or {}
     kind = headers.get(KIND_HEADER, b"")
@@ -162,13 +162,13 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
         return None
     reply_to, correlation = headers.get(REPLY_TO_HEADER), headers.get(CORRELATION_HEADER)
     return Input(
-        kind.decode(),
-        source,
-        source_key,
-        raw,
-        fields,
-        reply_to.decode() if reply_to else None,
-        correlation.decode() if correlation else None,
+        kind=kind.decode(),
+        topic=source,
+        key=source_key,
+        raw=raw,
+        value=fields,
+        reply_to=reply_to.decode() if reply_to else None,
+        correlation_id=correlation.decode() if correlation else None,
     )
 
 
