@@ -46,11 +46,16 @@ class CatalogSink:
 
     async def __call__(self, records: list[ConsumerRecord]) -> None:
         entries = [
-            entry_of_value(value)
+            entry
             for record in records
             if (
-                value := await decode_or_dead_letter(
-                    self._codec, spec(COURSE_CATALOG), record.key, record.value, self._dead_letter
+                entry := await decode_or_dead_letter(
+                    self._codec,
+                    spec(COURSE_CATALOG),
+                    record.key,
+                    record.value,
+                    self._dead_letter,
+                    parse=entry_of_value,
                 )
             )
             is not None

@@ -10,7 +10,7 @@ course agent stages it in its batch (after the batch's earlier inputs took effec
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.topology import TopicSpec
@@ -31,48 +31,24 @@ class Malformed(ValueError):
     """Raised by a `parse` function: the value decoded but cannot be used."""
 
 
-@overload
 async def decode_or_dead_letter(
     codec: AvroCodec,
     topic: TopicSpec,
     key: bytes | None,
     value: bytes | None,
     dead_letter: DeadLetter,
-    code: str = INVALID,
-    parse: None = None,
-) -> dict[str, Any] | None: ...
-
-
-@overload
-async def decode_or_dead_letter(
-    codec: AvroCodec,
-    topic: TopicSpec,
-    key: bytes | None,
-    value: bytes | None,
-    dead_letter: DeadLetter,
-    code: str,
+    *,
     parse: Callable[[dict[str, Any]], T],
-) -> T | None: ...
-
-
-async def decode_or_dead_letter(
-    codec: AvroCodec,
-    topic: TopicSpec,
-    key: bytes | None,
-    value: bytes | None,
-    dead_letter: DeadLetter,
     code: str = INVALID,
-    parse: Callable[[dict[str, Any]], Any] | None = None,
-) -> Any:
-    """`parse(decoded value)` (default: the decoded value), or None once the record is
-    dead-lettered with the reason.
+) -> T | None:
+    """`parse(decoded value)`, or None once the record is dead-lettered with the reason.
 
-    `parse` may raise `Malformed`, `KeyError` or `ValueError` for a value it cannot use.
-    A registry outage is not a reason: `AvroCodec.decode` waits for the registry.
+    `parse` may raise `Malformed`, `KeyError` or `ValueError` for a value it cannot use
+    (`dict` keeps the value as it decoded). A registry outage is not a reason:
+    `AvroCodec.decode` waits for the registry.
     """
     try:
-        decoded = await codec.decode(topic.subject, value)
-        return parse(decoded) if parse is not None else decoded
+        return parse(await codec.decode(topic.subject, value))
     except (AvroDecodeError, Malformed, KeyError, ValueError) as exc:
         await dead_letter(topic.name, key, value, str(exc), code)
         return None

@@ -44,7 +44,7 @@ class Sends(Protocol):
     ) -> None: ...
 
 
-def kafka_unavailable() -> Unavailable:
+def _not_taken() -> Unavailable:
     return Unavailable(
         "kafka-unavailable",
         "Kafka did not take the change in time; it may still apply: retry later "
@@ -119,14 +119,14 @@ class WriteGateway:
                 reply = await waiting
         except TimeoutError:
             if not sent:
-                raise kafka_unavailable() from None
+                raise _not_taken() from None
             raise Unavailable(
                 "not-confirmed",
                 "the change was accepted but not confirmed in time; read it back or retry "
                 "(retries are safe: the same request is applied once)",
             ) from None
         except KafkaError as exc:
-            raise kafka_unavailable() from exc
+            raise _not_taken() from exc
         finally:
             self._replies.forget(correlation_id)
         return reply_of(reply)

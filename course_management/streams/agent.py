@@ -130,8 +130,8 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
             key,
             raw,
             batch.stage_dead_letter,
-            INVALID,
-            lambda value: (value, command_from_record(value)),
+            parse=lambda value: (value, command_from_record(value)),
+            code=INVALID,
         )
         if decoded is None:
             return None
@@ -156,7 +156,7 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
         return None
     source_key = headers.get(SOURCE_KEY_HEADER, key)  # the key it had on its source topic
     fields = await decode_or_dead_letter(
-        codec, spec(source), source_key, raw, batch.stage_dead_letter, MALFORMED
+        codec, spec(source), source_key, raw, batch.stage_dead_letter, parse=dict, code=MALFORMED
     )
     if fields is None:
         return None

@@ -35,7 +35,12 @@ class EventMirror:
         pool = self._database.pool
         for record in records:
             value = await decode_or_dead_letter(
-                self._codec, spec(COURSE_EVENTS), record.key, record.value, self._dead_letter
+                self._codec,
+                spec(COURSE_EVENTS),
+                record.key,
+                record.value,
+                self._dead_letter,
+                parse=dict,
             )
             if value is None:
                 continue
@@ -57,6 +62,7 @@ class EventMirror:
                     record.key,
                     record.value,
                     self._dead_letter,
+                    parse=dict,
                 )
             )
             is not None

@@ -80,8 +80,8 @@ class EnrollmentRouter:
                 record.key,
                 record.value,
                 self._dead_letter,
-                MALFORMED,
-                complete,
+                parse=complete,
+                code=MALFORMED,
             )
             if value is None:
                 continue

@@ -13,6 +13,7 @@ from course_management.domain.outcomes import Outcome, Reply
 from course_management.infra.retrying import kafka_unavailable
 from course_management.streams import agent
 from course_management.streams.batch import Batch
+from course_management.streams.inputs import Input
 
 
 class _Input:
@@ -146,3 +147,39 @@ def test_a_batch_that_cannot_be_applied_stops_the_worker_without_acking(
     with pytest.raises(SystemExit):
         agent.stop_unapplied(RuntimeError("broken"))
     assert codes == [agent.UNAPPLIED_EXIT_CODE]
+
+
+async def test_a_handler_that_raises_is_dead_lettered_and_its_caller_answered_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batch, *_ = _batch()
+    batch.begin()
+    item = Input(
+        kind="user_enrolled",
+        topic="user-enrolled",
+        key=b"k",
+        raw=b"v",
+        value={},
+        reply_to="course-management-replies-w1",
+        correlation_id="e-1",
+    )
+
+    async def read(*_: Any) -> Input:
+        return item
+
+    async def broken(*_: Any) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(agent, "read_input", read)
+    monkeypatch.setitem(agent.HANDLERS, "user_enrolled", broken)
+    with batch.deciding(_Input("a")):
+        await agent.handle(None, batch, None)  # type: ignore[arg-type]
+    [(topic, key, value, reason, code)] = batch.dead_letters
+    assert (topic, key, value, code) == ("user-enrolled", b"k", b"v", "error")
+    assert "ZeroDivisionError" in reason
+    [(reply_to, correlation, _, record)] = batch.replies
+    assert (reply_to, correlation, record["outcome"]) == (
+        "course-management-replies-w1",
+        "e-1",
+        "internal",
+    )
