@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     data_dir: str = "./.data"
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 6
     command_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
+    # How long a read given a Consistency-Token waits for its store before a 503.
+    consistency_wait_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
     log_level: str = "INFO"
     # How long the group waits for a worker that vanished (crash) before moving its partitions.
     broker_session_timeout_seconds: Annotated[float, Field(ge=6, le=300)] = 30.0

@@ -25,6 +25,10 @@ ENROLLMENT_INPUTS = f"{APP_ID}-enrollment-inputs"
 # shows (course, rating, seats), for the search index and the PostgreSQL catalog sinks.
 COURSE_CATALOG = f"{APP_ID}-catalog"
 
+# Internal, compacted: each student's rating of a course as it is now, key
+# "<course id>:<user id>", for the ratings list in the PostgreSQL mirror.
+COURSE_RATINGS = f"{APP_ID}-ratings"
+
 COURSES_TABLE = "courses"
 ENROLLMENTS_TABLE = "enrollments"
 
@@ -78,6 +82,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ENROLLMENT_INPUTS, None, {"retention.ms": str(_WEEK_MS)}),
     TopicSpec(COURSE_CATALOG, "catalog_entry.avsc", _COMPACTED),
     TopicSpec(dlq(COURSE_CATALOG), None, _DLQ),
+    TopicSpec(COURSE_RATINGS, "rating_entry.avsc", _COMPACTED),
+    TopicSpec(dlq(COURSE_RATINGS), None, _DLQ),
     TopicSpec(changelog(COURSES_TABLE), None, _COMPACTED),
     TopicSpec(changelog(ENROLLMENTS_TABLE), None, _COMPACTED),
 )
@@ -117,5 +123,8 @@ REPLY_TO_HEADER = "cms-reply-to"
 CORRELATION_HEADER = "cms-correlation-id"
 KIND_HEADER = "cms-kind"
 SOURCE_KEY_HEADER = "cms-source-key"  # the key the record had on its source topic
+# Where the router read it: partition and offset on its source topic (streams/tracking.py).
+SOURCE_PARTITION_HEADER = "cms-source-partition"
+SOURCE_OFFSET_HEADER = "cms-source-offset"
 
 REPLY_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}

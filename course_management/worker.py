@@ -66,6 +66,7 @@ from course_management.topology import (
     COURSE_CATALOG,
     COURSE_COMMANDS,
     COURSE_EVENTS,
+    COURSE_RATINGS,
     ENROLLMENT_EVENTS,
     POSTGRES_GROUP,
     REPLY_SUBJECT,
@@ -175,6 +176,7 @@ class Worker(Service):
                 {
                     COURSE_EVENTS: mirror.course_events,
                     ENROLLMENT_EVENTS: mirror.enrollment_events,
+                    COURSE_RATINGS: mirror.ratings,
                     COURSE_CATALOG: postgres_catalog,
                 },
                 dead_letter,
@@ -213,6 +215,7 @@ class Worker(Service):
             bypass,
             self.database,
             CatalogSearch(backend, self.catalog_pages, bypass),
+            wait_s=settings.consistency_wait_seconds,
         )
         return create_app(
             writes=WriteGateway(self.publisher, self.replies, settings.command_timeout_seconds),

@@ -6,7 +6,13 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from course_management.api import routes_catalog, routes_courses, routes_enrollments, routes_ops
+from course_management.api import (
+    routes_catalog,
+    routes_courses,
+    routes_enrollments,
+    routes_ops,
+    routes_ratings,
+)
 from course_management.api.auth import TokenVerifier
 from course_management.api.http import MAX_BODY_BYTES
 from course_management.api.middleware import build_middlewares
@@ -28,6 +34,7 @@ ENDPOINTS: list[Endpoint] = [
     *routes_catalog.ENDPOINTS,
     *routes_courses.ENDPOINTS,
     *routes_enrollments.ENDPOINTS,
+    *routes_ratings.ENDPOINTS,
 ]
 
 

@@ -11,6 +11,11 @@ from pydantic import BaseModel, ValidationError
 
 from course_management.api.auth import Principal
 from course_management.api.problems import Problem
+from course_management.domain import consistency
+from course_management.domain.consistency import NONE, Marks
+from course_management.domain.outcomes import Reply
+
+CONSISTENCY_HEADER = "Consistency-Token"
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -87,3 +92,29 @@ async def read_body(request: web.Request, model: type[M]) -> tuple[M, dict[str, 
 def canonical_hash(payload: dict[str, Any]) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def since(request: web.Request) -> Marks:
+    """The marks of the request's `Consistency-Token` (none without one); 400 naming the
+    header for a value this service did not make."""
+    raw = request.headers.get(CONSISTENCY_HEADER)
+    if raw is None:
+        return NONE
+    try:
+        return consistency.decode(raw.strip())
+    except ValueError as exc:
+        raise Problem(
+            400,
+            "bad-consistency-token",
+            "Bad Request",
+            f"{CONSISTENCY_HEADER}: {exc}; send back the value a write response carried",
+            [{"field": CONSISTENCY_HEADER, "message": str(exc)}],
+        ) from None
+
+
+def token_headers(reply: Reply, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """`headers` plus the write's `Consistency-Token` (when the agent made one)."""
+    out = dict(headers or {})
+    if reply.token:
+        out[CONSISTENCY_HEADER] = reply.token
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from course_management.domain.course import ItemType, Level, Status
@@ -92,6 +94,13 @@ class UploadGrant(BaseModel):
     multipart: MultipartUpload | None = None
 
 
+class ItemState(BaseModel):
+    item_id: str
+    status: Literal["not_started", "started", "completed"]
+    score: float | None
+    completed_at: str | None
+
+
 class Progress(BaseModel):
     completed_items: int
     total_items: int
@@ -99,6 +108,7 @@ class Progress(BaseModel):
     completed_at: str | None
     last_activity_at: str | None
     next_item_id: str | None
+    items: list[ItemState] = Field(description="Each item's state, in course order")
 
 
 class Enrollment(BaseModel):
@@ -139,3 +149,15 @@ class RatingResult(BaseModel):
     review: str | None
     rated_at: str
     course_rating: Rating
+
+
+class RatingView(BaseModel):
+    user_id: str
+    stars: int
+    review: str | None
+    rated_at: str
+
+
+class RatingPage(BaseModel):
+    items: list[RatingView]
+    next_cursor: str | None

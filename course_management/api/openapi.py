@@ -74,6 +74,23 @@ class Endpoint:
     errors: Sequence[int] = ()
     params: Sequence[Param] = ()
     content_type: str = "application/json"
+    consistency: bool = False  # a write: its success responses carry a Consistency-Token
+
+
+CONSISTENCY_TOKEN = Param(
+    "Consistency-Token",
+    "header",
+    "The Consistency-Token of a write's response: the read answers only from a store that "
+    "has applied that write, waiting a bounded time, then 503 with Retry-After (never older "
+    "data). Opaque; 400 when it is not one this service made",
+)
+_TOKEN_HEADER = {
+    "Consistency-Token": {
+        "description": "Opaque. Send it back on a read (as a request header) to read this "
+        "write or a newer state from any worker and store",
+        "schema": {"type": "string"},
+    }
+}
 
 
 def add_routes(app: web.Application, endpoints: Sequence[Endpoint]) -> None:
@@ -130,6 +147,8 @@ def build_document(endpoints: Sequence[Endpoint], *, title: str, version: str) -
             }
         for status, (description, model) in ep.responses.items():
             response: dict[str, Any] = {"description": description}
+            if ep.consistency and 200 <= status < 300:
+                response["headers"] = _TOKEN_HEADER
             if model is not None:
                 response["content"] = {ep.content_type: {"schema": _schema_ref(model, components)}}
             op["responses"][str(status)] = response

@@ -7,12 +7,14 @@ infra/storage.py); the in-process API tests implement them with fakes
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from course_management.catalog.query import CatalogQuery
 from course_management.domain.commands import CourseCommand
+from course_management.domain.consistency import NONE, Marks
 from course_management.domain.outcomes import Reply
 from course_management.domain.uploads import UploadPlan
 from course_management.tables.records import CourseRecord
@@ -47,27 +49,44 @@ class Writes(Protocol):
 
 
 class Reads(Protocol):
-    async def read_course_state(self, course_id: str) -> CourseRecord | None:
+    """Every read takes `since`, the marks of a request's Consistency-Token: it answers only
+    from a store that has them, or raises Unavailable (`not-yet-consistent`)."""
+
+    async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:
         """`{"course", "deleted"}` of a course, wherever its partition lives; None if unknown."""
         ...
 
-    async def read_enrollment(self, course_id: str, user_id: str) -> dict[str, Any] | None:
-        """The Enrollment with progress, or None when the user was never enrolled."""
+    async def read_enrollment(
+        self, course_id: str, user_id: str, since: Marks = NONE
+    ) -> dict[str, Any] | None:
+        """The Enrollment with progress, or None when the user was never enrolled or the
+        course is deleted."""
         ...
 
     async def list_course_enrollments(
-        self, course_id: str, after_user: str | None, limit: int, only_user: str | None
+        self,
+        course_id: str,
+        after_user: str | None,
+        limit: int,
+        only_user: str | None,
+        since: Marks = NONE,
     ) -> list[dict[str, Any]]:
         """A page (limit + 1 rows) of a course's enrollments, from the mirror."""
         ...
 
     async def list_user_enrollments(
-        self, user_id: str, after_course: str | None, limit: int
+        self, user_id: str, after_course: str | None, limit: int, since: Marks = NONE
     ) -> list[dict[str, Any]]:
         """A page (limit + 1 rows) of a user's enrollments, from the mirror."""
         ...
 
-    async def search_catalog(self, query: CatalogQuery) -> dict[str, Any]:
+    async def list_ratings(
+        self, course_id: str, after: tuple[datetime, str] | None, limit: int, since: Marks = NONE
+    ) -> list[dict[str, Any]]:
+        """A page (limit + 1 rows) of a course's ratings, newest first, from the mirror."""
+        ...
+
+    async def search_catalog(self, query: CatalogQuery, since: Marks = NONE) -> dict[str, Any]:
         """A catalog page body `{"items", "next_cursor", "facets"}`; `Unavailable` when the
         catalog's backend cannot answer."""
         ...

@@ -43,6 +43,7 @@ REFUSAL_STATUS: dict[RefusalKind, int] = {
     RefusalKind.ENROLLMENT_CLOSED: 409,
     RefusalKind.COURSE_FULL: 409,
     RefusalKind.NOT_ENROLLED: 404,
+    RefusalKind.ENROLLMENT_CANCELLED: 409,
     RefusalKind.FAILED: 500,
 }
 

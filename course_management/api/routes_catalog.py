@@ -6,18 +6,22 @@ from typing import Any
 
 from aiohttp import web
 
-from course_management.api.http import json_response
+from course_management.api.http import CONSISTENCY_HEADER, json_response, since
 from course_management.api.models import CoursePage
-from course_management.api.openapi import Endpoint, Param
+from course_management.api.openapi import CONSISTENCY_TOKEN, Endpoint, Param
 from course_management.api.ports import READS
 from course_management.catalog.query import CatalogParams, parse_query
+from course_management.domain.consistency import NONE
 
 
 async def list_courses(request: web.Request) -> web.StreamResponse:
     """Published courses: full text, filters, sorts, facets, cursor pages (anyone)."""
     query = parse_query(dict(request.query))
-    body = await request.app[READS].search_catalog(query)
-    return json_response(body, headers={"Cache-Control": "public, max-age=5"})
+    marks = since(request)
+    body = await request.app[READS].search_catalog(query, marks)
+    # A page read for a write must not be served to others from a shared cache.
+    cache = "public, max-age=5" if marks == NONE else "no-store"
+    return json_response(body, headers={"Cache-Control": cache, "Vary": CONSISTENCY_HEADER})
 
 
 def _query_params() -> tuple[Param, ...]:
@@ -47,7 +51,7 @@ ENDPOINTS = [
         responses={
             200: ("A page of published courses and the facets of the filtered set", CoursePage)
         },
-        errors=(422, 503),
-        params=_query_params(),
+        errors=(400, 422, 503),
+        params=(*_query_params(), CONSISTENCY_TOKEN),
     ),
 ]

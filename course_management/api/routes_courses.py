@@ -1,6 +1,6 @@
 """Course routes (CONTRACT §3): validate, authorize, turn writes into commands, read back.
 
-Create, read, update, delete, the modules, uploads and ratings.
+Create, read, update, delete, the modules and uploads (ratings: routes_ratings.py).
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from course_management.api.http import (
     read_body,
     require_principal,
     require_role,
+    since,
+    token_headers,
 )
-from course_management.api.models import Course, CourseModules, RatingResult, UploadGrant
-from course_management.api.openapi import Endpoint, Param
+from course_management.api.models import Course, CourseModules, UploadGrant
+from course_management.api.openapi import CONSISTENCY_TOKEN, Endpoint, Param
 from course_management.api.ports import CONTENT, READS, UPLOAD_LIMITS, WRITES
 from course_management.api.problems import Problem, status_of, validation_problem
 from course_management.domain.access import can_change, can_see
 from course_management.domain.commands import CourseCommand
 from course_management.domain.course import CourseFields, CourseUpdate, course_size_error
-from course_management.domain.outcomes import RefusalKind, Reply
-from course_management.domain.ratings import RatingInput
+from course_management.domain.outcomes import Reply
 from course_management.domain.uploads import (
     UploadRequest,
     content_keys,
@@ -43,6 +44,12 @@ COURSE_ID = Param("courseId", "path", "The course id (a UUID)")
 
 
 def _etag(course: dict[str, object]) -> str:
+    """The version and the seat count: every field of the returned course changes with
+    one of them (a rating is a new version; seats taken change without one)."""
+    return f'"{course["version"]}.{course.get("enrollment_count", 0)}"'
+
+
+def _modules_etag(course: dict[str, object]) -> str:
     return f'"{course["version"]}"'
 
 
@@ -105,12 +112,14 @@ async def create_course(request: web.Request) -> web.StreamResponse:
     return json_response(
         reply.body,
         status=status,
-        headers={"Location": f"/api/v1/courses/{course_id}", "ETag": _etag(reply.body)},
+        headers=token_headers(
+            reply, {"Location": f"/api/v1/courses/{course_id}", "ETag": _etag(reply.body)}
+        ),
     )
 
 
 async def visible_course(request: web.Request, course_id: str) -> dict[str, Any]:
-    course = course_of(await request.app[READS].read_course_state(course_id))
+    course = course_of(await request.app[READS].read_course_state(course_id, since(request)))
     who = principal(request)
     if course is None or not can_see(course, who.actor() if who else None):
         raise Problem.of(404, "course-not-found", f"no course {course_id}")
@@ -128,14 +137,16 @@ async def get_course(request: web.Request) -> web.StreamResponse:
 async def get_modules(request: web.Request) -> web.StreamResponse:
     course = await visible_course(request, course_id_param(request))
     body = {"course_id": course["id"], "version": course["version"], "modules": course["modules"]}
-    return json_response(body, headers={"ETag": _etag(course)})
+    return json_response(body, headers={"ETag": _modules_etag(course)})
 
 
 def _if_match(request: web.Request) -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
         return None
-    value = raw.strip().removeprefix("W/").strip('"')
+    # "<version>", or the full ETag of a read ("<version>.<seats>"): the version is what
+    # an authoring change is based on (a seat taken meanwhile does not make it stale).
+    value = raw.strip().removeprefix("W/").strip('"').split(".", 1)[0]
     if not value.isdigit():
         raise Problem.of(400, "bad-if-match", 'If-Match must be a version ETag such as "3"')
     return int(value)
@@ -153,7 +164,9 @@ async def update_course(request: web.Request) -> web.StreamResponse:
     )
     status = status_of(reply)
     assert reply.body is not None
-    return json_response(reply.body, status=status, headers={"ETag": _etag(reply.body)})
+    return json_response(
+        reply.body, status=status, headers=token_headers(reply, {"ETag": _etag(reply.body)})
+    )
 
 
 async def delete_course(request: web.Request) -> web.StreamResponse:
@@ -161,7 +174,7 @@ async def delete_course(request: web.Request) -> web.StreamResponse:
     require_role(who, "instructor", "admin")
     course_id = course_id_param(request)
     reply = await send_command(request, who, "delete_course", course_id, {}, _if_match(request))
-    return web.Response(status=status_of(reply))
+    return web.Response(status=status_of(reply), headers=token_headers(reply))
 
 
 async def _check_content_keys(
@@ -199,23 +212,12 @@ async def create_upload(request: web.Request) -> web.StreamResponse:
     return json_response(await request.app[CONTENT].presign(plan), status=201)
 
 
-async def rate_course(request: web.Request) -> web.StreamResponse:
-    """One rating per enrolled student; posting again replaces it."""
-    who = require_principal(request)
-    course_id = course_id_param(request)
-    if not who.has("student"):
-        raise Problem.of(403, "forbidden", "ratings come from enrolled students")
-    _, payload = await read_body(request, RatingInput)
-    reply = await send_command(request, who, "rate_course", course_id, payload)
-    status = status_of(reply, {RefusalKind.NOT_ENROLLED: 403})
-    return json_response(reply.body, status=status)
-
-
 ENDPOINTS = [
     Endpoint(
         "POST",
         "/api/v1/courses/create",
         create_course,
+        consistency=True,
         summary="Create a course (instructor, admin)",
         tag="courses",
         body=CourseFields,
@@ -238,13 +240,18 @@ ENDPOINTS = [
         tag="courses",
         auth=False,
         responses={200: ("The course, with its `ETag`", Course), 304: ("Not modified", None)},
-        errors=(401, 404, 503),
-        params=(COURSE_ID, Param("If-None-Match", "header", "An ETag from an earlier read")),
+        errors=(400, 401, 404, 503),
+        params=(
+            COURSE_ID,
+            Param("If-None-Match", "header", "An ETag from an earlier read"),
+            CONSISTENCY_TOKEN,
+        ),
     ),
     Endpoint(
         "PUT",
         "/api/v1/courses/{courseId}/update",
         update_course,
+        consistency=True,
         summary="Update some writable fields of a course (owning instructor, admin)",
         tag="courses",
         body=CourseUpdate,
@@ -261,6 +268,7 @@ ENDPOINTS = [
         "DELETE",
         "/api/v1/courses/{courseId}/delete",
         delete_course,
+        consistency=True,
         summary="Delete a course (owning instructor, admin); the mirror keeps it for audit",
         tag="courses",
         responses={204: ("Deleted", None)},
@@ -286,18 +294,7 @@ ENDPOINTS = [
         tag="courses",
         auth=False,
         responses={200: ("The modules, in order", CourseModules)},
-        errors=(401, 404, 503),
-        params=(COURSE_ID,),
-    ),
-    Endpoint(
-        "POST",
-        "/api/v1/courses/{courseId}/ratings",
-        rate_course,
-        summary="Rate a course (an enrolled student; posting again replaces the rating)",
-        tag="catalog",
-        body=RatingInput,
-        responses={200: ("The rating and the course's rating after it", RatingResult)},
-        errors=(400, 401, 403, 404, 413, 415, 422, 503),
-        params=(COURSE_ID,),
+        errors=(400, 401, 404, 503),
+        params=(COURSE_ID, CONSISTENCY_TOKEN),
     ),
 ]

@@ -8,9 +8,15 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from course_management.api.auth import Principal
-from course_management.api.http import json_response, read_body, require_principal
+from course_management.api.http import (
+    json_response,
+    read_body,
+    require_principal,
+    since,
+    token_headers,
+)
 from course_management.api.models import Enrollment, EnrollmentPage, Progress
-from course_management.api.openapi import Endpoint, Param
+from course_management.api.openapi import CONSISTENCY_TOKEN, Endpoint, Param
 from course_management.api.pages import decode_cursor, page_body, page_query
 from course_management.api.ports import READS, WRITES
 from course_management.api.problems import Problem, status_of, validation_problem
@@ -61,7 +67,7 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     reply = await request.app[WRITES].enroll(course_id, user_id, source=f"api:{who.user_id}")
     status = status_of(reply)
     headers = {"Location": f"/api/v1/courses/{course_id}/enrollments/{user_id}"}
-    return json_response(reply.body, status=status, headers=headers)
+    return json_response(reply.body, status=status, headers=token_headers(reply, headers))
 
 
 class ProgressRequest(BaseModel):
@@ -89,7 +95,7 @@ async def report_progress(request: web.Request) -> web.StreamResponse:
         course_id, user_id, body.item_id, body.status, body.score
     )
     status = status_of(reply, {RefusalKind.NOT_ENROLLED: 403})
-    return json_response(reply.body, status=status)
+    return json_response(reply.body, status=status, headers=token_headers(reply))
 
 
 async def cancel_enrollment(request: web.Request) -> web.StreamResponse:
@@ -99,7 +105,7 @@ async def cancel_enrollment(request: web.Request) -> web.StreamResponse:
     if not (who.has("admin") or (who.has("student") and who.user_id == user_id)):
         raise Problem.of(403, "forbidden", "only the enrolled student or an admin may cancel")
     reply = await send_command(request, who, "cancel_enrollment", course_id, {"user_id": user_id})
-    return web.Response(status=status_of(reply))
+    return web.Response(status=status_of(reply), headers=token_headers(reply))
 
 
 async def get_enrollment(request: web.Request) -> web.StreamResponse:
@@ -114,7 +120,7 @@ async def get_enrollment(request: web.Request) -> web.StreamResponse:
                 "forbidden",
                 "enrollments are visible to the student, the owner, admins and services",
             )
-    found = await request.app[READS].read_enrollment(course_id, user_id)
+    found = await request.app[READS].read_enrollment(course_id, user_id, since(request))
     if found is None or found["status"] == "cancelled":
         raise Problem.of(404, "not-enrolled", f"{user_id} is not enrolled in {course_id}")
     return json_response(found)
@@ -133,7 +139,7 @@ async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
                 raise Problem.of(403, "forbidden", "only the owner, admins, services and students")
             only_user = who.user_id  # a student sees only their own enrollment
     rows = await request.app[READS].list_course_enrollments(
-        course_id, position["user_id"] if position else None, query.limit, only_user
+        course_id, position["user_id"] if position else None, query.limit, only_user, since(request)
     )
     last = rows[query.limit - 1] if len(rows) > query.limit else None
     return json_response(
@@ -149,7 +155,7 @@ async def list_user_enrollments(request: web.Request) -> web.StreamResponse:
     query = page_query(request)
     position = decode_cursor(query.cursor, "course_id")
     rows = await request.app[READS].list_user_enrollments(
-        user_id, position["course_id"] if position else None, query.limit
+        user_id, position["course_id"] if position else None, query.limit, since(request)
     )
     last = rows[query.limit - 1] if len(rows) > query.limit else None
     return json_response(
@@ -176,7 +182,7 @@ ENDPOINTS = [
         tag="enrollments",
         responses={200: ("A page of enrollments with progress", EnrollmentPage)},
         errors=(401, 403, 404, 422, 503),
-        params=(COURSE_ID, *PAGE_PARAMS),
+        params=(COURSE_ID, *PAGE_PARAMS, CONSISTENCY_TOKEN),
     ),
     Endpoint(
         "GET",
@@ -186,12 +192,13 @@ ENDPOINTS = [
         tag="enrollments",
         responses={200: ("A page of enrollments with progress", EnrollmentPage)},
         errors=(401, 403, 422, 503),
-        params=(USER_ID, *PAGE_PARAMS),
+        params=(USER_ID, *PAGE_PARAMS, CONSISTENCY_TOKEN),
     ),
     Endpoint(
         "POST",
         "/api/v1/courses/{courseId}/enroll",
         enroll,
+        consistency=True,
         summary="Enroll (a student themselves; an admin or a service names user_id)",
         tag="enrollments",
         body=EnrollRequest,
@@ -203,11 +210,12 @@ ENDPOINTS = [
         "POST",
         "/api/v1/courses/{courseId}/progress",
         report_progress,
+        consistency=True,
         summary="Report progress on an item (the enrolled student; a service names user_id)",
         tag="enrollments",
         body=ProgressRequest,
         responses={200: ("The enrollment's progress after the change", Progress)},
-        errors=(400, 401, 403, 404, 413, 415, 422, 503),
+        errors=(400, 401, 403, 404, 409, 413, 415, 422, 503),
         params=(COURSE_ID,),
     ),
     Endpoint(
@@ -217,13 +225,14 @@ ENDPOINTS = [
         summary="One enrollment with progress; 404 when not enrolled (the access check)",
         tag="enrollments",
         responses={200: ("The enrollment", Enrollment)},
-        errors=(401, 403, 404, 503),
-        params=(COURSE_ID, USER_ID),
+        errors=(400, 401, 403, 404, 503),
+        params=(COURSE_ID, USER_ID, CONSISTENCY_TOKEN),
     ),
     Endpoint(
         "DELETE",
         "/api/v1/courses/{courseId}/enrollments/{userId}",
         cancel_enrollment,
+        consistency=True,
         summary="Cancel an enrollment (that student, admin); the seat is freed",
         tag="enrollments",
         responses={204: ("Cancelled", None)},

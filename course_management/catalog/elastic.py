@@ -136,6 +136,19 @@ class EsCatalog:
         self.es = es
         self.index = index
 
+    async def applied_version(self, course_id: str) -> int | None:
+        """The catalog version of the course that searches see now (a search, not a get:
+        a get is real time, a search only sees what the last refresh made visible)."""
+        result = await self.es.search(
+            index=self.index,
+            query={"ids": {"values": [course_id]}},
+            version=True,
+            size=1,
+            source=False,
+        )
+        hits = result["hits"]["hits"]
+        return int(hits[0]["_version"]) if hits else None
+
     async def search(self, query: CatalogQuery) -> CatalogPage:
         filters: list[dict[str, Any]] = [{"term": {"listed": True}}]
         for name, value in query.filters.items():

@@ -159,6 +159,14 @@ class PgCatalog:
         self.pool = pool
         self.table = table
 
+    async def applied_version(self, course_id: str) -> int | None:
+        """The catalog version of the course in the table (None: not there yet)."""
+        value = await self.pool.fetchval(
+            f"SELECT catalog_version FROM {self.table} WHERE id = $1",
+            course_id,
+        )
+        return None if value is None else int(value)
+
     async def search(self, query: CatalogQuery) -> CatalogPage:
         where, args = self._filters(query)
         score = "0::real"

@@ -30,18 +30,24 @@ class CatalogSearch:
         self._pages = pages
         self._bypass = bypass
 
-    async def search(self, query: CatalogQuery) -> dict[str, Any]:
-        """A page body `{"items", "next_cursor", "facets"}`; raises one of UNAVAILABLE."""
+    async def applied_version(self, course_id: str) -> int | None:
+        """The catalog version of a course that the backend's searches see now."""
+        return await self._backend.applied_version(course_id)
+
+    async def search(self, query: CatalogQuery, *, cached: bool = True) -> dict[str, Any]:
+        """A page body `{"items", "next_cursor", "facets"}`; raises one of UNAVAILABLE.
+        `cached=False` computes it from the backend (a read that waited for a write: a
+        page cached under the generation before that write's is not served)."""
         backend = self._backend.backend
         key = hashlib.blake2b(
             json.dumps([backend, query.signature, query.limit, query.raw_cursor]).encode(),
             digest_size=16,
         ).hexdigest()
-        from_cache = await self._bypass.call(lambda: self._pages.get(key))
-        page_key, cached = from_cache or (None, None)
-        if cached is not None:
+        from_cache = await self._bypass.call(lambda: self._pages.get(key)) if cached else None
+        page_key, hit = from_cache or (None, None)
+        if hit is not None:
             CATALOG_READS.labels(backend, "hit").inc()
-            return cached
+            return hit
         page = await self._backend.search(query)
         body = {
             "items": page.items,

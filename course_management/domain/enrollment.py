@@ -2,7 +2,10 @@
 
 Every decision is deterministic in its input (ids derive from the input's `event_id`,
 times are the input's `occurred_at`), like course commands, so a redelivery after a
-crash decides the same thing again.
+crash decides the same thing again. Repeats change nothing, exactly (no window of recent
+ids): a status change is found in the enrollment's history by its event id, and an item's
+progress is a join of its reports (`merge_report`). Replays of whole source topics are
+skipped earlier, by their source offsets (streams/tracking.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from course_management.tables.records import (
     SeatsRecord,
 )
 
-SEEN_EVENTS_KEPT = 32
 # Ids and names in inputs from other services: longer ones are refused (dead-lettered),
 # since they are copied into events, table records and the mirror.
 MAX_TEXT_LENGTH = 200
@@ -88,7 +90,8 @@ def item_ids_in_order(course: Course) -> list[str]:
 def progress_of(
     course: Course, items: dict[str, ItemState], completed_at: str | None
 ) -> dict[str, Any]:
-    """Totals over the course's current items; completed stays completed (`completed_at`)."""
+    """Totals and each item's state over the course's current items, in course order;
+    completed stays completed (`completed_at`)."""
     order = item_ids_in_order(course)
     done = [i for i in order if items.get(i, {}).get("status") == "completed"]
     total = len(order)
@@ -101,6 +104,19 @@ def progress_of(
         "completed_at": completed_at,
         "last_activity_at": last,
         "next_item_id": next_item,
+        "items": [_item_view(i, items.get(i)) for i in order],
+    }
+
+
+def _item_view(item_id: str, state: ItemState | None) -> dict[str, Any]:
+    if not state:
+        return {"item_id": item_id, "status": "not_started", "score": None, "completed_at": None}
+    return {
+        "item_id": item_id,
+        "status": state.get("status", "started"),
+        "score": state.get("score"),
+        "completed_at": state.get("completed_at")
+        or (state.get("at") if state.get("status") == "completed" else None),
     }
 
 
@@ -136,31 +152,65 @@ def completed_ids(record: EnrollmentRecord) -> list[str]:
 def current_view(snapshot: dict[str, Any], course: Course | None) -> dict[str, Any]:
     """A mirrored enrollment snapshot with its progress recomputed against the course now.
 
-    Snapshots carry the completed item ids (since EnrollmentEvent gained them); older ones
-    do not, and keep the progress they were written with.
+    Snapshots carry each item's state (`progress.items`, since 2026-12-01) and the
+    completed item ids (earlier); the oldest carry neither and keep the progress they
+    were written with.
     """
     view = {k: v for k, v in snapshot.items() if k != "completed_item_ids"}
-    done = snapshot.get("completed_item_ids")
-    if course is None or done is None:
-        return view
     stored = snapshot["progress"]
-    progress = progress_of(
-        course, {i: {"status": "completed"} for i in done}, stored.get("completed_at")
-    )
+    items: dict[str, ItemState] | None = None
+    if stored.get("items"):
+        items = {
+            i["item_id"]: _state_of_view(i) for i in stored["items"] if i["status"] != "not_started"
+        }
+    elif snapshot.get("completed_item_ids") is not None:
+        items = {i: {"status": "completed"} for i in snapshot["completed_item_ids"]}
+    if course is None or items is None:
+        return view
+    progress = progress_of(course, items, stored.get("completed_at"))
     progress["last_activity_at"] = stored.get("last_activity_at")
     return {**view, "progress": progress}
 
 
-def _seen(record: EnrollmentRecord | None, event_id: str) -> bool:
-    return record is not None and event_id in record.get("seen", [])
+def _state_of_view(item: dict[str, Any]) -> ItemState:
+    state: ItemState = {"status": item["status"], "score": item.get("score")}
+    if item.get("completed_at"):
+        state["completed_at"] = item["completed_at"]
+    return state
 
 
-def _remember(record: EnrollmentRecord, event_id: str) -> EnrollmentRecord:
-    return {**record, "seen": [*record.get("seen", []), event_id][-SEEN_EVENTS_KEPT:]}
+def _applied(record: EnrollmentRecord | None, event_id: str) -> bool:
+    """Did this input already change the record's status (its history keeps every one)?"""
+    return record is not None and any(t["event_id"] == event_id for t in record.get("history", []))
+
+
+def _with_transition(
+    record: EnrollmentRecord, status: str, at: str, event_id: str
+) -> EnrollmentRecord:
+    return {
+        **record,
+        "status": status,
+        "version": record.get("version", 0) + 1,
+        "history": [
+            *record.get("history", []),
+            {"status": status, "at": at, "event_id": event_id},
+        ],
+    }
 
 
 def _refused(kind: RefusalKind, detail: str) -> EnrollmentDecision:
     return EnrollmentDecision(None, None, None, (), Refusal(kind, detail))
+
+
+def _cancelled_refusal(record: EnrollmentRecord, doing: str) -> EnrollmentDecision:
+    since = next(
+        (t["at"] for t in reversed(record.get("history", [])) if t["status"] == "cancelled"), None
+    )
+    when = f" on {since}" if since else ""
+    return _refused(
+        RefusalKind.ENROLLMENT_CANCELLED,
+        f"the enrollment of {record['user_id']} was cancelled{when}; enrol again to {doing}",
+    )
 
 
 def decide_enroll(
@@ -169,14 +219,15 @@ def decide_enroll(
     record: EnrollmentRecord | None,
     enroll: EnrollInput,
 ) -> EnrollmentDecision:
+    """Enrol, or enrol again: a cancelled enrollment is reactivated with its progress,
+    completion and rating (one enrollment per course and learner, ever)."""
     if course is None:
         return _refused(RefusalKind.COURSE_NOT_FOUND, f"no course {enroll.course_id}")
-    active = record is not None and record["status"] in ("active", "completed")
-    if _seen(record, enroll.event_id) or active:
-        assert record is not None
-        remembered = None if _seen(record, enroll.event_id) else _remember(record, enroll.event_id)
+    if record is not None and (
+        _applied(record, enroll.event_id) or record["status"] in ("active", "completed")
+    ):
         return EnrollmentDecision(
-            Outcome.UNCHANGED, remembered, None, (), reply_enrollment=public_view(record, course)
+            Outcome.UNCHANGED, None, None, (), reply_enrollment=public_view(record, course)
         )
     if course["status"] != "published":
         return _refused(
@@ -189,20 +240,19 @@ def decide_enroll(
     capacity = course.get("capacity")
     if capacity is not None and seats_taken >= capacity:
         return _refused(RefusalKind.COURSE_FULL, f"all {capacity} seats are taken")
-    new_record = _remember(
-        {
-            "course_id": enroll.course_id,
-            "user_id": enroll.user_id,
-            "status": "active",
-            "enrolled_at": at,
-            "source": enroll.source,
-            "items": {},
-            "completed_at": None,
-            "version": (record or {}).get("version", 0) + 1,
-            "seen": (record or {}).get("seen", []),
-        },
-        enroll.event_id,
-    )
+    base: EnrollmentRecord = record or {
+        "course_id": enroll.course_id,
+        "user_id": enroll.user_id,
+        "enrolled_at": at,
+        "source": enroll.source,
+        "items": {},
+        "completed_at": None,
+        "version": 0,
+        "history": [],
+    }
+    base = {k: v for k, v in base.items() if k != "seen"}  # type: ignore[assignment]
+    status = "completed" if base.get("completed_at") else "active"
+    new_record = _with_transition(base, status, at, enroll.event_id)
     return EnrollmentDecision(
         Outcome.CREATED,
         new_record,
@@ -220,14 +270,11 @@ def decide_cancel(
 ) -> EnrollmentDecision:
     if course is None:
         return _refused(RefusalKind.COURSE_NOT_FOUND, f"no course {cancel.course_id}")
-    if _seen(record, cancel.event_id):
-        assert record is not None
+    if _applied(record, cancel.event_id):
         return EnrollmentDecision(Outcome.REMOVED, None, None, ())
     if record is None or record["status"] == "cancelled":
         return _refused(RefusalKind.NOT_ENROLLED, f"{cancel.user_id} is not enrolled")
-    cancelled = _remember(
-        {**record, "status": "cancelled", "version": record["version"] + 1}, cancel.event_id
-    )
+    cancelled = _with_transition(record, "cancelled", rfc3339(cancel.occurred_at), cancel.event_id)
     return EnrollmentDecision(
         Outcome.REMOVED,
         cancelled,
@@ -236,35 +283,58 @@ def decide_cancel(
     )
 
 
+_RANK = {"started": 1, "completed": 2}
+
+
+def merge_report(current: ItemState | None, report: ProgressInput) -> ItemState:
+    """An item's state with one more report joined in. The join is idempotent, commutative
+    and associative, so the state is the same whatever the order of the reports and however
+    often each arrives: status never goes back, completion keeps its earliest time, the
+    score is the latest report's that had one, activity is the latest report's time."""
+    at = rfc3339(report.occurred_at)
+    state: ItemState = dict(current or {})  # type: ignore[assignment]
+    if _RANK[report.status] > _RANK.get(state.get("status", ""), 0):
+        state["status"] = report.status
+    if report.status == "completed":
+        earliest = state.get("completed_at")
+        state["completed_at"] = at if earliest is None else min(earliest, at)
+    else:
+        state.setdefault("completed_at", None)
+    if report.score is not None and [at, report.event_id] > state.get("scored", ["", ""]):
+        state["score"] = report.score
+        state["scored"] = [at, report.event_id]
+    else:
+        state.setdefault("score", None)
+    if [at, report.event_id] > [state.get("at", ""), state.get("event_id", "")]:
+        state["at"] = at
+        state["event_id"] = report.event_id
+    return state
+
+
 def decide_progress(
     course: Course | None, record: EnrollmentRecord | None, progress: ProgressInput
 ) -> EnrollmentDecision:
-    """Record an item's progress; the enrollment completes (once) when every item is done."""
+    """Record an item's progress; the enrollment completes (once, ever) when every item is
+    done. A report already applied, or older than what it would change, changes nothing."""
     if course is None:
         return _refused(RefusalKind.COURSE_NOT_FOUND, f"no course {progress.course_id}")
-    if record is None or record["status"] == "cancelled":
+    if record is None:
         return _refused(RefusalKind.NOT_ENROLLED, f"{progress.user_id} is not enrolled")
+    if record["status"] == "cancelled":
+        return _cancelled_refusal(record, "report progress")
     if progress.item_id not in item_ids_in_order(course):
         return EnrollmentDecision(
             None, None, None, (), invalid([("item_id", "not an item of this course")])
         )
-    if _seen(record, progress.event_id):
+    current = record.get("items", {}).get(progress.item_id)
+    state = merge_report(current, progress)
+    if state == current:
         return EnrollmentDecision(
             Outcome.UNCHANGED, None, None, (), reply_enrollment=public_view(record, course)
         )
     at = rfc3339(progress.occurred_at)
-    current: ItemState = record.get("items", {}).get(progress.item_id, {})
-    state: ItemState
-    if current.get("status") == "completed" and progress.status == "started":
-        state = {**current, "at": max(current.get("at", ""), at)}  # never back to started
-    else:
-        state = {"status": progress.status, "score": progress.score, "at": at}
-        if progress.score is None and current.get("score") is not None:
-            state["score"] = current["score"]
     items: dict[str, ItemState] = {**record.get("items", {}), progress.item_id: state}
-    changed = _remember(
-        {**record, "items": items, "version": record["version"] + 1}, progress.event_id
-    )
+    changed: EnrollmentRecord = {**record, "items": items, "version": record["version"] + 1}
     events = [_event(progress.event_id, "progress_updated", changed, course, progress.occurred_at)]
     view = progress_of(course, items, None)
     if (
@@ -272,12 +342,9 @@ def decide_progress(
         and view["total_items"]
         and view["completed_items"] == view["total_items"]
     ):
-        changed = {
-            **changed,
-            "status": "completed",
-            "completed_at": at,
-            "version": changed["version"] + 1,
-        }
+        changed = _with_transition(
+            {**changed, "completed_at": at}, "completed", at, progress.event_id
+        )
         events.append(
             _event(progress.event_id, "course_completed", changed, course, progress.occurred_at)
         )

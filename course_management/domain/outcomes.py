@@ -39,6 +39,7 @@ class RefusalKind(StrEnum):
     ENROLLMENT_CLOSED = "enrollment-closed"
     COURSE_FULL = "course-full"
     NOT_ENROLLED = "not-enrolled"
+    ENROLLMENT_CANCELLED = "enrollment-cancelled"
     FAILED = "internal"  # the decision itself failed (a bug); nothing was applied
 
 
@@ -79,6 +80,7 @@ class Reply:
 
     outcome: str
     body: dict[str, Any] | None
+    token: str | None = None  # the consistency token of what it left (domain/consistency.py)
 
     @classmethod
     def refusing(cls, refusal: Refusal) -> Reply:

@@ -1,4 +1,6 @@
-"""Ratings: one per enrolled student, replaced by re-posting; the course keeps the sum. Pure.
+"""Ratings: one per student and course, ever, replaced by re-posting; the course keeps the
+sum. Pure. The rating lives on the student's one enrollment record, which cancelling and
+enrolling again keep, so a rating is never counted twice.
 
 A rating is a course command (`rate_course`), applied by the agent that owns the course,
 so the average never races. The course record keeps `rating_sum` beside the public
@@ -82,9 +84,16 @@ def decide_rating(
     course = live_course(record, command.actor)
     if record is None or course is None:
         return _refuse(Refusal(RefusalKind.COURSE_NOT_FOUND, f"no course {command.course_id}"))
-    if enrollment is None or enrollment.get("status") == "cancelled":
+    if enrollment is None:
         return _refuse(
             Refusal(RefusalKind.NOT_ENROLLED, "only a student enrolled in the course may rate it")
+        )
+    if enrollment.get("status") == "cancelled":
+        return _refuse(
+            Refusal(
+                RefusalKind.ENROLLMENT_CANCELLED,
+                "the enrollment was cancelled; enrol again to rate the course",
+            )
         )
     old = enrollment.get("rating")
     count = int(course["rating"]["count"])

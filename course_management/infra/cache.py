@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from course_management.infra.metrics import CACHE_BYPASSED
 from course_management.infra.retrying import REDIS_UNAVAILABLE
-from course_management.tables.records import CourseRecord
+from course_management.tables.records import CourseRecord, EnrollmentRecord
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,10 @@ def _key(course_id: str) -> str:
     return f"cms:course:{course_id}"
 
 
+def _enrollment_key(course_id: str, user_id: str) -> str:
+    return f"cms:enrollment:{course_id}:{user_id}"
+
+
 class CourseCache:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
@@ -79,6 +83,24 @@ class CourseCache:
     async def enrollment_count(self, course_id: str) -> int | None:
         raw = await self._client.get(f"cms:enrollment-count:{course_id}")
         return int(raw) if raw is not None else None
+
+    async def put_enrollments(self, records: list[EnrollmentRecord]) -> None:
+        """Enrollment records as the agent wrote them (version-guarded), in one round trip."""
+        if not records:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for record in records:
+                await self._put(
+                    keys=[_enrollment_key(record["course_id"], record["user_id"])],
+                    args=[record["version"], json.dumps(record), TTL_SECONDS],
+                    client=pipe,
+                )
+            await pipe.execute()
+
+    async def get_enrollment(self, course_id: str, user_id: str) -> EnrollmentRecord | None:
+        raw = await self._client.hget(_enrollment_key(course_id, user_id), "state")
+        record: EnrollmentRecord | None = json.loads(raw) if raw else None
+        return record
 
     async def put(self, course: dict[str, Any], *, deleted: bool = False) -> bool:
         state = json.dumps({"course": None if deleted else course, "deleted": deleted})

@@ -1,4 +1,5 @@
-"""PostgreSQL: migrations (yoyo) and the course mirror (asyncpg)."""
+"""PostgreSQL: migrations (yoyo), the pool, and the course mirror (asyncpg). The enrollment
+mirror is infra/enrollment_mirror.py."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ class Database:
         await self.pool.fetchval("SELECT 1")
 
 
-def _parse_ts(value: str) -> datetime:
+def parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
@@ -124,8 +125,8 @@ async def mirror_course_event(pool: asyncpg.Pool, event: dict[str, Any]) -> bool
                 course["instructor"]["id"],
                 course["instructor"]["name"],
                 json.dumps(course),
-                _parse_ts(course["created_at"]),
-                _parse_ts(course["updated_at"]),
+                parse_ts(course["created_at"]),
+                parse_ts(course["updated_at"]),
                 event["event_id"],
             )
             if not status.endswith(" 0"):
@@ -154,12 +155,18 @@ async def _replace_structure(conn: asyncpg.Connection, course: dict[str, Any]) -
                 i["content_key"],
                 i["duration_seconds"],
                 i["max_score"],
-                _parse_ts(i["due_at"]) if i["due_at"] else None,
+                parse_ts(i["due_at"]) if i["due_at"] else None,
             )
             for m in course["modules"]
             for i in m["items"]
         ],
     )
+
+
+async def course_version(pool: asyncpg.Pool, course_id: str) -> int | None:
+    """The mirror's version of a course (None: not there yet)."""
+    value = await pool.fetchval("SELECT version FROM courses WHERE id = $1", course_id)
+    return None if value is None else int(value)
 
 
 async def fetch_course_state(pool: asyncpg.Pool, course_id: str) -> CourseRecord | None:
@@ -171,116 +178,3 @@ async def fetch_course_state(pool: asyncpg.Pool, course_id: str) -> CourseRecord
         return None
     course = {**json.loads(row["snapshot"]), "version": row["version"]}
     return {"course": course, "deleted": row["deleted_at"] is not None}
-
-
-# One statement for a whole batch (one row per enrollment: the batch's newest version).
-_UPSERT_ENROLLMENTS = """
-INSERT INTO enrollments AS e (course_id, user_id, version, status, enrolled_at, completed_items,
-    total_items, percent, completed_at, last_activity_at, next_item_id, snapshot, last_event_id)
-SELECT course_id, user_id, version, status, enrolled_at, completed_items, total_items, percent,
-    completed_at, last_activity_at, next_item_id, snapshot::jsonb, last_event_id
-FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::int[],
-    $7::int[], $8::float8[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[],
-    $13::text[])
-    AS t(course_id, user_id, version, status, enrolled_at, completed_items, total_items,
-         percent, completed_at, last_activity_at, next_item_id, snapshot, last_event_id)
-ON CONFLICT (course_id, user_id) DO UPDATE SET
-    version = EXCLUDED.version, status = EXCLUDED.status, enrolled_at = EXCLUDED.enrolled_at,
-    completed_items = EXCLUDED.completed_items, total_items = EXCLUDED.total_items,
-    percent = EXCLUDED.percent, completed_at = EXCLUDED.completed_at,
-    last_activity_at = EXCLUDED.last_activity_at, next_item_id = EXCLUDED.next_item_id,
-    snapshot = EXCLUDED.snapshot, last_event_id = EXCLUDED.last_event_id
-WHERE e.version < EXCLUDED.version
-RETURNING 1
-"""
-
-
-def _maybe_ts(value: str | None) -> datetime | None:
-    return _parse_ts(value) if value else None
-
-
-def newest_per_enrollment(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One event per (course, user): the highest version (the others change nothing)."""
-    newest: dict[tuple[str, str], dict[str, Any]] = {}
-    for event in events:
-        key = (event["course_id"], event["user_id"])
-        if key not in newest or newest[key]["version"] < event["version"]:
-            newest[key] = event
-    return list(newest.values())
-
-
-async def mirror_enrollment_events(pool: asyncpg.Pool, events: list[dict[str, Any]]) -> int:
-    """Apply a batch of EnrollmentEvents to the mirror in one statement; replays and older
-    versions change nothing. Returns how many rows changed."""
-    rows = newest_per_enrollment(events)
-    if not rows:
-        return 0
-    columns: list[list[Any]] = [[] for _ in range(13)]
-    for event in rows:
-        enrollment = event["enrollment"]
-        progress = enrollment["progress"]
-        values = (
-            event["course_id"],
-            event["user_id"],
-            event["version"],
-            enrollment["status"],
-            _parse_ts(enrollment["enrolled_at"]),
-            progress["completed_items"],
-            progress["total_items"],
-            progress["percent"],
-            _maybe_ts(progress["completed_at"]),
-            _maybe_ts(progress["last_activity_at"]),
-            progress["next_item_id"],
-            json.dumps(enrollment),
-            event["event_id"],
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return len(await pool.fetch(_UPSERT_ENROLLMENTS, *columns))
-
-
-async def fetch_enrollment(
-    pool: asyncpg.Pool, course_id: str, user_id: str
-) -> dict[str, Any] | None:
-    row = await pool.fetchrow(
-        "SELECT snapshot FROM enrollments WHERE course_id = $1 AND user_id = $2", course_id, user_id
-    )
-    return json.loads(row["snapshot"]) if row else None
-
-
-async def count_seats_taken(pool: asyncpg.Pool, course_id: str) -> int:
-    return int(
-        await pool.fetchval(
-            "SELECT count(*) FROM enrollments WHERE course_id = $1 AND status <> 'cancelled'",
-            course_id,
-        )
-    )
-
-
-async def list_course_enrollments(
-    pool: asyncpg.Pool, course_id: str, after_user: str | None, limit: int, only_user: str | None
-) -> list[dict[str, Any]]:
-    """Enrollments of a course (not cancelled), by user id; `limit + 1` rows to see a next page."""
-    rows = await pool.fetch(
-        "SELECT snapshot FROM enrollments WHERE course_id = $1 AND status <> 'cancelled'"
-        " AND ($2::text IS NULL OR user_id > $2) AND ($3::text IS NULL OR user_id = $3)"
-        " ORDER BY user_id LIMIT $4",
-        course_id,
-        after_user,
-        only_user,
-        limit + 1,
-    )
-    return [json.loads(r["snapshot"]) for r in rows]
-
-
-async def list_user_enrollments(
-    pool: asyncpg.Pool, user_id: str, after_course: str | None, limit: int
-) -> list[dict[str, Any]]:
-    rows = await pool.fetch(
-        "SELECT snapshot FROM enrollments WHERE user_id = $1 AND status <> 'cancelled'"
-        " AND ($2::text IS NULL OR course_id > $2) ORDER BY course_id LIMIT $3",
-        user_id,
-        after_course,
-        limit + 1,
-    )
-    return [json.loads(r["snapshot"]) for r in rows]

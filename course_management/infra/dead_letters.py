@@ -20,11 +20,13 @@ T = TypeVar("T")
 # (topic, key, value, reason, reason code): keeps a record on `<topic>.dlq`.
 DeadLetter = Callable[[str, bytes | None, bytes | None, str, str], Awaitable[None]]
 
-# The reason codes of `cms_dead_letters_total{reason}` besides a refusal's kind.
+# The reason codes: the `reason` label of `cms_dead_letters_total` and the first word of
+# the `dlq.reason` header (`refused: course-full: all 30 seats are taken`).
 INVALID = "invalid"  # our own topics: a value that does not decode
 MALFORMED = "malformed"  # another service's input: does not decode, or lacks a field
 UNPROCESSABLE = "unprocessable"  # a consumer group failed on it again and again
 ERROR = "error"  # deciding it raised (a bug): kept, the partition goes on
+REFUSED = "refused"  # another service's input, well formed, that the rules refuse
 
 
 class Malformed(ValueError):

@@ -20,6 +20,11 @@ EVENTS_PUBLISHED = Counter("cms_events_published_total", "Records published", ["
 EVENTS_MIRRORED = Counter(
     "cms_events_mirrored_total", "Events handled by the PostgreSQL sink", ["entity", "outcome"]
 )
+INPUTS_REPLAYED = Counter(
+    "cms_inputs_replayed_total",
+    "Enrollment inputs skipped: their source offset had been applied already (a replay)",
+    ["topic"],
+)
 DEAD_LETTERS = Counter(
     "cms_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "reason"]
 )

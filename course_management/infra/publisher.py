@@ -93,7 +93,11 @@ class Publisher:
             dlq(topic),
             value=value,
             key=key,
-            headers=[("dlq.reason", reason[:1000].encode()), ("dlq.source_topic", topic.encode())],
+            headers=[
+                ("dlq.reason", f"{code}: {reason}"[:1000].encode()),
+                ("dlq.code", code.encode()),
+                ("dlq.source_topic", topic.encode()),
+            ],
         )
         DEAD_LETTERS.labels(topic, code).inc()
 

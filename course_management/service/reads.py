@@ -1,29 +1,50 @@
 """The API's reads (api.ports.Reads): Redis, then the local table, then the mirror.
 
-The agent puts every change into Redis before it answers, so a reader never sees an
-older course than the one a write returned, whichever worker it asks. On a cache miss a
-worker reads its own table when it owns the course's partition, else the PostgreSQL
-mirror (decision 8). Enrollment lists come from the mirror, with progress recomputed
-against each course as it is now; catalog pages from catalog/search.py.
+The agent puts every change of a course and of an enrollment into Redis before it
+answers, so a point read on any worker never sees older than a write that any worker has
+answered. On a cache miss a worker reads its own table when it owns the course's
+partition, else the PostgreSQL mirror (decision 8). Enrollment lists and the ratings list
+come from the mirror (progress recomputed against each course as it is now), catalog
+pages from catalog/search.py.
+
+A read given a consistency token (`since`, domain/consistency.py) answers only from a
+store that holds the versions the token names: a source that does not is passed over or
+waited for, up to `wait_s`; then the read is Unavailable (503, Retry-After), never stale.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
 
 from course_management.api.ports import Unavailable
 from course_management.catalog.query import CatalogQuery
 from course_management.catalog.search import UNAVAILABLE as CATALOG_UNAVAILABLE
 from course_management.catalog.search import CatalogSearch
+from course_management.domain.consistency import NONE, Marks
 from course_management.domain.enrollment import current_view, public_view
-from course_management.infra import database
+from course_management.infra import database, enrollment_mirror
 from course_management.infra.cache import CourseCache, ReadBypass
 from course_management.infra.database import Database
 from course_management.infra.metrics import CACHE_READS
 from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key, seats_key
-from course_management.tables.records import CourseRecord
+from course_management.tables.records import CourseRecord, EnrollmentRecord
+
+T = TypeVar("T")
+
+
+def _course_reaches(state: CourseRecord | None, version: int) -> bool:
+    """A deleted course is past every version (nothing follows a delete)."""
+    if version == 0:
+        return True
+    if state is None:
+        return False
+    course = state.get("course")
+    return bool(state.get("deleted")) or (course is not None and course["version"] >= version)
 
 
 class ReadService:
@@ -36,6 +57,7 @@ class ReadService:
         bypass: ReadBypass,
         mirror: Database,
         catalog: CatalogSearch,
+        wait_s: float = 3.0,
     ) -> None:
         self._courses = courses  # the Faust tables (their local partitions)
         self._enrollments = enrollments
@@ -44,34 +66,68 @@ class ReadService:
         self._bypass = bypass
         self._mirror = mirror
         self._catalog = catalog
+        self._wait_s = wait_s  # how long a read with a token waits for its store
 
-    async def read_course_state(self, course_id: str) -> CourseRecord | None:
+    async def _until(
+        self, read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str
+    ) -> T:
+        """`read()` again until `ok` of it, for at most `wait_s`; then Unavailable."""
+        deadline = time.monotonic() + self._wait_s
+        pause = 0.01
+        while True:
+            value = await read()
+            if ok(value):
+                return value
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Unavailable(
+                    "not-yet-consistent",
+                    f"{what} has not applied the write of the Consistency-Token yet; retry shortly",
+                )
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.2)
+
+    # -- courses ---------------------------------------------------------------------
+
+    async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:
         """Redis first; on a miss the table when its partition is here, else the mirror."""
+        need = since.course_version(course_id)
         cached = await self._bypass.call(lambda: self._cache.get(course_id))
-        if cached is not None:
+        if cached is not None and _course_reaches(cached, need):
             CACHE_READS.labels("hit").inc()
-            return await self._with_enrollment_count(course_id, cached)
+            return await self._with_enrollment_count(course_id, cached, since)
         state: CourseRecord | None
         if self._is_local(course_id):
             CACHE_READS.labels("miss_table").inc()
-            record: CourseRecord | None = self._courses.get(course_id)
-            state = (
-                {"course": record.get("course"), "deleted": bool(record.get("deleted"))}
-                if record
-                else None
+            state = await self._until(
+                self._table_state(course_id), lambda s: _course_reaches(s, need), "the table"
             )
         else:
             CACHE_READS.labels("miss_mirror").inc()
-            state = await database.fetch_course_state(self._mirror.pool, course_id)
+            state = await self._until(
+                lambda: database.fetch_course_state(self._mirror.pool, course_id),
+                lambda s: _course_reaches(s, need),
+                "the mirror",
+            )
         if state is not None and (course := state.get("course")) is not None:
             deleted = bool(state.get("deleted"))
             await self._bypass.call(lambda: self._cache.put(course, deleted=deleted))
-        return await self._with_enrollment_count(course_id, state)
+        return await self._with_enrollment_count(course_id, state, since)
+
+    def _table_state(self, course_id: str) -> Callable[[], Awaitable[CourseRecord | None]]:
+        async def read() -> CourseRecord | None:
+            record: CourseRecord | None = self._courses.get(course_id)
+            if not record:
+                return None
+            return {"course": record.get("course"), "deleted": bool(record.get("deleted"))}
+
+        return read
 
     async def _with_enrollment_count(
-        self, course_id: str, state: CourseRecord | None
+        self, course_id: str, state: CourseRecord | None, since: Marks
     ) -> CourseRecord | None:
-        """Seats taken change without a course version: merged in at read time."""
+        """Seats taken change without a course version: merged in at read time (Redis has
+        the agent's count before a write is answered; the mirror's is waited for)."""
         course = state.get("course") if state is not None else None
         if state is None or course is None:
             return state
@@ -81,47 +137,117 @@ class ReadService:
                 seats = self._enrollments.get(seats_key(course_id)) or {}
                 count = seats.get("count", 0)
             else:
-                count = await database.count_seats_taken(self._mirror.pool, course_id)
+                if since.enrollment and since.enrollment[0] == course_id:
+                    await self._mirror_enrollment_reaches(since)
+                count = await enrollment_mirror.count_seats_taken(self._mirror.pool, course_id)
             # NX: a count the agent set meanwhile is newer than the one read here.
             filled = count
             await self._bypass.call(lambda: self._cache.fill_enrollment_count(course_id, filled))
         return {**state, "course": {**course, "enrollment_count": count}}
 
-    async def read_enrollment(self, course_id: str, user_id: str) -> dict[str, Any] | None:
-        """The Enrollment with progress: from the table when local, else the mirror."""
+    # -- enrollments -----------------------------------------------------------------
+
+    async def read_enrollment(
+        self, course_id: str, user_id: str, since: Marks = NONE
+    ) -> dict[str, Any] | None:
+        """The Enrollment with progress (None: not enrolled, or the course is gone): Redis,
+        the table when local, else the mirror."""
+        course = course_of(await self.read_course_state(course_id, since))
+        if course is None:
+            return None  # a deleted course's enrollments are gone on every worker
+        need = since.enrollment_version(course_id, user_id)
+        cached = await self._bypass.call(lambda: self._cache.get_enrollment(course_id, user_id))
+        if cached is not None and cached.get("version", 0) >= need:
+            return public_view(cached, course)
         if self._is_local(course_id):
-            record = self._enrollments.get(enrollment_key(course_id, user_id))
-            course = course_of(self._courses.get(course_id))
-            if record is None or course is None:
-                return None
-            return public_view(record, course)
-        snapshot = await database.fetch_enrollment(self._mirror.pool, course_id, user_id)
-        return (await self._current([snapshot]))[0] if snapshot else None
+
+            async def from_table() -> EnrollmentRecord | None:
+                record: EnrollmentRecord | None = self._enrollments.get(
+                    enrollment_key(course_id, user_id)
+                )
+                return record
+
+            record = await self._until(
+                from_table, lambda r: need == 0 or (r or {}).get("version", 0) >= need, "the table"
+            )
+            return public_view(record, course) if record is not None else None
+        found = await self._until(
+            lambda: enrollment_mirror.fetch_enrollment(self._mirror.pool, course_id, user_id),
+            lambda row: need == 0 or (row is not None and row[1] >= need),
+            "the mirror",
+        )
+        return current_view(found[0], course) if found else None
+
+    async def _mirror_enrollment_reaches(self, since: Marks) -> None:
+        if since.enrollment is None:
+            return
+        course_id, user_id, version = since.enrollment
+        await self._until(
+            lambda: enrollment_mirror.enrollment_version(self._mirror.pool, course_id, user_id),
+            lambda v: v is not None and v >= version,
+            "the mirror",
+        )
 
     async def list_course_enrollments(
-        self, course_id: str, after_user: str | None, limit: int, only_user: str | None
+        self,
+        course_id: str,
+        after_user: str | None,
+        limit: int,
+        only_user: str | None,
+        since: Marks = NONE,
     ) -> list[dict[str, Any]]:
-        rows = await database.list_course_enrollments(
+        await self._mirror_enrollment_reaches(since)
+        rows = await enrollment_mirror.list_course_enrollments(
             self._mirror.pool, course_id, after_user, limit, only_user
         )
-        return await self._current(rows)
+        return await self._current(rows, since)
 
     async def list_user_enrollments(
-        self, user_id: str, after_course: str | None, limit: int
+        self, user_id: str, after_course: str | None, limit: int, since: Marks = NONE
     ) -> list[dict[str, Any]]:
-        rows = await database.list_user_enrollments(self._mirror.pool, user_id, after_course, limit)
-        return await self._current(rows)
+        await self._mirror_enrollment_reaches(since)
+        rows = await enrollment_mirror.list_user_enrollments(
+            self._mirror.pool, user_id, after_course, limit
+        )
+        return await self._current(rows, since)
 
-    async def search_catalog(self, query: CatalogQuery) -> dict[str, Any]:
-        try:
-            return await self._catalog.search(query)
-        except CATALOG_UNAVAILABLE as exc:
-            raise Unavailable("search-unavailable", "the catalog cannot be searched now") from exc
-
-    async def _current(self, snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Mirrored enrollments with progress recomputed against each course as it is now."""
+    async def _current(self, snapshots: list[dict[str, Any]], since: Marks) -> list[dict[str, Any]]:
+        """Mirrored enrollments with progress recomputed against each course as it is now;
+        those of a course deleted meanwhile are left out (as their point reads are 404)."""
         courses: dict[str, dict[str, Any] | None] = {}
         for course_id in {s["course_id"] for s in snapshots}:
-            state = await self.read_course_state(course_id)
-            courses[course_id] = state.get("course") if state else None
-        return [current_view(s, courses[s["course_id"]]) for s in snapshots]
+            courses[course_id] = course_of(await self.read_course_state(course_id, since))
+        return [
+            current_view(s, course)
+            for s in snapshots
+            if (course := courses[s["course_id"]]) is not None
+        ]
+
+    # -- ratings and the catalog -----------------------------------------------------
+
+    async def list_ratings(
+        self, course_id: str, after: tuple[datetime, str] | None, limit: int, since: Marks = NONE
+    ) -> list[dict[str, Any]]:
+        if since.rating is not None and since.rating[0] == course_id:
+            _, user_id, version = since.rating
+            await self._until(
+                lambda: enrollment_mirror.rating_version(self._mirror.pool, course_id, user_id),
+                lambda v: v is not None and v >= version,
+                "the ratings list",
+            )
+        return await enrollment_mirror.list_ratings(self._mirror.pool, course_id, after, limit)
+
+    async def search_catalog(self, query: CatalogQuery, since: Marks = NONE) -> dict[str, Any]:
+        try:
+            mark = since.catalog_version()
+            if mark is None:
+                return await self._catalog.search(query)
+            course_id, version = mark
+            await self._until(
+                lambda: self._catalog.applied_version(course_id),
+                lambda v: v is not None and v >= version,
+                "the catalog",
+            )
+            return await self._catalog.search(query, cached=False)
+        except CATALOG_UNAVAILABLE as exc:
+            raise Unavailable("search-unavailable", "the catalog cannot be searched now") from exc

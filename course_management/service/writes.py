@@ -136,7 +136,7 @@ def reply_of(record: dict[str, Any]) -> Reply:
     """A decoded CommandReply as the domain's Reply."""
     body = json.loads(record["body_json"]) if record["body_json"] else None
     if record.get("outcome"):
-        return Reply(record["outcome"], body)
+        return Reply(record["outcome"], body, record.get("consistency_token"))
     return _reply_of_status(int(record["status"]), body)
 
 

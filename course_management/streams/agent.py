@@ -3,7 +3,8 @@
 Reads `course-commands` and the enrollment inputs (both keyed by course id, so a course,
 its enrollments and its seats are decided by the one worker that owns the partition),
 in batches. For each input, in partition order: decode it (undecodable -> `<topic>.dlq`,
-counted, the stream goes on) and hand it to the handler of its kind (`HANDLERS`), which
+counted, the stream goes on), skip it if its source offset was applied before
+(streams/tracking.py), and hand it to the handler of its kind (`HANDLERS`), which
 decides (pure domain) against the tables plus the batch's earlier writes and stages the
 effects. Then, for the whole batch (streams/batch.py): send the events and wait for the
 broker's acks; write the table records (their changelogs make them durable); update
@@ -30,9 +31,11 @@ import faust
 from course_management.domain.outcomes import Refusal, RefusalKind, Reply
 from course_management.infra.avro import AvroCodec
 from course_management.infra.dead_letters import ERROR, INVALID, MALFORMED, decode_or_dead_letter
+from course_management.infra.metrics import INPUTS_REPLAYED
 from course_management.streams import course_handlers, enrollment_handlers
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, command_from_record, stage_answer
+from course_management.streams.tracking import already_applied, stage_applied
 from course_management.topology import (
     CORRELATION_HEADER,
     COURSE_COMMANDS,
@@ -41,6 +44,8 @@ from course_management.topology import (
     KIND_HEADER,
     REPLY_TO_HEADER,
     SOURCE_KEY_HEADER,
+    SOURCE_OFFSET_HEADER,
+    SOURCE_PARTITION_HEADER,
     USER_ENROLLED,
     spec,
 )
@@ -104,6 +109,9 @@ async def handle(codec: AvroCodec, batch: Batch, event: Any) -> None:
     item = await read_input(codec, batch, event)
     if item is None:
         return
+    if already_applied(batch, item):
+        INPUTS_REPLAYED.labels(item.topic).inc()
+        return
     handler = HANDLERS.get(item.kind)
     if handler is None:
         if item.command is None:
@@ -118,6 +126,7 @@ async def handle(codec: AvroCodec, batch: Batch, event: Any) -> None:
         await batch.stage_dead_letter(item.topic, item.key, item.raw, repr(exc), ERROR)
         failed = Refusal(RefusalKind.FAILED, "the command could not be applied")
         stage_answer(batch, item, Reply.refusing(failed))
+    stage_applied(batch, item)
 
 
 async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None:
@@ -169,7 +178,19 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
         value=fields,
         reply_to=reply_to.decode() if reply_to else None,
         correlation_id=correlation.decode() if correlation else None,
+        source=_source_position(event, headers),
     )
+
+
+def _source_position(event: Any, headers: dict[str, bytes]) -> tuple[int, int, int] | None:
+    """(agent partition, source partition, source offset) from the router's headers."""
+    partition, offset = headers.get(SOURCE_PARTITION_HEADER), headers.get(SOURCE_OFFSET_HEADER)
+    if partition is None or offset is None:
+        return None
+    try:
+        return int(event.message.partition), int(partition), int(offset)
+    except ValueError:
+        return None
 
 
 def stop_unapplied(exc: BaseException) -> NoReturn:

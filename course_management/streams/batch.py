@@ -10,8 +10,9 @@ decision 3's guarantee:
    trip for the batch instead of one per input);
 2. the table writes, in order, each under its own input's Faust event (Faust takes the
    RocksDB and changelog partition from the current event);
-3. Redis: the last course state and seat count of each course touched (waiting for
-   Redis, decision 22), so readers never see older than a write returns;
+3. Redis: the last course state, seat count and enrollment records touched (waiting
+   for Redis, decision 22), so readers on any worker never see older than a write
+   returns;
 4. the inputs that could not be applied, to their dead-letter topics;
 5. the replies to waiting HTTP requests (one round trip).
 
@@ -28,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from course_management.domain import consistency
+from course_management.domain.consistency import Marks
 from course_management.domain.enrollment import EMPTY_SEATS, settle_seats
 from course_management.domain.outcomes import Reply
 from course_management.infra.publisher import Record
@@ -55,6 +58,7 @@ class CachesCourses(Protocol):
 
     async def put(self, course: dict[str, Any], *, deleted: bool = False) -> bool: ...
     async def set_enrollment_count(self, course_id: str, count: int) -> None: ...
+    async def put_enrollments(self, records: list[EnrollmentRecord]) -> None: ...
 
 
 class Overlay:
@@ -89,6 +93,7 @@ class Batch:
         self.writes: list[tuple[Any, str, Any, Any]] = []
         self.course_states: dict[str, tuple[dict[str, Any], bool]] = {}
         self.seat_counts: dict[str, int] = {}
+        self.enrollment_states: dict[str, EnrollmentRecord] = {}
         self.replies: list[Record] = []
         self.dead_letters: list[tuple[str, bytes | None, bytes | None, str, str]] = []
 
@@ -100,6 +105,7 @@ class Batch:
         self.writes.clear()
         self.course_states.clear()
         self.seat_counts.clear()
+        self.enrollment_states.clear()
         self.replies.clear()
         self.dead_letters.clear()
 
@@ -136,7 +142,11 @@ class Batch:
         self.courses[course_id] = record
 
     def stage_enrollment(self, course_id: str, user_id: str, record: EnrollmentRecord) -> None:
-        self.enrollments[enrollment_key(course_id, user_id)] = record
+        """The table record, and Redis after it (any worker's point read finds it there
+        before the write is answered)."""
+        key = enrollment_key(course_id, user_id)
+        self.enrollments[key] = record
+        self.enrollment_states[key] = record
 
     def stage_seats(self, course_id: str, seats: SeatsRecord) -> None:
         self.enrollments[seats_key(course_id)] = seats
@@ -171,8 +181,11 @@ class Batch:
         that it is an infra.dead_letters.DeadLetter; it only stages."""
         self.dead_letters.append((topic, key, value, reason, code))
 
-    def stage_reply(self, reply_to: str, command_id: str, reply: Reply) -> None:
-        """Answer the request waiting on `reply_to` for `command_id`."""
+    def stage_reply(
+        self, reply_to: str, command_id: str, reply: Reply, marks: Marks | None = None
+    ) -> None:
+        """Answer the request waiting on `reply_to` for `command_id` (with the consistency
+        token of `marks`)."""
         if not is_reply_topic(reply_to):
             log.warning("reply address ignored: not a reply topic", extra={"topic": reply_to})
             return
@@ -181,6 +194,7 @@ class Batch:
             "status": 0,  # superseded by `outcome` (the API maps it to HTTP)
             "outcome": reply.outcome,
             "body_json": json.dumps(reply.body) if reply.body is not None else None,
+            "consistency_token": consistency.encode(marks) if marks else None,
         }
         self.replies.append((reply_to, command_id, REPLY_SUBJECT, record))
 
@@ -200,6 +214,9 @@ class Batch:
             await until_cached(
                 functools.partial(self._cache.set_enrollment_count, course_id, count)
             )
+        if self.enrollment_states:
+            enrollments = list(self.enrollment_states.values())
+            await until_cached(functools.partial(self._cache.put_enrollments, enrollments))
         for dead in self.dead_letters:
             await until_published(functools.partial(sends.send_dead_letter, *dead))
         if self.replies:

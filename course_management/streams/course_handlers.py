@@ -2,7 +2,8 @@
 
 Each decides (pure domain) against the batch's view of the tables and stages the effects:
 the course event and the catalog entry (course-events, course-management-catalog), the
-`courses` table record, the course's state for Redis, and the reply.
+`courses` table record, the course's state for Redis, a rating's entry for the ratings
+list (course-management-ratings), and the reply with its consistency marks.
 """
 
 from __future__ import annotations
@@ -11,12 +12,25 @@ from typing import Any
 
 from course_management.catalog.feed import catalog_entry, catalog_record
 from course_management.domain.commands import decide
+from course_management.domain.outcomes import Reply
 from course_management.domain.ratings import decide_rating
 from course_management.infra.metrics import COMMANDS_APPLIED
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, required_command, stage_answer
-from course_management.tables.records import CourseRecord
-from course_management.topology import COURSE_EVENTS, spec
+from course_management.streams.marks import marks_after, seats_taken
+from course_management.tables.records import CourseRecord, EnrollmentRecord
+from course_management.topology import COURSE_EVENTS, COURSE_RATINGS, spec
+
+RATINGS_SUBJECT = spec(COURSE_RATINGS).subject
+
+
+def _with_seats(reply: Reply, count: int) -> Reply:
+    """A reply whose body is the course, with its true seat count (the table's course
+    keeps none: seats change without a course version)."""
+    body = reply.body
+    if body is None or "enrollment_count" not in body:
+        return reply
+    return Reply(reply.outcome, {**body, "enrollment_count": count})
 
 
 async def course_command(batch: Batch, item: Input) -> None:
@@ -31,7 +45,8 @@ async def course_command(batch: Batch, item: Input) -> None:
         COMMANDS_APPLIED.labels(command.command_type).inc()
     batch.stage_course_state(command.course_id)
     batch.stage_seat_count(command.course_id)
-    stage_answer(batch, item, decision.reply)
+    reply = _with_seats(decision.reply, seats_taken(batch, command.course_id))
+    stage_answer(batch, item, reply, marks_after(batch, command.course_id))
 
 
 async def rate_course(batch: Batch, item: Input) -> None:
@@ -47,16 +62,39 @@ async def rate_course(batch: Batch, item: Input) -> None:
         batch.stage_course_record(course_id, decision.record)  # first: see domain.ratings
     if decision.enrollment is not None:
         batch.stage_enrollment(course_id, user_id, decision.enrollment)
+        stage_rating_entry(batch, course_id, decision.enrollment)
     batch.stage_course_state(command.course_id)
-    stage_answer(batch, item, decision.reply)
+    stage_answer(batch, item, decision.reply, marks_after(batch, course_id, user_id, rating=True))
+
+
+def stage_rating_entry(batch: Batch, course_id: str, enrollment: EnrollmentRecord) -> None:
+    """The student's rating as it is now, for the ratings list (the mirror's sink)."""
+    rating = enrollment.get("rating")
+    course = (batch.course_record(course_id) or {}).get("course")
+    if rating is None or course is None:
+        return
+    user_id = enrollment["user_id"]
+    entry = {
+        "course_id": course_id,
+        "user_id": user_id,
+        "course_version": int(course["version"]),
+        "stars": rating["stars"],
+        "review": rating.get("review"),
+        "rated_at": rating["rated_at"],
+    }
+    batch.stage_records([(COURSE_RATINGS, f"{course_id}:{user_id}", RATINGS_SUBJECT, entry)])
 
 
 def stage_course_change(
     batch: Batch, course_id: str, event: dict[str, Any], record: CourseRecord
 ) -> None:
-    """A course's event and its catalog entry, sent together (before any table write)."""
+    """A course's event and its catalog entry, sent together (before any table write).
+    The event's snapshot carries the true seat count (the table's course does not)."""
+    seats = batch.seats(course_id)
+    if event.get("course") is not None:
+        event = {**event, "course": {**event["course"], "enrollment_count": seats["count"]}}
     outgoing = [(COURSE_EVENTS, course_id, spec(COURSE_EVENTS).subject, event)]
-    entry = catalog_entry(course_id, record, batch.seats(course_id))
+    entry = catalog_entry(course_id, record, seats)
     if entry is not None:
         outgoing.append(catalog_record(entry))
     batch.stage_records(outgoing)

@@ -5,7 +5,8 @@ Each decides (pure domain) against the batch's view of the tables, next to the c
 one at a time (so seats are exact under any concurrency), and stages the effects: the
 enrollment events (enrollment-events), a catalog entry when the seat count changed, the
 `enrollments` table records (the seats record first: see settle_seats), the seat count
-for Redis, the reply, and, for a refused input from another service, its dead letter.
+and enrollment for Redis, the reply with its consistency marks, and, for a refused input
+from another service, its dead letter.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from course_management.domain.enrollment import (
     seat_change,
 )
 from course_management.domain.outcomes import Reply
+from course_management.infra.dead_letters import REFUSED
 from course_management.infra.metrics import ENROLLMENTS_APPLIED
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, required_command, stage_answer
+from course_management.streams.marks import marks_after
 from course_management.tables.courses import course_of
 from course_management.topology import ENROLLMENT_EVENTS, spec
 
@@ -48,7 +51,9 @@ async def user_enrolled(batch: Batch, item: Input) -> None:
     )
     stage_enrollment_change(batch, enroll.course_id, enroll.user_id, decision)
     await _stage_refused(batch, item, decision)
-    stage_answer(batch, item, _reply(decision))
+    stage_answer(
+        batch, item, _reply(decision), marks_after(batch, enroll.course_id, enroll.user_id)
+    )
 
 
 async def item_progress(batch: Batch, item: Input) -> None:
@@ -68,7 +73,8 @@ async def item_progress(batch: Batch, item: Input) -> None:
     )
     stage_enrollment_change(batch, progress.course_id, progress.user_id, decision)
     await _stage_refused(batch, item, decision)
-    stage_answer(batch, item, _reply(decision, progress_only=True))
+    marks = marks_after(batch, progress.course_id, progress.user_id)
+    stage_answer(batch, item, _reply(decision, progress_only=True), marks)
 
 
 async def cancel_enrollment(batch: Batch, item: Input) -> None:
@@ -87,7 +93,9 @@ async def cancel_enrollment(batch: Batch, item: Input) -> None:
         cancel,
     )
     stage_enrollment_change(batch, cancel.course_id, cancel.user_id, decision)
-    stage_answer(batch, item, _reply(decision))
+    stage_answer(
+        batch, item, _reply(decision), marks_after(batch, cancel.course_id, cancel.user_id)
+    )
 
 
 def stage_enrollment_change(
@@ -118,12 +126,14 @@ def stage_enrollment_change(
 
 
 async def _stage_refused(batch: Batch, item: Input, decision: EnrollmentDecision) -> None:
-    """A refused input is kept on its source topic's dead-letter topic, as it was there."""
-    if decision.refusal is None:
+    """A refused input from another service is kept on its source topic's dead-letter
+    topic, as it was there (CONTRACT §4), under the reason code `refused`. A refused
+    request of this service's API is not: its caller has the answer (a 409)."""
+    if decision.refusal is None or item.from_request:
         return
-    code = decision.refusal.kind.value
+    kind = decision.refusal.kind.value
     await batch.stage_dead_letter(
-        item.topic, item.key, item.raw, f"{code}: {decision.refusal.detail}", code
+        item.topic, item.key, item.raw, f"{kind}: {decision.refusal.detail}", REFUSED
     )
 
 

@@ -13,6 +13,7 @@ from datetime import UTC
 from typing import Any
 
 from course_management.domain.commands import Actor, CourseCommand
+from course_management.domain.consistency import Marks
 from course_management.domain.outcomes import Reply
 from course_management.streams.batch import Batch
 
@@ -27,6 +28,14 @@ class Input:
     reply_to: str | None  # the reply topic of the worker waiting for the answer
     correlation_id: str | None  # what that worker waits on
     command: CourseCommand | None = None  # course commands only
+    # enrollment inputs: (agent partition, source partition, source offset), where the
+    # router read it (streams/tracking.py); None for commands and older forwards
+    source: tuple[int, int, int] | None = None
+
+    @property
+    def from_request(self) -> bool:
+        """Sent by this service's API for a request that waits for the answer."""
+        return bool(self.reply_to and self.correlation_id)
 
 
 def command_from_record(value: dict[str, Any]) -> CourseCommand:
@@ -45,10 +54,12 @@ def command_from_record(value: dict[str, Any]) -> CourseCommand:
     )
 
 
-def stage_answer(batch: Batch, item: Input, reply: Reply) -> None:
-    """Stage the reply to whoever waits for this input (nobody: nothing to do)."""
+def stage_answer(batch: Batch, item: Input, reply: Reply, marks: Marks | None = None) -> None:
+    """Stage the reply to whoever waits for this input (nobody: nothing to do), with the
+    marks of its consistency token (none for a refusal)."""
     if item.reply_to and item.correlation_id:
-        batch.stage_reply(item.reply_to, item.correlation_id, reply)
+        kept = None if reply.refusal is not None else marks
+        batch.stage_reply(item.reply_to, item.correlation_id, reply, kept)
 
 
 def required_command(item: Input) -> CourseCommand:

@@ -1,4 +1,5 @@
-"""The PostgreSQL mirror: `course-events` and `enrollment-events` -> the mirror tables.
+"""The PostgreSQL mirror: `course-events`, `enrollment-events` and the internal ratings
+topic -> the mirror tables (courses, enrollments and their status changes, ratings).
 
 Handlers of the `postgres` consumer group (topology.POSTGRES_GROUP; it also feeds the
 catalog table, catalog/sinks.py). Each write is version-guarded, so a replayed batch
@@ -13,15 +14,12 @@ from aiokafka import ConsumerRecord
 
 from course_management.infra.avro import AvroCodec
 from course_management.infra.database import UNAVAILABLE as PG_UNAVAILABLE
-from course_management.infra.database import (
-    Database,
-    mirror_course_event,
-    mirror_enrollment_events,
-)
+from course_management.infra.database import Database, mirror_course_event
 from course_management.infra.dead_letters import DeadLetter, decode_or_dead_letter
+from course_management.infra.enrollment_mirror import mirror_enrollment_events, mirror_ratings
 from course_management.infra.metrics import EVENTS_MIRRORED
 from course_management.infra.retrying import until_written
-from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS, spec
+from course_management.topology import COURSE_EVENTS, COURSE_RATINGS, ENROLLMENT_EVENTS, spec
 
 
 class EventMirror:
@@ -72,3 +70,27 @@ class EventMirror:
         )
         EVENTS_MIRRORED.labels("enrollment", "applied").inc(applied)
         EVENTS_MIRRORED.labels("enrollment", "skipped").inc(len(values) - applied)
+
+    async def ratings(self, records: list[ConsumerRecord]) -> None:
+        """Each student's rating as it is now: one statement for the batch."""
+        pool = self._database.pool
+        values = [
+            value
+            for record in records
+            if (
+                value := await decode_or_dead_letter(
+                    self._codec,
+                    spec(COURSE_RATINGS),
+                    record.key,
+                    record.value,
+                    self._dead_letter,
+                    parse=dict,
+                )
+            )
+            is not None
+        ]
+        applied = await until_written(
+            PG_UNAVAILABLE, functools.partial(mirror_ratings, pool, values)
+        )
+        EVENTS_MIRRORED.labels("rating", "applied").inc(applied)
+        EVENTS_MIRRORED.labels("rating", "skipped").inc(len(values) - applied)

@@ -2,13 +2,16 @@
 
 Other services may key these topics any way they like. Undecodable or incomplete records
 go to `<topic>.dlq` with the reason; the stream goes on. Good records are forwarded as they
-are (same bytes, same headers, plus their kind) to the internal enrollment-inputs topic,
-keyed by course id, where the agent owning the course applies them.
+are (same bytes, same headers, plus their kind and where they were read: source key,
+partition and offset) to the internal enrollment-inputs topic, keyed by course id, where
+the agent owning the course applies them (and skips what it applied before: a replay of
+a source topic changes nothing, streams/tracking.py).
 
 The router keeps no state, so its handlers run in a plain consumer group
 (topology.ROUTER_GROUP) that forwards a batch, waits for the broker's acks, and only then
-commits: a crash replays at most that batch, and the course agent ignores repeats by
-`event_id`. (As a Faust agent it lost records after a SIGKILL: docs/decisions/0020.)
+commits: a crash replays at most that batch, and the course agent skips the records it
+has applied already, by their source offsets. (As a Faust agent it lost records after a
+SIGKILL: docs/decisions/0020.)
 
 Reads: user-enrolled, course-progress. Writes: course-management-enrollment-inputs.
 """
@@ -35,6 +38,8 @@ from course_management.topology import (
     ENROLLMENT_INPUTS,
     KIND_HEADER,
     SOURCE_KEY_HEADER,
+    SOURCE_OFFSET_HEADER,
+    SOURCE_PARTITION_HEADER,
     USER_ENROLLED,
     spec,
 )
@@ -85,7 +90,7 @@ class EnrollmentRouter:
             )
             if value is None:
                 continue
-            own = (KIND_HEADER, SOURCE_KEY_HEADER)
+            own = (KIND_HEADER, SOURCE_KEY_HEADER, SOURCE_PARTITION_HEADER, SOURCE_OFFSET_HEADER)
             headers = [(k, v) for k, v in (record.headers or ()) if k not in own]
             forwards.append(
                 (
@@ -96,6 +101,8 @@ class EnrollmentRouter:
                         *headers,
                         (KIND_HEADER, KINDS[source]),
                         (SOURCE_KEY_HEADER, record.key or b""),
+                        (SOURCE_PARTITION_HEADER, str(record.partition).encode()),
+                        (SOURCE_OFFSET_HEADER, str(record.offset).encode()),
                     ],
                 )
             )

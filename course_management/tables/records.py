@@ -39,9 +39,15 @@ class CourseRecord(TypedDict, total=False):
 
 
 class ItemState(TypedDict, total=False):
-    status: str  # started | completed
-    score: float | None
+    """One item's progress: the join of every report of it (domain.enrollment.merge_report),
+    so a report applied twice, or out of order, changes nothing."""
+
+    status: str  # started | completed (never back to started)
+    score: float | None  # of the latest report that carried one
+    scored: list[str]  # [at, event id] of that report (orders reports with equal times)
     at: str  # RFC 3339, the latest report
+    completed_at: str | None  # the earliest report of completion
+    event_id: str  # of the latest report applied
 
 
 class RatingRecord(TypedDict):
@@ -50,8 +56,17 @@ class RatingRecord(TypedDict):
     rated_at: str
 
 
+class Transition(TypedDict):
+    """A change of an enrollment's status (its history: enrolled, cancelled, completed)."""
+
+    status: str
+    at: str
+    event_id: str  # of the input that made it (a repeat of it changes nothing)
+
+
 class EnrollmentRecord(TypedDict, total=False):
-    """`enrollments`: "<course id>:<user id>" -> this."""
+    """`enrollments`: "<course id>:<user id>" -> this. One per course and learner, ever:
+    cancelling and enrolling again change its status; progress, completion and rating stay."""
 
     course_id: str
     user_id: str
@@ -61,7 +76,7 @@ class EnrollmentRecord(TypedDict, total=False):
     items: dict[str, ItemState]
     completed_at: str | None
     version: int
-    seen: list[str]  # the event ids of the last inputs applied
+    history: list[Transition]  # every status change, oldest first
     seat_seq: int  # the seats record's `seq` of this enrollment's last seat change
     rating: RatingRecord
 

@@ -9,11 +9,13 @@ on every worker) is tested against the real stack in tests/integration.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from course_management.api.ports import Unavailable
 from course_management.catalog.query import CatalogQuery
 from course_management.domain.commands import CourseCommand
+from course_management.domain.consistency import NONE, Marks
 from course_management.domain.outcomes import Reply
 from course_management.domain.uploads import UploadPlan
 from course_management.tables.records import CourseRecord
@@ -57,24 +59,36 @@ class FakeReads:
     )
     failure: BaseException | None = None  # raised by every read when set
     queries: list[CatalogQuery] = field(default_factory=list)
+    ratings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # newest first
+    seen_marks: list[Marks] = field(default_factory=list)  # the `since` of every read
 
     def _fail(self) -> None:
         if self.failure is not None:
             raise self.failure
 
-    async def read_course_state(self, course_id: str) -> CourseRecord | None:
+    async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:
         self._fail()
+        self.seen_marks.append(since)
         course = self.courses.get(course_id)
         return {"course": course, "deleted": False} if course else None
 
-    async def read_enrollment(self, course_id: str, user_id: str) -> dict[str, Any] | None:
+    async def read_enrollment(
+        self, course_id: str, user_id: str, since: Marks = NONE
+    ) -> dict[str, Any] | None:
         self._fail()
+        self.seen_marks.append(since)
         return self.enrollments.get((course_id, user_id))
 
     async def list_course_enrollments(
-        self, course_id: str, after_user: str | None, limit: int, only_user: str | None
+        self,
+        course_id: str,
+        after_user: str | None,
+        limit: int,
+        only_user: str | None,
+        since: Marks = NONE,
     ) -> list[dict[str, Any]]:
         self._fail()
+        self.seen_marks.append(since)
         rows = sorted(
             (e for (c, u), e in self.enrollments.items() if c == course_id),
             key=lambda e: e["user_id"],
@@ -84,9 +98,10 @@ class FakeReads:
         return rows[: limit + 1]
 
     async def list_user_enrollments(
-        self, user_id: str, after_course: str | None, limit: int
+        self, user_id: str, after_course: str | None, limit: int, since: Marks = NONE
     ) -> list[dict[str, Any]]:
         self._fail()
+        self.seen_marks.append(since)
         rows = sorted(
             (e for (c, u), e in self.enrollments.items() if u == user_id),
             key=lambda e: e["course_id"],
@@ -94,8 +109,19 @@ class FakeReads:
         rows = [e for e in rows if after_course is None or e["course_id"] > after_course]
         return rows[: limit + 1]
 
-    async def search_catalog(self, query: CatalogQuery) -> dict[str, Any]:
+    async def list_ratings(
+        self, course_id: str, after: tuple[datetime, str] | None, limit: int, since: Marks = NONE
+    ) -> list[dict[str, Any]]:
         self._fail()
+        self.seen_marks.append(since)
+        rows = self.ratings.get(course_id, [])
+        if after is not None:
+            rows = [r for r in rows if (r["rated_at"], r["user_id"]) < after]
+        return rows[: limit + 1]
+
+    async def search_catalog(self, query: CatalogQuery, since: Marks = NONE) -> dict[str, Any]:
+        self._fail()
+        self.seen_marks.append(since)
         self.queries.append(query)
         return self.catalog_page
 

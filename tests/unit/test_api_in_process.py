@@ -17,6 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from course_management.api.app import create_app
 from course_management.api.auth import TokenVerifier, issue_token
 from course_management.api.ports import Unavailable
+from course_management.domain import consistency
+from course_management.domain.consistency import Marks
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply
 from tests.unit.api_fakes import FakeContent, FakeReadiness, FakeReads, FakeWrites
 
@@ -153,7 +155,7 @@ async def test_a_student_may_not_create(api: Api) -> None:
 async def test_anyone_reads_a_published_course_and_only_its_owner_a_draft(api: Api) -> None:
     api.reads.courses[COURSE_ID] = course("published")
     status, body, response = await api.call("GET", f"/api/v1/courses/{COURSE_ID}")
-    assert status == 200 and body["id"] == COURSE_ID and response.headers["ETag"] == '"3"'
+    assert status == 200 and body["id"] == COURSE_ID and response.headers["ETag"] == '"3.0"'
     api.reads.courses[COURSE_ID] = course("draft")
     assert (await api.call("GET", f"/api/v1/courses/{COURSE_ID}"))[0] == 404
     other = await api.call("GET", f"/api/v1/courses/{COURSE_ID}", headers=OTHER_INSTRUCTOR)
@@ -165,9 +167,56 @@ async def test_anyone_reads_a_published_course_and_only_its_owner_a_draft(api: A
 async def test_if_none_match_answers_304(api: Api) -> None:
     api.reads.courses[COURSE_ID] = course()
     status, _, response = await api.call(
-        "GET", f"/api/v1/courses/{COURSE_ID}", headers={"If-None-Match": '"3"'}
+        "GET", f"/api/v1/courses/{COURSE_ID}", headers={"If-None-Match": '"3.0"'}
     )
-    assert status == 304 and response.headers["ETag"] == '"3"'
+    assert status == 304 and response.headers["ETag"] == '"3.0"'
+
+
+async def test_the_etag_changes_with_the_seat_count_and_if_match_takes_it(api: Api) -> None:
+    """Issue 11, finding 3: an enrolment changes `enrollment_count` without a new version;
+    a GET with the old ETag must not answer 304."""
+    api.reads.courses[COURSE_ID] = course()
+    _, _, first = await api.call("GET", f"/api/v1/courses/{COURSE_ID}")
+    api.reads.courses[COURSE_ID] = {**course(), "enrollment_count": 1}
+    status, body, second = await api.call(
+        "GET", f"/api/v1/courses/{COURSE_ID}", headers={"If-None-Match": first.headers["ETag"]}
+    )
+    assert status == 200 and body["enrollment_count"] == 1
+    assert second.headers["ETag"] != first.headers["ETag"]
+    # An update based on that read: its If-Match is the read's ETag; the version decides.
+    api.writes.replies["update_course"] = Reply("applied", {**course(), "version": 4})
+    await api.call(
+        "PUT",
+        f"/api/v1/courses/{COURSE_ID}/update",
+        json={"title": "Renamed"},
+        headers={**INSTRUCTOR, "If-Match": second.headers["ETag"]},
+    )
+    assert api.writes.commands[-1].expected_version == 3
+
+
+async def test_a_write_answer_carries_its_consistency_token_and_reads_take_it_back(
+    api: Api,
+) -> None:
+    token = consistency.encode(Marks(course=(COURSE_ID, 4), catalog=(COURSE_ID, 9)))
+    api.writes.replies["update_course"] = Reply("applied", {**course(), "version": 4}, token)
+    _, _, response = await api.call(
+        "PUT", f"/api/v1/courses/{COURSE_ID}/update", json={"title": "T"}, headers=INSTRUCTOR
+    )
+    assert response.headers["Consistency-Token"] == token
+    api.reads.courses[COURSE_ID] = course()
+    await api.call("GET", f"/api/v1/courses/{COURSE_ID}", headers={"Consistency-Token": token})
+    await api.call("GET", "/api/v1/courses", headers={"Consistency-Token": token})
+    assert api.reads.seen_marks[-2:] == [consistency.decode(token)] * 2
+
+
+async def test_a_malformed_consistency_token_is_a_400_naming_the_header(api: Api) -> None:
+    api.reads.courses[COURSE_ID] = course()
+    for bad in ("not-a-token", "eyJmIjoyfQ", "e30", "x" * 5000):
+        status, body, _ = await api.call(
+            "GET", f"/api/v1/courses/{COURSE_ID}", headers={"Consistency-Token": bad}
+        )
+        assert status == 400, bad
+        assert body["errors"][0]["field"] == "Consistency-Token"
 
 
 # -- validation and problems -----------------------------------------------------------
@@ -235,7 +284,7 @@ async def test_a_create_is_201_with_location_and_etag_and_carries_the_caller(api
         "POST", "/api/v1/courses/create", json={"title": "Streams"}, headers=INSTRUCTOR
     )
     assert status == 201 and body["version"] == 1
-    assert response.headers["ETag"] == '"1"'
+    assert response.headers["ETag"] == '"1.0"'
     [command] = api.writes.commands
     assert response.headers["Location"] == f"/api/v1/courses/{command.course_id}"
     assert command.actor.id == "instructor-1" and command.payload == {"title": "Streams"}

@@ -238,7 +238,7 @@ def test_seats_settle_after_a_crash_between_the_two_writes() -> None:
 
 
 def test_a_mirror_batch_keeps_the_newest_event_of_each_enrollment() -> None:
-    from course_management.infra.database import newest_per_enrollment
+    from course_management.infra.enrollment_mirror import newest_per_enrollment
 
     def event(user: str, version: int) -> dict[str, Any]:
         return {"course_id": "c", "user_id": user, "version": version}

@@ -57,7 +57,7 @@ def test_only_enrolled_students_rate() -> None:
         decide_rating(
             record, cancelled, command("rate_course", {"stars": 5}, student("s"))
         ).reply.outcome
-        == RefusalKind.NOT_ENROLLED
+        == RefusalKind.ENROLLMENT_CANCELLED
     )
     gone = {**record, "deleted": True}
     assert (
