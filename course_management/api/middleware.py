@@ -49,7 +49,10 @@ def build_middlewares(
         except Refusal as refusal:
             response = problem_response(problem_of(refusal))
         except Unavailable as unavailable:
-            response = problem_response(Problem.of(503, unavailable.kind, unavailable.detail))
+            response = problem_response(
+                Problem.of(503, unavailable.kind, unavailable.detail),
+                headers={"Retry-After": "1"},
+            )
         except web.HTTPException as exc:
             response = _http_exception_problem(exc)
         except STORE_UNAVAILABLE:  # includes OSError: any connection that failed

@@ -46,14 +46,15 @@ class Marks:
 
 
 NONE = Marks()
+_SHORT = {"course": "c", "catalog": "k", "enrollment": "e", "rating": "r"}
 
 
 def encode(marks: Marks) -> str:
     body: dict[str, Any] = {"f": TOKEN_FORMAT}
-    for name in ("course", "catalog", "enrollment", "rating"):
+    for name, short in _SHORT.items():
         value = getattr(marks, name)
         if value is not None:
-            body[name[0]] = list(value)
+            body[short] = list(value)
     raw = json.dumps(body, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

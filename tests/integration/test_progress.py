@@ -198,7 +198,7 @@ async def test_consumed_progress_for_an_unknown_item_goes_to_the_dlq(
         )
         if r.key == marker.encode()
     ]
-    assert dict(dlq[0].headers)["dlq.reason"].startswith(b"validation")
+    assert dict(dlq[0].headers)["dlq.reason"].startswith(b"refused: validation")
 
     async def completed() -> bool:
         view = await (
