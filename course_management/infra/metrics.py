@@ -20,10 +20,12 @@ EVENTS_PUBLISHED = Counter("cms_events_published_total", "Records published", ["
 EVENTS_MIRRORED = Counter(
     "cms_events_mirrored_total", "Events handled by the PostgreSQL sink", ["entity", "outcome"]
 )
-INPUTS_REPLAYED = Counter(
-    "cms_inputs_replayed_total",
-    "Enrollment inputs skipped: their source offset had been applied already (a replay)",
-    ["topic"],
+INPUTS_SKIPPED = Counter(
+    "cms_inputs_skipped_total",
+    "Course agent inputs not decided: `replayed` (a second forward of a source record "
+    "applied already), `repeat` (applied already: after a crash or a rewind), `ahead` "
+    "(records before it were skipped by the consumer: it comes again after the rewind)",
+    ["topic", "reason"],
 )
 DEAD_LETTERS = Counter(
     "cms_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "reason"]

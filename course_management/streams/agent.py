@@ -3,8 +3,9 @@
 Reads `course-commands` and the enrollment inputs (both keyed by course id, so a course,
 its enrollments and its seats are decided by the one worker that owns the partition),
 in batches. For each input, in partition order: decode it (undecodable -> `<topic>.dlq`,
-counted, the stream goes on), skip it if its source offset was applied before
-(streams/tracking.py), and hand it to the handler of its kind (`HANDLERS`), which
+counted, the stream goes on), skip it if it was applied before (enrollment inputs are
+taken strictly in partition order, once each, and once per source record:
+streams/tracking.py), and hand it to the handler of its kind (`HANDLERS`), which
 decides (pure domain) against the tables plus the batch's earlier writes and stages the
 effects. Then, for the whole batch (streams/batch.py): send the events and wait for the
 broker's acks; write the table records (their changelogs make them durable); update
@@ -29,13 +30,20 @@ from typing import Any, NoReturn
 import faust
 
 from course_management.domain.outcomes import Refusal, RefusalKind, Reply
-from course_management.infra.avro import AvroCodec
+from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.dead_letters import ERROR, INVALID, MALFORMED, decode_or_dead_letter
-from course_management.infra.metrics import INPUTS_REPLAYED
+from course_management.infra.metrics import INPUTS_SKIPPED
 from course_management.streams import course_handlers, enrollment_handlers
 from course_management.streams.batch import Batch
+from course_management.streams.faust_compat import committed_offset
 from course_management.streams.inputs import Input, command_from_record, stage_answer
-from course_management.streams.tracking import already_applied, stage_applied
+from course_management.streams.tracking import (
+    Order,
+    already_applied,
+    input_order,
+    stage_applied,
+    stage_next,
+)
 from course_management.topology import (
     CORRELATION_HEADER,
     COURSE_COMMANDS,
@@ -86,6 +94,9 @@ def register_course_agent(app: faust.App, codec: AvroCodec, batch: Batch) -> Any
         value_serializer="raw",
     )
 
+    def committed(tp: Any) -> int | None:
+        return committed_offset(app.consumer, tp)
+
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:
         # take_events acks a batch's inputs only when the next batch is asked for, that
@@ -95,7 +106,7 @@ def register_course_agent(app: faust.App, codec: AvroCodec, batch: Batch) -> Any
                 batch.begin()
                 for event in events:
                     with batch.deciding(event):
-                        await handle(codec, batch, event)
+                        await handle(codec, batch, event, committed)
                 await batch.apply()
             except Exception as exc:
                 stop_unapplied(exc)
@@ -103,14 +114,50 @@ def register_course_agent(app: faust.App, codec: AvroCodec, batch: Batch) -> Any
     return apply_course_commands
 
 
-async def handle(codec: AvroCodec, batch: Batch, event: Any) -> None:
-    """Decode one input and hand it to its handler. A handler that raises (a bug) must
-    not stop every course on the partition, nor leave the caller waiting."""
+async def handle(
+    codec: AvroCodec, batch: Batch, event: Any, committed: Callable[[Any], int | None]
+) -> None:
+    """Decode one input and hand it to its handler. Enrollment inputs are taken strictly
+    in partition order and once each (streams/tracking.py); `committed(tp)` is the
+    consumer's committed offset of a partition."""
+    if event.message.topic != ENROLLMENT_INPUTS:
+        await _decide(codec, batch, event)
+        return
+    order = input_order(batch, event, committed(event.message.tp))
+    if order is not Order.NEXT:
+        INPUTS_SKIPPED.labels(ENROLLMENT_INPUTS, order.value).inc()
+        if order is Order.REPEAT:
+            await _refresh_cache(codec, batch, event)
+        return
+    await _decide(codec, batch, event)
+    stage_next(batch, event)
+
+
+async def _refresh_cache(codec: AvroCodec, batch: Batch, event: Any) -> None:
+    """An input applied already, come again after a crash: the crash may have come
+    between the table writes and Redis, so what the tables hold of its course and
+    enrollment is put into Redis again (the puts are version-guarded)."""
+    course_id = event.key.decode(errors="replace") if event.key else ""
+    source = ENROLLMENT_KINDS.get((event.headers or {}).get(KIND_HEADER, b""))
+    if not course_id or source is None:
+        return
+    batch.stage_course_state(course_id)
+    batch.stage_seat_count(course_id)
+    try:
+        fields = await codec.decode(spec(source).subject, event.value)
+    except AvroDecodeError:
+        return  # it was dead-lettered the first time
+    batch.stage_enrollment_state(course_id, str(fields.get("user_id", "")))
+
+
+async def _decide(codec: AvroCodec, batch: Batch, event: Any) -> None:
+    """A handler that raises (a bug) must not stop every course on the partition, nor
+    leave the caller waiting."""
     item = await read_input(codec, batch, event)
     if item is None:
         return
     if already_applied(batch, item):
-        INPUTS_REPLAYED.labels(item.topic).inc()
+        INPUTS_SKIPPED.labels(item.topic, "replayed").inc()
         return
     handler = HANDLERS.get(item.kind)
     if handler is None:

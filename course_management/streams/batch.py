@@ -166,6 +166,13 @@ class Batch:
         if record is not None and course is not None:
             self.course_states[course_id] = (course, bool(record.get("deleted")))
 
+    def stage_enrollment_state(self, course_id: str, user_id: str) -> None:
+        """Redis gets the enrollment as the tables hold it (after a repeat: see
+        stage_course_state)."""
+        record = self.enrollment(course_id, user_id)
+        if record is not None:
+            self.enrollment_states[enrollment_key(course_id, user_id)] = record
+
     def stage_seat_count(self, course_id: str) -> None:
         """Redis gets the course's seat count as the batch leaves it (also after a
         duplicate input, as above)."""

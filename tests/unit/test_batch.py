@@ -3,6 +3,7 @@ see, and the order its staged effects are applied in."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -47,6 +48,9 @@ class _Cache:
 
     async def set_enrollment_count(self, course_id: str, count: int) -> None:
         self.log.append(("count", course_id, count))
+
+    async def put_enrollments(self, records: list[dict[str, Any]]) -> None:
+        self.log.append(("enrollments", [(r["course_id"], r["user_id"]) for r in records]))
 
 
 class _Publisher:
@@ -173,7 +177,8 @@ async def test_a_handler_that_raises_is_dead_lettered_and_its_caller_answered_at
     monkeypatch.setattr(agent, "read_input", read)
     monkeypatch.setitem(agent.HANDLERS, "user_enrolled", broken)
     with batch.deciding(_Input("a")):
-        await agent.handle(None, batch, None)  # type: ignore[arg-type]
+        event = SimpleNamespace(message=SimpleNamespace(topic="course-commands"))
+        await agent.handle(None, batch, event, lambda tp: None)  # type: ignore[arg-type]
     [(topic, key, value, reason, code)] = batch.dead_letters
     assert (topic, key, value, code) == ("user-enrolled", b"k", b"v", "error")
     assert "ZeroDivisionError" in reason
