@@ -4,9 +4,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run test test-crash bootstrap lint typecheck unit integration bench clean
 
-## bench: latency, throughput and catalog search against the local stack (ratios to a peer in the same run)
+## bench: latency, throughput and catalog search against the local stack (ratios to a peer in the same run);
+##        AGAINST=<checkout> also times every write on that checkout (bench/write_cost.py)
 bench: bootstrap
 	$(BIN)/python -m bench.api_latency
+	$(BIN)/python -m bench.write_cost $(if $(AGAINST),--against $(AGAINST))
 	$(BIN)/python -m bench.enrollment_throughput
 	$(BIN)/python -m bench.catalog_search
 

@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
+from course_management.config import Settings
 from course_management.domain import consistency
 from course_management.domain.consistency import Marks
 from tests.support import ADMIN, OWNER, SERVICE, WorkerProcess, auth, published_course
@@ -37,33 +39,44 @@ async def _courses(http: aiohttp.ClientSession, n: int, **fields: Any) -> list[d
 
 
 async def test_a_write_answered_by_one_worker_is_read_at_once_on_the_other(
-    pair: tuple[aiohttp.ClientSession, aiohttp.ClientSession],
+    pair: tuple[aiohttp.ClientSession, aiohttp.ClientSession], settings: Settings
 ) -> None:
     """Finding 4, without a token: 16 tries each of enrol-then-read and
-    progress-then-read, half in each direction; every read is the write or newer."""
+    progress-then-read, half in each direction, while the mirror is held back (its
+    enrollments table locked against writes, as a slow or busy database would): every
+    read is the write or newer. (Before, a worker that does not own the course read the
+    mirror: a 404 right after a 201, old progress right after a 200.)"""
     a, b = pair
     courses = await _courses(a, 8)
     wrong: list[str] = []
-    for n, course in enumerate(courses * 2):
-        writer, reader = (a, b) if n % 2 else (b, a)
-        user = f"fresh-{n}"
-        cid = course["id"]
-        made = await writer.post(f"/api/v1/courses/{cid}/enroll", headers=auth(user, "student"))
-        assert made.status == 201, await made.text()
-        path = f"/api/v1/courses/{cid}/enrollments/{user}"
-        read = await reader.get(path, headers=SERVICE)
-        if read.status != 200:
-            wrong.append(f"{n}: {read.status} right after a 201")
-        item = course["modules"][0]["items"][0]["id"]
-        progressed = await writer.post(
-            f"/api/v1/courses/{cid}/progress",
-            json={"item_id": item, "status": "completed"},
-            headers=auth(user, "student"),
-        )
-        assert progressed.status == 200
-        after = await (await reader.get(path, headers=SERVICE)).json()
-        if after["progress"]["completed_items"] != 1:
-            wrong.append(f"{n}: old progress right after a 200")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("LOCK TABLE enrollments IN EXCLUSIVE MODE")  # reads go on
+            for n, course in enumerate(courses * 2):
+                writer, reader = (a, b) if n % 2 else (b, a)
+                user = f"fresh-{n}"
+                cid = course["id"]
+                made = await writer.post(
+                    f"/api/v1/courses/{cid}/enroll", headers=auth(user, "student")
+                )
+                assert made.status == 201, await made.text()
+                path = f"/api/v1/courses/{cid}/enrollments/{user}"
+                read = await reader.get(path, headers=SERVICE)
+                if read.status != 200:
+                    wrong.append(f"{n}: {read.status} right after a 201")
+                item = course["modules"][0]["items"][0]["id"]
+                progressed = await writer.post(
+                    f"/api/v1/courses/{cid}/progress",
+                    json={"item_id": item, "status": "completed"},
+                    headers=auth(user, "student"),
+                )
+                assert progressed.status == 200
+                after = await reader.get(path, headers=SERVICE)
+                if after.status != 200 or (await after.json())["progress"]["completed_items"] != 1:
+                    wrong.append(f"{n}: old progress right after a 200")
+    finally:
+        await conn.close()
     assert wrong == []
 
 
