@@ -122,9 +122,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200, help="rounds of every write")
     parser.add_argument("--against", type=Path, help="another checkout to measure too")
+    parser.add_argument(
+        "--other-first",
+        action="store_true",
+        help="measure the other checkout first (the machine drifts between the two halves)",
+    )
     args = parser.parse_args()
+    other = None
+    if args.against and args.other_first:
+        other = run_checkout(args.against.resolve(), args.n)
     this = run_checkout(None, args.n)
-    other = run_checkout(args.against.resolve(), args.n) if args.against else None
+    if args.against and not args.other_first:
+        other = run_checkout(args.against.resolve(), args.n)
     print(f"\n{args.n} rounds, one request at a time, milliseconds")
     header = f"{'path':16} {'p50':>7} {'p99':>7}"
     if other is not None:
