@@ -61,7 +61,7 @@ async def test_create_then_read_back(http: aiohttp.ClientSession) -> None:
     assert read.headers["ETag"] == '"1.0"'
 
     cached = await http.get(
-        f"/api/v1/courses/{course['id']}", headers={**INSTRUCTOR, "If-None-Match": '"1"'}
+        f"/api/v1/courses/{course['id']}", headers={**INSTRUCTOR, "If-None-Match": '"1.0"'}
     )
     assert cached.status == 304
 
