@@ -36,6 +36,7 @@ from mode import Service
 
 from course_management.api.app import create_app
 from course_management.api.auth import TokenVerifier
+from course_management.api.middleware import SERVER_LIMITS
 from course_management.catalog import elastic, postgres
 from course_management.catalog.search import CatalogSearch
 from course_management.catalog.sinks import CatalogSink
@@ -130,7 +131,9 @@ class Worker(Service):
             await group.start()
         await self.content.start()
         await self.partition_watch.start()
-        self._runner = web.AppRunner(self._http_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self._http_app(), access_log=None, handle_signals=False, **SERVER_LIMITS
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
         await site.start()

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from course_management.api.auth import Principal
+from course_management.api.json_body import parse_json_object
 from course_management.api.problems import Problem
 from course_management.domain import consistency
 from course_management.domain.consistency import NONE, Marks
@@ -76,12 +77,7 @@ async def read_body(request: web.Request, model: type[M]) -> tuple[M, dict[str, 
         raise Problem.of(
             413, "body-too-large", f"the body is over {MAX_BODY_BYTES} bytes"
         ) from None
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem.of(400, "malformed-json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise Problem.of(400, "malformed-json", "the body must be a JSON object")
+    data = parse_json_object(raw)
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:

@@ -31,6 +31,27 @@ STORE_UNAVAILABLE = (*DATABASE_UNAVAILABLE, *STORAGE_UNAVAILABLE)
 
 REQUEST_ID = "X-Request-ID"
 
+# What a request may carry besides its body. The server's own parser (SERVER_LIMITS)
+# allows more, so that these answer as problems; beyond the parser's limits aiohttp
+# answers a plain 400 itself.
+MAX_TARGET_BYTES = 8192  # the path and query string
+MAX_HEADER_BYTES = 16384  # every header name and value together
+SERVER_LIMITS = {"max_line_size": 65536, "max_field_size": 65536, "max_headers": 128}
+
+
+def _check_sizes(request: web.Request) -> None:
+    if len(request.raw_path) > MAX_TARGET_BYTES:
+        raise Problem.of(
+            414, "uri-too-long", f"the path and query string are over {MAX_TARGET_BYTES} bytes"
+        )
+    size = sum(len(name) + len(value) for name, value in request.raw_headers)
+    if size > MAX_HEADER_BYTES:
+        raise Problem.of(
+            431,
+            "request-header-fields-too-large",
+            f"the request's headers are over {MAX_HEADER_BYTES} bytes",
+        )
+
 
 def build_middlewares(
     verifier: TokenVerifier, endpoints: Mapping[str, Endpoint]
@@ -43,6 +64,7 @@ def build_middlewares(
         route_name = route.canonical if route is not None else "unmatched"
         started = time.perf_counter()
         try:
+            _check_sizes(request)
             response = await handler(request)
         except Problem as problem:
             response = problem_response(problem)

@@ -41,6 +41,7 @@ from course_management.tables.courses import course_of
 # Course ids derived from an Idempotency-Key live in this namespace (uuid5).
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1f0e-4a8e-4bb5-9d51-6d2c3c1f8a10")
 COURSE_ID = Param("courseId", "path", "The course id (a UUID)")
+MAX_VERSION = 2**31 - 1  # versions are Avro ints
 
 
 def _etag(course: dict[str, object]) -> str:
@@ -147,7 +148,7 @@ def _if_match(request: web.Request) -> int | None:
     # "<version>", or the full ETag of a read ("<version>.<seats>"): the version is what
     # an authoring change is based on (a seat taken meanwhile does not make it stale).
     value = raw.strip().removeprefix("W/").strip('"').split(".", 1)[0]
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > 10 or int(value) > MAX_VERSION:
         raise Problem.of(400, "bad-if-match", 'If-Match must be a version ETag such as "3"')
     return int(value)
 

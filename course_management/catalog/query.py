@@ -28,10 +28,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 from rapidfuzz.distance import OSA
 
-from course_management.domain.course import Level
+from course_management.domain.course import Level, no_nul
 from course_management.domain.outcomes import invalid, invalid_from
 
 MAX_TERMS = 32
@@ -58,7 +65,7 @@ class Sort(StrEnum):
     popular = "popular"
 
 
-Filter = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Filter = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(no_nul)]
 
 
 class CatalogParams(BaseModel):
@@ -66,7 +73,7 @@ class CatalogParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    q: Annotated[str, StringConstraints(max_length=5000)] | None = Field(
+    q: Annotated[str, StringConstraints(max_length=5000), AfterValidator(no_nul)] | None = Field(
         default=None,
         description=(
             "Plain text over title, tags, instructor name, description; every word must"
@@ -87,8 +94,11 @@ class CatalogParams(BaseModel):
         default=None, description="`relevance` (default with q), `newest` (default without)"
     )
     limit: Annotated[int, Field(ge=1, le=100, description="Page size, 1..100")] = 20
-    cursor: Annotated[str, StringConstraints(max_length=4000)] | None = Field(
-        default=None, description="Opaque: the `next_cursor` of the previous page (same query)"
+    cursor: Annotated[str, StringConstraints(max_length=4000), AfterValidator(no_nul)] | None = (
+        Field(
+            default=None,
+            description="Opaque: the `next_cursor` of the previous page (same query)",
+        )
     )
 
 

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from course_management.api.app import create_app
 from course_management.api.auth import TokenVerifier, issue_token
+from course_management.api.middleware import SERVER_LIMITS
 from course_management.api.ports import Unavailable
 from course_management.domain import consistency
 from course_management.domain.consistency import Marks
@@ -90,7 +91,9 @@ async def api() -> AsyncIterator[Api]:
         content=FakeContent(),
         upload_limits={"multipart_threshold": 100 * 2**20, "part_size": 64 * 2**20},
     )
-    client = TestClient(TestServer(app))
+    server = TestServer(app)
+    await server.start_server(**SERVER_LIMITS)  # as the worker's runner has them
+    client = TestClient(server)
     await client.start_server()
     try:
         yield Api(client, writes, reads, readiness)
