@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -36,7 +37,11 @@ REQUEST_ID = "X-Request-ID"
 # answers a plain 400 itself.
 MAX_TARGET_BYTES = 8192  # the path and query string
 MAX_HEADER_BYTES = 16384  # every header name and value together
-SERVER_LIMITS = {"max_line_size": 65536, "max_field_size": 65536, "max_headers": 128}
+SERVER_LIMITS: dict[str, Any] = {
+    "max_line_size": 65536,
+    "max_field_size": 65536,
+    "max_headers": 128,
+}
 
 
 def _check_sizes(request: web.Request) -> None:
