@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     jwt_public_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # An identity provider's JWKS document (RS256/ES256 keys, rotated by key id).
+    jwt_jwks_url: str | None = None
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
 
     # Not in the contract: this worker's own knobs (documented in the README).
@@ -108,10 +110,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_jwt_key(self) -> Settings:
-        if not self.jwt_secret and not self.jwt_public_key:
-            raise ValueError("JWT_SECRET or JWT_PUBLIC_KEY is required")
-        if self.jwt_secret and self.jwt_public_key:
-            raise ValueError("set only one of JWT_SECRET and JWT_PUBLIC_KEY")
+        given = [n for n in ("jwt_secret", "jwt_public_key", "jwt_jwks_url") if getattr(self, n)]
+        if not given:
+            raise ValueError("JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is required")
+        if len(given) > 1:
+            raise ValueError("set only one of JWT_SECRET, JWT_PUBLIC_KEY and JWT_JWKS_URL")
+        if self.jwt_jwks_url:
+            _check_url(self.jwt_jwks_url, ("http", "https"), "URL")
         if self.jwt_secret is not None and len(self.jwt_secret) < 32:
             raise ValueError("JWT_SECRET must be at least 32 characters")
         return self

@@ -36,6 +36,7 @@ from mode import Service
 
 from course_management.api.app import create_app
 from course_management.api.auth import TokenVerifier
+from course_management.api.jwks import JwksKeys
 from course_management.api.middleware import SERVER_LIMITS
 from course_management.catalog import elastic, postgres
 from course_management.catalog.search import CatalogSearch
@@ -229,6 +230,7 @@ class Worker(Service):
                 public_key_pem=settings.jwt_public_key,
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
+                jwks=JwksKeys(settings.jwt_jwks_url) if settings.jwt_jwks_url else None,
             ),
             content=self.content,
             upload_limits={

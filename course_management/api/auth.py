@@ -1,7 +1,12 @@
-"""JWT authentication (CONTRACT §2). The algorithm comes from configuration, never the token."""
+"""JWT authentication (CONTRACT §2), as RFC 8725 asks: the algorithm comes from the
+configuration (or, with a JWKS, from the key's type), never from the token; a `typ`, when
+present, must say JWT; `iat` and `nbf` may not be in the future (beyond the leeway); no
+header of the token (`kid` only picks a key of the configured set) makes the service
+fetch anything."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,10 +14,13 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from course_management.api.jwks import JwksKeys
 from course_management.domain.commands import Actor
 
 ROLES = frozenset({"student", "instructor", "admin", "service"})
 LEEWAY_SECONDS = 30
+# RFC 8725 3.11 / RFC 9068: a token that says what it is must say it is a JWT.
+ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})
 
 
 class AuthError(Exception):
@@ -40,9 +48,14 @@ class TokenVerifier:
         public_key_pem: str | None,
         issuer: str | None,
         audience: str | None,
+        jwks: JwksKeys | None = None,
     ) -> None:
-        self._key: Any
-        if public_key_pem:
+        self._key: Any = None
+        self._algorithms: list[str] = []
+        self._jwks = jwks
+        if jwks is not None:
+            pass  # each token's key (and so its algorithm) comes from the provider's set
+        elif public_key_pem:
             key = load_pem_public_key(public_key_pem.encode())
             if isinstance(key, rsa.RSAPublicKey):
                 self._algorithms = ["RS256"]
@@ -59,20 +72,36 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
 
+    async def authenticate(self, header: str | None) -> Principal:
+        """`verify`, with the key from the provider's JWKS when one is configured."""
+        if self._jwks is None:
+            return self.verify(header)
+        token = _bearer(header)
+        found = await self._jwks.key_for(_unverified_header(token).get("kid"))
+        if found is None:
+            raise AuthError("invalid token: its key id is not one of the provider's keys")
+        key, algorithm = found
+        return self._decode(token, key, [algorithm])
+
     def verify(self, header: str | None) -> Principal:
-        if not header:
-            raise AuthError("missing bearer token")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError("the Authorization header must be 'Bearer <token>'")
+        """The principal of a bearer token signed with the configured key (RFC 8725:
+        pinned algorithms, `typ` checked, `iat` and `nbf` not in the future)."""
+        if self._jwks is not None:
+            raise AuthError("tokens are checked against the provider's keys: use authenticate")
+        return self._decode(_bearer(header), self._key, self._algorithms)
+
+    def _decode(self, token: str, key: Any, algorithms: list[str]) -> Principal:
+        typ = _unverified_header(token).get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES):
+            raise AuthError("invalid token: its typ is not JWT")
         options: Any = {"require": ["sub", "exp"]}
         if self._audience is None:
             options["verify_aud"] = False
         try:
             claims = jwt.decode(
-                token.strip(),
-                key=self._key,
-                algorithms=self._algorithms,
+                token,
+                key=key,
+                algorithms=algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=LEEWAY_SECONDS,
@@ -82,6 +111,13 @@ class TokenVerifier:
             raise AuthError("the token has expired") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from None
+        now = time.time()
+        for claim in ("iat", "nbf"):
+            value = claims.get(claim)
+            if value is not None and (
+                not isinstance(value, int | float) or value > now + LEEWAY_SECONDS
+            ):
+                raise AuthError(f"invalid token: {claim} is in the future")
         sub = claims.get("sub")
         roles = claims.get("roles", [])
         if not isinstance(sub, str) or not sub:
@@ -96,6 +132,25 @@ class TokenVerifier:
         )
 
 
+def _bearer(header: str | None) -> str:
+    if not header:
+        raise AuthError("missing bearer token")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The token's header, read only to choose the key and check `typ` (never trusted
+    beyond that; `jku`, `x5u` and `x5c` are ignored)."""
+    try:
+        header: dict[str, Any] = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    return header
+
+
 def issue_token(
     secret: str,
     sub: str,
@@ -107,8 +162,6 @@ def issue_token(
     audience: str | None = None,
 ) -> str:
     """A dev token (HS256) for the local stack, the tests and the README's curl examples."""
-    import time
-
     now = int(time.time())
     claims: dict[str, Any] = {"sub": sub, "roles": roles, "iat": now, "exp": now + ttl_seconds}
     if name:

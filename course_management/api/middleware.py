@@ -116,7 +116,7 @@ def build_middlewares(
         if endpoint is None or (not endpoint.auth and header is None):
             return await handler(request)
         try:
-            request[PRINCIPAL_KEY] = verifier.verify(header)
+            request[PRINCIPAL_KEY] = await verifier.authenticate(header)
         except AuthError as exc:
             return problem_response(
                 Problem.of(401, "unauthenticated", str(exc)),

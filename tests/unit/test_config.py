@@ -61,7 +61,16 @@ def test_a_missing_setting_is_named(env: pytest.MonkeyPatch) -> None:
 
 def test_a_jwt_key_is_required_and_only_one(env: pytest.MonkeyPatch) -> None:
     env.delenv("JWT_SECRET")
-    with pytest.raises(ConfigError, match="JWT_SECRET or JWT_PUBLIC_KEY"):
+    with pytest.raises(ConfigError, match="JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL"):
+        load_settings()
+    env.setenv("JWT_JWKS_URL", "https://id.moocflix.test/.well-known/jwks.json")
+    assert load_settings().jwt_jwks_url
+    env.setenv("JWT_SECRET", "s" * 40)
+    with pytest.raises(ConfigError, match="only one"):
+        load_settings()
+    env.delenv("JWT_SECRET")
+    env.setenv("JWT_JWKS_URL", "file:///etc/keys")
+    with pytest.raises(ConfigError, match="URL"):
         load_settings()
 
 
