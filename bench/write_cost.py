@@ -25,6 +25,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.api_latency import percentile
+from bench.local import BENCH_BUDGETS
 from course_management.config import load_settings
 from course_management.ops.provisioning import provision_all
 from devstack.stack import LocalStack
@@ -105,6 +106,7 @@ def run_checkout(checkout: Path | None, n: int) -> dict[str, list[float]]:
     stack = LocalStack(search=False)
     env = stack.start()
     env.update({"JWT_SECRET": JWT_SECRET, "JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE})
+    env.update(BENCH_BUDGETS)
     worker = None
     try:
         provision_all(load_settings(**{k.lower(): v for k, v in env.items()}))

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     data_dir: str = "./.data"
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 6
     command_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
+    # Rate limits (requests per minute per caller, kept in Redis: api/rate_limits.py).
+    rate_limits: bool = True
+    rate_limit_reads_per_minute: Annotated[int, Field(ge=1, le=10_000_000)] = 1200
+    rate_limit_writes_per_minute: Annotated[int, Field(ge=1, le=10_000_000)] = 120
+    rate_limit_service_reads_per_minute: Annotated[int, Field(ge=1, le=10_000_000)] = 12000
+    rate_limit_service_writes_per_minute: Annotated[int, Field(ge=1, le=10_000_000)] = 3000
+    # Anonymous callers are told apart by the rightmost X-Forwarded-For address (only
+    # behind a gateway that sets it); else by the connection's address.
+    rate_limit_trust_forwarded: bool = False
     # How long a read given a Consistency-Token waits for its store before a 503.
     consistency_wait_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
     log_level: str = "INFO"

@@ -29,15 +29,17 @@ from typing import Any
 
 import faust
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from aiokafka.partitioner import murmur2
 from elasticsearch import AsyncElasticsearch
 from faust.types import TP
 from mode import Service
 
-from course_management.api.app import create_app
+from course_management.api.app import ENDPOINTS, create_app
 from course_management.api.auth import TokenVerifier
 from course_management.api.jwks import JwksKeys
 from course_management.api.middleware import SERVER_LIMITS
+from course_management.api.rate_limits import Budgets, rate_limit_middleware
 from course_management.catalog import elastic, postgres
 from course_management.catalog.search import CatalogSearch
 from course_management.catalog.sinks import CatalogSink
@@ -51,6 +53,7 @@ from course_management.infra.kafka import delete_topic, ensure_topics
 from course_management.infra.logs import logging_config
 from course_management.infra.metrics import LOCAL_TABLES_DISCARDED
 from course_management.infra.publisher import Publisher
+from course_management.infra.rate_limit import Budget, RateLimiter
 from course_management.infra.replies import ReplyListener
 from course_management.infra.storage import ContentStore
 from course_management.ops.provisioning import register_schemas
@@ -157,6 +160,22 @@ class Worker(Service):
 
     # -- the parts -----------------------------------------------------------------------
 
+    def _rate_limit(self, bypass: ReadBypass) -> Middleware | None:
+        settings = self.settings
+        if not settings.rate_limits:
+            return None
+        budgets = Budgets(
+            read=Budget("read", settings.rate_limit_reads_per_minute, 60),
+            write=Budget("write", settings.rate_limit_writes_per_minute, 60),
+            service_read=Budget("service-read", settings.rate_limit_service_reads_per_minute, 60),
+            service_write=Budget(
+                "service-write", settings.rate_limit_service_writes_per_minute, 60
+            ),
+            trust_forwarded=settings.rate_limit_trust_forwarded,
+        )
+        endpoints = {ep.handler.__name__: ep for ep in ENDPOINTS}
+        return rate_limit_middleware(RateLimiter(self.redis), budgets, endpoints, bypass)
+
     def _consumer_groups(self) -> list[GroupConsumer]:
         """The plain consumer groups, each with the handler of every topic it reads."""
         bootstrap = self.settings.kafka_bootstrap_servers
@@ -233,6 +252,9 @@ class Worker(Service):
                 jwks=JwksKeys(settings.jwt_jwks_url) if settings.jwt_jwks_url else None,
             ),
             content=self.content,
+            # Its own bypass, with a short cooldown: writes are refused only while Redis
+            # is really unreachable, not for the reads' cooldown after it came back.
+            rate_limit=self._rate_limit(ReadBypass(cooldown_s=1.0)),
             upload_limits={
                 "multipart_threshold": settings.upload_multipart_threshold_bytes,
                 "part_size": settings.upload_part_size_bytes,

@@ -49,6 +49,12 @@ def stack_env(local_stack: Any) -> dict[str, str]:
             "BROKER_SESSION_TIMEOUT_SECONDS": "8",
             "UPLOAD_MULTIPART_THRESHOLD_BYTES": str(6 * 1024 * 1024),
             "UPLOAD_PART_SIZE_BYTES": str(5 * 1024 * 1024),
+            # Tests poll and burst from one address: budgets no test reaches (the rate
+            # limits have their own worker, test_rate_limits.py).
+            "RATE_LIMIT_READS_PER_MINUTE": "1000000",
+            "RATE_LIMIT_WRITES_PER_MINUTE": "1000000",
+            "RATE_LIMIT_SERVICE_READS_PER_MINUTE": "1000000",
+            "RATE_LIMIT_SERVICE_WRITES_PER_MINUTE": "1000000",
         }
     )
     return env

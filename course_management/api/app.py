@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from course_management.api import (
     routes_catalog,
@@ -57,13 +58,15 @@ def create_app(
     verifier: TokenVerifier,
     content: ContentStorage,
     upload_limits: dict[str, int],
+    rate_limit: Middleware | None = None,
 ) -> web.Application:
     """The API over its ports (api/ports.py): the worker passes the real ones, the
-    in-process tests fakes."""
+    in-process tests fakes. `rate_limit` (api/rate_limits.py) runs after authentication."""
     by_name = {ep.handler.__name__: ep for ep in ENDPOINTS}
-    app = web.Application(
-        middlewares=build_middlewares(verifier, by_name), client_max_size=MAX_BODY_BYTES
-    )
+    middlewares = build_middlewares(verifier, by_name)
+    if rate_limit is not None:
+        middlewares.append(rate_limit)
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[WRITES] = writes
     app[READS] = reads
     app[READINESS] = readiness

@@ -27,6 +27,12 @@ INPUTS_SKIPPED = Counter(
     "(records before it were skipped by the consumer: it comes again after the rewind)",
     ["topic", "reason"],
 )
+RATE_LIMITED = Counter(
+    "cms_rate_limited_total",
+    "Requests refused by a rate limit (`refused`), or taken without one while Redis was "
+    "unreachable (`unavailable`: reads go on, writes answer 503)",
+    ["budget", "outcome"],
+)
 DEAD_LETTERS = Counter(
     "cms_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "reason"]
 )

@@ -10,6 +10,7 @@ import aiohttp
 
 from course_management.config import Settings
 from tests.support import (
+    OWNER,
     WorkerProcess,
     enroll,
     eventually_async,
@@ -55,9 +56,21 @@ async def test_the_agent_waits_for_redis_and_leaves_no_stale_seat_count(
         assert (await read.json())["id"] == course["id"]
         listing = await http.get("/api/v1/courses", params={"q": "enrollable"})
         assert listing.status == 200, await listing.text()
+        # Writes cannot be rate-limited (nor completed) without Redis: 503 at once.
+        write = await http.post(
+            "/api/v1/courses/create", json={"title": "during the blip"}, headers=OWNER
+        )
+        assert write.status == 503 and write.headers["Retry-After"] == "1"
+        assert (await write.json())["type"].endswith("/rate-limit-unavailable")
     finally:
         redis.start()
     await eventually_async(lambda: _is(seats, 2), deadline_s=30, what="the count after Redis")
+
+    async def write_taken() -> bool:
+        r = await http.post("/api/v1/courses/create", json={"title": "after"}, headers=OWNER)
+        return r.status == 201
+
+    await eventually_async(write_taken, deadline_s=30, what="writes taken again")
 
 
 async def _more(worker: WorkerProcess, before: int) -> bool:

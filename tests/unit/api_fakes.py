@@ -150,3 +150,24 @@ class FakeContent:
             "expires_in_seconds": 3600,
             "single": {"method": "PUT", "url": f"https://s3.invalid/{plan.key}", "headers": {}},
         }
+
+
+@dataclass
+class FakeLimiter:
+    """Stands in for infra.rate_limit.RateLimiter: a quota per (budget, caller), never
+    refilled; `down` makes every call fail as an unreachable Redis does."""
+
+    spent: dict[tuple[str, str], int] = field(default_factory=dict)
+    down: bool = False
+
+    async def take(self, budget: Any, caller: str) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        from course_management.infra.rate_limit import Decision
+
+        if self.down:
+            raise RedisConnectionError("Redis is down (fake)")
+        used = self.spent.get((budget.name, caller), 0) + 1
+        self.spent[(budget.name, caller)] = used
+        allowed = used <= budget.quota
+        return Decision(allowed, max(0, budget.quota - used), 0 if allowed else 7, 60)

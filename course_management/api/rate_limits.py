@@ -1,0 +1,111 @@
+"""The API's rate limits: which budget a request spends, and the answer when it is spent.
+
+Budgets are per caller: the token's `sub`, or the client's address when anonymous (the
+rightmost `X-Forwarded-For` address when the gateway in front is trusted to set it).
+Reads (GET, HEAD) and writes have separate budgets; callers with the `service` role have
+their own, larger ones. They are kept in Redis (infra/rate_limit.py), so they hold across
+workers. Over budget: 429 problem+json with `Retry-After`. Every limited answer carries
+the IETF httpapi draft's `RateLimit-Policy` and `RateLimit` headers.
+
+While Redis is unreachable (decision 39): reads go on unlimited (they do not need Redis,
+and the gateway's coarse limit still holds); writes answer 503 `rate-limit-unavailable`
+with `Retry-After` at once, since they could not complete without Redis anyway (the
+agent waits for it, decision 22) and failing fast sheds their load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from course_management.api.http import PRINCIPAL_KEY, problem_response
+from course_management.api.openapi import Endpoint, Handler
+from course_management.api.problems import Problem
+from course_management.infra.cache import ReadBypass
+from course_management.infra.metrics import RATE_LIMITED
+from course_management.infra.rate_limit import Budget, Decision, RateLimiter
+
+UNLIMITED_TAGS = frozenset({"operations"})  # health, readiness, metrics, the OpenAPI document
+
+
+@dataclass(frozen=True)
+class Budgets:
+    read: Budget
+    write: Budget
+    service_read: Budget
+    service_write: Budget
+    trust_forwarded: bool = False
+
+    def of(self, write: bool, service: bool) -> Budget:
+        if service:
+            return self.service_write if write else self.service_read
+        return self.write if write else self.read
+
+
+def _caller(request: web.Request, trust_forwarded: bool) -> str:
+    who = request.get(PRINCIPAL_KEY)
+    if who is not None:
+        return f"sub:{who.user_id}"
+    if trust_forwarded:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return f"ip:{last[:64]}"
+    return f"ip:{request.remote or 'unknown'}"
+
+
+def _headers(budget: Budget, decision: Decision) -> dict[str, str]:
+    return {
+        "RateLimit-Policy": f'"{budget.name}";q={budget.quota};w={budget.window_s}',
+        "RateLimit": f'"{budget.name}";r={decision.remaining};t={decision.reset_s}',
+    }
+
+
+def rate_limit_middleware(
+    limiter: RateLimiter, budgets: Budgets, endpoints: Mapping[str, Endpoint], bypass: ReadBypass
+) -> Middleware:
+    @web.middleware
+    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        endpoint = endpoints.get(request.match_info.route.name or "")
+        if endpoint is None or endpoint.tag in UNLIMITED_TAGS:
+            return await handler(request)
+        who = request.get(PRINCIPAL_KEY)
+        write = request.method not in ("GET", "HEAD")
+        budget = budgets.of(write, service=bool(who and who.has("service")))
+        caller = _caller(request, budgets.trust_forwarded)
+        decision = await bypass.call(lambda: limiter.take(budget, caller))
+        if decision is None:  # Redis unreachable
+            RATE_LIMITED.labels(budget.name, "unavailable").inc()
+            if not write:
+                return await handler(request)
+            return problem_response(
+                Problem.of(
+                    503,
+                    "rate-limit-unavailable",
+                    "writes are not taken while the rate limits cannot be checked",
+                ),
+                headers={"Retry-After": "1"},
+            )
+        headers = _headers(budget, decision)
+        if not decision.allowed:
+            RATE_LIMITED.labels(budget.name, "refused").inc()
+            return problem_response(
+                Problem.of(
+                    429,
+                    "rate-limited",
+                    f"over the {budget.name} budget of {budget.quota} requests per "
+                    f"{budget.window_s} s; retry after {decision.retry_after_s} s",
+                ),
+                headers={**headers, "Retry-After": str(decision.retry_after_s)},
+            )
+        try:
+            response = await handler(request)
+        except Problem as problem:  # a 4xx of the route: it still spent the budget
+            response = problem_response(problem)
+        response.headers.update(headers)
+        return response
+
+    return rate_limit

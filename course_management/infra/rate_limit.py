@@ -1,0 +1,71 @@
+"""Rate limits kept in Redis, so that a budget holds across every worker: GCRA.
+
+The generic cell rate algorithm keeps one number per caller and budget, the theoretical
+arrival time (TAT) of the next request, and decides in one atomic Lua script on Redis's
+own clock (so workers' clocks do not matter): a budget of `quota` requests per `window`
+lets a caller spend the whole quota at once, then one request every `window / quota`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+# KEYS[1]: the caller's key; ARGV: emission interval (ms), tolerance (ms).
+# Returns {allowed (0/1), milliseconds until the next request is allowed, TAT - now (ms)}.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - tolerance
+if allow_at > now then
+  return {0, allow_at - now, tat - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, math.ceil(new_tat - now)))
+return {1, 0, new_tat - now}
+"""
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str  # read, write, service-read, service-write
+    quota: int  # requests
+    window_s: int  # per this many seconds
+
+    @property
+    def interval_ms(self) -> float:
+        return self.window_s * 1000 / self.quota
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    remaining: int  # requests the caller may still make at once
+    retry_after_s: int  # when denied: seconds until one is allowed again
+    reset_s: int  # seconds until the whole quota is back
+
+
+class RateLimiter:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._script = client.register_script(_GCRA)
+
+    async def take(self, budget: Budget, caller: str) -> Decision:
+        """Spend one request of `caller`'s `budget` (raises the Redis client's errors)."""
+        tolerance = budget.window_s * 1000
+        allowed, wait_ms, tat_ms = await self._script(
+            keys=[f"cms:rl:{budget.name}:{caller}"], args=[budget.interval_ms, tolerance]
+        )
+        tat, interval = float(tat_ms), budget.interval_ms
+        remaining = max(0, math.floor((tolerance - tat) / interval)) if allowed else 0
+        return Decision(
+            allowed=bool(allowed),
+            remaining=remaining,
+            retry_after_s=max(1, math.ceil(float(wait_ms) / 1000)) if not allowed else 0,
+            reset_s=max(0, math.ceil(tat / 1000)),
+        )

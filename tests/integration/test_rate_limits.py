@@ -1,0 +1,101 @@
+"""Rate limits against real Redis: one budget shared by every worker (two limiters on two
+connections stand for two workers), refilled over time; and through a worker of the
+service whose budgets are small (it joins the consumer group: it runs with the tests that
+rebalance)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from course_management.config import Settings
+from course_management.infra.rate_limit import Budget, RateLimiter
+from tests.support import WorkerProcess, auth, eventually_async
+
+
+async def test_one_budget_holds_across_workers_and_refills(settings: Settings) -> None:
+    first, second = aioredis.from_url(settings.redis_url), aioredis.from_url(settings.redis_url)
+    try:
+        a, b = RateLimiter(first), RateLimiter(second)
+        budget = Budget("test-read", 4, 2)  # 4 requests per 2 s
+        caller = f"sub:rl-{time.monotonic_ns()}"
+        answers = [await (a if n % 2 else b).take(budget, caller) for n in range(6)]
+        assert [d.allowed for d in answers] == [True] * 4 + [False] * 2
+        assert [d.remaining for d in answers[:4]] == [3, 2, 1, 0]
+        assert answers[4].retry_after_s >= 1
+        other = await a.take(budget, f"{caller}-other")
+        assert other.allowed  # a caller of its own
+        # One request comes back every window / quota = 0.5 s.
+        await eventually_async(
+            lambda: _allowed(b, budget, caller), deadline_s=5, what="the budget refilled"
+        )
+        # Concurrent requests from both "workers" never exceed the quota.
+        fresh = f"{caller}-burst"
+        burst = await asyncio.gather(
+            *((a if n % 2 else b).take(Budget("test-burst", 10, 60), fresh) for n in range(40))
+        )
+        assert sum(d.allowed for d in burst) == 10
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def _allowed(limiter: RateLimiter, budget: Budget, caller: str) -> bool:
+    return (await limiter.take(budget, caller)).allowed
+
+
+@pytest.fixture(scope="module")
+def limited_worker(
+    stack_env: dict[str, str], provisioned: Any, workdir: Path, worker: WorkerProcess
+) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(stack_env, workdir, worker_id="test-worker-rl")
+    process.start(
+        {
+            "RATE_LIMIT_READS_PER_MINUTE": "5",
+            "RATE_LIMIT_WRITES_PER_MINUTE": "2",
+            "RATE_LIMIT_SERVICE_READS_PER_MINUTE": "8",
+            "RATE_LIMIT_SERVICE_WRITES_PER_MINUTE": "3",
+        }
+    )
+    try:
+        yield process.wait_ready()
+    finally:
+        process.stop()
+        process.keep_log()
+
+
+@pytest.mark.rebalances
+async def test_a_worker_answers_429_with_the_drafts_headers(limited_worker: WorkerProcess) -> None:
+    async with aiohttp.ClientSession(base_url=limited_worker.base_url) as http:
+        caller = f"rl-student-{time.monotonic_ns()}"
+        me = auth(caller, "student")
+        statuses = []
+        for _ in range(6):
+            r = await http.get("/api/v1/courses", headers=me)
+            statuses.append(r.status)
+        assert statuses == [200] * 5 + [429]
+        assert r.content_type == "application/problem+json"
+        assert int(r.headers["Retry-After"]) >= 1
+        assert r.headers["RateLimit-Policy"] == '"read";q=5;w=60'
+        assert r.headers["RateLimit"].startswith('"read";r=0;t=')
+        # Writes have their own budget; a service has larger ones; health is not limited.
+        author = auth(f"rl-instructor-{time.monotonic_ns()}", "instructor")
+        writes = [
+            (await http.post("/api/v1/courses/create", json={"title": "rl"}, headers=author)).status
+            for _ in range(3)
+        ]
+        assert writes[:2] == [201, 201] and writes[2] == 429
+        service_caller = auth(f"rl-service-{time.monotonic_ns()}", "service")
+        service = [
+            (await http.get("/api/v1/courses", headers=service_caller)).status for _ in range(9)
+        ]
+        assert service == [200] * 8 + [429]
+        health = [(await http.get("/healthz")).status for _ in range(20)]
+        assert health == [200] * 20

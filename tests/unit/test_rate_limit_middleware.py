@@ -1,0 +1,105 @@
+"""The rate-limit middleware in process (the real server and middleware, a fake limiter):
+budgets by caller and kind, 429 with Retry-After, the draft's headers, and what happens
+while Redis is down. The limiter itself runs against real Redis in
+tests/integration/test_rate_limits.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from course_management.api.app import ENDPOINTS, create_app
+from course_management.api.auth import TokenVerifier
+from course_management.api.middleware import SERVER_LIMITS
+from course_management.api.rate_limits import Budgets, rate_limit_middleware
+from course_management.domain.outcomes import Reply
+from course_management.infra.cache import ReadBypass
+from course_management.infra.rate_limit import Budget
+from tests.unit.api_fakes import FakeContent, FakeLimiter, FakeReadiness, FakeReads, FakeWrites
+from tests.unit.test_api_in_process import COURSE_ID, INSTRUCTOR, PROBLEM, SECRET, SERVICE, course
+
+BUDGETS = Budgets(
+    read=Budget("read", 3, 60),
+    write=Budget("write", 2, 60),
+    service_read=Budget("service-read", 5, 60),
+    service_write=Budget("service-write", 4, 60),
+)
+
+
+@pytest.fixture
+async def limited() -> AsyncIterator[tuple[TestClient, FakeLimiter]]:
+    limiter, reads, writes = FakeLimiter(), FakeReads(), FakeWrites()
+    reads.courses[COURSE_ID] = course()
+    writes.replies["create_course"] = Reply("created", course())
+    endpoints = {ep.handler.__name__: ep for ep in ENDPOINTS}
+    app = create_app(
+        writes=writes,
+        reads=reads,
+        readiness=FakeReadiness(),
+        verifier=TokenVerifier(secret=SECRET, public_key_pem=None, issuer=None, audience=None),
+        content=FakeContent(),
+        upload_limits={"multipart_threshold": 1, "part_size": 1},
+        rate_limit=rate_limit_middleware(
+            limiter,  # type: ignore[arg-type]
+            BUDGETS,
+            endpoints,
+            ReadBypass(cooldown_s=0.0),
+        ),
+    )
+    server = TestServer(app)
+    await server.start_server(**SERVER_LIMITS)
+    client = TestClient(server)
+    await client.start_server()
+    try:
+        yield client, limiter
+    finally:
+        await client.close()
+
+
+async def _get(client: TestClient, headers: dict[str, str] | None = None) -> Any:
+    return await client.get(f"/api/v1/courses/{COURSE_ID}", headers=headers or {})
+
+
+async def test_a_caller_over_its_read_budget_gets_429_with_retry_after(limited: Any) -> None:
+    client, _ = limited
+    for remaining in (2, 1, 0):
+        ok = await _get(client)
+        assert ok.status == 200
+        assert ok.headers["RateLimit-Policy"] == '"read";q=3;w=60'
+        assert ok.headers["RateLimit"] == f'"read";r={remaining};t=60'
+    over = await _get(client)
+    assert over.status == 429 and over.content_type == PROBLEM
+    assert over.headers["Retry-After"] == "7"
+    assert (await over.json())["type"].endswith("/rate-limited")
+    # Another caller (a token's sub) has a budget of its own; health is never limited.
+    assert (await _get(client, INSTRUCTOR)).status == 200
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_writes_and_services_have_budgets_of_their_own(limited: Any) -> None:
+    client, limiter = limited
+    for _ in range(2):
+        created = await client.post(
+            "/api/v1/courses/create", json={"title": "t"}, headers=INSTRUCTOR
+        )
+        assert created.status == 201
+    assert (
+        await client.post("/api/v1/courses/create", json={"title": "t"}, headers=INSTRUCTOR)
+    ).status == 429
+    assert (await _get(client, INSTRUCTOR)).status == 200  # reads: a separate budget
+    for _ in range(5):
+        assert (await _get(client, SERVICE)).status == 200
+    assert (await _get(client, SERVICE)).status == 429
+    assert limiter.spent[("service-read", "sub:content-delivery")] == 6
+
+
+async def test_while_redis_is_down_reads_go_on_and_writes_answer_503(limited: Any) -> None:
+    client, limiter = limited
+    limiter.down = True
+    assert (await _get(client)).status == 200
+    refused = await client.post("/api/v1/courses/create", json={"title": "t"}, headers=INSTRUCTOR)
+    assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+    assert (await refused.json())["type"].endswith("/rate-limit-unavailable")
