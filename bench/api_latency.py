@@ -7,7 +7,9 @@ time over a kept-alive connection:
   - POST /api/v1/courses/create (HTTP -> Kafka command -> agent -> table + event -> reply)
   - GET  /api/v1/courses/{id}    (Redis cache hit)
   - GET  /healthz                (the peer: the same HTTP stack doing no work)
-and reports each against the peer measured in the same run. No threshold is asserted.
+and reports each against the peer measured in the same run; then restarts the worker
+without rate limits and times get and healthz again (the limiter's cost on the read
+path). No threshold is asserted.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ def main() -> None:
     args = parser.parse_args()
     with local_worker() as (worker, _):
         timings = asyncio.run(measure(worker.base_url, args.n))
+        # The rate limiter's cost on the read path: the same worker without it.
+        worker.stop()
+        worker.start({"RATE_LIMITS": "false"}).wait_ready()
+        unlimited = asyncio.run(measure(worker.base_url, args.n))
+        timings["get (no limiter)"] = unlimited["get"]
+        timings["healthz (no limiter)"] = unlimited["healthz (peer)"]
     peer = statistics.median(timings["healthz (peer)"])
     print(f"n={args.n} sequential requests, one worker, local stack on this machine")
     print(f"{'request':<16}{'p50 ms':>10}{'p95 ms':>10}{'p50 / peer':>12}")
