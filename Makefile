@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-crash bootstrap lint typecheck unit integration bench clean
+.PHONY: run test test-crash fuzz bootstrap lint typecheck unit integration bench clean
 
 ## bench: latency, throughput and catalog search against the local stack (ratios to a peer in the same run);
 ##        AGAINST=<checkout> also times every write on that checkout (bench/write_cost.py)
@@ -26,6 +26,10 @@ test: bootstrap lint typecheck
 ## test-crash: only the SIGKILL-in-the-middle-of-1,000-enrollments test (make test runs it too)
 test-crash: bootstrap
 	$(BIN)/pytest -p no:cacheprovider -ra -m crash
+
+## fuzz: a longer schemathesis pass (every operation, every role; FUZZ_EXAMPLES per operation)
+fuzz: bootstrap
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(BIN)/pytest -p no:cacheprovider -ra tests/fuzz -s
 
 lint:
 	$(BIN)/ruff check .

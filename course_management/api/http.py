@@ -99,12 +99,11 @@ def since(request: web.Request) -> Marks:
     try:
         return consistency.decode(raw.strip())
     except ValueError as exc:
-        raise Problem(
+        raise Problem.of(
             400,
             "bad-consistency-token",
-            "Bad Request",
             f"{CONSISTENCY_HEADER}: {exc}; send back the value a write response carried",
-            [{"field": CONSISTENCY_HEADER, "message": str(exc)}],
+            errors=[{"field": CONSISTENCY_HEADER, "message": str(exc)}],
         ) from None
 
 

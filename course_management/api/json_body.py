@@ -84,12 +84,11 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         )
         _walk(data)
     except _Refused as refused:
-        raise Problem(
+        raise Problem.of(
             400,
             "malformed-json",
-            "Bad Request",
             f"the body is not acceptable JSON: {refused}",
-            [{"field": refused.field, "message": refused.message}],
+            errors=[{"field": refused.field, "message": refused.message}],
         ) from None
     except RecursionError:
         raise Problem.of(

@@ -65,11 +65,12 @@ def build_middlewares(
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request.headers.get(REQUEST_ID, "")[:200] or str(uuid.uuid4())
         request[REQUEST_ID_KEY] = request_id
-        route = request.match_info.route.resource
-        route_name = route.canonical if route is not None else "unmatched"
+        endpoint = endpoints.get(request.match_info.route.name or "")
+        route_name = endpoint.path if endpoint is not None else "unmatched"
         started = time.perf_counter()
         try:
-            _check_sizes(request)
+            if request.match_info.http_exception is None:  # a 404 or 405 says more
+                _check_sizes(request)
             response = await handler(request)
         except Problem as problem:
             response = problem_response(problem)

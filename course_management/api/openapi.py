@@ -46,6 +46,9 @@ _STANDARD_ERRORS = {
     413: "Request body over 1 MiB",
     415: "Body is not application/json",
     422: "Validation failed; `errors` names each field",
+    414: "The path and query string are over 8 KiB",
+    429: "Over the caller's rate limit; `Retry-After` says when to retry",
+    431: "The request's headers are over 16 KiB",
     503: "A dependency is unavailable or the write was not confirmed in time",
 }
 
@@ -75,6 +78,8 @@ class Endpoint:
     params: Sequence[Param] = ()
     content_type: str = "application/json"
     consistency: bool = False  # a write: its success responses carry a Consistency-Token
+    # OpenAPI links of a success response: {status: {name: (operationId, parameters)}}
+    links: dict[int, dict[str, tuple[str, dict[str, str]]]] = field(default_factory=dict)
 
 
 CONSISTENCY_TOKEN = Param(
@@ -93,9 +98,19 @@ _TOKEN_HEADER = {
 }
 
 
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+def route_path(path: str) -> str:
+    """The router's form of a documented path: a course id matches only a UUID, so that
+    `/api/v1/courses/create` is never also read as a course (as OpenAPI has it: a
+    concrete path wins over a template), and `Allow` lists what the document lists."""
+    return path.replace("{courseId}", "{courseId:" + UUID_PATTERN + "}")
+
+
 def add_routes(app: web.Application, endpoints: Sequence[Endpoint]) -> None:
     for ep in endpoints:
-        app.router.add_route(ep.method, ep.path, ep.handler, name=ep.handler.__name__)
+        app.router.add_route(ep.method, route_path(ep.path), ep.handler, name=ep.handler.__name__)
 
 
 def _schema_ref(
@@ -149,10 +164,18 @@ def build_document(endpoints: Sequence[Endpoint], *, title: str, version: str) -
             response: dict[str, Any] = {"description": description}
             if ep.consistency and 200 <= status < 300:
                 response["headers"] = _TOKEN_HEADER
+            if status in ep.links:
+                response["links"] = {
+                    name: {"operationId": operation, "parameters": parameters}
+                    for name, (operation, parameters) in ep.links[status].items()
+                }
             if model is not None:
                 response["content"] = {ep.content_type: {"schema": _schema_ref(model, components)}}
             op["responses"][str(status)] = response
-        for status in ep.errors:
+        # Every route: oversized targets and headers (api/middleware.py); every route but
+        # the operations' spends a rate-limit budget (api/rate_limits.py).
+        limited = (429,) if ep.tag != "operations" else ()
+        for status in sorted({*ep.errors, 414, 431, *limited}):
             op["responses"][str(status)] = {
                 "description": _STANDARD_ERRORS[status],
                 "content": {

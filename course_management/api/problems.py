@@ -61,9 +61,20 @@ class Problem(Exception):
     errors: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, status: int, slug: str, detail: str = "", title: str | None = None) -> Problem:
+    def of(
+        cls,
+        status: int,
+        slug: str,
+        detail: str = "",
+        title: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ) -> Problem:
         return cls(
-            status=status, type=PROBLEM_BASE + slug, title=title or _title(status), detail=detail
+            status=status,
+            type=PROBLEM_BASE + slug,
+            title=title or _title(status),
+            detail=detail,
+            errors=list(errors or []),
         )
 
     @classmethod

@@ -40,8 +40,23 @@ from course_management.tables.courses import course_of
 
 # Course ids derived from an Idempotency-Key live in this namespace (uuid5).
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1f0e-4a8e-4bb5-9d51-6d2c3c1f8a10")
-COURSE_ID = Param("courseId", "path", "The course id (a UUID)")
+COURSE_ID = Param(
+    "courseId", "path", "The course id (a UUID)", schema={"type": "string", "format": "uuid"}
+)
 MAX_VERSION = 2**31 - 1  # versions are Avro ints
+# What a client does with a course it created (the OpenAPI links, for stateful clients
+# and fuzzers).
+THEN = (
+    "get_course",
+    "get_modules",
+    "update_course",
+    "delete_course",
+    "create_upload",
+    "enroll",
+    "rate_course",
+    "list_ratings",
+    "list_course_enrollments",
+)
 
 
 def _etag(course: dict[str, object]) -> str:
@@ -223,6 +238,7 @@ ENDPOINTS = [
         tag="courses",
         body=CourseFields,
         responses={201: ("The course as created; `Location` names it", Course)},
+        links={201: {f"then_{op}": (op, {"courseId": "$response.body#/id"}) for op in THEN}},
         errors=(400, 401, 403, 413, 415, 422, 503),
         params=(
             Param(
@@ -273,7 +289,7 @@ ENDPOINTS = [
         summary="Delete a course (owning instructor, admin); the mirror keeps it for audit",
         tag="courses",
         responses={204: ("Deleted", None)},
-        errors=(401, 403, 404, 412, 503),
+        errors=(400, 401, 403, 404, 412, 503),
         params=(COURSE_ID, Param("If-Match", "header", "Optional version the delete is based on")),
     ),
     Endpoint(

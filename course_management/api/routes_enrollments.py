@@ -181,7 +181,7 @@ ENDPOINTS = [
         summary="A page of a course's enrollments (owner, admin, service; a student: their own)",
         tag="enrollments",
         responses={200: ("A page of enrollments with progress", EnrollmentPage)},
-        errors=(401, 403, 404, 422, 503),
+        errors=(400, 401, 403, 404, 422, 503),
         params=(COURSE_ID, *PAGE_PARAMS, CONSISTENCY_TOKEN),
     ),
     Endpoint(
@@ -191,7 +191,7 @@ ENDPOINTS = [
         summary="A page of a user's enrollments (that user, admin, service)",
         tag="enrollments",
         responses={200: ("A page of enrollments with progress", EnrollmentPage)},
-        errors=(401, 403, 422, 503),
+        errors=(400, 401, 403, 422, 503),
         params=(USER_ID, *PAGE_PARAMS, CONSISTENCY_TOKEN),
     ),
     Endpoint(
@@ -203,6 +203,16 @@ ENDPOINTS = [
         tag="enrollments",
         body=EnrollRequest,
         responses={201: ("Enrolled", Enrollment), 200: ("Already enrolled", Enrollment)},
+        links={
+            status: {
+                f"then_{op}": (
+                    op,
+                    {"courseId": "$request.path.courseId", "userId": "$response.body#/user_id"},
+                )
+                for op in ("get_enrollment", "cancel_enrollment")
+            }
+            for status in (200, 201)
+        },
         errors=(400, 401, 403, 404, 409, 415, 422, 503),
         params=(COURSE_ID,),
     ),
