@@ -123,7 +123,32 @@ def elasticsearch_home() -> Path:
     return home
 
 
+# The local S3: Versity S3 Gateway (Apache-2.0), built from the Go module proxy. It checks
+# SigV4 signatures, presigned URLs' expiry and what they signed; moto checked none of it.
+VERSITYGW_MODULE = "github.com/versity/versitygw/cmd/versitygw"
+VERSITYGW_VERSION = "v1.8.0"
+
+
+def versitygw_binary() -> Path:
+    home = cache_dir() / f"versitygw-{VERSITYGW_VERSION}"
+    binary = home / "versitygw"
+    if not binary.exists():
+        go = shutil.which("go") or "/usr/local/go/bin/go"
+        tmp = home.with_suffix(".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        subprocess.run(
+            [go, "install", f"{VERSITYGW_MODULE}@{VERSITYGW_VERSION}"],
+            env={**os.environ, "GOBIN": str(tmp), "CGO_ENABLED": "0"},
+            check=True,
+        )
+        shutil.rmtree(home, ignore_errors=True)
+        tmp.rename(home)
+    return binary
+
+
 def fetch_all() -> None:
     kafka_libs()
     apicurio_home()
     elasticsearch_home()
+    versitygw_binary()

@@ -1,7 +1,7 @@
 """The local stack: real servers on 127.0.0.1, free ports, throwaway data folders.
 
 Each server is started with a process-fixture library (mirakuru; pytest-postgresql's and
-pytest-redis's executors; moto's threaded server), waited for with a readiness condition
+pytest-redis's executors; Versity S3 Gateway), waited for with a readiness condition
 and a deadline, and stopped cleanly. `LocalStack` starts them in parallel.
 """
 

@@ -1,4 +1,5 @@
-"""The local stack's stores from Debian and PyPI: PostgreSQL, Redis, S3 (moto)."""
+"""The local stack's stores: PostgreSQL and Redis from Debian, S3 (Versity S3 Gateway) from
+the Go module proxy."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from devstack.processes import HOST, chown_to, free_port, unprivileged, wait_until
+from devstack.processes import HOST, chown_to, free_port, logs_to, unprivileged, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -143,39 +144,60 @@ class Redis:
 
 @dataclass
 class S3:
-    """moto's S3 server (a stand-in for AWS S3 that speaks its protocol), in a thread."""
+    """Versity S3 Gateway over a folder (its `posix` backend): a real S3 server that checks
+    SigV4 signatures, presigned URLs' expiry, and the content type and length they signed,
+    and does multipart uploads. Objects stay in the folder across a stop and a restart."""
 
     workdir: Path
     name: str = "s3"
     port: int = field(default_factory=free_port)
     bucket: str = "moocflix-course-content"
-    _server: Any = None
+    access_key: str = "local"
+    secret_key: str = "local-secret"
+    _exec: Any = None
 
     def start(self) -> None:
-        from moto.server import ThreadedMotoServer
+        from mirakuru import TCPExecutor
 
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
-        self._server.start()
+        from devstack.downloads import versitygw_binary
+
+        data = self.workdir / "s3-data"
+        data.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(versitygw_binary()),
+            "--access",
+            self.access_key,
+            "--secret",
+            self.secret_key,
+            "--port",
+            f"{HOST}:{self.port}",
+            "posix",
+            str(data),
+        ]
+        self._exec = TCPExecutor(
+            command, host=HOST, port=self.port, timeout=60, **logs_to(self.workdir / "s3.out")
+        )
+        self._exec.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
+        if self._exec is not None:
+            self._exec.stop()
 
     def restart(self) -> None:
-        """Serve again after `stop()`: moto keeps its buckets in this process's memory."""
-        self.start()
+        """Serve again after `stop()`, the same folder (so the same buckets and objects)."""
+        assert self._exec is not None, "start() first"
+        self._exec.start()
 
     def env(self) -> dict[str, str]:
         return {
             "S3_ENDPOINT_URL": f"http://{HOST}:{self.port}",
             "S3_BUCKET": self.bucket,
             "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local-secret",
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
         }
 
     def version(self) -> str:
-        from importlib.metadata import version
+        from devstack.downloads import VERSITYGW_VERSION
 
-        return f"moto[server] {version('moto')} (S3 API)"
+        return f"Versity S3 Gateway {VERSITYGW_VERSION} (posix)"

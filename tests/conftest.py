@@ -113,8 +113,15 @@ async def http(worker: WorkerProcess) -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that change the consumer group (more workers, kills) run after all others."""
-    items.sort(key=lambda item: item.get_closest_marker("rebalances") is not None)
+    """Tests that change the consumer group (more workers, kills) run after all others,
+    and the fuzzer last of all (its thousands of writes would keep the sinks busy under
+    the tests that time how soon a change is visible)."""
+    items.sort(
+        key=lambda item: (
+            "tests/fuzz/" in item.nodeid,
+            item.get_closest_marker("rebalances") is not None,
+        )
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -74,6 +74,7 @@ class PresignedPart(BaseModel):
     part_number: int
     method: str
     url: str
+    size_bytes: int = Field(description="The exact length this part's URL was signed for")
 
 
 class MultipartUpload(BaseModel):

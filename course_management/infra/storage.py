@@ -78,7 +78,11 @@ class ContentStore:
         )
         upload_id = created["UploadId"]
         parts = []
+        part_size = plan.part_size_bytes
         for number in range(1, plan.parts + 1):
+            # Each part's exact length is signed, so the parts add up to the announced
+            # size at most, and the storage refuses any other body.
+            length = min(part_size, plan.size_bytes - (number - 1) * part_size)
             part_url = await self._client.generate_presigned_url(
                 "upload_part",
                 Params={
@@ -86,10 +90,13 @@ class ContentStore:
                     "Key": plan.key,
                     "UploadId": upload_id,
                     "PartNumber": number,
+                    "ContentLength": length,
                 },
                 ExpiresIn=URL_TTL_SECONDS,
             )
-            parts.append({"part_number": number, "method": "PUT", "url": part_url})
+            parts.append(
+                {"part_number": number, "method": "PUT", "url": part_url, "size_bytes": length}
+            )
         common = {"Bucket": bucket, "Key": plan.key, "UploadId": upload_id}
         body["multipart"] = {
             "upload_id": upload_id,

@@ -6,8 +6,10 @@ import re
 from typing import Any
 
 import aiohttp
+import boto3
 
-from tests.support import ONE_MODULE, auth
+from course_management.config import Settings
+from tests.support import ONE_MODULE, auth, eventually_async
 
 OWNER = auth("instructor-1", "instructor", name="Ada Instructor")
 OTHER = auth("instructor-2", "instructor")
@@ -219,3 +221,91 @@ async def test_an_unreachable_s3_is_a_503_not_a_500(
         headers=OWNER,
     )
     assert again.status == 422, await again.text()
+
+
+# -- what the storage itself refuses (Versity S3 Gateway checks what a URL signed) -------
+
+
+async def test_the_storage_refuses_a_body_or_type_the_url_did_not_sign(
+    http: aiohttp.ClientSession,
+) -> None:
+    c = await course(http)
+    pdf = b"%PDF-1.7\n" + b"y" * 2000
+    upload = await (
+        await grant(
+            http,
+            c["id"],
+            OWNER,
+            filename="signed.pdf",
+            content_type="application/pdf",
+            size_bytes=len(pdf),
+        )
+    ).json()
+    single = upload["single"]
+    async with aiohttp.ClientSession() as s3:
+        other_type = await s3.put(single["url"], data=pdf, headers={"Content-Type": "image/png"})
+        assert other_type.status == 403, await other_type.text()
+        oversized = await s3.put(single["url"], data=pdf + b"z" * 4096, headers=single["headers"])
+        assert oversized.status == 403, await oversized.text()
+        missing = await http.put(
+            f"/api/v1/courses/{c['id']}/update",
+            json=lesson_with(upload["key"], c["modules"][0]),
+            headers=OWNER,
+        )
+        assert missing.status == 422  # nothing was stored under the key
+        exact = await s3.put(single["url"], data=pdf, headers=single["headers"])
+        assert exact.status == 200, await exact.text()
+    updated = await http.put(
+        f"/api/v1/courses/{c['id']}/update",
+        json=lesson_with(upload["key"], c["modules"][0]),
+        headers=OWNER,
+    )
+    assert updated.status == 200, await updated.text()
+
+
+async def test_a_multipart_part_larger_than_signed_is_refused(http: aiohttp.ClientSession) -> None:
+    c = await course(http)
+    size = 11 * 1024 * 1024
+    upload = await (
+        await grant(
+            http, c["id"], OWNER, filename="big.mp4", content_type="video/mp4", size_bytes=size
+        )
+    ).json()
+    parts = upload["multipart"]["parts"]
+    assert [p["size_bytes"] for p in parts] == [5 * 2**20, 5 * 2**20, 2**20]
+    async with aiohttp.ClientSession() as s3:
+        last = parts[-1]
+        too_big = await s3.put(last["url"], data=b"v" * (last["size_bytes"] + 1))
+        assert too_big.status == 403, await too_big.text()
+        right = await s3.put(last["url"], data=b"v" * last["size_bytes"])
+        assert right.status == 200, await right.text()
+
+
+async def test_a_presigned_url_is_refused_after_its_expiry(settings: Settings) -> None:
+    """The storage, not trust, ends a URL's life: one presigned for 1 s is refused once
+    that second is over."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.aws_region,
+        aws_access_key_id=settings.aws_access_key_id,
+        aws_secret_access_key=settings.aws_secret_access_key,
+    )
+    url = client.generate_presigned_url(
+        "put_object",
+        Params={
+            "Bucket": settings.s3_bucket,
+            "Key": "courses/expiry/probe.txt",
+            "ContentType": "text/plain",
+            "ContentLength": 2,
+        },
+        ExpiresIn=1,
+    )
+
+    async def refused() -> str | None:
+        async with aiohttp.ClientSession() as s3:
+            r = await s3.put(url, data=b"ok", headers={"Content-Type": "text/plain"})
+            return await r.text() if r.status == 403 else None
+
+    body = await eventually_async(refused, deadline_s=15, what="the URL refused after expiry")
+    assert "xpired" in body
