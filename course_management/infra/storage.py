@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as S3ConnectionError
@@ -32,6 +33,9 @@ class ContentStore:
                 region_name=self._settings.aws_region,
                 aws_access_key_id=self._settings.aws_access_key_id,
                 aws_secret_access_key=self._settings.aws_secret_access_key,
+                # SigV4 everywhere (presigned URLs included), path-style addressing: what
+                # S3 and S3-compatible servers all take.
+                config=AioConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
             )
         )
 

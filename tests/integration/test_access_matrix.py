@@ -77,11 +77,11 @@ ROWS = [
         (401, 403, 403, 200, 403, 200, 403),
     ),
     Row(
-        "update draft",
+        "update draft",  # another instructor cannot tell a draft exists: 404
         "PUT",
         "/api/v1/courses/{D}/update",
         {"description": "d"},
-        (401, 403, 403, 200, 403, 200, 403),
+        (401, 403, 403, 200, 404, 200, 403),
     ),
     Row(
         "delete",

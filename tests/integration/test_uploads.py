@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import boto3
+from botocore.config import Config
 
 from course_management.config import Settings
 from tests.support import ONE_MODULE, auth, eventually_async
@@ -290,6 +291,7 @@ async def test_a_presigned_url_is_refused_after_its_expiry(settings: Settings) -
         region_name=settings.aws_region,
         aws_access_key_id=settings.aws_access_key_id,
         aws_secret_access_key=settings.aws_secret_access_key,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
     )
     url = client.generate_presigned_url(
         "put_object",
