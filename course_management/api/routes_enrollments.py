@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,7 +67,8 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     user_id = _who_enrolls(who, await _enroll_body(request))
     reply = await request.app[WRITES].enroll(course_id, user_id, source=f"api:{who.user_id}")
     status = status_of(reply)
-    headers = {"Location": f"/api/v1/courses/{course_id}/enrollments/{user_id}"}
+    # A user id is the caller's text: quoted, so no character of it can reach a header raw.
+    headers = {"Location": f"/api/v1/courses/{course_id}/enrollments/{quote(user_id, safe='')}"}
     return json_response(reply.body, status=status, headers=token_headers(reply, headers))
 
 

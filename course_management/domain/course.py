@@ -40,8 +40,17 @@ Tag = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=40),
     AfterValidator(no_nul),
 ]
-# An id given by a caller (a user id, an item id): short, no NUL.
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(no_nul)]
+
+
+def no_control(value: str) -> str:
+    """Ids travel in paths, headers and keys: no control character (NUL included)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# An id given by a caller (a user id, an item id): short, no control character.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(no_control)]
 ContentKey = Annotated[str, StringConstraints(max_length=1024), AfterValidator(no_nul)]
 Category = Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)]
 

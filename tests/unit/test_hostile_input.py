@@ -165,3 +165,24 @@ async def test_huge_headers_are_a_431_problem(api: Api) -> None:
         "GET", f"/api/v1/courses/{COURSE_ID}", headers={"X-Big": "a" * 20000}
     )
     assert status == 431 and response.content_type == PROBLEM, (status, body)
+
+
+async def test_control_characters_never_reach_a_response_header(api: Api) -> None:
+    """Found by the fuzzer: a user id with a control character made the enrol answer's
+    `Location` header unwritable (the connection was dropped)."""
+    from tests.unit.test_api_in_process import bearer
+
+    enrolled = {"course_id": COURSE_ID, "user_id": "x", "status": "active"}
+    api.writes.replies["enroll"] = Reply("created", enrolled)
+    admin = bearer("admin-1", "admin")
+    status, body, _ = await api.call(
+        "POST",
+        f"/api/v1/courses/{COURSE_ID}/enroll",
+        json={"user_id": "\u00f7\u001ev"},
+        headers=admin,
+    )
+    assert status == 422 and body["errors"][0]["field"] == "user_id"
+    odd = bearer("student-\u00f7\u001e", "student")  # a token's sub is the issuer's text
+    status, _, response = await api.call("POST", f"/api/v1/courses/{COURSE_ID}/enroll", headers=odd)
+    assert status == 201
+    assert response.headers["Location"].endswith("/enrollments/student-%C3%B7%1E")
