@@ -250,7 +250,6 @@ def decide_enroll(
         "version": 0,
         "history": [],
     }
-    base = {k: v for k, v in base.items() if k != "seen"}  # type: ignore[assignment]
     status = "completed" if base.get("completed_at") else "active"
     new_record = _with_transition(base, status, at, enroll.event_id)
     return EnrollmentDecision(
@@ -292,7 +291,7 @@ def merge_report(current: ItemState | None, report: ProgressInput) -> ItemState:
     often each arrives: status never goes back, completion keeps its earliest time, the
     score is the latest report's that had one, activity is the latest report's time."""
     at = rfc3339(report.occurred_at)
-    state: ItemState = dict(current or {})  # type: ignore[assignment]
+    state: ItemState = {**(current or {})}
     if _RANK[report.status] > _RANK.get(state.get("status", ""), 0):
         state["status"] = report.status
     if report.status == "completed":

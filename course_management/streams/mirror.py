@@ -9,7 +9,10 @@ changes nothing; while PostgreSQL is unreachable the handler waits, it never ski
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import asyncpg
 from aiokafka import ConsumerRecord
 
 from course_management.infra.avro import AvroCodec
@@ -20,6 +23,8 @@ from course_management.infra.enrollment_mirror import mirror_enrollment_events, 
 from course_management.infra.metrics import EVENTS_MIRRORED
 from course_management.infra.retrying import until_written
 from course_management.topology import COURSE_EVENTS, COURSE_RATINGS, ENROLLMENT_EVENTS, spec
+
+WriteBatch = Callable[[asyncpg.Pool, list[dict[str, Any]]], Awaitable[int]]
 
 
 class EventMirror:
@@ -49,38 +54,24 @@ class EventMirror:
 
     async def enrollment_events(self, records: list[ConsumerRecord]) -> None:
         """Many per course: one statement for the whole batch."""
-        pool = self._database.pool
-        values = [
-            value
-            for record in records
-            if (
-                value := await decode_or_dead_letter(
-                    self._codec,
-                    spec(ENROLLMENT_EVENTS),
-                    record.key,
-                    record.value,
-                    self._dead_letter,
-                    parse=dict,
-                )
-            )
-            is not None
-        ]
-        applied = await until_written(
-            PG_UNAVAILABLE, functools.partial(mirror_enrollment_events, pool, values)
-        )
-        EVENTS_MIRRORED.labels("enrollment", "applied").inc(applied)
-        EVENTS_MIRRORED.labels("enrollment", "skipped").inc(len(values) - applied)
+        await self._batch(records, ENROLLMENT_EVENTS, mirror_enrollment_events, "enrollment")
 
     async def ratings(self, records: list[ConsumerRecord]) -> None:
         """Each student's rating as it is now: one statement for the batch."""
-        pool = self._database.pool
+        await self._batch(records, COURSE_RATINGS, mirror_ratings, "rating")
+
+    async def _batch(
+        self, records: list[ConsumerRecord], topic: str, write: WriteBatch, kind: str
+    ) -> None:
+        """Decode the batch (dead-lettering what does not decode), write it in one
+        statement, waiting while PostgreSQL is unreachable, and count what changed."""
         values = [
             value
             for record in records
             if (
                 value := await decode_or_dead_letter(
                     self._codec,
-                    spec(COURSE_RATINGS),
+                    spec(topic),
                     record.key,
                     record.value,
                     self._dead_letter,
@@ -89,8 +80,7 @@ class EventMirror:
             )
             is not None
         ]
-        applied = await until_written(
-            PG_UNAVAILABLE, functools.partial(mirror_ratings, pool, values)
-        )
-        EVENTS_MIRRORED.labels("rating", "applied").inc(applied)
-        EVENTS_MIRRORED.labels("rating", "skipped").inc(len(values) - applied)
+        pool = self._database.pool
+        applied = await until_written(PG_UNAVAILABLE, functools.partial(write, pool, values))
+        EVENTS_MIRRORED.labels(kind, "applied").inc(applied)
+        EVENTS_MIRRORED.labels(kind, "skipped").inc(len(values) - applied)
