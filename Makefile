@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 
 ## bench: latency, throughput and catalog search against the local stack (ratios to a peer in the same run);
 ##        AGAINST=<checkout> also times every write on that checkout (bench/write_cost.py)
-bench: bootstrap
+bench:
+	BENCH=1 scripts/bootstrap.sh
 	$(BIN)/python -m bench.api_latency
 	$(BIN)/python -m bench.write_cost $(if $(AGAINST),--against $(AGAINST))
 	$(BIN)/python -m bench.enrollment_throughput

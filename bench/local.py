@@ -20,8 +20,10 @@ BENCH_BUDGETS = {
 
 
 @contextmanager
-def local_worker() -> Iterator[tuple[WorkerProcess, Settings]]:
-    stack = LocalStack(search=False)
+def local_worker(
+    extra_env: dict[str, str] | None = None, *, search: bool = False
+) -> Iterator[tuple[WorkerProcess, Settings]]:
+    stack = LocalStack(search=search)
     env = stack.start()
     env.update({"JWT_SECRET": JWT_SECRET, "JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE})
     env.update(BENCH_BUDGETS)
@@ -30,7 +32,7 @@ def local_worker() -> Iterator[tuple[WorkerProcess, Settings]]:
         settings = load_settings(**{k.lower(): v for k, v in env.items()})
         provision_all(settings)
         workdir = Path(tempfile.mkdtemp(prefix="cms-bench-"))
-        worker = WorkerProcess(env, workdir).start().wait_ready()
+        worker = WorkerProcess(env, workdir).start(extra_env).wait_ready()
         yield worker, settings
     finally:
         if worker is not None:

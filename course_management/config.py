@@ -5,7 +5,7 @@ A missing or malformed setting stops start-up with one line naming it (`ConfigEr
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     # How long a read given a Consistency-Token waits for its store before a 503.
     consistency_wait_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
     log_level: str = "INFO"
+    # The access log: every error answer and every slower one, and this share of the rest
+    # (every request is counted and timed in the metrics either way).
+    access_log_sample: Annotated[float, Field(ge=0, le=1)] = 0.01
+    access_log_slow_ms: Annotated[int, Field(ge=0)] = 250
+    # The worker's event loop: uvloop (faster sockets), or asyncio's own.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # How long the group waits for a worker that vanished (crash) before moving its partitions.
     broker_session_timeout_seconds: Annotated[float, Field(ge=6, le=300)] = 30.0
     public_url: str | None = None

@@ -16,7 +16,7 @@ from course_management.api import (
 )
 from course_management.api.auth import TokenVerifier
 from course_management.api.http import MAX_BODY_BYTES
-from course_management.api.middleware import build_middlewares
+from course_management.api.middleware import AccessLog, build_middlewares
 from course_management.api.openapi import Endpoint, add_routes, build_document
 from course_management.api.ports import (
     CONTENT,
@@ -59,11 +59,12 @@ def create_app(
     content: ContentStorage,
     upload_limits: dict[str, int],
     rate_limit: Middleware | None = None,
+    access_log: AccessLog | None = None,
 ) -> web.Application:
     """The API over its ports (api/ports.py): the worker passes the real ones, the
     in-process tests fakes. `rate_limit` (api/rate_limits.py) runs after authentication."""
     by_name = {ep.handler.__name__: ep for ep in ENDPOINTS}
-    middlewares = build_middlewares(verifier, by_name)
+    middlewares = build_middlewares(verifier, by_name, access_log)
     if rate_limit is not None:
         middlewares.append(rate_limit)
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)

@@ -15,6 +15,7 @@ from course_management.api.problems import Problem
 from course_management.domain import consistency
 from course_management.domain.consistency import NONE, Marks
 from course_management.domain.outcomes import Reply
+from course_management.infra.rate_limit import Charge
 
 CONSISTENCY_HEADER = "Consistency-Token"
 
@@ -23,6 +24,8 @@ M = TypeVar("M", bound=BaseModel)
 MAX_BODY_BYTES = 1024 * 1024
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+# The request's rate-limit charge, on routes whose read spends it (api/rate_limits.py).
+CHARGE_KEY = web.RequestKey("charge", Charge)
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:
@@ -43,6 +46,11 @@ def json_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+def charge_of(request: web.Request) -> Charge | None:
+    """The rate-limit charge the request's read is to spend (None: spent already)."""
+    return request.get(CHARGE_KEY)
 
 
 def principal(request: web.Request) -> Principal | None:

@@ -43,6 +43,10 @@ class JwksKeys:
             await self._refresh()
         return self._keys.get(kid)
 
+    def holds(self, kid: str | None) -> bool:
+        """Whether the provider's set, as last fetched, still has the key `kid` (no fetch)."""
+        return bool(kid) and kid in self._keys
+
     async def _refresh(self) -> None:
         async with self._lock:
             now = time.monotonic()

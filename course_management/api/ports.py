@@ -7,6 +7,7 @@ infra/storage.py); the in-process API tests implement them with fakes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -17,6 +18,8 @@ from course_management.domain.commands import CourseCommand
 from course_management.domain.consistency import NONE, Marks
 from course_management.domain.outcomes import Reply
 from course_management.domain.uploads import UploadPlan
+from course_management.infra.cache import CourseEntry
+from course_management.infra.rate_limit import Charge
 from course_management.tables.records import CourseRecord
 
 
@@ -48,19 +51,34 @@ class Writes(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class EnrollmentView:
+    """An Enrollment (CONTRACT §3) with progress, encoded as JSON, and its status."""
+
+    status: str
+    body: bytes
+
+
 class Reads(Protocol):
     """Every read takes `since`, the marks of a request's Consistency-Token: it answers only
     from a store that has them, or raises Unavailable (`not-yet-consistent`)."""
+
+    async def read_course(
+        self, course_id: str, since: Marks = NONE, charge: Charge | None = None
+    ) -> CourseEntry | None:
+        """A course as `GET` answers it (its body encoded), wherever its partition lives;
+        None if unknown, or over the budget of `charge` (which the read spends)."""
+        ...
 
     async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:
         """`{"course", "deleted"}` of a course, wherever its partition lives; None if unknown."""
         ...
 
     async def read_enrollment(
-        self, course_id: str, user_id: str, since: Marks = NONE
-    ) -> dict[str, Any] | None:
-        """The Enrollment with progress, or None when the user was never enrolled or the
-        course is deleted."""
+        self, course_id: str, user_id: str, since: Marks = NONE, charge: Charge | None = None
+    ) -> tuple[CourseEntry | None, EnrollmentView | None]:
+        """The course's entry and the Enrollment with progress, encoded (None when the user
+        was never enrolled or the course is deleted); spends `charge` as `read_course`."""
         ...
 
     async def list_course_enrollments(

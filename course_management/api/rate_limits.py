@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from course_management.api.http import PRINCIPAL_KEY, problem_response
+from course_management.api.http import CHARGE_KEY, PRINCIPAL_KEY, problem_response
 from course_management.api.openapi import Endpoint, Handler
 from course_management.api.problems import Problem
 from course_management.infra.cache import ReadBypass
 from course_management.infra.metrics import RATE_LIMITED
-from course_management.infra.rate_limit import Budget, Decision, RateLimiter
+from course_management.infra.rate_limit import Budget, Charge, Decision, RateLimiter
 
 UNLIMITED_TAGS = frozenset({"operations"})  # health, readiness, metrics, the OpenAPI document
 
@@ -67,6 +67,10 @@ def _headers(budget: Budget, decision: Decision) -> dict[str, str]:
 def rate_limit_middleware(
     limiter: RateLimiter, budgets: Budgets, endpoints: Mapping[str, Endpoint], bypass: ReadBypass
 ) -> Middleware:
+    """Spend a request of the caller's budget before the route runs; on a route whose read
+    spends it itself (`Endpoint.read_spends_limit`: the hot point reads), leave it to the
+    read, which fetches its data in the same Redis script, and decide after."""
+
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         endpoint = endpoints.get(request.match_info.route.name or "")
@@ -74,13 +78,20 @@ def rate_limit_middleware(
             return await handler(request)
         who = request.get(PRINCIPAL_KEY)
         write = request.method not in ("GET", "HEAD")
-        budget = budgets.of(write, service=bool(who and who.has("service")))
-        caller = _caller(request, budgets.trust_forwarded)
-        decision = await bypass.call(lambda: limiter.take(budget, caller))
-        if decision is None:  # Redis unreachable
-            RATE_LIMITED.labels(budget.name, "unavailable").inc()
-            if not write:
-                return await handler(request)
+        charge = Charge(
+            budgets.of(write, service=bool(who and who.has("service"))),
+            _caller(request, budgets.trust_forwarded),
+        )
+        if endpoint.read_spends_limit and not write:
+            request[CHARGE_KEY] = charge
+            response = await _answer(request, handler)
+            # Spent by the read's script, or now if the route answered before reading.
+            return _decided(charge, await _spent(charge, limiter, bypass), response)
+        decision = await _spent(charge, limiter, bypass)
+        if decision is not None and not decision.allowed:
+            return _decided(charge, decision, None)
+        if decision is None and write:
+            RATE_LIMITED.labels(charge.budget.name, "unavailable").inc()
             return problem_response(
                 Problem.of(
                     503,
@@ -89,23 +100,51 @@ def rate_limit_middleware(
                 ),
                 headers={"Retry-After": "1"},
             )
-        headers = _headers(budget, decision)
-        if not decision.allowed:
-            RATE_LIMITED.labels(budget.name, "refused").inc()
-            return problem_response(
-                Problem.of(
-                    429,
-                    "rate-limited",
-                    f"over the {budget.name} budget of {budget.quota} requests per "
-                    f"{budget.window_s} s; retry after {decision.retry_after_s} s",
-                ),
-                headers={**headers, "Retry-After": str(decision.retry_after_s)},
-            )
-        try:
-            response = await handler(request)
-        except Problem as problem:  # a 4xx of the route: it still spent the budget
-            response = problem_response(problem)
-        response.headers.update(headers)
-        return response
+        return _decided(charge, decision, await _answer(request, handler))
 
     return rate_limit
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:  # a 4xx of the route: it still spent the budget
+        return problem_response(problem)
+
+
+async def _spent(charge: Charge, limiter: RateLimiter, bypass: ReadBypass) -> Decision | None:
+    """The charge's decision: the one its read made, or spent now (None: Redis is
+    unreachable)."""
+    if charge.decision is not None:
+        return charge.decision
+    decision = await bypass.call(lambda: limiter.take(charge.budget, charge.caller))
+    if decision is None:
+        RATE_LIMITED.labels(charge.budget.name, "unavailable").inc()
+    return decision
+
+
+def _decided(
+    charge: Charge, decision: Decision | None, response: web.StreamResponse | None
+) -> web.StreamResponse:
+    """The route's response with the limit's headers, or 429 when over budget (a read
+    that spent its charge itself has an answer to discard then). With no decision (Redis
+    unreachable) a read goes on unlimited (decision 39)."""
+    if decision is None:
+        assert response is not None
+        return response
+    budget = charge.budget
+    headers = _headers(budget, decision)
+    if not decision.allowed:
+        RATE_LIMITED.labels(budget.name, "refused").inc()
+        return problem_response(
+            Problem.of(
+                429,
+                "rate-limited",
+                f"over the {budget.name} budget of {budget.quota} requests per "
+                f"{budget.window_s} s; retry after {decision.retry_after_s} s",
+            ),
+            headers={**headers, "Retry-After": str(decision.retry_after_s)},
+        )
+    assert response is not None
+    response.headers.update(headers)
+    return response

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from aiohttp import web
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from course_management.api.auth import Principal
 from course_management.api.http import (
+    charge_of,
     json_response,
     read_body,
     require_principal,
@@ -24,7 +25,9 @@ from course_management.api.problems import Problem, status_of, validation_proble
 from course_management.api.routes_courses import (
     COURSE_ID,
     course_id_param,
+    course_not_found,
     send_command,
+    visible,
     visible_course,
 )
 from course_management.domain.access import owns
@@ -114,18 +117,22 @@ async def get_enrollment(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     course_id = course_id_param(request)
     user_id = request.match_info["userId"]
+    course, found = await request.app[READS].read_enrollment(
+        course_id, user_id, since(request), charge_of(request)
+    )
     if not (who.has("admin", "service") or who.user_id == user_id):
-        course: dict[str, Any] = await visible_course(request, course_id)
-        if not owns(course, who.actor()):
+        seen = visible(course, who)
+        if seen is None:
+            raise course_not_found(course_id)
+        if seen.owner != who.user_id:
             raise Problem.of(
                 403,
                 "forbidden",
                 "enrollments are visible to the student, the owner, admins and services",
             )
-    found = await request.app[READS].read_enrollment(course_id, user_id, since(request))
-    if found is None or found["status"] == "cancelled":
+    if found is None or found.status == "cancelled":
         raise Problem.of(404, "not-enrolled", f"{user_id} is not enrolled in {course_id}")
-    return json_response(found)
+    return web.Response(body=found.body, content_type="application/json")
 
 
 async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
@@ -236,6 +243,7 @@ ENDPOINTS = [
         get_enrollment,
         summary="One enrollment with progress; 404 when not enrolled (the access check)",
         tag="enrollments",
+        read_spends_limit=True,
         responses={200: ("The enrollment", Enrollment)},
         errors=(400, 401, 403, 404, 503),
         params=(COURSE_ID, USER_ID, CONSISTENCY_TOKEN),

@@ -1,25 +1,36 @@
-"""Redis cache of course reads: written by the agent before it answers, never backwards.
+"""Redis cache of course and enrollment reads: written by the agent before it answers,
+never backwards, and ready to send.
 
-Each entry holds the course's visible state and its version; `put` replaces an entry only
-with a newer version (a Lua script, atomic in Redis), so a slow reader filling the cache
-from an older source can never overwrite what a write just put there.
+A course's hash holds what `GET /api/v1/courses/{id}` answers, already encoded (its
+`body`, with the seats taken), and what the route checks (version and seats for the
+ETag, status and owner for who may see it). An enrollment's hash holds its record and its
+public view, encoded against the course version it names. A read spends its rate-limit
+request and fetches all of that in one script, one round trip (`spend_and_get_*`).
+
+The agent's `put_entries` replaces an entry only with a newer one (version, then the
+seats sequence; a Lua script, atomic in Redis), so a slow writer can never go backwards.
+A reader that filled nothing after a miss fills only an absent entry (`fill_*`), so it
+can never overwrite what the agent put there meanwhile.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from course_management.infra.metrics import CACHE_BYPASSED
+from course_management.infra.rate_limit import GCRA_FUNCTION, Charge
 from course_management.infra.retrying import REDIS_UNAVAILABLE
 from course_management.tables.records import CourseRecord, EnrollmentRecord
 
@@ -28,15 +39,53 @@ log = logging.getLogger(__name__)
 TTL_SECONDS = 3600
 T = TypeVar("T")
 
-_PUT_IF_NEWER = """
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and tonumber(current) >= tonumber(ARGV[1]) then
-  return 0
+# KEYS[1]: the entry. ARGV[1]: '1' = only if absent (a reader's fill), else only if newer
+# than (version ARGV[2], seats sequence ARGV[3]); ARGV[4]: TTL; ARGV[5..]: field, value...
+_PUT = """
+if ARGV[1] == '1' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+else
+  local current = redis.call('HMGET', KEYS[1], 'version', 'seq')
+  if current[1] then
+    local v, s = tonumber(current[1]), tonumber(current[2] or '-1')
+    local nv, ns = tonumber(ARGV[2]), tonumber(ARGV[3])
+    if v > nv or (v == nv and s >= ns) then return 0 end
+  end
 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'state', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
+
+_COURSE_FIELDS = ("version", "seq", "count", "deleted", "status", "owner")
+
+# KEYS: the caller's rate-limit key, the course, the enrollment ('' for a course read).
+# ARGV: gcra()'s interval and tolerance ('' when the request is not charged here).
+# Returns {limit or nil, course fields (+ body), enrollment {version, course_version,
+# status, view or nil, state or nil}}; over budget, only {limit}.
+_SPEND_AND_GET = (
+    GCRA_FUNCTION
+    + """
+local limit = false
+if ARGV[1] ~= '' then
+  limit = gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+  if limit[1] == 0 then return {limit} end
+end
+if KEYS[3] == '' then
+  return {limit, redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
+                            'owner', 'body')}
+end
+local course = redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
+                          'owner')
+local e = redis.call('HMGET', KEYS[3], 'version', 'course_version', 'status', 'view')
+if e[1] and e[2] ~= course[1] then
+  -- its view was drawn against another version of the course: the record and the course
+  e = {e[1], e[2], e[3], false, redis.call('HGET', KEYS[3], 'state')}
+  course[7] = redis.call('HGET', KEYS[2], 'body')
+end
+return {limit, course, e}
+"""
+)
 
 
 def new_redis(url: str) -> aioredis.Redis:
@@ -54,60 +103,169 @@ def new_redis(url: str) -> aioredis.Redis:
 
 
 def _key(course_id: str) -> str:
-    return f"cms:course:{course_id}"
+    return f"cms:ready:course:{course_id}"
 
 
 def _enrollment_key(course_id: str, user_id: str) -> str:
-    return f"cms:enrollment:{course_id}:{user_id}"
+    return f"cms:ready:enrollment:{course_id}:{user_id}"
+
+
+@dataclass(frozen=True)
+class CourseEntry:
+    """A course as a read answers it: `body` is the Course JSON, seats taken included
+    (empty once deleted); the rest is what the route checks without decoding it."""
+
+    course_id: str
+    version: int
+    seq: int  # the seats sequence: seats change without a new version
+    count: int  # seats taken
+    deleted: bool
+    status: str
+    owner: str  # the instructor's id
+    body: bytes | None  # None when a read did not fetch it
+
+    @classmethod
+    def of(cls, course: dict[str, Any], *, deleted: bool, count: int, seq: int) -> CourseEntry:
+        return cls(
+            course_id=course["id"],
+            version=int(course["version"]),
+            seq=seq,
+            count=count,
+            deleted=deleted,
+            status=str(course["status"]),
+            owner=str(course["instructor"]["id"]),
+            body=b"" if deleted else orjson.dumps({**course, "enrollment_count": count}),
+        )
+
+    def state(self) -> CourseRecord:
+        """The `{"course": ..., "deleted": ...}` state the slow paths work with."""
+        course = None if self.deleted or not self.body else orjson.loads(self.body)
+        return {"course": course, "deleted": self.deleted}
+
+    def fields(self) -> list[Any]:
+        return [
+            "version", self.version, "seq", self.seq, "count", self.count,
+            "deleted", int(self.deleted), "status", self.status, "owner", self.owner,
+            "body", self.body or b"",
+        ]  # fmt: skip
+
+
+def _course_entry(course_id: str, raw: Sequence[Any]) -> CourseEntry | None:
+    version, seq, count, deleted, status, owner = raw[:6]
+    if version is None:
+        return None
+    return CourseEntry(
+        course_id=course_id,
+        version=int(version),
+        seq=int(seq),
+        count=int(count),
+        deleted=deleted == b"1",
+        status=status.decode(),
+        owner=owner.decode(),
+        body=raw[6] if len(raw) > 6 else None,
+    )
+
+
+@dataclass(frozen=True)
+class EnrollmentEntry:
+    """An enrollment as the agent left it: the record, and its public view encoded against
+    the course version `course_version` (None: no view, e.g. its course is gone)."""
+
+    record: EnrollmentRecord
+    view: bytes | None = None
+    course_version: int = 0
+
+    def fields(self) -> list[Any]:
+        return [
+            "version", self.record["version"], "seq", 0,
+            "state", orjson.dumps(self.record), "status", self.record["status"],
+            "course_version", self.course_version, "view", self.view or b"",
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EnrollmentHit:
+    """What a point read found: the ready view when it matches the course as it is now,
+    else the record (to be viewed against the course)."""
+
+    version: int
+    status: str
+    view: bytes | None
+    record: EnrollmentRecord | None
 
 
 class CourseCache:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
-        self._put = client.register_script(_PUT_IF_NEWER)
+        self._put = client.register_script(_PUT)
+        self._spend_and_get = client.register_script(_SPEND_AND_GET)
 
-    async def get(self, course_id: str) -> CourseRecord | None:
-        """The cached state `{"course": ..., "deleted": bool}`, or None on a miss."""
-        raw = await self._client.hget(_key(course_id), "state")
-        state: CourseRecord | None = json.loads(raw) if raw else None
-        return state
+    # -- the agent's writes ------------------------------------------------------------
 
-    async def set_enrollment_count(self, course_id: str, count: int) -> None:
-        """Seats taken change without a new course version; kept beside the cached state."""
-        await self._client.set(f"cms:enrollment-count:{course_id}", count, ex=TTL_SECONDS)
-
-    async def fill_enrollment_count(self, course_id: str, count: int) -> None:
-        """A reader's fill after a miss: never overwrites the agent's newer count."""
-        await self._client.set(f"cms:enrollment-count:{course_id}", count, ex=TTL_SECONDS, nx=True)
-
-    async def enrollment_count(self, course_id: str) -> int | None:
-        raw = await self._client.get(f"cms:enrollment-count:{course_id}")
-        return int(raw) if raw is not None else None
-
-    async def put_enrollments(self, records: list[EnrollmentRecord]) -> None:
-        """Enrollment records as the agent wrote them (version-guarded), in one round trip."""
-        if not records:
+    async def put_entries(
+        self, courses: Sequence[CourseEntry], enrollments: Sequence[EnrollmentEntry]
+    ) -> None:
+        """Every entry a batch left, each only if newer, in one round trip."""
+        if not courses and not enrollments:
             return
         async with self._client.pipeline(transaction=False) as pipe:
-            for record in records:
-                await self._put(
-                    keys=[_enrollment_key(record["course_id"], record["user_id"])],
-                    args=[record["version"], json.dumps(record), TTL_SECONDS],
-                    client=pipe,
-                )
+            for course in courses:
+                args = ["0", course.version, course.seq, TTL_SECONDS, *course.fields()]
+                await self._put(keys=[_key(course.course_id)], args=args, client=pipe)
+            for entry in enrollments:
+                key = _enrollment_key(entry.record["course_id"], entry.record["user_id"])
+                args = ["0", entry.record["version"], 0, TTL_SECONDS, *entry.fields()]
+                await self._put(keys=[key], args=args, client=pipe)
             await pipe.execute()
 
-    async def get_enrollment(self, course_id: str, user_id: str) -> EnrollmentRecord | None:
-        raw = await self._client.hget(_enrollment_key(course_id, user_id), "state")
-        record: EnrollmentRecord | None = json.loads(raw) if raw else None
-        return record
+    # -- a reader's fills after a miss -------------------------------------------------
 
-    async def put(self, course: dict[str, Any], *, deleted: bool = False) -> bool:
-        state = json.dumps({"course": None if deleted else course, "deleted": deleted})
-        stored = await self._put(
-            keys=[_key(course["id"])], args=[course["version"], state, TTL_SECONDS]
-        )
-        return bool(stored)
+    async def fill_course(self, entry: CourseEntry) -> bool:
+        args = ["1", entry.version, entry.seq, TTL_SECONDS, *entry.fields()]
+        return bool(await self._put(keys=[_key(entry.course_id)], args=args))
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def _read(self, keys: list[str], args: Sequence[Any]) -> Any:
+        """EVALSHA of the read script (redis-py's Script call checks its client against a
+        runtime Protocol on every call: measurable on the hot path)."""
+        script = self._spend_and_get
+        try:
+            return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # a restarted Redis: load it again
+            script.sha = await self._client.script_load(script.script)
+            return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+
+    async def spend_and_get_course(
+        self, course_id: str, charge: Charge | None = None
+    ) -> CourseEntry | None:
+        """The course's entry (None on a miss), spending `charge` in the same script
+        (over budget: None, and the charge says so)."""
+        keys = [charge.key if charge else "", _key(course_id), ""]
+        answer = await self._read(keys, charge.args if charge else ["", ""])
+        if charge is not None:
+            charge.settle(answer[0])
+        if len(answer) < 2:
+            return None
+        return _course_entry(course_id, answer[1])
+
+    async def spend_and_get_enrollment(
+        self, course_id: str, user_id: str, charge: Charge | None = None
+    ) -> tuple[CourseEntry | None, EnrollmentHit | None]:
+        """The course's entry (its body only when the enrollment needs it) and the
+        enrollment's, in one script that also spends `charge`."""
+        keys = [charge.key if charge else "", _key(course_id), _enrollment_key(course_id, user_id)]
+        answer = await self._read(keys, charge.args if charge else ["", ""])
+        if charge is not None:
+            charge.settle(answer[0])
+        if len(answer) < 3:
+            return None, None
+        course = _course_entry(course_id, answer[1])
+        version, _, status, view, state = (*answer[2], None)[:5]
+        if version is None:
+            return course, None
+        record: EnrollmentRecord | None = orjson.loads(state) if state else None
+        return course, EnrollmentHit(int(version), status.decode(), view or None, record)
 
 
 class CatalogCache:
@@ -129,10 +287,10 @@ class CatalogCache:
         generation = await self._client.get(self.GENERATION)
         page_key = f"cms:catalog:page:{int(generation or 0)}:{key}"
         raw = await self._client.get(page_key)
-        return page_key, (json.loads(raw) if raw else None)
+        return page_key, (orjson.loads(raw) if raw else None)
 
     async def put(self, page_key: str, body: dict[str, Any]) -> None:
-        await self._client.set(page_key, json.dumps(body), ex=self.TTL_SECONDS)
+        await self._client.set(page_key, orjson.dumps(body), ex=self.TTL_SECONDS)
 
     async def invalidate(self) -> None:
         await self._client.incr(self.GENERATION)

@@ -13,23 +13,26 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-# KEYS[1]: the caller's key; ARGV: emission interval (ms), tolerance (ms).
-# Returns {allowed (0/1), milliseconds until the next request is allowed, TAT - now (ms)}.
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - tolerance
-if allow_at > now then
-  return {0, allow_at - now, tat - now}
+# A Lua function, so that a read can spend a request and fetch its data in one script
+# (infra/cache.py). gcra(key, emission interval ms, tolerance ms) returns
+# {allowed (0/1), milliseconds until the next request is allowed, TAT - now (ms)}.
+GCRA_FUNCTION = """
+local function gcra(key, interval, tolerance)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - tolerance
+  if allow_at > now then
+    return {0, allow_at - now, tat - now}
+  end
+  redis.call('SET', key, new_tat, 'PX', math.max(1, math.ceil(new_tat - now)))
+  return {1, 0, new_tat - now}
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, math.ceil(new_tat - now)))
-return {1, 0, new_tat - now}
 """
+# KEYS[1]: the caller's key; ARGV: emission interval (ms), tolerance (ms).
+_GCRA = GCRA_FUNCTION + "return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))"
 
 
 @dataclass(frozen=True)
@@ -51,21 +54,44 @@ class Decision:
     reset_s: int  # seconds until the whole quota is back
 
 
+@dataclass
+class Charge:
+    """One request of `caller`'s `budget`, to be spent once: by the read that fetches its
+    data in the same script (CourseCache.spend_and_get_*), or else by `RateLimiter.take`."""
+
+    budget: Budget
+    caller: str
+    decision: Decision | None = None  # set once spent
+
+    @property
+    def key(self) -> str:
+        return f"cms:rl:{self.budget.name}:{self.caller}"
+
+    @property
+    def args(self) -> list[float]:
+        """The script's ARGV for gcra(): the emission interval and the tolerance (ms)."""
+        return [self.budget.interval_ms, self.budget.window_s * 1000]
+
+    def settle(self, raw: list[int]) -> Decision:
+        """Record the decision of gcra()'s answer `{allowed, wait ms, TAT - now ms}`."""
+        allowed, wait_ms, tat_ms = raw
+        tolerance, interval = self.budget.window_s * 1000, self.budget.interval_ms
+        tat = float(tat_ms)
+        remaining = max(0, math.floor((tolerance - tat) / interval)) if allowed else 0
+        self.decision = Decision(
+            allowed=bool(allowed),
+            remaining=remaining,
+            retry_after_s=max(1, math.ceil(float(wait_ms) / 1000)) if not allowed else 0,
+            reset_s=max(0, math.ceil(tat / 1000)),
+        )
+        return self.decision
+
+
 class RateLimiter:
     def __init__(self, client: aioredis.Redis) -> None:
         self._script = client.register_script(_GCRA)
 
     async def take(self, budget: Budget, caller: str) -> Decision:
         """Spend one request of `caller`'s `budget` (raises the Redis client's errors)."""
-        tolerance = budget.window_s * 1000
-        allowed, wait_ms, tat_ms = await self._script(
-            keys=[f"cms:rl:{budget.name}:{caller}"], args=[budget.interval_ms, tolerance]
-        )
-        tat, interval = float(tat_ms), budget.interval_ms
-        remaining = max(0, math.floor((tolerance - tat) / interval)) if allowed else 0
-        return Decision(
-            allowed=bool(allowed),
-            remaining=remaining,
-            retry_after_s=max(1, math.ceil(float(wait_ms) / 1000)) if not allowed else 0,
-            reset_s=max(0, math.ceil(tat / 1000)),
-        )
+        charge = Charge(budget, caller)
+        return charge.settle(await self._script(keys=[charge.key], args=charge.args))

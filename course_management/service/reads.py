@@ -20,16 +20,19 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from course_management.api.ports import Unavailable
-from course_management.catalog.query import CatalogQuery
+import orjson
+
+from course_management.api.ports import EnrollmentView, Unavailable
+from course_management.catalog.query import CatalogQuery, catalog_version
 from course_management.catalog.search import UNAVAILABLE as CATALOG_UNAVAILABLE
 from course_management.catalog.search import CatalogSearch
 from course_management.domain.consistency import NONE, Marks
-from course_management.domain.enrollment import current_view, public_view
+from course_management.domain.enrollment import EMPTY_SEATS, current_view, public_view
 from course_management.infra import database, enrollment_mirror
-from course_management.infra.cache import CourseCache, ReadBypass
+from course_management.infra.cache import CourseCache, CourseEntry, ReadBypass
 from course_management.infra.database import Database
 from course_management.infra.metrics import CACHE_READS
+from course_management.infra.rate_limit import Charge
 from course_management.tables.courses import course_of
 from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.tables.records import CourseRecord, EnrollmentRecord
@@ -45,6 +48,35 @@ def _course_reaches(state: CourseRecord | None, version: int) -> bool:
         return False
     course = state.get("course")
     return bool(state.get("deleted")) or (course is not None and course["version"] >= version)
+
+
+def _entry_reaches(entry: CourseEntry, since: Marks) -> bool:
+    """A cached entry answers a read with a token when it holds the token's course
+    version and, for a token of this course's catalog, its seats too."""
+    if entry.deleted:
+        return True
+    if entry.version < since.course_version(entry.course_id):
+        return False
+    mark = since.catalog_version()
+    return (
+        mark is None
+        or mark[0] != entry.course_id
+        or (catalog_version(entry.version, entry.seq) >= mark[1])
+    )
+
+
+def _over_budget(charge: Charge | None) -> bool:
+    return charge is not None and charge.decision is not None and not charge.decision.allowed
+
+
+def _course(entry: CourseEntry) -> dict[str, Any]:
+    course = entry.state()["course"]
+    assert course is not None
+    return course
+
+
+def _view(view: dict[str, Any]) -> EnrollmentView:
+    return EnrollmentView(str(view["status"]), orjson.dumps(view))
 
 
 class ReadService:
@@ -89,15 +121,30 @@ class ReadService:
 
     # -- courses ---------------------------------------------------------------------
 
-    async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:
-        """Redis first; on a miss the table when its partition is here, else the mirror."""
-        need = since.course_version(course_id)
-        cached = await self._bypass.call(lambda: self._cache.get(course_id))
-        if cached is not None and _course_reaches(cached, need):
+    async def read_course(
+        self, course_id: str, since: Marks = NONE, charge: Charge | None = None
+    ) -> CourseEntry | None:
+        """The course as a read answers it (None if unknown): Redis first, in one script
+        that also spends `charge`; on a miss the table when its partition is here, else
+        the mirror. Over budget: None (the charge says so; nothing more is read)."""
+        entry = await self._bypass.call(lambda: self._cache.spend_and_get_course(course_id, charge))
+        if _over_budget(charge):
+            return None
+        if entry is not None and _entry_reaches(entry, since):
             CACHE_READS.labels("hit").inc()
-            return await self._with_enrollment_count(course_id, cached, since)
+            return entry
+        return await self._course_from_store(course_id, since)
+
+    async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:
+        """`{"course", "deleted"}` (seats taken included), as `read_course` finds it."""
+        entry = await self.read_course(course_id, since)
+        return entry.state() if entry is not None else None
+
+    async def _course_from_store(self, course_id: str, since: Marks) -> CourseEntry | None:
+        need = since.course_version(course_id)
         state: CourseRecord | None
-        if self._is_local(course_id):
+        local = self._is_local(course_id)
+        if local:
             CACHE_READS.labels("miss_table").inc()
             state = await self._until(
                 self._table_state(course_id), lambda s: _course_reaches(s, need), "the table"
@@ -109,10 +156,21 @@ class ReadService:
                 lambda s: _course_reaches(s, need),
                 "the mirror",
             )
-        if state is not None and (course := state.get("course")) is not None:
-            deleted = bool(state.get("deleted"))
-            await self._bypass.call(lambda: self._cache.put(course, deleted=deleted))
-        return await self._with_enrollment_count(course_id, state, since)
+        course = state.get("course") if state is not None else None
+        if state is None or course is None:
+            return None
+        if local:  # the table's seats are exact
+            seats = self._enrollments.get(seats_key(course_id)) or EMPTY_SEATS
+            count, seq = int(seats["count"]), int(seats["seq"])
+        else:  # the mirror's count, once it has the token's enrollment
+            if since.enrollment and since.enrollment[0] == course_id:
+                await self._mirror_enrollment_reaches(since)
+            count = await enrollment_mirror.count_seats_taken(self._mirror.pool, course_id)
+            seq = 0  # not known here: any entry of the agent's is newer
+        entry = CourseEntry.of(course, deleted=bool(state.get("deleted")), count=count, seq=seq)
+        # Only if absent: an entry the agent put there meanwhile is newer than this one.
+        await self._bypass.call(lambda: self._cache.fill_course(entry))
+        return entry
 
     def _table_state(self, course_id: str) -> Callable[[], Awaitable[CourseRecord | None]]:
         async def read() -> CourseRecord | None:
@@ -123,42 +181,37 @@ class ReadService:
 
         return read
 
-    async def _with_enrollment_count(
-        self, course_id: str, state: CourseRecord | None, since: Marks
-    ) -> CourseRecord | None:
-        """Seats taken change without a course version: merged in at read time (Redis has
-        the agent's count before a write is answered; the mirror's is waited for)."""
-        course = state.get("course") if state is not None else None
-        if state is None or course is None:
-            return state
-        count = await self._bypass.call(lambda: self._cache.enrollment_count(course_id))
-        if count is None:
-            if self._is_local(course_id):
-                seats = self._enrollments.get(seats_key(course_id)) or {}
-                count = seats.get("count", 0)
-            else:
-                if since.enrollment and since.enrollment[0] == course_id:
-                    await self._mirror_enrollment_reaches(since)
-                count = await enrollment_mirror.count_seats_taken(self._mirror.pool, course_id)
-            # NX: a count the agent set meanwhile is newer than the one read here.
-            filled = count
-            await self._bypass.call(lambda: self._cache.fill_enrollment_count(course_id, filled))
-        return {**state, "course": {**course, "enrollment_count": count}}
-
     # -- enrollments -----------------------------------------------------------------
 
     async def read_enrollment(
-        self, course_id: str, user_id: str, since: Marks = NONE
-    ) -> dict[str, Any] | None:
-        """The Enrollment with progress (None: not enrolled, or the course is gone): Redis,
-        the table when local, else the mirror."""
-        course = course_of(await self.read_course_state(course_id, since))
-        if course is None:
-            return None  # a deleted course's enrollments are gone on every worker
+        self, course_id: str, user_id: str, since: Marks = NONE, charge: Charge | None = None
+    ) -> tuple[CourseEntry | None, EnrollmentView | None]:
+        """The course (None if unknown or over budget) and the learner's enrollment with
+        progress, encoded (None: never enrolled, or the course is gone): Redis in one
+        script that also spends `charge`; else the table when local, else the mirror."""
+        course, hit = await self._bypass.call(
+            lambda: self._cache.spend_and_get_enrollment(course_id, user_id, charge)
+        ) or (None, None)
+        if _over_budget(charge):
+            return None, None
+        if course is None or not _entry_reaches(course, since):
+            course = await self.read_course(course_id, since)
+        if course is None or course.deleted:
+            return course, None  # a deleted course's enrollments are gone on every worker
         need = since.enrollment_version(course_id, user_id)
-        cached = await self._bypass.call(lambda: self._cache.get_enrollment(course_id, user_id))
-        if cached is not None and cached.get("version", 0) >= need:
-            return public_view(cached, course)
+        if hit is not None and hit.version >= need:
+            CACHE_READS.labels("hit").inc()
+            if hit.view is not None:
+                return course, EnrollmentView(hit.status, hit.view)
+            if hit.record is not None:
+                return course, _view(public_view(hit.record, _course(course)))
+        return course, await self._enrollment_from_store(course, user_id, need)
+
+    async def _enrollment_from_store(
+        self, entry: CourseEntry, user_id: str, need: int
+    ) -> EnrollmentView | None:
+        course_id = entry.course_id
+        course = _course(await self._with_body(entry))
         if self._is_local(course_id):
 
             async def from_table() -> EnrollmentRecord | None:
@@ -170,13 +223,19 @@ class ReadService:
             record = await self._until(
                 from_table, lambda r: need == 0 or (r or {}).get("version", 0) >= need, "the table"
             )
-            return public_view(record, course) if record is not None else None
+            return _view(public_view(record, course)) if record is not None else None
         found = await self._until(
             lambda: enrollment_mirror.fetch_enrollment(self._mirror.pool, course_id, user_id),
             lambda row: need == 0 or (row is not None and row[1] >= need),
             "the mirror",
         )
-        return current_view(found[0], course) if found else None
+        return _view(current_view(found[0], course)) if found else None
+
+    async def _with_body(self, entry: CourseEntry) -> CourseEntry:
+        """The entry with its body (an enrollment read's script leaves it out)."""
+        if entry.body is not None:
+            return entry
+        return await self.read_course(entry.course_id) or entry
 
     async def _mirror_enrollment_reaches(self, since: Marks) -> None:
         if since.enrollment is None:

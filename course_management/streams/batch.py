@@ -10,7 +10,7 @@ decision 3's guarantee:
    trip for the batch instead of one per input);
 2. the table writes, in order, each under its own input's Faust event (Faust takes the
    RocksDB and changelog partition from the current event);
-3. Redis: the last course state, seat count and enrollment records touched (waiting
+3. Redis: the entry of each course and enrollment touched, in one round trip (waiting
    for Redis, decision 22), so readers on any worker never see older than a write
    returns;
 4. the inputs that could not be applied, to their dead-letter topics;
@@ -25,14 +25,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+import orjson
+
 from course_management.domain import consistency
 from course_management.domain.consistency import Marks
-from course_management.domain.enrollment import EMPTY_SEATS, settle_seats
+from course_management.domain.enrollment import EMPTY_SEATS, public_view, settle_seats
 from course_management.domain.outcomes import Reply
+from course_management.infra.cache import CourseEntry, EnrollmentEntry
 from course_management.infra.publisher import Record
 from course_management.infra.retrying import until_cached, until_published
 from course_management.streams.faust_compat import as_current_event
@@ -56,9 +59,9 @@ class Sends(Protocol):
 class CachesCourses(Protocol):
     """Where readers find a course's latest state (infra.cache.CourseCache)."""
 
-    async def put(self, course: dict[str, Any], *, deleted: bool = False) -> bool: ...
-    async def set_enrollment_count(self, course_id: str, count: int) -> None: ...
-    async def put_enrollments(self, records: list[EnrollmentRecord]) -> None: ...
+    async def put_entries(
+        self, courses: Sequence[CourseEntry], enrollments: Sequence[EnrollmentEntry]
+    ) -> None: ...
 
 
 class Overlay:
@@ -91,8 +94,7 @@ class Batch:
         self.current: Any = None  # the input being decided
         self.records: list[Record] = []
         self.writes: list[tuple[Any, str, Any, Any]] = []
-        self.course_states: dict[str, tuple[dict[str, Any], bool]] = {}
-        self.seat_counts: dict[str, int] = {}
+        self.cached_courses: set[str] = set()  # courses whose Redis entry is rewritten
         self.enrollment_states: dict[str, EnrollmentRecord] = {}
         self.replies: list[Record] = []
         self.dead_letters: list[tuple[str, bytes | None, bytes | None, str, str]] = []
@@ -103,8 +105,7 @@ class Batch:
         self.current = None
         self.records.clear()
         self.writes.clear()
-        self.course_states.clear()
-        self.seat_counts.clear()
+        self.cached_courses.clear()
         self.enrollment_states.clear()
         self.replies.clear()
         self.dead_letters.clear()
@@ -158,13 +159,11 @@ class Batch:
         self.records.extend(records)
 
     def stage_course_state(self, course_id: str) -> None:
-        """Redis gets the course as the batch leaves it (readers see a change before its
-        writer does). Also after a duplicate input: a crash between the table write and
-        Redis is healed by the redelivery (the put is version-guarded)."""
-        record = self.course_record(course_id)
-        course = record.get("course") if record else None
-        if record is not None and course is not None:
-            self.course_states[course_id] = (course, bool(record.get("deleted")))
+        """Redis gets the course, with its seats, as the batch leaves it (readers see a
+        change before its writer does): once per course per batch. Also after a duplicate
+        input: a crash between the table write and Redis is healed by the redelivery (the
+        put is version-guarded)."""
+        self.cached_courses.add(course_id)
 
     def stage_enrollment_state(self, course_id: str, user_id: str) -> None:
         """Redis gets the enrollment as the tables hold it (after a repeat: see
@@ -174,11 +173,28 @@ class Batch:
             self.enrollment_states[enrollment_key(course_id, user_id)] = record
 
     def stage_seat_count(self, course_id: str) -> None:
-        """Redis gets the course's seat count as the batch leaves it (also after a
-        duplicate input, as above)."""
-        seats = self.enrollments.get(seats_key(course_id))
-        if seats is not None:
-            self.seat_counts[course_id] = int(seats["count"])
+        """Redis gets the course's seats taken as the batch leaves them (its entry holds
+        them; also after a duplicate input, as above)."""
+        self.cached_courses.add(course_id)
+
+    def _course_entry(self, course_id: str) -> CourseEntry | None:
+        record = self.course_record(course_id)
+        course = record.get("course") if record else None
+        if record is None or course is None:
+            return None
+        seats = self.enrollments.get(seats_key(course_id)) or EMPTY_SEATS
+        return CourseEntry.of(
+            course, deleted=bool(record.get("deleted")), count=seats["count"], seq=seats["seq"]
+        )
+
+    def _enrollment_entry(self, record: EnrollmentRecord) -> EnrollmentEntry:
+        """The record, and its public view drawn against the course as the batch leaves it."""
+        course_record = self.course_record(record["course_id"])
+        course = course_record.get("course") if course_record else None
+        if course is None or (course_record or {}).get("deleted"):
+            return EnrollmentEntry(record)
+        view = orjson.dumps(public_view(record, course))
+        return EnrollmentEntry(record, view, int(course["version"]))
 
     async def stage_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
@@ -215,15 +231,10 @@ class Batch:
         for table, key, value, event in self.writes:
             with as_current_event(event):
                 table[key] = value
-        for course, deleted in self.course_states.values():
-            await until_cached(functools.partial(self._cache.put, course, deleted=deleted))
-        for course_id, count in self.seat_counts.items():
-            await until_cached(
-                functools.partial(self._cache.set_enrollment_count, course_id, count)
-            )
-        if self.enrollment_states:
-            enrollments = list(self.enrollment_states.values())
-            await until_cached(functools.partial(self._cache.put_enrollments, enrollments))
+        courses = [e for c in self.cached_courses if (e := self._course_entry(c)) is not None]
+        enrollments = [self._enrollment_entry(r) for r in self.enrollment_states.values()]
+        if courses or enrollments:
+            await until_cached(functools.partial(self._cache.put_entries, courses, enrollments))
         for dead in self.dead_letters:
             await until_published(functools.partial(sends.send_dead_letter, *dead))
         if self.replies:

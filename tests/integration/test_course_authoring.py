@@ -225,14 +225,15 @@ async def test_the_cache_never_serves_a_stale_course_after_a_write(
     assert (await (await http.get(path, headers=OWNER)).json())["version"] == 1  # cached now
     client = aioredis.from_url(settings.redis_url)
     try:
-        assert await client.hget(f"cms:course:{course['id']}", "version") == b"1"
+        key = f"cms:ready:course:{course['id']}"
+        assert await client.hget(key, "version") == b"1"
         for n in range(2, 7):
             written = await (await update(http, course["id"], {"title": f"v{n}"}, OWNER)).json()
             read = await (await http.get(path, headers=OWNER)).json()
             assert read["version"] == written["version"] == n
             assert read["title"] == f"v{n}"
-        cached = json.loads(await client.hget(f"cms:course:{course['id']}", "state"))
-        assert cached["course"]["version"] == 6
+        cached = json.loads(await client.hget(key, "body"))  # the answer, ready-made
+        assert cached["version"] == 6 and cached["title"] == "v6"
     finally:
         await client.aclose()
 

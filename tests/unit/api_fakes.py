@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from course_management.api.ports import Unavailable
+import orjson
+
+from course_management.api.ports import EnrollmentView, Unavailable
 from course_management.catalog.query import CatalogQuery
 from course_management.domain.commands import CourseCommand
 from course_management.domain.consistency import NONE, Marks
 from course_management.domain.outcomes import Reply
 from course_management.domain.uploads import UploadPlan
+from course_management.infra.cache import CourseEntry
+from course_management.infra.rate_limit import Charge
 from course_management.tables.records import CourseRecord
 
 
@@ -66,18 +70,28 @@ class FakeReads:
         if self.failure is not None:
             raise self.failure
 
-    async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:
+    async def read_course(
+        self, course_id: str, since: Marks = NONE, charge: Charge | None = None
+    ) -> CourseEntry | None:
         self._fail()
         self.seen_marks.append(since)
         course = self.courses.get(course_id)
-        return {"course": course, "deleted": False} if course else None
+        if course is None:
+            return None
+        count = int(course.get("enrollment_count", 0))
+        return CourseEntry.of(course, deleted=False, count=count, seq=0)
+
+    async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:
+        entry = await self.read_course(course_id, since)
+        return entry.state() if entry else None
 
     async def read_enrollment(
-        self, course_id: str, user_id: str, since: Marks = NONE
-    ) -> dict[str, Any] | None:
-        self._fail()
-        self.seen_marks.append(since)
-        return self.enrollments.get((course_id, user_id))
+        self, course_id: str, user_id: str, since: Marks = NONE, charge: Charge | None = None
+    ) -> tuple[CourseEntry | None, EnrollmentView | None]:
+        course = await self.read_course(course_id, since)
+        found = self.enrollments.get((course_id, user_id))
+        view = EnrollmentView(found["status"], orjson.dumps(found)) if found else None
+        return course, view
 
     async def list_course_enrollments(
         self,

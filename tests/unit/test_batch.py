@@ -3,6 +3,7 @@ see, and the order its staged effects are applied in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RecordTooLa
 from faust.streams import current_event
 
 from course_management.domain.outcomes import Outcome, Reply
+from course_management.infra.cache import CourseEntry, EnrollmentEntry
 from course_management.infra.retrying import kafka_unavailable
 from course_management.streams import agent
 from course_management.streams.batch import Batch
@@ -42,15 +44,17 @@ class _Cache:
     def __init__(self, log: list[Any]) -> None:
         self.log = log
 
-    async def put(self, course: dict[str, Any], *, deleted: bool = False) -> bool:
-        self.log.append(("cache", course["id"], course["version"]))
-        return True
-
-    async def set_enrollment_count(self, course_id: str, count: int) -> None:
-        self.log.append(("count", course_id, count))
-
-    async def put_enrollments(self, records: list[dict[str, Any]]) -> None:
-        self.log.append(("enrollments", [(r["course_id"], r["user_id"]) for r in records]))
+    async def put_entries(
+        self, courses: Sequence[CourseEntry], enrollments: Sequence[EnrollmentEntry]
+    ) -> None:
+        """One round trip for the batch: (course, version, seats) and the enrollments."""
+        self.log.append(
+            (
+                "cache",
+                [(c.course_id, c.version, c.count) for c in courses],
+                [(e.record["course_id"], e.record["user_id"]) for e in enrollments],
+            )
+        )
 
 
 class _Publisher:
@@ -67,6 +71,10 @@ class _Publisher:
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
     ) -> None:
         self.log.append(("dead letter", topic, reason))
+
+
+def _course(course_id: str, version: int) -> dict[str, Any]:
+    return {"id": course_id, "version": version, "status": "published", "instructor": {"id": "i"}}
 
 
 def _batch() -> tuple[Batch, list[Any], _Table, _Table]:
@@ -94,7 +102,7 @@ async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
     ok = Reply(Outcome.APPLIED, {"ok": True})
     with batch.deciding(_Input("a")):
         batch.stage_records([("course-events", "c1", "s", {})])
-        batch.courses["c1"] = {"course": {"id": "c1", "version": 2}}
+        batch.courses["c1"] = {"course": _course("c1", 2)}
         batch.stage_course_state("c1")
         batch.stage_reply("course-management-replies-w1", "cmd-a", ok)
         batch.stage_reply("course-management-replies-gone", "cmd-a2", ok)
@@ -102,7 +110,7 @@ async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
     with batch.deciding(_Input("b")):
         batch.stage_records([("enrollment-events", "c1", "s", {})])
         batch.enrollments["c1#seats"] = {"count": 3, "seq": 3, "pending": None}
-        batch.courses["c1"] = {"course": {"id": "c1", "version": 3}}
+        batch.courses["c1"] = {"course": _course("c1", 3)}
         batch.stage_course_state("c1")
         batch.stage_seat_count("c1")
     with batch.deciding(_Input("c")):
@@ -112,11 +120,10 @@ async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
     await batch.apply()
     assert log == [
         ("publish", ["course-events", "enrollment-events"]),  # one round trip, first
-        ("write", "courses", "c1", {"course": {"id": "c1", "version": 2}}, "a"),
+        ("write", "courses", "c1", {"course": _course("c1", 2)}, "a"),
         ("write", "enrollments", "c1#seats", {"count": 3, "seq": 3, "pending": None}, "b"),
-        ("write", "courses", "c1", {"course": {"id": "c1", "version": 3}}, "b"),
-        ("cache", "c1", 3),  # the batch's final view, once per course
-        ("count", "c1", 3),
+        ("write", "courses", "c1", {"course": _course("c1", 3)}, "b"),
+        ("cache", [("c1", 3, 3)], []),  # the batch's final view, once per course, one trip
         ("dead letter", "user-enrolled", "course-full: no seat"),  # after earlier inputs
         ("publish", ["course-management-replies-w1"]),  # replies last, to live workers only
     ]

@@ -1,0 +1,82 @@
+"""Hand-written peers the benchmarks measure the service against, in the same run.
+
+    python -m bench.peers read --port P --redis-url URL --key K --body-file F
+
+`read` is an aiohttp app with two routes:
+- `/bare`: the ready-made response bytes and headers from memory (no I/O at all);
+- `/one-get`: one Redis GET of the same bytes, then the same response: the least a read
+  that must be fresh on every worker does;
+- `/script/{id}`: the service's own read script (rate limit and entry in one call,
+  infra/cache.py) from a bare handler: what the Redis side of a read costs, without the
+  rest of the service.
+It runs on the same event loop policy as the service (`--uvloop`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from course_management.infra.cache import CourseCache
+from course_management.infra.rate_limit import Budget, Charge
+
+
+def read_peer(redis_url: str, key: str, body: bytes, etag: str) -> web.Application:
+    client = aioredis.from_url(redis_url)
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Content-Type": "application/json"}
+
+    async def bare(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers=headers)
+
+    async def one_get(request: web.Request) -> web.Response:
+        raw = await client.get(key)
+        if raw is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=raw, headers=headers)
+
+    cache = CourseCache(client)
+    budget = Budget("peer-read", 10_000_000, 60)
+
+    async def script(request: web.Request) -> web.Response:
+        charge = Charge(budget, "peer")
+        entry = await cache.spend_and_get_course(request.match_info["id"], charge)
+        if entry is None or entry.body is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=entry.body, headers=headers)
+
+    async def prime(app: web.Application) -> None:
+        await client.set(key, body)
+
+    app = web.Application()
+    app.on_startup.append(prime)
+    app.router.add_get("/bare", bare)
+    app.router.add_get("/one-get", one_get)
+    app.router.add_get("/script/{id}", script)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="peer", required=True)
+    read = sub.add_parser("read")
+    read.add_argument("--port", type=int, required=True)
+    read.add_argument("--redis-url", required=True)
+    read.add_argument("--key", required=True)
+    read.add_argument("--body-file", type=Path, required=True)
+    read.add_argument("--etag", default='"1.0"')
+    read.add_argument("--uvloop", action="store_true")
+    args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    app = read_peer(args.redis_url, args.key, args.body_file.read_bytes(), args.etag)
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

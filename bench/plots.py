@@ -1,0 +1,34 @@
+"""Figures for docs/benchmarks.md: latency distributions side by side, and throughput."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.load import Load
+
+
+def latency_and_throughput(loads: Sequence[Load], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for load in loads:
+        points = sorted(load.percentiles_us.items())
+        left.plot([p for p, _ in points], [us / 1000 for _, us in points], label=load.name)
+    left.set_xlabel("percentile")
+    left.set_ylabel("latency (ms)")
+    left.set_yscale("log")
+    left.set_title("latency distribution")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    right.barh([load.name for load in loads], [load.rps for load in loads])
+    right.set_xlabel("requests per second")
+    right.set_title("throughput")
+    right.invert_yaxis()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
