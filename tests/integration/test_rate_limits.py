@@ -6,6 +6,7 @@ rebalance)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from course_management.config import Settings
-from course_management.infra.rate_limit import Budget, RateLimiter
-from tests.support import WorkerProcess, auth, eventually_async
+from course_management.infra.cache import CourseCache, CourseEntry
+from course_management.infra.rate_limit import Budget, Charge, RateLimiter
+from tests.support import ONE_MODULE, WorkerProcess, auth, eventually_async
 
 
 async def test_one_budget_holds_across_workers_and_refills(settings: Settings) -> None:
@@ -99,3 +101,72 @@ async def test_a_worker_answers_429_with_the_drafts_headers(limited_worker: Work
         assert service == [200] * 8 + [429]
         health = [(await http.get("/healthz")).status for _ in range(20)]
         assert health == [200] * 20
+
+
+@pytest.mark.rebalances
+async def test_a_hot_read_spends_its_budget_in_the_script_that_reads_it(
+    limited_worker: WorkerProcess,
+) -> None:
+    """GET a course (and an unknown one) spends the read budget like any read: the budget
+    is taken in the same Redis script that fetches the course."""
+    async with aiohttp.ClientSession(base_url=limited_worker.base_url) as http:
+        author = auth(f"rl-author-{time.monotonic_ns()}", "instructor")
+        created = await http.post(
+            "/api/v1/courses/create",
+            json={"title": "hot", "status": "published", "modules": [ONE_MODULE]},
+            headers=author,
+        )
+        assert created.status == 201, await created.text()
+        path = f"/api/v1/courses/{(await created.json())['id']}"
+        reader = auth(f"rl-reader-{time.monotonic_ns()}", "student")
+        answers = []
+        for n in range(6):
+            target = path if n != 2 else "/api/v1/courses/00000000-0000-4000-8000-000000000000"
+            r = await http.get(target, headers=reader)
+            answers.append((r.status, r.headers.get("RateLimit", "")))
+        assert [s for s, _ in answers] == [200, 200, 404, 200, 200, 429]
+        assert [h.split(";")[1] for _, h in answers[:5]] == ["r=4", "r=3", "r=2", "r=1", "r=0"]
+        assert r.content_type == "application/problem+json" and int(r.headers["Retry-After"]) >= 1
+
+
+async def test_the_read_script_is_one_round_trip_for_the_limit_and_the_course(
+    settings: Settings,
+) -> None:
+    """infra/cache.py against real Redis: one command spends the charge and returns the
+    entry; over budget it returns nothing and the charge says so."""
+    client = aioredis.from_url(settings.redis_url)
+    calls: list[Any] = []
+    real = client.execute_command
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return await real(*args, **kwargs)
+
+    client.execute_command = counted  # type: ignore[method-assign]
+    cache = CourseCache(client)
+    course_id = f"rt-{time.monotonic_ns()}"
+    course = {"id": course_id, "version": 3, "status": "published", "instructor": {"id": "i1"}}
+    try:
+        await cache.put_entries([CourseEntry.of(course, deleted=False, count=2, seq=5)], [])
+        budget = Budget("test-rt", 3, 60)
+        await cache.spend_and_get_course(course_id, Charge(budget, course_id))  # loads it
+        calls.clear()
+        first = Charge(budget, course_id)
+        entry = await cache.spend_and_get_course(course_id, first)
+        assert calls == ["EVALSHA"]
+        assert entry is not None and (entry.version, entry.count, entry.owner) == (3, 2, "i1")
+        assert entry.body is not None and json.loads(entry.body)["enrollment_count"] == 2
+        assert first.decision is not None and first.decision.allowed
+        await cache.spend_and_get_course(course_id, Charge(budget, course_id))
+        over = Charge(budget, course_id)
+        assert await cache.spend_and_get_course(course_id, over) is None
+        assert over.decision is not None and not over.decision.allowed
+        # An older entry never replaces a newer one; a reader's fill never replaces any.
+        await cache.put_entries([CourseEntry.of(course, deleted=False, count=1, seq=4)], [])
+        assert (
+            await cache.fill_course(CourseEntry.of(course, deleted=False, count=0, seq=0)) is False
+        )
+        again = await cache.spend_and_get_course(course_id)
+        assert again is not None and (again.count, again.seq) == (2, 5)
+    finally:
+        await client.aclose()
