@@ -1,16 +1,22 @@
-"""Enrollments per second through the whole pipeline, against raw aiokafka as the peer.
+"""Target 2 of issue 13: enrolments per second through the pipeline, against hand-written
+aiokafka peers doing the same work on the same broker with the same input.
 
-    .venv/bin/python -m bench.enrollment_throughput [--n 2000]
+    .venv/bin/python -m bench.enrollment_throughput [--n 12000] [--png FILE]
 
-Starts the local stack (no Elasticsearch) and one worker, creates a published course,
-produces N `user_enrolled` records keyed by user (as another service would), and times
-until N `enrollment_created` events are on `enrollment-events`: re-keying, the course
-agent (decision, event, tables, cache) and back. Two peers, measured in the same run:
+Starts the local stack (no Elasticsearch) and one worker, creates a published course
+(no capacity), and produces N `user_enrolled` records keyed by user (as another service
+would) with one producer. Timed from the first record sent until N `enrollment_created`
+events of the course are on `enrollment-events`: re-keying by course (the router), the
+course agent (decision, event, tables, Redis) and the event.
 
-- read: a plain aiokafka consumer reading the same N records from `user-enrolled`;
-- round trip: the same N records read, and for each one record produced and its ack
-  awaited (acks=all, idempotent, as the course agent does once per input) - the floor of
-  a pipeline that answers each input durably before the next.
+The peers get the same N records (encoded the same way, produced the same way) on their
+own topics of the same partition count, and are timed the same way:
+- two hops (the service's shape): consume a batch, forward each record re-keyed by course
+  to a repartition topic, await, commit; then consume that, decode, decide in a dict
+  (dedupe by event id, seats), send one Avro event per input with an idempotent acks=all
+  producer, await the batch, commit;
+- one hop: the second hop alone, reading the input directly.
+No threshold is asserted.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from bench.local import local_worker
@@ -31,144 +37,206 @@ from course_management.infra.avro import AvroCodec
 from course_management.infra.kafka import ensure_topics, new_producer
 from course_management.ops.provisioning import register_schemas
 from course_management.topology import TopicSpec
-from tests.support import auth
+from tests.support import ONE_MODULE, auth
+
+INPUT_SUBJECT = "user-enrolled-value"
+EVENT_SUBJECT = "enrollment-events-value"
+PARTITIONS = 6  # as the service's topics on the local stack (TOPIC_PARTITIONS)
 
 
-async def _read_until(
-    bootstrap: str, topic: str, done: Callable[[list[ConsumerRecord]], Awaitable[bool]]
-) -> float:
-    """Seconds to read `topic` from the beginning until `done(batch)` says so."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    started = time.perf_counter()
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=200)
-            if await done([r for records in batch.values() for r in records]):
-                return time.perf_counter() - started
-    finally:
-        await consumer.stop()
+def inputs(codec: AvroCodec, course_id: str, n: int) -> list[tuple[bytes, bytes]]:
+    return [
+        (
+            f"bench-{i}".encode(),
+            codec.encode(
+                INPUT_SUBJECT,
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "occurred_at": datetime.now(UTC),
+                    "user_id": f"bench-{i}",
+                    "course_id": course_id,
+                    "source": "bench",
+                },
+            ),
+        )
+        for i in range(n)
+    ]
 
 
-async def count_until(bootstrap: str, topic: str, n: int, key: bytes | None) -> float:
-    seen = 0
-
-    async def counted(records: list[ConsumerRecord]) -> bool:
-        nonlocal seen
-        seen += sum(1 for r in records if key is None or r.key == key)
-        return seen >= n
-
-    return await _read_until(bootstrap, topic, counted)
-
-
-async def round_trip_per_record(bootstrap: str, topic: str, n: int) -> float:
-    """Read n records of `topic`; for each, produce one and await its ack."""
-    scratch = f"bench-round-trip-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(bootstrap, [TopicSpec(scratch, None, partitions=1)], 1)
-    producer = new_producer(bootstrap)
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
-    seen = 0
-
-    async def answered(records: list[ConsumerRecord]) -> bool:
-        nonlocal seen
-        for record in records[: n - seen]:
-            await producer.send_and_wait(scratch, value=record.value, key=record.key)
-            seen += 1
-        return seen >= n
-
     try:
-        return await _read_until(bootstrap, topic, answered)
+        for key, value in records:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
     finally:
         await producer.stop()
 
 
-async def mirrored(database_url: str, course_id: str, n: int, started: float) -> float:
-    """Seconds from `started` until the PostgreSQL mirror holds the n enrollments."""
-    conn = await asyncpg.connect(database_url)
+async def count_until(bootstrap: str, topic: str, n: int, key: bytes | None) -> None:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    seen = 0
     try:
-        query = "SELECT count(*) FROM enrollments WHERE course_id = $1"
-        while await conn.fetchval(query, course_id) < n:  # noqa: ASYNC110 - another process
-            await asyncio.sleep(0.02)
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=200)
+            seen += sum(1 for rs in batch.values() for r in rs if key is None or r.key == key)
+    finally:
+        await consumer.stop()
+
+
+async def _loop(
+    bootstrap: str, topic: str, group: str, work: Callable[[list[ConsumerRecord]], Awaitable[None]]
+) -> None:
+    """Consume `topic` in batches: `work(batch)` (which awaits its sends), then commit."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=500,
+    )
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100, max_records=500)
+            records = [r for rs in batch.values() for r in rs]
+            if records:
+                await work(records)
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+def _event(codec: AvroCodec, fields: dict[str, Any]) -> bytes:
+    now = datetime.now(UTC)
+    return codec.encode(
+        EVENT_SUBJECT,
+        {
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, fields["event_id"])),
+            "event_type": "enrollment_created",
+            "occurred_at": now,
+            "course_id": fields["course_id"],
+            "user_id": fields["user_id"],
+            "version": 1,
+            "enrollment": {
+                "course_id": fields["course_id"],
+                "user_id": fields["user_id"],
+                "status": "active",
+                "enrolled_at": now.isoformat(),
+                "progress": {
+                    "completed_items": 0,
+                    "total_items": 1,
+                    "percent": 0.0,
+                    "completed_at": None,
+                    "last_activity_at": None,
+                    "next_item_id": None,
+                    "items": [],
+                },
+                "completed_item_ids": [],
+            },
+        },
+    )
+
+
+async def peer(
+    bootstrap: str, codec: AvroCodec, records: list[tuple[bytes, bytes]], course_id: str, hops: int
+) -> float:
+    """Seconds for the hand-written pipeline to turn the records into N events."""
+    tag = uuid.uuid4().hex[:8]
+    source, rekeyed, out = f"bench-in-{tag}", f"bench-rekeyed-{tag}", f"bench-out-{tag}"
+    await ensure_topics(bootstrap, [TopicSpec(t, None) for t in (source, rekeyed, out)], PARTITIONS)
+    producer = new_producer(bootstrap)
+    await producer.start()
+    seen: set[str] = set()
+    seats: dict[str, int] = {}
+
+    async def rekey(batch: list[ConsumerRecord]) -> None:
+        sent = []
+        for record in batch:
+            fields = await codec.decode(INPUT_SUBJECT, record.value)
+            key = fields["course_id"].encode()
+            sent.append(await producer.send(rekeyed, value=record.value, key=key))
+        await asyncio.gather(*sent)
+
+    async def decide(batch: list[ConsumerRecord]) -> None:
+        sent = []
+        for record in batch:
+            fields = await codec.decode(INPUT_SUBJECT, record.value)
+            if fields["event_id"] in seen:
+                continue
+            seen.add(fields["event_id"])
+            seats[fields["course_id"]] = seats.get(fields["course_id"], 0) + 1
+            event = _event(codec, fields)
+            sent.append(await producer.send(out, value=event, key=record.key))
+        await asyncio.gather(*sent)
+
+    loops = [
+        asyncio.create_task(
+            _loop(bootstrap, rekeyed if hops == 2 else source, f"decide-{tag}", decide)
+        )
+    ]
+    if hops == 2:
+        loops.append(asyncio.create_task(_loop(bootstrap, source, f"rekey-{tag}", rekey)))
+    try:
+        started = time.perf_counter()
+        await produce(bootstrap, source, records)
+        await count_until(bootstrap, out, len(records), None)
         return time.perf_counter() - started
     finally:
-        await conn.close()
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await producer.stop()
 
 
-async def run(base: str, bootstrap: str, registry: str, database_url: str, n: int) -> None:
+async def run(base: str, bootstrap: str, registry: str, n: int) -> dict[str, float]:
     async with aiohttp.ClientSession(base_url=base) as http:
         response = await http.post(
             "/api/v1/courses/create",
-            json={
-                "title": "Bench",
-                "status": "published",
-                "modules": [
-                    {
-                        "title": "M",
-                        "position": 0,
-                        "items": [{"type": "lesson", "title": "L", "position": 0}],
-                    }
-                ],
-            },
+            json={"title": "Bench", "status": "published", "modules": [ONE_MODULE]},
             headers=auth("bench", "instructor"),
         )
         course = await response.json()
+        assert response.status == 201, course
     codec = AvroCodec(registry)
     await register_schemas(codec)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
+    records = inputs(codec, course["id"], n)
     started = time.perf_counter()
-    for i in range(n):
-        value = codec.encode(
-            "user-enrolled-value",
-            {
-                "event_id": str(uuid.uuid4()),
-                "occurred_at": datetime.now(UTC),
-                "user_id": f"bench-{i}",
-                "course_id": course["id"],
-                "source": "bench",
-            },
-        )
-        await producer.send("user-enrolled", value=value, key=f"bench-{i}".encode())
-    await producer.flush()
-    await producer.stop()
+    await produce(bootstrap, "user-enrolled", records)
     await count_until(bootstrap, "enrollment-events", n, course["id"].encode())
-    pipeline = time.perf_counter() - started
-    mirror = await mirrored(database_url, course["id"], n, started)
-    peer = await count_until(bootstrap, "user-enrolled", n, None)
-    floor = await round_trip_per_record(bootstrap, "user-enrolled", n)
-    print(f"n={n} enrollments, one worker, local stack on this machine")
-    print(
-        f"pipeline (produce -> enrollment_created): {n / pipeline:8.0f} enrollments/s"
-        f" ({pipeline:.2f} s)"
-    )
-    print(
-        f"mirror (produce -> {n} rows in PostgreSQL): {n / mirror:8.0f} enrollments/s"
-        f" ({mirror:.2f} s)"
-    )
-    print(f"peer read (raw aiokafka read of the input): {n / peer:8.0f} records/s ({peer:.2f} s)")
-    print(
-        f"peer round trip (read + one acked produce each): {n / floor:8.0f} records/s"
-        f" ({floor:.2f} s)"
-    )
-    print(f"pipeline / read: {peer / pipeline:.3f}; pipeline / round trip: {floor / pipeline:.2f}")
+    service = time.perf_counter() - started
+    fake_course = str(uuid.uuid4())  # the peers' own copy of the same input
+    copy = inputs(codec, fake_course, n)
+    two = await peer(bootstrap, codec, copy, fake_course, hops=2)
+    one = await peer(bootstrap, codec, inputs(codec, fake_course, n), fake_course, hops=1)
+    return {"service": n / service, "peer: two hops": n / two, "peer: one hop": n / one}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--n", type=int, default=12000)
+    parser.add_argument("--png", type=str)
     args = parser.parse_args()
     with local_worker() as (worker, settings):
-        asyncio.run(
-            run(
-                worker.base_url,
-                settings.kafka_bootstrap_servers,
-                settings.schema_registry_url,
-                settings.database_url,
-                args.n,
-            )
-        )
+        rates = asyncio.run(
+            run(worker.base_url, settings.kafka_bootstrap_servers,
+                settings.schema_registry_url, args.n)
+        )  # fmt: skip
+    service = rates["service"]
+    print(f"n={args.n} user_enrolled records, one worker, local stack on this machine")
+    for name, rate in rates.items():
+        print(f"{name:<16}{rate:>10.0f} enrolments/s   service ÷ this: {service / rate:.2f}")
+    if args.png:
+        from bench.plots import bars
+
+        bars(rates, args.png, f"Enrolments per second ({args.n} user_enrolled records)",
+             "enrolments per second")  # fmt: skip
+        print(f"drawn: {args.png}")
 
 
 if __name__ == "__main__":

@@ -32,3 +32,21 @@ def latency_and_throughput(loads: Sequence[Load], path: Path, title: str) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def bars(values: dict[str, float], path: str | Path, title: str, unit: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(values) + 1.5))
+    ax.barh(list(values), list(values.values()))
+    ax.set_xlabel(unit)
+    ax.set_title(title)
+    ax.invert_yaxis()
+    for y, v in enumerate(values.values()):
+        ax.text(v, y, f" {v:,.0f}", va="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # (every request is counted and timed in the metrics either way).
     access_log_sample: Annotated[float, Field(ge=0, le=1)] = 0.01
     access_log_slow_ms: Annotated[int, Field(ge=0)] = 250
+    # Whether the worker also runs the sinks (the PostgreSQL mirror and catalog, the search
+    # index); false when `course-management sink` processes run them apart.
+    run_sinks: bool = True
     # The worker's event loop: uvloop (faster sockets), or asyncio's own.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # How long the group waits for a worker that vanished (crash) before moving its partitions.

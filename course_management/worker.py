@@ -192,8 +192,10 @@ class Worker(Service):
             self.catalog_pages.invalidate,
             dead_letter,
         )
-        groups = [
-            GroupConsumer(bootstrap, ROUTER_GROUP, router.handlers(), dead_letter),
+        groups = [GroupConsumer(bootstrap, ROUTER_GROUP, router.handlers(), dead_letter)]
+        if not self.settings.run_sinks:
+            return groups
+        groups += [
             GroupConsumer(
                 bootstrap,
                 POSTGRES_GROUP,

@@ -8,7 +8,8 @@ public view, encoded against the course version it names. A read spends its rate
 request and fetches all of that in one script, one round trip (`spend_and_get_*`).
 
 The agent's `put_entries` replaces an entry only with a newer one (version, then the
-seats sequence; a Lua script, atomic in Redis), so a slow writer can never go backwards.
+seats sequence; one Lua script for the whole batch, atomic in Redis), so a slow writer
+can never go backwards.
 A reader that filled nothing after a miss fills only an absent entry (`fill_*`), so it
 can never overwrite what the agent put there meanwhile.
 """
@@ -39,22 +40,31 @@ log = logging.getLogger(__name__)
 TTL_SECONDS = 3600
 T = TypeVar("T")
 
-# KEYS[1]: the entry. ARGV[1]: '1' = only if absent (a reader's fill), else only if newer
-# than (version ARGV[2], seats sequence ARGV[3]); ARGV[4]: TTL; ARGV[5..]: field, value...
+# KEYS: the entries. ARGV[1]: the TTL; then for each key: its mode ('1' = only if absent,
+# a reader's fill; else only if newer than its version and seats sequence), version,
+# seats sequence, the number of field/value items, and those items. One call for a batch.
 _PUT = """
-if ARGV[1] == '1' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-else
-  local current = redis.call('HMGET', KEYS[1], 'version', 'seq')
-  if current[1] then
-    local v, s = tonumber(current[1]), tonumber(current[2] or '-1')
-    local nv, ns = tonumber(ARGV[2]), tonumber(ARGV[3])
-    if v > nv or (v == nv and s >= ns) then return 0 end
+local i, stored = 2, 0
+for k = 1, #KEYS do
+  local mode, v, s, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local put = true
+  if mode == '1' then
+    put = redis.call('EXISTS', KEYS[k]) == 0
+  else
+    local current = redis.call('HMGET', KEYS[k], 'version', 'seq')
+    if current[1] then
+      local cv, cs = tonumber(current[1]), tonumber(current[2] or '-1')
+      put = not (cv > v or (cv == v and cs >= s))
+    end
   end
+  if put then
+    redis.call('HSET', KEYS[k], unpack(ARGV, i + 4, i + 3 + n))
+    redis.call('EXPIRE', KEYS[k], ARGV[1])
+    stored = stored + 1
+  end
+  i = i + 4 + n
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
+return stored
 """
 
 _COURSE_FIELDS = ("version", "seq", "count", "deleted", "status", "owner")
@@ -205,23 +215,26 @@ class CourseCache:
     async def put_entries(
         self, courses: Sequence[CourseEntry], enrollments: Sequence[EnrollmentEntry]
     ) -> None:
-        """Every entry a batch left, each only if newer, in one round trip."""
+        """Every entry a batch left, each only if newer, in one script call."""
         if not courses and not enrollments:
             return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for course in courses:
-                args = ["0", course.version, course.seq, TTL_SECONDS, *course.fields()]
-                await self._put(keys=[_key(course.course_id)], args=args, client=pipe)
-            for entry in enrollments:
-                key = _enrollment_key(entry.record["course_id"], entry.record["user_id"])
-                args = ["0", entry.record["version"], 0, TTL_SECONDS, *entry.fields()]
-                await self._put(keys=[key], args=args, client=pipe)
-            await pipe.execute()
+        keys: list[str] = []
+        args: list[Any] = [TTL_SECONDS]
+        for course in courses:
+            keys.append(_key(course.course_id))
+            fields = course.fields()
+            args += ["0", course.version, course.seq, len(fields), *fields]
+        for entry in enrollments:
+            keys.append(_enrollment_key(entry.record["course_id"], entry.record["user_id"]))
+            fields = entry.fields()
+            args += ["0", entry.record["version"], 0, len(fields), *fields]
+        await self._put(keys=keys, args=args)
 
     # -- a reader's fills after a miss -------------------------------------------------
 
     async def fill_course(self, entry: CourseEntry) -> bool:
-        args = ["1", entry.version, entry.seq, TTL_SECONDS, *entry.fields()]
+        fields = entry.fields()
+        args = [TTL_SECONDS, "1", entry.version, entry.seq, len(fields), *fields]
         return bool(await self._put(keys=[_key(entry.course_id)], args=args))
 
     # -- reads -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -32,7 +33,7 @@ import faust
 from course_management.domain.outcomes import Refusal, RefusalKind, Reply
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.dead_letters import ERROR, INVALID, MALFORMED, decode_or_dead_letter
-from course_management.infra.metrics import INPUTS_SKIPPED
+from course_management.infra.metrics import AGENT_BATCH_INPUTS, AGENT_BATCH_SECONDS, INPUTS_SKIPPED
 from course_management.streams import course_handlers, enrollment_handlers
 from course_management.streams.batch import Batch
 from course_management.streams.faust_compat import committed_offset
@@ -60,6 +61,8 @@ from course_management.topology import (
 
 log = logging.getLogger(__name__)
 
+DECIDE_SECONDS = AGENT_BATCH_SECONDS.labels("decide")
+APPLY_SECONDS = AGENT_BATCH_SECONDS.labels("apply")
 BATCH_MAX = 500  # inputs decided before their effects are applied together
 BATCH_WITHIN_S = 0.005  # how long a lone input waits for company
 UNAPPLIED_EXIT_CODE = 75  # EX_TEMPFAIL: start again and the batch is applied again
@@ -103,11 +106,16 @@ def register_course_agent(app: faust.App, codec: AvroCodec, batch: Batch) -> Any
         # is after apply() applied all their effects.
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             try:
+                started = time.perf_counter()
                 batch.begin()
                 for event in events:
                     with batch.deciding(event):
                         await handle(codec, batch, event, committed)
+                decided = time.perf_counter()
                 await batch.apply()
+                AGENT_BATCH_INPUTS.observe(len(events))
+                DECIDE_SECONDS.observe(decided - started)
+                APPLY_SECONDS.observe(time.perf_counter() - decided)
             except Exception as exc:
                 stop_unapplied(exc)
 

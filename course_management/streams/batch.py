@@ -6,8 +6,8 @@ so every decision is the one it would be alone; its effects are staged here
 (`stage_*`) and applied once for the whole batch (`apply`), in the order that keeps
 decision 3's guarantee:
 
-1. every event and catalog entry is published, and all their acks awaited (one round
-   trip for the batch instead of one per input);
+1. every event and the last catalog entry of each course is published, and all their
+   acks awaited (one round trip for the batch instead of one per input);
 2. the table writes, in order, each under its own input's Faust event (Faust takes the
    RocksDB and changelog partition from the current event);
 3. Redis: the entry of each course and enrollment touched, in one round trip (waiting
@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -36,14 +37,19 @@ from course_management.domain.consistency import Marks
 from course_management.domain.enrollment import EMPTY_SEATS, public_view, settle_seats
 from course_management.domain.outcomes import Reply
 from course_management.infra.cache import CourseEntry, EnrollmentEntry
+from course_management.infra.metrics import AGENT_BATCH_SECONDS
 from course_management.infra.publisher import Record
 from course_management.infra.retrying import until_cached, until_published
 from course_management.streams.faust_compat import as_current_event
 from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.tables.records import CourseRecord, EnrollmentRecord, SeatsRecord
-from course_management.topology import REPLY_SUBJECT, is_reply_topic
+from course_management.topology import COURSE_CATALOG, REPLY_SUBJECT, is_reply_topic
 
 log = logging.getLogger(__name__)
+
+PHASE_SECONDS = {
+    phase: AGENT_BATCH_SECONDS.labels(phase) for phase in ("publish", "tables", "cache", "answer")
+}
 
 
 class Sends(Protocol):
@@ -62,6 +68,19 @@ class CachesCourses(Protocol):
     async def put_entries(
         self, courses: Sequence[CourseEntry], enrollments: Sequence[EnrollmentEntry]
     ) -> None: ...
+
+
+def latest_catalog_entries(records: list[Record]) -> list[Record]:
+    """The records with only the last catalog entry of each course (at its place): the
+    catalog topic is compacted and its sinks keep the newest version, so the entries an
+    enrolment after another in the same batch superseded would only cost writes (one per
+    enrolment, then one per course per batch). Every event is kept."""
+    last = {key: i for i, (topic, key, _, _) in enumerate(records) if topic == COURSE_CATALOG}
+    return [
+        record
+        for i, record in enumerate(records)
+        if record[0] != COURSE_CATALOG or last[record[1]] == i
+    ]
 
 
 class Overlay:
@@ -226,15 +245,23 @@ class Batch:
     async def apply(self) -> None:
         """Apply every staged effect, in the order of the module's docstring."""
         sends = self._sends
+        started = time.perf_counter()
         if self.records:
-            await until_published(functools.partial(sends.send_all, self.records))
+            records = latest_catalog_entries(self.records)
+            await until_published(functools.partial(sends.send_all, records))
+        published = time.perf_counter()
         for table, key, value, event in self.writes:
             with as_current_event(event):
                 table[key] = value
+        written = time.perf_counter()
         courses = [e for c in self.cached_courses if (e := self._course_entry(c)) is not None]
         enrollments = [self._enrollment_entry(r) for r in self.enrollment_states.values()]
         if courses or enrollments:
             await until_cached(functools.partial(self._cache.put_entries, courses, enrollments))
+        cached = time.perf_counter()
+        PHASE_SECONDS["publish"].observe(published - started)
+        PHASE_SECONDS["tables"].observe(written - published)
+        PHASE_SECONDS["cache"].observe(cached - written)
         for dead in self.dead_letters:
             await until_published(functools.partial(sends.send_dead_letter, *dead))
         if self.replies:
@@ -243,3 +270,4 @@ class Batch:
             replies = await until_published(functools.partial(sends.awaited_replies, self.replies))
             if replies:
                 await until_published(functools.partial(sends.send_all, replies))
+        PHASE_SECONDS["answer"].observe(time.perf_counter() - cached)

@@ -15,7 +15,7 @@ from course_management.domain.outcomes import Outcome, Reply
 from course_management.infra.cache import CourseEntry, EnrollmentEntry
 from course_management.infra.retrying import kafka_unavailable
 from course_management.streams import agent
-from course_management.streams.batch import Batch
+from course_management.streams.batch import Batch, latest_catalog_entries
 from course_management.streams.inputs import Input
 
 
@@ -195,3 +195,21 @@ async def test_a_handler_that_raises_is_dead_lettered_and_its_caller_answered_at
         "e-1",
         "internal",
     )
+
+
+def test_only_the_last_catalog_entry_of_a_course_is_published_and_every_event() -> None:
+    records = [
+        ("enrollment-events", "c1", "s", {"n": 1}),
+        ("course-management-catalog", "c1", "s", {"v": 1}),
+        ("enrollment-events", "c2", "s", {"n": 2}),
+        ("course-management-catalog", "c2", "s", {"v": 1}),
+        ("enrollment-events", "c1", "s", {"n": 3}),
+        ("course-management-catalog", "c1", "s", {"v": 2}),
+    ]
+    assert latest_catalog_entries(records) == [
+        ("enrollment-events", "c1", "s", {"n": 1}),
+        ("enrollment-events", "c2", "s", {"n": 2}),
+        ("course-management-catalog", "c2", "s", {"v": 1}),
+        ("enrollment-events", "c1", "s", {"n": 3}),
+        ("course-management-catalog", "c1", "s", {"v": 2}),
+    ]
