@@ -54,6 +54,17 @@ def worker(**overrides: Any) -> None:
 
 @main.command()
 @_setting_options
+def sink(**overrides: Any) -> None:
+    """Run the sinks alone (the PostgreSQL mirror and catalog, the search index); the
+    workers then run with RUN_SINKS=false."""
+    settings = _settings(overrides)
+    from course_management.sinks import run_sinks
+
+    run_sinks(settings)
+
+
+@main.command()
+@_setting_options
 def provision(**overrides: Any) -> None:
     """Create topics, register schemas, migrate the database, create the bucket and index."""
     from course_management.ops.provisioning import provision_all

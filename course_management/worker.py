@@ -43,12 +43,10 @@ from course_management.api.middleware import SERVER_LIMITS, AccessLog
 from course_management.api.rate_limits import Budgets, rate_limit_middleware
 from course_management.catalog import elastic, postgres
 from course_management.catalog.search import CatalogSearch
-from course_management.catalog.sinks import CatalogSink
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec, SchemaRegistrationError
 from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass, new_redis
 from course_management.infra.consumer_group import GroupConsumer
-from course_management.infra.database import UNAVAILABLE as PG_UNAVAILABLE
 from course_management.infra.database import Database
 from course_management.infra.kafka import delete_topic, ensure_topics
 from course_management.infra.logs import logging_config
@@ -60,25 +58,19 @@ from course_management.infra.storage import ContentStore
 from course_management.ops.provisioning import register_schemas
 from course_management.service.reads import ReadService
 from course_management.service.writes import WriteGateway
+from course_management.sinks import sink_groups
 from course_management.streams import faust_compat
 from course_management.streams.agent import register_course_agent
 from course_management.streams.app import build_app
 from course_management.streams.batch import Batch
 from course_management.streams.local_state import discard_after_unclean_stop, mark_clean_stop
-from course_management.streams.mirror import EventMirror
 from course_management.streams.partition_watch import PartitionWatch
 from course_management.streams.router import EnrollmentRouter
 from course_management.topology import (
-    COURSE_CATALOG,
     COURSE_COMMANDS,
-    COURSE_EVENTS,
-    COURSE_RATINGS,
-    ENROLLMENT_EVENTS,
-    POSTGRES_GROUP,
     REPLY_SUBJECT,
     REPLY_TOPIC_CONFIG,
     ROUTER_GROUP,
-    SEARCH_GROUP,
     TopicSpec,
     reply_topic,
 )
@@ -178,50 +170,14 @@ class Worker(Service):
         return rate_limit_middleware(RateLimiter(self.redis), budgets, endpoints, bypass)
 
     def _consumer_groups(self) -> list[GroupConsumer]:
-        """The plain consumer groups, each with the handler of every topic it reads."""
+        """The router, and the sinks unless `course-management sink` runs them apart."""
         bootstrap = self.settings.kafka_bootstrap_servers
         dead_letter = self.publisher.send_dead_letter
         router = EnrollmentRouter(self.codec, self.publisher.send_encoded, dead_letter)
-        mirror = EventMirror(self.codec, self.database, dead_letter)
-        pool = self.database.pool
-        postgres_catalog = CatalogSink(
-            "postgres",
-            lambda entries: postgres.write_catalog_entries(pool, entries),
-            PG_UNAVAILABLE,
-            self.codec,
-            self.catalog_pages.invalidate,
-            dead_letter,
-        )
         groups = [GroupConsumer(bootstrap, ROUTER_GROUP, router.handlers(), dead_letter)]
-        if not self.settings.run_sinks:
-            return groups
-        groups += [
-            GroupConsumer(
-                bootstrap,
-                POSTGRES_GROUP,
-                {
-                    COURSE_EVENTS: mirror.course_events,
-                    ENROLLMENT_EVENTS: mirror.enrollment_events,
-                    COURSE_RATINGS: mirror.ratings,
-                    COURSE_CATALOG: postgres_catalog,
-                },
-                dead_letter,
-            ),
-        ]
-        if self.search is not None:
-            es = self.search
-            search_catalog = CatalogSink(
-                "elasticsearch",
-                lambda entries: elastic.write_catalog_entries(es, entries),
-                (*elastic.UNAVAILABLE, OSError),
-                self.codec,
-                self.catalog_pages.invalidate,
-                dead_letter,
-            )
-            groups.append(
-                GroupConsumer(
-                    bootstrap, SEARCH_GROUP, {COURSE_CATALOG: search_catalog}, dead_letter
-                )
+        if self.settings.run_sinks:
+            groups += sink_groups(
+                bootstrap, self.codec, self.database, self.catalog_pages, self.search, dead_letter
             )
         return groups
 

@@ -101,6 +101,7 @@ class WorkerProcess:
     worker_id: str = "test-worker-1"
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    command: str = "worker"  # or "sink"
     readiness_seen: list[tuple[int, Any]] = field(default_factory=list)
 
     @property
@@ -121,7 +122,7 @@ class WorkerProcess:
             **(extra_env or {}),
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "course_management", "worker"],
+            [sys.executable, "-m", "course_management", self.command],
             env=env,
             stdout=self.log_path.open("ab"),
             stderr=subprocess.STDOUT,
