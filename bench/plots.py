@@ -50,3 +50,26 @@ def bars(values: dict[str, float], path: str | Path, title: str, unit: str) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def distributions(samples: dict[str, list[float]], path: str | Path, title: str) -> None:
+    """Latency percentiles (ms) of each named sample set, on a log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, values in samples.items():
+        ordered = sorted(values)
+        points = [100 * (i + 0.5) / len(ordered) for i in range(len(ordered))]
+        ax.plot(points, [v * 1000 for v in ordered], label=name)
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("latency (ms)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

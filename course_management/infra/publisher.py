@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -24,6 +25,9 @@ Record = tuple[str, str, str, dict[str, Any]]  # (topic, key, subject, value)
 RawRecord = tuple[str, str, bytes, Headers]  # (topic, key, encoded value, headers)
 
 
+REPLY_TOPICS_MAX_AGE_S = 1.0
+
+
 class Publisher:
     """Sends records; started and stopped by the worker."""
 
@@ -31,6 +35,8 @@ class Publisher:
         self._bootstrap = bootstrap
         self._codec = codec
         self._producer: AIOKafkaProducer | None = None  # made in start (needs the loop)
+        self._topics: set[str] = set()  # as of the last metadata request (awaited_replies)
+        self._topics_at = 0.0
 
     async def start(self) -> None:
         self._producer = new_producer(self._bootstrap)
@@ -102,9 +108,16 @@ class Publisher:
         DEAD_LETTERS.labels(topic, code).inc()
 
     async def awaited_replies(self, replies: list[Record]) -> list[Record]:
-        """The replies whose reply topic still exists (one metadata request): a worker that
-        stopped deleted its topic, and a send to a missing topic is retried for ever."""
-        existing = (await self.producer.client.fetch_all_metadata()).topics()
+        """The replies whose reply topic still exists: a worker that stopped deleted its
+        topic, and a send to a missing topic is retried for ever. The topics are those of
+        a metadata request at most REPLY_TOPICS_MAX_AGE_S old (one per batch was a third
+        of a create's answer time, issue 13); a topic not in it is asked about at once."""
+        wanted = {reply[0] for reply in replies}
+        age = time.monotonic() - self._topics_at
+        if age > REPLY_TOPICS_MAX_AGE_S or not wanted <= self._topics:
+            self._topics = (await self.producer.client.fetch_all_metadata()).topics()
+            self._topics_at = time.monotonic()
+        existing = self._topics
         kept = [reply for reply in replies if reply[0] in existing]
         if len(kept) < len(replies):
             gone = sorted({reply[0] for reply in replies} - existing)
