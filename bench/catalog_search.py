@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import statistics
 import tempfile
@@ -35,6 +36,7 @@ from bench.api_latency import percentile
 from bench.catalog_seed import CATEGORIES, INSTRUCTORS, LEVELS, SUBJECTS, WORDS, catalog
 from course_management.catalog import elastic as catalog_es
 from course_management.catalog import postgres as catalog_pg
+from course_management.catalog.query import parse_query
 from course_management.catalog.rebuild_index import rebuild
 from course_management.config import Settings, load_settings
 from course_management.infra.cache import CatalogCache
@@ -124,6 +126,36 @@ async def measure(base: str, redis_url: str, plan: list[dict[str, str]]) -> dict
     return timings
 
 
+class _Recorder:
+    """Stands in for the client to catch the body EsCatalog would send."""
+
+    def __init__(self) -> None:
+        self.body: dict[str, Any] = {}
+
+    async def search(self, index: str, **body: Any) -> dict[str, Any]:
+        self.body = body
+        return {"hits": {"hits": []}, "aggregations": {}}
+
+
+async def raw_search(search_url: str, plan: list[dict[str, str]]) -> list[float]:
+    """The peer: each query's own body (as the service builds it) sent straight to
+    Elasticsearch's `_search`, timed the same way."""
+    recorder = _Recorder()
+    shaper = catalog_es.EsCatalog(recorder)  # type: ignore[arg-type]
+    es = AsyncElasticsearch(search_url, request_timeout=30)
+    timings: list[float] = []
+    try:
+        for params in plan:
+            with contextlib.suppress(KeyError, TypeError):  # the recorder's empty answer
+                await shaper.search(parse_query(params))
+            started = time.perf_counter()
+            await es.search(index=catalog_es.ALIAS, **recorder.body)
+            timings.append(time.perf_counter() - started)
+    finally:
+        await es.close()
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--courses", type=int, default=100_000)
@@ -150,6 +182,10 @@ def main() -> None:
                 report[backend] = asyncio.run(measure(worker.base_url, settings.redis_url, plan))
             finally:
                 worker.stop()
+        assert settings.search_url
+        report["elasticsearch"]["peer: raw _search"] = asyncio.run(
+            raw_search(settings.search_url, plan)
+        )
         # Last, so the searches above ran on the force-merged seed index.
         started = time.perf_counter()
         rebuilt = asyncio.run(rebuild(settings))
@@ -166,6 +202,11 @@ def main() -> None:
         for name, samples in timings.items():
             p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
             print(f"{backend:<15}{name:<18}{p50 * 1000:>9.2f}{p95 * 1000:>9.2f}{p50 / peer:>15.1f}")
+    es_p95 = percentile(report["elasticsearch"]["q (computed)"], 0.95)
+    raw_p95 = percentile(report["elasticsearch"]["peer: raw _search"], 0.95)
+    pg_p95 = percentile(report["postgres"]["q (computed)"], 0.95)
+    print(f"p95: Elasticsearch backend ÷ raw _search {es_p95 / raw_p95:.2f}; "
+          f"PostgreSQL backend ÷ Elasticsearch backend {pg_p95 / es_p95:.2f}")  # fmt: skip
     print(
         f"index rebuild (search rebuild: PostgreSQL catalog -> new index, alias swap): "
         f"{rebuild_s:.1f} s for {rebuilt['documents']} courses; peer, the seed's direct bulk "
