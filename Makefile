@@ -4,14 +4,17 @@ BIN := $(VENV)/bin
 
 .PHONY: run test test-crash fuzz bootstrap lint typecheck unit integration bench clean
 
-## bench: latency, throughput and catalog search against the local stack (ratios to a peer in the same run);
+## bench: every hot path against a hand-written peer in the same run (docs/benchmarks.md);
 ##        AGAINST=<checkout> also times every write on that checkout (bench/write_cost.py)
 bench:
 	BENCH=1 scripts/bootstrap.sh
+	$(BIN)/python -m bench.read_path --png docs/benchmarks/read_path.png
+	$(BIN)/python -m bench.enrollment_throughput --png docs/benchmarks/enrollment_throughput.png
+	$(BIN)/python -m bench.command_to_mirror --png docs/benchmarks/command_to_mirror.png
+	$(BIN)/python -m bench.recovery
+	$(BIN)/python -m bench.catalog_search
 	$(BIN)/python -m bench.api_latency
 	$(BIN)/python -m bench.write_cost $(if $(AGAINST),--against $(AGAINST))
-	$(BIN)/python -m bench.enrollment_throughput
-	$(BIN)/python -m bench.catalog_search
 
 bootstrap:
 	@scripts/bootstrap.sh
