@@ -27,6 +27,7 @@ import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
+from bench.api_latency import percentile
 from bench.local import local_worker
 from bench.read_path import realistic_course
 from course_management.infra.kafka import ensure_topics, new_producer
@@ -37,11 +38,6 @@ INSTRUCTOR = auth("bench-instructor", "instructor", name="Bench Instructor")
 POLL_S = 0.002
 QS = (0.5, 0.95, 0.99)
 ANSWERED: list[float] = []  # the service's create answers (the part before the mirror)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def paced(

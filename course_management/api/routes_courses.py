@@ -62,9 +62,13 @@ THEN = (
 
 
 def _etag(course: dict[str, object]) -> str:
+    return _tag(course["version"], course.get("enrollment_count", 0))
+
+
+def _tag(version: object, seats_taken: object) -> str:
     """The version and the seat count: every field of the returned course changes with
     one of them (a rating is a new version; seats taken change without one)."""
-    return f'"{course["version"]}.{course.get("enrollment_count", 0)}"'
+    return f'"{version}.{seats_taken}"'
 
 
 def _modules_etag(course: dict[str, object]) -> str:
@@ -140,7 +144,7 @@ async def visible_course(request: web.Request, course_id: str) -> dict[str, Any]
     course = course_of(await request.app[READS].read_course_state(course_id, since(request)))
     who = principal(request)
     if course is None or not can_see(course, who.actor() if who else None):
-        raise Problem.of(404, "course-not-found", f"no course {course_id}")
+        raise course_not_found(course_id)
     return course
 
 
@@ -162,7 +166,7 @@ async def get_course(request: web.Request) -> web.StreamResponse:
     entry = visible(entry, principal(request))
     if entry is None or entry.body is None:
         raise course_not_found(course_id)
-    etag = f'"{entry.version}.{entry.count}"'  # as _etag: the version and the seats taken
+    etag = _tag(entry.version, entry.count)
     if etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
         return web.Response(status=304, headers={"ETag": etag})
     return web.Response(

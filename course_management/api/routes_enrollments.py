@@ -30,7 +30,7 @@ from course_management.api.routes_courses import (
     visible,
     visible_course,
 )
-from course_management.domain.access import owns
+from course_management.domain.access import owned_by, owns
 from course_management.domain.course import Id
 from course_management.domain.outcomes import RefusalKind
 
@@ -124,7 +124,7 @@ async def get_enrollment(request: web.Request) -> web.StreamResponse:
         seen = visible(course, who)
         if seen is None:
             raise course_not_found(course_id)
-        if seen.owner != who.user_id:
+        if not owned_by(seen.owner, who.actor()):
             raise Problem.of(
                 403,
                 "forbidden",

@@ -13,7 +13,12 @@ class Caller(Protocol):
 
 
 def owns(course: dict[str, Any], caller: Caller | None) -> bool:
-    return caller is not None and caller.id == course["instructor"]["id"]
+    return owned_by(course["instructor"]["id"], caller)
+
+
+def owned_by(owner_id: str, caller: Caller | None) -> bool:
+    """`owns` from the course's owner id alone (a read that has not decoded the course)."""
+    return caller is not None and caller.id == owner_id
 
 
 def can_see(course: dict[str, Any], caller: Caller | None) -> bool:
@@ -25,7 +30,7 @@ def may_see(status: str, owner_id: str, caller: Caller | None) -> bool:
     """`can_see` from a course's status and owner alone (a read that has not decoded it)."""
     if status != "draft":
         return True
-    return caller is not None and (caller.is_admin or caller.id == owner_id)
+    return caller is not None and (caller.is_admin or owned_by(owner_id, caller))
 
 
 def can_change(course: dict[str, Any], caller: Caller) -> bool:

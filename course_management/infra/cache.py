@@ -67,8 +67,6 @@ end
 return stored
 """
 
-_COURSE_FIELDS = ("version", "seq", "count", "deleted", "status", "owner")
-
 # KEYS: the caller's rate-limit key, the course, the enrollment ('' for a course read).
 # ARGV: gcra()'s interval and tolerance ('' when the request is not charged here).
 # Returns {limit or nil, course fields (+ body), enrollment {version, course_version,
@@ -201,6 +199,7 @@ class EnrollmentHit:
     version: int
     status: str
     view: bytes | None
+    course_version: int  # the course version `view` was drawn against
     record: EnrollmentRecord | None
 
 
@@ -274,11 +273,14 @@ class CourseCache:
         if len(answer) < 3:
             return None, None
         course = _course_entry(course_id, answer[1])
-        version, _, status, view, state = (*answer[2], None)[:5]
+        version, course_version, status, view, state = (*answer[2], None)[:5]
         if version is None:
             return course, None
         record: EnrollmentRecord | None = orjson.loads(state) if state else None
-        return course, EnrollmentHit(int(version), status.decode(), view or None, record)
+        hit = EnrollmentHit(
+            int(version), status.decode(), view or None, int(course_version), record
+        )
+        return course, hit
 
 
 class CatalogCache:

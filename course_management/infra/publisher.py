@@ -26,6 +26,7 @@ RawRecord = tuple[str, str, bytes, Headers]  # (topic, key, encoded value, heade
 
 
 REPLY_TOPICS_MAX_AGE_S = 1.0
+REPLY_SEND_TIMEOUT_S = 3.0
 
 
 class Publisher:
@@ -35,7 +36,7 @@ class Publisher:
         self._bootstrap = bootstrap
         self._codec = codec
         self._producer: AIOKafkaProducer | None = None  # made in start (needs the loop)
-        self._topics: set[str] = set()  # as of the last metadata request (awaited_replies)
+        self._topics: set[str] = set()  # as of the last metadata request (send_replies)
         self._topics_at = 0.0
 
     async def start(self) -> None:
@@ -107,23 +108,57 @@ class Publisher:
         )
         DEAD_LETTERS.labels(topic, code).inc()
 
-    async def awaited_replies(self, replies: list[Record]) -> list[Record]:
-        """The replies whose reply topic still exists: a worker that stopped deleted its
-        topic, and a send to a missing topic is retried for ever. The topics are those of
-        a metadata request at most REPLY_TOPICS_MAX_AGE_S old (one per batch was a third
-        of a create's answer time, issue 13); a topic not in it is asked about at once."""
+    async def send_replies(self, replies: list[Record]) -> None:
+        """Send the replies whose reply topic still exists, and wait until the broker has
+        them. A worker that stopped deleted its topic, and a send to a missing topic
+        waits for ever (retried), so those replies are dropped.
+
+        The topics come from a metadata request at most REPLY_TOPICS_MAX_AGE_S old: one
+        request per batch was a third of a create's answer time (issue 13). A topic
+        deleted within that time is caught by the wait: replies not acked within
+        REPLY_SEND_TIMEOUT_S are checked against fresh metadata, and those whose topic
+        is gone are dropped (the others are waited for)."""
+        sent: list[tuple[str, asyncio.Future[Any]]] = []
+        for topic, key, subject, value in await self._to_live_topics(replies):
+            encoded = self._codec.encode(subject, value)
+            try:  # waits only when the client has no metadata for the topic
+                sending = self.producer.send(topic, value=encoded, key=key.encode())
+                sent.append((topic, await asyncio.wait_for(sending, REPLY_SEND_TIMEOUT_S)))
+            except TimeoutError:
+                self._drop_reply(topic, None)
+        if not sent:
+            return
+        _, waiting = await asyncio.wait([f for _, f in sent], timeout=REPLY_SEND_TIMEOUT_S)
+        existing = await self._topics_now(set(), fresh=True) if waiting else self._topics
+        for topic, future in sent:
+            if future in waiting and topic not in existing:
+                self._drop_reply(topic, future)
+            else:
+                await future
+                EVENTS_PUBLISHED.labels(topic).inc()
+
+    def _drop_reply(self, topic: str, future: asyncio.Future[Any] | None) -> None:
+        if future is not None:  # the client fails it in the end: nobody waits for it
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        REPLIES_DROPPED.inc()
+        log.info("reply dropped: its worker is gone", extra={"topics": [topic]})
+
+    async def _to_live_topics(self, replies: list[Record]) -> list[Record]:
         wanted = {reply[0] for reply in replies}
+        existing = await self._topics_now(wanted)
+        kept = [reply for reply in replies if reply[0] in existing]
+        for topic, *_ in (reply for reply in replies if reply[0] not in existing):
+            self._drop_reply(topic, None)
+        return kept
+
+    async def _topics_now(self, wanted: set[str], *, fresh: bool = False) -> set[str]:
+        """The broker's topics, from metadata at most REPLY_TOPICS_MAX_AGE_S old that
+        knows every `wanted` one (else, or when `fresh`, asked for now)."""
         age = time.monotonic() - self._topics_at
-        if age > REPLY_TOPICS_MAX_AGE_S or not wanted <= self._topics:
+        if fresh or age > REPLY_TOPICS_MAX_AGE_S or not wanted <= self._topics:
             self._topics = (await self.producer.client.fetch_all_metadata()).topics()
             self._topics_at = time.monotonic()
-        existing = self._topics
-        kept = [reply for reply in replies if reply[0] in existing]
-        if len(kept) < len(replies):
-            gone = sorted({reply[0] for reply in replies} - existing)
-            REPLIES_DROPPED.inc(len(replies) - len(kept))
-            log.info("replies dropped: their workers are gone", extra={"topics": gone})
-        return kept
+        return self._topics
 
     async def probe(self) -> None:
         """Readiness: the brokers answer a metadata request."""

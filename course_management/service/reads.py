@@ -201,7 +201,7 @@ class ReadService:
         need = since.enrollment_version(course_id, user_id)
         if hit is not None and hit.version >= need:
             CACHE_READS.labels("hit").inc()
-            if hit.view is not None:
+            if hit.view is not None and hit.course_version == course.version:
                 return course, EnrollmentView(hit.status, hit.view)
             if hit.record is not None:
                 return course, _view(public_view(hit.record, _course(course)))

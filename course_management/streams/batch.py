@@ -59,7 +59,7 @@ class Sends(Protocol):
     async def send_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
     ) -> None: ...
-    async def awaited_replies(self, replies: list[Record]) -> list[Record]: ...
+    async def send_replies(self, replies: list[Record]) -> None: ...
 
 
 class CachesCourses(Protocol):
@@ -264,10 +264,6 @@ class Batch:
         PHASE_SECONDS["cache"].observe(cached - written)
         for dead in self.dead_letters:
             await until_published(functools.partial(sends.send_dead_letter, *dead))
-        if self.replies:
-            # A worker that stopped deleted its reply topic: nobody waits there any more,
-            # and sending to a missing topic would be retried for ever.
-            replies = await until_published(functools.partial(sends.awaited_replies, self.replies))
-            if replies:
-                await until_published(functools.partial(sends.send_all, replies))
+        if self.replies:  # to the workers still there (a stopped one deleted its topic)
+            await until_published(functools.partial(sends.send_replies, self.replies))
         PHASE_SECONDS["answer"].observe(time.perf_counter() - cached)

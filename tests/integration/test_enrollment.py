@@ -8,9 +8,16 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from course_management.config import Settings
+from course_management.infra import publisher as publisher_module
+from course_management.infra.avro import AvroCodec
+from course_management.infra.kafka import delete_topic, ensure_topics
+from course_management.infra.publisher import Publisher
+from course_management.ops.provisioning import register_schemas
+from course_management.topology import REPLY_SUBJECT, REPLY_TOPIC_CONFIG, TopicSpec, reply_topic
 from tests.support import (
     ADMIN,
     OWNER,
@@ -264,3 +271,42 @@ async def test_ids_with_a_nul_character_are_422_naming_them(http: aiohttp.Client
     )
     assert enrolled.status == 422
     assert [e["field"] for e in (await enrolled.json())["errors"]] == ["user_id"]
+
+
+async def test_a_reply_topic_deleted_after_its_metadata_was_read_does_not_stall_replies(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The publisher reads the reply topics' metadata at most once a second. A worker that
+    stops within that second deletes a topic the publisher still believes in: its replies
+    are dropped after a bounded wait, and the others in the same batch still arrive."""
+    bootstrap = settings.kafka_bootstrap_servers
+    gone, live = (
+        reply_topic(f"gone-{uuid.uuid4().hex[:8]}"),
+        reply_topic(f"live-{uuid.uuid4().hex[:8]}"),
+    )
+    specs = [TopicSpec(t, None, REPLY_TOPIC_CONFIG, partitions=1) for t in (gone, live)]
+    await ensure_topics(bootstrap, specs, 1)
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    publisher = Publisher(bootstrap, codec)
+    await publisher.start()
+    # However long the deletion below takes, the publisher goes on trusting what it read.
+    monkeypatch.setattr(publisher_module, "REPLY_TOPICS_MAX_AGE_S", 3600.0)
+
+    def reply(topic: str) -> Any:
+        command_id = str(uuid.uuid4())
+        value = {"command_id": command_id, "status": 0, "outcome": "applied", "body_json": None,
+                 "consistency_token": None}  # fmt: skip
+        return (topic, command_id, REPLY_SUBJECT, value)
+
+    try:
+        await publisher.send_replies([reply(gone), reply(live)])  # both topics now known
+        await delete_topic(bootstrap, gone)
+        last = reply(live)
+        # A deadline, not a timing: unbounded, the send would wait for the topic for ever.
+        await asyncio.wait_for(publisher.send_replies([reply(gone), last]), timeout=20)
+        records = await read_topic(settings, live, lambda rs: len(rs) >= 2)
+        assert records[-1].key == last[1].encode()
+    finally:
+        await publisher.stop()
+        await delete_topic(bootstrap, live)

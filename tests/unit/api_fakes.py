@@ -65,6 +65,8 @@ class FakeReads:
     queries: list[CatalogQuery] = field(default_factory=list)
     ratings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # newest first
     seen_marks: list[Marks] = field(default_factory=list)  # the `since` of every read
+    # As the cache's script answers gcra(): a point read given a charge settles it so.
+    settle_with: list[int] | None = None
 
     def _fail(self) -> None:
         if self.failure is not None:
@@ -75,6 +77,9 @@ class FakeReads:
     ) -> CourseEntry | None:
         self._fail()
         self.seen_marks.append(since)
+        spent = charge.settle(self.settle_with) if charge and self.settle_with else None
+        if spent is not None and not spent.allowed:
+            return None
         course = self.courses.get(course_id)
         if course is None:
             return None
@@ -88,7 +93,7 @@ class FakeReads:
     async def read_enrollment(
         self, course_id: str, user_id: str, since: Marks = NONE, charge: Charge | None = None
     ) -> tuple[CourseEntry | None, EnrollmentView | None]:
-        course = await self.read_course(course_id, since)
+        course = await self.read_course(course_id, since, charge)
         found = self.enrollments.get((course_id, user_id))
         view = EnrollmentView(found["status"], orjson.dumps(found)) if found else None
         return course, view

@@ -64,8 +64,9 @@ class _Publisher:
     async def send_all(self, records: list[Any]) -> None:
         self.log.append(("publish", [r[0] for r in records]))
 
-    async def awaited_replies(self, replies: list[Any]) -> list[Any]:
-        return [r for r in replies if r[0] == "course-management-replies-w1"]  # the others: gone
+    async def send_replies(self, replies: list[Any]) -> None:
+        live = [r for r in replies if r[0] == "course-management-replies-w1"]  # others: gone
+        await self.send_all(live)
 
     async def send_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str

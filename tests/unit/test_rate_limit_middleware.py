@@ -5,6 +5,7 @@ tests/integration/test_rate_limits.py."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,7 +32,13 @@ BUDGETS = Budgets(
 
 @pytest.fixture
 async def limited() -> AsyncIterator[tuple[TestClient, FakeLimiter]]:
-    limiter, reads, writes = FakeLimiter(), FakeReads(), FakeWrites()
+    async with _limited_app(FakeReads()) as app:
+        yield app
+
+
+@contextlib.asynccontextmanager
+async def _limited_app(reads: FakeReads) -> AsyncIterator[tuple[TestClient, FakeLimiter]]:
+    limiter, writes = FakeLimiter(), FakeWrites()
     reads.courses[COURSE_ID] = course()
     writes.replies["create_course"] = Reply("created", course())
     endpoints = {ep.handler.__name__: ep for ep in ENDPOINTS}
@@ -103,3 +110,18 @@ async def test_while_redis_is_down_reads_go_on_and_writes_answer_503(limited: An
     refused = await client.post("/api/v1/courses/create", json={"title": "t"}, headers=INSTRUCTOR)
     assert refused.status == 503 and refused.headers["Retry-After"] == "1"
     assert (await refused.json())["type"].endswith("/rate-limit-unavailable")
+
+
+async def test_a_hot_read_that_spent_its_charge_is_not_charged_again() -> None:
+    """GET course spends its request in the read's own script (infra/cache.py): the
+    middleware takes that decision, adds its headers or answers 429, and does not ask the
+    limiter again."""
+    reads = FakeReads(settle_with=[1, 0, 30_000])  # allowed; TAT 30 s ahead
+    reads.courses[COURSE_ID] = course()
+    async with _limited_app(reads) as (client, limiter):
+        ok = await _get(client)
+        assert ok.status == 200 and ok.headers["RateLimit"] == '"read";r=1;t=30'
+        reads.settle_with = [0, 4_000, 60_000]  # over budget: next one in 4 s
+        over = await _get(client)
+        assert over.status == 429 and over.headers["Retry-After"] == "4"
+        assert limiter.spent == {}  # the limiter was never asked
