@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -25,16 +24,9 @@ from pathlib import Path
 import aiohttp
 
 from bench.api_latency import percentile
-from bench.local import BENCH_BUDGETS
-from course_management.config import load_settings
-from course_management.ops.provisioning import provision_all
-from devstack.stack import LocalStack
+from bench.local import local_worker
 from tests.support import (
-    JWT_AUDIENCE,
-    JWT_ISSUER,
-    JWT_SECRET,
     ONE_MODULE,
-    WorkerProcess,
     auth,
 )
 
@@ -103,21 +95,9 @@ async def measure(base: str, n: int) -> dict[str, list[float]]:
 
 
 def run_checkout(checkout: Path | None, n: int) -> dict[str, list[float]]:
-    stack = LocalStack(search=False)
-    env = stack.start()
-    env.update({"JWT_SECRET": JWT_SECRET, "JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE})
-    env.update(BENCH_BUDGETS)
-    worker = None
-    try:
-        provision_all(load_settings(**{k.lower(): v for k, v in env.items()}))
-        workdir = Path(tempfile.mkdtemp(prefix="cms-bench-"))
-        extra = {"PYTHONPATH": str(checkout)} if checkout else None
-        worker = WorkerProcess(env, workdir).start(extra).wait_ready()
+    extra = {"PYTHONPATH": str(checkout)} if checkout else None
+    with local_worker(extra) as (worker, _):
         return asyncio.run(measure(worker.base_url, n))
-    finally:
-        if worker is not None:
-            worker.stop()
-        stack.stop()
 
 
 def main() -> None:
