@@ -8,8 +8,9 @@ Starts the local stack and one worker, enrols N students in courses of 1,000 sea
 the worker's RSS. Then SIGKILLs it and starts it again on the same data folder: an
 unclean stop discards the local RocksDB (decision 26), so the tables are restored from
 their changelogs. It times start to ready (`/readyz`), which includes the wait for the
-group to give the partitions back (up to the broker session timeout, because the killed
-member never left the group), and notes the RSS again.
+group to give the partitions back: up to the broker session timeout, because the killed
+member never left the group, unless `--static` (STATIC_MEMBERSHIP, decision 43) lets the
+new process take its place at once. It notes the RSS again.
 
 The peer, in the same run: a plain aiokafka consumer reads the same changelog topics
 from the beginning, decodes each value (JSON, as Faust wrote it) and puts it into a fresh
@@ -122,8 +123,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--session-timeout", type=float, default=30.0,
                         help="BROKER_SESSION_TIMEOUT_SECONDS of the worker")  # fmt: skip
+    parser.add_argument("--static", action="store_true", help="STATIC_MEMBERSHIP=true")
     args = parser.parse_args()
     extra = {"BROKER_SESSION_TIMEOUT_SECONDS": str(args.session_timeout)}
+    if args.static:
+        extra["STATIC_MEMBERSHIP"] = "true"
     with local_worker(extra) as (worker, settings):
         bootstrap = settings.kafka_bootstrap_servers
         loaded_at = time.perf_counter()
@@ -144,7 +148,8 @@ def main() -> None:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     print(f"n={args.n} enrolments ({loaded:.0f} s to load), one worker, local stack; "
-          f"session timeout {args.session_timeout:g} s")  # fmt: skip
+          f"session timeout {args.session_timeout:g} s, "
+          f"{'static' if args.static else 'dynamic'} membership")  # fmt: skip
     print(f"service: SIGKILL, start to ready  {service:8.2f} s")
     print(f"peer: {records} changelog records read, decoded, into RocksDB  {peer:8.2f} s")
     print(f"service ÷ peer: {service / peer:.1f}")

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     run_sinks: bool = True
     # The worker's event loop: uvloop (faster sockets), or asyncio's own.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # Static group membership (KIP-345, decision 43): each worker joins its groups as
+    # WORKER_ID, so a restart within the session timeout (a crash, a rolling deploy) takes
+    # the partitions back without a rebalance; a worker stopped for good keeps its
+    # partitions until the session timeout. Needs a stable WORKER_ID (a StatefulSet).
+    static_membership: bool = False
     # How long the group waits for a worker that vanished (crash) before moving its partitions.
     broker_session_timeout_seconds: Annotated[float, Field(ge=6, le=300)] = 30.0
     public_url: str | None = None

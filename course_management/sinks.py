@@ -26,7 +26,7 @@ from course_management.catalog.sinks import CatalogSink
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
 from course_management.infra.cache import CatalogCache, new_redis
-from course_management.infra.consumer_group import GroupConsumer
+from course_management.infra.consumer_group import GroupConsumer, Membership
 from course_management.infra.database import UNAVAILABLE as PG_UNAVAILABLE
 from course_management.infra.database import Database
 from course_management.infra.dead_letters import DeadLetter
@@ -46,6 +46,13 @@ from course_management.topology import (
 log = logging.getLogger(__name__)
 
 
+def membership(settings: Settings) -> Membership:
+    """This process's membership of its plain consumer groups (static with
+    STATIC_MEMBERSHIP, as the Faust app's: streams/app.py)."""
+    instance = settings.worker_id if settings.static_membership else None
+    return Membership(instance, settings.broker_session_timeout_seconds)
+
+
 def sink_groups(
     bootstrap: str,
     codec: AvroCodec,
@@ -53,6 +60,7 @@ def sink_groups(
     catalog_pages: CatalogCache,
     search: AsyncElasticsearch | None,
     dead_letter: DeadLetter,
+    member: Membership,
 ) -> list[GroupConsumer]:
     """The PostgreSQL group, and the search group when there is a search node."""
     mirror = EventMirror(codec, database, dead_letter)
@@ -75,6 +83,7 @@ def sink_groups(
                 COURSE_CATALOG: postgres_catalog,
             },
             dead_letter,
+            member,
         )
     ]
     if search is not None:
@@ -87,7 +96,9 @@ def sink_groups(
             dead_letter,
         )
         groups.append(
-            GroupConsumer(bootstrap, SEARCH_GROUP, {COURSE_CATALOG: search_catalog}, dead_letter)
+            GroupConsumer(
+                bootstrap, SEARCH_GROUP, {COURSE_CATALOG: search_catalog}, dead_letter, member
+            )
         )
     return groups
 
@@ -108,6 +119,7 @@ async def _serve(settings: Settings) -> None:
         CatalogCache(redis),
         search,
         publisher.send_dead_letter,
+        membership(settings),
     )
     for group in groups:
         await group.start()

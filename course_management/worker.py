@@ -58,7 +58,7 @@ from course_management.infra.storage import ContentStore
 from course_management.ops.provisioning import register_schemas
 from course_management.service.reads import ReadService
 from course_management.service.writes import WriteGateway
-from course_management.sinks import sink_groups
+from course_management.sinks import membership, sink_groups
 from course_management.streams import faust_compat
 from course_management.streams.agent import register_course_agent
 from course_management.streams.app import build_app
@@ -174,10 +174,17 @@ class Worker(Service):
         bootstrap = self.settings.kafka_bootstrap_servers
         dead_letter = self.publisher.send_dead_letter
         router = EnrollmentRouter(self.codec, self.publisher.send_encoded, dead_letter)
-        groups = [GroupConsumer(bootstrap, ROUTER_GROUP, router.handlers(), dead_letter)]
+        member = membership(self.settings)
+        groups = [GroupConsumer(bootstrap, ROUTER_GROUP, router.handlers(), dead_letter, member)]
         if self.settings.run_sinks:
             groups += sink_groups(
-                bootstrap, self.codec, self.database, self.catalog_pages, self.search, dead_letter
+                bootstrap,
+                self.codec,
+                self.database,
+                self.catalog_pages,
+                self.search,
+                dead_letter,
+                member,
             )
         return groups
 

@@ -14,6 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -36,6 +37,24 @@ Handler = Callable[[list[ConsumerRecord]], Awaitable[None]]
 ATTEMPTS_BEFORE_ISOLATING = 3
 
 
+@dataclass(frozen=True)
+class Membership:
+    """How a process belongs to its consumer groups. With an `instance_id` it is a static
+    member (KIP-345): restarted within `session_timeout_s`, it takes its partitions back
+    without a rebalance; stopped, it keeps them until that timeout (decision 43)."""
+
+    instance_id: str | None = None
+    session_timeout_s: float = 10.0
+
+    def consumer_options(self) -> dict[str, Any]:
+        if self.instance_id is None:
+            return {}
+        return {
+            "group_instance_id": self.instance_id,
+            "session_timeout_ms": int(self.session_timeout_s * 1000),
+        }
+
+
 class GroupConsumer(Service):
     """One consumer group reading the topics of `handlers`; each topic's handler must
     succeed on a batch before the group's offsets move past it."""
@@ -46,9 +65,11 @@ class GroupConsumer(Service):
         group_id: str,
         handlers: Mapping[str, Handler],
         dead_letter: DeadLetter,
+        membership: Membership | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self.membership = membership or Membership()
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.handlers = dict(handlers)
@@ -67,6 +88,7 @@ class GroupConsumer(Service):
             auto_offset_reset="earliest",
             max_poll_records=BATCH,
             client_id=self.group_id,
+            **self.membership.consumer_options(),
         )
         await self._consumer.start()
         self.add_future(self._run())

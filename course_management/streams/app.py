@@ -41,7 +41,8 @@ def build_app(settings: Settings) -> tuple[faust.App, Any, Any]:
         table_standby_replicas=0,
         broker_commit_every=100,
         broker_session_timeout=settings.broker_session_timeout_seconds,
-        # No static membership (group.instance.id): see docs/decisions/0017.
+        consumer_group_instance_id=settings.worker_id if settings.static_membership else None,
+        # Static membership only when asked for: decisions 17 and 43.
         broker_heartbeat_interval=2.0,
         broker_commit_interval=1.0,
         stream_wait_empty=False,

@@ -42,3 +42,13 @@ def test_the_kubernetes_manifests_parse_and_probe_health_and_readiness() -> None
     container = worker["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_a_static_member_names_its_instance_and_session_timeout() -> None:
+    from course_management.infra.consumer_group import Membership
+
+    assert Membership().consumer_options() == {}
+    assert Membership("w-1", 30.0).consumer_options() == {
+        "group_instance_id": "w-1",
+        "session_timeout_ms": 30_000,
+    }
