@@ -1,13 +1,15 @@
 """Targets 4 and 6 of issue 13: start to ready after a SIGKILL, against a peer that reads
 the same changelogs into RocksDB; and the worker's memory with its tables full.
 
-    .venv/bin/python -m bench.recovery [--n 100000] [--session-timeout 30]
+    .venv/bin/python -m bench.recovery [--n 100000] [--session-timeout 30] [--static]
+        [--faust-restore] [--profile FILE]
 
 Starts the local stack and one worker, enrols N students in courses of 1,000 seats (as
 `user_enrolled` records from another service) and waits until every event is out; notes
 the worker's RSS. Then SIGKILLs it and starts it again on the same data folder: an
 unclean stop discards the local RocksDB (decision 26), so the tables are restored from
-their changelogs. It times start to ready (`/readyz`), which includes the wait for the
+their changelogs: before Faust starts, by the worker's own restore (decision 44), or by
+Faust with `--faust-restore`. It times start to ready (`/readyz`), which includes the wait for the
 group to give the partitions back: up to the broker session timeout, because the killed
 member never left the group, unless `--static` (STATIC_MEMBERSHIP, decision 43) lets the
 new process take its place at once. It notes the RSS again.
@@ -24,6 +26,9 @@ import argparse
 import asyncio
 import json
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -106,6 +111,14 @@ async def peer_restore(bootstrap: str, folder: Path) -> tuple[float, int]:
         db.close()
 
 
+def profiler(pid: int, output: str) -> subprocess.Popen[bytes]:
+    """py-spy on the worker's process (collapsed stacks, 100 samples a second)."""
+    spy = str(Path(sys.executable).parent / "py-spy")
+    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+               "--output", output]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+
 def wait_ready(url: str, deadline_s: float = 600) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -114,7 +127,9 @@ def wait_ready(url: str, deadline_s: float = 600) -> None:
                 return
         except OSError:
             pass
-        time.sleep(0.02)
+        time.sleep(
+            0.1
+        )  # a probe costs the worker a few ms of its loop: poll as k8s would, only faster
     raise TimeoutError(url)
 
 
@@ -124,10 +139,16 @@ def main() -> None:
     parser.add_argument("--session-timeout", type=float, default=30.0,
                         help="BROKER_SESSION_TIMEOUT_SECONDS of the worker")  # fmt: skip
     parser.add_argument("--static", action="store_true", help="STATIC_MEMBERSHIP=true")
+    parser.add_argument("--faust-restore", action="store_true",
+                        help="RESTORE_BEFORE_START=false: Faust restores the tables")  # fmt: skip
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy the restarted worker, start to ready (raw)")  # fmt: skip
     args = parser.parse_args()
     extra = {"BROKER_SESSION_TIMEOUT_SECONDS": str(args.session_timeout)}
     if args.static:
         extra["STATIC_MEMBERSHIP"] = "true"
+    if args.faust_restore:
+        extra["RESTORE_BEFORE_START"] = "false"
     with local_worker(extra) as (worker, settings):
         bootstrap = settings.kafka_bootstrap_servers
         loaded_at = time.perf_counter()
@@ -138,8 +159,13 @@ def main() -> None:
         worker.kill()
         started = time.perf_counter()
         worker.start(extra)
+        assert worker.proc is not None
+        spy = profiler(worker.proc.pid, args.profile) if args.profile else None
         wait_ready(f"{worker.base_url}/readyz")
         service = time.perf_counter() - started
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         assert worker.proc is not None
         rss_restored = rss_mib(worker.proc.pid)
         folder = Path(tempfile.mkdtemp(prefix="cms-peer-rocksdb-"))
@@ -149,7 +175,8 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
     print(f"n={args.n} enrolments ({loaded:.0f} s to load), one worker, local stack; "
           f"session timeout {args.session_timeout:g} s, "
-          f"{'static' if args.static else 'dynamic'} membership")  # fmt: skip
+          f"{'static' if args.static else 'dynamic'} membership, "
+          f"{'Faust restores' if args.faust_restore else 'restored before Faust'}")  # fmt: skip
     print(f"service: SIGKILL, start to ready  {service:8.2f} s")
     print(f"peer: {records} changelog records read, decoded, into RocksDB  {peer:8.2f} s")
     print(f"service ÷ peer: {service / peer:.1f}")

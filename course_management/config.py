@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # the partitions back without a rebalance; a worker stopped for good keeps its
     # partitions until the session timeout. Needs a stable WORKER_ID (a StatefulSet).
     static_membership: bool = False
+    # After an unclean stop, restore the tables this worker held last straight from their
+    # changelogs into RocksDB before Faust starts (decision 44); false leaves it to Faust.
+    restore_before_start: bool = True
     # How long the group waits for a worker that vanished (crash) before moving its partitions.
     broker_session_timeout_seconds: Annotated[float, Field(ge=6, le=300)] = 30.0
     public_url: str | None = None

@@ -50,7 +50,7 @@ from course_management.infra.consumer_group import GroupConsumer
 from course_management.infra.database import Database
 from course_management.infra.kafka import delete_topic, ensure_topics
 from course_management.infra.logs import logging_config
-from course_management.infra.metrics import LOCAL_TABLES_DISCARDED
+from course_management.infra.metrics import CHANGELOG_RECORDS_RESTORED, LOCAL_TABLES_DISCARDED
 from course_management.infra.publisher import Publisher
 from course_management.infra.rate_limit import Budget, RateLimiter
 from course_management.infra.replies import ReplyListener
@@ -66,6 +66,11 @@ from course_management.streams.batch import Batch
 from course_management.streams.local_state import discard_after_unclean_stop, mark_clean_stop
 from course_management.streams.partition_watch import PartitionWatch
 from course_management.streams.router import EnrollmentRouter
+from course_management.tables.restore import (
+    remember_assignment,
+    remembered_assignment,
+    restore_from_changelogs,
+)
 from course_management.topology import (
     COURSE_COMMANDS,
     REPLY_SUBJECT,
@@ -107,6 +112,7 @@ class Worker(Service):
         batch = Batch(self.courses, self.enrollments, self.publisher, self.course_cache)
         register_course_agent(self.app, self.codec, batch)
         self.partition_watch = PartitionWatch(self.app)
+        self.app.on_partitions_assigned.connect(self._remember_assignment)
         self._groups: list[GroupConsumer] = []
         self._runner: web.AppRunner | None = None
 
@@ -245,6 +251,15 @@ class Worker(Service):
         gc.freeze()
         log.info("heap frozen after recovery", extra={"objects": gc.get_freeze_count()})
 
+    def changelog_stores(self) -> dict[str, Any]:
+        """Each table's changelog topic and its local RocksDB store."""
+        tables = (self.courses, self.enrollments)
+        return {table.changelog_topic.get_topic_name(): table.data for table in tables}
+
+    async def _remember_assignment(self, sender: Any, assigned: set[TP], **_: Any) -> None:
+        """What the next start restores before Faust does, after a crash (decision 44)."""
+        remember_assignment(Path(self.app.conf.datadir), assigned, set(self.changelog_stores()))
+
     # -- readiness (api.ports.Readiness) -------------------------------------------------
 
     async def readiness(self) -> dict[str, bool]:
@@ -305,6 +320,15 @@ def run_worker(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings.log_level))  # JSON from the first line
     if discard_after_unclean_stop(Path(conf.datadir), Path(conf.tabledir)):
         LOCAL_TABLES_DISCARDED.inc()
+        if settings.restore_before_start:  # much faster than Faust's own restore (decision 44)
+            restored = asyncio.run(
+                restore_from_changelogs(
+                    settings.kafka_bootstrap_servers,
+                    worker.changelog_stores(),
+                    remembered_assignment(Path(conf.datadir)),
+                )
+            )
+            CHANGELOG_RECORDS_RESTORED.inc(restored.records)
     faust_worker = _FaustWorker(
         worker.app,
         worker,

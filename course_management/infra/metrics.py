@@ -64,6 +64,10 @@ LOCAL_TABLES_DISCARDED = Counter(
     "cms_local_tables_discarded_total",
     "Start-ups that discarded the local tables after an unclean stop (restored from changelogs)",
 )
+CHANGELOG_RECORDS_RESTORED = Counter(
+    "cms_changelog_records_restored_total",
+    "Changelog records written into the local tables before Faust started (decision 44)",
+)
 PARTITION_REWINDS = Counter(
     "cms_partition_rewinds_total",
     "Partitions rewound to their committed offset after records were skipped",

@@ -47,6 +47,7 @@ def build_app(settings: Settings) -> tuple[faust.App, Any, Any]:
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         logging_config=None,
+        TableManager=faust_compat.PromptTableManager,  # starts at once (decision 44)
     )
     courses = define_courses_table(app, settings.topic_partitions)
     enrollments = define_enrollments_table(app, settings.topic_partitions)

@@ -21,6 +21,14 @@ start with one line naming it, instead of failing later in a rebalance or a comm
    table writes after the batch, each under its own input.
 3. The consumer's offset bookkeeping, read by the partition watch (`_committed_offset`,
    `_acked`, `_read_offset`, `_active_partitions`, `_paused_partitions`).
+4. A table manager that starts at once (`PromptTableManager`, through Faust's own
+   `TableManager` setting). Faust's waits one second before it registers the tables'
+   changelog channels, so that tables declared while the app starts are still taken; this
+   service declares both tables when it builds the app (streams/app.py), so the second
+   was only start-up time, one quarter of a restart after a SIGKILL (decision 44). It
+   calls `TableManager._update_channels`, the rest of Faust's `on_start`.
+5. The local RocksDB store's `partition_path`, `rocksdb_options` and `offset_key`, used to
+   restore the tables before Faust starts (tables/restore.py).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import faust.streams
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer
 
 # The consumer's instance attributes used here (set in its methods, so checked by name).
@@ -65,6 +75,14 @@ def check() -> None:
     for attribute in CONSUMER_ATTRIBUTES:
         if attribute not in used:
             raise FaustChanged(f"faust's Consumer no longer uses self.{attribute}")
+    if not callable(getattr(TableManager, "_update_channels", None)):
+        raise FaustChanged("faust.tables.manager.TableManager._update_channels is gone")
+    if not isinstance(getattr(RocksDBStore, "offset_key", None), bytes):
+        raise FaustChanged("faust.stores.rocksdb.Store.offset_key is gone")
+    if not callable(getattr(RocksDBStore, "partition_path", None)):
+        raise FaustChanged("faust.stores.rocksdb.Store.partition_path is gone")
+    if "rocksdb_options" not in RocksDBStore.__init__.__code__.co_names:
+        raise FaustChanged("faust's RocksDB Store no longer sets self.rocksdb_options")
 
 
 # -- 1. the commit offset ---------------------------------------------------------------
@@ -127,3 +145,15 @@ def partition_state(consumer: Any, tp: Any) -> dict[str, Any]:
         "paused": tp in consumer._paused_partitions,
         "flow_active": consumer.flow_active,
     }
+
+
+# -- 4. the table manager's start ---------------------------------------------------------
+
+
+class PromptTableManager(TableManager):
+    """Faust's table manager without the one-second wait before its tables register."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
