@@ -11,8 +11,8 @@ bench:
 	$(BIN)/python -m bench.read_path --png docs/benchmarks/read_path.png
 	$(BIN)/python -m bench.enrollment_throughput --png docs/benchmarks/enrollment_throughput.png
 	$(BIN)/python -m bench.command_to_mirror --png docs/benchmarks/command_to_mirror.png
-	$(BIN)/python -m bench.recovery
-	$(BIN)/python -m bench.catalog_search
+	$(BIN)/python -m bench.recovery --static --png docs/benchmarks/recovery.png
+	$(BIN)/python -m bench.catalog_search --png docs/benchmarks/catalog_search.png
 	$(BIN)/python -m bench.api_latency
 	$(BIN)/python -m bench.write_cost $(if $(AGAINST),--against $(AGAINST))
 

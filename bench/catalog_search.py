@@ -1,6 +1,7 @@
 """p50/p95 of `GET /api/v1/courses?q=...` over a large catalog, on both search backends.
 
-    .venv/bin/python -m bench.catalog_search [--courses 100000] [--requests 300]
+    .venv/bin/python -m bench.catalog_search [--courses 100000] [--requests 300] [--png FILE]
+        [--profile FILE]
     (or: make bench)
 
 Starts the local stack (with Elasticsearch), seeds N published courses into the
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import signal
 import statistics
 import tempfile
 import time
@@ -34,6 +36,7 @@ from elasticsearch import AsyncElasticsearch
 
 from bench.api_latency import percentile
 from bench.catalog_seed import CATEGORIES, INSTRUCTORS, LEVELS, SUBJECTS, WORDS, catalog
+from bench.local import profiler
 from course_management.catalog import elastic as catalog_es
 from course_management.catalog import postgres as catalog_pg
 from course_management.catalog.query import parse_query
@@ -160,6 +163,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--courses", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--png", type=Path, help="draw the latency distributions")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy the Elasticsearch worker while it answers (raw)")  # fmt: skip
     args = parser.parse_args()
     stack = LocalStack(search=True)
     env = stack.start()
@@ -179,7 +185,16 @@ def main() -> None:
             worker = WorkerProcess(env, workdir, worker_id=f"bench-{backend}")
             try:
                 worker.start(extra).wait_ready()
+                assert worker.proc is not None
+                spy = (
+                    profiler(worker.proc.pid, args.profile)
+                    if args.profile and backend == "elasticsearch"
+                    else None
+                )
                 report[backend] = asyncio.run(measure(worker.base_url, settings.redis_url, plan))
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(timeout=60)
             finally:
                 worker.stop()
         assert settings.search_url
@@ -207,6 +222,20 @@ def main() -> None:
     pg_p95 = percentile(report["postgres"]["q (computed)"], 0.95)
     print(f"p95: Elasticsearch backend ÷ raw _search {es_p95 / raw_p95:.2f}; "
           f"PostgreSQL backend ÷ Elasticsearch backend {pg_p95 / es_p95:.2f}")  # fmt: skip
+    if args.png:
+        from bench.plots import distributions
+
+        distributions(
+            {
+                "Elasticsearch backend, computed": report["elasticsearch"]["q (computed)"],
+                "peer: raw _search, same bodies": report["elasticsearch"]["peer: raw _search"],
+                "PostgreSQL backend, computed": report["postgres"]["q (computed)"],
+                "Elasticsearch backend, cached page": report["elasticsearch"]["q (cached page)"],
+            },
+            args.png,
+            f"Catalog search, {args.courses:,} courses, one request at a time",
+        )
+        print(f"drawn: {args.png}")
     print(
         f"index rebuild (search rebuild: PostgreSQL catalog -> new index, alias swap): "
         f"{rebuild_s:.1f} s for {rebuilt['documents']} courses; peer, the seed's direct bulk "

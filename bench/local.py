@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,3 +40,11 @@ def local_worker(
         if worker is not None:
             worker.stop()
         stack.stop()
+
+
+def profiler(pid: int, output: str) -> subprocess.Popen[bytes]:
+    """py-spy on the worker's process (collapsed stacks, 100 samples a second)."""
+    spy = str(Path(sys.executable).parent / "py-spy")
+    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+               "--output", output]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)

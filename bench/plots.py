@@ -34,7 +34,9 @@ def latency_and_throughput(loads: Sequence[Load], path: Path, title: str) -> Non
     plt.close(fig)
 
 
-def bars(values: dict[str, float], path: str | Path, title: str, unit: str) -> None:
+def bars(
+    values: dict[str, float], path: str | Path, title: str, unit: str, shown: str = ",.0f"
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,7 +48,7 @@ def bars(values: dict[str, float], path: str | Path, title: str, unit: str) -> N
     ax.set_title(title)
     ax.invert_yaxis()
     for y, v in enumerate(values.values()):
-        ax.text(v, y, f" {v:,.0f}", va="center")
+        ax.text(v, y, f" {v:{shown}}", va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

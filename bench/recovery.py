@@ -2,7 +2,7 @@
 the same changelogs into RocksDB; and the worker's memory with its tables full.
 
     .venv/bin/python -m bench.recovery [--n 100000] [--session-timeout 30] [--static]
-        [--faust-restore] [--profile FILE]
+        [--faust-restore] [--profile FILE] [--png FILE]
 
 Starts the local stack and one worker, enrols N students in courses of 1,000 seats (as
 `user_enrolled` records from another service) and waits until every event is out; notes
@@ -27,8 +27,6 @@ import asyncio
 import json
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -39,7 +37,7 @@ from aiokafka import AIOKafkaConsumer
 from rocksdict import Rdict, WriteBatch
 
 from bench.enrollment_throughput import count_until, inputs, produce
-from bench.local import local_worker
+from bench.local import local_worker, profiler
 from course_management.infra.avro import AvroCodec
 from course_management.ops.provisioning import register_schemas
 from course_management.topology import COURSES_TABLE, ENROLLMENTS_TABLE, changelog
@@ -111,14 +109,6 @@ async def peer_restore(bootstrap: str, folder: Path) -> tuple[float, int]:
         db.close()
 
 
-def profiler(pid: int, output: str) -> subprocess.Popen[bytes]:
-    """py-spy on the worker's process (collapsed stacks, 100 samples a second)."""
-    spy = str(Path(sys.executable).parent / "py-spy")
-    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
-               "--output", output]  # fmt: skip
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
-
-
 def wait_ready(url: str, deadline_s: float = 600) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -141,6 +131,7 @@ def main() -> None:
     parser.add_argument("--static", action="store_true", help="STATIC_MEMBERSHIP=true")
     parser.add_argument("--faust-restore", action="store_true",
                         help="RESTORE_BEFORE_START=false: Faust restores the tables")  # fmt: skip
+    parser.add_argument("--png", type=Path, help="draw start to ready against the peer")
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy the restarted worker, start to ready (raw)")  # fmt: skip
     args = parser.parse_args()
@@ -181,6 +172,17 @@ def main() -> None:
     print(f"peer: {records} changelog records read, decoded, into RocksDB  {peer:8.2f} s")
     print(f"service ÷ peer: {service / peer:.1f}")
     print(f"worker RSS: {rss_full:.0f} MiB with the tables full, {rss_restored:.0f} MiB restored")
+    if args.png:
+        from bench.plots import bars
+
+        bars(
+            {"service: SIGKILL, start to ready": service, "peer: changelogs into RocksDB": peer},
+            args.png,
+            f"Recovery after a SIGKILL, {args.n:,} enrolments ({records:,} changelog records)",
+            "seconds",
+            shown=".2f",
+        )
+        print(f"drawn: {args.png}")
 
 
 if __name__ == "__main__":
