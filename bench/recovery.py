@@ -178,7 +178,7 @@ def main() -> None:
         bars(
             {"service: SIGKILL, start to ready": service, "peer: changelogs into RocksDB": peer},
             args.png,
-            f"Recovery after a SIGKILL, {args.n:,} enrolments ({records:,} changelog records)",
+            f"SIGKILL to ready, {args.n:,} enrolments ({records:,} records)",
             "seconds",
             shown=".2f",
         )
