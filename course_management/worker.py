@@ -50,7 +50,11 @@ from course_management.infra.consumer_group import GroupConsumer
 from course_management.infra.database import Database
 from course_management.infra.kafka import delete_topic, ensure_topics
 from course_management.infra.logs import logging_config
-from course_management.infra.metrics import CHANGELOG_RECORDS_RESTORED, LOCAL_TABLES_DISCARDED
+from course_management.infra.metrics import (
+    CHANGELOG_RECORDS_RESTORED,
+    LOCAL_TABLES_DISCARDED,
+    REBALANCES,
+)
 from course_management.infra.publisher import Publisher
 from course_management.infra.rate_limit import Budget, RateLimiter
 from course_management.infra.replies import ReplyListener
@@ -112,7 +116,7 @@ class Worker(Service):
         batch = Batch(self.courses, self.enrollments, self.publisher, self.course_cache)
         register_course_agent(self.app, self.codec, batch)
         self.partition_watch = PartitionWatch(self.app)
-        self.app.on_partitions_assigned.connect(self._remember_assignment)
+        self.app.on_partitions_assigned.connect(self._on_assignment)
         self._groups: list[GroupConsumer] = []
         self._runner: web.AppRunner | None = None
 
@@ -256,8 +260,10 @@ class Worker(Service):
         tables = (self.courses, self.enrollments)
         return {table.changelog_topic.get_topic_name(): table.data for table in tables}
 
-    async def _remember_assignment(self, sender: Any, assigned: set[TP], **_: Any) -> None:
-        """What the next start restores before Faust does, after a crash (decision 44)."""
+    async def _on_assignment(self, sender: Any, assigned: set[TP], **_: Any) -> None:
+        """Counts the rebalance, and notes what the next start restores before Faust does
+        after a crash (decision 44)."""
+        REBALANCES.inc()
         remember_assignment(Path(self.app.conf.datadir), assigned, set(self.changelog_stores()))
 
     # -- readiness (api.ports.Readiness) -------------------------------------------------

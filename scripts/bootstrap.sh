@@ -14,6 +14,11 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v mvn >/dev/null || need_apt+=(maven)
 [ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ] || need_apt+=(openjdk-17-jdk-headless)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
+# promtool checks and unit-tests the alert rules and the dashboard's queries; the
+# Prometheus server scrapes a worker in an integration test
+command -v promtool >/dev/null || need_apt+=(prometheus)
+# the /docs page's test renders it in headless Chromium (with fonts for its screenshot)
+command -v chromium >/dev/null || need_apt+=(chromium fonts-liberation)
 # make bench: wrk drives the HTTP load (BENCH=1)
 [ -z "${BENCH:-}" ] || command -v wrk >/dev/null || need_apt+=(wrk)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -10,6 +10,7 @@ from aiohttp.typedefs import Middleware
 from course_management.api import (
     routes_catalog,
     routes_courses,
+    routes_docs,
     routes_enrollments,
     routes_ops,
     routes_ratings,
@@ -32,6 +33,7 @@ from course_management.api.ports import (
 
 ENDPOINTS: list[Endpoint] = [
     *routes_ops.ENDPOINTS,
+    *routes_docs.ENDPOINTS,
     *routes_catalog.ENDPOINTS,
     *routes_courses.ENDPOINTS,
     *routes_enrollments.ENDPOINTS,

@@ -28,6 +28,7 @@ from course_management.api.ports import Unavailable
 from course_management.api.problems import Problem, problem_of
 from course_management.domain.outcomes import Refusal
 from course_management.infra.database import UNAVAILABLE as DATABASE_UNAVAILABLE
+from course_management.infra.logs import log_context
 from course_management.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from course_management.infra.storage import UNAVAILABLE as STORAGE_UNAVAILABLE
 
@@ -116,7 +117,8 @@ def build_middlewares(
         try:
             if request.match_info.http_exception is None:  # a 404 or 405 says more
                 _check_sizes(request)
-            response = await handler(request)
+            with log_context(request_id=request_id):  # and into the events it causes
+                response = await handler(request)
         except Problem as problem:
             response = problem_response(problem)
         except Refusal as refusal:

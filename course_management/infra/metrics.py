@@ -68,6 +68,10 @@ CHANGELOG_RECORDS_RESTORED = Counter(
     "cms_changelog_records_restored_total",
     "Changelog records written into the local tables before Faust started (decision 44)",
 )
+REBALANCES = Counter(
+    "cms_rebalances_total",
+    "Partition assignments this worker received from its Faust group (one per rebalance)",
+)
 PARTITION_REWINDS = Counter(
     "cms_partition_rewinds_total",
     "Partitions rewound to their committed offset after records were skipped",

@@ -68,12 +68,14 @@ class Publisher:
         )
         EVENTS_PUBLISHED.labels(topic).inc()
 
-    async def send_all(self, records: list[Record]) -> None:
-        """Send records in order; wait until the broker has all."""
+    async def send_all(self, records: list[Record], headers: list[Headers] | None = None) -> None:
+        """Send records in order (`headers[i]` with `records[i]`); wait until the broker
+        has all."""
+        each = headers if headers is not None else [[] for _ in records]
         await self.send_encoded(
             [
-                (topic, key, self._codec.encode(subject, value), [])
-                for topic, key, subject, value in records
+                (topic, key, self._codec.encode(subject, value), list(record_headers))
+                for (topic, key, subject, value), record_headers in zip(records, each, strict=True)
             ]
         )
 

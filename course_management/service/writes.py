@@ -22,12 +22,14 @@ from course_management.api.ports import Unavailable
 from course_management.domain.commands import CourseCommand
 from course_management.domain.outcomes import Outcome, Reply
 from course_management.infra.kafka import Headers
+from course_management.infra.logs import context_value
 from course_management.infra.replies import ReplyListener
 from course_management.topology import (
     CORRELATION_HEADER,
     COURSE_COMMANDS,
     COURSE_PROGRESS,
     REPLY_TO_HEADER,
+    REQUEST_ID_HEADER,
     USER_ENROLLED,
     spec,
 )
@@ -42,6 +44,14 @@ class Sends(Protocol):
         value: dict[str, Any],
         headers: Headers | None = None,
     ) -> None: ...
+
+
+def _traced(headers: Headers) -> Headers:
+    """The headers, and the request id of the HTTP request being served (if any)."""
+    request_id = context_value("request_id")
+    if request_id:
+        return [*headers, (REQUEST_ID_HEADER, str(request_id).encode())]
+    return headers
 
 
 def _not_taken() -> Unavailable:
@@ -77,7 +87,7 @@ class WriteGateway:
         topic = spec(COURSE_COMMANDS)
         return await self._ask(
             command.command_id,
-            self._sends.send(topic.name, command.course_id, topic.subject, record),
+            self._sends.send(topic.name, command.course_id, topic.subject, record, _traced([])),
         )
 
     async def enroll(self, course_id: str, user_id: str, source: str) -> Reply:
@@ -101,10 +111,12 @@ class WriteGateway:
     async def _publish_input(self, topic: str, course_id: str, fields: dict[str, Any]) -> Reply:
         event_id = str(uuid.uuid4())
         record = {"event_id": event_id, "occurred_at": datetime.now(UTC), **fields}
-        headers = [
-            (REPLY_TO_HEADER, self._replies.topic.encode()),
-            (CORRELATION_HEADER, event_id.encode()),
-        ]
+        headers = _traced(
+            [
+                (REPLY_TO_HEADER, self._replies.topic.encode()),
+                (CORRELATION_HEADER, event_id.encode()),
+            ]
+        )
         return await self._ask(
             event_id, self._sends.send(topic, course_id, spec(topic).subject, record, headers)
         )

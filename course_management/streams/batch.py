@@ -37,13 +37,20 @@ from course_management.domain.consistency import Marks
 from course_management.domain.enrollment import EMPTY_SEATS, public_view, settle_seats
 from course_management.domain.outcomes import Reply
 from course_management.infra.cache import CourseEntry, EnrollmentEntry
+from course_management.infra.kafka import Headers
+from course_management.infra.logs import log_context
 from course_management.infra.metrics import AGENT_BATCH_SECONDS
 from course_management.infra.publisher import Record
 from course_management.infra.retrying import until_cached, until_published
 from course_management.streams.faust_compat import as_current_event
 from course_management.tables.enrollments import enrollment_key, seats_key
 from course_management.tables.records import CourseRecord, EnrollmentRecord, SeatsRecord
-from course_management.topology import COURSE_CATALOG, REPLY_SUBJECT, is_reply_topic
+from course_management.topology import (
+    COURSE_CATALOG,
+    REPLY_SUBJECT,
+    REQUEST_ID_HEADER,
+    is_reply_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +62,7 @@ PHASE_SECONDS = {
 class Sends(Protocol):
     """What a batch sends through (infra.publisher.Publisher)."""
 
-    async def send_all(self, records: list[Record]) -> None: ...
+    async def send_all(self, records: list[Record], headers: list[Headers]) -> None: ...
     async def send_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
     ) -> None: ...
@@ -70,17 +77,22 @@ class CachesCourses(Protocol):
     ) -> None: ...
 
 
-def latest_catalog_entries(records: list[Record]) -> list[Record]:
-    """The records with only the last catalog entry of each course (at its place): the
-    catalog topic is compacted and its sinks keep the newest version, so the entries an
-    enrolment after another in the same batch superseded would only cost writes (one per
-    enrolment, then one per course per batch). Every event is kept."""
+def latest_catalog_entries(records: list[Record]) -> list[int]:
+    """The places of the records to publish: every event, and only the last catalog entry
+    of each course. The catalog topic is compacted and its sinks keep the newest version,
+    so the entries an enrolment after another in the same batch superseded would only
+    cost writes (one per enrolment, then one per course per batch)."""
     last = {key: i for i, (topic, key, _, _) in enumerate(records) if topic == COURSE_CATALOG}
     return [
-        record
-        for i, record in enumerate(records)
-        if record[0] != COURSE_CATALOG or last[record[1]] == i
+        i for i, record in enumerate(records) if record[0] != COURSE_CATALOG or last[record[1]] == i
     ]
+
+
+def _request_id(event: Any) -> bytes | None:
+    """The request id an input carries (from the HTTP request that sent it), if any."""
+    headers = getattr(event, "headers", None) or {}
+    value = headers.get(REQUEST_ID_HEADER)
+    return bytes(value) if value else None
 
 
 class Overlay:
@@ -112,6 +124,7 @@ class Batch:
         self._cache = cache
         self.current: Any = None  # the input being decided
         self.records: list[Record] = []
+        self.record_headers: list[Headers] = []  # each record's: its input's request id
         self.writes: list[tuple[Any, str, Any, Any]] = []
         self.cached_courses: set[str] = set()  # courses whose Redis entry is rewritten
         self.enrollment_states: dict[str, EnrollmentRecord] = {}
@@ -123,6 +136,7 @@ class Batch:
             overlay.pending.clear()
         self.current = None
         self.records.clear()
+        self.record_headers.clear()
         self.writes.clear()
         self.cached_courses.clear()
         self.enrollment_states.clear()
@@ -132,7 +146,19 @@ class Batch:
     @contextmanager
     def deciding(self, event: Any) -> Iterator[None]:
         self.current = event
-        with as_current_event(event):
+        message = getattr(event, "message", None)
+        with (
+            as_current_event(event),
+            log_context(
+                request_id=_request_id(event),
+                course_id=event.key.decode(errors="replace")
+                if getattr(event, "key", None)
+                else None,
+                topic=getattr(message, "topic", None),
+                partition=getattr(message, "partition", None),
+                offset=getattr(message, "offset", None),
+            ),
+        ):
             yield
 
     # -- the tables as the batch sees them (typed) -------------------------------------
@@ -174,8 +200,12 @@ class Batch:
     # -- effects, staged: the rest -------------------------------------------------------
 
     def stage_records(self, records: list[Record]) -> None:
-        """Events and catalog entries, sent first and together."""
+        """Events and catalog entries, sent first and together, each with the request id
+        of the input it came of (so an HTTP request can be followed into its events)."""
+        request_id = _request_id(self.current)
+        headers: Headers = [(REQUEST_ID_HEADER, request_id)] if request_id else []
         self.records.extend(records)
+        self.record_headers.extend(headers for _ in records)
 
     def stage_course_state(self, course_id: str) -> None:
         """Redis gets the course, with its seats, as the batch leaves it (readers see a
@@ -247,8 +277,10 @@ class Batch:
         sends = self._sends
         started = time.perf_counter()
         if self.records:
-            records = latest_catalog_entries(self.records)
-            await until_published(functools.partial(sends.send_all, records))
+            kept = latest_catalog_entries(self.records)
+            records = [self.records[i] for i in kept]
+            headers = [self.record_headers[i] for i in kept]
+            await until_published(functools.partial(sends.send_all, records, headers))
         published = time.perf_counter()
         for table, key, value, event in self.writes:
             with as_current_event(event):
