@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +76,6 @@ class GroupConsumer(Service):
         self.dead_letter = dead_letter
         self._failures = 0
         self._consumer: AIOKafkaConsumer | None = None
-        self._lag_reported_at = 0.0
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -116,7 +114,6 @@ class GroupConsumer(Service):
                 if batch:
                     await consumer.commit()
                     self._failures = 0
-                await self._report_lag(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -155,17 +152,25 @@ class GroupConsumer(Service):
                         )
                     )
 
-    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Lag after the last commit: log end minus the position (all of it processed)."""
-        now = time.monotonic()
-        if now - self._lag_reported_at < LAG_EVERY_S:
+    @Service.timer(LAG_EVERY_S)
+    async def _report_lag(self) -> None:
+        """Lag of each assigned partition: its end offset minus the group's committed
+        offset (what no handler has finished yet). Apart from the processing loop, so a
+        group stuck on a store that is down shows its lag growing (alert CmsSinkLag)."""
+        consumer = self._consumer
+        assignment = consumer.assignment() if consumer is not None else set()
+        if consumer is None or not assignment:
             return
-        self._lag_reported_at = now
-        for tp in consumer.assignment():
-            end = consumer.highwater(tp)
-            if end is None:
-                continue
-            position = await consumer.position(tp)
-            CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
-                max(0, end - position)
-            )
+        try:
+            ends = await consumer.end_offsets(list(assignment))
+            starts: dict[Any, int] = {}
+            for tp, end in ends.items():
+                committed = await consumer.committed(tp)
+                if committed is None:  # nothing committed yet: from the partition's start
+                    starts = starts or await consumer.beginning_offsets(list(assignment))
+                    committed = starts[tp]
+                CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                    max(0, end - committed)
+                )
+        except Exception:  # the broker away: the next tick tries again
+            log.debug("consumer lag not measured", exc_info=True)
