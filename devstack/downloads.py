@@ -130,15 +130,30 @@ VERSITYGW_VERSION = "v1.8.0"
 
 
 def versitygw_binary() -> Path:
-    home = cache_dir() / f"versitygw-{VERSITYGW_VERSION}"
-    binary = home / "versitygw"
+    return _go_binary(VERSITYGW_MODULE, VERSITYGW_VERSION, "versitygw")
+
+
+# kustomize builds the manifests that CI validates (tests/unit/test_manifests.py).
+# v5.8.2: @latest wants a newer Go than this machine kind has.
+KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
+KUSTOMIZE_VERSION = "v5.8.2"
+
+
+def kustomize_binary() -> Path:
+    return _go_binary(KUSTOMIZE_MODULE, KUSTOMIZE_VERSION, "kustomize")
+
+
+def _go_binary(module: str, version: str, name: str) -> Path:
+    """`go install module@version` into the cache (once), from the Go module proxy."""
+    home = cache_dir() / f"{name}-{version}"
+    binary = home / name
     if not binary.exists():
         go = shutil.which("go") or "/usr/local/go/bin/go"
         tmp = home.with_suffix(".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         subprocess.run(
-            [go, "install", f"{VERSITYGW_MODULE}@{VERSITYGW_VERSION}"],
+            [go, "install", f"{module}@{version}"],
             env={**os.environ, "GOBIN": str(tmp), "CGO_ENABLED": "0"},
             check=True,
         )
@@ -152,3 +167,4 @@ def fetch_all() -> None:
     apicurio_home()
     elasticsearch_home()
     versitygw_binary()
+    kustomize_binary()
