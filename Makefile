@@ -19,9 +19,10 @@ bench:
 bootstrap:
 	@scripts/bootstrap.sh
 
-## run: the service with its local stack on :8080 and demo data (Ctrl-C stops everything)
+## run: the service with its local stack on :8080 and demo data (Ctrl-C stops everything);
+##      GATEWAY=1 also starts the HAProxy gateway in front of it (its URL is printed)
 run: bootstrap
-	$(BIN)/python -m devstack run
+	$(BIN)/python -m devstack run $(if $(GATEWAY),--gateway)
 
 ## test: lint, types, then every test against the real local stack
 test: bootstrap lint typecheck

@@ -158,7 +158,13 @@ def demo_data(url: str | None, count: int) -> None:
 
     secret = os.environ.get("JWT_SECRET", "")
     base = url or f"http://127.0.0.1:{os.environ.get('HTTP_PORT', '8080')}"
-    created = load_demo_data(base, secret, count)
+    created = load_demo_data(
+        base,
+        secret,
+        count,
+        issuer=os.environ.get("JWT_ISSUER") or None,
+        audience=os.environ.get("JWT_AUDIENCE") or None,
+    )
     click.echo(f"demo courses created: {created}")
 
 

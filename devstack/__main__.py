@@ -23,6 +23,7 @@ from course_management.config import Settings, load_settings
 from course_management.ops.demo import catalog_lists, load_demo_data, published_demo_courses
 from course_management.ops.provisioning import provision_all
 from devstack.downloads import fetch_all
+from devstack.gateway import Gateway
 from devstack.processes import wait_until
 from devstack.stack import LocalStack
 
@@ -59,12 +60,19 @@ def up(no_search: bool) -> None:
 @click.option("--port", default=None, type=int, help="HTTP port (default: HTTP_PORT or 8080)")
 @click.option("--no-search", is_flag=True, help="no Elasticsearch (PostgreSQL full-text search)")
 @click.option("--demo/--no-demo", default=True, show_default=True)
-def run(port: int | None, no_search: bool, demo: bool) -> None:
+@click.option(
+    "--gateway", is_flag=True, help="HAProxy in front of the worker (config/haproxy), URL printed"
+)
+def run(port: int | None, no_search: bool, demo: bool, gateway: bool) -> None:
     """Everything for a local run: stack, provisioning, worker on :8080, demo data."""
     _exit_on_sigterm()
     started = time.monotonic()
     local = LocalStack(search=not no_search)
     worker_proc: subprocess.Popen[bytes] | None = None
+    gate: Gateway | None = None
+    if gateway:  # the gateway checks these claims: the worker is given the same
+        os.environ.setdefault("JWT_ISSUER", "https://auth.moocflix.local")
+        os.environ.setdefault("JWT_AUDIENCE", "course-management")
     try:
         env = _start_stack(local, port=port)
         full_env = {**os.environ, **env}
@@ -78,13 +86,32 @@ def run(port: int | None, no_search: bool, demo: bool) -> None:
         base = f"http://127.0.0.1:{env['HTTP_PORT']}"
         wait_until(lambda: _ready(base, worker_proc), 180, f"the worker (log: {log_path})")
         if demo:
-            load_demo_data(base, env["JWT_SECRET"], 12)
+            load_demo_data(
+                base,
+                env["JWT_SECRET"],
+                12,
+                issuer=env.get("JWT_ISSUER"),
+                audience=env.get("JWT_AUDIENCE"),
+            )
             # The banner's catalog query should find them when it is printed.
             wanted = published_demo_courses(12)
             wait_until(lambda: catalog_lists(base, wanted), 30, "the demo courses in the catalog")
+        if gateway:
+            gate = Gateway(
+                local.workdir,
+                f"127.0.0.1:{env['HTTP_PORT']}",
+                env["JWT_SECRET"],
+                env["JWT_ISSUER"],
+                env["JWT_AUDIENCE"],
+            )
+            gate.start()
         _print_banner(base, env, local.versions(), time.monotonic() - started)
+        if gate is not None:
+            click.echo(f"the gateway (HAProxy, config/haproxy/haproxy.cfg) is at {gate.url}")
         _wait_for_signal(worker_proc)
     finally:
+        if gate is not None:
+            gate.stop()
         if worker_proc is not None and worker_proc.poll() is None:
             worker_proc.terminate()
             try:

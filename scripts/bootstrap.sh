@@ -17,6 +17,8 @@ command -v setpriv >/dev/null || need_apt+=(util-linux)
 # promtool checks and unit-tests the alert rules and the dashboard's queries; the
 # Prometheus server scrapes a worker in an integration test
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# the local stack's API gateway (make run GATEWAY=1, tests/integration/test_gateway.py)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 # the /docs page's test renders it in headless Chromium (with fonts for its screenshot)
 command -v chromium >/dev/null || need_apt+=(chromium fonts-liberation)
 # make bench: wrk drives the HTTP load (BENCH=1)

@@ -17,13 +17,30 @@ _TOPICS = [
 ]
 
 
-def load_demo_data(base_url: str, jwt_secret: str, count: int) -> int:
+def load_demo_data(
+    base_url: str,
+    jwt_secret: str,
+    count: int,
+    *,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> int:
+    """Creates `count` published demo courses through the API; the tokens carry the
+    issuer and audience the service checks (JWT_ISSUER, JWT_AUDIENCE), when it has them."""
     instructors = [("instructor-1", "Ada Instructor"), ("instructor-2", "Linus Teacher")]
     created = 0
     for n in range(count):
         title, category, tags, level = _TOPICS[n % len(_TOPICS)]
         sub, name = instructors[n % len(instructors)]
-        token = issue_token(jwt_secret, sub, ["instructor"], name=name, ttl_seconds=600)
+        token = issue_token(
+            jwt_secret,
+            sub,
+            ["instructor"],
+            name=name,
+            ttl_seconds=600,
+            issuer=issuer,
+            audience=audience,
+        )
         body = {
             "title": f"{title} #{n + 1}",
             "description": f"A demo course about {', '.join(tags)}.",
