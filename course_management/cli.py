@@ -112,6 +112,154 @@ def search_rebuild(target: str | None, **overrides: Any) -> None:
     click.echo(json.dumps(result))
 
 
+@main.group()
+def ops() -> None:
+    """An operator's repair tools (docs/runbook.md)."""
+
+
+@ops.group()
+def dlq() -> None:
+    """The dead-letter topics (`<topic>.dlq`): what is there and why, and replays."""
+
+
+def _dlq_filters(fn: Any) -> Any:
+    fn = click.option(
+        "--topic", "topics", multiple=True, help="a dead-letter topic (default: all)"
+    )(fn)
+    fn = click.option(
+        "--code", default=None, help="a reason code: malformed, refused, invalid, ..."
+    )(fn)
+    fn = click.option("--since", type=click.DateTime(), default=None, help="UTC, inclusive")(fn)
+    fn = click.option("--until", type=click.DateTime(), default=None, help="UTC, exclusive")(fn)
+    return fn
+
+
+def _selected(
+    settings: Settings, options: dict[str, Any], places: set[str] | None = None
+) -> list[Any]:
+    import asyncio
+    from datetime import UTC
+
+    from tqdm import tqdm
+
+    from course_management.ops.dead_letters import read_dead_letters, select
+    from course_management.topology import DLQ_TOPICS
+
+    def utc(value: Any) -> Any:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+    with tqdm(unit="record", desc="reading dead letters", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        topics = options["topics"] or DLQ_TOPICS
+        letters = asyncio.run(
+            read_dead_letters(settings.kafka_bootstrap_servers, topics, on_read=progress)
+        )
+    return select(
+        letters,
+        code=options["code"],
+        since=utc(options["since"]),
+        until=utc(options["until"]),
+        places=places,
+    )
+
+
+@dlq.command("show")
+@_dlq_filters
+@_setting_options
+def dlq_show(
+    topics: tuple[str, ...], code: str | None, since: Any, until: Any, **overrides: Any
+) -> None:
+    """Print the dead letters (place, time, source topic, reason) and a summary, as JSON."""
+    from course_management.ops.dead_letters import summary
+
+    settings = _settings(overrides)
+    options = {"topics": topics, "code": code, "since": since, "until": until}
+    letters = _selected(settings, options)
+    click.echo(
+        json.dumps({"dead_letters": [d.shown() for d in letters], "summary": summary(letters)})
+    )
+
+
+@dlq.command("replay")
+@_dlq_filters
+@click.option("--place", "places", multiple=True, help="a record: <dlq topic>:<partition>:<offset>")
+@click.option("--all", "everything", is_flag=True, help="every record the filters select")
+@_setting_options
+def dlq_replay(
+    topics: tuple[str, ...],
+    code: str | None,
+    since: Any,
+    until: Any,
+    places: tuple[str, ...],
+    everything: bool,
+    **overrides: Any,
+) -> None:
+    """Send dead letters back to their source topic, after a fix; each place once ever."""
+    import asyncio
+
+    from tqdm import tqdm
+
+    from course_management.ops.dead_letters import replay
+
+    if not (places or code or everything):
+        click.echo("say what to replay: --place, --code or --all", err=True)
+        sys.exit(2)
+    settings = _settings(overrides)
+    options = {"topics": topics, "code": code, "since": since, "until": until}
+    letters = _selected(settings, options, set(places) or None)
+    with tqdm(unit="record", desc="replaying", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = asyncio.run(replay(settings.kafka_bootstrap_servers, letters, progress))
+    click.echo(json.dumps({"selected": len(letters), **result}))
+
+
+@ops.command("check")
+@_setting_options
+def ops_check(**overrides: Any) -> None:
+    """Compare the tables, the mirror and the catalog with the topics; print every
+    difference (JSON) and exit 1 when there is one."""
+    import asyncio
+
+    from course_management.ops.check import check
+
+    settings = _settings(overrides)
+    differences = asyncio.run(check(settings, lambda step: click.echo(step, err=True)))
+    by_store: dict[str, int] = {}
+    for difference in differences:
+        by_store[difference.store] = by_store.get(difference.store, 0) + 1
+    shown = [d.shown() for d in differences]
+    click.echo(
+        json.dumps({"differences": shown, "summary": {"differences": len(shown), **by_store}})
+    )
+    sys.exit(1 if differences else 0)
+
+
+@ops.group()
+def mirror() -> None:
+    """The PostgreSQL mirror of courses and enrollments."""
+
+
+@mirror.command("rebuild")
+@_setting_options
+def mirror_rebuild(**overrides: Any) -> None:
+    """Make every mirror row that differs from its event topic what the topic says."""
+    import asyncio
+
+    from course_management.ops.mirror_rebuild import rebuild_mirror
+
+    settings = _settings(overrides)
+    result = asyncio.run(rebuild_mirror(settings, lambda step: click.echo(step, err=True)))
+    click.echo(json.dumps(result))
+
+
 @main.command()
 @click.option("--database-url", envvar="DATABASE_URL", required=True)
 def migrate(database_url: str) -> None:

@@ -47,6 +47,9 @@ class TopicSpec:
         return f"{self.name}-value"
 
 
+DLQ_REPLAYS = f"{APP_ID}-dlq-replays"
+
+
 def dlq(name: str) -> str:
     return f"{name}.dlq"
 
@@ -86,7 +89,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(dlq(COURSE_RATINGS), None, _DLQ),
     TopicSpec(changelog(COURSES_TABLE), None, _COMPACTED),
     TopicSpec(changelog(ENROLLMENTS_TABLE), None, _COMPACTED),
+    # `course-management ops dlq replay`: each dead letter replayed, by its place (so a
+    # second replay of the same record changes nothing).
+    TopicSpec(DLQ_REPLAYS, None, _COMPACTED, partitions=1),
 )
+
+DLQ_TOPICS = tuple(spec.name for spec in TOPICS if spec.name.endswith(".dlq"))
 
 _BY_NAME = {spec.name: spec for spec in TOPICS}
 

@@ -10,17 +10,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 
 from course_management.catalog.feed import entry_of_value
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec, AvroDecodeError
-from course_management.infra.kafka import topic_partitions
+from course_management.infra.kafka import Offsets, read_to_end
 from course_management.topology import COURSE_CATALOG, spec
 
 log = logging.getLogger(__name__)
 
-Offsets = dict[TopicPartition, int]
 WriteEntries = Callable[[list[dict[str, Any]]], Awaitable[Any]]
 
 
@@ -38,48 +37,24 @@ async def replay_catalog(
     topic = spec(COURSE_CATALOG)
     assert topic.schema_file is not None
     await codec.register(topic.subject, topic.schema_file, compatibility=None)  # the reader
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        group_id=None,
+    entries_read = 0
+
+    async def decoded(records: list[ConsumerRecord]) -> None:
+        nonlocal entries_read
+        entries = []
+        for record in records:
+            try:
+                entries.append(entry_of_value(await codec.decode(topic.subject, record.value)))
+            except AvroDecodeError:  # the sinks dead-lettered it; so does the replay
+                log.warning(
+                    "undecodable catalog record skipped",
+                    extra={"partition": record.partition, "offset": record.offset},
+                )
+        if entries:
+            await write(entries)
+            entries_read += len(entries)
+
+    _, ends = await read_to_end(
+        settings.kafka_bootstrap_servers, [COURSE_CATALOG], decoded, start=start, on_read=on_read
     )
-    await consumer.start()
-    read = 0
-    try:
-        tps = await topic_partitions(settings.kafka_bootstrap_servers, COURSE_CATALOG)
-        consumer.assign(tps)
-        ends: Offsets = await consumer.end_offsets(tps)
-        firsts: Offsets = await consumer.beginning_offsets(tps)
-        begin = {tp: max(firsts[tp], (start or {}).get(tp, 0)) for tp in tps}
-        total = sum(max(0, ends[tp] - begin[tp]) for tp in tps)
-        for tp in tps:
-            consumer.seek(tp, begin[tp])
-        remaining = {tp for tp in tps if begin[tp] < ends[tp]}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            entries = []
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    try:
-                        entries.append(
-                            entry_of_value(await codec.decode(topic.subject, record.value))
-                        )
-                    except AvroDecodeError:  # the sinks dead-lettered it; so does the replay
-                        log.warning(
-                            "undecodable catalog record skipped",
-                            extra={"partition": tp.partition, "offset": record.offset},
-                        )
-            if entries:
-                await write(entries)
-                read += len(entries)
-                if on_read is not None:
-                    on_read(read, total)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return read, ends
-    finally:
-        await consumer.stop()
+    return entries_read, ends

@@ -1,12 +1,13 @@
-"""Kafka plumbing: the producer's settings, topic provisioning and lookups."""
+"""Kafka plumbing: the producer's settings, topic provisioning and lookups, reading topics
+back to their ends."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
@@ -115,3 +116,55 @@ async def delete_topic(bootstrap: str, name: str) -> None:
         log.info("reply topic not deleted", extra={"topic": name, "error": str(exc)})
     finally:
         await admin.close()
+
+
+Offsets = dict[TopicPartition, int]
+RecordsHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+
+
+async def read_to_end(
+    bootstrap: str,
+    topics: Iterable[str],
+    handle: RecordsHandler,
+    *,
+    start: Offsets | None = None,
+    on_read: Callable[[int, int], None] | None = None,
+) -> tuple[int, Offsets]:
+    """Hand every record of `topics` from `start` (default: each partition's beginning) up
+    to their ends as of this call to `handle`, a batch at a time (each partition's records
+    in order). Returns the records read and the end offsets. `on_read(read, total)`
+    follows the progress (a compacted topic yields fewer than `total`)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    read = 0
+    try:
+        tps = [tp for topic in topics for tp in await topic_partitions(bootstrap, topic)]
+        consumer.assign(tps)
+        ends: Offsets = await consumer.end_offsets(tps)
+        firsts: Offsets = await consumer.beginning_offsets(tps)
+        begin = {tp: max(firsts[tp], (start or {}).get(tp, 0)) for tp in tps}
+        total = sum(max(0, ends[tp] - begin[tp]) for tp in tps)
+        for tp in tps:
+            consumer.seek(tp, begin[tp])
+        remaining = {tp for tp in tps if begin[tp] < ends[tp]}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            records = [
+                record
+                for tp, fetched in batch.items()
+                for record in fetched
+                if record.offset < ends[tp]
+            ]
+            if records:
+                await handle(records)
+                read += len(records)
+                if on_read is not None:
+                    on_read(read, total)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return read, ends
+    finally:
+        await consumer.stop()

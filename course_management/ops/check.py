@@ -1,0 +1,202 @@
+"""`course-management ops check`: do the tables, the mirror and the catalog agree with the
+topics they are derived from?
+
+The topics are the truth: `course-events` and `enrollment-events` (every change, in
+order), the compacted catalog feed, and the tables' changelogs. The check reads the
+stores first and the topics after, so a store can only be behind a topic by what arrived
+in between (run it on a quiet system, or run it again), never ahead unless it is wrong.
+
+Compared, per course and per enrollment:
+- the `courses` table (its changelog): version and deleted, against the last course event;
+- the mirror's `courses` rows: version and deleted, against the last course event;
+- the mirror's `enrollments` rows: version and status, against the last enrollment event;
+- the catalog backend (PostgreSQL's `catalog_courses` or the Elasticsearch index):
+  catalog version and listed, against the last catalog entry.
+
+Each difference is one `Difference`. Ratings are not compared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import asyncpg
+from aiokafka import ConsumerRecord
+from elasticsearch import AsyncElasticsearch
+from elasticsearch.helpers import async_scan
+
+from course_management.catalog import elastic
+from course_management.catalog.postgres import TABLE as CATALOG_TABLE
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec
+from course_management.infra.kafka import read_to_end
+from course_management.ops.provisioning import register_schemas
+from course_management.topology import (
+    COURSE_CATALOG,
+    COURSE_EVENTS,
+    COURSES_TABLE,
+    ENROLLMENT_EVENTS,
+    changelog,
+    spec,
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Difference:
+    store: str  # tables | mirror | catalog
+    entity: str  # course | enrollment
+    id: str  # a course id, or "<course id>:<user id>"
+    expected: dict[str, Any] | None  # what the topic says (None: nothing)
+    found: dict[str, Any] | None  # what the store holds (None: nothing)
+
+    def shown(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare(
+    store: str,
+    entity: str,
+    expected: dict[str, dict[str, Any]],
+    found: dict[str, dict[str, Any]],
+) -> list[Difference]:
+    """Every id whose state differs between the topic's view and the store's."""
+    return [
+        Difference(store, entity, key, expected.get(key), found.get(key))
+        for key in sorted(set(expected) | set(found))
+        if expected.get(key) != found.get(key)
+    ]
+
+
+async def check(settings: Settings, on_step: Progress | None = None) -> list[Difference]:
+    step = on_step or (lambda _: None)
+    step("reading the mirror")
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        mirror_courses = {
+            r["id"]: {"version": r["version"], "deleted": r["deleted_at"] is not None}
+            for r in await pool.fetch("SELECT id, version, deleted_at FROM courses")
+        }
+        mirror_enrollments = {
+            f"{r['course_id']}:{r['user_id']}": {"version": r["version"], "status": r["status"]}
+            for r in await pool.fetch("SELECT course_id, user_id, version, status FROM enrollments")
+        }
+        step("reading the catalog")
+        catalog = (
+            await _search_catalog(settings.search_url)
+            if settings.search_url
+            else {
+                r["id"]: {"catalog_version": r["catalog_version"], "listed": r["listed"]}
+                for r in await pool.fetch(
+                    f"SELECT id, catalog_version, listed FROM {CATALOG_TABLE}"  # noqa: S608
+                )
+            }
+        )
+    finally:
+        await pool.close()
+    step("reading the courses table's changelog")
+    tables = await _courses_table(settings.kafka_bootstrap_servers)
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    step("reading course-events")
+    courses = await _last(settings, codec, COURSE_EVENTS, _course_state)
+    step("reading enrollment-events")
+    enrollments = await _last(settings, codec, ENROLLMENT_EVENTS, _enrollment_state)
+    step("reading the catalog feed")
+    entries = await _last(settings, codec, COURSE_CATALOG, _catalog_state)
+    return [
+        *compare("tables", "course", courses, tables),
+        *compare("mirror", "course", courses, mirror_courses),
+        *compare("mirror", "enrollment", enrollments, mirror_enrollments),
+        *compare("catalog", "course", entries, catalog),
+    ]
+
+
+def _course_state(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    deleted = value["event_type"] == "course_deleted" or value.get("course") is None
+    return value["course_id"], {"version": value["version"], "deleted": deleted}
+
+
+def _enrollment_state(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    status = (value.get("enrollment") or {}).get("status")
+    key = f"{value['course_id']}:{value['user_id']}"
+    return key, {"version": value["version"], "status": status}
+
+
+def _catalog_state(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return value["course_id"], {
+        "catalog_version": value["catalog_version"],
+        "listed": value["listed"],
+    }
+
+
+async def _last(
+    settings: Settings,
+    codec: AvroCodec,
+    topic: str,
+    state: Callable[[dict[str, Any]], tuple[str, dict[str, Any]]],
+) -> dict[str, dict[str, Any]]:
+    """The state of each id after the topic's records, the highest version winning (a
+    topic is in order per key, so that is also its last record)."""
+    subject = spec(topic).subject
+    last: dict[str, dict[str, Any]] = {}
+
+    async def keep(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            try:
+                key, value = state(await codec.decode(subject, record.value))
+            except Exception:  # noqa: S112 - the sinks dead-lettered it; not a state
+                continue
+            seen = last.get(key)
+            versioned = "version" if "version" in value else "catalog_version"
+            if seen is None or seen[versioned] <= value[versioned]:
+                last[key] = value
+
+    await read_to_end(settings.kafka_bootstrap_servers, [topic], keep)
+    return last
+
+
+async def _courses_table(bootstrap: str) -> dict[str, dict[str, Any]]:
+    """The `courses` table as its changelog leaves it: course id -> version, deleted."""
+    table: dict[str, dict[str, Any]] = {}
+
+    async def keep(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            key = _table_key(record.key)
+            if record.value is None:
+                table.pop(key, None)
+                continue
+            value = json.loads(record.value)
+            course = value.get("course") or {}
+            if "version" in course:
+                table[key] = {"version": course["version"], "deleted": bool(value.get("deleted"))}
+
+    await read_to_end(bootstrap, [changelog(COURSES_TABLE)], keep)
+    return table
+
+
+def _table_key(raw: bytes | None) -> str:
+    text = (raw or b"").decode()
+    return str(json.loads(text)) if text.startswith('"') else text
+
+
+async def _search_catalog(url: str) -> dict[str, dict[str, Any]]:
+    es = AsyncElasticsearch(url, request_timeout=60)
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        async for hit in async_scan(
+            es, index=elastic.ALIAS, query={"query": {"match_all": {}}}, version=True,
+            _source=["listed"],
+        ):  # fmt: skip
+            found[hit["_id"]] = {
+                "catalog_version": hit["_version"],
+                "listed": hit["_source"]["listed"],
+            }
+    finally:
+        await es.close()
+    return found

@@ -1,0 +1,203 @@
+"""`course-management ops mirror rebuild`: the PostgreSQL mirror's courses and enrollments
+made what their event topics say again, in place.
+
+1. Read the mirror's rows (id, version, deleted), then `course-events` and
+   `enrollment-events` to their ends: the last event of each course and enrollment, and
+   each course's last full snapshot (a deletion carries none).
+2. Every row that differs from its last event (missing, older, newer, deleted or not) is
+   written again from the events: the row is deleted (with its modules and items), then
+   the last snapshot is applied, and the deletion after it if there was one, through the
+   sink's own writers (infra/database.py, infra/enrollment_mirror.py). A row with no
+   event at all is deleted.
+3. A course or enrollment that received an event after step 1 read its topic is left to
+   the live sink, which applies it by version anyway: the repair never writes over a
+   newer state.
+Rows that agree are not touched. The enrollments' history and the ratings are not
+rebuilt (their writers are guarded by event id, so replaying the topics only adds what
+is missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from aiokafka import ConsumerRecord
+
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec
+from course_management.infra.database import mirror_course_event
+from course_management.infra.enrollment_mirror import mirror_enrollment_events
+from course_management.infra.kafka import Offsets, read_to_end
+from course_management.ops.provisioning import register_schemas
+from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS, spec
+
+Events = dict[str, list[dict[str, Any]]]  # id -> the events that rebuild it, in order
+
+
+async def rebuild_mirror(
+    settings: Settings, on_step: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    step = on_step or (lambda _: None)
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        step("reading the mirror")
+        courses_found = {
+            r["id"]: (r["version"], r["deleted_at"] is not None)
+            for r in await pool.fetch("SELECT id, version, deleted_at FROM courses")
+        }
+        enrollments_found = {
+            f"{r['course_id']}:{r['user_id']}": (r["version"], r["status"])
+            for r in await pool.fetch("SELECT course_id, user_id, version, status FROM enrollments")
+        }
+        step("reading course-events")
+        courses, course_ends = await _events(settings, codec, COURSE_EVENTS, _course_key)
+        step("reading enrollment-events")
+        enrollments, enrollment_ends = await _events(
+            settings, codec, ENROLLMENT_EVENTS, _enrollment_key
+        )
+        step("reading what arrived meanwhile")
+        moved = await _changed_since(settings, codec, COURSE_EVENTS, _course_key, course_ends)
+        moved |= await _changed_since(
+            settings, codec, ENROLLMENT_EVENTS, _enrollment_key, enrollment_ends
+        )
+        step("repairing")
+        repaired_courses = await _repair(
+            pool, courses, courses_found, moved, _course_row, _rewrite_course, _remove_course
+        )
+        repaired_enrollments = await _repair(
+            pool,
+            enrollments,
+            enrollments_found,
+            moved,
+            _enrollment_row,
+            _rewrite_enrollment,
+            _remove_enrollment,
+        )
+    finally:
+        await pool.close()
+    return {
+        "courses": {"events": len(courses), "rows": len(courses_found), **repaired_courses},
+        "enrollments": {
+            "events": len(enrollments),
+            "rows": len(enrollments_found),
+            **repaired_enrollments,
+        },
+        "left_to_the_sink": len(moved),
+    }
+
+
+def _course_key(value: dict[str, Any]) -> str:
+    return str(value["course_id"])
+
+
+def _enrollment_key(value: dict[str, Any]) -> str:
+    return f"{value['course_id']}:{value['user_id']}"
+
+
+def _course_row(event: dict[str, Any]) -> tuple[Any, ...]:
+    """What the mirror's row must hold after the event: (version, deleted)."""
+    return event["version"], _deleting(event)
+
+
+def _enrollment_row(event: dict[str, Any]) -> tuple[Any, ...]:
+    """(version, status)."""
+    return event["version"], (event.get("enrollment") or {}).get("status")
+
+
+def _deleting(event: dict[str, Any]) -> bool:
+    return event["event_type"] == "course_deleted" or (
+        "course" in event and event.get("course") is None
+    )
+
+
+async def _events(
+    settings: Settings, codec: AvroCodec, topic: str, key_of: Callable[[dict[str, Any]], str]
+) -> tuple[Events, Offsets]:
+    """Per id: its last snapshot event, then its deletion if one came after it."""
+    subject = spec(topic).subject
+    events: Events = {}
+
+    async def keep(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            try:
+                value = await codec.decode(subject, record.value)
+            except Exception:  # noqa: S112 - dead-lettered by the sink; not a state
+                continue
+            key = key_of(value)
+            kept = events.get(key, [])
+            if kept and kept[-1]["version"] >= value["version"]:
+                continue  # a repeat (at least once) or an older one
+            events[key] = [kept[0], value] if _deleting(value) and kept else [value]
+
+    _, ends = await read_to_end(settings.kafka_bootstrap_servers, [topic], keep)
+    return events, ends
+
+
+async def _changed_since(
+    settings: Settings,
+    codec: AvroCodec,
+    topic: str,
+    key_of: Callable[[dict[str, Any]], str],
+    start: Offsets,
+) -> set[str]:
+    subject = spec(topic).subject
+    keys: set[str] = set()
+
+    async def keep(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            try:
+                keys.add(key_of(await codec.decode(subject, record.value)))
+            except Exception:  # noqa: S112
+                continue
+
+    await read_to_end(settings.kafka_bootstrap_servers, [topic], keep, start=start)
+    return keys
+
+
+async def _repair(
+    pool: asyncpg.Pool,
+    events: Events,
+    found: dict[str, tuple[Any, ...]],
+    moved: set[str],
+    row_of: Callable[[dict[str, Any]], tuple[Any, ...]],
+    rewrite: Callable[[asyncpg.Pool, str, list[dict[str, Any]]], Awaitable[None]],
+    remove: Callable[[asyncpg.Pool, str], Awaitable[None]],
+) -> dict[str, int]:
+    rewritten = removed = 0
+    for key, chain in events.items():
+        last = chain[-1]
+        if key in moved or found.get(key) == row_of(last):
+            continue
+        await rewrite(pool, key, chain)
+        rewritten += 1
+    for key in set(found) - set(events) - moved:  # a row no event made
+        await remove(pool, key)
+        removed += 1
+    return {"rewritten": rewritten, "removed": removed}
+
+
+async def _remove_course(pool: asyncpg.Pool, course_id: str) -> None:
+    await pool.execute("DELETE FROM courses WHERE id = $1", course_id)  # modules, items too
+
+
+async def _remove_enrollment(pool: asyncpg.Pool, key: str) -> None:
+    course_id, user_id = key.split(":", 1)
+    await pool.execute(
+        "DELETE FROM enrollments WHERE course_id = $1 AND user_id = $2", course_id, user_id
+    )
+
+
+async def _rewrite_course(pool: asyncpg.Pool, course_id: str, chain: list[dict[str, Any]]) -> None:
+    await _remove_course(pool, course_id)
+    for event in chain:
+        await mirror_course_event(pool, event)
+
+
+async def _rewrite_enrollment(pool: asyncpg.Pool, key: str, chain: list[dict[str, Any]]) -> None:
+    await _remove_enrollment(pool, key)
+    await mirror_enrollment_events(pool, chain[-1:])

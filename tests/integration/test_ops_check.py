@@ -1,0 +1,89 @@
+"""`course-management ops check` finds damage done on purpose to the mirror and to the
+catalog index, and `ops mirror rebuild` and `search rebuild` repair it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import aiohttp
+import asyncpg
+from elasticsearch import AsyncElasticsearch
+
+from course_management.catalog import elastic
+from course_management.config import Settings
+from tests.support import ADMIN, enroll, eventually, published_course
+
+
+def _run(stack_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "course_management", *args],
+        env={**os.environ, **stack_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _differences(stack_env: dict[str, str], ids: set[str]) -> tuple[int, list[dict[str, Any]]]:
+    """The check's exit code, and its differences about these courses (other tests' data
+    is in the same stores)."""
+    done = _run(stack_env, "ops", "check")
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    found = json.loads(done.stdout)["differences"]
+    return done.returncode, [d for d in found if d["id"].split(":")[0] in ids]
+
+
+async def test_check_finds_the_damage_and_the_rebuilds_repair_it(
+    http: aiohttp.ClientSession, settings: Settings, stack_env: dict[str, str]
+) -> None:
+    damaged, kept = await published_course(http, title="Damaged"), await published_course(http)
+    for user in ("check-u1", "check-u2"):
+        assert (await enroll(http, damaged["id"], user)).status == 201
+    ids = {damaged["id"], kept["id"]}
+    eventually(lambda: not _differences(stack_env, ids)[1], 60, "every store caught up")
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:  # the mirror: a course too new, an enrollment gone, another with a wrong status
+        await conn.execute("UPDATE courses SET version = version + 5 WHERE id = $1", damaged["id"])
+        await conn.execute(
+            "DELETE FROM enrollments WHERE course_id = $1 AND user_id = 'check-u1'", damaged["id"]
+        )
+        await conn.execute(
+            "UPDATE enrollments SET status = 'cancelled' WHERE course_id = $1 AND user_id = $2",
+            damaged["id"],
+            "check-u2",
+        )
+    finally:
+        await conn.close()
+    assert settings.search_url
+    es = AsyncElasticsearch(settings.search_url)
+    try:  # the index: the kept course's document gone
+        await es.delete(index=elastic.ALIAS, id=kept["id"], refresh=True)
+    finally:
+        await es.close()
+
+    code, found = _differences(stack_env, ids)
+    assert code == 1
+    assert {(d["store"], d["entity"], d["id"]) for d in found} == {
+        ("mirror", "course", damaged["id"]),
+        ("mirror", "enrollment", f"{damaged['id']}:check-u1"),
+        ("mirror", "enrollment", f"{damaged['id']}:check-u2"),
+        ("catalog", "course", kept["id"]),
+    }
+    missing = next(d for d in found if d["id"].endswith("check-u1"))
+    assert missing["found"] is None and missing["expected"]["status"] == "active"
+
+    rebuilt = _run(stack_env, "ops", "mirror", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert json.loads(rebuilt.stdout)["courses"]["rewritten"] >= 1
+    reindexed = _run(stack_env, "search", "rebuild")
+    assert reindexed.returncode == 0, reindexed.stderr[-2000:]
+    eventually(lambda: not _differences(stack_env, ids)[1], 60, "no difference left")
+    enrollment = await http.get(
+        f"/api/v1/courses/{damaged['id']}/enrollments/check-u1", headers=ADMIN
+    )
+    assert enrollment.status == 200
