@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-crash fuzz bootstrap lint typecheck unit integration bench clean
+.PHONY: run test test-crash fuzz bootstrap image lint typecheck unit integration bench clean
 
 ## bench: every hot path against a hand-written peer in the same run (docs/benchmarks.md);
 ##        AGAINST=<checkout> also times every write on that checkout (bench/write_cost.py)
@@ -19,13 +19,17 @@ bench:
 bootstrap:
 	@scripts/bootstrap.sh
 
+## image: the Dockerfile built with podman (the base made from Debian: no registry here)
+image:
+	@scripts/container-image.sh
+
 ## run: the service with its local stack on :8080 and demo data (Ctrl-C stops everything);
 ##      GATEWAY=1 also starts the HAProxy gateway in front of it (its URL is printed)
 run: bootstrap
 	$(BIN)/python -m devstack run $(if $(GATEWAY),--gateway)
 
 ## test: lint, types, then every test against the real local stack
-test: bootstrap lint typecheck
+test: bootstrap lint typecheck image
 	$(BIN)/pytest -p no:cacheprovider -ra
 
 ## test-crash: only the SIGKILL-in-the-middle-of-1,000-enrollments test (make test runs it too)
