@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from mode import Service
 
 from course_management.infra.dead_letters import UNPROCESSABLE, DeadLetter
+from course_management.infra.logs import log_context
 from course_management.infra.metrics import CONSUMER_LAG
 from course_management.infra.retrying import until_published
 
@@ -110,7 +111,8 @@ class GroupConsumer(Service):
                     await self._one_by_one(by_topic)
                 else:
                     for topic, records in by_topic.items():
-                        await self.handlers[topic](records)
+                        with log_context(group=self.group_id, topic=topic):
+                            await self.handlers[topic](records)
                 if batch:
                     await consumer.commit()
                     self._failures = 0
@@ -137,7 +139,13 @@ class GroupConsumer(Service):
         for topic, records in by_topic.items():
             for record in records:
                 try:
-                    await self.handlers[topic]([record])
+                    with log_context(
+                        group=self.group_id,
+                        topic=topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                    ):
+                        await self.handlers[topic]([record])
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
