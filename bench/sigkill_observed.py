@@ -3,7 +3,7 @@
 while students enrol; the worker is SIGKILLed, started again on the same data, and the
 run prints, second by second, the series the dashboard draws and the alerts' states.
 
-    .venv/bin/python -m bench.sigkill_observed [--n 5000] [--after 40]
+    .venv/bin/python -m bench.sigkill_observed [--n 4000] [--after 40] [--static]
 
 Not a benchmark: an observation for docs/runbook.md and issue 14's closing note.
 """
@@ -67,10 +67,14 @@ def _alerts(prometheus: Prometheus) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=5000, help="enrolments sent before the kill")
+    parser.add_argument("--n", type=int, default=4000, help="enrolments, about 100 a second")
     parser.add_argument("--after", type=float, default=40.0, help="seconds watched after the kill")
+    parser.add_argument("--static", action="store_true", help="STATIC_MEMBERSHIP=true, as in k8s")
     args = parser.parse_args()
-    with local_worker({"BROKER_SESSION_TIMEOUT_SECONDS": "10"}) as (worker, settings):
+    extra = {"BROKER_SESSION_TIMEOUT_SECONDS": "10"}
+    if args.static:
+        extra["STATIC_MEMBERSHIP"] = "true"
+    with local_worker(extra) as (worker, settings):
         folder = Path(tempfile.mkdtemp(prefix="cms-observed-"))
         prometheus = Prometheus(folder, [worker.base_url.removeprefix("http://")])
         prometheus.start()
@@ -96,7 +100,7 @@ def main() -> None:
                 if not killed and t >= 10:
                     worker.kill()
                     print(f"{t:5.1f}  --- SIGKILL; started again at once ---")
-                    worker.start({"BROKER_SESSION_TIMEOUT_SECONDS": "10"})
+                    worker.start(extra)
                     killed = True
                 row = "  ".join(f"{_value(prometheus, q):>10}" for q in QUERIES.values())
                 print(f"{t:5.1f}  {row}  {_alerts(prometheus)}", flush=True)

@@ -53,6 +53,7 @@ from course_management.infra.logs import logging_config
 from course_management.infra.metrics import (
     CHANGELOG_RECORDS_RESTORED,
     LOCAL_TABLES_DISCARDED,
+    READY,
     REBALANCES,
 )
 from course_management.infra.publisher import Publisher
@@ -87,6 +88,7 @@ from course_management.topology import (
 log = logging.getLogger(__name__)
 
 STARTUP_REFUSED_EXIT_CODE = 3
+READY_EVERY_S = 5.0  # how often the worker sets cms_ready itself
 
 
 class Worker(Service):
@@ -265,6 +267,12 @@ class Worker(Service):
         after a crash (decision 44)."""
         REBALANCES.inc()
         remember_assignment(Path(self.app.conf.datadir), assigned, set(self.changelog_stores()))
+
+    @Service.timer(READY_EVERY_S)
+    async def _report_readiness(self) -> None:
+        """`cms_ready` from the worker itself, every few seconds: set only by `/readyz`, it
+        stayed at its last value when nothing probed (a restarted worker showed 0)."""
+        READY.set(1 if all((await self.readiness()).values()) else 0)
 
     # -- readiness (api.ports.Readiness) -------------------------------------------------
 
