@@ -91,8 +91,6 @@ def search_rebuild(target: str | None, **overrides: Any) -> None:
     """Rebuild the catalog's search backend beside the live one, then swap them."""
     import asyncio
 
-    from tqdm import tqdm
-
     from course_management.catalog.rebuild_index import rebuild
     from course_management.catalog.rebuild_table import rebuild_catalog_table
 
@@ -101,15 +99,40 @@ def search_rebuild(target: str | None, **overrides: Any) -> None:
     if target == "index" and not settings.search_url:
         click.echo("SEARCH_URL is not set: there is no search index to rebuild", err=True)
         sys.exit(2)
-    with tqdm(unit="course", desc=f"rebuilding {target}", file=sys.stderr) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        build = rebuild if target == "index" else rebuild_catalog_table
-        result = asyncio.run(build(settings, progress))
+    build = rebuild if target == "index" else rebuild_catalog_table
+    with _Bars() as bars:
+        bars.step(f"rebuilding {target}")
+        result = asyncio.run(build(settings, bars.read))
     click.echo(json.dumps(result))
+
+
+class _Bars:
+    """ops.progress.Steps as progress bars on stderr: one per step, counting records."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __enter__(self) -> _Bars:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._close()
+
+    def step(self, name: str) -> None:
+        from tqdm import tqdm
+
+        self._close()
+        self._bar = tqdm(desc=name, unit="record", file=sys.stderr)
+
+    def read(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.update(done - self._bar.n)
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 @main.group()
@@ -140,23 +163,17 @@ def _selected(
     import asyncio
     from datetime import UTC
 
-    from tqdm import tqdm
-
     from course_management.ops.dead_letters import read_dead_letters, select
     from course_management.topology import DLQ_TOPICS
 
     def utc(value: Any) -> Any:
         return value.replace(tzinfo=UTC) if value is not None else None
 
-    with tqdm(unit="record", desc="reading dead letters", file=sys.stderr) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with _Bars() as bars:
+        bars.step("reading dead letters")
         topics = options["topics"] or DLQ_TOPICS
         letters = asyncio.run(
-            read_dead_letters(settings.kafka_bootstrap_servers, topics, on_read=progress)
+            read_dead_letters(settings.kafka_bootstrap_servers, topics, on_read=bars.read)
         )
     return select(
         letters,
@@ -201,8 +218,6 @@ def dlq_replay(
     """Send dead letters back to their source topic, after a fix; each place once ever."""
     import asyncio
 
-    from tqdm import tqdm
-
     from course_management.ops.dead_letters import replay
 
     if not (places or code or everything):
@@ -211,13 +226,9 @@ def dlq_replay(
     settings = _settings(overrides)
     options = {"topics": topics, "code": code, "since": since, "until": until}
     letters = _selected(settings, options, set(places) or None)
-    with tqdm(unit="record", desc="replaying", file=sys.stderr) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        result = asyncio.run(replay(settings.kafka_bootstrap_servers, letters, progress))
+    with _Bars() as bars:
+        bars.step("replaying")
+        result = asyncio.run(replay(settings.kafka_bootstrap_servers, letters, bars.read))
     click.echo(json.dumps({"selected": len(letters), **result}))
 
 
@@ -231,7 +242,8 @@ def ops_check(**overrides: Any) -> None:
     from course_management.ops.check import check
 
     settings = _settings(overrides)
-    differences = asyncio.run(check(settings, lambda step: click.echo(step, err=True)))
+    with _Bars() as bars:
+        differences = asyncio.run(check(settings, bars))
     by_store: dict[str, int] = {}
     for difference in differences:
         by_store[difference.store] = by_store.get(difference.store, 0) + 1
@@ -256,7 +268,8 @@ def mirror_rebuild(**overrides: Any) -> None:
     from course_management.ops.mirror_rebuild import rebuild_mirror
 
     settings = _settings(overrides)
-    result = asyncio.run(rebuild_mirror(settings, lambda step: click.echo(step, err=True)))
+    with _Bars() as bars:
+        result = asyncio.run(rebuild_mirror(settings, bars))
     click.echo(json.dumps(result))
 
 

@@ -33,6 +33,7 @@ from course_management.catalog.postgres import TABLE as CATALOG_TABLE
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
 from course_management.infra.kafka import read_to_end
+from course_management.ops.progress import Quiet, Steps
 from course_management.ops.provisioning import register_schemas
 from course_management.topology import (
     COURSE_CATALOG,
@@ -42,8 +43,6 @@ from course_management.topology import (
     changelog,
     spec,
 )
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,9 @@ def compare(
     ]
 
 
-async def check(settings: Settings, on_step: Progress | None = None) -> list[Difference]:
-    step = on_step or (lambda _: None)
-    step("reading the mirror")
+async def check(settings: Settings, steps: Steps | None = None) -> list[Difference]:
+    steps = steps or Quiet()
+    steps.step("reading the mirror")
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
     assert pool is not None
     try:
@@ -86,7 +85,7 @@ async def check(settings: Settings, on_step: Progress | None = None) -> list[Dif
             f"{r['course_id']}:{r['user_id']}": {"version": r["version"], "status": r["status"]}
             for r in await pool.fetch("SELECT course_id, user_id, version, status FROM enrollments")
         }
-        step("reading the catalog")
+        steps.step("reading the catalog")
         catalog = (
             await _search_catalog(settings.search_url)
             if settings.search_url
@@ -99,16 +98,16 @@ async def check(settings: Settings, on_step: Progress | None = None) -> list[Dif
         )
     finally:
         await pool.close()
-    step("reading the courses table's changelog")
-    tables = await _courses_table(settings.kafka_bootstrap_servers)
+    steps.step("reading the courses table's changelog")
+    tables = await _courses_table(settings.kafka_bootstrap_servers, steps)
     codec = AvroCodec(settings.schema_registry_url)
     await register_schemas(codec)
-    step("reading course-events")
-    courses = await _last(settings, codec, COURSE_EVENTS, _course_state)
-    step("reading enrollment-events")
-    enrollments = await _last(settings, codec, ENROLLMENT_EVENTS, _enrollment_state)
-    step("reading the catalog feed")
-    entries = await _last(settings, codec, COURSE_CATALOG, _catalog_state)
+    steps.step("reading course-events")
+    courses = await _last(settings, codec, COURSE_EVENTS, _course_state, steps)
+    steps.step("reading enrollment-events")
+    enrollments = await _last(settings, codec, ENROLLMENT_EVENTS, _enrollment_state, steps)
+    steps.step("reading the catalog feed")
+    entries = await _last(settings, codec, COURSE_CATALOG, _catalog_state, steps)
     return [
         *compare("tables", "course", courses, tables),
         *compare("mirror", "course", courses, mirror_courses),
@@ -140,6 +139,7 @@ async def _last(
     codec: AvroCodec,
     topic: str,
     state: Callable[[dict[str, Any]], tuple[str, dict[str, Any]]],
+    steps: Steps,
 ) -> dict[str, dict[str, Any]]:
     """The state of each id after the topic's records, the highest version winning (a
     topic is in order per key, so that is also its last record)."""
@@ -157,11 +157,11 @@ async def _last(
             if seen is None or seen[versioned] <= value[versioned]:
                 last[key] = value
 
-    await read_to_end(settings.kafka_bootstrap_servers, [topic], keep)
+    await read_to_end(settings.kafka_bootstrap_servers, [topic], keep, on_read=steps.read)
     return last
 
 
-async def _courses_table(bootstrap: str) -> dict[str, dict[str, Any]]:
+async def _courses_table(bootstrap: str, steps: Steps) -> dict[str, dict[str, Any]]:
     """The `courses` table as its changelog leaves it: course id -> version, deleted."""
     table: dict[str, dict[str, Any]] = {}
 
@@ -176,7 +176,7 @@ async def _courses_table(bootstrap: str) -> dict[str, dict[str, Any]]:
             if "version" in course:
                 table[key] = {"version": course["version"], "deleted": bool(value.get("deleted"))}
 
-    await read_to_end(bootstrap, [changelog(COURSES_TABLE)], keep)
+    await read_to_end(bootstrap, [changelog(COURSES_TABLE)], keep, on_read=steps.read)
     return table
 
 

@@ -30,22 +30,21 @@ from course_management.infra.avro import AvroCodec
 from course_management.infra.database import mirror_course_event
 from course_management.infra.enrollment_mirror import mirror_enrollment_events
 from course_management.infra.kafka import Offsets, read_to_end
+from course_management.ops.progress import Quiet, Steps
 from course_management.ops.provisioning import register_schemas
 from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS, spec
 
 Events = dict[str, list[dict[str, Any]]]  # id -> the events that rebuild it, in order
 
 
-async def rebuild_mirror(
-    settings: Settings, on_step: Callable[[str], None] | None = None
-) -> dict[str, Any]:
-    step = on_step or (lambda _: None)
+async def rebuild_mirror(settings: Settings, steps: Steps | None = None) -> dict[str, Any]:
+    steps = steps or Quiet()
     codec = AvroCodec(settings.schema_registry_url)
     await register_schemas(codec)
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
     assert pool is not None
     try:
-        step("reading the mirror")
+        steps.step("reading the mirror")
         courses_found = {
             r["id"]: (r["version"], r["deleted_at"] is not None)
             for r in await pool.fetch("SELECT id, version, deleted_at FROM courses")
@@ -54,18 +53,18 @@ async def rebuild_mirror(
             f"{r['course_id']}:{r['user_id']}": (r["version"], r["status"])
             for r in await pool.fetch("SELECT course_id, user_id, version, status FROM enrollments")
         }
-        step("reading course-events")
-        courses, course_ends = await _events(settings, codec, COURSE_EVENTS, _course_key)
-        step("reading enrollment-events")
+        steps.step("reading course-events")
+        courses, course_ends = await _events(settings, codec, COURSE_EVENTS, _course_key, steps)
+        steps.step("reading enrollment-events")
         enrollments, enrollment_ends = await _events(
-            settings, codec, ENROLLMENT_EVENTS, _enrollment_key
+            settings, codec, ENROLLMENT_EVENTS, _enrollment_key, steps
         )
-        step("reading what arrived meanwhile")
+        steps.step("reading what arrived meanwhile")
         moved = await _changed_since(settings, codec, COURSE_EVENTS, _course_key, course_ends)
         moved |= await _changed_since(
             settings, codec, ENROLLMENT_EVENTS, _enrollment_key, enrollment_ends
         )
-        step("repairing")
+        steps.step("repairing")
         repaired_courses = await _repair(
             pool, courses, courses_found, moved, _course_row, _rewrite_course, _remove_course
         )
@@ -116,7 +115,11 @@ def _deleting(event: dict[str, Any]) -> bool:
 
 
 async def _events(
-    settings: Settings, codec: AvroCodec, topic: str, key_of: Callable[[dict[str, Any]], str]
+    settings: Settings,
+    codec: AvroCodec,
+    topic: str,
+    key_of: Callable[[dict[str, Any]], str],
+    steps: Steps,
 ) -> tuple[Events, Offsets]:
     """Per id: its last snapshot event, then its deletion if one came after it."""
     subject = spec(topic).subject
@@ -134,7 +137,7 @@ async def _events(
                 continue  # a repeat (at least once) or an older one
             events[key] = [kept[0], value] if _deleting(value) and kept else [value]
 
-    _, ends = await read_to_end(settings.kafka_bootstrap_servers, [topic], keep)
+    _, ends = await read_to_end(settings.kafka_bootstrap_servers, [topic], keep, on_read=steps.read)
     return events, ends
 
 
