@@ -129,7 +129,7 @@ def is_reply_topic(name: str) -> bool:
 # Headers that carry a request's reply address through the enrollment path.
 # The HTTP request's X-Request-ID, on its command or input and on every event that came of
 # it (other services' records may carry it too: it is kept as they sent it).
-REQUEST_ID_HEADER = "request-id"
+REQUEST_ID_HEADER = "x-request-id"  # CONTRACT §3
 REPLY_TO_HEADER = "cms-reply-to"
 CORRELATION_HEADER = "cms-correlation-id"
 KIND_HEADER = "cms-kind"

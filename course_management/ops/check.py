@@ -31,7 +31,7 @@ from elasticsearch.helpers import async_scan
 from course_management.catalog import elastic
 from course_management.catalog.postgres import TABLE as CATALOG_TABLE
 from course_management.config import Settings
-from course_management.infra.avro import AvroCodec
+from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.kafka import read_to_end
 from course_management.ops.progress import Quiet, Steps
 from course_management.ops.provisioning import register_schemas
@@ -150,7 +150,7 @@ async def _last(
         for record in records:
             try:
                 key, value = state(await codec.decode(subject, record.value))
-            except Exception:  # noqa: S112 - the sinks dead-lettered it; not a state
+            except AvroDecodeError:  # the sinks dead-lettered it: not a state
                 continue
             seen = last.get(key)
             versioned = "version" if "version" in value else "catalog_version"

@@ -26,7 +26,7 @@ import asyncpg
 from aiokafka import ConsumerRecord
 
 from course_management.config import Settings
-from course_management.infra.avro import AvroCodec
+from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.database import mirror_course_event
 from course_management.infra.enrollment_mirror import mirror_enrollment_events
 from course_management.infra.kafka import Offsets, read_to_end
@@ -60,10 +60,13 @@ async def rebuild_mirror(settings: Settings, steps: Steps | None = None) -> dict
             settings, codec, ENROLLMENT_EVENTS, _enrollment_key, steps
         )
         steps.step("reading what arrived meanwhile")
-        moved = await _changed_since(settings, codec, COURSE_EVENTS, _course_key, course_ends)
-        moved |= await _changed_since(
-            settings, codec, ENROLLMENT_EVENTS, _enrollment_key, enrollment_ends
+        newer, _ = await _events(
+            settings, codec, COURSE_EVENTS, _course_key, steps, start=course_ends
         )
+        newer_enrollments, _ = await _events(
+            settings, codec, ENROLLMENT_EVENTS, _enrollment_key, steps, start=enrollment_ends
+        )
+        moved = set(newer) | set(newer_enrollments)
         steps.step("repairing")
         repaired_courses = await _repair(
             pool, courses, courses_found, moved, _course_row, _rewrite_course, _remove_course
@@ -120,8 +123,10 @@ async def _events(
     topic: str,
     key_of: Callable[[dict[str, Any]], str],
     steps: Steps,
+    start: Offsets | None = None,
 ) -> tuple[Events, Offsets]:
-    """Per id: its last snapshot event, then its deletion if one came after it."""
+    """Per id: its last snapshot event, then its deletion if one came after it (from
+    `start`, default the topic's beginning, to its end now)."""
     subject = spec(topic).subject
     events: Events = {}
 
@@ -129,7 +134,7 @@ async def _events(
         for record in records:
             try:
                 value = await codec.decode(subject, record.value)
-            except Exception:  # noqa: S112 - dead-lettered by the sink; not a state
+            except AvroDecodeError:  # the sink dead-lettered it: not a state
                 continue
             key = key_of(value)
             kept = events.get(key, [])
@@ -137,29 +142,10 @@ async def _events(
                 continue  # a repeat (at least once) or an older one
             events[key] = [kept[0], value] if _deleting(value) and kept else [value]
 
-    _, ends = await read_to_end(settings.kafka_bootstrap_servers, [topic], keep, on_read=steps.read)
+    _, ends = await read_to_end(
+        settings.kafka_bootstrap_servers, [topic], keep, start=start, on_read=steps.read
+    )
     return events, ends
-
-
-async def _changed_since(
-    settings: Settings,
-    codec: AvroCodec,
-    topic: str,
-    key_of: Callable[[dict[str, Any]], str],
-    start: Offsets,
-) -> set[str]:
-    subject = spec(topic).subject
-    keys: set[str] = set()
-
-    async def keep(records: list[ConsumerRecord]) -> None:
-        for record in records:
-            try:
-                keys.add(key_of(await codec.decode(subject, record.value)))
-            except Exception:  # noqa: S112
-                continue
-
-    await read_to_end(settings.kafka_bootstrap_servers, [topic], keep, start=start)
-    return keys
 
 
 async def _repair(

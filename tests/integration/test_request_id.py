@@ -10,12 +10,14 @@ from typing import Any
 import aiohttp
 
 from course_management.config import Settings
-from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS, REQUEST_ID_HEADER
+from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS
+
+HEADER = "x-request-id"  # CONTRACT §3 names it; spelt out here so a rename fails this test
 from tests.support import ONE_MODULE, OWNER, auth, read_topic
 
 
 def _carrying(records: list[Any], request_id: str) -> list[Any]:
-    return [r for r in records if (REQUEST_ID_HEADER, request_id.encode()) in (r.headers or ())]
+    return [r for r in records if (HEADER, request_id.encode()) in (r.headers or ())]
 
 
 async def test_the_request_id_is_on_every_event_a_write_produced(
