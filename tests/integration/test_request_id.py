@@ -11,9 +11,9 @@ import aiohttp
 
 from course_management.config import Settings
 from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS
+from tests.support import ONE_MODULE, OWNER, auth, read_topic
 
 HEADER = "x-request-id"  # CONTRACT §3 names it; spelt out here so a rename fails this test
-from tests.support import ONE_MODULE, OWNER, auth, read_topic
 
 
 def _carrying(records: list[Any], request_id: str) -> list[Any]:
