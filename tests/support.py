@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -298,7 +298,7 @@ async def enrollments_under_way(
 
 
 async def produce(
-    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]]
+    settings: Settings, topic: str, records: Sequence[tuple[bytes | None, bytes]]
 ) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
     await producer.start()
