@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-crash fuzz bootstrap image lint typecheck unit integration bench clean
+.PHONY: run test test-crash fuzz chaos chaos-short bootstrap image lint typecheck unit integration bench clean
 
 ## bench: every hot path against a hand-written peer in the same run (docs/benchmarks.md);
 ##        AGAINST=<checkout> also times every write on that checkout (bench/write_cost.py)
@@ -39,6 +39,16 @@ test-crash: bootstrap
 ## fuzz: a longer schemathesis pass (every operation, every role; FUZZ_EXAMPLES per operation)
 fuzz: bootstrap
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(BIN)/pytest -p no:cacheprovider -ra tests/fuzz -s
+
+## chaos: 2-3 workers under mixed load and faults drawn from a seed, then the history
+##        checker (docs/chaos.md); SEED=, DURATION= (seconds); exits 1 on any anomaly
+chaos: bootstrap
+	$(BIN)/python -m chaos $(if $(SEED),--seed $(SEED)) $(if $(DURATION),--duration $(DURATION))
+
+## chaos-short: the short run CI makes (fewer faults); its seed is the commit count, so a
+##              failure replays with `make chaos-short SEED=<seed>`
+chaos-short: bootstrap
+	$(BIN)/python -m chaos --short --seed $(or $(SEED),$(shell git rev-list --count HEAD 2>/dev/null || echo 1))
 
 lint:
 	$(BIN)/ruff check .

@@ -137,7 +137,9 @@ async def _load_and_check(
     shared = Shared(history, targets, lambda sub, role: token(sub, role))
     codec = AvroCodec(settings.schema_registry_url)
     await register_schemas(codec)
-    async with aiohttp.ClientSession() as http:
+    # A new connection per request: aiohttp resends an idempotent request once when a kept
+    # connection turns out closed, so a refused connection would not prove "never sent".
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
         history.note("setup")
         setup = Api(shared, http, "setup", random.Random(f"chaos:{seed}:setup"))
         for n, capacity in enumerate(CAPACITIES):
@@ -168,8 +170,15 @@ async def _load_and_check(
             if task.done() and not task.cancelled() and task.exception():
                 raise task.exception()  # type: ignore[misc]
         history.note("faults over; waiting until quiet")
+        # Every fault restarts what it stops: a worker that is not running exited by itself.
+        exited = [
+            Anomaly("worker exited on its own", f["target"], f"found down at {f['at']} s")
+            for f in injector.skipped
+        ]
         for name, worker in workers.items():
             if worker.proc is None or worker.proc.poll() is not None:
+                code = worker.proc.returncode if worker.proc else None
+                exited.append(Anomaly("worker exited on its own", name, f"exit code {code}"))
                 history.note("worker was down at the end: started", worker=name)
                 worker.start()
         quiet, quiet_seen = await wait_quiet(
@@ -188,7 +197,7 @@ async def _load_and_check(
         settings, workers["worker-1"].base_url, token("chaos-admin", "admin"), course_ids, learners
     )
     (folder / "observed.json").write_text(json.dumps(asdict(observed), default=str, indent=1))
-    anomalies = verify(attempts, observed)
+    anomalies = exited + verify(attempts, observed)
     requests: dict[str, Counter[str]] = {}
     for attempt in attempts:
         requests.setdefault(attempt.kind, Counter())[attempt.outcome] += 1
@@ -237,7 +246,3 @@ def summary(report: Report) -> str:
         "PASSED" if report.passed else "FAILED",
     ]
     return "\n".join(lines)
-
-
-def anomaly(kind: str, id: str, detail: str) -> Anomaly:
-    return Anomaly(kind, id, detail)
