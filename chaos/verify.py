@@ -264,16 +264,18 @@ def _course_stores(
         if event["course"] and event["course"]["status"] == "published":
             if listed is None:
                 out.append(Anomaly("missing from the catalog", course_id, f"version {version}"))
-            elif (listed.get("version"), listed.get("enrollment_count")) != (
-                version,
-                seats.get(course_id, 0),
-            ):
+            elif (
+                listed.get("version"),
+                listed.get("enrollment_count"),
+                listed.get("rating"),
+            ) != (version, seats.get(course_id, 0), (table or {}).get("rating")):
                 out.append(
                     Anomaly(
                         "catalog differs",
                         course_id,
-                        f"catalog {listed.get('version')}/{listed.get('enrollment_count')}, "
-                        f"events {version}/{seats.get(course_id, 0)}",
+                        f"catalog {listed.get('version')}/{listed.get('enrollment_count')}/"
+                        f"{listed.get('rating')}, events {version}/{seats.get(course_id, 0)}, "
+                        f"tables' rating {(table or {}).get('rating')}",
                     )
                 )
 
@@ -312,6 +314,11 @@ def _learners(
 ) -> None:
     """The API's learners: the last accepted enrol or cancel, and accepted progress."""
     last = _last_enrollments(events)
+    reports: dict[str, set[str]] = defaultdict(set)  # items someone said were completed
+    for attempt in attempts:
+        reporting = attempt.kind in ("progress", "feed_progress") and attempt.outcome != "not_sent"
+        if reporting and attempt.args.get("status") == "completed":
+            reports[f"{attempt.course_id}:{attempt.user_id}"].add(attempt.args["item_id"])
     by_learner: dict[str, list[Attempt]] = defaultdict(list)
     for attempt in sorted(attempts, key=lambda a: a.sent_at):
         if attempt.kind in ("enroll", "cancel", "progress") and attempt.user_id:
@@ -334,6 +341,10 @@ def _learners(
         if table is None:  # cancelled at the end: its progress is not shown
             continue
         items = {i["item_id"]: i["status"] for i in table["progress"]["items"]}
+        reported = reports.get(key, set())
+        for item, state in items.items():
+            if state == "completed" and item not in reported:
+                out.append(Anomaly("progress no request reported", key, f"{item} completed"))
         for attempt in tries:
             if attempt.kind != "progress" or attempt.outcome != "ok":
                 continue

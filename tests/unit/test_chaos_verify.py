@@ -122,7 +122,7 @@ def clean() -> tuple[list[Attempt], Observed]:
             f"{C}:ann": {"status": "cancelled", "version": 3, "completed_items": 1},
             f"{C}:bob": {"status": "active", "version": 1, "completed_items": 0},
         },
-        catalog={C: {"version": 2, "enrollment_count": 1}},
+        catalog={C: {"version": 2, "enrollment_count": 1, "rating": {"average": 4.0, "count": 1}}},
         ratings={C: {"ann": 4}},
     )
     return attempts, seen
@@ -187,7 +187,7 @@ def test_course_versions_with_a_gap_or_out_of_order() -> None:
 def test_stores_behind_or_different_from_the_events() -> None:
     attempts, seen = clean()
     seen.mirror_courses[C] = {"version": 1}
-    seen.catalog[C] = {"version": 2, "enrollment_count": 2}
+    seen.catalog[C] = {**seen.catalog[C], "enrollment_count": 2}
     seen.enrollments[f"{C}:bob"] = None
     found = kinds(attempts, seen)
     assert {"mirror behind the events", "catalog differs", "tables differ from the events"} <= set(
@@ -211,14 +211,30 @@ def test_accepted_progress_that_the_tables_lost() -> None:
     assert "accepted progress missing" in kinds(attempts, seen)
 
 
+def test_a_completed_item_no_request_reported() -> None:
+    attempts, seen = clean()
+    items = [{"item_id": "i9", "status": "completed"}, {"item_id": "i1", "status": "started"}]
+    seen.enrollments[f"{C}:bob"] = {
+        "status": "active",
+        "progress": {"completed_items": 0, "items": items},
+    }
+    attempts.append(attempt("progress", "p3.a", 200, "ok", user_id="bob", sent_at=11,
+                            args={"item_id": "i1", "status": "started"}))  # fmt: skip
+    assert kinds(attempts, seen) == ["progress no request reported"]
+
+
 def test_a_rating_the_history_does_not_allow_and_an_aggregate_that_is_off() -> None:
     attempts, seen = clean()
     seen.ratings[C] = {"ann": 3}
     seen.courses[C] = {**(seen.courses[C] or {}), "rating": {"average": 3.0, "count": 1}}
+    seen.catalog[C] = {**seen.catalog[C], "rating": {"average": 3.0, "count": 1}}
     assert kinds(attempts, seen) == ["rating differs from the history"]
     attempts, seen = clean()
     seen.ratings[C] = {"ann": 2}  # the unknown attempt applied: allowed
     assert kinds(attempts, seen) == ["course rating differs from its ratings"]
+    attempts, seen = clean()
+    seen.catalog[C] = {**seen.catalog[C], "rating": {"average": 5.0, "count": 1}}
+    assert kinds(attempts, seen) == ["catalog differs"]
 
 
 def test_a_lost_feed_record_and_a_malformed_one_not_dead_lettered() -> None:
