@@ -106,6 +106,7 @@ class Api:
         }
         attempt.sent_at = self.shared.history.now()
         answer: Any = None
+        sent = Sent()
         try:
             async with self.http.request(
                 method,
@@ -113,6 +114,7 @@ class Api:
                 json=body,
                 headers=all_headers,
                 timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
+                trace_request_ctx=sent,
             ) as response:
                 attempt.status = response.status
                 attempt.outcome = outcome_of_status(response.status)
@@ -122,7 +124,10 @@ class Api:
                 if attempt.outcome != "ok":
                     attempt.detail = text[:300]
         except aiohttp.ClientConnectorError as exc:
-            attempt.outcome, attempt.detail = "not_sent", repr(exc)[:300]
+            # aiohttp resends a PUT or DELETE once on a new connection when the first one
+            # broke: a refused second connection says nothing about the first send.
+            attempt.outcome = "unknown" if sent.headers else "not_sent"
+            attempt.detail = repr(exc)[:300]
         except (aiohttp.ClientError, TimeoutError) as exc:
             attempt.outcome, attempt.detail = "unknown", repr(exc)[:300]
         attempt.answered_at = self.shared.history.now()
@@ -130,6 +135,25 @@ class Api:
 
     async def pause(self, low: float, high: float) -> None:
         await asyncio.sleep(self.rng.uniform(low, high))
+
+
+@dataclass
+class Sent:
+    """Whether any request headers of an attempt left this process (aiohttp tracing)."""
+
+    headers: bool = False
+
+
+async def _headers_sent(session: Any, context: Any, params: Any) -> None:
+    if isinstance(context.trace_request_ctx, Sent):
+        context.trace_request_ctx.headers = True
+
+
+def tracing() -> aiohttp.TraceConfig:
+    """The trace config a load generator's session needs (`Sent`)."""
+    config = aiohttp.TraceConfig()
+    config.on_request_headers_sent.append(_headers_sent)
+    return config
 
 
 def _modules(title: str) -> list[dict[str, Any]]:
@@ -459,8 +483,8 @@ class Feed:
         )
         attempt = Attempt(
             op, f"{op}.r", kind, "feed", fields["course_id"], fields["user_id"],
-            args={"event_id": event_id, **{k: v for k, v in fields.items() if k in (
-                "item_id", "status")}},
+            args={"event_id": event_id, "sha256": hashlib.sha256(value).hexdigest(),
+                  **{k: v for k, v in fields.items() if k in ("item_id", "status")}},
         )  # fmt: skip
         return topic, value, attempt
 

@@ -27,11 +27,16 @@ from course_management.ops.check import check
 from course_management.ops.provisioning import register_schemas
 from course_management.topology import (
     COURSE_EVENTS,
+    COURSE_PROGRESS,
     DLQ_TOPICS,
     ENROLLMENT_EVENTS,
+    ENROLLMENT_INPUTS,
     REQUEST_ID_HEADER,
+    USER_ENROLLED,
     spec,
 )
+
+INPUT_TOPICS = (USER_ENROLLED, COURSE_PROGRESS, ENROLLMENT_INPUTS)
 
 
 async def group_lag(bootstrap: str) -> dict[str, int]:
@@ -97,17 +102,21 @@ async def _ready(http: aiohttp.ClientSession, url: str) -> bool:
 
 async def read_events(
     settings: Settings, codec: AvroCodec
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, list[str]]]:
     """Every course event, enrollment event and dead letter, as the checker needs them."""
     await register_schemas(codec)
     course: list[dict[str, Any]] = []
     enrollment: list[dict[str, Any]] = []
     dead: list[dict[str, Any]] = []
     subjects = {COURSE_EVENTS: course, ENROLLMENT_EVENTS: enrollment}
+    inputs: dict[str, list[str]] = {}  # a value's sha256 -> where it is (for diagnosis)
 
     async def keep(records: list[ConsumerRecord]) -> None:
         for record in records:
-            if record.topic in subjects:
+            if record.topic in INPUT_TOPICS:
+                where = f"{record.topic}/{record.partition}/{record.offset}"
+                inputs.setdefault(hashlib.sha256(record.value or b"").hexdigest(), []).append(where)
+            elif record.topic in subjects:
                 value = await codec.decode(spec(record.topic).subject, record.value)
                 headers = dict(record.headers or ())
                 raw = headers.get(REQUEST_ID_HEADER)
@@ -117,10 +126,9 @@ async def read_events(
             else:
                 dead.append(await _dead_letter(codec, record))
 
-    await read_to_end(
-        settings.kafka_bootstrap_servers, [COURSE_EVENTS, ENROLLMENT_EVENTS, *DLQ_TOPICS], keep
-    )
-    return course, enrollment, dead
+    topics = [COURSE_EVENTS, ENROLLMENT_EVENTS, *DLQ_TOPICS, *INPUT_TOPICS]
+    await read_to_end(settings.kafka_bootstrap_servers, topics, keep)
+    return course, enrollment, dead, inputs
 
 
 async def _dead_letter(codec: AvroCodec, record: ConsumerRecord) -> dict[str, Any]:
@@ -147,7 +155,7 @@ async def observe(
 ) -> Observed:
     """Read the topics first, then the stores (a store can only be ahead if it is wrong)."""
     codec = AvroCodec(settings.schema_registry_url)
-    course_events, enrollment_events, dead = await read_events(settings, codec)
+    course_events, enrollment_events, dead, inputs = await read_events(settings, codec)
     course_ids = course_ids | {e["course_id"] for e in course_events}
     learners = learners | {f"{e['course_id']}:{e['user_id']}" for e in enrollment_events}
     headers = {"Authorization": f"Bearer {admin_token}"}
@@ -193,6 +201,7 @@ async def observe(
         catalog,
         ratings,
         differences,
+        inputs,
     )
 
 

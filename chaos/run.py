@@ -25,7 +25,7 @@ import aiohttp
 
 from chaos.faults import Injector
 from chaos.history import History, read_history
-from chaos.load import Api, Feed, Shared, Target, create_course, instructor, student
+from chaos.load import Api, Feed, Shared, Target, create_course, instructor, student, tracing
 from chaos.observe import observe, wait_quiet
 from chaos.schedule import Profile, counts, make_schedule, worker_names
 from chaos.verify import Anomaly, verify
@@ -137,9 +137,11 @@ async def _load_and_check(
     shared = Shared(history, targets, lambda sub, role: token(sub, role))
     codec = AvroCodec(settings.schema_registry_url)
     await register_schemas(codec)
-    # A new connection per request: aiohttp resends an idempotent request once when a kept
-    # connection turns out closed, so a refused connection would not prove "never sent".
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+    # A new connection per request, traced: aiohttp resends a PUT or DELETE once when its
+    # connection broke, so only an attempt whose headers never left is "not sent".
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True), trace_configs=[tracing()]
+    ) as http:
         history.note("setup")
         setup = Api(shared, http, "setup", random.Random(f"chaos:{seed}:setup"))
         for n, capacity in enumerate(CAPACITIES):

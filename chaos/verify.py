@@ -67,6 +67,7 @@ class Observed:
     catalog: dict[str, dict[str, Any]]  # the catalog's listing, by course id
     ratings: dict[str, dict[str, int]]  # course -> user -> stars (GET .../ratings)
     ops_check: list[dict[str, Any]] = field(default_factory=list)
+    inputs: dict[str, list[str]] = field(default_factory=dict)  # sha256 -> where (diagnosis)
 
 
 def unique(events: list[dict[str, Any]], what: str, out: list[Anomaly]) -> list[dict[str, Any]]:
@@ -398,11 +399,13 @@ def _feed(
                 and event_id not in dead_ids
                 and (attempt.course_id, attempt.user_id) not in enrolled
             ):
+                places = seen.inputs.get(attempt.args.get("sha256", ""), [])
                 out.append(
                     Anomaly(
                         "user_enrolled record lost",
                         attempt.request_id,
-                        f"{attempt.user_id} in {attempt.course_id}: no event, no dead letter",
+                        f"{attempt.user_id} in {attempt.course_id}: no event, no dead letter; "
+                        f"the record is at {places or 'no place read'}",
                     )
                 )
 

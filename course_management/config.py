@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # After an unclean stop, restore the tables this worker held last straight from their
     # changelogs into RocksDB before Faust starts (decision 44); false leaves it to Faust.
     restore_before_start: bool = True
+    # How long a starting worker waits for the broker to answer before it gives up (a
+    # restart during a broker outage waits it out instead of exiting at once).
+    startup_wait_seconds: Annotated[float, Field(ge=0, le=3600)] = 300.0
     # How long the group waits for a worker that vanished (crash) before moving its partitions.
     broker_session_timeout_seconds: Annotated[float, Field(ge=6, le=300)] = 30.0
     public_url: str | None = None

@@ -31,6 +31,7 @@ from typing import Any
 import faust
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from elasticsearch import AsyncElasticsearch
 from faust.types import TP
@@ -48,7 +49,7 @@ from course_management.infra.avro import AvroCodec, SchemaRegistrationError
 from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass, new_redis
 from course_management.infra.consumer_group import GroupConsumer
 from course_management.infra.database import Database
-from course_management.infra.kafka import delete_topic, ensure_topics
+from course_management.infra.kafka import delete_topic, ensure_topics, probe_broker
 from course_management.infra.logs import logging_config
 from course_management.infra.metrics import (
     CHANGELOG_RECORDS_RESTORED,
@@ -59,6 +60,7 @@ from course_management.infra.metrics import (
 from course_management.infra.publisher import Publisher
 from course_management.infra.rate_limit import Budget, RateLimiter
 from course_management.infra.replies import ReplyListener
+from course_management.infra.retrying import kafka_unavailable, until_answered_within
 from course_management.infra.storage import ContentStore
 from course_management.ops.provisioning import register_schemas
 from course_management.service.reads import ReadService
@@ -315,6 +317,24 @@ def _refuse_start(reason: str) -> None:
     sys.exit(STARTUP_REFUSED_EXIT_CODE)
 
 
+def _wait_for_broker(settings: Settings) -> None:
+    """A worker restarted during a broker outage waits it out (STARTUP_WAIT_SECONDS), rather
+    than exiting: its restore, producer and consumers all need the broker (the chaos run
+    found restarts failing there)."""
+    bootstrap = settings.kafka_bootstrap_servers
+    try:
+        asyncio.run(
+            until_answered_within(
+                settings.startup_wait_seconds, kafka_unavailable, lambda: probe_broker(bootstrap)
+            )
+        )
+    except KafkaError as exc:
+        _refuse_start(
+            f"no broker of KAFKA_BOOTSTRAP_SERVERS ({bootstrap}) answered in "
+            f"{settings.startup_wait_seconds:.0f} s: {exc}"
+        )
+
+
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker with the API beside it until SIGTERM/SIGINT."""
     if settings.event_loop == "uvloop":  # before any loop exists (issue 13, decision 41)
@@ -332,6 +352,7 @@ def run_worker(settings: Settings) -> None:
     worker = Worker(settings)
     conf = worker.app.conf
     logging.config.dictConfig(logging_config(settings.log_level))  # JSON from the first line
+    _wait_for_broker(settings)
     if discard_after_unclean_stop(Path(conf.datadir), Path(conf.tabledir)):
         LOCAL_TABLES_DISCARDED.inc()
         if settings.restore_before_start:  # much faster than Faust's own restore (decision 44)

@@ -4,7 +4,8 @@ The router, the sinks and the course agent all read Avro values they did not wri
 themselves. A value that does not decode (or that `parse` refuses) is kept on
 `<topic>.dlq` with the reason, counted under its reason code, and the stream goes on.
 How the dead letter is sent is the caller's: the consumer groups send it at once, the
-course agent stages it in its batch (after the batch's earlier inputs took effect).
+course agent stages it in its batch (sent with the batch's events, before the table
+writes that mark its input applied).
 """
 
 from __future__ import annotations

@@ -34,6 +34,16 @@ def new_producer(bootstrap: str) -> AIOKafkaProducer:
     )
 
 
+async def probe_broker(bootstrap: str) -> None:
+    """Raises unless a broker of `bootstrap` answers a metadata request."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
 async def ensure_topics(
     bootstrap: str, specs: Iterable[TopicSpec], default_partitions: int
 ) -> list[str]:

@@ -22,6 +22,7 @@ from tenacity import (
     before_sleep_log,
     retry_if_exception,
     retry_if_exception_type,
+    stop_after_delay,
     wait_exponential,
 )
 from tenacity.retry import retry_base
@@ -78,6 +79,25 @@ async def _until(retry: retry_base, write: Callable[[], Awaitable[T]]) -> T:
     ):
         with attempt:
             return await write()
+    raise AssertionError("unreachable")
+
+
+async def until_answered_within(
+    deadline_s: float,
+    unavailable: Callable[[BaseException], bool],
+    call: Callable[[], Awaitable[T]],
+) -> T:
+    """`await call()` again while it raises what `unavailable` accepts, for `deadline_s`
+    at most (then its last error is raised)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(unavailable),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(deadline_s),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    ):
+        with attempt:
+            return await call()
     raise AssertionError("unreachable")
 
 

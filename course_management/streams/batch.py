@@ -8,12 +8,16 @@ decision 3's guarantee:
 
 1. every event and the last catalog entry of each course is published, and all their
    acks awaited (one round trip for the batch instead of one per input);
-2. the table writes, in order, each under its own input's Faust event (Faust takes the
+2. the inputs that could not be applied, to their dead-letter topics (acked). They are
+   effects like the events: before the table writes, which carry each input's tracking
+   (streams/tracking.py). Sent after the writes, a crash between the two left inputs
+   marked applied whose dead letters never went out, and the restarted agent skipped
+   them: records neither applied nor dead-lettered (found by the chaos run, issue 15);
+3. the table writes, in order, each under its own input's Faust event (Faust takes the
    RocksDB and changelog partition from the current event);
-3. Redis: the entry of each course and enrollment touched, in one round trip (waiting
+4. Redis: the entry of each course and enrollment touched, in one round trip (waiting
    for Redis, decision 22), so readers on any worker never see older than a write
    returns;
-4. the inputs that could not be applied, to their dead-letter topics;
 5. the replies to waiting HTTP requests (one round trip).
 
 Only then are the inputs acked. A crash anywhere repeats at most this batch, and its
@@ -248,9 +252,9 @@ class Batch:
     async def stage_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
     ) -> None:
-        """An input that cannot be applied, kept on `<topic>.dlq` after the batch's earlier
-        inputs took effect (as if it had been processed alone, in order). A coroutine, so
-        that it is an infra.dead_letters.DeadLetter; it only stages."""
+        """An input that cannot be applied, kept on `<topic>.dlq` with the batch's events,
+        before the table writes that mark it applied. A coroutine, so that it is an
+        infra.dead_letters.DeadLetter; it only stages."""
         self.dead_letters.append((topic, key, value, reason, code))
 
     def stage_reply(
@@ -281,6 +285,8 @@ class Batch:
             records = [self.records[i] for i in kept]
             headers = [self.record_headers[i] for i in kept]
             await until_published(functools.partial(sends.send_all, records, headers))
+        for dead in self.dead_letters:
+            await until_published(functools.partial(sends.send_dead_letter, *dead))
         published = time.perf_counter()
         for table, key, value, event in self.writes:
             with as_current_event(event):
@@ -294,8 +300,6 @@ class Batch:
         PHASE_SECONDS["publish"].observe(published - started)
         PHASE_SECONDS["tables"].observe(written - published)
         PHASE_SECONDS["cache"].observe(cached - written)
-        for dead in self.dead_letters:
-            await until_published(functools.partial(sends.send_dead_letter, *dead))
         if self.replies:  # to the workers still there (a stopped one deleted its topic)
             await until_published(functools.partial(sends.send_replies, self.replies))
         PHASE_SECONDS["answer"].observe(time.perf_counter() - cached)

@@ -42,3 +42,32 @@ def test_a_worker_started_while_postgresql_is_down_waits_for_it(
     finally:
         worker.stop()
         worker.keep_log()
+
+
+def test_a_worker_restarted_while_the_broker_is_down_waits_for_it(
+    local_stack: Any, stack_env: dict[str, str], provisioned: Any, workdir: Path
+) -> None:
+    """After an unclean stop (its tables are restored from the changelogs before Faust
+    starts), during a broker outage: it used to exit in that restore, and then in its
+    producer's start. It waits for the broker (STARTUP_WAIT_SECONDS), then restores."""
+    kafka = local_stack.server("kafka")
+    worker = WorkerProcess(stack_env, workdir, worker_id="test-worker-no-kafka")
+    worker.start().wait_ready(120)
+    worker.kill()  # an unclean stop: the next start restores before Faust
+    kafka.stop()
+    try:
+        worker.start()
+        eventually(
+            lambda: worker.log_text().count("as it raised KafkaConnectionError") >= 2,
+            60,
+            "the worker waiting for the broker",
+        )
+        assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
+    finally:
+        kafka.restart()
+    try:
+        worker.wait_ready(120)
+        assert "local tables restored from their changelogs before start" in worker.log_text()
+    finally:
+        worker.stop()
+        worker.keep_log()
