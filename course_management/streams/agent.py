@@ -26,22 +26,27 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import faust
 
 from course_management.domain.outcomes import Refusal, RefusalKind, Reply
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.dead_letters import ERROR, INVALID, MALFORMED, decode_or_dead_letter
-from course_management.infra.metrics import AGENT_BATCH_INPUTS, AGENT_BATCH_SECONDS, INPUTS_SKIPPED
+from course_management.infra.metrics import (
+    AGENT_BATCH_INPUTS,
+    AGENT_BATCH_SECONDS,
+    INPUTS_SKIPPED,
+    PARTITION_REWINDS,
+)
 from course_management.streams import course_handlers, enrollment_handlers
 from course_management.streams.batch import Batch
-from course_management.streams.faust_compat import committed_offset
 from course_management.streams.inputs import Input, command_from_record, stage_answer
 from course_management.streams.tracking import (
     Order,
     already_applied,
     input_order,
+    next_offset,
     stage_applied,
     stage_next,
 )
@@ -97,8 +102,7 @@ def register_course_agent(app: faust.App, codec: AvroCodec, batch: Batch) -> Any
         value_serializer="raw",
     )
 
-    def committed(tp: Any) -> int | None:
-        return committed_offset(app.consumer, tp)
+    positions = Rewinds(app)
 
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:
@@ -110,7 +114,7 @@ def register_course_agent(app: faust.App, codec: AvroCodec, batch: Batch) -> Any
                 batch.begin()
                 for event in events:
                     with batch.deciding(event):
-                        await handle(codec, batch, event, committed)
+                        await handle(codec, batch, event, positions)
                 decided = time.perf_counter()
                 await batch.apply()
                 AGENT_BATCH_INPUTS.observe(len(events))
@@ -122,16 +126,51 @@ def register_course_agent(app: faust.App, codec: AvroCodec, batch: Batch) -> Any
     return apply_course_commands
 
 
-async def handle(
-    codec: AvroCodec, batch: Batch, event: Any, committed: Callable[[Any], int | None]
-) -> None:
+class Positions(Protocol):
+    async def earliest(self, tp: Any) -> int | None: ...
+    async def rewind(self, tp: Any, offset: int) -> None: ...
+
+
+class Rewinds:
+    """Rewinds a course-agent partition to the offset its tables applied up to, once per
+    offset (records already fetched past it arrive meanwhile and are skipped too)."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._done: dict[Any, int] = {}
+
+    async def earliest(self, tp: Any) -> int | None:
+        try:
+            return int((await self._app.consumer.earliest_offsets(tp))[tp])
+        except Exception:  # the broker away: not known, rewind anyway
+            return None
+
+    async def rewind(self, tp: Any, offset: int) -> None:
+        if self._done.get(tp) == offset:
+            return
+        self._done[tp] = offset
+        log.warning(
+            "enrollment inputs ahead of the tables: rewinding the partition",
+            extra={"partition": tp.partition, "offset": offset},
+        )
+        PARTITION_REWINDS.labels(tp.topic).inc()
+        await self._app.consumer.seek(tp, offset)
+
+
+async def handle(codec: AvroCodec, batch: Batch, event: Any, positions: Positions) -> None:
     """Decode one input and hand it to its handler. Enrollment inputs are taken strictly
-    in partition order and once each (streams/tracking.py); `committed(tp)` is the
-    consumer's committed offset of a partition."""
+    in partition order and once each (streams/tracking.py): an input past the tables'
+    position rewinds its partition to that position."""
     if event.message.topic != ENROLLMENT_INPUTS:
         await _decide(codec, batch, event)
         return
-    order = input_order(batch, event, committed(event.message.tp))
+    order = input_order(batch, event)
+    if order is Order.AHEAD:
+        tp = event.message.tp
+        order = input_order(batch, event, await positions.earliest(tp))
+        expected = next_offset(batch, event.message.partition)
+        if order is Order.AHEAD and expected is not None:
+            await positions.rewind(tp, expected)
     if order is not Order.NEXT:
         INPUTS_SKIPPED.labels(ENROLLMENT_INPUTS, order.value).inc()
         if order is Order.REPEAT:

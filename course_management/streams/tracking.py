@@ -8,10 +8,15 @@ than it holds:
 
 1. **The next enrollment-inputs offset of each agent partition** (`#next:<partition>`).
    An input below it was applied already (a repeat after a crash or a rewind): skipped.
-   An input above it means Faust skipped records (it resumes partitions before seeking
-   them after a restart, faust #216): it is not decided now; the partition watch
-   rewinds the partition to its committed offset, which is never past the hole, and the
-   records come again in order. So every partition is applied strictly in order.
+   An input above it means the consumer skipped records: it is not decided now, and the
+   agent rewinds the partition to this offset (`Order.AHEAD`). The tables' position is
+   the truth, never the consumer's committed offset: Faust may commit past records it
+   never delivered (it resumes partitions before seeking them after a restart, faust
+   #216, and it counts a gap in the offsets it reads as acked). Following the committed
+   offset past this one, as this module did, skipped those records for good: refused
+   `user_enrolled` records neither applied nor dead-lettered (found by the chaos run,
+   issue 15). Only records already deleted by the topic's retention are passed over.
+   So every partition is applied strictly in order.
 2. **The highest source offset applied, per agent partition and source partition**
    (`#applied:<partition>:<topic>:<source partition>`). The router forwards each record
    with where it read it. A source partition's records reach an agent partition in order
@@ -23,11 +28,14 @@ than it holds:
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from typing import Any
 
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input
+
+log = logging.getLogger(__name__)
 
 
 class Order(StrEnum):
@@ -40,20 +48,29 @@ def _next_key(partition: int) -> str:
     return f"#next:{partition}"
 
 
-def input_order(batch: Batch, event: Any, committed: int | None) -> Order:
+def input_order(batch: Batch, event: Any, earliest: int | None = None) -> Order:
     """Where an enrollment-inputs record stands against what its partition applied.
-    `committed` is the consumer's committed offset of the partition: a record above the
-    next offset but at or below a committed offset past it (the group was moved forward
-    on purpose) is taken as the next."""
+    `earliest` is the partition's first offset still kept (None: not known): when the
+    next offset is below it, those records are gone and the record is taken as next."""
     partition, offset = event.message.partition, event.message.offset
-    expected = batch.enrollments.get(_next_key(partition))
+    expected = next_offset(batch, partition)
     if expected is None or offset == expected:
         return Order.NEXT
     if offset < expected:
         return Order.REPEAT
-    if committed is not None and committed > expected and offset >= committed:
+    if earliest is not None and expected < earliest:
+        log.warning(
+            "enrollment inputs deleted by retention before they were applied",
+            extra={"partition": partition, "from": expected, "to": earliest},
+        )
         return Order.NEXT
     return Order.AHEAD
+
+
+def next_offset(batch: Batch, partition: int) -> int | None:
+    """The next enrollment-inputs offset the tables have not applied (None: none yet)."""
+    expected = batch.enrollments.get(_next_key(partition))
+    return None if expected is None else int(expected)
 
 
 def stage_next(batch: Batch, event: Any) -> None:

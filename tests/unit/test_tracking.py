@@ -11,6 +11,7 @@ from course_management.streams.tracking import (
     Order,
     already_applied,
     input_order,
+    next_offset,
     stage_applied,
     stage_next,
 )
@@ -32,9 +33,9 @@ def _input(source: tuple[int, int, int] | None) -> Input:
     return Input("user_enrolled", "user-enrolled", None, None, {}, None, None, source=source)
 
 
-def _apply(batch: Any, offset: int) -> Order:
+def _apply(batch: Any, offset: int, earliest: int | None = None) -> Order:
     event = _Event(_Message(3, offset))
-    order = input_order(batch, event, committed=None)
+    order = input_order(batch, event, earliest)
     if order is Order.NEXT:
         stage_next(batch, event)
     return order
@@ -46,15 +47,20 @@ def test_a_partition_is_taken_in_order_and_once() -> None:
     assert _apply(batch, 11) is Order.REPEAT  # after a crash or a rewind
     # The consumer skipped 13 and 14 (faust #216): 15 waits for the rewind.
     assert _apply(batch, 15) is Order.AHEAD
+    assert next_offset(batch, 3) == 13  # where the agent rewinds the partition to
     assert [_apply(batch, o) for o in (13, 14, 15)] == [Order.NEXT] * 3
 
 
-def test_a_committed_offset_moved_past_the_next_one_is_followed() -> None:
+def test_the_tables_position_is_followed_whatever_the_consumer_committed() -> None:
+    """Faust committed past records it never delivered; following its committed offset
+    skipped them for good (the chaos run, issue 15): an input past the tables' position
+    is ahead, however far, unless the records before it are gone (retention)."""
     batch, *_ = _batch()
     _apply(batch, 10)
-    event = _Event(_Message(3, 500))
-    assert input_order(batch, event, committed=400) is Order.NEXT  # the group was moved on
-    assert input_order(batch, event, committed=11) is Order.AHEAD
+    assert _apply(batch, 500) is Order.AHEAD
+    assert _apply(batch, 500, earliest=11) is Order.AHEAD  # 11.. are still kept
+    assert _apply(batch, 500, earliest=400) is Order.NEXT  # 11..399 deleted by retention
+    assert next_offset(batch, 3) == 501
 
 
 def test_a_second_forward_of_a_source_record_is_applied_already() -> None:
@@ -68,3 +74,36 @@ def test_a_second_forward_of_a_source_record_is_applied_already() -> None:
     assert not already_applied(batch, _input((3, 1, 7)))  # another source partition
     assert not already_applied(batch, _input((2, 0, 7)))  # another agent partition
     assert not already_applied(batch, _input(None))  # a forward without its position
+
+
+class _Positions:
+    def __init__(self, earliest: int | None) -> None:
+        self.first = earliest
+        self.rewinds: list[tuple[Any, int]] = []
+
+    async def earliest(self, tp: Any) -> int | None:
+        return self.first
+
+    async def rewind(self, tp: Any, offset: int) -> None:
+        self.rewinds.append((tp, offset))
+
+
+async def test_an_input_ahead_of_the_tables_rewinds_its_partition_and_is_not_decided() -> None:
+    from types import SimpleNamespace
+
+    from course_management.streams import agent
+    from course_management.topology import ENROLLMENT_INPUTS
+
+    batch, *_ = _batch()
+    _apply(batch, 10)
+    positions = _Positions(earliest=0)
+
+    class _FaustEvent:  # the batch keeps a weak reference to the current event
+        message = SimpleNamespace(topic=ENROLLMENT_INPUTS, partition=3, offset=20, tp="tp-3")
+        key, value, headers = b"c", b"v", {}
+
+    event: Any = _FaustEvent()
+    with batch.deciding(event):
+        await agent.handle(None, batch, event, positions)  # type: ignore[arg-type]
+    assert positions.rewinds == [("tp-3", 11)]
+    assert batch.dead_letters == [] and next_offset(batch, 3) == 11  # nothing decided
