@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from course_management.infra.avro import AvroCodec
 from course_management.infra.kafka import Headers, new_producer
@@ -158,7 +159,16 @@ class Publisher:
         knows every `wanted` one (else, or when `fresh`, asked for now)."""
         age = time.monotonic() - self._topics_at
         if fresh or age > REPLY_TOPICS_MAX_AGE_S or not wanted <= self._topics:
-            self._topics = (await self.producer.client.fetch_all_metadata()).topics()
+            try:
+                self._topics = (await self.producer.client.fetch_all_metadata()).topics()
+            except KafkaError as exc:
+                # aiokafka says "Unable to get cluster metadata over all known brokers"
+                # with a KafkaError that is not marked retriable: it is an outage, to be
+                # waited out like the others (it stopped a worker during a broker
+                # restart: found by the chaos run).
+                if exc.retriable:
+                    raise
+                raise KafkaConnectionError(str(exc)) from exc
             self._topics_at = time.monotonic()
         return self._topics
 
