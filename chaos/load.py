@@ -243,20 +243,14 @@ async def edit_course(api: Api, course: Course) -> None:
 
 
 async def read_course(api: Api, course: Course) -> dict[str, Any] | None:
+    """The course as its owner reads it (not an attempt of the history: nothing changes)."""
     for _ in range(RETRIES):
-        targets = [t for t in api.shared.targets if t.running()] or api.shared.targets
-        target = api.rng.choice(targets)
-        headers = {"Authorization": f"Bearer {api.shared.tokens(course.owner, 'instructor')}"}
-        try:
-            async with api.http.get(
-                f"{target.url}/api/v1/courses/{course.id}",
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
-            ) as response:
-                if response.status == 200:
-                    return dict(await response.json())
-        except (aiohttp.ClientError, TimeoutError):
-            pass
+        attempt, answer = await api.call(
+            "read", "read", "GET", f"/api/v1/courses/{course.id}", sub=course.owner,
+            role="instructor", course_id=course.id,
+        )  # fmt: skip
+        if attempt.status == 200 and isinstance(answer, dict):
+            return answer
         await api.pause(0.3, 1.5)
     return None
 
@@ -283,22 +277,30 @@ class Learner:
     done: set[str] = field(default_factory=set)  # items it reported completed
 
 
-async def _retried(api: Api, make: Callable[[str], Any], op_kind: str) -> Attempt | None:
-    """Retry an idempotent request until a definitive answer (or give up)."""
+async def _as_learner(
+    api: Api,
+    learner: Learner,
+    kind: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+) -> Attempt | None:
+    """One operation of a learner, retried until a definitive answer (each is idempotent)
+    or given up; the last attempt."""
     op = api.new_op()
     last = None
     for n in range(RETRIES):
-        attempt, answer = await make(op)
+        attempt, answer = await api.call(
+            op, kind, method, path, sub=learner.user, role="student", body=body,
+            course_id=learner.course.id, user_id=learner.user, args=body,
+        )  # fmt: skip
         last = attempt
         if attempt.outcome == "ok" and isinstance(answer, dict):
-            if op_kind in ("enroll", "progress"):
-                progress = answer.get("progress", {})
-                attempt.answer = {
-                    "status": answer.get("status"),
-                    "completed_items": progress.get("completed_items"),
-                }
-            elif op_kind == "rate":
-                attempt.answer = {"stars": answer.get("stars")}
+            attempt.answer = {
+                "status": answer.get("status"),
+                "completed_items": answer.get("progress", {}).get("completed_items"),
+                "stars": answer.get("stars"),
+            }
         api.shared.history.record(attempt)
         if attempt.outcome in ("ok", "refused"):
             return attempt
@@ -327,68 +329,28 @@ async def student(
 
 
 async def _enroll(api: Api, learner: Learner) -> None:
-    cid, user = learner.course.id, learner.user
-
-    def make(op: str) -> Any:
-        return api.call(
-            op,
-            "enroll",
-            "POST",
-            f"/api/v1/courses/{cid}/enroll",
-            sub=user,
-            role="student",
-            course_id=cid,
-            user_id=user,
-        )
-
-    attempt = await _retried(api, make, "enroll")
+    path = f"/api/v1/courses/{learner.course.id}/enroll"
+    attempt = await _as_learner(api, learner, "enroll", "POST", path)
     if attempt is not None and attempt.outcome == "ok":
         learner.state = "active"
 
 
 async def _cancel(api: Api, learner: Learner) -> None:
-    cid, user = learner.course.id, learner.user
-
-    def make(op: str) -> Any:
-        return api.call(
-            op,
-            "cancel",
-            "DELETE",
-            f"/api/v1/courses/{cid}/enrollments/{user}",
-            sub=user,
-            role="student",
-            course_id=cid,
-            user_id=user,
-        )
-
-    attempt = await _retried(api, make, "cancel")
+    path = f"/api/v1/courses/{learner.course.id}/enrollments/{learner.user}"
+    attempt = await _as_learner(api, learner, "cancel", "DELETE", path)
     if attempt is not None and (attempt.outcome == "ok" or attempt.status == 404):
         learner.state = "cancelled"
 
 
 async def _progress(api: Api, learner: Learner) -> None:
-    cid, user = learner.course.id, learner.user
     todo = [i for i in learner.course.items if i not in learner.done]
     in_order = todo and api.rng.random() < 0.7  # mostly the next item: many finish
     item = todo[0] if in_order else api.rng.choice(learner.course.items)
     status = "completed" if api.rng.random() < 0.75 else "started"
     score = round(api.rng.uniform(0, 10), 1) if status == "completed" else None
-
-    def make(op: str) -> Any:
-        return api.call(
-            op,
-            "progress",
-            "POST",
-            f"/api/v1/courses/{cid}/progress",
-            sub=user,
-            role="student",
-            body={"item_id": item, "status": status, "score": score},
-            course_id=cid,
-            user_id=user,
-            args={"item_id": item, "status": status, "score": score},
-        )
-
-    attempt = await _retried(api, make, "progress")
+    body = {"item_id": item, "status": status, "score": score}
+    path = f"/api/v1/courses/{learner.course.id}/progress"
+    attempt = await _as_learner(api, learner, "progress", "POST", path, body)
     if attempt is not None and attempt.outcome == "ok" and status == "completed":
         learner.done.add(item)
     if attempt is not None and attempt.status == 403:
@@ -396,24 +358,11 @@ async def _progress(api: Api, learner: Learner) -> None:
 
 
 async def _rate(api: Api, learner: Learner) -> None:
-    cid, user = learner.course.id, learner.user
     stars = api.rng.randint(1, 5)
-
-    def make(op: str) -> Any:
-        return api.call(
-            op,
-            "rate",
-            "POST",
-            f"/api/v1/courses/{cid}/ratings",
-            sub=user,
-            role="student",
-            body={"stars": stars, "review": f"{stars} stars from {op}"},
-            course_id=cid,
-            user_id=user,
-            args={"stars": stars},
-        )
-
-    await _retried(api, make, "rate")
+    body = {"stars": stars, "review": f"{stars} stars"}
+    await _as_learner(
+        api, learner, "rate", "POST", f"/api/v1/courses/{learner.course.id}/ratings", body
+    )
 
 
 class Feed:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from chaos.verify import Observed
@@ -51,8 +51,6 @@ async def group_lag(bootstrap: str) -> dict[str, int]:
             committed[group] = {tp: m.offset for tp, m in offsets.items() if m.offset >= 0}
     finally:
         await admin.close()
-    from aiokafka import AIOKafkaConsumer
-
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:

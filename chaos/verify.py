@@ -37,11 +37,12 @@ EVENTS_OF = {
     "rate": {"course_updated"},  # a rating changes the course's rating: a new version
     "feed_malformed": set(),
 }
-# The event an accepted attempt of this kind must have caused (exactly one).
+# The event an accepted attempt of this kind must have caused (exactly one); creates are
+# checked per Idempotency-Key.
 MUST_CAUSE = {
-    "create": "course_created",
-    "update": "course_updated",
+    "enroll": "enrollment_created",  # a 201 (a 200 says "already enrolled")
     "cancel": "enrollment_cancelled",
+    "update": "course_updated",
 }
 
 
@@ -122,6 +123,7 @@ def _trace(attempts: list[Attempt], events: list[dict[str, Any]], out: list[Anom
             continue
         caused[request_id].append(event)
     per_op: dict[str, Counter[str]] = defaultdict(Counter)
+    created: set[str] = set()  # the create operations answered 2xx (one key, any attempt)
     for request_id, tries in by_request.items():
         attempt = tries[0]
         events_here = caused.get(request_id, [])
@@ -142,7 +144,9 @@ def _trace(attempts: list[Attempt], events: list[dict[str, Any]], out: list[Anom
         for kind, n in types.items():
             if n > 1:
                 out.append(Anomaly("applied twice", request_id, f"{attempt.kind}: {n} x {kind}"))
-        if "ok" in outcomes:
+        if "ok" in outcomes and attempt.kind == "create":
+            created.add(attempt.op)
+        elif "ok" in outcomes:
             _accepted_has_its_event(attempt, events_here, out)
     for op, types in per_op.items():
         if op.startswith("feed"):
@@ -150,23 +154,21 @@ def _trace(attempts: list[Attempt], events: list[dict[str, Any]], out: list[Anom
         for kind in ("course_created", "course_updated"):
             if types[kind] > 1:
                 out.append(Anomaly("operation applied twice", op, f"{types[kind]} x {kind}"))
+    for op in created:  # an idempotent repeat is traced to the attempt that made it
+        if per_op[op]["course_created"] != 1:
+            n = per_op[op]["course_created"]
+            out.append(Anomaly("accepted write without its event", op, f"create: {n} courses"))
 
 
 def _accepted_has_its_event(
     attempt: Attempt, events: list[dict[str, Any]], out: list[Anomaly]
 ) -> None:
-    if attempt.kind == "enroll" and attempt.status == 201:
-        wanted = "enrollment_created"
-    elif attempt.kind == "create" and attempt.status == 201:
-        wanted = "course_created"
-        # an idempotent repeat (the key's first result) is traced to the first attempt
-    else:
-        wanted = MUST_CAUSE.get(attempt.kind, "") if attempt.kind != "create" else ""
-    if not wanted:
+    """An accepted enrolment (201, not "already enrolled"), cancel or edit caused its
+    event, exactly one; an edit's has the version it answered."""
+    wanted = MUST_CAUSE.get(attempt.kind)
+    if wanted is None or (attempt.kind == "enroll" and attempt.status != 201):
         return
     mine = [e for e in events if e["event_type"] == wanted]
-    if attempt.kind == "create" and not mine:
-        return  # checked per operation (an earlier attempt of the key made it)
     if len(mine) != 1:
         out.append(
             Anomaly(

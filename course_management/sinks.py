@@ -30,10 +30,9 @@ from course_management.infra.consumer_group import GroupConsumer, Membership
 from course_management.infra.database import UNAVAILABLE as PG_UNAVAILABLE
 from course_management.infra.database import Database
 from course_management.infra.dead_letters import DeadLetter
-from course_management.infra.kafka import probe_broker
 from course_management.infra.logs import logging_config
 from course_management.infra.publisher import Publisher
-from course_management.infra.retrying import kafka_unavailable, until_answered_within
+from course_management.infra.retrying import until_broker_answers
 from course_management.ops.provisioning import register_schemas
 from course_management.streams.mirror import EventMirror
 from course_management.topology import (
@@ -107,9 +106,7 @@ def sink_groups(
 
 async def _serve(settings: Settings) -> None:
     bootstrap = settings.kafka_bootstrap_servers  # a restart during an outage waits it out
-    await until_answered_within(
-        settings.startup_wait_seconds, kafka_unavailable, lambda: probe_broker(bootstrap)
-    )
+    await until_broker_answers(bootstrap, settings.startup_wait_seconds)
     codec = AvroCodec(settings.schema_registry_url)
     await register_schemas(codec)
     publisher = Publisher(settings.kafka_bootstrap_servers, codec)  # for dead letters

@@ -49,7 +49,7 @@ from course_management.infra.avro import AvroCodec, SchemaRegistrationError
 from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass, new_redis
 from course_management.infra.consumer_group import GroupConsumer
 from course_management.infra.database import Database
-from course_management.infra.kafka import delete_topic, ensure_topics, probe_broker
+from course_management.infra.kafka import delete_topic, ensure_topics
 from course_management.infra.logs import logging_config
 from course_management.infra.metrics import (
     CHANGELOG_RECORDS_RESTORED,
@@ -60,7 +60,7 @@ from course_management.infra.metrics import (
 from course_management.infra.publisher import Publisher
 from course_management.infra.rate_limit import Budget, RateLimiter
 from course_management.infra.replies import ReplyListener
-from course_management.infra.retrying import kafka_unavailable, until_answered_within
+from course_management.infra.retrying import until_broker_answers
 from course_management.infra.storage import ContentStore
 from course_management.ops.provisioning import register_schemas
 from course_management.service.reads import ReadService
@@ -323,11 +323,7 @@ def _wait_for_broker(settings: Settings) -> None:
     found restarts failing there)."""
     bootstrap = settings.kafka_bootstrap_servers
     try:
-        asyncio.run(
-            until_answered_within(
-                settings.startup_wait_seconds, kafka_unavailable, lambda: probe_broker(bootstrap)
-            )
-        )
+        asyncio.run(until_broker_answers(bootstrap, settings.startup_wait_seconds))
     except KafkaError as exc:
         _refuse_start(
             f"no broker of KAFKA_BOOTSTRAP_SERVERS ({bootstrap}) answered in "

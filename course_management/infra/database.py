@@ -39,10 +39,9 @@ def migrate(database_url: str) -> int:
     return len(pending)
 
 
-async def connect_pool(database_url: str, min_size: int = 1) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=8, command_timeout=30
-    )
+async def connect_pool(database_url: str) -> asyncpg.Pool:
+    """A pool that connects on first use (no connection at all while the server is down)."""
+    pool = await asyncpg.create_pool(database_url, min_size=0, max_size=8, command_timeout=30)
     assert pool is not None
     return pool
 
@@ -61,7 +60,7 @@ class Database:
         self._pool: asyncpg.Pool | None = None
 
     async def start(self) -> None:
-        self._pool = await connect_pool(self._url, min_size=0)
+        self._pool = await connect_pool(self._url)
 
     async def stop(self) -> None:
         if self._pool is not None:

@@ -23,9 +23,13 @@ from tenacity import (
     retry_if_exception,
     retry_if_exception_type,
     stop_after_delay,
+    stop_never,
     wait_exponential,
 )
 from tenacity.retry import retry_base
+from tenacity.stop import stop_base
+
+from course_management.infra.kafka import probe_broker
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +74,13 @@ async def until_written(
     return await _until(retry_if_exception_type(unavailable), write)
 
 
-async def _until(retry: retry_base, write: Callable[[], Awaitable[T]]) -> T:
+async def _until(
+    retry: retry_base, write: Callable[[], Awaitable[T]], stop: stop_base = stop_never
+) -> T:
     async for attempt in AsyncRetrying(
         retry=retry,
         wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop,
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
     ):
@@ -82,23 +89,14 @@ async def _until(retry: retry_base, write: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
-async def until_answered_within(
-    deadline_s: float,
-    unavailable: Callable[[BaseException], bool],
-    call: Callable[[], Awaitable[T]],
-) -> T:
-    """`await call()` again while it raises what `unavailable` accepts, for `deadline_s`
-    at most (then its last error is raised)."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(unavailable),
-        wait=wait_exponential(multiplier=0.2, max=5),
+async def until_broker_answers(bootstrap: str, deadline_s: float) -> None:
+    """A process starting during a broker outage waits it out, for `deadline_s` at most
+    (then the last error is raised)."""
+    await _until(
+        retry_if_exception(kafka_unavailable),
+        lambda: probe_broker(bootstrap),
         stop=stop_after_delay(deadline_s),
-        before_sleep=before_sleep_log(log, logging.WARNING),
-        reraise=True,
-    ):
-        with attempt:
-            return await call()
-    raise AssertionError("unreachable")
+    )
 
 
 async def until_cached(write: Callable[[], Awaitable[Any]]) -> None:

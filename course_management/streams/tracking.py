@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 class Order(StrEnum):
     NEXT = "next"  # the partition's next input: decide it
     REPEAT = "repeat"  # applied already (a repeat after a crash or a rewind)
-    AHEAD = "ahead"  # records before it were skipped by the consumer: wait for them
+    AHEAD = "ahead"  # the consumer skipped records before it: rewind to them
 
 
 def _next_key(partition: int) -> str:

@@ -149,6 +149,16 @@ def test_an_accepted_enrolment_without_its_event() -> None:
     assert "accepted write without its event" in kinds(attempts, seen)
 
 
+def test_an_accepted_create_whose_course_never_came() -> None:
+    attempts, seen = clean()
+    seen.course_events = [{**e, "request_id": "u1.a"} for e in seen.course_events[1:]]
+    seen.course_events[0]["version"] = 1  # the course's one event, an edit's
+    found = verify(attempts, seen)
+    assert [(a.kind, a.id) for a in found if a.kind.startswith("accepted")] == [
+        ("accepted write without its event", "c1")
+    ]
+
+
 def test_a_write_applied_twice_and_an_unknown_one_applied_twice() -> None:
     attempts, seen = clean()
     second = enrollment_event("enrollment_created", "bob", 2, "active", "e3.a", 4)

@@ -1,4 +1,7 @@
-"""The publisher waits out a broker that is away, however aiokafka says so."""
+"""The publisher waits out a broker that is away, however aiokafka says so.
+
+A fake client stands in for aiokafka's: the test is about how one error is classified
+(a real broker restart is what the chaos run does)."""
 
 from __future__ import annotations
 
