@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # How long the group waits for a worker that vanished (crash) before moving its partitions.
     broker_session_timeout_seconds: Annotated[float, Field(ge=6, le=300)] = 30.0
     public_url: str | None = None
+    # Tests only (tests/integration/test_crash_points.py): the worker SIGKILLs itself at
+    # this phase boundary of the course agent's batch, `<phase>[:<n>]` (the n-th time it
+    # gets there; streams/crash_points.py lists the phases). Never set in production.
+    test_crash_at: str | None = None
     upload_multipart_threshold_bytes: Annotated[int, Field(ge=5 * 1024 * 1024)] = 100 * 1024 * 1024
     upload_part_size_bytes: Annotated[int, Field(ge=5 * 1024 * 1024)] = 64 * 1024 * 1024
 

@@ -29,8 +29,12 @@ COURSE_CATALOG = f"{APP_ID}-catalog"
 # "<course id>:<user id>", for the ratings list in the PostgreSQL mirror.
 COURSE_RATINGS = f"{APP_ID}-ratings"
 
-COURSES_TABLE = "courses"
-ENROLLMENTS_TABLE = "enrollments"
+# The course agent's table (tables/state.py): courses, enrollments, seats, tracking and
+# outboxes, one changelog (decision 49).
+STATE_TABLE = "course-state"
+# A unit (tables/units.py) is one record batch: its changelog takes records this large,
+# and the agent cuts its batches long before (streams/agent.py CUT_BYTES).
+UNIT_MAX_BYTES = 16 * 1024 * 1024
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -87,8 +91,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(dlq(COURSE_CATALOG), None, _DLQ),
     TopicSpec(COURSE_RATINGS, "rating_entry.avsc", _COMPACTED),
     TopicSpec(dlq(COURSE_RATINGS), None, _DLQ),
-    TopicSpec(changelog(COURSES_TABLE), None, _COMPACTED),
-    TopicSpec(changelog(ENROLLMENTS_TABLE), None, _COMPACTED),
+    TopicSpec(
+        changelog(STATE_TABLE),
+        None,
+        {**_COMPACTED, "max.message.bytes": str(UNIT_MAX_BYTES + 64 * 1024)},
+    ),
     # `course-management ops dlq replay`: each dead letter replayed, by its place (so a
     # second replay of the same record changes nothing).
     TopicSpec(DLQ_REPLAYS, None, _COMPACTED, partitions=1),

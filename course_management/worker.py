@@ -12,14 +12,15 @@ Where things happen (see docs/architecture.md):
 - a request enters:  api/middleware.py, then api/routes_*.py
 - a write is sent:   service/writes.py (course-commands, user-enrolled, course-progress)
 - a rule decides:    domain/
-- an event leaves:   streams/batch.py (the course agent's batch, through infra/publisher.py)
-- stores are written: tables (streams/batch.py), PostgreSQL mirror (streams/mirror.py),
-  PostgreSQL catalog and Elasticsearch (catalog/sinks.py), Redis (streams/batch.py)
+- an event leaves:   streams/apply.py (the course agent's outboxes, through infra/publisher.py)
+- stores are written: the table (streams/apply.py), PostgreSQL mirror (streams/mirror.py),
+  PostgreSQL catalog and Elasticsearch (catalog/sinks.py), Redis (streams/apply.py)
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import logging.config
@@ -47,6 +48,7 @@ from course_management.catalog.search import CatalogSearch
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec, SchemaRegistrationError
 from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass, new_redis
+from course_management.infra.changelog import ChangelogWriter
 from course_management.infra.consumer_group import GroupConsumer
 from course_management.infra.database import Database
 from course_management.infra.kafka import delete_topic, ensure_topics
@@ -69,7 +71,9 @@ from course_management.sinks import membership, sink_groups
 from course_management.streams import faust_compat
 from course_management.streams.agent import register_course_agent
 from course_management.streams.app import build_app
+from course_management.streams.apply import BatchApplier
 from course_management.streams.batch import Batch
+from course_management.streams.crash_points import CrashPoints
 from course_management.streams.local_state import discard_after_unclean_stop, mark_clean_stop
 from course_management.streams.partition_watch import PartitionWatch
 from course_management.streams.router import EnrollmentRouter
@@ -78,6 +82,7 @@ from course_management.tables.restore import (
     remembered_assignment,
     restore_from_changelogs,
 )
+from course_management.tables.units import decode_value
 from course_management.topology import (
     COURSE_COMMANDS,
     REPLY_SUBJECT,
@@ -116,9 +121,20 @@ class Worker(Service):
             else None
         )
         self.content = ContentStore(settings)
-        self.app, self.courses, self.enrollments = build_app(settings)
-        batch = Batch(self.courses, self.enrollments, self.publisher, self.course_cache)
-        register_course_agent(self.app, self.codec, batch)
+        self.app, self.course_state = build_app(settings)
+        self.changelog = ChangelogWriter(settings.kafka_bootstrap_servers)
+        store = self.course_state.data  # tables/store.UnitStore
+        applier = BatchApplier(
+            self.course_state.changelog_topic.get_topic_name(),
+            self.changelog,
+            store,
+            self.publisher,
+            self.course_cache,
+            lambda: int(self.app.consumer_generation_id),
+            CrashPoints(settings.test_crash_at),
+        )
+        batch = Batch(store, self.codec.encode, decode_value)
+        register_course_agent(self.app, self.codec, batch, applier, self._recovered_partitions)
         self.partition_watch = PartitionWatch(self.app)
         self.app.on_partitions_assigned.connect(self._on_assignment)
         self._groups: list[GroupConsumer] = []
@@ -130,6 +146,7 @@ class Worker(Service):
         settings = self.settings
         await register_schemas(self.codec)
         await self.publisher.start()
+        await self.changelog.start()
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             [TopicSpec(self.replies.topic, None, REPLY_TOPIC_CONFIG, partitions=1)],
@@ -159,6 +176,7 @@ class Worker(Service):
         await self.replies.stop()
         await self.content.stop()
         await self.publisher.stop()
+        await self.changelog.stop()
         await self.database.stop()
         await self.redis.aclose()
         if self.search is not None:
@@ -211,8 +229,7 @@ class Worker(Service):
         )
         bypass = ReadBypass()
         reads = ReadService(
-            self.courses,
-            self.enrollments,
+            self.course_state,
             self._is_local,
             self.course_cache,
             bypass,
@@ -260,9 +277,16 @@ class Worker(Service):
         log.info("heap frozen after recovery", extra={"objects": gc.get_freeze_count()})
 
     def changelog_stores(self) -> dict[str, Any]:
-        """Each table's changelog topic and its local RocksDB store."""
-        tables = (self.courses, self.enrollments)
-        return {table.changelog_topic.get_topic_name(): table.data for table in tables}
+        """The table's changelog topic and its local RocksDB store."""
+        return {self.course_state.changelog_topic.get_topic_name(): self.course_state.data}
+
+    def _recovered_partitions(self) -> set[int]:
+        """The course partitions this worker owns, once their table is recovered."""
+        recovery = self.app.tables.recovery
+        if not recovery.completed.is_set() or recovery.in_recovery or self.app.rebalancing:
+            return set()
+        actives = self.app.assignor.assigned_actives()
+        return {tp.partition for tp in actives if tp.topic == COURSE_COMMANDS}
 
     async def _on_assignment(self, sender: Any, assigned: set[TP], **_: Any) -> None:
         """Counts the rebalance, and notes what the next start restores before Faust does
@@ -357,6 +381,9 @@ def run_worker(settings: Settings) -> None:
                     settings.kafka_bootstrap_servers,
                     worker.changelog_stores(),
                     remembered_assignment(Path(conf.datadir)),
+                    after_write=functools.partial(
+                        CrashPoints(settings.test_crash_at).reached, "restoring"
+                    ),
                 )
             )
             CHANGELOG_RECORDS_RESTORED.inc(restored.records)

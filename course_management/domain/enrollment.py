@@ -80,7 +80,15 @@ class EnrollmentDecision:
     seats_taken: int | None  # the course's new count of seats taken (None: unchanged)
     events: tuple[dict[str, Any], ...]  # the EnrollmentEvents to publish, in order
     refusal: Refusal | None = None  # why it was refused
-    reply_enrollment: dict[str, Any] | None = None
+    reply_enrollment: dict[str, Any] | None = None  # the answer: the enrollment's view
+    view: dict[str, Any] | None = None  # the new record's public view, when not the answer
+
+    @property
+    def new_view(self) -> dict[str, Any] | None:
+        """The public view of `enrollment` (drawn once, with the decision)."""
+        if self.enrollment is None:
+            return None
+        return self.view if self.view is not None else self.reply_enrollment
 
 
 def item_ids_in_order(course: Course) -> list[str]:
@@ -132,8 +140,9 @@ def public_view(record: EnrollmentRecord, course: Course) -> dict[str, Any]:
 
 
 def _event(
-    input_id: str, kind: str, record: EnrollmentRecord, course: Course, at: datetime
+    input_id: str, kind: str, record: EnrollmentRecord, view: dict[str, Any], at: datetime
 ) -> dict[str, Any]:
+    """The event of a change; `view` is the record's public view (drawn once per change)."""
     return {
         "event_id": derived_id(input_id, kind),
         "event_type": kind,
@@ -141,7 +150,7 @@ def _event(
         "course_id": record["course_id"],
         "user_id": record["user_id"],
         "version": record["version"],
-        "enrollment": {**public_view(record, course), "completed_item_ids": completed_ids(record)},
+        "enrollment": {**view, "completed_item_ids": completed_ids(record)},
     }
 
 
@@ -252,12 +261,13 @@ def decide_enroll(
     }
     status = "completed" if base.get("completed_at") else "active"
     new_record = _with_transition(base, status, at, enroll.event_id)
+    view = public_view(new_record, course)
     return EnrollmentDecision(
         Outcome.CREATED,
         new_record,
         seats_taken + 1,
-        (_event(enroll.event_id, "enrollment_created", new_record, course, enroll.occurred_at),),
-        reply_enrollment=public_view(new_record, course),
+        (_event(enroll.event_id, "enrollment_created", new_record, view, enroll.occurred_at),),
+        reply_enrollment=view,
     )
 
 
@@ -274,11 +284,13 @@ def decide_cancel(
     if record is None or record["status"] == "cancelled":
         return _refused(RefusalKind.NOT_ENROLLED, f"{cancel.user_id} is not enrolled")
     cancelled = _with_transition(record, "cancelled", rfc3339(cancel.occurred_at), cancel.event_id)
+    view = public_view(cancelled, course)
     return EnrollmentDecision(
         Outcome.REMOVED,
         cancelled,
         max(0, seats_taken - 1),
-        (_event(cancel.event_id, "enrollment_cancelled", cancelled, course, cancel.occurred_at),),
+        (_event(cancel.event_id, "enrollment_cancelled", cancelled, view, cancel.occurred_at),),
+        view=view,
     )
 
 
@@ -334,49 +346,32 @@ def decide_progress(
     at = rfc3339(progress.occurred_at)
     items: dict[str, ItemState] = {**record.get("items", {}), progress.item_id: state}
     changed: EnrollmentRecord = {**record, "items": items, "version": record["version"] + 1}
-    events = [_event(progress.event_id, "progress_updated", changed, course, progress.occurred_at)]
-    view = progress_of(course, items, None)
+    view = public_view(changed, course)
+    events = [_event(progress.event_id, "progress_updated", changed, view, progress.occurred_at)]
+    totals = view["progress"]
     if (
         record.get("completed_at") is None
-        and view["total_items"]
-        and view["completed_items"] == view["total_items"]
+        and totals["total_items"]
+        and totals["completed_items"] == totals["total_items"]
     ):
         changed = _with_transition(
             {**changed, "completed_at": at}, "completed", at, progress.event_id
         )
+        view = public_view(changed, course)
         events.append(
-            _event(progress.event_id, "course_completed", changed, course, progress.occurred_at)
+            _event(progress.event_id, "course_completed", changed, view, progress.occurred_at)
         )
-    return EnrollmentDecision(
-        Outcome.APPLIED, changed, None, tuple(events), reply_enrollment=public_view(changed, course)
-    )
+    return EnrollmentDecision(Outcome.APPLIED, changed, None, tuple(events), reply_enrollment=view)
 
 
-# Seats: one record per course in the enrollments table (same changelog partition as the
-# course's enrollment records, so after a crash the table holds a prefix of the writes).
-# A seat change writes the seats record first, marked pending with the enrollment it
-# belongs to, then that enrollment (carrying the same `seat_seq`). If a crash keeps the
-# first write but not the second, the next decision on the course sees the mark and undoes
-# the count; the redelivered input then applies it again, once.
+# Seats: one record per course in the course-state table, beside its enrollments: a
+# batch writes it with them in one unit (decision 49), so the count always equals the
+# active enrollments the table holds. `seq` grows with every change (the catalog's and
+# the cache's versions of the seats).
 
-EMPTY_SEATS: SeatsRecord = {"count": 0, "seq": 0, "pending": None}
+EMPTY_SEATS: SeatsRecord = {"count": 0, "seq": 0}
 
 
-def settle_seats(seats: SeatsRecord, pending_record: EnrollmentRecord | None) -> SeatsRecord:
-    """Seats with no pending mark: kept if its enrollment was written, else undone."""
-    pending = seats.get("pending")
-    if not pending:
-        return seats
-    written = pending_record is not None and pending_record.get("seat_seq") == seats["seq"]
-    count = seats["count"] if written else seats["count"] - pending["delta"]
-    return {"count": max(0, count), "seq": seats["seq"], "pending": None}
-
-
-def seat_change(seats: SeatsRecord, user_id: str, new_count: int) -> tuple[SeatsRecord, int]:
-    """The seats record for a change to `new_count` by `user_id`, and the seq it takes."""
-    seq = seats["seq"] + 1
-    return {
-        "count": new_count,
-        "seq": seq,
-        "pending": {"user_id": user_id, "delta": new_count - seats["count"]},
-    }, seq
+def seat_change(seats: SeatsRecord, new_count: int) -> SeatsRecord:
+    """The seats record after a change to `new_count`."""
+    return {"count": new_count, "seq": seats["seq"] + 1}

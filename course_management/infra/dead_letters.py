@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from course_management.infra.avro import AvroCodec, AvroDecodeError
-from course_management.topology import TopicSpec
+from course_management.topology import TopicSpec, dlq
 
 T = TypeVar("T")
 
@@ -28,6 +28,23 @@ MALFORMED = "malformed"  # another service's input: does not decode, or lacks a 
 UNPROCESSABLE = "unprocessable"  # a consumer group failed on it again and again
 ERROR = "error"  # deciding it raised (a bug): kept, the partition goes on
 REFUSED = "refused"  # another service's input, well formed, that the rules refuse
+
+
+def dead_letter_record(
+    topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
+) -> tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """The record that keeps an unprocessable one on `<topic>.dlq`: its key and value as
+    they were, and why in its headers (topic, key, value, headers)."""
+    return (
+        dlq(topic),
+        key,
+        value,
+        [
+            ("dlq.reason", f"{code}: {reason}"[:1000].encode()),
+            ("dlq.code", code.encode()),
+            ("dlq.source_topic", topic.encode()),
+        ],
+    )
 
 
 class Malformed(ValueError):

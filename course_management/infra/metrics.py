@@ -80,12 +80,16 @@ PARTITION_REWINDS = Counter(
 AGENT_BATCH_INPUTS = Histogram(
     "cms_agent_batch_inputs",
     "Inputs the course agent took in one batch",
-    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+)
+CHANGELOG_RECORDS_WRITTEN = Counter(
+    "cms_changelog_records_written_total",
+    "Records the course agent appended to the course-state changelog (in units)",
 )
 AGENT_BATCH_SECONDS = Histogram(
     "cms_agent_batch_seconds",
     "Time the course agent spent on a batch, by phase (decide: every input in turn; "
-    "apply: its effects, together, made of publish, tables, cache and answer)",
+    "apply: its effects, together, made of unit, local, publish, cache and answer)",
     ["phase"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )

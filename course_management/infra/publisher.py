@@ -16,14 +16,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from course_management.infra.avro import AvroCodec
+from course_management.infra.dead_letters import dead_letter_record
 from course_management.infra.kafka import Headers, new_producer
 from course_management.infra.metrics import DEAD_LETTERS, EVENTS_PUBLISHED, REPLIES_DROPPED
-from course_management.topology import dlq
 
 log = logging.getLogger(__name__)
 
 Record = tuple[str, str, str, dict[str, Any]]  # (topic, key, subject, value)
 RawRecord = tuple[str, str, bytes, Headers]  # (topic, key, encoded value, headers)
+Outgoing = tuple[str, bytes | None, bytes | None, Headers]  # (topic, key, value, headers)
 
 
 REPLY_TOPICS_MAX_AGE_S = 1.0
@@ -94,21 +95,24 @@ class Publisher:
         for topic, *_ in records:
             EVENTS_PUBLISHED.labels(topic).inc()
 
+    async def send_outgoing(self, records: list[Outgoing]) -> None:
+        """Send encoded records (bytes keys, as a unit's outbox keeps them) in order; wait
+        until the broker has all (one round trip)."""
+        pending = [
+            await self.producer.send(topic, value=value, key=key, headers=headers)
+            for topic, key, value, headers in records
+        ]
+        await asyncio.gather(*pending)
+        for topic, *_ in records:
+            EVENTS_PUBLISHED.labels(topic).inc()
+
     async def send_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
     ) -> None:
         """Keep an unprocessable record, with why, on `<topic>.dlq`; count it."""
         log.warning("record dead-lettered", extra={"topic": topic, "reason": reason})
-        await self.producer.send_and_wait(
-            dlq(topic),
-            value=value,
-            key=key,
-            headers=[
-                ("dlq.reason", f"{code}: {reason}"[:1000].encode()),
-                ("dlq.code", code.encode()),
-                ("dlq.source_topic", topic.encode()),
-            ],
-        )
+        dead_topic, _, _, headers = dead_letter_record(topic, key, value, reason, code)
+        await self.producer.send_and_wait(dead_topic, value=value, key=key, headers=headers)
         DEAD_LETTERS.labels(topic, code).inc()
 
     async def send_replies(self, replies: list[Record]) -> None:

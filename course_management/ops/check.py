@@ -35,11 +35,13 @@ from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.kafka import read_to_end
 from course_management.ops.progress import Quiet, Steps
 from course_management.ops.provisioning import register_schemas
+from course_management.tables.keys import is_course_key
+from course_management.tables.units import is_placed
 from course_management.topology import (
     COURSE_CATALOG,
     COURSE_EVENTS,
-    COURSES_TABLE,
     ENROLLMENT_EVENTS,
+    STATE_TABLE,
     changelog,
     spec,
 )
@@ -162,12 +164,15 @@ async def _last(
 
 
 async def _courses_table(bootstrap: str, steps: Steps) -> dict[str, dict[str, Any]]:
-    """The `courses` table as its changelog leaves it: course id -> version, deleted."""
+    """The courses of the `course-state` table as its changelog leaves it (placed records
+    only, tables/units.py): course id -> version, deleted."""
     table: dict[str, dict[str, Any]] = {}
 
     async def keep(records: list[ConsumerRecord]) -> None:
         for record in records:
             key = _table_key(record.key)
+            if not is_course_key(key) or not is_placed(record.offset, record.headers):
+                continue
             if record.value is None:
                 table.pop(key, None)
                 continue
@@ -176,7 +181,7 @@ async def _courses_table(bootstrap: str, steps: Steps) -> dict[str, dict[str, An
             if "version" in course:
                 table[key] = {"version": course["version"], "deleted": bool(value.get("deleted"))}
 
-    await read_to_end(bootstrap, [changelog(COURSES_TABLE)], keep, on_read=steps.read)
+    await read_to_end(bootstrap, [changelog(STATE_TABLE)], keep, on_read=steps.read)
     return table
 
 

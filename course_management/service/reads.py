@@ -33,8 +33,7 @@ from course_management.infra.cache import CourseCache, CourseEntry, ReadBypass
 from course_management.infra.database import Database
 from course_management.infra.metrics import CACHE_READS
 from course_management.infra.rate_limit import Charge
-from course_management.tables.courses import course_of
-from course_management.tables.enrollments import enrollment_key, seats_key
+from course_management.tables.keys import course_of, enrollment_key, seats_key
 from course_management.tables.records import CourseRecord, EnrollmentRecord
 
 T = TypeVar("T")
@@ -82,8 +81,7 @@ def _view(view: dict[str, Any]) -> EnrollmentView:
 class ReadService:
     def __init__(
         self,
-        courses: Any,
-        enrollments: Any,
+        state: Any,
         is_local: Callable[[str], bool],
         cache: CourseCache,
         bypass: ReadBypass,
@@ -91,8 +89,7 @@ class ReadService:
         catalog: CatalogSearch,
         wait_s: float = 3.0,
     ) -> None:
-        self._courses = courses  # the Faust tables (their local partitions)
-        self._enrollments = enrollments
+        self._state = state  # the course-state table (its local partitions)
         self._is_local = is_local  # does this worker own the course's partition?
         self._cache = cache
         self._bypass = bypass
@@ -160,7 +157,7 @@ class ReadService:
         if state is None or course is None:
             return None
         if local:  # the table's seats are exact
-            seats = self._enrollments.get(seats_key(course_id)) or EMPTY_SEATS
+            seats = self._state.get(seats_key(course_id)) or EMPTY_SEATS
             count, seq = int(seats["count"]), int(seats["seq"])
         else:  # the mirror's count, once it has the token's enrollment
             if since.enrollment and since.enrollment[0] == course_id:
@@ -174,7 +171,7 @@ class ReadService:
 
     def _table_state(self, course_id: str) -> Callable[[], Awaitable[CourseRecord | None]]:
         async def read() -> CourseRecord | None:
-            record: CourseRecord | None = self._courses.get(course_id)
+            record: CourseRecord | None = self._state.get(course_id)
             if not record:
                 return None
             return {"course": record.get("course"), "deleted": bool(record.get("deleted"))}
@@ -215,7 +212,7 @@ class ReadService:
         if self._is_local(course_id):
 
             async def from_table() -> EnrollmentRecord | None:
-                record: EnrollmentRecord | None = self._enrollments.get(
+                record: EnrollmentRecord | None = self._state.get(
                     enrollment_key(course_id, user_id)
                 )
                 return record

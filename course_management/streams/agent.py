@@ -1,22 +1,20 @@
-"""The course agent: the only writer of the `courses` and `enrollments` tables.
+"""The course agent: the only writer of the `course-state` table.
 
 Reads `course-commands` and the enrollment inputs (both keyed by course id, so a course,
 its enrollments and its seats are decided by the one worker that owns the partition),
-in batches. For each input, in partition order: decode it (undecodable -> `<topic>.dlq`,
-counted, the stream goes on), skip it if it was applied before (enrollment inputs are
-taken strictly in partition order, once each, and once per source record:
-streams/tracking.py), and hand it to the handler of its kind (`HANDLERS`), which
-decides (pure domain) against the tables plus the batch's earlier writes and stages the
-effects. Then, for the whole batch (streams/batch.py): send the events and wait for the
-broker's acks; write the table records (their changelogs make them durable); update
-Redis; answer the waiting HTTP requests on their workers' reply topics.
+in batches as large as the backlog (streams/faust_compat.take_backlog). For each input,
+in partition order: decode it (undecodable -> `<topic>.dlq`, counted, the stream goes
+on), skip it if it was applied before (enrollment inputs are taken strictly in partition
+order, once each, and once per source record: streams/tracking.py), and hand it to the
+handler of its kind (`HANDLERS`), which decides (pure domain) against the table plus the
+batch's earlier writes and stages the effects (streams/batch.py). Then the whole batch is
+applied (streams/apply.py): one unit per partition on the table's changelog, the local
+stores, the outboxes (events, catalog entries, rating entries, dead letters), Redis, the
+replies. Only then are the inputs acked.
 
-Sending before the table writes means a crash can only cause a repeat of the send for
-the same inputs, and every decision is deterministic, so the repeat carries the same
-`event_id`s: consumers deduplicate them. A crash never loses an accepted write.
-
-Reads: course-commands, course-management-enrollment-inputs. Writes: course-events,
-enrollment-events, course-management-catalog, the tables' changelogs, `<topic>.dlq`,
+Reads: course-commands, course-management-enrollment-inputs. Writes: the
+course-management-course-state changelog; through the outboxes course-events,
+enrollment-events, course-management-catalog, course-management-ratings, `<topic>.dlq`;
 the reply topics.
 """
 
@@ -31,7 +29,7 @@ from typing import Any, NoReturn, Protocol
 import faust
 
 from course_management.domain.outcomes import Refusal, RefusalKind, Reply
-from course_management.infra.avro import AvroCodec, AvroDecodeError
+from course_management.infra.avro import AvroCodec
 from course_management.infra.dead_letters import ERROR, INVALID, MALFORMED, decode_or_dead_letter
 from course_management.infra.metrics import (
     AGENT_BATCH_INPUTS,
@@ -40,7 +38,9 @@ from course_management.infra.metrics import (
     PARTITION_REWINDS,
 )
 from course_management.streams import course_handlers, enrollment_handlers
+from course_management.streams.apply import BatchApplier
 from course_management.streams.batch import Batch
+from course_management.streams.faust_compat import take_backlog
 from course_management.streams.inputs import Input, command_from_record, stage_answer
 from course_management.streams.tracking import (
     Order,
@@ -68,8 +68,12 @@ log = logging.getLogger(__name__)
 
 DECIDE_SECONDS = AGENT_BATCH_SECONDS.labels("decide")
 APPLY_SECONDS = AGENT_BATCH_SECONDS.labels("apply")
-BATCH_MAX = 500  # inputs decided before their effects are applied together
-BATCH_WITHIN_S = 0.005  # how long a lone input waits for company
+BATCH_MAX = 2000  # inputs taken at most in one batch
+# Encoded outbox bytes after which a batch is applied before it takes its next input, so
+# that a partition's unit stays far under UNIT_MAX_BYTES (each value in a unit is about
+# the size of an event in its outbox; a course is at most 256 KiB).
+CUT_BYTES = 2 * 1024 * 1024
+IDLE_S = 1.0  # without inputs, how often the agent opens newly assigned partitions
 UNAPPLIED_EXIT_CODE = 75  # EX_TEMPFAIL: start again and the batch is applied again
 
 Handler = Callable[[Batch, Input], Awaitable[None]]
@@ -90,9 +94,16 @@ HANDLERS: dict[str, Handler] = {
 ENROLLMENT_KINDS = {b"user_enrolled": USER_ENROLLED, b"item_progress": COURSE_PROGRESS}
 
 
-def register_course_agent(app: faust.App, codec: AvroCodec, batch: Batch) -> Any:
-    """Define the agent on `app`; `batch` (over the app's tables) stages and applies its
-    effects."""
+def register_course_agent(
+    app: faust.App,
+    codec: AvroCodec,
+    batch: Batch,
+    applier: BatchApplier,
+    recovered_partitions: Callable[[], set[int]],
+) -> Any:
+    """Define the agent on `app`: `batch` (over the table's store) stages the effects of
+    its inputs, `applier` applies them; `recovered_partitions` are the partitions this
+    worker owns whose table is recovered (opened when idle)."""
     topic = app.topic(
         COURSE_COMMANDS,
         ENROLLMENT_INPUTS,
@@ -106,24 +117,47 @@ def register_course_agent(app: faust.App, codec: AvroCodec, batch: Batch) -> Any
 
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:
-        # take_events acks a batch's inputs only when the next batch is asked for, that
-        # is after apply() applied all their effects.
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        # take_backlog acks a batch's inputs only when the next batch is asked for, that
+        # is after they were applied.
+        async for events in take_backlog(stream, BATCH_MAX, IDLE_S):
             try:
-                started = time.perf_counter()
-                batch.begin()
-                for event in events:
-                    with batch.deciding(event):
-                        await handle(codec, batch, event, positions)
-                decided = time.perf_counter()
-                await batch.apply()
-                AGENT_BATCH_INPUTS.observe(len(events))
-                DECIDE_SECONDS.observe(decided - started)
-                APPLY_SECONDS.observe(time.perf_counter() - decided)
+                if not events:  # idle: publish what a crashed owner may have left
+                    await applier.open(recovered_partitions())
+                    continue
+                await applier.open({int(e.message.partition) for e in events})
+                await decide_and_apply(codec, batch, applier, events, positions)
             except Exception as exc:
                 stop_unapplied(exc)
 
     return apply_course_commands
+
+
+async def decide_and_apply(
+    codec: AvroCodec, batch: Batch, applier: BatchApplier, events: list[Any], positions: Positions
+) -> None:
+    """Decide the inputs in order and apply their effects; a batch whose outboxes grow
+    past CUT_BYTES is applied there and the rest decided as the next."""
+    batch.begin()
+    started = time.perf_counter()
+    taken = 0
+    for event in events:
+        with batch.deciding(event):
+            await handle(codec, batch, event, positions)
+        taken += 1
+        if batch.staged_bytes > CUT_BYTES:
+            await _apply(batch, applier, taken, started)
+            batch.begin()
+            started, taken = time.perf_counter(), 0
+    await _apply(batch, applier, taken, started)
+
+
+async def _apply(batch: Batch, applier: BatchApplier, taken: int, started: float) -> None:
+    decided = time.perf_counter()
+    await applier.apply(batch)
+    if taken:
+        AGENT_BATCH_INPUTS.observe(taken)
+        DECIDE_SECONDS.observe(decided - started)
+        APPLY_SECONDS.observe(time.perf_counter() - decided)
 
 
 class Positions(Protocol):
@@ -172,29 +206,12 @@ async def handle(codec: AvroCodec, batch: Batch, event: Any, positions: Position
         if order is Order.AHEAD and expected is not None:
             await positions.rewind(tp, expected)
     if order is not Order.NEXT:
+        # Applied already (a repeat after a crash or a rewind): the unit that applied it
+        # holds its effects, and its outbox was published (streams/apply.py).
         INPUTS_SKIPPED.labels(ENROLLMENT_INPUTS, order.value).inc()
-        if order is Order.REPEAT:
-            await _refresh_cache(codec, batch, event)
         return
     await _decide(codec, batch, event)
     stage_next(batch, event)
-
-
-async def _refresh_cache(codec: AvroCodec, batch: Batch, event: Any) -> None:
-    """An input applied already, come again after a crash: the crash may have come
-    between the table writes and Redis, so what the tables hold of its course and
-    enrollment is put into Redis again (the puts are version-guarded)."""
-    course_id = event.key.decode(errors="replace") if event.key else ""
-    source = ENROLLMENT_KINDS.get((event.headers or {}).get(KIND_HEADER, b""))
-    if not course_id or source is None:
-        return
-    batch.stage_course_state(course_id)
-    batch.stage_seat_count(course_id)
-    try:
-        fields = await codec.decode(spec(source).subject, event.value)
-    except AvroDecodeError:
-        return  # it was dead-lettered the first time
-    batch.stage_enrollment_state(course_id, str(fields.get("user_id", "")))
 
 
 async def _decide(codec: AvroCodec, batch: Batch, event: Any) -> None:

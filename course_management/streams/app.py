@@ -1,4 +1,4 @@
-"""The Faust app and its tables: Kafka is the backbone; the agent materializes the tables.
+"""The Faust app and its table: Kafka is the backbone; the agent materializes the table.
 
 The agent is registered by the composition root (worker.py), which gives it its
 collaborators (streams/agent.py).
@@ -13,13 +13,12 @@ import faust
 
 from course_management.config import Settings
 from course_management.streams import faust_compat
-from course_management.tables.courses import define_courses_table
-from course_management.tables.enrollments import define_enrollments_table
+from course_management.tables.state import define_state_table
 from course_management.topology import APP_ID
 
 
-def build_app(settings: Settings) -> tuple[faust.App, Any, Any]:
-    """Create the app with its tables; returns (app, courses, enrollments)."""
+def build_app(settings: Settings) -> tuple[faust.App, Any]:
+    """Create the app with its table; returns (app, the course-state table)."""
     faust_compat.apply_fixes()
     datadir = Path(settings.data_dir) / settings.worker_id
     datadir.mkdir(parents=True, exist_ok=True)
@@ -49,6 +48,4 @@ def build_app(settings: Settings) -> tuple[faust.App, Any, Any]:
         logging_config=None,
         TableManager=faust_compat.PromptTableManager,  # starts at once (decision 44)
     )
-    courses = define_courses_table(app, settings.topic_partitions)
-    enrollments = define_enrollments_table(app, settings.topic_partitions)
-    return app, courses, enrollments
+    return app, define_state_table(app, settings.topic_partitions)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from course_management.catalog.feed import catalog_entry, catalog_record
 from course_management.domain.commands import decide
 from course_management.domain.outcomes import Reply
 from course_management.domain.ratings import decide_rating
@@ -18,10 +17,11 @@ from course_management.infra.metrics import COMMANDS_APPLIED
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, required_command, stage_answer
 from course_management.streams.marks import marks_after, seats_taken
-from course_management.tables.records import CourseRecord, EnrollmentRecord
+from course_management.tables.records import EnrollmentRecord
 from course_management.topology import COURSE_EVENTS, COURSE_RATINGS, spec
 
 RATINGS_SUBJECT = spec(COURSE_RATINGS).subject
+COURSE_EVENTS_SUBJECT = spec(COURSE_EVENTS).subject
 
 
 def _with_seats(reply: Reply, count: int) -> Reply:
@@ -39,12 +39,11 @@ async def course_command(batch: Batch, item: Input) -> None:
     command = required_command(item)
     decision = decide(batch.course_record(command.course_id), command)
     if decision.event is not None and decision.record is not None:
-        stage_course_change(batch, command.course_id, decision.event, decision.record)
+        stage_course_change(batch, command.course_id, decision.event)
     if decision.record is not None:
         batch.stage_course_record(command.course_id, decision.record)
         COMMANDS_APPLIED.labels(command.command_type).inc()
     batch.stage_course_state(command.course_id)
-    batch.stage_seat_count(command.course_id)
     reply = _with_seats(decision.reply, seats_taken(batch, command.course_id))
     stage_answer(batch, item, reply, marks_after(batch, command.course_id))
 
@@ -57,7 +56,7 @@ async def rate_course(batch: Batch, item: Input) -> None:
         batch.course_record(course_id), batch.enrollment(course_id, user_id), command
     )
     if decision.event is not None and decision.record is not None:
-        stage_course_change(batch, course_id, decision.event, decision.record)
+        stage_course_change(batch, course_id, decision.event)
     if decision.record is not None:
         batch.stage_course_record(course_id, decision.record)  # first: see domain.ratings
     if decision.enrollment is not None:
@@ -85,16 +84,11 @@ def stage_rating_entry(batch: Batch, course_id: str, enrollment: EnrollmentRecor
     batch.stage_records([(COURSE_RATINGS, f"{course_id}:{user_id}", RATINGS_SUBJECT, entry)])
 
 
-def stage_course_change(
-    batch: Batch, course_id: str, event: dict[str, Any], record: CourseRecord
-) -> None:
-    """A course's event and its catalog entry, sent together (before any table write).
-    The event's snapshot carries the true seat count (the table's course does not)."""
+def stage_course_change(batch: Batch, course_id: str, event: dict[str, Any]) -> None:
+    """A course's event and (at the end of the batch) its catalog entry. The event's
+    snapshot carries the true seat count (the table's course does not)."""
     seats = batch.seats(course_id)
     if event.get("course") is not None:
         event = {**event, "course": {**event["course"], "enrollment_count": seats["count"]}}
-    outgoing = [(COURSE_EVENTS, course_id, spec(COURSE_EVENTS).subject, event)]
-    entry = catalog_entry(course_id, record, seats)
-    if entry is not None:
-        outgoing.append(catalog_record(entry))
-    batch.stage_records(outgoing)
+    batch.stage_records([(COURSE_EVENTS, course_id, COURSE_EVENTS_SUBJECT, event)])
+    batch.stage_catalog(course_id)

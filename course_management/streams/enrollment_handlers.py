@@ -1,19 +1,18 @@
 """The course agent's handlers for enrollment inputs: user_enrolled, item_progress, and
 the cancel_enrollment command (from the DELETE route).
 
-Each decides (pure domain) against the batch's view of the tables, next to the course,
+Each decides (pure domain) against the batch's view of the table, next to the course,
 one at a time (so seats are exact under any concurrency), and stages the effects: the
-enrollment events (enrollment-events), a catalog entry when the seat count changed, the
-`enrollments` table records (the seats record first: see settle_seats), the seat count
-and enrollment for Redis, the reply with its consistency marks, and, for a refused input
-from another service, its dead letter.
+enrollment events (enrollment-events), the course's catalog entry when the seat count
+changed, the enrollment and seats records, the seat count and enrollment for Redis, the
+reply with its consistency marks, and, for a refused input from another service, its
+dead letter.
 """
 
 from __future__ import annotations
 
 from datetime import UTC
 
-from course_management.catalog.feed import catalog_entry, catalog_record
 from course_management.domain.enrollment import (
     CancelInput,
     EnrollInput,
@@ -30,8 +29,10 @@ from course_management.infra.metrics import ENROLLMENTS_APPLIED
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, required_command, stage_answer
 from course_management.streams.marks import marks_after
-from course_management.tables.courses import course_of
+from course_management.tables.keys import course_of
 from course_management.topology import ENROLLMENT_EVENTS, spec
+
+EVENTS_SUBJECT = spec(ENROLLMENT_EVENTS).subject
 
 
 async def user_enrolled(batch: Batch, item: Input) -> None:
@@ -101,28 +102,21 @@ async def cancel_enrollment(batch: Batch, item: Input) -> None:
 def stage_enrollment_change(
     batch: Batch, course_id: str, user_id: str, decision: EnrollmentDecision
 ) -> None:
-    """The events and the catalog entry, the table writes and the seat count."""
-    outgoing = [
-        (ENROLLMENT_EVENTS, course_id, spec(ENROLLMENT_EVENTS).subject, event)
-        for event in decision.events
-    ]
-    seats = None
-    if decision.seats_taken is not None:
-        seats, _ = seat_change(batch.seats(course_id), user_id, decision.seats_taken)
-        entry = catalog_entry(course_id, batch.course_record(course_id), seats)
-        if entry is not None:
-            outgoing.append(catalog_record(entry))
-    batch.stage_records(outgoing)
+    """The events, the table writes, the seat count and (seats changed) the catalog."""
+    batch.stage_records(
+        [(ENROLLMENT_EVENTS, course_id, EVENTS_SUBJECT, event) for event in decision.events]
+    )
     for event in decision.events:
         ENROLLMENTS_APPLIED.labels(event["event_type"]).inc()
-    enrollment = decision.enrollment
-    if seats is not None:
-        batch.stage_seats(course_id, seats)  # first: see settle_seats
-        assert enrollment is not None
-        enrollment = {**enrollment, "seat_seq": seats["seq"]}
-    if enrollment is not None:
-        batch.stage_enrollment(course_id, user_id, enrollment)
-    batch.stage_seat_count(course_id)
+    if decision.seats_taken is not None:
+        batch.stage_seats(course_id, seat_change(batch.seats(course_id), decision.seats_taken))
+        batch.stage_catalog(course_id)
+    if decision.enrollment is not None:
+        course = course_of(batch.course_record(course_id))
+        view = decision.new_view
+        drawn = (int(course["version"]), view) if course is not None and view is not None else None
+        batch.stage_enrollment(course_id, user_id, decision.enrollment, drawn)
+    batch.stage_course_state(course_id)
 
 
 async def _stage_refused(batch: Batch, item: Input, decision: EnrollmentDecision) -> None:

@@ -27,21 +27,30 @@ start with one line naming it, instead of failing later in a rebalance or a comm
    service declares both tables when it builds the app (streams/app.py), so the second
    was only start-up time, one quarter of a restart after a SIGKILL (decision 44). It
    calls `TableManager._update_channels`, the rest of Faust's `on_start`.
-5. The local RocksDB store's `partition_path`, `rocksdb_options` and `offset_key`, used to
-   restore the tables before Faust starts (tables/restore.py).
+5. The local RocksDB store's `partition_path`, `rocksdb_options`, `offset_key` and
+   `_db_for_partition`, used to restore the tables before Faust starts
+   (tables/restore.py) and to read and write the `course-state` store by partition
+   (tables/store.py); the store is found by its URL scheme through the public
+   `faust.stores.STORES.aliases`.
+6. Taking the backlog (`take_backlog`): Faust's `take_events` with another rule for when
+   a batch is ready. It uses the stream's `_processors`, `_enable_passive`,
+   `current_event`, `enable_acks` and `channel.queue` exactly as `take_events` does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import faust.streams
+from faust.stores import STORES
 from faust.stores.rocksdb import Store as RocksDBStore
+from faust.streams import Stream
 from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer
 
@@ -83,6 +92,13 @@ def check() -> None:
         raise FaustChanged("faust.stores.rocksdb.Store.partition_path is gone")
     if "rocksdb_options" not in RocksDBStore.__init__.__code__.co_names:
         raise FaustChanged("faust's RocksDB Store no longer sets self.rocksdb_options")
+    if not callable(getattr(RocksDBStore, "_db_for_partition", None)):
+        raise FaustChanged("faust.stores.rocksdb.Store._db_for_partition is gone")
+    for name in ("_enable_passive", "add_processor", "ack"):
+        if not callable(getattr(Stream, name, None)):
+            raise FaustChanged(f"faust.streams.Stream.{name} is gone")
+    if "_processors" not in Stream.add_processor.__code__.co_names:
+        raise FaustChanged("faust's Stream no longer keeps self._processors")
 
 
 # -- 1. the commit offset ---------------------------------------------------------------
@@ -100,8 +116,11 @@ def _new_offset(self: Any, tp: Any) -> int | None:
 
 
 def apply_fixes() -> None:
-    """Install the correction (idempotent)."""
+    """Install the correction and register the course-state store (idempotent)."""
     Consumer._new_offset = _new_offset
+    from course_management.tables.store import STORE_SCHEME
+
+    STORES.aliases[STORE_SCHEME] = "course_management.tables.store:UnitStore"
 
 
 def upstream_new_offset(consumer: Any, tp: Any) -> int | None:
@@ -157,3 +176,66 @@ class PromptTableManager(TableManager):
         if not self.should_stop:
             await self._update_channels()
             await self.recovery.start()
+
+
+# -- 6. taking the backlog -------------------------------------------------------------------
+
+
+async def take_backlog(stream: Any, max_: int, idle_s: float) -> AsyncIterator[list[Any]]:
+    """The stream's events in batches as large as what is waiting, up to `max_`.
+
+    Faust's `take_events(max_, within)` waits `within` after the first event of every
+    batch, while it holds the stream, so a backlog was taken ~22 events at a time and a
+    lone command waited the whole window (issue 22). Here a batch is ready as soon as
+    the stream's queue is empty or the batch is full: a lone event goes at once, and
+    under a backlog everything that queued while the last batch was applied comes
+    together. The events of a batch are acked after the caller asks for the next one,
+    that is after it applied them, as `take_events` does. After `idle_s` without events
+    an empty batch is yielded (the caller's chance to do its own upkeep).
+    """
+    events: list[Any] = []
+    ready = asyncio.Event()  # a batch can be taken
+    open_ = asyncio.Event()  # the stream may add to the batch (not while it is applied)
+    open_.set()
+    queue = stream.channel.queue
+    channel_it = aiter(stream.channel)
+
+    async def add_to_batch(value: Any) -> Any:
+        while not open_.is_set():
+            await open_.wait()
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("take_backlog found current_event is None")
+        events.append(event)
+        if len(events) >= max_:
+            open_.clear()  # full: hold the stream until the batch is taken
+            ready.set()
+        elif queue.empty():
+            ready.set()
+        return value
+
+    enable_acks = stream.enable_acks
+    stream.enable_acks = False  # acked here, after the batch is applied
+    stream.add_processor(add_to_batch)
+    stream._enable_passive(channel_it)
+    try:
+        while not stream.should_stop:
+            try:
+                await asyncio.wait_for(ready.wait(), idle_s)
+            except TimeoutError:
+                yield []
+                continue
+            open_.clear()
+            taken = list(events)
+            events.clear()
+            ready.clear()
+            if not taken:
+                open_.set()
+                continue
+            yield taken
+            for event in taken:
+                await stream.ack(event)
+            open_.set()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add_to_batch)

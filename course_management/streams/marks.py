@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from course_management.catalog.query import catalog_version
 from course_management.domain.consistency import NONE, Marks
-from course_management.domain.enrollment import EMPTY_SEATS
 from course_management.streams.batch import Batch
-from course_management.tables.enrollments import seats_key
 
 
 def marks_after(
@@ -18,7 +16,7 @@ def marks_after(
     course = (record or {}).get("course")
     if course is None:
         return NONE
-    seats = batch.enrollments.get(seats_key(course_id)) or EMPTY_SEATS
+    seats = batch.seats(course_id)
     version = int(course["version"])
     enrollment = batch.enrollment(course_id, user_id) if user_id else None
     return Marks(
@@ -32,5 +30,4 @@ def marks_after(
 
 
 def seats_taken(batch: Batch, course_id: str) -> int:
-    seats = batch.enrollments.get(seats_key(course_id)) or EMPTY_SEATS
-    return int(seats["count"])
+    return int(batch.seats(course_id)["count"])

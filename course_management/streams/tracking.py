@@ -1,10 +1,10 @@
 """What the course agent has applied, exactly: each enrollment-inputs record once, in
 order, and each source record once, however often it is forwarded.
 
-Two positions, kept in the `enrollments` table beside the state they describe (as an
-event-sourced projection keeps its tracking records with its state), each written under
-its input, after the input's other writes, so after a crash the table never claims more
-than it holds:
+Two positions, kept in the `course-state` table beside the state they describe (as an
+event-sourced projection keeps its tracking records with its state). A batch writes each
+once per partition, in the same unit as the effects they account for (decision 49), so
+the table never claims more or less than it holds:
 
 1. **The next enrollment-inputs offset of each agent partition** (`#next:<partition>`).
    An input below it was applied already (a repeat after a crash or a rewind): skipped.
@@ -69,13 +69,13 @@ def input_order(batch: Batch, event: Any, earliest: int | None = None) -> Order:
 
 def next_offset(batch: Batch, partition: int) -> int | None:
     """The next enrollment-inputs offset the tables have not applied (None: none yet)."""
-    expected = batch.enrollments.get(_next_key(partition))
+    expected = batch.get(_next_key(partition))
     return None if expected is None else int(expected)
 
 
 def stage_next(batch: Batch, event: Any) -> None:
-    """The partition's next offset after this input (staged after its other writes)."""
-    batch.enrollments[_next_key(event.message.partition)] = event.message.offset + 1
+    """The partition's next offset after this input (in the batch's unit)."""
+    batch.put(_next_key(event.message.partition), event.message.offset + 1)
 
 
 def tracking_key(agent_partition: int, topic: str, source_partition: int) -> str:
@@ -87,14 +87,13 @@ def already_applied(batch: Batch, item: Input) -> bool:
     if item.source is None:
         return False  # forwarded by a router without source positions (before 2026-12-01)
     agent_partition, source_partition, offset = item.source
-    applied = batch.enrollments.get(tracking_key(agent_partition, item.topic, source_partition))
+    applied = batch.get(tracking_key(agent_partition, item.topic, source_partition))
     return applied is not None and offset <= int(applied)
 
 
 def stage_applied(batch: Batch, item: Input) -> None:
-    """The input's source position (staged after its other writes: a crash between them
-    leaves the input to be decided again, which is safe; never the other way round)."""
+    """The input's source position (in the batch's unit, with the input's effects)."""
     if item.source is None:
         return
     agent_partition, source_partition, offset = item.source
-    batch.enrollments[tracking_key(agent_partition, item.topic, source_partition)] = offset
+    batch.put(tracking_key(agent_partition, item.topic, source_partition), offset)

@@ -29,7 +29,7 @@ class CreateFingerprint(TypedDict):
 
 
 class CourseRecord(TypedDict, total=False):
-    """`courses`: course id -> this."""
+    """`course-state`: course id -> this."""
 
     course: Course | None
     deleted: bool
@@ -65,7 +65,7 @@ class Transition(TypedDict):
 
 
 class EnrollmentRecord(TypedDict, total=False):
-    """`enrollments`: "<course id>:<user id>" -> this. One per course and learner, ever:
+    """`course-state`: "<course id>:<user id>" -> this. One per course and learner, ever:
     cancelling and enrolling again change its status; progress, completion and rating stay."""
 
     course_id: str
@@ -77,18 +77,11 @@ class EnrollmentRecord(TypedDict, total=False):
     completed_at: str | None
     version: int
     history: list[Transition]  # every status change, oldest first
-    seat_seq: int  # the seats record's `seq` of this enrollment's last seat change
     rating: RatingRecord
 
 
-class PendingSeat(TypedDict):
-    user_id: str
-    delta: int
-
-
 class SeatsRecord(TypedDict):
-    """`enrollments`: "<course id>#seats" -> this (see domain.enrollment.settle_seats)."""
+    """`course-state`: "<course id>#seats" -> this (see domain.enrollment.seat_change)."""
 
-    count: int
-    seq: int
-    pending: PendingSeat | None
+    count: int  # seats taken: the course's active and completed enrollments
+    seq: int  # grows with every change of `count`

@@ -10,8 +10,10 @@ own options and paths, in write batches; each batch carries the store's offset k
 then finds each store at its changelog's end and reads only what was written since
 (decision 44).
 
-Any prefix of a changelog is a consistent state (local_state.py), so a restore that
-stops early (its deadline, a crash) leaves stores that Faust simply continues.
+A restore that stops early (its deadline, a crash) leaves stores that Faust simply
+continues: Faust reads the rest before the agent decides anything on the partition.
+Records that did not land where their writer expected are skipped, as Faust's own
+recovery skips them (tables/store.py).
 
 Which partitions: those this worker was assigned last, remembered at every assignment
 in `assignment.json` beside the tables (`remember_assignment`). A partition that is
@@ -26,7 +28,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from rocksdict import WriteBatch
+
+from course_management.tables.units import is_placed
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ async def restore_from_changelogs(
     *,
     deadline_s: float = 120.0,
     max_records: int = 20_000,
+    after_write: Callable[[], None] = lambda: None,
 ) -> Restored:
     """Read each changelog partition from its start into a fresh RocksDB store.
 
@@ -123,6 +128,7 @@ async def restore_from_changelogs(
             fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=max_records)
             for tp, batch in fetched.items():
                 records += _write(dbs[tp], stores[tp.topic].offset_key, batch)
+                after_write()
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
@@ -153,11 +159,14 @@ async def restore_from_changelogs(
 
 
 def _write(db: Any, offset_key: bytes, batch: list[Any]) -> int:
-    """One atomic write: the records, and the offset of the last one as Faust keeps it."""
+    """One atomic write: the placed records (tables/units.py), and the offset of the last
+    one read as Faust keeps it."""
     if not batch:
         return 0
     writes = WriteBatch(raw_mode=True)
     for record in batch:
+        if not is_placed(record.offset, record.headers):
+            continue  # a fenced writer's: never part of the table
         if record.value is None:
             writes.delete(record.key)
         else:

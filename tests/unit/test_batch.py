@@ -1,43 +1,144 @@
-"""The course agent's batches (streams/batch.py) without servers: what a batch's decisions
-see, and the order its staged effects are applied in."""
+"""The course agent's batches without servers: what a batch's decisions see
+(streams/batch.py), and how a batch is applied (streams/apply.py) against fakes of the
+changelog, the store, the publisher and Redis that record the order of every effect."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RecordTooLargeError
-from faust.streams import current_event
 
+from course_management.catalog.query import catalog_version
 from course_management.domain.outcomes import Outcome, Reply
 from course_management.infra.cache import CourseEntry, EnrollmentEntry
 from course_management.infra.retrying import kafka_unavailable
 from course_management.streams import agent
-from course_management.streams.batch import Batch, latest_catalog_entries
+from course_management.streams.apply import BatchApplier, Fenced
+from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input
+from course_management.tables.units import (
+    POSITION_HEADER,
+    Outbox,
+    UnitRecord,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+    is_placed,
+)
+
+TOPIC = "course-management-course-state-changelog"
 
 
-class _Input:
-    """Stands in for a Faust event (the batch only keeps it and makes it current)."""
+@dataclass
+class _Message:
+    partition: int
+    offset: int = 0
+    topic: str = "course-commands"
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+
+class _Event:
+    """Stands in for a Faust event."""
+
+    def __init__(self, partition: int, offset: int = 0, key: bytes = b"c1") -> None:
+        self.message = _Message(partition, offset)
+        self.key = key
+        self.headers: dict[str, bytes] = {}
 
 
-class _Table(dict[str, Any]):
-    """A table that records, for each write, which input was current."""
+class _Store:
+    """The table's local store: raw bytes by (partition, key), and Faust's offset key."""
 
-    def __init__(self, log: list[Any], name: str) -> None:
-        super().__init__()
+    def __init__(self, log: list[Any]) -> None:
         self.log = log
-        self.name = name
+        self.data: dict[tuple[int, bytes], bytes] = {}
+        self.offsets: dict[int, int] = {}
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        event = current_event()
-        self.log.append(("write", self.name, key, value, getattr(event, "name", None)))
-        super().__setitem__(key, value)
+    def put(self, partition: int, key: str, value: Any) -> None:
+        raw = encode_value(value)
+        assert raw is not None
+        self.data[(partition, encode_key(key))] = raw
+
+    def value(self, partition: int, key: str) -> Any:
+        return decode_value(self.data.get((partition, encode_key(key))))
+
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        return self.data.get((partition, key))
+
+    def write_unit(self, partition: int, records: Sequence[UnitRecord], last_offset: int) -> None:
+        self.log.append(("local", partition, [decode_key(k) for k, _, _ in records], last_offset))
+        for key, value, _ in records:
+            if value is None:
+                self.data.pop((partition, key), None)
+            else:
+                self.data[(partition, key)] = value
+        self.offsets[partition] = last_offset
+
+    def persisted(self, partition: int) -> int | None:
+        return self.offsets.get(partition)
+
+
+@dataclass
+class _Record:
+    offset: int
+    key: bytes
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class _Changelog:
+    """A changelog whose partitions are lists; `foreign` appends another writer's unit
+    before the next one of ours, `lose_answer` loses the broker's answer once."""
+
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+        self.partitions: dict[int, list[_Record]] = {}
+        self.foreign = False
+        self.lose_answer = False
+
+    def _append(self, partition: int, records: list[UnitRecord]) -> int:
+        log = self.partitions.setdefault(partition, [])
+        base = len(log)
+        log.extend(_Record(base + i, k, v, list(h)) for i, (k, v, h) in enumerate(records))
+        return base
+
+    async def send(self, topic: str, partition: int, records: list[UnitRecord]) -> Any:
+        assert topic == TOPIC
+        if self.foreign:
+            self.foreign = False
+            self._append(partition, [(b'"x"', b"1", [(POSITION_HEADER, b"0")])])
+        base = self._append(partition, records)
+        self.log.append(("unit", partition, len(records)))
+        sent: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.lose_answer:
+            self.lose_answer = False
+            sent.set_exception(KafkaTimeoutError())
+        else:
+            sent.set_result(SimpleNamespace(offset=base))
+        return sent
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        return len(self.partitions.get(partition, []))
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[_Record]:
+        return self.partitions.get(partition, [])[start:end]
+
+
+class _Publisher:
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    async def send_outgoing(self, records: list[Any]) -> None:
+        self.log.append(("publish", [(r[0], r[1]) for r in records]))
+
+    async def send_replies(self, replies: list[Any]) -> None:
+        self.log.append(("replies", [r[1] for r in replies]))
 
 
 class _Cache:
@@ -47,7 +148,6 @@ class _Cache:
     async def put_entries(
         self, courses: Sequence[CourseEntry], enrollments: Sequence[EnrollmentEntry]
     ) -> None:
-        """One round trip for the batch: (course, version, seats) and the enrollments."""
         self.log.append(
             (
                 "cache",
@@ -57,89 +157,197 @@ class _Cache:
         )
 
 
-class _Publisher:
-    def __init__(self, log: list[Any]) -> None:
-        self.log = log
-
-    async def send_all(self, records: list[Any], headers: list[Any]) -> None:
-        assert len(headers) == len(records)
-        self.log.append(("publish", [r[0] for r in records]))
-
-    async def send_replies(self, replies: list[Any]) -> None:
-        live = [r for r in replies if r[0] == "course-management-replies-w1"]  # others: gone
-        await self.send_all(live, [[] for _ in live])
-
-    async def send_dead_letter(
-        self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str
-    ) -> None:
-        self.log.append(("dead letter", topic, reason))
+def _encode(subject: str, value: dict[str, Any]) -> bytes:
+    return subject.encode() + b"|" + orjson.dumps(value, default=str)
 
 
 def _course(course_id: str, version: int) -> dict[str, Any]:
-    return {"id": course_id, "version": version, "status": "published", "instructor": {"id": "i"}}
+    return {
+        "id": course_id,
+        "version": version,
+        "status": "published",
+        "title": "T",
+        "description": "D",
+        "instructor": {"id": "i", "name": "I"},
+        "modules": [],
+        "category": "c",
+        "level": "beginner",
+        "language": "en",
+        "tags": [],
+        "created_at": "2026-12-05T00:00:00Z",
+        "updated_at": "2026-12-05T00:00:00Z",
+    }
 
 
-def _batch() -> tuple[Batch, list[Any], _Table, _Table]:
-    log: list[Any] = []
-    courses, enrollments = _Table(log, "courses"), _Table(log, "enrollments")
-    return Batch(courses, enrollments, _Publisher(log), _Cache(log)), log, courses, enrollments
+class _World:
+    def __init__(self) -> None:
+        self.log: list[Any] = []
+        self.store = _Store(self.log)
+        self.changelog = _Changelog(self.log)
+        self.generation = 1
+        self.applier = BatchApplier(
+            TOPIC,
+            self.changelog,
+            self.store,
+            _Publisher(self.log),
+            _Cache(self.log),
+            lambda: self.generation,
+        )
+        self.batch = Batch(self.store, _encode, decode_value)
 
 
-def test_decisions_see_the_batch_s_earlier_writes_and_the_tables_only_after_flush() -> None:
-    batch, _, courses, _ = _batch()
-    courses["c1"] = {"course": {"id": "c1", "version": 1}}
+def test_decisions_see_the_batch_s_earlier_writes_and_the_store_only_after_apply() -> None:
+    world = _World()
+    world.store.put(0, "c1", {"course": _course("c1", 1)})
+    batch = world.batch
     batch.begin()
-    with batch.deciding(_Input("a")):
-        assert batch.courses.get("c1") == {"course": {"id": "c1", "version": 1}}
-        batch.courses["c1"] = {"course": {"id": "c1", "version": 2}}
-    with batch.deciding(_Input("b")):
-        assert batch.courses.get("c1") == {"course": {"id": "c1", "version": 2}}
-    assert courses["c1"]["course"]["version"] == 1  # nothing written yet
+    with batch.deciding(_Event(0)):
+        assert batch.course_record("c1") == {"course": _course("c1", 1)}
+        batch.stage_course_record("c1", {"course": _course("c1", 2)})
+    with batch.deciding(_Event(0)):
+        assert batch.course_record("c1") == {"course": _course("c1", 2)}
+    with batch.deciding(_Event(1)):  # another partition: its own keys
+        assert batch.course_record("c1") is None
+    assert world.store.value(0, "c1")["course"]["version"] == 1  # nothing written yet
 
 
-async def test_effects_apply_in_order_each_write_under_its_own_input() -> None:
-    batch, log, _, _ = _batch()
-    batch.begin()
+async def test_a_batch_is_one_unit_per_partition_then_local_then_outbox_cache_replies() -> None:
+    world = _World()
+    batch, log = world.batch, world.log
+    await world.applier.open([0, 1])
     log.clear()
+    batch.begin()
     ok = Reply(Outcome.APPLIED, {"ok": True})
-    with batch.deciding(_Input("a")):
-        batch.stage_records([("course-events", "c1", "s", {})])
-        batch.courses["c1"] = {"course": _course("c1", 2)}
+    with batch.deciding(_Event(0)):
+        batch.stage_records([("course-events", "c1", "s", {"n": 1})])
+        batch.stage_course_record("c1", {"course": _course("c1", 2)})
+        batch.stage_catalog("c1")
         batch.stage_course_state("c1")
         batch.stage_reply("course-management-replies-w1", "cmd-a", ok)
-        batch.stage_reply("course-management-replies-gone", "cmd-a2", ok)
-        batch.stage_reply("course-events", "cmd-a3", ok)  # not a reply topic
-    with batch.deciding(_Input("b")):
-        batch.stage_records([("enrollment-events", "c1", "s", {})])
-        batch.enrollments["c1#seats"] = {"count": 3, "seq": 3, "pending": None}
-        batch.courses["c1"] = {"course": _course("c1", 3)}
+        batch.stage_reply("course-events", "cmd-x", ok)  # not a reply topic: ignored
+    with batch.deciding(_Event(0)):
+        batch.stage_records([("enrollment-events", "c1", "s", {"n": 2})])
+        batch.stage_seats("c1", {"count": 3, "seq": 3})
+        batch.stage_course_record("c1", {"course": _course("c1", 3)})
+        batch.stage_catalog("c1")
         batch.stage_course_state("c1")
-        batch.stage_seat_count("c1")
-    with batch.deciding(_Input("c")):
-        await batch.stage_dead_letter(
-            "user-enrolled", b"k", b"v", "course-full: no seat", "course-full"
-        )
-    await batch.apply()
+    with batch.deciding(_Event(1, key=b"c2")):
+        await batch.stage_dead_letter("user-enrolled", b"k", b"v", "course-full: no seat", "x")
+    await world.applier.apply(batch)
     assert log == [
-        ("publish", ["course-events", "enrollment-events"]),  # one round trip, first
-        # Dead letters are effects too: out before the writes that mark their inputs
-        # applied (a crash in between lost them: the chaos run, issue 15).
-        ("dead letter", "user-enrolled", "course-full: no seat"),
-        ("write", "courses", "c1", {"course": _course("c1", 2)}, "a"),
-        ("write", "enrollments", "c1#seats", {"count": 3, "seq": 3, "pending": None}, "b"),
-        ("write", "courses", "c1", {"course": _course("c1", 3)}, "b"),
-        ("cache", [("c1", 3, 3)], []),  # the batch's final view, once per course, one trip
-        ("publish", ["course-management-replies-w1"]),  # replies last, to live workers only
+        # each partition's writes once, their last values, with the outbox: one unit each
+        ("unit", 0, 3),
+        ("unit", 1, 1),
+        ("local", 0, ["c1", "c1#seats", "#outbox:0"], 2),
+        ("local", 1, ["#outbox:1"], 0),
+        (
+            "publish",
+            [
+                ("course-events", b"c1"),
+                ("enrollment-events", b"c1"),
+                ("course-management-catalog", b"c1"),  # once per course, from the last state
+                ("user-enrolled.dlq", b"k"),
+            ],
+        ),
+        ("cache", [("c1", 3, 3)], []),  # the batch's final view, once per course
+        ("replies", ["cmd-a"]),  # last
+    ]
+    # The catalog entry was built from the state the batch left (version 3, 3 seats).
+    outbox = Outbox.from_value(world.store.value(0, "#outbox:0"))
+    catalog = [r for r in outbox.records if r[0] == "course-management-catalog"]
+    assert [orjson.loads(r[2].split(b"|", 1)[1])["catalog_version"] for r in catalog] == [
+        catalog_version(3, 3)
+    ]
+    # Every record landed where it said it would.
+    assert all(is_placed(r.offset, r.headers) for r in world.changelog.partitions[0])
+
+
+async def test_a_unit_that_lands_after_another_writer_s_stops_before_anything_else() -> None:
+    world = _World()
+    await world.applier.open([0])
+    world.log.clear()
+    world.batch.begin()
+    with world.batch.deciding(_Event(0)):
+        world.batch.stage_records([("course-events", "c1", "s", {})])
+        world.batch.stage_course_record("c1", {"course": _course("c1", 1)})
+    world.changelog.foreign = True  # a worker that also thinks it owns partition 0
+    with pytest.raises(Fenced):
+        await world.applier.apply(world.batch)
+    assert world.log == [("unit", 0, 2)]  # no local write, nothing published
+    assert world.store.value(0, "c1") is None
+    # Readers skip the fenced unit: it did not land where it said.
+    assert [is_placed(r.offset, r.headers) for r in world.changelog.partitions[0]] == [
+        True,
+        False,
+        False,
     ]
 
 
+async def test_a_lost_answer_is_settled_by_reading_the_log() -> None:
+    world = _World()
+    await world.applier.open([0])
+    world.batch.begin()
+    with world.batch.deciding(_Event(0)):
+        world.batch.stage_course_record("c1", {"course": _course("c1", 1)})
+    world.changelog.lose_answer = True  # the unit landed, its answer did not come
+    await world.applier.apply(world.batch)
+    assert len(world.changelog.partitions[0]) == 2  # not sent twice
+    assert world.store.value(0, "c1") == {"course": _course("c1", 1)}
+
+
+async def test_opening_a_partition_publishes_the_last_outbox_again_unless_it_was_ours() -> None:
+    world = _World()
+    await world.applier.open([0])
+    world.batch.begin()
+    with world.batch.deciding(_Event(0)):
+        world.batch.stage_records([("course-events", "c1", "s", {"n": 1})])
+        world.batch.stage_course_record("c1", {"course": _course("c1", 4)})
+        world.batch.stage_course_state("c1")
+    await world.applier.apply(world.batch)
+    world.log.clear()
+    world.generation = 2  # a rebalance that left partition 0 here: nothing again
+    await world.applier.open([0])
+    assert world.log == []
+    # A new worker on the same data (a crash after the unit, before its outbox went out):
+    # the outbox goes out again, byte for byte, and Redis is rewritten from the store.
+    fresh = _World()
+    fresh.store, fresh.changelog = world.store, world.changelog
+    fresh.applier = BatchApplier(
+        TOPIC, fresh.changelog, fresh.store, _Publisher(fresh.log), _Cache(fresh.log), lambda: 1
+    )
+    await fresh.applier.open([0])
+    assert fresh.log == [
+        ("publish", [("course-events", b"c1")]),
+        ("cache", [("c1", 4, 0)], []),
+    ]
+
+
+async def test_opening_catches_the_store_up_with_placed_records_only() -> None:
+    world = _World()
+    world.changelog.partitions[0] = [
+        _Record(0, encode_key("a"), b"1", [(POSITION_HEADER, b"0")]),
+        _Record(1, encode_key("b"), b"2", [(POSITION_HEADER, b"0")]),  # misplaced
+        _Record(2, encode_key("c"), b"3", []),  # older than units: placed
+    ]
+    await world.applier.open([0])
+    assert (world.store.value(0, "a"), world.store.value(0, "b"), world.store.value(0, "c")) == (
+        1,
+        None,
+        3,
+    )
+    assert world.store.persisted(0) == 2
+
+
 def test_a_batch_is_empty_after_begin() -> None:
-    batch, *_ = _batch()
-    with batch.deciding(_Input("a")):
-        batch.courses["c1"] = {"course": {"id": "c1", "version": 1}}
+    world = _World()
+    batch = world.batch
+    with batch.deciding(_Event(0)):
+        batch.stage_course_record("c1", {"course": _course("c1", 1)})
         batch.stage_records([("course-events", "c1", "s", {})])
     batch.begin()
-    assert batch.courses.get("c1") is None and not batch.records and not batch.writes
+    with batch.deciding(_Event(0)):
+        assert batch.course_record("c1") is None
+    assert batch.staged_bytes == 0 and not batch.replies
 
 
 def test_kafka_errors_worth_waiting_out() -> None:
@@ -167,7 +375,8 @@ def test_a_batch_that_cannot_be_applied_stops_the_worker_without_acking(
 async def test_a_handler_that_raises_is_dead_lettered_and_its_caller_answered_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    batch, *_ = _batch()
+    world = _World()
+    batch = world.batch
     batch.begin()
     item = Input(
         kind="user_enrolled",
@@ -187,27 +396,15 @@ async def test_a_handler_that_raises_is_dead_lettered_and_its_caller_answered_at
 
     monkeypatch.setattr(agent, "read_input", read)
     monkeypatch.setitem(agent.HANDLERS, "user_enrolled", broken)
-    with batch.deciding(_Input("a")):
-        event = SimpleNamespace(message=SimpleNamespace(topic="course-commands"))
-        await agent.handle(None, batch, event, lambda tp: None)  # type: ignore[arg-type]
-    [(topic, key, value, reason, code)] = batch.dead_letters
-    assert (topic, key, value, code) == ("user-enrolled", b"k", b"v", "error")
-    assert "ZeroDivisionError" in reason
+    with batch.deciding(_Event(0)):
+        await agent.handle(None, batch, _Event(0), None)  # type: ignore[arg-type]
+    [(topic, key, value, headers)] = batch.partitions[0].records
+    assert (topic, key, value) == ("user-enrolled.dlq", b"k", b"v")
+    assert dict(headers)["dlq.code"] == b"error"
+    assert b"ZeroDivisionError" in dict(headers)["dlq.reason"]
     [(reply_to, correlation, _, record)] = batch.replies
     assert (reply_to, correlation, record["outcome"]) == (
         "course-management-replies-w1",
         "e-1",
         "internal",
     )
-
-
-def test_only_the_last_catalog_entry_of_a_course_is_published_and_every_event() -> None:
-    records = [
-        ("enrollment-events", "c1", "s", {"n": 1}),
-        ("course-management-catalog", "c1", "s", {"v": 1}),
-        ("enrollment-events", "c2", "s", {"n": 2}),
-        ("course-management-catalog", "c2", "s", {"v": 1}),
-        ("enrollment-events", "c1", "s", {"n": 3}),
-        ("course-management-catalog", "c1", "s", {"v": 2}),
-    ]
-    assert latest_catalog_entries(records) == [0, 2, 3, 4, 5]

@@ -221,20 +221,12 @@ def test_a_structure_change_moves_totals_but_a_completed_enrollment_stays_comple
     assert public_view(record, smaller)["progress"]["total_items"] == 2
 
 
-def test_seats_settle_after_a_crash_between_the_two_writes() -> None:
-    from course_management.domain.enrollment import EMPTY_SEATS, seat_change, settle_seats
+def test_a_seat_change_moves_the_count_and_always_grows_the_sequence() -> None:
+    from course_management.domain.enrollment import EMPTY_SEATS, seat_change
 
-    seats, seq = seat_change(EMPTY_SEATS, "u1", 1)
-    assert seats["pending"] == {"user_id": "u1", "delta": 1}
-    # The enrollment was written too: the count stands.
-    assert settle_seats(seats, {"seat_seq": seq}) == {"count": 1, "seq": seq, "pending": None}
-    # The crash kept only the seats write: the count is undone (the input comes again).
-    assert settle_seats(seats, None) == {"count": 0, "seq": seq, "pending": None}
-    assert settle_seats(seats, {"seat_seq": seq - 1})["count"] == 0
-    # A cancel's seat change is undone the other way.
-    cancelled, seq2 = seat_change({"count": 1, "seq": seq, "pending": None}, "u1", 0)
-    assert settle_seats(cancelled, {"seat_seq": seq})["count"] == 1
-    assert settle_seats(cancelled, {"seat_seq": seq2})["count"] == 0
+    taken = seat_change(EMPTY_SEATS, 1)
+    assert taken == {"count": 1, "seq": 1}
+    assert seat_change(taken, 0) == {"count": 0, "seq": 2}
 
 
 def test_a_mirror_batch_keeps_the_newest_event_of_each_enrollment() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input
 from course_management.streams.tracking import (
     Order,
@@ -15,18 +16,29 @@ from course_management.streams.tracking import (
     stage_applied,
     stage_next,
 )
-from tests.unit.test_batch import _batch
+from tests.unit.test_batch import _World
 
 
 @dataclass
 class _Message:
     partition: int
     offset: int
+    topic: str = "course-management-enrollment-inputs"
 
 
 @dataclass
 class _Event:
     message: _Message
+    key: bytes = b"c"
+    headers: Any = None
+
+
+def _batch() -> tuple[Batch]:
+    """A batch deciding on agent partition 3."""
+    batch = _World().batch
+    batch.begin()
+    batch.deciding(_Event(_Message(3, 0))).__enter__()
+    return (batch,)
 
 
 def _input(source: tuple[int, int, int] | None) -> Input:
@@ -106,4 +118,4 @@ async def test_an_input_ahead_of_the_tables_rewinds_its_partition_and_is_not_dec
     with batch.deciding(event):
         await agent.handle(None, batch, event, positions)  # type: ignore[arg-type]
     assert positions.rewinds == [("tp-3", 11)]
-    assert batch.dead_letters == [] and next_offset(batch, 3) == 11  # nothing decided
+    assert batch.partitions[3].records == [] and next_offset(batch, 3) == 11  # nothing decided

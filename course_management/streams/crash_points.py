@@ -1,0 +1,48 @@
+"""Crash injection at the course agent's phase boundaries, for the tests that prove no
+crash loses or doubles anything (tests/integration/test_crash_points.py).
+
+Set only by tests, through TEST_CRASH_AT=`<phase>[:<n>]`: the worker SIGKILLs itself
+the n-th time (default 1) it reaches that phase with inputs in hand. Unset, `reached`
+costs one comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+log = logging.getLogger(__name__)
+
+PHASES = (
+    "decided",  # every input of the batch decided, nothing sent
+    "unit-sent",  # the units handed to the producer, their acks not awaited
+    "unit-acked",  # the units durable, the local store not written
+    "local-partial",  # one partition's local store written, not the others'
+    "local-written",  # every local store written, the outboxes not sent
+    "outbox-sent",  # the outboxes handed to the producer, not acked
+    "outbox-acked",  # the events, catalog entries and dead letters durable, Redis not
+    "cached",  # Redis written, the replies not sent
+    "replied",  # the replies sent, the inputs not acked nor committed
+    "restoring",  # the restore before start has written part of a changelog
+)
+
+
+class CrashPoints:
+    def __init__(self, setting: str | None) -> None:
+        self._phase: str | None = None
+        self._left = 0
+        if setting:
+            phase, _, times = setting.partition(":")
+            if phase not in PHASES:
+                raise ValueError(f"TEST_CRASH_AT: no phase {phase!r} (one of {', '.join(PHASES)})")
+            self._phase, self._left = phase, int(times or "1")
+
+    def reached(self, phase: str) -> None:
+        if phase != self._phase:
+            return
+        self._left -= 1
+        if self._left <= 0:
+            log.critical("TEST_CRASH_AT: crashing", extra={"phase": phase})
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,83 @@
+"""The `course-state` table's local store: Faust's RocksDB store, which reads only placed
+changelog records and takes whole units from the course agent.
+
+- **Recovery** (Faust reading the changelog into the store, `apply_changelog_batch`)
+  skips the records that did not land where their writer expected (tables/units.py):
+  a fenced writer's unit never reaches a store.
+- **Units** (`write_unit`): the agent writes a unit's values into the partition's
+  RocksDB database in one write batch, with Faust's offset key set to the unit's last
+  offset, after the broker acked the unit. So the local store is never ahead of the
+  changelog, and Faust's next recovery starts after the unit.
+- **Reads** (`read`): the raw value of a key on one partition, for the agent's batch
+  (which decodes each key once per batch).
+
+Faust finds this store by the URL scheme `cmsrocksdb:`, registered by
+streams/faust_compat.py.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.types import TP, EventT
+from rocksdict import WriteBatch
+
+from course_management.tables.units import UnitRecord, is_placed
+
+STORE_SCHEME = "cmsrocksdb"
+
+
+def store_url(table: str) -> str:
+    """The URL Faust finds this store by. Its path names the files (`<table>-<n>.db`, as
+    Faust's own RocksDB store names them); an empty one would read as no URL at all."""
+    return f"{STORE_SCHEME}:{table}"
+
+
+class UnitStore(RocksDBStore):
+    """Faust's RocksDB store with placement checked on recovery, and units written whole."""
+
+    def apply_changelog_batch(
+        self,
+        batch: Iterable[EventT],
+        to_key: Callable[[Any], Any],
+        to_value: Callable[[Any], Any],
+    ) -> None:
+        writes: dict[int, WriteBatch] = defaultdict(lambda: WriteBatch(raw_mode=True))
+        offsets: dict[TP, int] = {}
+        for event in batch:
+            message = event.message
+            tp, offset = message.tp, message.offset
+            offsets[tp] = max(offset, offsets.get(tp, offset))
+            if not is_placed(offset, message.headers):
+                continue  # written by a fenced worker: never part of the table
+            if message.value is None:
+                writes[message.partition].delete(message.key)
+            else:
+                writes[message.partition].put(message.key, message.value)
+        for partition, write in writes.items():
+            self._db_for_partition(partition).write(write)
+        for tp, offset in offsets.items():
+            self.set_persisted_offset(tp, offset)
+
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        value: bytes | None = self._db_for_partition(partition).get(key)
+        return value
+
+    def write_unit(self, partition: int, records: Sequence[UnitRecord], last_offset: int) -> None:
+        """One atomic RocksDB write: the unit's values and the offset Faust resumes after."""
+        write = WriteBatch(raw_mode=True)
+        for key, value, _ in records:
+            if value is None:
+                write.delete(key)
+            else:
+                write.put(key, value)
+        write.put(self.offset_key, str(last_offset).encode())
+        self._db_for_partition(partition).write(write)
+
+    def persisted(self, partition: int) -> int | None:
+        """The last changelog offset the partition's store holds (None: none)."""
+        raw = self._db_for_partition(partition).get(self.offset_key)
+        return None if raw is None else int(raw)
