@@ -40,10 +40,10 @@ from bench.enrollment_throughput import count_until, inputs, produce
 from bench.local import local_worker, profiler
 from course_management.infra.avro import AvroCodec
 from course_management.ops.provisioning import register_schemas
-from course_management.topology import COURSES_TABLE, ENROLLMENTS_TABLE, changelog
+from course_management.topology import STATE_TABLE, changelog
 from tests.support import ONE_MODULE, auth
 
-CHANGELOGS = [changelog(COURSES_TABLE), changelog(ENROLLMENTS_TABLE)]
+CHANGELOGS = [changelog(STATE_TABLE)]
 SEATS = 1000
 
 

@@ -47,7 +47,7 @@ def main() -> None:
 def worker(**overrides: Any) -> None:
     """Run the Faust worker with the HTTP API beside it."""
     settings = _settings(overrides)
-    from course_management.worker import run_worker
+    from course_management.startup import run_worker
 
     run_worker(settings)
 

@@ -20,19 +20,15 @@ Where things happen (see docs/architecture.md):
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import logging
 import logging.config
-import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import faust
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from elasticsearch import AsyncElasticsearch
 from faust.types import TP
@@ -46,41 +42,36 @@ from course_management.api.rate_limits import Budgets, rate_limit_middleware
 from course_management.catalog import elastic, postgres
 from course_management.catalog.search import CatalogSearch
 from course_management.config import Settings
-from course_management.infra.avro import AvroCodec, SchemaRegistrationError
+from course_management.infra.avro import AvroCodec
 from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass, new_redis
 from course_management.infra.changelog import ChangelogWriter
 from course_management.infra.consumer_group import GroupConsumer
 from course_management.infra.database import Database
 from course_management.infra.kafka import delete_topic, ensure_topics
-from course_management.infra.logs import logging_config
 from course_management.infra.metrics import (
-    CHANGELOG_RECORDS_RESTORED,
-    LOCAL_TABLES_DISCARDED,
+    EVENT_LOOP_LAG,
     READY,
     REBALANCES,
 )
+from course_management.infra.probes import Probe, Probes
 from course_management.infra.publisher import Publisher
 from course_management.infra.rate_limit import Budget, RateLimiter
 from course_management.infra.replies import ReplyListener
-from course_management.infra.retrying import until_broker_answers
+from course_management.infra.retrying import until_started
 from course_management.infra.storage import ContentStore
 from course_management.ops.provisioning import register_schemas
 from course_management.service.reads import ReadService
 from course_management.service.writes import WriteGateway
 from course_management.sinks import membership, sink_groups
-from course_management.streams import faust_compat
 from course_management.streams.agent import register_course_agent
 from course_management.streams.app import build_app
 from course_management.streams.apply import BatchApplier
 from course_management.streams.batch import Batch
 from course_management.streams.crash_points import CrashPoints
-from course_management.streams.local_state import discard_after_unclean_stop, mark_clean_stop
 from course_management.streams.partition_watch import PartitionWatch
 from course_management.streams.router import EnrollmentRouter
 from course_management.tables.restore import (
     remember_assignment,
-    remembered_assignment,
-    restore_from_changelogs,
 )
 from course_management.tables.units import decode_value
 from course_management.topology import (
@@ -94,8 +85,10 @@ from course_management.topology import (
 
 log = logging.getLogger(__name__)
 
-STARTUP_REFUSED_EXIT_CODE = 3
-READY_EVERY_S = 5.0  # how often the worker sets cms_ready itself
+PROBE_EVERY_S = 1.0  # one server probed per tick (infra/probes.py)
+TOPICS_EVERY_S = 1.0
+LOOP_LAG_EVERY_S = 0.25
+STOP_STEP_S = 10.0  # the longest one step of the stop may take
 
 
 class Worker(Service):
@@ -139,49 +132,78 @@ class Worker(Service):
         self.app.on_partitions_assigned.connect(self._on_assignment)
         self._groups: list[GroupConsumer] = []
         self._runner: web.AppRunner | None = None
+        probes: dict[str, Probe] = {
+            "kafka": self.publisher.probe,
+            "postgres": self.database.probe,
+            "schema_registry": self.codec.client.get_subjects,
+            "redis": self.redis.ping,
+        }
+        if self.search is not None:
+            probes["search"] = self.search.cluster.health
+        self._probes = Probes(probes)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        """Every step that talks to a server waits out its outage (STARTUP_WAIT_SECONDS):
+        a worker restarted while the broker restarts waits instead of exiting."""
         settings = self.settings
-        await register_schemas(self.codec)
-        await self.publisher.start()
-        await self.changelog.start()
-        await ensure_topics(
-            settings.kafka_bootstrap_servers,
-            [TopicSpec(self.replies.topic, None, REPLY_TOPIC_CONFIG, partitions=1)],
-            1,
+
+        async def step(call: Callable[[], Awaitable[Any]]) -> None:
+            await until_started(call, settings.startup_wait_seconds)
+
+        await step(lambda: register_schemas(self.codec))
+        await step(self.publisher.start)
+        await step(self.publisher.refresh_topics)
+        await step(self.changelog.start)
+        await step(
+            lambda: ensure_topics(
+                settings.kafka_bootstrap_servers,
+                [TopicSpec(self.replies.topic, None, REPLY_TOPIC_CONFIG, partitions=1)],
+                1,
+            )
         )
-        await self.replies.start()
-        await self.database.start()
+        await step(self.replies.start)
+        await self.database.start()  # its pool connects on first use
         self._groups = self._consumer_groups()
         for group in self._groups:
-            await group.start()
+            await step(group.start)
         await self.content.start()
         await self.partition_watch.start()
         self._runner = web.AppRunner(
             self._http_app(), access_log=None, handle_signals=False, **SERVER_LIMITS
         )
         await self._runner.setup()
+        await self._probes.round()
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
         await site.start()
         log.info("api listening", extra={"url": settings.public_base_url})
 
     async def on_stop(self) -> None:
+        """Each step is bounded: a stop during an outage ends (its reply topic may stay,
+        deleted by its retention)."""
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.partition_watch.stop()
-        for group in self._groups:
-            await group.stop()
-        await self.replies.stop()
-        await self.content.stop()
-        await self.publisher.stop()
-        await self.changelog.stop()
-        await self.database.stop()
-        await self.redis.aclose()
-        if self.search is not None:
-            await self.search.close()
-        await delete_topic(self.settings.kafka_bootstrap_servers, self.replies.topic)
+        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            ("partition watch", self.partition_watch.stop),
+            *((f"group {g.group_id}", g.stop) for g in self._groups),
+            ("replies", self.replies.stop),
+            ("content", self.content.stop),
+            ("publisher", self.publisher.stop),
+            ("changelog", self.changelog.stop),
+            ("database", self.database.stop),
+            ("redis", self.redis.aclose),
+            *([("search", self.search.close)] if self.search is not None else []),
+            (
+                "reply topic",
+                lambda: delete_topic(self.settings.kafka_bootstrap_servers, self.replies.topic),
+            ),
+        ]
+        for name, stop in steps:
+            try:
+                await asyncio.wait_for(stop(), STOP_STEP_S)
+            except Exception as exc:  # an outage: stop the rest anyway
+                log.warning("a step of the stop failed", extra={"step": name, "error": repr(exc)})
 
     # -- the parts -----------------------------------------------------------------------
 
@@ -294,104 +316,41 @@ class Worker(Service):
         REBALANCES.inc()
         remember_assignment(Path(self.app.conf.datadir), assigned, set(self.changelog_stores()))
 
-    @Service.timer(READY_EVERY_S)
-    async def _report_readiness(self) -> None:
-        """`cms_ready` from the worker itself, every few seconds: set only by `/readyz`, it
-        stayed at its last value when nothing probed (a restarted worker showed 0)."""
+    @Service.timer(PROBE_EVERY_S)
+    async def _probe_one(self) -> None:
+        """One server asked per tick (infra/probes.py); `cms_ready` set from the results:
+        set only by `/readyz`, it stayed at its last value when nothing probed."""
+        await self._probes.tick()
         READY.set(1 if all((await self.readiness()).values()) else 0)
+
+    @Service.timer(TOPICS_EVERY_S)
+    async def _read_topics(self) -> None:
+        """The broker's topics, for the replies (infra/publisher.py) and readiness."""
+        try:
+            await self.publisher.refresh_topics()
+        except Exception:  # the broker away: readiness says so, the next tick tries again
+            log.debug("topics not read", exc_info=True)
+
+    @Service.task
+    async def _measure_loop_lag(self) -> None:
+        """How late the event loop wakes a sleeper (`cms_event_loop_lag_seconds`): what a
+        request or a batch waits before it runs at all, so a tail can be attributed."""
+        loop = asyncio.get_running_loop()
+        while not self.should_stop:
+            asked = loop.time()
+            await asyncio.sleep(LOOP_LAG_EVERY_S)
+            EVENT_LOOP_LAG.observe(max(0.0, loop.time() - asked - LOOP_LAG_EVERY_S))
 
     # -- readiness (api.ports.Readiness) -------------------------------------------------
 
     async def readiness(self) -> dict[str, bool]:
+        """The tables' state now, the servers' as last probed (one per tick)."""
         recovery = self.app.tables.recovery
-        checks = {
+        return {
             "tables_recovered": bool(
                 recovery.completed.is_set()
                 and not recovery.in_recovery
                 and not self.app.rebalancing
             ),
+            **self._probes.results,
         }
-        probes: dict[str, Awaitable[Any]] = {
-            "kafka": self.publisher.probe(),
-            "postgres": self.database.probe(),
-            "schema_registry": self.codec.client.get_subjects(),
-            "redis": self.redis.ping(),
-        }
-        if self.search is not None:
-            probes["search"] = self.search.cluster.health()
-        results = await asyncio.gather(
-            *(asyncio.wait_for(p, 2.0) for p in probes.values()), return_exceptions=True
-        )
-        for name, result in zip(probes, results, strict=True):
-            checks[name] = not isinstance(result, BaseException)
-        return checks
-
-
-class _FaustWorker(faust.Worker):
-    """Leaves the clean-stop marker once everything stopped without a crash."""
-
-    def stop_and_shutdown(self) -> None:
-        super().stop_and_shutdown()
-        if not self.crashed and not self.app.crashed:
-            mark_clean_stop(Path(self.app.conf.datadir))
-
-
-def _refuse_start(reason: str) -> None:
-    print(f"start-up refused: {reason}", file=sys.stderr)
-    sys.exit(STARTUP_REFUSED_EXIT_CODE)
-
-
-def _wait_for_broker(settings: Settings) -> None:
-    """A worker restarted during a broker outage waits it out (STARTUP_WAIT_SECONDS), rather
-    than exiting: its restore, producer and consumers all need the broker (the chaos run
-    found restarts failing there)."""
-    bootstrap = settings.kafka_bootstrap_servers
-    try:
-        asyncio.run(until_broker_answers(bootstrap, settings.startup_wait_seconds))
-    except KafkaError as exc:
-        _refuse_start(
-            f"no broker of KAFKA_BOOTSTRAP_SERVERS ({bootstrap}) answered in "
-            f"{settings.startup_wait_seconds:.0f} s: {exc}"
-        )
-
-
-def run_worker(settings: Settings) -> None:
-    """Run the Faust worker with the API beside it until SIGTERM/SIGINT."""
-    if settings.event_loop == "uvloop":  # before any loop exists (issue 13, decision 41)
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    try:  # the private Faust names this service relies on are all there
-        faust_compat.check()
-    except faust_compat.FaustChanged as exc:
-        _refuse_start(f"{exc} (see course_management/streams/faust_compat.py)")
-    try:  # the registry accepts every schema
-        asyncio.run(register_schemas(AvroCodec(settings.schema_registry_url)))
-    except SchemaRegistrationError as exc:
-        _refuse_start(str(exc))
-    worker = Worker(settings)
-    conf = worker.app.conf
-    logging.config.dictConfig(logging_config(settings.log_level))  # JSON from the first line
-    _wait_for_broker(settings)
-    if discard_after_unclean_stop(Path(conf.datadir), Path(conf.tabledir)):
-        LOCAL_TABLES_DISCARDED.inc()
-        if settings.restore_before_start:  # much faster than Faust's own restore (decision 44)
-            restored = asyncio.run(
-                restore_from_changelogs(
-                    settings.kafka_bootstrap_servers,
-                    worker.changelog_stores(),
-                    remembered_assignment(Path(conf.datadir)),
-                    after_write=functools.partial(
-                        CrashPoints(settings.test_crash_at).reached, "restoring"
-                    ),
-                )
-            )
-            CHANGELOG_RECORDS_RESTORED.inc(restored.records)
-    faust_worker = _FaustWorker(
-        worker.app,
-        worker,
-        loglevel=settings.log_level,
-        logging_config=logging_config(settings.log_level),
-        redirect_stdouts=False,
-    )
-    faust_worker.execute_from_commandline()

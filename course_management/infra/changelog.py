@@ -33,6 +33,14 @@ class ChangelogWriter:
         self._reader: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
+        """Start both clients (a failure stops what started: the worker tries again)."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             acks="all",
@@ -58,6 +66,7 @@ class ChangelogWriter:
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.stop()
+        self._producer = self._reader = None
 
     @property
     def _started(self) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:

@@ -77,6 +77,7 @@ class GroupConsumer(Service):
         self.dead_letter = dead_letter
         self._failures = 0
         self._consumer: AIOKafkaConsumer | None = None
+        self._committed: dict[Any, int] = {}  # what this member committed, by partition
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -114,7 +115,9 @@ class GroupConsumer(Service):
                         with log_context(group=self.group_id, topic=topic):
                             await self.handlers[topic](records)
                 if batch:
+                    positions = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                     await consumer.commit()
+                    self._committed.update(positions)
                     self._failures = 0
             except asyncio.CancelledError:
                 raise
@@ -171,14 +174,18 @@ class GroupConsumer(Service):
             return
         try:
             ends = await consumer.end_offsets(list(assignment))
-            starts: dict[Any, int] = {}
+            # One request for the partitions this member has not committed since it got
+            # them (the others: what it committed itself), not one per partition.
+            if set(self._committed) - assignment:  # a rebalance: others committed meanwhile
+                self._committed.clear()
+            unknown = [tp for tp in assignment if tp not in self._committed]
+            if unknown:
+                starts = await consumer.beginning_offsets(unknown)
+                for tp in unknown:
+                    self._committed[tp] = await consumer.committed(tp) or starts[tp]
             for tp, end in ends.items():
-                committed = await consumer.committed(tp)
-                if committed is None:  # nothing committed yet: from the partition's start
-                    starts = starts or await consumer.beginning_offsets(list(assignment))
-                    committed = starts[tp]
                 CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
-                    max(0, end - committed)
+                    max(0, end - self._committed[tp])
                 )
         except Exception:  # the broker away: the next tick tries again
             log.debug("consumer lag not measured", exc_info=True)

@@ -93,3 +93,9 @@ AGENT_BATCH_SECONDS = Histogram(
     ["phase"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+EVENT_LOOP_LAG = Histogram(
+    "cms_event_loop_lag_seconds",
+    "How late the worker's event loop woke a 250 ms sleeper",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)

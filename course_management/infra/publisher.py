@@ -27,8 +27,8 @@ RawRecord = tuple[str, str, bytes, Headers]  # (topic, key, encoded value, heade
 Outgoing = tuple[str, bytes | None, bytes | None, Headers]  # (topic, key, value, headers)
 
 
-REPLY_TOPICS_MAX_AGE_S = 1.0
 REPLY_SEND_TIMEOUT_S = 3.0
+TOPICS_STALE_S = 5.0  # the topics not read for this long: the broker is not answering
 
 
 class Publisher:
@@ -120,11 +120,12 @@ class Publisher:
         them. A worker that stopped deleted its topic, and a send to a missing topic
         waits for ever (retried), so those replies are dropped.
 
-        The topics come from a metadata request at most REPLY_TOPICS_MAX_AGE_S old: one
-        request per batch was a third of a create's answer time (issue 13). A topic
-        deleted within that time is caught by the wait: replies not acked within
-        REPLY_SEND_TIMEOUT_S are checked against fresh metadata, and those whose topic
-        is gone are dropped (the others are waited for)."""
+        The topics come from the worker's background reading (every second): one
+        metadata request per batch was a third of a create's answer time (issue 13),
+        and one a second still came on the answer path (issue 22). A topic deleted since
+        is caught by the wait: replies not acked within REPLY_SEND_TIMEOUT_S are checked
+        against fresh metadata, and those whose topic is gone are dropped (the others are
+        waited for)."""
         sent: list[tuple[str, asyncio.Future[Any]]] = []
         for topic, key, subject, value in await self._to_live_topics(replies):
             encoded = self._codec.encode(subject, value)
@@ -158,24 +159,31 @@ class Publisher:
             self._drop_reply(topic, None)
         return kept
 
+    async def refresh_topics(self) -> None:
+        """Read the broker's topics (the worker does it in the background every second,
+        off the answer path: issue 22)."""
+        try:
+            self._topics = (await self.producer.client.fetch_all_metadata()).topics()
+        except KafkaError as exc:
+            # aiokafka says "Unable to get cluster metadata over all known brokers" with a
+            # KafkaError that is not marked retriable: it is an outage, to be waited out
+            # like the others (it stopped a worker during a broker restart: found by the
+            # chaos run).
+            if exc.retriable:
+                raise
+            raise KafkaConnectionError(str(exc)) from exc
+        self._topics_at = time.monotonic()
+
     async def _topics_now(self, wanted: set[str], *, fresh: bool = False) -> set[str]:
-        """The broker's topics, from metadata at most REPLY_TOPICS_MAX_AGE_S old that
-        knows every `wanted` one (else, or when `fresh`, asked for now)."""
-        age = time.monotonic() - self._topics_at
-        if fresh or age > REPLY_TOPICS_MAX_AGE_S or not wanted <= self._topics:
-            try:
-                self._topics = (await self.producer.client.fetch_all_metadata()).topics()
-            except KafkaError as exc:
-                # aiokafka says "Unable to get cluster metadata over all known brokers"
-                # with a KafkaError that is not marked retriable: it is an outage, to be
-                # waited out like the others (it stopped a worker during a broker
-                # restart: found by the chaos run).
-                if exc.retriable:
-                    raise
-                raise KafkaConnectionError(str(exc)) from exc
-            self._topics_at = time.monotonic()
+        """The broker's topics as last read in the background; asked for now only when
+        `fresh` or when they lack a `wanted` one (a worker started since)."""
+        if fresh or not wanted <= self._topics:
+            await self.refresh_topics()
         return self._topics
 
     async def probe(self) -> None:
-        """Readiness: the brokers answer a metadata request."""
-        await self.producer.client.fetch_all_metadata()
+        """Readiness: the background reading of the topics succeeded lately (no request
+        of its own)."""
+        age = time.monotonic() - self._topics_at
+        if age > TOPICS_STALE_S:
+            raise KafkaConnectionError(f"the broker's topics were last read {age:.0f} s ago")

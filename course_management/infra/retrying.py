@@ -99,6 +99,27 @@ async def until_broker_answers(bootstrap: str, deadline_s: float) -> None:
     )
 
 
+def start_unavailable(exc: BaseException) -> bool:
+    """A server a starting worker needs did not answer: the broker (aiokafka says "Unable
+    to bootstrap" with a KafkaConnectionError, "Unable to get cluster metadata" with a
+    plain KafkaError), the registry, Redis, or any connection refused."""
+    return (
+        kafka_unavailable(exc)
+        or isinstance(exc, KafkaError)
+        or registry_unavailable(exc)
+        or isinstance(exc, REDIS_UNAVAILABLE)
+    )
+
+
+async def until_started(step: Callable[[], Awaitable[T]], deadline_s: float) -> T:
+    """A step of a worker's start-up that talks to a server: waits out the server's
+    outage for `deadline_s` at most (STARTUP_WAIT_SECONDS), then raises its last error
+    (a restart during a broker restart exited at its producer's start: issue 22)."""
+    return await _until(
+        retry_if_exception(start_unavailable), step, stop=stop_after_delay(deadline_s)
+    )
+
+
 async def until_cached(write: Callable[[], Awaitable[Any]]) -> None:
     """A cache write the reads depend on: waits for Redis."""
     await until_written(REDIS_UNAVAILABLE, write)

@@ -192,23 +192,22 @@ class Rewinds:
 
 
 async def handle(codec: AvroCodec, batch: Batch, event: Any, positions: Positions) -> None:
-    """Decode one input and hand it to its handler. Enrollment inputs are taken strictly
-    in partition order and once each (streams/tracking.py): an input past the tables'
+    """Decode one input and hand it to its handler. Both topics are taken strictly in
+    partition order and once each (streams/tracking.py): an input past the table's
     position rewinds its partition to that position."""
-    if event.message.topic != ENROLLMENT_INPUTS:
-        await _decide(codec, batch, event)
-        return
+    message = event.message
     order = input_order(batch, event)
     if order is Order.AHEAD:
-        tp = event.message.tp
-        order = input_order(batch, event, await positions.earliest(tp))
-        expected = next_offset(batch, event.message.partition)
+        order = input_order(batch, event, await positions.earliest(message.tp))
+        expected = next_offset(batch, message.topic, message.partition)
         if order is Order.AHEAD and expected is not None:
-            await positions.rewind(tp, expected)
+            await positions.rewind(message.tp, expected)
     if order is not Order.NEXT:
         # Applied already (a repeat after a crash or a rewind): the unit that applied it
-        # holds its effects, and its outbox was published (streams/apply.py).
-        INPUTS_SKIPPED.labels(ENROLLMENT_INPUTS, order.value).inc()
+        # holds its effects, and its outbox (events, replies) was published or will be
+        # by the partition's next opener (streams/apply.py). Deciding it again would
+        # decide it against a later state (a refused cancel would now cancel).
+        INPUTS_SKIPPED.labels(message.topic, order.value).inc()
         return
     await _decide(codec, batch, event)
     stage_next(batch, event)

@@ -38,7 +38,7 @@ from course_management.domain.enrollment import EMPTY_SEATS, public_view
 from course_management.infra.cache import CourseEntry, EnrollmentEntry
 from course_management.infra.metrics import AGENT_BATCH_SECONDS, CHANGELOG_RECORDS_WRITTEN
 from course_management.infra.retrying import until_cached, until_published
-from course_management.streams.batch import Batch, ReplyRecord
+from course_management.streams.batch import Batch
 from course_management.streams.crash_points import CrashPoints
 from course_management.tables.keys import enrollment_key, outbox_key, seats_key
 from course_management.tables.units import (
@@ -51,6 +51,7 @@ from course_management.tables.units import (
     unit_records,
     written_by,
 )
+from course_management.topology import REPLY_SUBJECT
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Sends(Protocol):
     """infra.publisher.Publisher"""
 
     async def send_outgoing(self, records: list[Outgoing]) -> None: ...
-    async def send_replies(self, replies: list[ReplyRecord]) -> None: ...
+    async def send_replies(self, replies: list[tuple[str, str, str, dict[str, Any]]]) -> None: ...
 
 
 class CachesCourses(Protocol):
@@ -140,6 +141,12 @@ def cache_entries(
             view = public_view(enrollment, course)
         enrollment_entries.append(EnrollmentEntry(enrollment, orjson.dumps(view), version))
     return course_entries, enrollment_entries
+
+
+def _reply_records(
+    replies: Iterable[tuple[str, str, dict[str, Any]]],
+) -> list[tuple[str, str, str, dict[str, Any]]]:
+    return [(topic, key, REPLY_SUBJECT, value) for topic, key, value in replies]
 
 
 class BatchApplier:
@@ -219,6 +226,10 @@ class BatchApplier:
         courses, enrollments = cache_entries(get, outbox.courses, outbox.enrollments)
         if courses or enrollments:
             await until_cached(functools.partial(self._cache.put_entries, courses, enrollments))
+        if outbox.replies:  # a request may still wait (on another worker)
+            await until_published(
+                functools.partial(self._sends.send_replies, _reply_records(outbox.replies))
+            )
         log.info(
             "the last unit's outbox published again",
             extra={"partition": partition, "records": len(outbox.records)},
@@ -240,7 +251,7 @@ class BatchApplier:
         for partition, work in batch.partitions.items():
             writes = dict(work.writes)
             outbox = outboxes[partition]
-            empty = not (outbox.records or outbox.courses or outbox.enrollments)
+            empty = not (outbox.records or outbox.courses or outbox.enrollments or outbox.replies)
             writes[outbox_key(partition)] = None if empty else outbox.to_value()
             units[partition] = unit_records(writes, self._next[partition], self._writer)
         sent = {p: await self._send(p, records) for p, records in units.items()}
@@ -286,8 +297,9 @@ class BatchApplier:
             await until_cached(functools.partial(self._cache.put_entries, courses, enrollments))
         crash.reached("cached")
         cached = time.perf_counter()
-        if batch.replies:  # to the workers still there (a stopped one deleted its topic)
-            await until_published(functools.partial(self._sends.send_replies, batch.replies))
+        replies = _reply_records([r for p in units for r in outboxes[p].replies])
+        if replies:  # to the workers still there (a stopped one deleted its topic)
+            await until_published(functools.partial(self._sends.send_replies, replies))
         crash.reached("replied")
         PHASE_SECONDS["unit"].observe(unit_done - started)
         PHASE_SECONDS["local"].observe(local_done - unit_done)

@@ -13,7 +13,8 @@ a partition becomes one unit of the table's changelog (tables/units.py, decision
   order, then one catalog entry per course, built from the state the batch leaves;
 - the Redis entries to rewrite (each course and enrollment touched, once).
 
-Replies are staged for the batch as a whole: they go last and are not kept.
+- the replies to the requests waiting for its inputs (sent last; kept so that the
+  partition's next opener answers them if this worker could not).
 
 Reads decode each key once per batch; the enrollment view an input's decision made is
 kept for Redis when the course does not change after it in the batch.
@@ -39,13 +40,12 @@ from course_management.infra.metrics import DEAD_LETTERS
 from course_management.tables.keys import enrollment_key, seats_key
 from course_management.tables.records import CourseRecord, EnrollmentRecord, SeatsRecord
 from course_management.tables.units import Outbox, Outgoing, encode_key, records_size
-from course_management.topology import REPLY_SUBJECT, REQUEST_ID_HEADER, is_reply_topic
+from course_management.topology import REQUEST_ID_HEADER, is_reply_topic
 
 log = logging.getLogger(__name__)
 
 # (topic, key, subject, value): a record to encode with the subject's schema
 Record = tuple[str, str, str, dict[str, Any]]
-ReplyRecord = tuple[str, str, str, dict[str, Any]]  # (reply topic, key, subject, value)
 
 
 class ReadsState(Protocol):
@@ -69,6 +69,7 @@ class PartitionWork:
     enrollments: dict[tuple[str, str], None] = field(default_factory=dict)  # Redis
     # the public view a decision made of an enrollment, and the course version it used
     views: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    replies: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     inputs: int = 0
 
 
@@ -87,7 +88,6 @@ class Batch:
         self._encode = encode
         self._decode = decode
         self.partitions: dict[int, PartitionWork] = {}
-        self.replies: list[ReplyRecord] = []
         self.current: Any = None  # the input being decided
         self._work = PartitionWork()
         self._partition = -1
@@ -96,7 +96,6 @@ class Batch:
 
     def begin(self) -> None:
         self.partitions = {}
-        self.replies = []
         self.current = None
         self._work = PartitionWork()
         self._partition = -1
@@ -237,7 +236,7 @@ class Batch:
             "body_json": json.dumps(reply.body) if reply.body is not None else None,
             "consistency_token": consistency.encode(marks) if marks else None,
         }
-        self.replies.append((reply_to, command_id, REPLY_SUBJECT, record))
+        self._work.replies.append((reply_to, command_id, record))
 
     # -- what the applier takes ------------------------------------------------------------
 
@@ -252,7 +251,7 @@ class Batch:
             if entry is not None:
                 topic, key, subject, value = catalog_record(entry)
                 records.append((topic, key.encode(), self._encode(subject, value), []))
-        return Outbox(records, list(work.courses), list(work.enrollments))
+        return Outbox(records, list(work.courses), list(work.enrollments), list(work.replies))
 
     def views(self, partition: int) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
         """The views the partition's decisions drew of enrollments: (course version, view)."""

@@ -6,7 +6,10 @@ event-sourced projection keeps its tracking records with its state). A batch wri
 once per partition, in the same unit as the effects they account for (decision 49), so
 the table never claims more or less than it holds:
 
-1. **The next enrollment-inputs offset of each agent partition** (`#next:<partition>`).
+1. **The next offset of each agent partition**, of the enrollment inputs
+   (`#next:<partition>`) and of `course-commands` (`#next-commands:<partition>`, since
+   issue 22: a refused command decided again after a crash, against a later state, could
+   be accepted; the model test found a refused cancel that cancelled a later enrolment).
    An input below it was applied already (a repeat after a crash or a rewind): skipped.
    An input above it means the consumer skipped records: it is not decided now, and the
    agent rewinds the partition to this offset (`Order.AHEAD`). The tables' position is
@@ -34,6 +37,7 @@ from typing import Any
 
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input
+from course_management.topology import COURSE_COMMANDS
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +48,19 @@ class Order(StrEnum):
     AHEAD = "ahead"  # the consumer skipped records before it: rewind to them
 
 
-def _next_key(partition: int) -> str:
-    return f"#next:{partition}"
+def _next_key(topic: str, partition: int) -> str:
+    if topic == COURSE_COMMANDS:
+        return f"#next-commands:{partition}"
+    return f"#next:{partition}"  # the enrollment inputs (the first tracked, decision 37)
 
 
 def input_order(batch: Batch, event: Any, earliest: int | None = None) -> Order:
-    """Where an enrollment-inputs record stands against what its partition applied.
-    `earliest` is the partition's first offset still kept (None: not known): when the
-    next offset is below it, those records are gone and the record is taken as next."""
-    partition, offset = event.message.partition, event.message.offset
-    expected = next_offset(batch, partition)
+    """Where an input stands against what its topic's partition applied. `earliest` is
+    the partition's first offset still kept (None: not known): when the next offset is
+    below it, those records are gone and the record is taken as next."""
+    message = event.message
+    partition, offset = message.partition, message.offset
+    expected = next_offset(batch, message.topic, partition)
     if expected is None or offset == expected:
         return Order.NEXT
     if offset < expected:
@@ -67,15 +74,16 @@ def input_order(batch: Batch, event: Any, earliest: int | None = None) -> Order:
     return Order.AHEAD
 
 
-def next_offset(batch: Batch, partition: int) -> int | None:
-    """The next enrollment-inputs offset the tables have not applied (None: none yet)."""
-    expected = batch.get(_next_key(partition))
+def next_offset(batch: Batch, topic: str, partition: int) -> int | None:
+    """The next offset of the topic's partition the table has not applied (None: none
+    yet)."""
+    expected = batch.get(_next_key(topic, partition))
     return None if expected is None else int(expected)
 
 
 def stage_next(batch: Batch, event: Any) -> None:
     """The partition's next offset after this input (in the batch's unit)."""
-    batch.put(_next_key(event.message.partition), event.message.offset + 1)
+    batch.put(_next_key(event.message.topic, event.message.partition), event.message.offset + 1)
 
 
 def tracking_key(agent_partition: int, topic: str, source_partition: int) -> str:

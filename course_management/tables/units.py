@@ -112,11 +112,13 @@ class Outbox:
     """What a unit publishes once it is durable, kept in the unit itself (key
     `#outbox:<partition>`), so a worker that crashed before publishing it, or the next
     owner of the partition, publishes exactly the same records again: the records, in
-    order, and the Redis entries to refresh (courses, enrollments as (course, user))."""
+    order, the Redis entries to refresh (courses, enrollments as (course, user)), and the
+    replies to the requests that wait for its inputs (reply topic, command id, record)."""
 
     records: list[Outgoing] = field(default_factory=list)
     courses: list[str] = field(default_factory=list)
     enrollments: list[tuple[str, str]] = field(default_factory=list)
+    replies: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     def to_value(self) -> dict[str, Any]:
         return {
@@ -126,6 +128,7 @@ class Outbox:
             ],
             "courses": list(self.courses),
             "enrollments": [list(pair) for pair in self.enrollments],
+            "replies": [[topic, key, value] for topic, key, value in self.replies],
         }
 
     @classmethod
@@ -137,6 +140,7 @@ class Outbox:
             ],
             courses=[str(c) for c in value.get("courses", ())],
             enrollments=[(str(c), str(u)) for c, u in value.get("enrollments", ())],
+            replies=[(str(t), str(k), dict(v)) for t, k, v in value.get("replies", ())],
         )
 
 

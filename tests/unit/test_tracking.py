@@ -16,6 +16,7 @@ from course_management.streams.tracking import (
     stage_applied,
     stage_next,
 )
+from course_management.topology import ENROLLMENT_INPUTS
 from tests.unit.test_batch import _World
 
 
@@ -59,7 +60,9 @@ def test_a_partition_is_taken_in_order_and_once() -> None:
     assert _apply(batch, 11) is Order.REPEAT  # after a crash or a rewind
     # The consumer skipped 13 and 14 (faust #216): 15 waits for the rewind.
     assert _apply(batch, 15) is Order.AHEAD
-    assert next_offset(batch, 3) == 13  # where the agent rewinds the partition to
+    assert (
+        next_offset(batch, ENROLLMENT_INPUTS, 3) == 13
+    )  # where the agent rewinds the partition to
     assert [_apply(batch, o) for o in (13, 14, 15)] == [Order.NEXT] * 3
 
 
@@ -72,7 +75,7 @@ def test_the_tables_position_is_followed_whatever_the_consumer_committed() -> No
     assert _apply(batch, 500) is Order.AHEAD
     assert _apply(batch, 500, earliest=11) is Order.AHEAD  # 11.. are still kept
     assert _apply(batch, 500, earliest=400) is Order.NEXT  # 11..399 deleted by retention
-    assert next_offset(batch, 3) == 501
+    assert next_offset(batch, ENROLLMENT_INPUTS, 3) == 501
 
 
 def test_a_second_forward_of_a_source_record_is_applied_already() -> None:
@@ -104,7 +107,6 @@ async def test_an_input_ahead_of_the_tables_rewinds_its_partition_and_is_not_dec
     from types import SimpleNamespace
 
     from course_management.streams import agent
-    from course_management.topology import ENROLLMENT_INPUTS
 
     batch, *_ = _batch()
     _apply(batch, 10)
@@ -118,4 +120,5 @@ async def test_an_input_ahead_of_the_tables_rewinds_its_partition_and_is_not_dec
     with batch.deciding(event):
         await agent.handle(None, batch, event, positions)  # type: ignore[arg-type]
     assert positions.rewinds == [("tp-3", 11)]
-    assert batch.partitions[3].records == [] and next_offset(batch, 3) == 11  # nothing decided
+    # nothing decided
+    assert batch.partitions[3].records == [] and next_offset(batch, ENROLLMENT_INPUTS, 3) == 11

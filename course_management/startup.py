@@ -1,0 +1,99 @@
+"""Starting a worker process: the checks before anything starts, the restore of the
+tables after a crash (decision 44), then the Faust worker with the composition root of
+worker.py, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import logging.config
+import sys
+from pathlib import Path
+
+import faust
+from aiokafka.errors import KafkaError
+
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec, SchemaRegistrationError
+from course_management.infra.logs import logging_config
+from course_management.infra.metrics import CHANGELOG_RECORDS_RESTORED, LOCAL_TABLES_DISCARDED
+from course_management.infra.retrying import until_broker_answers
+from course_management.ops.provisioning import register_schemas
+from course_management.streams import faust_compat
+from course_management.streams.crash_points import CrashPoints
+from course_management.streams.local_state import discard_after_unclean_stop, mark_clean_stop
+from course_management.tables.restore import remembered_assignment, restore_from_changelogs
+from course_management.worker import Worker
+
+STARTUP_REFUSED_EXIT_CODE = 3
+
+
+class _FaustWorker(faust.Worker):
+    """Leaves the clean-stop marker once everything stopped without a crash."""
+
+    def stop_and_shutdown(self) -> None:
+        super().stop_and_shutdown()
+        if not self.crashed and not self.app.crashed:
+            mark_clean_stop(Path(self.app.conf.datadir))
+
+
+def _refuse_start(reason: str) -> None:
+    print(f"start-up refused: {reason}", file=sys.stderr)
+    sys.exit(STARTUP_REFUSED_EXIT_CODE)
+
+
+def _wait_for_broker(settings: Settings) -> None:
+    """A worker restarted during a broker outage waits it out (STARTUP_WAIT_SECONDS), rather
+    than exiting: its restore, producer and consumers all need the broker (the chaos run
+    found restarts failing there)."""
+    bootstrap = settings.kafka_bootstrap_servers
+    try:
+        asyncio.run(until_broker_answers(bootstrap, settings.startup_wait_seconds))
+    except KafkaError as exc:
+        _refuse_start(
+            f"no broker of KAFKA_BOOTSTRAP_SERVERS ({bootstrap}) answered in "
+            f"{settings.startup_wait_seconds:.0f} s: {exc}"
+        )
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the Faust worker with the API beside it until SIGTERM/SIGINT."""
+    if settings.event_loop == "uvloop":  # before any loop exists (issue 13, decision 41)
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:  # the private Faust names this service relies on are all there
+        faust_compat.check()
+    except faust_compat.FaustChanged as exc:
+        _refuse_start(f"{exc} (see course_management/streams/faust_compat.py)")
+    try:  # the registry accepts every schema
+        asyncio.run(register_schemas(AvroCodec(settings.schema_registry_url)))
+    except SchemaRegistrationError as exc:
+        _refuse_start(str(exc))
+    worker = Worker(settings)
+    conf = worker.app.conf
+    logging.config.dictConfig(logging_config(settings.log_level))  # JSON from the first line
+    _wait_for_broker(settings)
+    if discard_after_unclean_stop(Path(conf.datadir), Path(conf.tabledir)):
+        LOCAL_TABLES_DISCARDED.inc()
+        if settings.restore_before_start:  # much faster than Faust's own restore (decision 44)
+            restored = asyncio.run(
+                restore_from_changelogs(
+                    settings.kafka_bootstrap_servers,
+                    worker.changelog_stores(),
+                    remembered_assignment(Path(conf.datadir)),
+                    after_write=functools.partial(
+                        CrashPoints(settings.test_crash_at).reached, "restoring"
+                    ),
+                )
+            )
+            CHANGELOG_RECORDS_RESTORED.inc(restored.records)
+    faust_worker = _FaustWorker(
+        worker.app,
+        worker,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level),
+        redirect_stdouts=False,
+    )
+    faust_worker.execute_from_commandline()

@@ -1,0 +1,324 @@
+"""A worker killed at every phase boundary of the course agent's batch loses and doubles
+nothing (issue 22, decision 49).
+
+For each phase of streams/crash_points.py the session's worker is restarted with
+TEST_CRASH_AT=<phase>:2, so it SIGKILLs itself the second time a batch reaches that
+phase. Meanwhile other services' `user_enrolled` and `course-progress` records arrive
+(more learners than seats, exact repeats of records, progress reports). The worker is
+started again, cancellations and late enrolments follow through the API, and then:
+
+- every source record is applied exactly once: a learner is enrolled (one
+  `enrollment_created` event id) or refused (dead-lettered), never both;
+- an event id is only ever repeated byte for byte;
+- the seats never exceed the capacity in any prefix of `enrollment-events`;
+- the seat count is the same in the table (its changelog, placed records), the mirror,
+  Redis and the API, and equals the active enrollments the table holds;
+- Redis holds what the table holds, course and enrollments.
+
+Marked `rebalances` (restarts the session's worker; runs last) and `crash`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from course_management.config import Settings
+from course_management.infra.avro import AvroCodec
+from course_management.infra.kafka import read_to_end
+from course_management.ops.provisioning import register_schemas
+from course_management.streams.crash_points import PHASES
+from course_management.tables.keys import enrollment_key, seats_key
+from course_management.tables.units import decode_key, is_placed
+from course_management.topology import STATE_TABLE, changelog
+from tests.support import ADMIN, WorkerProcess, auth, eventually_async, published_course
+
+pytestmark = [pytest.mark.rebalances, pytest.mark.crash]
+CAPACITY = 6
+LEARNERS = 14  # more than the seats: some are refused (dead-lettered)
+
+
+class Traffic:
+    """Other services' records for two courses on two partitions (so that batches span
+    partitions), kept to check what became of each."""
+
+    def __init__(self, codec: AvroCodec, courses: list[dict[str, Any]], tag: str) -> None:
+        self.codec = codec
+        self.courses = courses
+        self.users = [f"{tag}-{k:02d}" for k in range(LEARNERS)]
+        self.enrols: dict[tuple[str, str], bytes] = {}  # (course, user) -> the value sent
+
+    def enrol(self, course: dict[str, Any], user: str) -> tuple[bytes, bytes]:
+        value = self.codec.encode(
+            "user-enrolled-value",
+            {
+                "event_id": str(uuid.uuid4()),
+                "occurred_at": datetime.now(UTC),
+                "user_id": user,
+                "course_id": course["id"],
+                "source": "crash-points",
+            },
+        )
+        self.enrols[(course["id"], user)] = value
+        return user.encode(), value
+
+    def enrol_all(self, users: list[str]) -> list[tuple[bytes, bytes]]:
+        return [self.enrol(course, user) for user in users for course in self.courses]
+
+    def again(self, user: str) -> list[tuple[bytes, bytes]]:
+        """Exact repeats of `user`'s records (another producer sent them twice)."""
+        return [(b"again", self.enrols[(course["id"], user)]) for course in self.courses]
+
+    def progress(self, user: str, status: str) -> list[tuple[bytes, bytes]]:
+        return [
+            (
+                user.encode(),
+                self.codec.encode(
+                    "course-progress-value",
+                    {
+                        "event_id": str(uuid.uuid4()),
+                        "occurred_at": datetime.now(UTC),
+                        "user_id": user,
+                        "course_id": course["id"],
+                        "item_id": course["modules"][0]["items"][0]["id"],
+                        "status": status,
+                        "score": None,
+                    },
+                ),
+            )
+            for course in self.courses
+        ]
+
+
+async def _traffic(http: aiohttp.ClientSession, settings: Settings, tag: str) -> Traffic:
+    """Two published courses whose ids fall on different partitions."""
+    courses = [await published_course(http, title=f"Crash at {tag}", capacity=CAPACITY)]
+    while True:
+        other = await published_course(http, title=f"Crash at {tag} too", capacity=CAPACITY)
+        if _partition(other["id"], settings) != _partition(courses[0]["id"], settings):
+            courses.append(other)
+            break
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    return Traffic(codec, courses, tag)
+
+
+def _partition(course_id: str, settings: Settings) -> int:
+    return (murmur2(course_id.encode()) & 0x7FFFFFFF) % settings.topic_partitions
+
+
+async def _burst(settings: Settings, records: list[tuple[bytes, bytes]], topic: str) -> None:
+    """Records sent together (batches that span both courses' partitions)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value=v, key=k) for k, v in records]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize("phase", [p for p in PHASES if p != "restoring"])
+async def test_a_crash_at_a_phase_boundary_loses_and_doubles_nothing(
+    phase: str, http: aiohttp.ClientSession, settings: Settings, worker: WorkerProcess
+) -> None:
+    traffic = await _traffic(http, settings, phase)
+    users = traffic.users
+    worker.stop()
+    worker.start({"TEST_CRASH_AT": f"{phase}:2"}).wait_ready()
+    for wave in (users[:3], users[3:6], users[6:8]):
+        await _burst(settings, traffic.enrol_all(wave), "user-enrolled")
+    await _burst(settings, traffic.again(users[1]), "user-enrolled")
+    await _burst(settings, traffic.progress(users[0], "started"), "course-progress")
+    await _until_killed(worker, phase)
+
+    worker.start().wait_ready()
+    await _burst(settings, traffic.enrol_all(users[8:]), "user-enrolled")
+    await _burst(settings, traffic.again(users[9]), "user-enrolled")
+    await _burst(settings, traffic.progress(users[0], "completed"), "course-progress")
+    for course in traffic.courses:
+        await _check(http, settings, traffic, course)
+
+
+async def test_a_crash_during_the_restore_before_start_loses_and_doubles_nothing(
+    http: aiohttp.ClientSession, settings: Settings, worker: WorkerProcess
+) -> None:
+    traffic = await _traffic(http, settings, "restoring")
+    await _burst(settings, traffic.enrol_all(traffic.users[:8]), "user-enrolled")
+    for course in traffic.courses:
+        await _settled(settings, traffic, course, traffic.users[:8])
+    worker.kill()  # unclean: the next start discards the local tables and restores them
+    worker.start({"TEST_CRASH_AT": "restoring:1"})
+    await _until_killed(worker, "restoring")
+    worker.start().wait_ready()
+    await _burst(settings, traffic.enrol_all(traffic.users[8:]), "user-enrolled")
+    for course in traffic.courses:
+        await _check(http, settings, traffic, course)
+
+
+async def _until_killed(worker: WorkerProcess, phase: str) -> None:
+    async def killed() -> bool:
+        assert worker.proc is not None
+        return worker.proc.poll() is not None
+
+    await eventually_async(killed, deadline_s=90, what=f"the worker crashing at {phase}")
+    assert worker.proc is not None and worker.proc.returncode == -signal.SIGKILL
+    assert f'"phase": "{phase}"' in worker.log_tail(200), "crashed elsewhere"
+
+
+async def _all(settings: Settings, topic: str) -> list[Any]:
+    """Every record of `topic` up to its end now."""
+    records: list[Any] = []
+
+    async def keep(batch: list[Any]) -> None:
+        records.extend(batch)
+
+    await read_to_end(settings.kafka_bootstrap_servers, [topic], keep)
+    return records
+
+
+Outcomes = tuple[dict[str, list[tuple[bytes, dict[str, Any]]]], dict[str, int]]
+
+
+async def _settled(
+    settings: Settings, traffic: Traffic, course: dict[str, Any], users: list[str]
+) -> Outcomes:
+    """Wait until each of `users` is enrolled in `course` (its event) or refused (its dead
+    letter); returns the course's enrollment events by user, and dead letters by user."""
+    key = course["id"].encode()
+    sent = {v: u for (c, u), v in traffic.enrols.items() if c == course["id"]}
+    found: list[Outcomes] = []
+
+    async def all_decided() -> bool:
+        events: dict[str, list[tuple[bytes, dict[str, Any]]]] = {}
+        for record in await _all(settings, "enrollment-events"):
+            if record.key == key:
+                event = await traffic.codec.decode("enrollment-events-value", record.value)
+                events.setdefault(event["user_id"], []).append((record.value, event))
+        refused: dict[str, int] = {}
+        for record in await _all(settings, "user-enrolled.dlq"):
+            if record.value in sent:
+                refused[sent[record.value]] = refused.get(sent[record.value], 0) + 1
+        found[:] = [(events, refused)]
+        return set(users) <= _created(events) | set(refused)
+
+    await eventually_async(all_decided, deadline_s=120, what="every input enrolled or refused")
+    return found[0]
+
+
+def _created(events: dict[str, list[tuple[bytes, dict[str, Any]]]]) -> set[str]:
+    return {
+        user
+        for user, seen in events.items()
+        if any(e["event_type"] == "enrollment_created" for _, e in seen)
+    }
+
+
+async def _check(
+    http: aiohttp.ClientSession, settings: Settings, traffic: Traffic, course: dict[str, Any]
+) -> None:
+    course_id = course["id"]
+    events, refused = await _settled(settings, traffic, course, traffic.users)
+    created = _created(events)
+    # Exactly once: enrolled or refused, never both; the seats all taken.
+    assert not created & set(refused), f"both enrolled and refused: {created & set(refused)}"
+    assert created | set(refused) == set(traffic.users)
+    assert len(created) == CAPACITY
+    # An event id repeats only byte for byte (a republished outbox), one per change.
+    by_id: dict[str, set[bytes]] = {}
+    for seen in events.values():
+        for raw, event in seen:
+            by_id.setdefault(event["event_id"], set()).add(raw)
+    assert all(len(raws) == 1 for raws in by_id.values()), "an event id with two bodies"
+    for user, seen in events.items():
+        kinds = [e["event_type"] for e in {e["event_id"]: e for _, e in seen}.values()]
+        assert kinds.count("enrollment_created") == 1, f"{user}: {kinds}"
+
+    # Cancel two through the API, then two refused learners enrol again: the seats move.
+    leaving = sorted(created)[:2]
+    for user in leaving:
+        response = await http.delete(
+            f"/api/v1/courses/{course_id}/enrollments/{user}", headers=auth(user, "student")
+        )
+        assert response.status == 204, await response.text()
+    coming = sorted(refused)[:2]
+    for user in coming:
+        response = await http.post(
+            f"/api/v1/courses/{course_id}/enroll", json={"user_id": user}, headers=ADMIN
+        )
+        assert response.status == 201, await response.text()
+
+    # Capacity is never exceeded in any prefix of enrollment-events.
+    key = course_id.encode()
+    records = await _all(settings, "enrollment-events")
+    seated: set[str] = set()
+    counted: set[str] = set()
+    for record in (r for r in records if r.key == key):
+        event = await traffic.codec.decode("enrollment-events-value", record.value)
+        if event["event_id"] in counted:
+            continue
+        counted.add(event["event_id"])
+        if event["event_type"] == "enrollment_created":
+            seated.add(event["user_id"])
+        elif event["event_type"] == "enrollment_cancelled":
+            seated.discard(event["user_id"])
+        assert len(seated) <= CAPACITY, f"{len(seated)} seats after {event['event_id']}"
+    assert len(seated) == CAPACITY
+
+    # The same seat count everywhere, equal to the active enrollments the table holds.
+    table = await _table(settings, course_id)
+    active = {
+        k for k, v in table.items() if ":" in k and v and v.get("status") in ("active", "completed")
+    }
+    assert len(active) == table[seats_key(course_id)]["count"] == CAPACITY
+    conn = await asyncpg.connect(settings.database_url)
+    redis = aioredis.from_url(settings.redis_url)
+    try:
+
+        async def mirrored() -> bool:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM enrollments WHERE course_id = $1 AND status <> 'cancelled'",
+                course_id,
+            )
+            return bool(count == CAPACITY)
+
+        await eventually_async(mirrored, deadline_s=60, what="the mirror's seats")
+        cached = await redis.hgetall(f"cms:ready:course:{course_id}")
+        assert int(cached[b"count"]) == CAPACITY
+        assert int(cached[b"version"]) == table[course_id]["course"]["version"]
+        for user in list(traffic.users):
+            entry = await redis.hgetall(f"cms:ready:enrollment:{course_id}:{user}")
+            record = table.get(enrollment_key(course_id, user))
+            if record is None:
+                assert not entry
+                continue
+            assert json.loads(entry[b"state"]) == record, f"Redis behind the table for {user}"
+    finally:
+        await conn.close()
+        await redis.aclose()
+    body = await (await http.get(f"/api/v1/courses/{course_id}")).json()
+    assert body["enrollment_count"] == CAPACITY
+
+
+async def _table(settings: Settings, course_id: str) -> dict[str, Any]:
+    """The course's keys in the course-state table, as its changelog's placed records
+    leave them."""
+    state: dict[str, Any] = {}
+    for record in await _all(settings, changelog(STATE_TABLE)):
+        if not is_placed(record.offset, record.headers):
+            continue
+        key = decode_key(record.key)
+        if key == course_id or key.startswith((f"{course_id}:", f"{course_id}#")):
+            state[key] = json.loads(record.value) if record.value is not None else None
+    return state
