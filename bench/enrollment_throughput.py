@@ -34,9 +34,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from bench.local import local_worker
 from course_management.infra.avro import AvroCodec
-from course_management.infra.kafka import ensure_topics, new_producer
+from course_management.infra.kafka import ensure_topics, new_producer, topic_partitions
 from course_management.ops.provisioning import register_schemas
-from course_management.topology import TopicSpec
+from course_management.topology import STATE_TABLE, TopicSpec, changelog
 from tests.support import ONE_MODULE, auth
 
 INPUT_SUBJECT = "user-enrolled-value"
@@ -206,15 +206,57 @@ async def run(base: str, bootstrap: str, registry: str, n: int) -> dict[str, flo
     codec = AvroCodec(registry)
     await register_schemas(codec)
     records = inputs(codec, course["id"], n)
+    changelog_before = await _end_offsets(bootstrap, changelog(STATE_TABLE))
+    batches_before = await _batch_sizes(base)
     started = time.perf_counter()
     await produce(bootstrap, "user-enrolled", records)
     await count_until(bootstrap, "enrollment-events", n, course["id"].encode())
     service = time.perf_counter() - started
+    written = await _end_offsets(bootstrap, changelog(STATE_TABLE)) - changelog_before
+    print(f"changelog records per enrolment: {written / n:.3f} ({written} for {n})")
+    print(
+        "batch sizes (inputs per batch: batches):",
+        _histogram(batches_before, await _batch_sizes(base)),
+    )
     fake_course = str(uuid.uuid4())  # the peers' own copy of the same input
     copy = inputs(codec, fake_course, n)
     two = await peer(bootstrap, codec, copy, fake_course, hops=2)
     one = await peer(bootstrap, codec, inputs(codec, fake_course, n), fake_course, hops=1)
     return {"service": n / service, "peer: two hops": n / two, "peer: one hop": n / one}
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = await topic_partitions(bootstrap, topic)
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+async def _batch_sizes(base: str) -> dict[str, float]:
+    """The agent's `cms_agent_batch_inputs` histogram: cumulative count per bucket."""
+    async with aiohttp.ClientSession() as http:
+        text = await (await http.get(f"{base}/metrics")).text()
+    buckets: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("cms_agent_batch_inputs_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[le] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def _histogram(before: dict[str, float], after: dict[str, float]) -> str:
+    """Batches per size range during the run (from the cumulative buckets)."""
+    shown, below, low = [], 0.0, "1"
+    for le, count in after.items():
+        inside = count - before.get(le, 0.0) - below
+        below += inside
+        if inside:
+            shown.append(f"{low}-{le}: {inside:.0f}")
+        low = le
+    return ", ".join(shown) or "none"
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import functools
 import logging
 import logging.config
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import faust
@@ -22,7 +23,12 @@ from course_management.infra.retrying import until_broker_answers
 from course_management.ops.provisioning import register_schemas
 from course_management.streams import faust_compat
 from course_management.streams.crash_points import CrashPoints
-from course_management.streams.local_state import discard_after_unclean_stop, mark_clean_stop
+from course_management.streams.local_state import (
+    discard_after_unclean_stop,
+    mark_clean_stop,
+    remember_published,
+    remembered_published,
+)
 from course_management.tables.restore import remembered_assignment, restore_from_changelogs
 from course_management.worker import Worker
 
@@ -30,12 +36,17 @@ STARTUP_REFUSED_EXIT_CODE = 3
 
 
 class _FaustWorker(faust.Worker):
-    """Leaves the clean-stop marker once everything stopped without a crash."""
+    """Leaves the clean-stop marker, and what the agent published, once everything
+    stopped without a crash."""
+
+    published: Callable[[], dict[int, int]] = dict
 
     def stop_and_shutdown(self) -> None:
         super().stop_and_shutdown()
         if not self.crashed and not self.app.crashed:
-            mark_clean_stop(Path(self.app.conf.datadir))
+            datadir = Path(self.app.conf.datadir)
+            remember_published(datadir, self.published())
+            mark_clean_stop(datadir)
 
 
 def _refuse_start(reason: str) -> None:
@@ -75,14 +86,17 @@ def run_worker(settings: Settings) -> None:
     conf = worker.app.conf
     logging.config.dictConfig(logging_config(settings.log_level))  # JSON from the first line
     _wait_for_broker(settings)
-    if discard_after_unclean_stop(Path(conf.datadir), Path(conf.tabledir)):
+    datadir = Path(conf.datadir)
+    if not discard_after_unclean_stop(datadir, Path(conf.tabledir)):
+        worker.applier.trust_published(remembered_published(datadir))
+    else:
         LOCAL_TABLES_DISCARDED.inc()
         if settings.restore_before_start:  # much faster than Faust's own restore (decision 44)
             restored = asyncio.run(
                 restore_from_changelogs(
                     settings.kafka_bootstrap_servers,
                     worker.changelog_stores(),
-                    remembered_assignment(Path(conf.datadir)),
+                    remembered_assignment(datadir),
                     after_write=functools.partial(
                         CrashPoints(settings.test_crash_at).reached, "restoring"
                     ),
@@ -96,4 +110,5 @@ def run_worker(settings: Settings) -> None:
         logging_config=logging_config(settings.log_level),
         redirect_stdouts=False,
     )
+    faust_worker.published = worker.applier.published
     faust_worker.execute_from_commandline()

@@ -117,7 +117,7 @@ class Worker(Service):
         self.app, self.course_state = build_app(settings)
         self.changelog = ChangelogWriter(settings.kafka_bootstrap_servers)
         store = self.course_state.data  # tables/store.UnitStore
-        applier = BatchApplier(
+        self.applier = applier = BatchApplier(
             self.course_state.changelog_topic.get_topic_name(),
             self.changelog,
             store,

@@ -222,6 +222,19 @@ ADMIN = auth("admin-1", "admin")
 SERVICE = auth("content-delivery", "service")
 
 
+async def readiness_says(
+    http: aiohttp.ClientSession, check: str, value: bool, deadline_s: float = 20
+) -> None:
+    """`/readyz` reports `check` as `value` within the deadline: the worker probes one
+    server per second, in turn (infra/probes.py), so an outage shows within a round."""
+
+    async def says() -> bool:
+        body = await (await http.get("/readyz")).json()
+        return bool(body["checks"].get(check) is value)
+
+    await eventually_async(says, deadline_s=deadline_s, what=f"readiness {check}={value}")
+
+
 async def published_course(http: aiohttp.ClientSession, **fields: Any) -> dict[str, Any]:
     body = {"title": "Enrollable", "status": "published", "modules": [ONE_MODULE], **fields}
     response = await http.post("/api/v1/courses/create", json=body, headers=OWNER)

@@ -175,6 +175,18 @@ class BatchApplier:
         self._opened_in = -1
         self._published: dict[int, int] = {}  # partition -> next offset when its outbox left
 
+    # -- what was published ----------------------------------------------------------------
+
+    def published(self) -> dict[int, int]:
+        """Each partition's changelog end after the last unit whose outbox this worker
+        published."""
+        return dict(self._published)
+
+    def trust_published(self, published: dict[int, int]) -> None:
+        """What this worker published before a clean stop (its tables were kept): a
+        partition whose changelog still ends there is not published again when opened."""
+        self._published.update(published)
+
     # -- opening a partition -----------------------------------------------------------------
 
     async def open(self, partitions: Iterable[int]) -> None:

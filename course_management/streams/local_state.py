@@ -18,13 +18,16 @@ them (restoring only the changelog's tail).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 MARKER = "clean-stop"
+PUBLISHED = "published.json"
 
 
 def discard_after_unclean_stop(datadir: Path, tabledir: Path) -> bool:
@@ -36,8 +39,8 @@ def discard_after_unclean_stop(datadir: Path, tabledir: Path) -> bool:
     marker = datadir / MARKER
     clean = marker.exists()
     marker.unlink(missing_ok=True)
-    if clean or not tabledir.exists():
-        return False
+    if clean or not tabledir.exists() or not any(tabledir.iterdir()):
+        return False  # nothing held (a first start): nothing to discard
     log.warning(
         "the last stop was not clean: local tables discarded, restoring them from changelogs",
         extra={"tabledir": str(tabledir)},
@@ -50,3 +53,25 @@ def mark_clean_stop(datadir: Path) -> None:
     """After the worker stopped cleanly (changelogs flushed, offsets committed)."""
     datadir.mkdir(parents=True, exist_ok=True)
     (datadir / MARKER).write_text("the tables beside this file were closed cleanly\n")
+
+
+def remember_published(datadir: Path, published: dict[int, int]) -> None:
+    """At a clean stop: up to where this worker published each partition's outboxes (the
+    changelog's end offset after the unit), so that the next start, keeping its tables,
+    does not publish its last outboxes again (streams/apply.py)."""
+    pending = datadir / f"{PUBLISHED}.tmp"
+    pending.write_text(json.dumps({str(p): o for p, o in published.items()}))
+    os.replace(pending, datadir / PUBLISHED)
+
+
+def remembered_published(datadir: Path) -> dict[int, int]:
+    """What the last clean stop remembered (consumed: only the next start trusts it)."""
+    path = datadir / PUBLISHED
+    try:
+        note = json.loads(path.read_text())
+        path.unlink()
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(note, dict):
+        return {}
+    return {int(p): int(o) for p, o in note.items()}

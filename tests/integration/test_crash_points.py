@@ -1,11 +1,12 @@
 """A worker killed at every phase boundary of the course agent's batch loses and doubles
 nothing (issue 22, decision 49).
 
-For each phase of streams/crash_points.py the session's worker is restarted with
-TEST_CRASH_AT=<phase>:2, so it SIGKILLs itself the second time a batch reaches that
-phase. Meanwhile other services' `user_enrolled` and `course-progress` records arrive
-(more learners than seats, exact repeats of records, progress reports). The worker is
-started again, cancellations and late enrolments follow through the API, and then:
+For each phase of streams/crash_points.py, other services' `user_enrolled` and
+`course-progress` records for two courses on two partitions wait while the session's
+worker is stopped (more learners than seats, exact repeats of records, progress
+reports); the worker is started with TEST_CRASH_AT=<phase>:1, so it SIGKILLs itself the
+first time a batch reaches that phase. It is started again, more records come,
+cancellations and late enrolments follow through the API, and then:
 
 - every source record is applied exactly once: a learner is enrolled (one
   `enrollment_created` event id) or refused (dead-lettered), never both;
@@ -135,12 +136,14 @@ async def test_a_crash_at_a_phase_boundary_loses_and_doubles_nothing(
 ) -> None:
     traffic = await _traffic(http, settings, phase)
     users = traffic.users
+    # Waiting while the worker is down, the records come as one backlog: its first batch
+    # spans both courses' partitions (as the phase between two local writes needs).
     worker.stop()
-    worker.start({"TEST_CRASH_AT": f"{phase}:2"}).wait_ready()
     for wave in (users[:3], users[3:6], users[6:8]):
         await _burst(settings, traffic.enrol_all(wave), "user-enrolled")
     await _burst(settings, traffic.again(users[1]), "user-enrolled")
     await _burst(settings, traffic.progress(users[0], "started"), "course-progress")
+    worker.start({"TEST_CRASH_AT": f"{phase}:1"})
     await _until_killed(worker, phase)
 
     worker.start().wait_ready()

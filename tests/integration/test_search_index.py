@@ -21,7 +21,13 @@ from course_management.catalog.elastic import ALIAS, current_index
 from course_management.catalog.replay import replay_catalog
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
-from tests.support import ADMIN, WorkerProcess, eventually_async, published_course
+from tests.support import (
+    ADMIN,
+    WorkerProcess,
+    eventually_async,
+    published_course,
+    readiness_says,
+)
 
 
 async def _found(http: aiohttp.ClientSession, marker: str, limit: int = 100) -> set[str]:
@@ -39,8 +45,7 @@ async def test_the_index_catches_up_after_elasticsearch_was_stopped_and_started(
         response = await http.get("/api/v1/courses", params={"q": marker + "x"})
         assert response.status == 503
         assert (await response.json())["type"].endswith("search-unavailable")
-        ready = await http.get("/readyz")
-        assert (await ready.json())["checks"]["search"] is False
+        await readiness_says(http, "search", False)
 
     await _catches_up_after_outage(http, http, local_stack.server("elasticsearch"), while_down)
 
@@ -60,8 +65,7 @@ async def test_the_postgres_catalog_catches_up_after_postgresql_was_stopped_and_
             response = await catalog.get("/api/v1/courses", params={"q": marker + "x"})
             assert response.status == 503, await response.text()
             assert (await response.json())["type"].endswith("search-unavailable")
-            ready = await catalog.get("/readyz")
-            assert (await ready.json())["checks"]["postgres"] is False
+            await readiness_says(catalog, "postgres", False)
             # Other reads of the database say so too, with a hint when to retry.
             mine = await http.get("/api/v1/users/someone/enrollments", headers=ADMIN)
             assert mine.status == 503, await mine.text()
