@@ -39,8 +39,8 @@ def discard_after_unclean_stop(datadir: Path, tabledir: Path) -> bool:
     marker = datadir / MARKER
     clean = marker.exists()
     marker.unlink(missing_ok=True)
-    if clean or not tabledir.exists() or not any(tabledir.iterdir()):
-        return False  # nothing held (a first start): nothing to discard
+    if clean or not tabledir.exists() or not any(p.suffix == ".db" for p in tabledir.iterdir()):
+        return False  # no store held (a first start): nothing to discard
     log.warning(
         "the last stop was not clean: local tables discarded, restoring them from changelogs",
         extra={"tabledir": str(tabledir)},

@@ -36,7 +36,7 @@ def test_tables_are_kept_after_a_clean_stop_and_the_marker_is_consumed(tmp_path:
 
 def test_a_first_start_has_nothing_to_discard(tmp_path: Path) -> None:
     assert discard_after_unclean_stop(tmp_path, tmp_path / "v1" / "tables") is False
-    (tmp_path / "v1" / "tables").mkdir(parents=True)  # made by Faust's settings
+    (tmp_path / "v1" / "tables" / "course-state-backups").mkdir(parents=True)  # by Faust
     assert discard_after_unclean_stop(tmp_path, tmp_path / "v1" / "tables") is False
 
 
