@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,7 +33,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from bench.local import local_worker
+from bench.local import local_worker, profiler
 from course_management.infra.avro import AvroCodec
 from course_management.infra.kafka import ensure_topics, new_producer, topic_partitions
 from course_management.ops.provisioning import register_schemas
@@ -194,7 +195,9 @@ async def peer(
         await producer.stop()
 
 
-async def run(base: str, bootstrap: str, registry: str, n: int) -> dict[str, float]:
+async def run(
+    base: str, bootstrap: str, registry: str, n: int, profile: Callable[[], Callable[[], None]]
+) -> dict[str, float]:
     async with aiohttp.ClientSession(base_url=base) as http:
         response = await http.post(
             "/api/v1/courses/create",
@@ -209,9 +212,11 @@ async def run(base: str, bootstrap: str, registry: str, n: int) -> dict[str, flo
     changelog_before = await _end_offsets(bootstrap, changelog(STATE_TABLE))
     batches_before = await _batch_sizes(base)
     started = time.perf_counter()
+    stop_profile = profile()
     await produce(bootstrap, "user-enrolled", records)
     await count_until(bootstrap, "enrollment-events", n, course["id"].encode())
     service = time.perf_counter() - started
+    stop_profile()
     written = await _end_offsets(bootstrap, changelog(STATE_TABLE)) - changelog_before
     print(f"changelog records per enrolment: {written / n:.3f} ({written} for {n})")
     print(
@@ -263,14 +268,34 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=12000)
     parser.add_argument("--png", type=str)
+    parser.add_argument("--profile", type=str, help="py-spy's raw stacks of the service part")
+    parser.add_argument(
+        "--split-sinks",
+        action="store_true",
+        help="the sinks in their own process (RUN_SINKS=false; decision 42)",
+    )
     args = parser.parse_args()
-    with local_worker() as (worker, settings):
+    extra = {"RUN_SINKS": "false"} if args.split_sinks else None
+    with local_worker(extra, sinks_apart=args.split_sinks) as (worker, settings):
+
+        def profile() -> Callable[[], None]:
+            if not args.profile or worker.proc is None:
+                return lambda: None
+            spy = profiler(worker.proc.pid, args.profile)
+
+            def stop() -> None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
+
+            return stop
+
         rates = asyncio.run(
             run(worker.base_url, settings.kafka_bootstrap_servers,
-                settings.schema_registry_url, args.n)
+                settings.schema_registry_url, args.n, profile)
         )  # fmt: skip
     service = rates["service"]
-    print(f"n={args.n} user_enrolled records, one worker, local stack on this machine")
+    shape = "sinks in their own process" if args.split_sinks else "sinks in the worker"
+    print(f"n={args.n} user_enrolled records, one worker ({shape}), local stack on this machine")
     for name, rate in rates.items():
         print(f"{name:<16}{rate:>10.0f} enrolments/s   service ÷ this: {service / rate:.2f}")
     if args.png:

@@ -23,22 +23,28 @@ BENCH_BUDGETS = {
 
 @contextmanager
 def local_worker(
-    extra_env: dict[str, str] | None = None, *, search: bool = False
+    extra_env: dict[str, str] | None = None, *, search: bool = False, sinks_apart: bool = False
 ) -> Iterator[tuple[WorkerProcess, Settings]]:
+    """The stack and one worker; `sinks_apart`: a `course-management sink` process too
+    (start the worker with RUN_SINKS=false)."""
     stack = LocalStack(search=search)
     env = stack.start()
     env.update({"JWT_SECRET": JWT_SECRET, "JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE})
     env.update(BENCH_BUDGETS)
-    worker = None
+    worker = sink = None
     try:
         settings = load_settings(**{k.lower(): v for k, v in env.items()})
         provision_all(settings)
         workdir = Path(tempfile.mkdtemp(prefix="cms-bench-"))
         worker = WorkerProcess(env, workdir).start(extra_env).wait_ready()
+        if sinks_apart:
+            sink = WorkerProcess(env, workdir, worker_id="bench-sink", command="sink")
+            sink.start().wait_ready()
         yield worker, settings
     finally:
-        if worker is not None:
-            worker.stop()
+        for process in (sink, worker):
+            if process is not None:
+                process.stop()
         stack.stop()
 
 

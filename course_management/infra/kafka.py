@@ -26,6 +26,7 @@ def new_producer(bootstrap: str) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=0,  # every send is awaited in order: lingering would only add latency
+        max_batch_size=512 * 1024,  # a batch's outbox goes as few record batches
         request_timeout_ms=30_000,
         # Dead letters may exceed 1 MiB (their topics allow it); other topics keep the
         # broker's 1 MiB, enforced by the broker.

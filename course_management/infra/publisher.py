@@ -14,6 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.partitioner import murmur2
 
 from course_management.infra.avro import AvroCodec
 from course_management.infra.dead_letters import dead_letter_record
@@ -39,6 +40,7 @@ class Publisher:
         self._codec = codec
         self._producer: AIOKafkaProducer | None = None  # made in start (needs the loop)
         self._topics: set[str] = set()  # as of the last metadata request (send_replies)
+        self._partition_counts: dict[str, int] = {}
         self._topics_at = 0.0
 
     async def start(self) -> None:
@@ -82,29 +84,47 @@ class Publisher:
         )
 
     async def send_encoded(self, records: list[RawRecord]) -> None:
-        """Send already encoded records in order; wait until the broker has all.
-
-        Each is appended to the producer in order (so one partition keeps their order),
-        then all acks are awaited together: one round trip instead of one per record.
-        """
-        pending = [
-            await self.producer.send(topic, value=value, key=key.encode(), headers=headers)
-            for topic, key, value, headers in records
-        ]
-        await asyncio.gather(*pending)
-        for topic, *_ in records:
-            EVENTS_PUBLISHED.labels(topic).inc()
+        """Send already encoded records (string keys) in order; wait until the broker has
+        all (`send_outgoing`)."""
+        await self.send_outgoing(
+            [(topic, key.encode(), value, headers) for topic, key, value, headers in records]
+        )
 
     async def send_outgoing(self, records: list[Outgoing]) -> None:
-        """Send encoded records (bytes keys, as a unit's outbox keeps them) in order; wait
-        until the broker has all (one round trip)."""
-        pending = [
-            await self.producer.send(topic, value=value, key=key, headers=headers)
-            for topic, key, value, headers in records
+        """Send encoded records (bytes keys, as a unit's outbox keeps them); wait until the
+        broker has all. They go as explicit record batches, one or more per partition in
+        the records' order (so each partition keeps it), partitioned as the producer
+        would: one call per batch instead of one per record, where a batch of 2,000
+        enrolments spent a fifth of its time (issue 22)."""
+        producer = self.producer
+        batches: dict[tuple[str, int], list[Any]] = {}
+        where: dict[tuple[str, bytes | None], int] = {}
+        for topic, key, value, headers in records:
+            partition = where.get((topic, key))
+            if partition is None:
+                partition = where[(topic, key)] = await self._partition(topic, key)
+            builders = batches.setdefault((topic, partition), [producer.create_batch()])
+            if builders[-1].append(key=key, value=value, timestamp=None, headers=headers) is None:
+                builders.append(producer.create_batch())  # full: the next (a first record fits)
+                builders[-1].append(key=key, value=value, timestamp=None, headers=headers)
+        sent = [
+            await producer.send_batch(builder, topic, partition=partition)
+            for (topic, partition), builders in batches.items()
+            for builder in builders
         ]
-        await asyncio.gather(*pending)
-        for topic, *_ in records:
-            EVENTS_PUBLISHED.labels(topic).inc()
+        await asyncio.gather(*sent)
+        for (topic, _), builders in batches.items():
+            EVENTS_PUBLISHED.labels(topic).inc(sum(b.record_count() for b in builders))
+
+    async def _partition(self, topic: str, key: bytes | None) -> int:
+        """The partition the producer's default partitioner gives `key` (murmur2, as Kafka's
+        Java client: one course's events on one partition)."""
+        count = self._partition_counts.get(topic)
+        if count is None:
+            count = self._partition_counts[topic] = len(await self.producer.partitions_for(topic))
+        if key is None:
+            return 0
+        return (murmur2(key) & 0x7FFFFFFF) % count
 
     async def send_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, reason: str, code: str

@@ -33,6 +33,15 @@ from course_management.tables.keys import course_of
 from course_management.topology import ENROLLMENT_EVENTS, spec
 
 EVENTS_SUBJECT = spec(ENROLLMENT_EVENTS).subject
+_APPLIED = {  # the counter of each event type, looked up once
+    kind: ENROLLMENTS_APPLIED.labels(kind)
+    for kind in (
+        "enrollment_created",
+        "enrollment_cancelled",
+        "progress_updated",
+        "course_completed",
+    )
+}
 
 
 async def user_enrolled(batch: Batch, item: Input) -> None:
@@ -52,9 +61,9 @@ async def user_enrolled(batch: Batch, item: Input) -> None:
     )
     stage_enrollment_change(batch, enroll.course_id, enroll.user_id, decision)
     await _stage_refused(batch, item, decision)
-    stage_answer(
-        batch, item, _reply(decision), marks_after(batch, enroll.course_id, enroll.user_id)
-    )
+    if item.from_request:  # a record from another service: nobody waits for an answer
+        marks = marks_after(batch, enroll.course_id, enroll.user_id)
+        stage_answer(batch, item, _reply(decision), marks)
 
 
 async def item_progress(batch: Batch, item: Input) -> None:
@@ -74,8 +83,9 @@ async def item_progress(batch: Batch, item: Input) -> None:
     )
     stage_enrollment_change(batch, progress.course_id, progress.user_id, decision)
     await _stage_refused(batch, item, decision)
-    marks = marks_after(batch, progress.course_id, progress.user_id)
-    stage_answer(batch, item, _reply(decision, progress_only=True), marks)
+    if item.from_request:
+        marks = marks_after(batch, progress.course_id, progress.user_id)
+        stage_answer(batch, item, _reply(decision, progress_only=True), marks)
 
 
 async def cancel_enrollment(batch: Batch, item: Input) -> None:
@@ -107,7 +117,7 @@ def stage_enrollment_change(
         [(ENROLLMENT_EVENTS, course_id, EVENTS_SUBJECT, event) for event in decision.events]
     )
     for event in decision.events:
-        ENROLLMENTS_APPLIED.labels(event["event_type"]).inc()
+        _APPLIED[event["event_type"]].inc()
     if decision.seats_taken is not None:
         batch.stage_seats(course_id, seat_change(batch.seats(course_id), decision.seats_taken))
         batch.stage_catalog(course_id)
