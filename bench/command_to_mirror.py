@@ -9,7 +9,8 @@ on Kafka, the mirror's sink, PostgreSQL. The peer, in the same run, at the same 
 an aiokafka producer (idempotent, acks=all) sends the same course as JSON to a topic; a
 consumer loop reads it and upserts it into a PostgreSQL table with asyncpg, then commits.
 Both are observed the same way: one poller asks PostgreSQL every 2 ms which of the
-pending titles are there. It prints p50, p95 and p99 for both and their ratios.
+pending titles are there; the first 2 s of each are a warm-up, not counted. It prints
+p50, p95 and p99 for both and their ratios, and the agent's own phase times.
 No threshold is asserted.
 """
 
@@ -37,17 +38,21 @@ from tests.support import auth
 INSTRUCTOR = auth("bench-instructor", "instructor", name="Bench Instructor")
 POLL_S = 0.002
 QS = (0.5, 0.95, 0.99)
-ANSWERED: list[float] = []  # the service's create answers (the part before the mirror)
+ANSWERED: dict[str, float] = {}  # title -> the service's answer (the part before the mirror)
+WARMUP_S = 2.0
 
 
 async def paced(
     rate: float, seconds: float, pool: asyncpg.Pool, table: str,
     send: Callable[[str], Awaitable[None]],
 ) -> list[float]:  # fmt: skip
-    """Send one title every 1/rate s; latency from each send until `table` has it."""
+    """Send one title every 1/rate s; latency from each send until `table` has it. The
+    first WARMUP_S of sends warm the path up (connections, metadata, the first batch on
+    each partition) and are not counted, for either side."""
     sent: dict[str, float] = {}
     done: dict[str, float] = {}
-    n = int(rate * seconds)
+    warmup = int(rate * WARMUP_S)
+    n = int(rate * seconds) + warmup
 
     async def poll() -> None:
         while len(done) < n:
@@ -69,7 +74,9 @@ async def paced(
         tasks.append(asyncio.create_task(send(title)))
     await asyncio.gather(*tasks)
     await asyncio.wait_for(poller, timeout=60)
-    return [done[t] - sent[t] for t in sent]
+    for title in list(sent)[:warmup]:
+        ANSWERED.pop(title, None)
+    return [done[t] - sent[t] for t in list(sent)[warmup:]]
 
 
 async def service(base: str, pool: asyncpg.Pool, rate: float, seconds: float) -> list[float]:
@@ -81,7 +88,7 @@ async def service(base: str, pool: asyncpg.Pool, rate: float, seconds: float) ->
             r = await http.post("/api/v1/courses/create", json=body | {"title": title},
                                 headers=INSTRUCTOR)  # fmt: skip
             assert r.status == 201, await r.text()
-            ANSWERED.append(time.perf_counter() - started)
+            ANSWERED[title] = time.perf_counter() - started
 
         return await paced(rate, seconds, pool, "courses", create)
 
@@ -131,32 +138,61 @@ async def peer(bootstrap: str, pool: asyncpg.Pool, rate: float, seconds: float) 
         await producer.stop()
 
 
+PHASES: dict[str, float] = {}
+
+
+async def phase_means(base: str) -> dict[str, float]:
+    """The worker's own timing of its batches (cms_agent_batch_seconds) and of its event
+    loop (cms_event_loop_lag_seconds): mean milliseconds of each."""
+    async with aiohttp.ClientSession() as http:
+        text = await (await http.get(f"{base}/metrics")).text()
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        for family in ("cms_agent_batch_seconds", "cms_event_loop_lag_seconds"):
+            if line.startswith((f"{family}_sum", f"{family}_count")):
+                name = (
+                    line.split('phase="', 1)[1].split('"', 1)[0] if "phase=" in line else "loop lag"
+                )
+                target = sums if "_sum" in line.split("{")[0].split(" ")[0] else counts
+                target[name] = float(line.rsplit(" ", 1)[1])
+    return {name: 1000 * sums[name] / counts[name] for name in sums if counts.get(name)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--png", type=Path)
+    parser.add_argument(
+        "--split-sinks",
+        action="store_true",
+        help="the sinks in their own process (RUN_SINKS=false; decision 42)",
+    )
     args = parser.parse_args()
 
     async def both(base: str, bootstrap: str, database_url: str) -> dict[str, list[float]]:
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
         try:
             ours = await service(base, pool, args.rate, args.seconds)
+            PHASES.update(await phase_means(base))
             theirs = await peer(bootstrap, pool, args.rate, args.seconds)
             return {
                 "service: create -> mirror": ours,
                 "peer: aiokafka -> asyncpg": theirs,
-                "(service: create answered)": ANSWERED,
+                "(service: create answered)": list(ANSWERED.values()),
             }
         finally:
             await pool.close()
 
-    with local_worker() as (worker, settings):
+    extra = {"RUN_SINKS": "false"} if args.split_sinks else None
+    with local_worker(extra, sinks_apart=args.split_sinks) as (worker, settings):
         results = asyncio.run(
             both(worker.base_url, settings.kafka_bootstrap_servers, settings.database_url)
         )
     ours, theirs, _ = results.values()
-    print(f"{args.rate:g} per second for {args.seconds:g} s, one worker, local stack")
+    shape = "sinks in their own process" if args.split_sinks else "sinks in the worker"
+    print(f"{args.rate:g} per second for {args.seconds:g} s, one worker ({shape}), local stack")
     print(f"{'path':<30}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
     for name, samples in results.items():
         print(
@@ -165,6 +201,9 @@ def main() -> None:
         )
     ratios = [f"p{int(q * 100)} {percentile(ours, q) / percentile(theirs, q):.2f}" for q in QS]
     print("service ÷ peer: " + ", ".join(ratios))
+    print("the agent's batch, mean ms per phase: " + ", ".join(
+        f"{phase} {ms:.2f}" for phase, ms in PHASES.items()
+    ))  # fmt: skip
     if args.png:
         from bench.plots import distributions
 

@@ -52,6 +52,7 @@ from course_management.infra.metrics import (
     EVENT_LOOP_LAG,
     READY,
     REBALANCES,
+    observe_gc_pauses,
 )
 from course_management.infra.probes import Probe, Probes
 from course_management.infra.publisher import Publisher
@@ -296,6 +297,7 @@ class Worker(Service):
         await self.app.tables.recovery.completed.wait()
         gc.collect()
         gc.freeze()
+        observe_gc_pauses()
         log.info("heap frozen after recovery", extra={"objects": gc.get_freeze_count()})
 
     def changelog_stores(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from mode import Service
 
 from course_management.infra.dead_letters import UNPROCESSABLE, DeadLetter
+from course_management.infra.kafka import FETCH_MAX_WAIT_MS
 from course_management.infra.logs import log_context
 from course_management.infra.metrics import CONSUMER_LAG
 from course_management.infra.retrying import until_published
@@ -87,6 +88,7 @@ class GroupConsumer(Service):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=BATCH,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             client_id=self.group_id,
             **self.membership.consumer_options(),
         )

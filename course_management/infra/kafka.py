@@ -18,6 +18,12 @@ log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
 
+# How long a consumer's fetch waits on the broker for records. aiokafka keeps one fetch in
+# flight per broker: a partition whose records were just taken waits for the fetch in
+# flight for the others to return, up to this long (streams/faust_compat.py, item 7).
+# 20 ms: an idle consumer asks 50 times a second, a cheap request.
+FETCH_MAX_WAIT_MS = 20
+
 
 def new_producer(bootstrap: str) -> AIOKafkaProducer:
     """Idempotent producer, acks from all in-sync replicas: an acked send is durable."""

@@ -99,3 +99,27 @@ EVENT_LOOP_LAG = Histogram(
     "How late the worker's event loop woke a 250 ms sleeper",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+
+GC_PAUSE = Histogram(
+    "cms_gc_pause_seconds",
+    "How long one garbage collection held the process, by generation",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+
+
+def observe_gc_pauses() -> None:
+    """Time every collection (gc.callbacks), so that a tail can be told from a GC pause."""
+    import gc
+    import time
+
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - started[0])
+
+    if callback not in gc.callbacks:
+        gc.callbacks.append(callback)

@@ -39,6 +39,7 @@ class Publisher:
         self._bootstrap = bootstrap
         self._codec = codec
         self._producer: AIOKafkaProducer | None = None  # made in start (needs the loop)
+        self._replies: AIOKafkaProducer | None = None
         self._topics: set[str] = set()  # as of the last metadata request (send_replies)
         self._partition_counts: dict[str, int] = {}
         self._topics_at = 0.0
@@ -46,10 +47,21 @@ class Publisher:
     async def start(self) -> None:
         self._producer = new_producer(self._bootstrap)
         await self._producer.start()
+        # Replies have their own producer: the idempotent one keeps one request in flight
+        # per broker, so a reply waited behind the batch's outbox (issue 22). A reply lost
+        # to a broker failure is a request that times out and is retried (idempotently).
+        self._replies = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            acks=1,
+            linger_ms=0,
+            client_id="course-management-replies",
+        )
+        await self._replies.start()
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
+        for producer in (self._producer, self._replies):
+            if producer is not None:
+                await producer.stop()
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -150,7 +162,8 @@ class Publisher:
         for topic, key, subject, value in await self._to_live_topics(replies):
             encoded = self._codec.encode(subject, value)
             try:  # waits only when the client has no metadata for the topic
-                sending = self.producer.send(topic, value=encoded, key=key.encode())
+                assert self._replies is not None
+                sending = self._replies.send(topic, value=encoded, key=key.encode())
                 sent.append((topic, await asyncio.wait_for(sending, REPLY_SEND_TIMEOUT_S)))
             except TimeoutError:
                 self._drop_reply(topic, None)

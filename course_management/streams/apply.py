@@ -9,9 +9,9 @@ The order (decision 49, which amends decision 3):
 2. **Local stores.** Each unit is written into its partition's RocksDB store in one
    write batch, with the offset Faust resumes after.
 3. **Outboxes.** The events, dead letters, rating and catalog entries, all partitions at
-   once, and their acks awaited.
-4. **Redis**: each course and enrollment the batch touched, as it left them.
-5. **Replies** to the waiting requests.
+   once; meanwhile
+4. **Redis**: each course and enrollment the batch touched, as it left them, then
+5. **replies** to the waiting requests; then the outboxes' acks are awaited.
 
 The inputs are acked after that (streams/agent.py). A crash anywhere before 1 is acked
 leaves nothing: the inputs are decided again, in whatever order they come, and nothing
@@ -281,19 +281,12 @@ class BatchApplier:
             CHANGELOG_RECORDS_WRITTEN.inc(len(records))
         crash.reached("local-written")
         local_done = time.perf_counter()
+        # The outbox, Redis and the replies at once: the unit is durable, so none waits
+        # for another, except that Redis comes before the replies (decision 22).
         outgoing = [record for p in units for record in outboxes[p].records]
-        if outgoing:
-            pending = asyncio.ensure_future(self._sends.send_outgoing(outgoing))
-            await asyncio.sleep(0)  # the records are in the producer's hands
-            crash.reached("outbox-sent")
-            try:
-                await pending
-            except Exception:  # an outage: send them again until the broker has them
-                await until_published(functools.partial(self._sends.send_outgoing, outgoing))
-        for partition in units:
-            self._published[partition] = self._next[partition]
-        crash.reached("outbox-acked")
-        published = time.perf_counter()
+        publishing = asyncio.ensure_future(self._publish(outgoing))
+        await asyncio.sleep(0)  # the records are in the producer's hands
+        crash.reached("outbox-sent")
         courses: list[CourseEntry] = []
         enrollments: list[EnrollmentEntry] = []
         for partition in units:
@@ -313,11 +306,22 @@ class BatchApplier:
         if replies:  # to the workers still there (a stopped one deleted its topic)
             await until_published(functools.partial(self._sends.send_replies, replies))
         crash.reached("replied")
+        answered = time.perf_counter()
+        await publishing
+        for partition in units:
+            self._published[partition] = self._next[partition]
+        crash.reached("outbox-acked")
         PHASE_SECONDS["unit"].observe(unit_done - started)
         PHASE_SECONDS["local"].observe(local_done - unit_done)
-        PHASE_SECONDS["publish"].observe(published - local_done)
-        PHASE_SECONDS["cache"].observe(cached - published)
-        PHASE_SECONDS["answer"].observe(time.perf_counter() - cached)
+        PHASE_SECONDS["cache"].observe(cached - local_done)
+        PHASE_SECONDS["answer"].observe(answered - cached)
+        PHASE_SECONDS["publish"].observe(time.perf_counter() - local_done)
+
+    async def _publish(self, records: list[Outgoing]) -> None:
+        """The outboxes' records, until the broker has them all (a repeat after a timeout
+        may send some twice: the same records, the same ids)."""
+        if records:
+            await until_published(functools.partial(self._sends.send_outgoing, records))
 
     async def _send(self, partition: int, records: list[UnitRecord]) -> asyncio.Future[Any]:
         return await until_published(

@@ -20,10 +20,11 @@ PHASES = (
     "unit-acked",  # the units durable, the local store not written
     "local-partial",  # one partition's local store written, not the others'
     "local-written",  # every local store written, the outboxes not sent
-    "outbox-sent",  # the outboxes handed to the producer, not acked
-    "outbox-acked",  # the events, catalog entries and dead letters durable, Redis not
+    "outbox-sent",  # the outboxes handed to the producer, not acked; Redis not written
     "cached",  # Redis written, the replies not sent
-    "replied",  # the replies sent, the inputs not acked nor committed
+    "replied",  # the replies sent, the outboxes maybe not acked
+    "outbox-acked",  # the events, catalog entries and dead letters durable, the inputs
+    # not acked nor committed
     "restoring",  # the restore before start has written part of a changelog
 )
 
