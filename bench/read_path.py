@@ -9,7 +9,9 @@ run on the same machine (wrk uses one thread, the service or peer the other core
 - the peer `one-get`: an aiohttp handler doing one Redis GET of those bytes;
 - the service's `GET /api/v1/courses/{id}` (a student's token);
 - the service's access check `GET /api/v1/courses/{id}/enrollments/{userId}` (a service
-  token), and `/healthz`.
+  token), and `/healthz`;
+- the course read by an anonymous client far over its budget (the worker restarted with
+  60 reads a minute per caller): its 429s, to set against the reads served.
 It prints requests per second and p50/p99 for each, and the ratios the issue asks for:
 throughput against `one-get` (target 0.7) and `bare`, p99 against `one-get` (target at
 most 3x). No threshold is asserted. `--png` draws the distributions.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +34,7 @@ from typing import Any
 import aiohttp
 
 from bench.load import Load, wrk
-from bench.local import local_worker
+from bench.local import local_worker, profiler
 from devstack.processes import free_port
 from tests.support import auth
 
@@ -123,6 +126,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--png", type=Path)
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--profile", type=str, help="py-spy's raw stacks of GET course")
     parser.add_argument(
         "--worker-env",
         action="append",
@@ -170,11 +174,16 @@ def main() -> None:
             finally:
                 peer_proc.terminate()
                 peer_proc.wait()
+        spy = profiler(worker.proc.pid, args.profile) if args.profile and worker.proc else None
+        course_read = run("GET course (student)", f"{base}/api/v1/courses/{course_id}", STUDENT)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         loads = [
             bare,
             peer,
             script,
-            run("GET course (student)", f"{base}/api/v1/courses/{course_id}", STUDENT),
+            course_read,
             run(
                 "GET enrollment (service)",
                 f"{base}/api/v1/courses/{course_id}/enrollments/bench-student",
@@ -182,11 +191,22 @@ def main() -> None:
             ),
             run("GET /healthz", f"{base}/healthz"),
         ]
+        # An anonymous client far over its budget: the worker again with 60 reads a
+        # minute per caller, so nearly every answer is a 429 (issue 22: a refusal must
+        # cost less than a served read).
+        worker.stop()
+        worker.start({**extra, "RATE_LIMIT_READS_PER_MINUTE": "60"}).wait_ready()
+        loads.append(run("GET course over budget (429)", f"{base}/api/v1/courses/{course_id}"))
     print(
         f"wrk -t1 -c{args.connections} -d{args.seconds}s, one worker, local stack; "
         f"response {len(body)} bytes"
     )
     print("\n".join(report(loads, peer, bare)))
+    served, refused = loads[3], loads[-1]
+    print(
+        f"429s per second ÷ reads served per second: {refused.rps / served.rps:.2f} "
+        f"({refused.non2xx} of the over-budget answers were not 200)"
+    )
     if args.json:
         args.json.write_text(json.dumps([load.__dict__ for load in loads], indent=1))
     if args.png:

@@ -15,8 +15,11 @@ agent waits for it, decision 22) and failing fast sheds their load.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -84,7 +87,7 @@ def rate_limit_middleware(
         )
         if endpoint.read_spends_limit and not write:
             request[CHARGE_KEY] = charge
-            response = await _answer(request, handler)
+            response = await _answer(request, handler, charge)
             # Spent by the read's script, or now if the route answered before reading.
             return _decided(charge, await _spent(charge, limiter, bypass), response)
         decision = await _spent(charge, limiter, bypass)
@@ -105,10 +108,14 @@ def rate_limit_middleware(
     return rate_limit
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _answer(
+    request: web.Request, handler: Handler, charge: Charge | None = None
+) -> web.StreamResponse | None:
     try:
         return await handler(request)
     except Problem as problem:  # a 4xx of the route: it still spent the budget
+        if charge is not None and charge.decision is not None and not charge.decision.allowed:
+            return None  # refused by the read's own script: the 429 replaces it
         return problem_response(problem)
 
 
@@ -123,6 +130,30 @@ async def _spent(charge: Charge, limiter: RateLimiter, bypass: ReadBypass) -> De
     return decision
 
 
+class _Refused(dict[str, Any]):
+    """The refusal counter of each budget, made once."""
+
+    def __missing__(self, name: str) -> Any:
+        child = self[name] = RATE_LIMITED.labels(name, "refused")
+        return child
+
+
+_REFUSED = _Refused()
+
+
+@functools.lru_cache(maxsize=1024)
+def _refusal_body(name: str, quota: int, window_s: int, retry_after_s: int) -> bytes:
+    """The 429 problem's bytes, made once per budget and wait (a refusal must cost less
+    than a served read)."""
+    problem = Problem.of(
+        429,
+        "rate-limited",
+        f"over the {name} budget of {quota} requests per {window_s} s; "
+        f"retry after {retry_after_s} s",
+    )
+    return json.dumps(problem.to_dict()).encode()
+
+
 def _decided(
     charge: Charge, decision: Decision | None, response: web.StreamResponse | None
 ) -> web.StreamResponse:
@@ -135,14 +166,11 @@ def _decided(
     budget = charge.budget
     headers = _headers(budget, decision)
     if not decision.allowed:
-        RATE_LIMITED.labels(budget.name, "refused").inc()
-        return problem_response(
-            Problem.of(
-                429,
-                "rate-limited",
-                f"over the {budget.name} budget of {budget.quota} requests per "
-                f"{budget.window_s} s; retry after {decision.retry_after_s} s",
-            ),
+        _REFUSED[budget.name].inc()
+        return web.Response(
+            status=429,
+            body=_refusal_body(budget.name, budget.quota, budget.window_s, decision.retry_after_s),
+            content_type="application/problem+json",
             headers={**headers, "Retry-After": str(decision.retry_after_s)},
         )
     assert response is not None

@@ -35,12 +35,6 @@ start with one line naming it, instead of failing later in a rebalance or a comm
 6. Taking the backlog (`take_backlog`): Faust's `take_events` with another rule for when
    a batch is ready. It uses the stream's `_processors`, `_enable_passive`,
    `current_event`, `enable_acks` and `channel.queue` exactly as `take_events` does.
-7. The consumer's fetch wait (`AIOKafkaConsumerThread._create_worker_consumer`, and the
-   aiokafka consumer's `_fetch_max_wait_ms` before it starts). Faust sets 1,500 ms, and
-   aiokafka keeps one fetch in flight per broker: a partition whose records were just
-   taken is fetched again only when the fetch in flight for the others returns, up to
-   that wait. A command then waited for the next command on another partition, or for
-   the 1.5 s: the tail of an answer (issue 22). FETCH_MAX_WAIT_MS instead.
 """
 
 from __future__ import annotations
@@ -54,15 +48,11 @@ from contextvars import ContextVar
 from typing import Any
 
 import faust.streams
-from aiokafka import AIOKafkaConsumer
 from faust.stores import STORES
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import Stream
 from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-from course_management.infra.kafka import FETCH_MAX_WAIT_MS
 
 # The consumer's instance attributes used here (set in its methods, so checked by name).
 CONSUMER_ATTRIBUTES = (
@@ -109,10 +99,6 @@ def check() -> None:
             raise FaustChanged(f"faust.streams.Stream.{name} is gone")
     if "_processors" not in Stream.add_processor.__code__.co_names:
         raise FaustChanged("faust's Stream no longer keeps self._processors")
-    if not callable(getattr(AIOKafkaConsumerThread, "_create_worker_consumer", None)):
-        raise FaustChanged("AIOKafkaConsumerThread._create_worker_consumer is gone")
-    if "_fetch_max_wait_ms" not in AIOKafkaConsumer.start.__code__.co_names:
-        raise FaustChanged("aiokafka's consumer no longer starts with self._fetch_max_wait_ms")
 
 
 # -- 1. the commit offset ---------------------------------------------------------------
@@ -132,7 +118,6 @@ def _new_offset(self: Any, tp: Any) -> int | None:
 def apply_fixes() -> None:
     """Install the corrections and register the course-state store (idempotent)."""
     Consumer._new_offset = _new_offset
-    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
     from course_management.tables.store import STORE_SCHEME
 
     STORES.aliases[STORE_SCHEME] = "course_management.tables.store:UnitStore"
@@ -142,17 +127,6 @@ def upstream_new_offset(consumer: Any, tp: Any) -> int | None:
     """Faust's own `_new_offset`, for the test that shows its bug."""
     result: int | None = _upstream_new_offset(consumer, tp)
     return result
-
-
-# -- 7. the fetch wait -------------------------------------------------------------------
-
-_upstream_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
-
-
-def _create_worker_consumer(self: Any, transport: Any) -> Any:
-    consumer = _upstream_create_worker_consumer(self, transport)
-    consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-    return consumer
 
 
 # -- 2. the current event ---------------------------------------------------------------
