@@ -50,9 +50,12 @@ from course_management.infra.database import Database
 from course_management.infra.kafka import delete_topic, ensure_topics
 from course_management.infra.metrics import (
     EVENT_LOOP_LAG,
+    PROCESS_RSS,
     READY,
     REBALANCES,
+    ROCKSDB_MEMORY,
     observe_gc_pauses,
+    resident_bytes,
 )
 from course_management.infra.probes import Probe, Probes
 from course_management.infra.publisher import Publisher
@@ -88,6 +91,7 @@ log = logging.getLogger(__name__)
 
 PROBE_EVERY_S = 1.0  # one server probed per tick (infra/probes.py)
 TOPICS_EVERY_S = 1.0
+MEMORY_EVERY_S = 10.0
 LOOP_LAG_EVERY_S = 0.25
 STOP_STEP_S = 10.0  # the longest one step of the stop may take
 
@@ -332,6 +336,13 @@ class Worker(Service):
             await self.publisher.refresh_topics()
         except Exception:  # the broker away: readiness says so, the next tick tries again
             log.debug("topics not read", exc_info=True)
+
+    @Service.timer(MEMORY_EVERY_S)
+    async def _report_memory(self) -> None:
+        """The process's RSS beside RocksDB's own memory (bench/soak.py reads both)."""
+        for kind, size in self.course_state.data.memory().items():
+            ROCKSDB_MEMORY.labels(kind).set(size)
+        PROCESS_RSS.set(resident_bytes())
 
     @Service.task
     async def _measure_loop_lag(self) -> None:

@@ -123,3 +123,23 @@ def observe_gc_pauses() -> None:
 
     if callback not in gc.callbacks:
         gc.callbacks.append(callback)
+
+
+ROCKSDB_MEMORY = Gauge(
+    "cms_rocksdb_memory_bytes",
+    "RocksDB's own memory in the course-state store, by kind (memtables, block cache, readers)",
+    ["kind"],
+)
+PROCESS_RSS = Gauge("cms_process_resident_bytes", "The worker's resident memory (VmRSS)")
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux: VmRSS in /proc/self/status; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

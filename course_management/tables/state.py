@@ -20,7 +20,7 @@ from typing import Any
 
 import faust
 
-from course_management.tables.store import store_url
+from course_management.tables.store import ROCKSDB_OPTIONS, store_url
 from course_management.topology import STATE_TABLE, UNIT_MAX_BYTES
 
 
@@ -32,6 +32,7 @@ def define_state_table(app: faust.App, partitions: int) -> Any:
         value_type=None,
         partitions=partitions,
         store=store_url(STATE_TABLE),
+        options=dict(ROCKSDB_OPTIONS),
         extra_topic_configs={"max.message.bytes": str(UNIT_MAX_BYTES + 64 * 1024)},
         help="course, enrollments, seats, tracking and outbox of each partition",
     )
