@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # this phase boundary of the course agent's batch, `<phase>[:<n>]` (the n-th time it
     # gets there; streams/crash_points.py lists the phases). Never set in production.
     test_crash_at: str | None = None
+    # Tests only (tests/integration/test_start_during_outage.py): the worker waits before
+    # this step of its start-up while a file `paused-at-<step>` exists in its data folder,
+    # so a test can stop a server just then. Never set in production.
+    test_pause_at: str | None = None
     upload_multipart_threshold_bytes: Annotated[int, Field(ge=5 * 1024 * 1024)] = 100 * 1024 * 1024
     upload_part_size_bytes: Annotated[int, Field(ge=5 * 1024 * 1024)] = 64 * 1024 * 1024
 

@@ -71,7 +71,7 @@ from course_management.streams.agent import register_course_agent
 from course_management.streams.app import build_app
 from course_management.streams.apply import BatchApplier
 from course_management.streams.batch import Batch
-from course_management.streams.crash_points import CrashPoints
+from course_management.streams.crash_points import CrashPoints, paused_before
 from course_management.streams.partition_watch import PartitionWatch
 from course_management.streams.router import EnrollmentRouter
 from course_management.tables.restore import (
@@ -154,25 +154,27 @@ class Worker(Service):
         a worker restarted while the broker restarts waits instead of exiting."""
         settings = self.settings
 
-        async def step(call: Callable[[], Awaitable[Any]]) -> None:
+        async def step(name: str, call: Callable[[], Awaitable[Any]]) -> None:
+            await paused_before(name, settings, Path(self.app.conf.datadir))
             await until_started(call, settings.startup_wait_seconds)
 
-        await step(lambda: register_schemas(self.codec))
-        await step(self.publisher.start)
-        await step(self.publisher.refresh_topics)
-        await step(self.changelog.start)
+        await step("registry", lambda: register_schemas(self.codec))
+        await step("publisher", self.publisher.start)
+        await step("topics", self.publisher.refresh_topics)
+        await step("changelog", self.changelog.start)
         await step(
+            "reply-topic",
             lambda: ensure_topics(
                 settings.kafka_bootstrap_servers,
                 [TopicSpec(self.replies.topic, None, REPLY_TOPIC_CONFIG, partitions=1)],
                 1,
-            )
+            ),
         )
-        await step(self.replies.start)
+        await step("replies", self.replies.start)
         await self.database.start()  # its pool connects on first use
         self._groups = self._consumer_groups()
         for group in self._groups:
-            await step(group.start)
+            await step("groups", group.start)
         await self.content.start()
         await self.partition_watch.start()
         self._runner = web.AppRunner(

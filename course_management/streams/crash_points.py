@@ -8,9 +8,12 @@ costs one comparison.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
+from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +50,19 @@ class CrashPoints:
             log.critical("TEST_CRASH_AT: crashing", extra={"phase": phase})
             logging.shutdown()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+START_STEPS = ("registry", "publisher", "topics", "changelog", "reply-topic", "replies", "groups")
+
+
+async def paused_before(step: str, settings: Any, datadir: Path) -> None:
+    """Tests only (TEST_PAUSE_AT=<step>): before that start-up step, wait while the file
+    `paused-at-<step>` the worker made in its data folder exists (the test removes it
+    once it has stopped a server)."""
+    if settings.test_pause_at != step:
+        return
+    marker = datadir / f"paused-at-{step}"
+    marker.write_text("remove this file to let the worker go on\n")
+    log.warning("TEST_PAUSE_AT: paused", extra={"step": step})
+    while marker.exists():  # noqa: ASYNC110 - a file another process removes: polled
+        await asyncio.sleep(0.05)

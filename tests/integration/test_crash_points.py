@@ -26,6 +26,7 @@ import json
 import signal
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -325,3 +326,51 @@ async def _table(settings: Settings, course_id: str) -> dict[str, Any]:
         if key == course_id or key.startswith((f"{course_id}:", f"{course_id}#")):
             state[key] = json.loads(record.value) if record.value is not None else None
     return state
+
+
+async def test_a_paused_worker_that_outlives_its_session_writes_nothing_that_counts(
+    http: aiohttp.ClientSession,
+    settings: Settings,
+    worker: WorkerProcess,
+    stack_env: dict[str, str],
+    workdir: Path,
+) -> None:
+    """The session's worker is paused (SIGSTOP) in the middle of a backlog, past its
+    session; a second worker takes its partitions and goes on; the first resumes
+    (SIGCONT) with a batch in hand. A unit it appends now lands after the second's and is
+    not placed: it stops before publishing anything (exit 75), or it finds itself
+    revoked. Either way every invariant holds, from the placed records only."""
+    traffic = await _traffic(http, settings, "paused")
+    worker.stop()  # a backlog for the first batch to hold, then the pause
+    await _burst(settings, traffic.enrol_all(traffic.users[:8]), "user-enrolled")
+    await _burst(settings, traffic.progress(traffic.users[0], "started"), "course-progress")
+    worker.start().wait_ready()
+    assert worker.proc is not None
+    worker.proc.send_signal(signal.SIGSTOP)
+    other = WorkerProcess(stack_env, workdir, worker_id="test-worker-took-over")
+    try:
+        other.start().wait_ready(120)
+        await _burst(settings, traffic.enrol_all(traffic.users[8:]), "user-enrolled")
+        for course in traffic.courses:
+            await _settled(settings, traffic, course, traffic.users)
+        worker.proc.send_signal(signal.SIGCONT)
+        async with aiohttp.ClientSession(base_url=other.base_url) as via_other:
+            for course in traffic.courses:
+                await _check(via_other, settings, traffic, course)
+        misplaced = [
+            r
+            for r in await _all(settings, changelog(STATE_TABLE))
+            if not is_placed(r.offset, r.headers)
+        ]
+        print(f"records not placed (a fenced writer's): {len(misplaced)}")
+    finally:
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.proc.send_signal(signal.SIGCONT)
+        other.stop()
+        other.keep_log()
+        if worker.proc is None or worker.proc.poll() is not None:
+            assert worker.proc is None or worker.proc.returncode in (75, 0, -signal.SIGTERM), (
+                worker.log_tail()
+            )
+            worker.start()
+        worker.wait_ready(120)

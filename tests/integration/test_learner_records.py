@@ -16,7 +16,13 @@ from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
 from course_management.infra.kafka import topic_partitions
 from course_management.ops.provisioning import register_schemas
-from course_management.topology import APP_ID, COURSE_PROGRESS, ROUTER_GROUP, USER_ENROLLED
+from course_management.topology import (
+    APP_ID,
+    COURSE_COMMANDS,
+    COURSE_PROGRESS,
+    ROUTER_GROUP,
+    USER_ENROLLED,
+)
 from tests.support import (
     ADMIN,
     OWNER,
@@ -243,18 +249,18 @@ async def _end_offsets(settings: Settings, topics: list[str]) -> dict[Any, int]:
         await consumer.stop()
 
 
-async def _rewind_router(settings: Settings) -> int:
-    """The router's group back to the beginning of its source topics (the group is empty:
-    its worker is stopped). Returns how many records will be replayed."""
+async def _rewind(settings: Settings, group: str, topics: tuple[str, ...]) -> int:
+    """A group back to the beginning of its topics (the group is empty: its worker is
+    stopped). Returns how many records will be replayed."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=ROUTER_GROUP,
+        group_id=group,
         enable_auto_commit=False,
     )
     await consumer.start()
     try:
         tps: list[TopicPartition] = []
-        for topic in (USER_ENROLLED, COURSE_PROGRESS):
+        for topic in topics:
             tps.extend(await topic_partitions(settings.kafka_bootstrap_servers, topic))
         consumer.assign(tps)
         beginning = await consumer.beginning_offsets(tps)
@@ -271,7 +277,8 @@ async def test_replaying_the_source_topics_from_the_beginning_changes_nothing(
 ) -> None:
     """Finding 6: after enrol, progress, cancel, re-enrol and complete (through the API and
     from another service), the router's offsets are lost and every source record is read
-    again: no table, mirror row, seat count or event changes. (Runs with the tests that
+    again, and the course agent's group too reads both its topics from the beginning
+    (issue 22): no table, mirror row, seat count or event changes. (Runs with the tests that
     restart workers: it stops the session's.)"""
     course = await published_course(http, modules=[TWO_ITEMS], capacity=5)
     cid = course["id"]
@@ -302,9 +309,11 @@ async def test_replaying_the_source_topics_from_the_beginning_changes_nothing(
     outputs = ["enrollment-events", "course-events", f"{APP_ID}-catalog"]
 
     async def quiet() -> bool:
-        ends = await _end_offsets(settings, [USER_ENROLLED, COURSE_PROGRESS, inputs])
+        ends = await _end_offsets(
+            settings, [USER_ENROLLED, COURSE_PROGRESS, inputs, COURSE_COMMANDS]
+        )
         routed = await _committed(settings, ROUTER_GROUP, [USER_ENROLLED, COURSE_PROGRESS])
-        applied = await _committed(settings, APP_ID, [inputs])
+        applied = await _committed(settings, APP_ID, [inputs, COURSE_COMMANDS])
         return all(routed.get(tp, ends[tp]) >= ends[tp] for tp in routed) and all(
             applied[tp] >= ends[tp] for tp in applied
         )
@@ -336,13 +345,15 @@ async def test_replaying_the_source_topics_from_the_beginning_changes_nothing(
         assert before[0]["status"] == "completed"
 
         worker.stop()
-        replayed = await _rewind_router(settings)
-        assert replayed > 0
+        # The router's group and the course agent's, both from the beginning.
+        assert await _rewind(settings, ROUTER_GROUP, (USER_ENROLLED, COURSE_PROGRESS)) > 0
+        assert await _rewind(settings, APP_ID, (COURSE_COMMANDS, inputs)) > 0
         worker.start().wait_ready()
         await eventually_async(quiet, deadline_s=180, what="the replay routed and applied")
         async with aiohttp.ClientSession(base_url=worker.base_url) as fresh:
             metrics = await (await fresh.get("/metrics")).text()
-            assert 'cms_inputs_skipped_total{reason="replayed"' in metrics
+            assert 'cms_inputs_skipped_total{reason="replayed"' in metrics  # re-forwards
+            assert 'cms_inputs_skipped_total{reason="repeat"' in metrics  # the agent's own
             assert await state_via(fresh) == before
         assert await _end_offsets(settings, outputs) == produced  # no event at all
     finally:

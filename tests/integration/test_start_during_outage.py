@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from course_management.streams.crash_points import START_STEPS
 from tests.support import WorkerProcess, eventually, http_get_json
 
 pytestmark = pytest.mark.rebalances
@@ -70,4 +71,53 @@ def test_a_worker_restarted_while_the_broker_is_down_waits_for_it(
         assert "local tables restored from their changelogs before start" in worker.log_text()
     finally:
         worker.stop()
+        worker.keep_log()
+
+
+@pytest.mark.parametrize("step", START_STEPS)
+def test_each_start_up_step_waits_out_an_outage(
+    step: str, local_stack: Any, stack_env: dict[str, str], provisioned: Any, workdir: Path
+) -> None:
+    """Issue 22: a worker restarted while the broker restarted got past the first contact,
+    then exited when its publisher started. Each step of the start that talks to a server
+    now waits out its outage (STARTUP_WAIT_SECONDS): the worker is paused before the step
+    (TEST_PAUSE_AT), the server stopped, the worker let go into the step; it waits, and
+    becomes ready once the server is back."""
+    server = local_stack.server("schema-registry" if step == "registry" else "kafka")
+    worker = WorkerProcess(stack_env, workdir, worker_id=f"test-worker-step-{step}")
+    marker = workdir / "worker-data" / worker.worker_id / f"paused-at-{step}"
+    worker.start({"TEST_PAUSE_AT": step})
+    try:
+        eventually(lambda: marker.exists(), 90, f"the worker paused before {step}")
+        server.stop()
+        try:
+            marker.unlink()  # into the step, with its server down
+            eventually(
+                lambda: "Retrying " in worker.log_text().split('"TEST_PAUSE_AT: paused"')[-1],
+                60,
+                f"the worker waiting in {step}",
+            )
+            assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
+        finally:
+            server.restart()
+        worker.wait_ready(120)
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+        worker.keep_log()
+
+
+def test_a_stop_during_a_broker_outage_ends(
+    local_stack: Any, stack_env: dict[str, str], provisioned: Any, workdir: Path
+) -> None:
+    """SIGTERM while the broker is down: every step of the stop is bounded, the process
+    ends (no hang waiting for a broker that does not answer)."""
+    kafka = local_stack.server("kafka")
+    worker = WorkerProcess(stack_env, workdir, worker_id="test-worker-stop-outage")
+    worker.start().wait_ready(120)
+    kafka.stop()
+    try:
+        code = worker.stop(timeout=150)
+        assert code is not None and code >= 0, f"ended by SIGKILL: {worker.log_tail()}"
+    finally:
+        kafka.restart()
         worker.keep_log()
