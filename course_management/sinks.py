@@ -32,7 +32,7 @@ from course_management.infra.database import Database
 from course_management.infra.dead_letters import DeadLetter
 from course_management.infra.logs import logging_config
 from course_management.infra.publisher import Publisher
-from course_management.infra.retrying import until_broker_answers
+from course_management.infra.retrying import until_broker_answers, until_started
 from course_management.ops.provisioning import register_schemas
 from course_management.streams.mirror import EventMirror
 from course_management.topology import (
@@ -107,13 +107,14 @@ def sink_groups(
 async def _serve(settings: Settings) -> None:
     bootstrap = settings.kafka_bootstrap_servers  # a restart during an outage waits it out
     await until_broker_answers(bootstrap, settings.startup_wait_seconds)
+    wait_s = settings.startup_wait_seconds  # each step waits out an outage (issue 22)
     codec = AvroCodec(settings.schema_registry_url)
-    await register_schemas(codec)
+    await until_started(lambda: register_schemas(codec), wait_s)
     publisher = Publisher(settings.kafka_bootstrap_servers, codec)  # for dead letters
     database = Database(settings.database_url)
     redis = new_redis(settings.redis_url)
     search = AsyncElasticsearch(settings.search_url) if settings.search_url else None
-    await publisher.start()
+    await until_started(publisher.start, wait_s)
     await database.start()
     groups = sink_groups(
         settings.kafka_bootstrap_servers,
@@ -125,6 +126,7 @@ async def _serve(settings: Settings) -> None:
         membership(settings),
     )
     for group in groups:
+        await until_started(group.connect, wait_s)
         await group.start()
 
     async def healthz(request: web.Request) -> web.Response:

@@ -174,7 +174,8 @@ class Worker(Service):
         await self.database.start()  # its pool connects on first use
         self._groups = self._consumer_groups()
         for group in self._groups:
-            await step("groups", group.start)
+            await step("groups", group.connect)
+            await group.start()
         await self.content.start()
         await self.partition_watch.start()
         self._runner = web.AppRunner(

@@ -10,6 +10,7 @@ rebalance replays at most the uncommitted batch, which every handler is idempote
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -80,8 +81,12 @@ class GroupConsumer(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._committed: dict[Any, int] = {}  # what this member committed, by partition
 
-    async def on_start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
+    async def connect(self) -> None:
+        """Join the group (the worker retries this while the broker is away; a Service
+        cannot be started twice, so its start only runs the loop)."""
+        if self._consumer is not None:
+            return
+        consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
@@ -92,7 +97,16 @@ class GroupConsumer(Service):
             client_id=self.group_id,
             **self.membership.consumer_options(),
         )
-        await self._consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        self._consumer = consumer
+
+    async def on_start(self) -> None:
+        await self.connect()
         self.add_future(self._run())
 
     async def on_stop(self) -> None:

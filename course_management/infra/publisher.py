@@ -8,6 +8,7 @@ the value is encoded with the subject's registered schema (Confluent wire format
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -45,6 +46,14 @@ class Publisher:
         self._topics_at = 0.0
 
     async def start(self) -> None:
+        """Start both producers (a failure stops what started: the caller may retry)."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         self._producer = new_producer(self._bootstrap)
         await self._producer.start()
         # Replies have their own producer: the idempotent one keeps one request in flight
@@ -61,7 +70,9 @@ class Publisher:
     async def stop(self) -> None:
         for producer in (self._producer, self._replies):
             if producer is not None:
-                await producer.stop()
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+        self._producer = self._replies = None
 
     @property
     def producer(self) -> AIOKafkaProducer:

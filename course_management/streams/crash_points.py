@@ -52,6 +52,7 @@ class CrashPoints:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+_PAUSED: set[str] = set()
 START_STEPS = ("registry", "publisher", "topics", "changelog", "reply-topic", "replies", "groups")
 
 
@@ -59,8 +60,9 @@ async def paused_before(step: str, settings: Any, datadir: Path) -> None:
     """Tests only (TEST_PAUSE_AT=<step>): before that start-up step, wait while the file
     `paused-at-<step>` the worker made in its data folder exists (the test removes it
     once it has stopped a server)."""
-    if settings.test_pause_at != step:
+    if settings.test_pause_at != step or step in _PAUSED:
         return
+    _PAUSED.add(step)  # once: the consumer groups' step comes once per group
     marker = datadir / f"paused-at-{step}"
     marker.write_text("remove this file to let the worker go on\n")
     log.warning("TEST_PAUSE_AT: paused", extra={"step": step})
