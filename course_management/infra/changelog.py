@@ -11,11 +11,11 @@ as a unit may be.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from course_management.infra.kafka import stop_quietly
 from course_management.tables.units import UnitRecord
 from course_management.topology import UNIT_MAX_BYTES
 
@@ -62,10 +62,7 @@ class ChangelogWriter:
         await self._reader.start()
 
     async def stop(self) -> None:
-        for client in (self._producer, self._reader):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.stop()
+        await stop_quietly(self._producer, self._reader)
         self._producer = self._reader = None
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -41,6 +42,15 @@ def new_producer(bootstrap: str) -> AIOKafkaProducer:
         max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
         client_id="course-management",
     )
+
+
+async def stop_quietly(*clients: Any) -> None:
+    """Stop every Kafka client given (None: never made), whatever each one raises: a stop
+    after a failed start, or during an outage, must reach them all."""
+    for client in clients:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.stop()
 
 
 async def probe_broker(bootstrap: str) -> None:

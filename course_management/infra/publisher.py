@@ -8,7 +8,6 @@ the value is encoded with the subject's registered schema (Confluent wire format
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -19,7 +18,7 @@ from aiokafka.partitioner import murmur2
 
 from course_management.infra.avro import AvroCodec
 from course_management.infra.dead_letters import dead_letter_record
-from course_management.infra.kafka import Headers, new_producer
+from course_management.infra.kafka import Headers, new_producer, stop_quietly
 from course_management.infra.metrics import DEAD_LETTERS, EVENTS_PUBLISHED, REPLIES_DROPPED
 
 log = logging.getLogger(__name__)
@@ -68,10 +67,7 @@ class Publisher:
         await self._replies.start()
 
     async def stop(self) -> None:
-        for producer in (self._producer, self._replies):
-            if producer is not None:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+        await stop_quietly(self._producer, self._replies)
         self._producer = self._replies = None
 
     @property
