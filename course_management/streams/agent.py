@@ -198,10 +198,12 @@ async def handle(codec: AvroCodec, batch: Batch, event: Any, positions: Position
     message = event.message
     order = input_order(batch, event)
     if order is Order.AHEAD:
-        order = input_order(batch, event, await positions.earliest(message.tp))
-        expected = next_offset(batch, message.topic, message.partition)
-        if order is Order.AHEAD and expected is not None:
-            await positions.rewind(message.tp, expected)
+        earliest = await positions.earliest(message.tp)
+        order = input_order(batch, event, earliest)
+        if order is Order.AHEAD:  # back to the table's position, or the log's start
+            expected = next_offset(batch, message.topic, message.partition)
+            target = expected if expected is not None else (earliest or 0)
+            await positions.rewind(message.tp, target)
     if order is not Order.NEXT:
         # Applied already (a repeat after a crash or a rewind): the unit that applied it
         # holds its effects, and its outbox (events, replies) was published or will be

@@ -61,7 +61,15 @@ def input_order(batch: Batch, event: Any, earliest: int | None = None) -> Order:
     message = event.message
     partition, offset = message.partition, message.offset
     expected = next_offset(batch, message.topic, partition)
-    if expected is None or offset == expected:
+    if expected is None:
+        # Nothing applied on this partition yet: its first input is the first one the log
+        # keeps, not whichever the consumer happens to deliver first (Faust delivered a
+        # partition's third record first and committed past the two before it: the
+        # chaos run's short profile, issue 22).
+        if offset == 0 or (earliest is not None and offset <= earliest):
+            return Order.NEXT
+        return Order.AHEAD
+    if offset == expected:
         return Order.NEXT
     if offset < expected:
         return Order.REPEAT
