@@ -17,10 +17,10 @@ from course_management.catalog.query import CatalogQuery
 from course_management.domain.commands import CourseCommand
 from course_management.domain.consistency import NONE, Marks
 from course_management.domain.outcomes import Reply
+from course_management.domain.records import CourseRecord
 from course_management.domain.uploads import UploadPlan
 from course_management.infra.cache import CourseEntry
 from course_management.infra.rate_limit import Charge
-from course_management.tables.records import CourseRecord
 
 
 class Unavailable(Exception):

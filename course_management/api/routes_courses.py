@@ -31,6 +31,7 @@ from course_management.domain.access import can_change, can_see, may_see
 from course_management.domain.commands import CourseCommand
 from course_management.domain.course import CourseFields, CourseUpdate, course_size_error
 from course_management.domain.outcomes import Reply
+from course_management.domain.records import course_of
 from course_management.domain.uploads import (
     UploadRequest,
     content_keys,
@@ -38,7 +39,6 @@ from course_management.domain.uploads import (
     plan_upload,
 )
 from course_management.infra.cache import CourseEntry
-from course_management.tables.keys import course_of
 
 # Course ids derived from an Idempotency-Key live in this namespace (uuid5).
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1f0e-4a8e-4bb5-9d51-6d2c3c1f8a10")

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from course_management.catalog.query import catalog_document, catalog_version
-from course_management.tables.records import CourseRecord, SeatsRecord
+from course_management.domain.records import CourseRecord, SeatsRecord
 from course_management.topology import COURSE_CATALOG, spec
 
 SUBJECT = spec(COURSE_CATALOG).subject

@@ -36,7 +36,7 @@ from course_management.domain.outcomes import (
     invalid,
     invalid_from,
 )
-from course_management.tables.records import Course, CourseRecord, RememberedReply
+from course_management.domain.records import Course, CourseRecord, RememberedReply
 
 RECENT_COMMANDS_KEPT = 16
 

@@ -17,7 +17,7 @@ from typing import Any
 from course_management.domain.commands import derived_id
 from course_management.domain.course import rfc3339
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, invalid
-from course_management.tables.records import (
+from course_management.domain.records import (
     Course,
     EnrollmentRecord,
     ItemState,

@@ -29,7 +29,7 @@ from pydantic import (
 from course_management.domain.commands import CourseCommand, course_event, live_course, remember
 from course_management.domain.course import no_nul, rfc3339, with_new_version
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply, invalid_from
-from course_management.tables.records import CourseRecord, EnrollmentRecord, RatingRecord
+from course_management.domain.records import CourseRecord, EnrollmentRecord, RatingRecord
 
 MAX_REVIEW_CHARS = 2000
 

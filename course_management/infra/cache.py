@@ -30,10 +30,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from course_management.domain.records import CourseRecord, EnrollmentRecord
 from course_management.infra.metrics import CACHE_BYPASSED
 from course_management.infra.rate_limit import GCRA_FUNCTION, Charge
 from course_management.infra.retrying import REDIS_UNAVAILABLE
-from course_management.tables.records import CourseRecord, EnrollmentRecord
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from course_management.infra.kafka import stop_quietly
-from course_management.tables.units import UnitRecord
 from course_management.topology import UNIT_MAX_BYTES
+
+# (key, value or None for a deletion, headers): one record of a batch (a unit's record,
+# tables/units.UnitRecord)
+BatchRecord = tuple[bytes, bytes | None, list[tuple[str, bytes]]]
 
 
 class UnitTooLarge(ValueError):
@@ -72,7 +75,7 @@ class ChangelogWriter:
         return self._producer, self._reader
 
     async def send(
-        self, topic: str, partition: int, records: list[UnitRecord]
+        self, topic: str, partition: int, records: list[BatchRecord]
     ) -> asyncio.Future[Any]:
         """Hand the unit to the producer as one record batch. The future gives the
         metadata of the batch once the broker has it: `.offset` is where its first record

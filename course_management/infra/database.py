@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from yoyo import get_backend, read_migrations
 
-from course_management.tables.records import CourseRecord
+from course_management.domain.records import CourseRecord
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

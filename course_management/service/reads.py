@@ -28,13 +28,13 @@ from course_management.catalog.search import UNAVAILABLE as CATALOG_UNAVAILABLE
 from course_management.catalog.search import CatalogSearch
 from course_management.domain.consistency import NONE, Marks
 from course_management.domain.enrollment import EMPTY_SEATS, current_view, public_view
+from course_management.domain.records import CourseRecord, EnrollmentRecord, course_of
 from course_management.infra import database, enrollment_mirror
 from course_management.infra.cache import CourseCache, CourseEntry, ReadBypass
 from course_management.infra.database import Database
 from course_management.infra.metrics import CACHE_READS
 from course_management.infra.rate_limit import Charge
-from course_management.tables.keys import course_of, enrollment_key, seats_key
-from course_management.tables.records import CourseRecord, EnrollmentRecord
+from course_management.tables.keys import enrollment_key, seats_key
 
 T = TypeVar("T")
 

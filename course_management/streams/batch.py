@@ -34,11 +34,11 @@ from course_management.domain import consistency
 from course_management.domain.consistency import Marks
 from course_management.domain.enrollment import EMPTY_SEATS
 from course_management.domain.outcomes import Reply
+from course_management.domain.records import CourseRecord, EnrollmentRecord, SeatsRecord
 from course_management.infra.dead_letters import dead_letter_record
 from course_management.infra.logs import log_context
 from course_management.infra.metrics import DEAD_LETTERS
 from course_management.tables.keys import enrollment_key, seats_key
-from course_management.tables.records import CourseRecord, EnrollmentRecord, SeatsRecord
 from course_management.tables.units import Outbox, Outgoing, encode_key, records_size
 from course_management.topology import REQUEST_ID_HEADER, is_reply_topic
 

@@ -13,11 +13,11 @@ from typing import Any
 from course_management.domain.commands import decide
 from course_management.domain.outcomes import Reply
 from course_management.domain.ratings import decide_rating
+from course_management.domain.records import EnrollmentRecord
 from course_management.infra.metrics import COMMANDS_APPLIED
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, required_command, stage_answer
 from course_management.streams.marks import marks_after, seats_taken
-from course_management.tables.records import EnrollmentRecord
 from course_management.topology import COURSE_EVENTS, COURSE_RATINGS, spec
 
 RATINGS_SUBJECT = spec(COURSE_RATINGS).subject

@@ -24,12 +24,12 @@ from course_management.domain.enrollment import (
     seat_change,
 )
 from course_management.domain.outcomes import Reply
+from course_management.domain.records import course_of
 from course_management.infra.dead_letters import REFUSED
 from course_management.infra.metrics import ENROLLMENTS_APPLIED
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, required_command, stage_answer
 from course_management.streams.marks import marks_after
-from course_management.tables.keys import course_of
 from course_management.topology import ENROLLMENT_EVENTS, spec
 
 EVENTS_SUBJECT = spec(ENROLLMENT_EVENTS).subject

@@ -1,16 +1,6 @@
-"""The keys of the `course-state` table (tables/state.py), and the visible course of a
-course record. Pure."""
+"""The keys of the `course-state` table (tables/state.py). Pure."""
 
 from __future__ import annotations
-
-from course_management.tables.records import Course, CourseRecord
-
-
-def course_of(record: CourseRecord | None) -> Course | None:
-    """The visible course in a table record (None when absent or deleted)."""
-    if not record or record.get("deleted"):
-        return None
-    return record.get("course")
 
 
 def enrollment_key(course_id: str, user_id: str) -> str:

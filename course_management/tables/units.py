@@ -37,6 +37,7 @@ WRITER_HEADER = "cms-by"  # on a unit's first record: which writer (tells its ow
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
 
 # (key, value or None for a deletion, headers) as they go into the record batch
+# (infra/changelog.BatchRecord)
 UnitRecord = tuple[bytes, bytes | None, list[tuple[str, bytes]]]
 # An outgoing Kafka record, encoded: (topic, key, value, headers)
 Outgoing = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]

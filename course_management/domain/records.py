@@ -1,4 +1,5 @@
-"""The values the Faust tables hold, typed. Pure: no Faust, no I/O.
+"""The aggregate's records as the `course-state` table holds them, typed. Pure: no Faust,
+no I/O.
 
 The course agent's decisions (domain/) read and return these; the tables store them as
 JSON (so every field is a JSON value), and their changelogs replay them. A `Course` is
@@ -85,3 +86,10 @@ class SeatsRecord(TypedDict):
 
     count: int  # seats taken: the course's active and completed enrollments
     seq: int  # grows with every change of `count`
+
+
+def course_of(record: CourseRecord | None) -> Course | None:
+    """The visible course in a table record (None when absent or deleted)."""
+    if not record or record.get("deleted"):
+        return None
+    return record.get("course")
