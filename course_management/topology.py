@@ -20,6 +20,10 @@ ENROLLMENT_EVENTS = "enrollment-events"
 # Internal: user_enrolled / item progress records re-keyed by course id, so that the agent
 # owning a course's partition applies them next to the course (co-partitioning).
 ENROLLMENT_INPUTS = f"{APP_ID}-enrollment-inputs"
+# Each kind of enrollment input and its source topic: the router names a forwarded
+# record's kind in the `cms-kind` header (KIND_HEADER), the agent reads its source's schema
+# by it (streams/router.py, streams/agent.py).
+ENROLLMENT_INPUT_SOURCES = {"user_enrolled": USER_ENROLLED, "item_progress": COURSE_PROGRESS}
 
 # Internal, compacted: the catalog document of each course after every change the catalog
 # shows (course, rating, seats), for the search index and the PostgreSQL catalog sinks.

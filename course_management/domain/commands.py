@@ -1,7 +1,10 @@
 """Course commands and the pure decision each one leads to. No I/O.
 
-`decide(record, command)` takes the course's table record (or None) and a command and
-returns what to do: the new record, the event to publish, the reply to the caller.
+`decide_create`, `decide_update` and `decide_delete` (one per command type; the agent's
+route table, streams/routes.py, picks one by the command's type) take the course's table
+record (or None) and a command and return what to do: the new record, the event to
+publish, the reply to the caller. (Ratings: domain/ratings.py; cancellations:
+domain/enrollment.py.)
 
 It is deterministic: ids and timestamps come from the command (`command_id`,
 `occurred_at`), never from the clock or a random source. So when a crash makes Kafka
@@ -55,7 +58,8 @@ class Actor:
 @dataclass(frozen=True)
 class CourseCommand:
     command_id: str
-    command_type: str  # create_course | update_course | delete_course
+    # create_course | update_course | delete_course | rate_course | cancel_enrollment
+    command_type: str
     course_id: str
     occurred_at: datetime
     actor: Actor
@@ -117,20 +121,29 @@ def course_event(
     }
 
 
-def decide(record: CourseRecord | None, command: CourseCommand) -> Decision:
+def decide_create(record: CourseRecord | None, command: CourseCommand) -> Decision:
+    """create_course: a new course from the payload (a repeat gets the first answer)."""
+    return _repeat(record, command) or _create(record, command)
+
+
+def decide_update(record: CourseRecord | None, command: CourseCommand) -> Decision:
+    """update_course: the payload's fields over the course, at `expected_version`."""
+    return _repeat(record, command) or _update(record, command)
+
+
+def decide_delete(record: CourseRecord | None, command: CourseCommand) -> Decision:
+    """delete_course: the course marked deleted (its record stays, for repeats)."""
+    return _repeat(record, command) or _delete(record, command)
+
+
+def _repeat(record: CourseRecord | None, command: CourseCommand) -> Decision | None:
+    """A command this course already answered (a redelivery, a retried request): the
+    answer it had, and nothing else."""
     if record is not None:
         for seen in record.get("recent", []):
             if seen["command_id"] == command.command_id:
                 return Decision(None, None, replayed(record, seen))
-    if command.command_type == "create_course":
-        return _create(record, command)
-    if command.command_type == "update_course":
-        return _update(record, command)
-    if command.command_type == "delete_course":
-        return _delete(record, command)
-    return _refuse(
-        Refusal(RefusalKind.UNKNOWN_COMMAND, f"unknown command {command.command_type!r}")
-    )
+    return None
 
 
 def _refuse(refusal: Refusal) -> Decision:

@@ -6,16 +6,16 @@ in batches as large as the backlog (streams/faust_compat.take_backlog). For each
 in partition order: decode it (undecodable -> `<topic>.dlq`, counted, the stream goes
 on), skip it if it was applied before (enrollment inputs are taken strictly in partition
 order, once each, and once per source record: streams/tracking.py), and hand it to the
-handler of its kind (`HANDLERS`), which decides (pure domain) against the table plus the
-batch's earlier writes and stages the effects (streams/batch.py). Then the whole batch is
+route of its kind (streams/routes.py: its handler, its source, the topics it may write),
+whose handler decides (pure domain) against the table plus the batch's earlier writes and
+stages the effects (streams/batch.py). Then the whole batch is
 applied (streams/apply.py): one unit per partition on the table's changelog, the local
 stores, the outboxes (events, catalog entries, rating entries, dead letters), Redis, the
 replies. Only then are the inputs acked.
 
 Reads: course-commands, course-management-enrollment-inputs. Writes: the
-course-management-course-state changelog; through the outboxes course-events,
-enrollment-events, course-management-catalog, course-management-ratings, `<topic>.dlq`;
-the reply topics.
+course-management-course-state changelog, and through the outboxes what each route
+declares (streams/routes.py ROUTES), its dead letters and the reply topics.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, NoReturn, Protocol
 
 import faust
@@ -37,11 +37,11 @@ from course_management.infra.metrics import (
     INPUTS_SKIPPED,
     PARTITION_REWINDS,
 )
-from course_management.streams import course_handlers, enrollment_handlers
 from course_management.streams.apply import BatchApplier
 from course_management.streams.batch import Batch
 from course_management.streams.faust_compat import take_backlog
 from course_management.streams.inputs import Input, command_from_record, stage_answer
+from course_management.streams.routes import route_of
 from course_management.streams.tracking import (
     Order,
     already_applied,
@@ -53,14 +53,13 @@ from course_management.streams.tracking import (
 from course_management.topology import (
     CORRELATION_HEADER,
     COURSE_COMMANDS,
-    COURSE_PROGRESS,
+    ENROLLMENT_INPUT_SOURCES,
     ENROLLMENT_INPUTS,
     KIND_HEADER,
     REPLY_TO_HEADER,
     SOURCE_KEY_HEADER,
     SOURCE_OFFSET_HEADER,
     SOURCE_PARTITION_HEADER,
-    USER_ENROLLED,
     spec,
 )
 
@@ -75,23 +74,6 @@ BATCH_MAX = 2000  # inputs taken at most in one batch
 CUT_BYTES = 2 * 1024 * 1024
 IDLE_S = 1.0  # without inputs, how often the agent opens newly assigned partitions
 UNAPPLIED_EXIT_CODE = 75  # EX_TEMPFAIL: start again and the batch is applied again
-
-Handler = Callable[[Batch, Input], Awaitable[None]]
-
-# Every kind of input and its handler. A command type not listed here is handled as a
-# course command, whose decision refuses it.
-HANDLERS: dict[str, Handler] = {
-    "create_course": course_handlers.course_command,
-    "update_course": course_handlers.course_command,
-    "delete_course": course_handlers.course_command,
-    "rate_course": course_handlers.rate_course,
-    "cancel_enrollment": enrollment_handlers.cancel_enrollment,
-    "user_enrolled": enrollment_handlers.user_enrolled,
-    "item_progress": enrollment_handlers.item_progress,
-}
-
-# The enrollment inputs' kinds (the router's `cms-kind` header) and their source topics.
-ENROLLMENT_KINDS = {b"user_enrolled": USER_ENROLLED, b"item_progress": COURSE_PROGRESS}
 
 
 def register_course_agent(
@@ -222,20 +204,21 @@ async def _decide(codec: AvroCodec, batch: Batch, event: Any) -> None:
     if item is None:
         return
     if already_applied(batch, item):
-        INPUTS_SKIPPED.labels(item.topic, "replayed").inc()
+        INPUTS_SKIPPED.labels(item.source_topic, "replayed").inc()
         return
-    handler = HANDLERS.get(item.kind)
-    if handler is None:
-        if item.command is None:
-            reason = f"unknown kind {item.kind!r}"
-            await batch.stage_dead_letter(item.topic, item.key, item.raw, reason, INVALID)
-            return
-        handler = course_handlers.course_command
+    route = route_of(item.kind, item.source_topic)
+    if route is None:
+        reason = f"unknown kind {item.kind!r}"
+        await batch.stage_dead_letter(item.source_topic, item.key, item.raw, reason, INVALID)
+        stage_answer(batch, item, Reply.refusing(Refusal(RefusalKind.UNKNOWN_COMMAND, reason)))
+        stage_applied(batch, item)
+        return
     try:
-        await handler(batch, item)
+        with batch.routed(route.writes, route.source):
+            await route.handler(batch, item)
     except Exception as exc:
-        log.exception("course input failed", extra={"topic": item.topic, "kind": item.kind})
-        await batch.stage_dead_letter(item.topic, item.key, item.raw, repr(exc), ERROR)
+        log.exception("course input failed", extra={"topic": item.source_topic, "kind": item.kind})
+        await batch.stage_dead_letter(item.source_topic, item.key, item.raw, repr(exc), ERROR)
         failed = Refusal(RefusalKind.FAILED, "the command could not be applied")
         stage_answer(batch, item, Reply.refusing(failed))
     stage_applied(batch, item)
@@ -259,7 +242,7 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
         value, command = decoded
         return Input(
             kind=command.command_type,
-            topic=COURSE_COMMANDS,
+            source_topic=COURSE_COMMANDS,
             key=key,
             raw=raw,
             value=value,
@@ -269,7 +252,7 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
         )
     headers = event.headers or {}
     kind = headers.get(KIND_HEADER, b"")
-    source = ENROLLMENT_KINDS.get(kind)
+    source = ENROLLMENT_INPUT_SOURCES.get(kind.decode(errors="replace"))
     if source is None:
         await batch.stage_dead_letter(
             ENROLLMENT_INPUTS, key, raw, f"unknown kind {kind!r}", INVALID
@@ -284,13 +267,13 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
     reply_to, correlation = headers.get(REPLY_TO_HEADER), headers.get(CORRELATION_HEADER)
     return Input(
         kind=kind.decode(),
-        topic=source,
+        source_topic=source,
         key=source_key,
         raw=raw,
         value=fields,
         reply_to=reply_to.decode() if reply_to else None,
         correlation_id=correlation.decode() if correlation else None,
-        source=_source_position(event, headers),
+        source_position=_source_position(event, headers),
     )
 
 

@@ -40,7 +40,7 @@ from course_management.infra.logs import log_context
 from course_management.infra.metrics import DEAD_LETTERS
 from course_management.tables.keys import enrollment_key, seats_key
 from course_management.tables.units import Outbox, Outgoing, encode_key, records_size
-from course_management.topology import REQUEST_ID_HEADER, is_reply_topic
+from course_management.topology import COURSE_CATALOG, REQUEST_ID_HEADER, is_reply_topic
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ class ReadsState(Protocol):
 
 Encode = Callable[[str, dict[str, Any]], bytes]  # (subject, value) -> Avro, wire format
 Decode = Callable[[bytes | None], Any]  # a stored value
+
+
+class UndeclaredWrite(Exception):
+    """A handler staged a record for a topic its route does not declare (streams/routes.py):
+    a bug, refused before it reaches the outbox."""
 
 
 @dataclass
@@ -93,6 +98,9 @@ class Batch:
         self._partition = -1
         self._read: dict[tuple[int, str], Any] = {}  # decoded once per batch
         self.staged_bytes = 0
+        # the route deciding the current input: the topics it may write, its source
+        self._declared: frozenset[str] | None = None
+        self._source = ""
 
     def begin(self) -> None:
         self.partitions = {}
@@ -122,6 +130,20 @@ class Batch:
             offset=message.offset,
         ):
             yield
+
+    @contextmanager
+    def routed(self, writes: frozenset[str], source: str) -> Iterator[None]:
+        """While a route's handler decides: records only for the topics in `writes`, dead
+        letters only of `source` (outside a route, records for no topic at all)."""
+        self._declared, self._source = writes, source
+        try:
+            yield
+        finally:
+            self._declared, self._source = None, ""
+
+    def _check(self, topic: str) -> None:
+        if self._declared is None or topic not in self._declared:
+            raise UndeclaredWrite(f"{topic!r} is not among its route's writes")
 
     # -- the table as the batch sees it ------------------------------------------------
 
@@ -190,6 +212,8 @@ class Batch:
         it came of (so an HTTP request can be followed into its events)."""
         request_id = _request_id(self.current)
         headers: list[tuple[str, bytes]] = [(REQUEST_ID_HEADER, request_id)] if request_id else []
+        for topic, _, _, _ in records:
+            self._check(topic)
         for topic, key, subject, value in records:
             encoded = self._encode(subject, value)
             self._work.records.append((topic, key.encode(), encoded, list(headers)))
@@ -198,6 +222,7 @@ class Batch:
     def stage_catalog(self, course_id: str) -> None:
         """The course's catalog entry, built once per course per batch from the state the
         batch leaves it in (the topic is compacted and its sinks keep the newest)."""
+        self._check(COURSE_CATALOG)
         self._work.catalog[course_id] = None
 
     def stage_course_state(self, course_id: str) -> None:
@@ -215,6 +240,8 @@ class Batch:
         """An input that cannot be applied, kept on `<topic>.dlq`, in the unit's outbox
         with its events. A coroutine, so that it is an infra.dead_letters.DeadLetter; it
         only stages."""
+        if self._declared is not None and topic != self._source:
+            raise UndeclaredWrite(f"dead letters of {topic!r}: its route reads {self._source!r}")
         log.warning("record dead-lettered", extra={"topic": topic, "reason": reason})
         record = dead_letter_record(topic, key, value, reason, code)
         self._work.records.append(record)

@@ -8,12 +8,19 @@ list (course-management-ratings), and the reply with its consistency marks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from course_management.domain.commands import decide
+from course_management.domain.commands import (
+    CourseCommand,
+    Decision,
+    decide_create,
+    decide_delete,
+    decide_update,
+)
 from course_management.domain.outcomes import Reply
 from course_management.domain.ratings import decide_rating
-from course_management.domain.records import EnrollmentRecord
+from course_management.domain.records import CourseRecord, EnrollmentRecord
 from course_management.infra.metrics import COMMANDS_APPLIED
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, required_command, stage_answer
@@ -33,9 +40,24 @@ def _with_seats(reply: Reply, count: int) -> Reply:
     return Reply(reply.outcome, {**body, "enrollment_count": count})
 
 
-async def course_command(batch: Batch, item: Input) -> None:
-    """create_course, update_course, delete_course (and any command type not known:
-    `decide` refuses it)."""
+async def create_course(batch: Batch, item: Input) -> None:
+    await _course_command(batch, item, decide_create)
+
+
+async def update_course(batch: Batch, item: Input) -> None:
+    await _course_command(batch, item, decide_update)
+
+
+async def delete_course(batch: Batch, item: Input) -> None:
+    await _course_command(batch, item, decide_delete)
+
+
+async def _course_command(
+    batch: Batch,
+    item: Input,
+    decide: Callable[[CourseRecord | None, CourseCommand], Decision],
+) -> None:
+    """Decide a course command, stage its event, record and catalog entry, and answer."""
     command = required_command(item)
     decision = decide(batch.course_record(command.course_id), command)
     if decision.event is not None and decision.record is not None:

@@ -137,7 +137,7 @@ async def _stage_refused(batch: Batch, item: Input, decision: EnrollmentDecision
         return
     kind = decision.refusal.kind.value
     await batch.stage_dead_letter(
-        item.topic, item.key, item.raw, f"{kind}: {decision.refusal.detail}", REFUSED
+        item.source_topic, item.key, item.raw, f"{kind}: {decision.refusal.detail}", REFUSED
     )
 
 

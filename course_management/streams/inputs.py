@@ -2,12 +2,14 @@
 
 The agent (streams/agent.py) reads two topics keyed by course id: `course-commands`
 (commands from the API) and the enrollment inputs (`user_enrolled` and `item_progress`
-records re-keyed by the router). Each becomes an `Input` whose `kind` picks its handler.
+records re-keyed by the router). Each becomes an `Input` whose `kind` picks its route
+(streams/routes.py), and its route's `Handler` decides it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -21,8 +23,8 @@ from course_management.streams.batch import Batch
 @dataclass(frozen=True)
 class Input:
     kind: str  # a command type (create_course, ...) or an enrollment input kind
-    topic: str  # where a dead letter of it goes (`<topic>.dlq`)
-    key: bytes | None  # its key on `topic`
+    source_topic: str  # where it was first written (its dead letters go to `<topic>.dlq`)
+    key: bytes | None  # its key on `source_topic`
     raw: bytes | None  # its value as read
     value: dict[str, Any]  # decoded
     reply_to: str | None  # the reply topic of the worker waiting for the answer
@@ -30,12 +32,16 @@ class Input:
     command: CourseCommand | None = None  # course commands only
     # enrollment inputs: (agent partition, source partition, source offset), where the
     # router read it (streams/tracking.py); None for commands and older forwards
-    source: tuple[int, int, int] | None = None
+    source_position: tuple[int, int, int] | None = None
 
     @property
     def from_request(self) -> bool:
         """Sent by this service's API for a request that waits for the answer."""
         return bool(self.reply_to and self.correlation_id)
+
+
+# Decides one input against the batch's view of the table and stages its effects.
+Handler = Callable[[Batch, Input], Awaitable[None]]
 
 
 def command_from_record(value: dict[str, Any]) -> CourseCommand:

@@ -35,6 +35,7 @@ from course_management.infra.dead_letters import (
 from course_management.infra.publisher import RawRecord
 from course_management.topology import (
     COURSE_PROGRESS,
+    ENROLLMENT_INPUT_SOURCES,
     ENROLLMENT_INPUTS,
     KIND_HEADER,
     SOURCE_KEY_HEADER,
@@ -44,7 +45,8 @@ from course_management.topology import (
     spec,
 )
 
-KINDS = {USER_ENROLLED: b"user_enrolled", COURSE_PROGRESS: b"item_progress"}
+# source topic -> the kind each forward is named by (topology.ENROLLMENT_INPUT_SOURCES)
+KINDS = {source: kind.encode() for kind, source in ENROLLMENT_INPUT_SOURCES.items()}
 REQUIRED = {
     USER_ENROLLED: ("event_id", "course_id", "user_id"),
     COURSE_PROGRESS: ("event_id", "course_id", "user_id", "item_id"),

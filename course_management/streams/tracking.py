@@ -100,16 +100,16 @@ def tracking_key(agent_partition: int, topic: str, source_partition: int) -> str
 
 
 def already_applied(batch: Batch, item: Input) -> bool:
-    if item.source is None:
+    if item.source_position is None:
         return False  # forwarded by a router without source positions (before 2026-12-01)
-    agent_partition, source_partition, offset = item.source
-    applied = batch.get(tracking_key(agent_partition, item.topic, source_partition))
+    agent_partition, source_partition, offset = item.source_position
+    applied = batch.get(tracking_key(agent_partition, item.source_topic, source_partition))
     return applied is not None and offset <= int(applied)
 
 
 def stage_applied(batch: Batch, item: Input) -> None:
     """The input's source position (in the batch's unit, with the input's effects)."""
-    if item.source is None:
+    if item.source_position is None:
         return
-    agent_partition, source_partition, offset = item.source
-    batch.put(tracking_key(agent_partition, item.topic, source_partition), offset)
+    agent_partition, source_partition, offset = item.source_position
+    batch.put(tracking_key(agent_partition, item.source_topic, source_partition), offset)

@@ -5,8 +5,9 @@ changelog, the store, the publisher and Redis that record the order of every eff
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,9 +19,9 @@ from course_management.catalog.query import catalog_version
 from course_management.domain.outcomes import Outcome, Reply
 from course_management.infra.cache import CourseEntry, EnrollmentEntry
 from course_management.infra.retrying import kafka_unavailable
-from course_management.streams import agent
+from course_management.streams import agent, routes
 from course_management.streams.apply import BatchApplier, Fenced
-from course_management.streams.batch import Batch
+from course_management.streams.batch import Batch, UndeclaredWrite
 from course_management.streams.inputs import Input
 from course_management.tables.units import (
     POSITION_HEADER,
@@ -34,6 +35,15 @@ from course_management.tables.units import (
 )
 
 TOPIC = "course-management-course-state-changelog"
+# The writes a test's inputs may stage, as if every route declared them all.
+EVERY_WRITE = frozenset({"course-events", "enrollment-events", "course-management-catalog"})
+
+
+@contextmanager
+def deciding(batch: Batch, event: Any, source: str = "user-enrolled") -> Iterator[None]:
+    """An input decided under a route reading `source` that may write EVERY_WRITE."""
+    with batch.deciding(event), batch.routed(EVERY_WRITE, source):
+        yield
 
 
 @dataclass
@@ -201,12 +211,12 @@ def test_decisions_see_the_batch_s_earlier_writes_and_the_store_only_after_apply
     world.store.put(0, "c1", {"course": _course("c1", 1)})
     batch = world.batch
     batch.begin()
-    with batch.deciding(_Event(0)):
+    with deciding(batch, _Event(0)):
         assert batch.course_record("c1") == {"course": _course("c1", 1)}
         batch.stage_course_record("c1", {"course": _course("c1", 2)})
-    with batch.deciding(_Event(0)):
+    with deciding(batch, _Event(0)):
         assert batch.course_record("c1") == {"course": _course("c1", 2)}
-    with batch.deciding(_Event(1)):  # another partition: its own keys
+    with deciding(batch, _Event(1)):  # another partition: its own keys
         assert batch.course_record("c1") is None
     assert world.store.value(0, "c1")["course"]["version"] == 1  # nothing written yet
 
@@ -218,20 +228,20 @@ async def test_a_batch_is_one_unit_per_partition_then_local_then_outbox_cache_re
     log.clear()
     batch.begin()
     ok = Reply(Outcome.APPLIED, {"ok": True})
-    with batch.deciding(_Event(0)):
+    with deciding(batch, _Event(0)):
         batch.stage_records([("course-events", "c1", "s", {"n": 1})])
         batch.stage_course_record("c1", {"course": _course("c1", 2)})
         batch.stage_catalog("c1")
         batch.stage_course_state("c1")
         batch.stage_reply("course-management-replies-w1", "cmd-a", ok)
         batch.stage_reply("course-events", "cmd-x", ok)  # not a reply topic: ignored
-    with batch.deciding(_Event(0)):
+    with deciding(batch, _Event(0)):
         batch.stage_records([("enrollment-events", "c1", "s", {"n": 2})])
         batch.stage_seats("c1", {"count": 3, "seq": 3})
         batch.stage_course_record("c1", {"course": _course("c1", 3)})
         batch.stage_catalog("c1")
         batch.stage_course_state("c1")
-    with batch.deciding(_Event(1, key=b"c2")):
+    with deciding(batch, _Event(1, key=b"c2")):
         await batch.stage_dead_letter("user-enrolled", b"k", b"v", "course-full: no seat", "x")
     await world.applier.apply(batch)
     assert log == [
@@ -267,7 +277,7 @@ async def test_a_unit_that_lands_after_another_writer_s_stops_before_anything_el
     await world.applier.open([0])
     world.log.clear()
     world.batch.begin()
-    with world.batch.deciding(_Event(0)):
+    with deciding(world.batch, _Event(0)):
         world.batch.stage_records([("course-events", "c1", "s", {})])
         world.batch.stage_course_record("c1", {"course": _course("c1", 1)})
     world.changelog.foreign = True  # a worker that also thinks it owns partition 0
@@ -287,7 +297,7 @@ async def test_a_lost_answer_is_settled_by_reading_the_log() -> None:
     world = _World()
     await world.applier.open([0])
     world.batch.begin()
-    with world.batch.deciding(_Event(0)):
+    with deciding(world.batch, _Event(0)):
         world.batch.stage_course_record("c1", {"course": _course("c1", 1)})
     world.changelog.lose_answer = True  # the unit landed, its answer did not come
     await world.applier.apply(world.batch)
@@ -299,7 +309,7 @@ async def test_opening_a_partition_publishes_the_last_outbox_again_unless_it_was
     world = _World()
     await world.applier.open([0])
     world.batch.begin()
-    with world.batch.deciding(_Event(0)):
+    with deciding(world.batch, _Event(0)):
         world.batch.stage_records([("course-events", "c1", "s", {"n": 1})])
         world.batch.stage_course_record("c1", {"course": _course("c1", 4)})
         world.batch.stage_course_state("c1")
@@ -341,12 +351,12 @@ async def test_opening_catches_the_store_up_with_placed_records_only() -> None:
 def test_a_batch_is_empty_after_begin() -> None:
     world = _World()
     batch = world.batch
-    with batch.deciding(_Event(0)):
+    with deciding(batch, _Event(0)):
         batch.stage_course_record("c1", {"course": _course("c1", 1)})
         batch.stage_records([("course-events", "c1", "s", {})])
     batch.begin()
     assert batch.staged_bytes == 0 and batch.partitions == {}
-    with batch.deciding(_Event(0)):
+    with deciding(batch, _Event(0)):
         assert batch.course_record("c1") is None
 
 
@@ -380,7 +390,7 @@ async def test_a_handler_that_raises_is_dead_lettered_and_its_caller_answered_at
     batch.begin()
     item = Input(
         kind="user_enrolled",
-        topic="user-enrolled",
+        source_topic="user-enrolled",
         key=b"k",
         raw=b"v",
         value={},
@@ -394,17 +404,42 @@ async def test_a_handler_that_raises_is_dead_lettered_and_its_caller_answered_at
     async def broken(*_: Any) -> None:
         raise ZeroDivisionError("a bug")
 
+    async def undeclared(batch: Batch, _: Input) -> None:
+        batch.stage_records([("course-events", "c1", "s", {})])  # not among its writes
+
     monkeypatch.setattr(agent, "read_input", read)
-    monkeypatch.setitem(agent.HANDLERS, "user_enrolled", broken)
-    with batch.deciding(_Event(0)):
-        await agent.handle(None, batch, _Event(0), None)  # type: ignore[arg-type]
-    [(topic, key, value, headers)] = batch.partitions[0].records
-    assert (topic, key, value) == ("user-enrolled.dlq", b"k", b"v")
-    assert dict(headers)["dlq.code"] == b"error"
-    assert b"ZeroDivisionError" in dict(headers)["dlq.reason"]
+    for handler, error in ((broken, b"ZeroDivisionError"), (undeclared, b"UndeclaredWrite")):
+        batch.begin()
+        route = routes.ROUTES["user_enrolled"]
+        monkeypatch.setitem(routes.ROUTES, "user_enrolled", replace(route, handler=handler))
+        with batch.deciding(_Event(0)):
+            await agent.handle(None, batch, _Event(0), None)  # type: ignore[arg-type]
+        [(topic, key, value, headers)] = batch.partitions[0].records
+        assert (topic, key, value) == ("user-enrolled.dlq", b"k", b"v")
+        assert dict(headers)["dlq.code"] == b"error"
+        assert error in dict(headers)["dlq.reason"]
     [(reply_to, correlation, record)] = batch.partitions[0].replies
     assert (reply_to, correlation, record["outcome"]) == (
         "course-management-replies-w1",
         "e-1",
         "internal",
     )
+
+
+async def test_a_record_for_a_topic_its_route_did_not_declare_is_refused() -> None:
+    batch = Batch(_Store([]), lambda subject, value: orjson.dumps(value), decode_value)
+    batch.begin()
+    only_events = frozenset({"enrollment-events"})
+    with batch.deciding(_Event(0)), batch.routed(only_events, "user-enrolled"):
+        batch.stage_records([("enrollment-events", "c1", "s", {"n": 1})])  # declared
+        with pytest.raises(UndeclaredWrite, match="course-events"):
+            batch.stage_records([("course-events", "c1", "s", {"n": 2})])
+        with pytest.raises(UndeclaredWrite, match="course-management-catalog"):
+            batch.stage_catalog("c1")
+        with pytest.raises(UndeclaredWrite, match="dead letters"):
+            await batch.stage_dead_letter("course-commands", b"k", b"v", "why", "invalid")
+        await batch.stage_dead_letter("user-enrolled", b"k", b"v", "why", "refused")  # its own
+    with batch.deciding(_Event(0)), pytest.raises(UndeclaredWrite):
+        batch.stage_records([("enrollment-events", "c1", "s", {})])  # outside any route
+    outbox = batch.outbox(0)
+    assert [topic for topic, *_ in outbox.records] == ["enrollment-events", "user-enrolled.dlq"]

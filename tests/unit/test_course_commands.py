@@ -3,9 +3,10 @@
 import uuid
 from datetime import UTC, datetime
 
-from course_management.domain.commands import Actor, CourseCommand, decide
+from course_management.domain.commands import Actor, CourseCommand
 from course_management.domain.course import json_size
 from course_management.domain.outcomes import Outcome, RefusalKind
+from tests.unit.decisions import decide
 
 ACTOR = Actor("instructor-1", "Ada", ("instructor",))
 WHEN = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)

@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from course_management.domain.commands import Actor, CourseCommand, decide
+from course_management.domain.commands import Actor, CourseCommand
 from course_management.domain.outcomes import Outcome, RefusalKind
+from tests.unit.decisions import decide
 
 OWNER = Actor("instructor-1", "Ada", ("instructor",))
 OTHER = Actor("instructor-2", "Bob", ("instructor",))

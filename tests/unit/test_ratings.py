@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from course_management.domain.commands import Actor, CourseCommand, decide
+from course_management.domain.commands import Actor, CourseCommand
 from course_management.domain.outcomes import RefusalKind
 from course_management.domain.ratings import decide_rating
+from tests.unit.decisions import decide
 
 OWNER = Actor("instructor-1", "Ada", ("instructor",))
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)

@@ -43,7 +43,9 @@ def _batch() -> tuple[Batch]:
 
 
 def _input(source: tuple[int, int, int] | None) -> Input:
-    return Input("user_enrolled", "user-enrolled", None, None, {}, None, None, source=source)
+    return Input(
+        "user_enrolled", "user-enrolled", None, None, {}, None, None, source_position=source
+    )
 
 
 def _apply(batch: Any, offset: int, earliest: int | None = None) -> Order:
