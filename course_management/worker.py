@@ -10,7 +10,7 @@ clients exist before any agent runs and `/healthz` answers while tables recover.
 
 Where things happen (see docs/architecture.md):
 - a request enters:  api/middleware.py, then api/routes_*.py
-- a write is sent:   service/writes.py (course-commands, user-enrolled, course-progress)
+- a write is sent:   gateways/writes.py (course-commands, user-enrolled, course-progress)
 - a rule decides:    domain/
 - an event leaves:   streams/apply.py (the course agent's outboxes, through infra/publisher.py)
 - stores are written: the table (streams/apply.py), PostgreSQL mirror (streams/mirror.py),
@@ -42,6 +42,8 @@ from course_management.api.rate_limits import Budgets, rate_limit_middleware
 from course_management.catalog import elastic, postgres
 from course_management.catalog.search import CatalogSearch
 from course_management.config import Settings
+from course_management.gateways.reads import ReadGateway
+from course_management.gateways.writes import KafkaWriteGateway
 from course_management.infra.avro import AvroCodec
 from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass, new_redis
 from course_management.infra.changelog import ChangelogWriter
@@ -64,8 +66,6 @@ from course_management.infra.replies import ReplyListener
 from course_management.infra.retrying import until_started
 from course_management.infra.storage import ContentStore
 from course_management.ops.provisioning import register_schemas
-from course_management.service.reads import ReadService
-from course_management.service.writes import WriteGateway
 from course_management.sinks import membership, sink_groups
 from course_management.streams.agent import register_course_agent
 from course_management.streams.app import build_app
@@ -258,7 +258,7 @@ class Worker(Service):
             else postgres.PgCatalog(self.database.pool)
         )
         bypass = ReadBypass()
-        reads = ReadService(
+        reads = ReadGateway(
             self.course_state,
             self._is_local,
             self.course_cache,
@@ -268,7 +268,9 @@ class Worker(Service):
             wait_s=settings.consistency_wait_seconds,
         )
         return create_app(
-            writes=WriteGateway(self.publisher, self.replies, settings.command_timeout_seconds),
+            writes=KafkaWriteGateway(
+                self.publisher, self.replies, settings.command_timeout_seconds
+            ),
             reads=reads,
             readiness=self,
             verifier=TokenVerifier(

@@ -10,7 +10,19 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from course_management.api.openapi import Param
 from course_management.api.problems import Problem, validation_problem
+
+# The query parameters of every list route, for the OpenAPI document.
+PAGE_PARAMS = (
+    Param(
+        "limit",
+        "query",
+        "Page size, 1..100 (default 20)",
+        schema={"type": "integer", "minimum": 1, "maximum": 100},
+    ),
+    Param("cursor", "query", "Opaque: the `next_cursor` of the previous page"),
+)
 
 
 class PageQuery(BaseModel):

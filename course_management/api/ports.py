@@ -1,6 +1,6 @@
 """What the API needs from the worker it runs in: writes, reads, readiness, content storage.
 
-The worker implements them (service/writes.py, service/reads.py, worker.py,
+The worker implements them (gateways/writes.py, gateways/reads.py, worker.py,
 infra/storage.py); the in-process API tests implement them with fakes
 (tests/unit/api_fakes.py).
 """

@@ -1,9 +1,9 @@
 """Problem details (RFC 9457), and the HTTP status of every domain outcome and refusal.
 
-This is the one place where domain terms become HTTP: `status_of` for what a decision led
-to, `problem_of` for why it was refused. A route that gives a refusal another status
-(a student not enrolled is 404 to the cancel route, 403 to the progress route) says so
-with `overrides`.
+This is the one place where domain terms become HTTP: `success_status_or_raise` for what a
+decision led to (a refusal is raised as its problem), `problem_of` for why it was
+refused. A route that gives a refusal another status (a student not enrolled is 404 to the
+cancel route, 403 to the progress route) says so with `overrides`.
 """
 
 from __future__ import annotations
@@ -109,8 +109,9 @@ def validation_problem(errors: Iterable[tuple[str, str]]) -> Problem:
     return problem_of(invalid(errors))
 
 
-def status_of(reply: Reply, overrides: Overrides | None = None) -> int:
-    """The status a reply is answered with; raises its problem when it is a refusal."""
+def success_status_or_raise(reply: Reply, overrides: Overrides | None = None) -> int:
+    """The status a reply that is not a refusal is answered with; a refusal is raised as
+    its problem (with `overrides`' status for its kind, if any)."""
     refusal = reply.refusal
     if refusal is not None:
         raise problem_of(refusal, overrides)

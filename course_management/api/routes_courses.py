@@ -6,14 +6,11 @@ Create, read, update, delete, the modules and uploads (ratings: routes_ratings.p
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from course_management.api.auth import Principal
 from course_management.api.http import (
-    canonical_hash,
     charge_of,
     json_response,
     principal,
@@ -25,26 +22,27 @@ from course_management.api.http import (
 )
 from course_management.api.models import Course, CourseModules, UploadGrant
 from course_management.api.openapi import CONSISTENCY_TOKEN, Endpoint, Param
-from course_management.api.ports import CONTENT, READS, UPLOAD_LIMITS, WRITES
-from course_management.api.problems import Problem, status_of, validation_problem
-from course_management.domain.access import can_change, can_see, may_see
-from course_management.domain.commands import CourseCommand
+from course_management.api.ports import CONTENT, READS, UPLOAD_LIMITS
+from course_management.api.problems import Problem, success_status_or_raise, validation_problem
+from course_management.api.route_helpers import (
+    COURSE_ID,
+    course_id_param,
+    course_not_found,
+    send_command,
+    visible,
+    visible_course,
+)
+from course_management.domain.access import can_change
 from course_management.domain.course import CourseFields, CourseUpdate, course_size_error
-from course_management.domain.outcomes import Reply
-from course_management.domain.records import course_of
 from course_management.domain.uploads import (
     UploadRequest,
     content_keys,
     content_prefix,
     plan_upload,
 )
-from course_management.infra.cache import CourseEntry
 
 # Course ids derived from an Idempotency-Key live in this namespace (uuid5).
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1f0e-4a8e-4bb5-9d51-6d2c3c1f8a10")
-COURSE_ID = Param(
-    "courseId", "path", "The course id (a UUID)", schema={"type": "string", "format": "uuid"}
-)
 MAX_VERSION = 2**31 - 1  # versions are Avro ints
 # What a client does with a course it created (the OpenAPI links, for stateful clients
 # and fuzzers).
@@ -75,37 +73,6 @@ def _modules_etag(course: dict[str, object]) -> str:
     return f'"{course["version"]}"'
 
 
-def course_id_param(request: web.Request) -> str:
-    raw = request.match_info["courseId"]
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise Problem.of(404, "course-not-found", f"no course {raw!r}") from None
-
-
-async def send_command(
-    request: web.Request,
-    who: Principal,
-    command_type: str,
-    course_id: str,
-    payload: dict[str, Any],
-    expected_version: int | None = None,
-) -> Reply:
-    """Turn a write into a command on Kafka and wait for the agent's reply."""
-    return await request.app[WRITES].execute(
-        CourseCommand(
-            command_id=str(uuid.uuid4()),
-            command_type=command_type,
-            course_id=course_id,
-            occurred_at=datetime.now(UTC),
-            actor=who.actor(),
-            payload=payload,
-            payload_hash=canonical_hash(payload),
-            expected_version=expected_version,
-        )
-    )
-
-
 def _refuse_too_large(payload: dict[str, Any]) -> None:
     """The course is built by the agent, but a payload already over the size a course may
     have would only make a command that is bound to be refused (or too large for Kafka)."""
@@ -129,7 +96,7 @@ async def create_course(request: web.Request) -> web.StreamResponse:
     )
     await _check_content_keys(request, course_id, payload)
     reply = await send_command(request, who, "create_course", course_id, payload)
-    status = status_of(reply)
+    status = success_status_or_raise(reply)
     assert reply.body is not None
     return json_response(
         reply.body,
@@ -140,27 +107,8 @@ async def create_course(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def visible_course(request: web.Request, course_id: str) -> dict[str, Any]:
-    course = course_of(await request.app[READS].read_course_state(course_id, since(request)))
-    who = principal(request)
-    if course is None or not can_see(course, who.actor() if who else None):
-        raise course_not_found(course_id)
-    return course
-
-
-def course_not_found(course_id: str) -> Problem:
-    return Problem.of(404, "course-not-found", f"no course {course_id}")
-
-
-def visible(entry: CourseEntry | None, who: Principal | None) -> CourseEntry | None:
-    """The course's entry when it exists and the caller may see it."""
-    if entry is None or entry.deleted:
-        return None
-    return entry if may_see(entry.status, entry.owner, who.actor() if who else None) else None
-
-
 async def get_course(request: web.Request) -> web.StreamResponse:
-    """The hot read: the answer's bytes come ready-made from the cache (service/reads.py)."""
+    """The hot read: the answer's bytes come ready-made from the cache (gateways/reads.py)."""
     course_id = course_id_param(request)
     entry = await request.app[READS].read_course(course_id, since(request), charge_of(request))
     entry = visible(entry, principal(request))
@@ -204,7 +152,7 @@ async def update_course(request: web.Request) -> web.StreamResponse:
     reply = await send_command(
         request, who, "update_course", course_id, payload, _if_match(request)
     )
-    status = status_of(reply)
+    status = success_status_or_raise(reply)
     assert reply.body is not None
     return json_response(
         reply.body, status=status, headers=token_headers(reply, {"ETag": _etag(reply.body)})
@@ -216,7 +164,7 @@ async def delete_course(request: web.Request) -> web.StreamResponse:
     require_role(who, "instructor", "admin")
     course_id = course_id_param(request)
     reply = await send_command(request, who, "delete_course", course_id, {}, _if_match(request))
-    return web.Response(status=status_of(reply), headers=token_headers(reply))
+    return web.Response(status=success_status_or_raise(reply), headers=token_headers(reply))
 
 
 async def _check_content_keys(

@@ -19,10 +19,10 @@ from course_management.api.http import (
 )
 from course_management.api.models import Enrollment, EnrollmentPage, Progress
 from course_management.api.openapi import CONSISTENCY_TOKEN, Endpoint, Param
-from course_management.api.pages import decode_cursor, page_body, page_query
+from course_management.api.pages import PAGE_PARAMS, decode_cursor, page_body, page_query
 from course_management.api.ports import READS, WRITES
-from course_management.api.problems import Problem, status_of, validation_problem
-from course_management.api.routes_courses import (
+from course_management.api.problems import Problem, success_status_or_raise, validation_problem
+from course_management.api.route_helpers import (
     COURSE_ID,
     course_id_param,
     course_not_found,
@@ -30,7 +30,18 @@ from course_management.api.routes_courses import (
     visible,
     visible_course,
 )
-from course_management.domain.access import owned_by, owns
+from course_management.domain.access import (
+    may_cancel_enrollment,
+    may_enroll_others,
+    may_enroll_self,
+    may_read_enrollments_of,
+    may_read_every_course_enrollment,
+    may_read_own_course_enrollment,
+    may_report_own_progress,
+    may_report_progress_for_others,
+    owned_by,
+    owns,
+)
 from course_management.domain.course import Id
 from course_management.domain.outcomes import RefusalKind
 
@@ -53,11 +64,12 @@ async def _enroll_body(request: web.Request) -> EnrollRequest:
 
 def _who_enrolls(who: Principal, body: EnrollRequest) -> str:
     """Admins and services name the user; a student enrolls only themselves."""
-    if who.has("admin", "service"):
+    actor = who.actor()
+    if may_enroll_others(actor):
         if body.user_id is None:
             raise validation_problem([("user_id", "required when an admin or a service enrolls")])
         return body.user_id
-    if who.has("student") and body.user_id in (None, who.user_id):
+    if may_enroll_self(actor, body.user_id):
         return who.user_id
     raise Problem.of(
         403, "forbidden", "students enroll themselves; admins and services name user_id"
@@ -69,7 +81,7 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     course_id = course_id_param(request)
     user_id = _who_enrolls(who, await _enroll_body(request))
     reply = await request.app[WRITES].enroll(course_id, user_id, source=f"api:{who.user_id}")
-    status = status_of(reply)
+    status = success_status_or_raise(reply)
     # A user id is the caller's text: quoted, so no character of it can reach a header raw.
     headers = {"Location": f"/api/v1/courses/{course_id}/enrollments/{quote(user_id, safe='')}"}
     return json_response(reply.body, status=status, headers=token_headers(reply, headers))
@@ -88,18 +100,19 @@ async def report_progress(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     course_id = course_id_param(request)
     body, _ = await read_body(request, ProgressRequest)
-    if who.has("service"):
+    actor = who.actor()
+    if may_report_progress_for_others(actor):
         if body.user_id is None:
             raise validation_problem([("user_id", "required when a service reports progress")])
         user_id = body.user_id
-    elif who.has("student") and body.user_id in (None, who.user_id):
+    elif may_report_own_progress(actor, body.user_id):
         user_id = who.user_id
     else:
         raise Problem.of(403, "forbidden", "progress is reported by the student or a service")
     reply = await request.app[WRITES].report_progress(
         course_id, user_id, body.item_id, body.status, body.score
     )
-    status = status_of(reply, {RefusalKind.NOT_ENROLLED: 403})
+    status = success_status_or_raise(reply, {RefusalKind.NOT_ENROLLED: 403})
     return json_response(reply.body, status=status, headers=token_headers(reply))
 
 
@@ -107,10 +120,10 @@ async def cancel_enrollment(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     course_id = course_id_param(request)
     user_id = request.match_info["userId"]
-    if not (who.has("admin") or (who.has("student") and who.user_id == user_id)):
+    if not may_cancel_enrollment(who.actor(), user_id):
         raise Problem.of(403, "forbidden", "only the enrolled student or an admin may cancel")
     reply = await send_command(request, who, "cancel_enrollment", course_id, {"user_id": user_id})
-    return web.Response(status=status_of(reply), headers=token_headers(reply))
+    return web.Response(status=success_status_or_raise(reply), headers=token_headers(reply))
 
 
 async def get_enrollment(request: web.Request) -> web.StreamResponse:
@@ -120,7 +133,7 @@ async def get_enrollment(request: web.Request) -> web.StreamResponse:
     course, found = await request.app[READS].read_enrollment(
         course_id, user_id, since(request), charge_of(request)
     )
-    if not (who.has("admin", "service") or who.user_id == user_id):
+    if not may_read_enrollments_of(who.actor(), user_id):
         seen = visible(course, who)
         if seen is None:
             raise course_not_found(course_id)
@@ -141,10 +154,11 @@ async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
     query = page_query(request)
     position = decode_cursor(query.cursor, "user_id")
     only_user = None
-    if not who.has("admin", "service"):
+    actor = who.actor()
+    if not may_read_every_course_enrollment(actor):
         course = await visible_course(request, course_id)
-        if not owns(course, who.actor()):
-            if not who.has("student"):
+        if not owns(course, actor):
+            if not may_read_own_course_enrollment(actor):
                 raise Problem.of(403, "forbidden", "only the owner, admins, services and students")
             only_user = who.user_id  # a student sees only their own enrollment
     rows = await request.app[READS].list_course_enrollments(
@@ -159,7 +173,7 @@ async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
 async def list_user_enrollments(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     user_id = request.match_info["userId"]
-    if not (who.has("admin", "service") or who.user_id == user_id):
+    if not may_read_enrollments_of(who.actor(), user_id):
         raise Problem.of(403, "forbidden", "a user's enrollments are theirs, admins' and services'")
     query = page_query(request)
     position = decode_cursor(query.cursor, "course_id")
@@ -171,16 +185,6 @@ async def list_user_enrollments(request: web.Request) -> web.StreamResponse:
         page_body(rows, query.limit, {"course_id": last["course_id"]} if last else None)
     )
 
-
-PAGE_PARAMS = (
-    Param(
-        "limit",
-        "query",
-        "Page size, 1..100 (default 20)",
-        schema={"type": "integer", "minimum": 1, "maximum": 100},
-    ),
-    Param("cursor", "query", "Opaque: the `next_cursor` of the previous page"),
-)
 
 ENDPOINTS = [
     Endpoint(

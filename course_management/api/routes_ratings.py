@@ -16,16 +16,16 @@ from course_management.api.http import (
 )
 from course_management.api.models import RatingPage, RatingResult
 from course_management.api.openapi import CONSISTENCY_TOKEN, Endpoint
-from course_management.api.pages import decode_cursor, page_body, page_query
+from course_management.api.pages import PAGE_PARAMS, decode_cursor, page_body, page_query
 from course_management.api.ports import READS
-from course_management.api.problems import Problem, status_of, validation_problem
-from course_management.api.routes_courses import (
+from course_management.api.problems import Problem, success_status_or_raise, validation_problem
+from course_management.api.route_helpers import (
     COURSE_ID,
     course_id_param,
     send_command,
     visible_course,
 )
-from course_management.api.routes_enrollments import PAGE_PARAMS
+from course_management.domain.access import may_rate
 from course_management.domain.outcomes import RefusalKind
 from course_management.domain.ratings import RatingInput
 
@@ -34,11 +34,11 @@ async def rate_course(request: web.Request) -> web.StreamResponse:
     """One rating per enrolled student; posting again replaces it."""
     who = require_principal(request)
     course_id = course_id_param(request)
-    if not who.has("student"):
+    if not may_rate(who.actor()):
         raise Problem.of(403, "forbidden", "ratings come from enrolled students")
     _, payload = await read_body(request, RatingInput)
     reply = await send_command(request, who, "rate_course", course_id, payload)
-    status = status_of(reply, {RefusalKind.NOT_ENROLLED: 403})
+    status = success_status_or_raise(reply, {RefusalKind.NOT_ENROLLED: 403})
     return json_response(reply.body, status=status, headers=token_headers(reply))
 
 

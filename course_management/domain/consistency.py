@@ -2,7 +2,7 @@
 
 Every write's answer carries a token (the `Consistency-Token` header): the versions the
 write made, one mark per store kind it reaches. A read that sends the token back answers
-only from a store holding at least those versions (service/reads.py checks each store it
+only from a store holding at least those versions (gateways/reads.py checks each store it
 answers from). The token is opaque to clients: base64url of compact JSON, versioned by
 its first field so that it can change shape later.
 

@@ -78,7 +78,9 @@ def _view(view: dict[str, Any]) -> EnrollmentView:
     return EnrollmentView(str(view["status"]), orjson.dumps(view))
 
 
-class ReadService:
+class ReadGateway:
+    """api.ports.Reads: Redis, then the local table or the mirror; catalog pages."""
+
     def __init__(
         self,
         state: Any,

@@ -62,7 +62,9 @@ def _not_taken() -> Unavailable:
     )
 
 
-class WriteGateway:
+class KafkaWriteGateway:
+    """api.ports.Writes: each write sent to the course agent over Kafka, then its reply."""
+
     def __init__(self, sends: Sends, replies: ReplyListener, timeout_s: float) -> None:
         self._sends = sends
         self._replies = replies

@@ -1,6 +1,6 @@
 """The PostgreSQL mirror of enrollments: their snapshots, their status changes with their
 times, and the ratings list. Written by the postgres sink group (streams/mirror.py), read
-by service/reads.py. Every write is guarded (by version, or by event id), so a replayed
+by gateways/reads.py. Every write is guarded (by version, or by event id), so a replayed
 batch changes nothing."""
 
 from __future__ import annotations

@@ -29,13 +29,25 @@ def test_at_most_six_top_level_modules() -> None:
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
 
 
+def test_route_modules_import_no_other_route_module() -> None:
+    """What routes share lives in shared modules (api/route_helpers.py, api/http.py, ...)."""
+    routes = sorted((PACKAGE / "api").glob("routes_*.py"))
+    assert routes
+    crossing = {
+        path.name: found
+        for path in routes
+        if (found := re.findall(r"course_management\.api\.(routes_\w+)", path.read_text()))
+    }
+    assert crossing == {}
+
+
 def test_every_module_the_readme_and_the_architecture_name_exists() -> None:
     named = set()
     for doc in ("README.md", "docs/architecture.md"):
         text = (ROOT / doc).read_text(encoding="utf-8")
         named |= set(
             re.findall(
-                r"`(?:course_management/)?((?:api|catalog|domain|infra|ops|service|streams|tables)/[a-z_]+\.py)",
+                r"`(?:course_management/)?((?:api|catalog|domain|infra|gateways|ops|streams|tables)/[a-z_]+\.py)",
                 text,
             )
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from course_management.domain.outcomes import Outcome, RefusalKind
-from course_management.service.writes import reply_of
+from course_management.gateways.writes import reply_of
 
 
 def test_a_reply_with_an_outcome_is_taken_as_it_is() -> None:

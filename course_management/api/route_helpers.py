@@ -1,0 +1,76 @@
+"""What more than one route module needs: the course named in the path, whether the
+caller may see it, and a write sent as a command. Route modules import these from here,
+never from each other."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from course_management.api.auth import Principal
+from course_management.api.http import canonical_hash, principal, since
+from course_management.api.openapi import Param
+from course_management.api.ports import READS, WRITES
+from course_management.api.problems import Problem
+from course_management.domain.access import can_see, may_see
+from course_management.domain.commands import CourseCommand
+from course_management.domain.outcomes import Reply
+from course_management.domain.records import course_of
+from course_management.infra.cache import CourseEntry
+
+COURSE_ID = Param(
+    "courseId", "path", "The course id (a UUID)", schema={"type": "string", "format": "uuid"}
+)
+
+
+def course_id_param(request: web.Request) -> str:
+    raw = request.match_info["courseId"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise Problem.of(404, "course-not-found", f"no course {raw!r}") from None
+
+
+def course_not_found(course_id: str) -> Problem:
+    return Problem.of(404, "course-not-found", f"no course {course_id}")
+
+
+async def visible_course(request: web.Request, course_id: str) -> dict[str, Any]:
+    course = course_of(await request.app[READS].read_course_state(course_id, since(request)))
+    who = principal(request)
+    if course is None or not can_see(course, who.actor() if who else None):
+        raise course_not_found(course_id)
+    return course
+
+
+def visible(entry: CourseEntry | None, who: Principal | None) -> CourseEntry | None:
+    """The course's entry when it exists and the caller may see it."""
+    if entry is None or entry.deleted:
+        return None
+    return entry if may_see(entry.status, entry.owner, who.actor() if who else None) else None
+
+
+async def send_command(
+    request: web.Request,
+    who: Principal,
+    command_type: str,
+    course_id: str,
+    payload: dict[str, Any],
+    expected_version: int | None = None,
+) -> Reply:
+    """Turn a write into a command on Kafka and wait for the agent's reply."""
+    return await request.app[WRITES].execute(
+        CourseCommand(
+            command_id=str(uuid.uuid4()),
+            command_type=command_type,
+            course_id=course_id,
+            occurred_at=datetime.now(UTC),
+            actor=who.actor(),
+            payload=payload,
+            payload_hash=canonical_hash(payload),
+            expected_version=expected_version,
+        )
+    )
