@@ -15,7 +15,7 @@ courses are added. Typos: `fuzziness: AUTO` (one edit from 3 letters, two from 6
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from course_management.catalog.query import (
     CatalogQuery,
     Sort,
 )
+from course_management.messages.catalog_entry import CatalogEntry
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,14 @@ _SORTS: dict[Sort, list[dict[str, str]]] = {
 _FIELD_NAMES = {"tags": "tags.text"}
 
 
-def _source(entry: dict[str, Any]) -> dict[str, Any]:
+def _source(entry: CatalogEntry) -> dict[str, Any]:
     doc = entry.get("document")
     if not entry["listed"] or doc is None:
         return {"id": entry["course_id"], "listed": False}
     return {**doc, "created_key": doc["created_at"]}
 
 
-def _actions(entries: list[dict[str, Any]], index: str) -> list[dict[str, Any]]:
+def _actions(entries: Sequence[CatalogEntry], index: str) -> list[dict[str, Any]]:
     return [
         {
             "_op_type": "index",
@@ -102,7 +103,7 @@ def _actions(entries: list[dict[str, Any]], index: str) -> list[dict[str, Any]]:
 
 async def write_catalog_entries(
     es: AsyncElasticsearch,
-    entries: list[dict[str, Any]],
+    entries: Sequence[CatalogEntry],
     index: str = ALIAS,
     refresh: Any = "wait_for",
 ) -> int:

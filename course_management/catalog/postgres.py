@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from course_management.catalog.query import (
     sort_values,
     typo_matches,
 )
+from course_management.messages.catalog_entry import CatalogEntry
 
 TABLE = "catalog_courses"
 
@@ -82,7 +83,7 @@ CROSS JOIN LATERAL (
 """
 
 
-def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
+def _row(entry: CatalogEntry) -> tuple[Any, ...]:
     doc = entry.get("document")
     if not entry["listed"] or doc is None:
         key: tuple[Any, ...] = (entry["course_id"], entry["catalog_version"], False)
@@ -110,9 +111,9 @@ def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def newest_entries(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def newest_entries(entries: Iterable[CatalogEntry]) -> list[CatalogEntry]:
     """One entry per course: the newest of a batch (the others change nothing)."""
-    newest: dict[str, dict[str, Any]] = {}
+    newest: dict[str, CatalogEntry] = {}
     for entry in entries:
         seen = newest.get(entry["course_id"])
         if seen is None or seen["catalog_version"] < entry["catalog_version"]:
@@ -121,7 +122,7 @@ def newest_entries(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def write_catalog_entries(
-    pool: asyncpg.Pool, entries: list[dict[str, Any]], table: str = TABLE
+    pool: asyncpg.Pool, entries: Sequence[CatalogEntry], table: str = TABLE
 ) -> int:
     """Upsert a batch; an entry older than the row is ignored. Returns the rows written."""
     # In id order: concurrent writers (two sinks, a rebuild catching up) lock rows alike.

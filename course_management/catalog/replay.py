@@ -12,15 +12,16 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from course_management.catalog.feed import entry_of_value
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.kafka import Offsets, read_to_end
+from course_management.messages import catalog_entry
+from course_management.messages.catalog_entry import CatalogEntry
 from course_management.topology import COURSE_CATALOG, spec
 
 log = logging.getLogger(__name__)
 
-WriteEntries = Callable[[list[dict[str, Any]]], Awaitable[Any]]
+WriteEntries = Callable[[list[CatalogEntry]], Awaitable[Any]]
 
 
 async def replay_catalog(
@@ -44,7 +45,9 @@ async def replay_catalog(
         entries = []
         for record in records:
             try:
-                entries.append(entry_of_value(await codec.decode(topic.subject, record.value)))
+                entries.append(
+                    catalog_entry.decode(await codec.decode(topic.subject, record.value))
+                )
             except AvroDecodeError:  # the sinks dead-lettered it; so does the replay
                 log.warning(
                     "undecodable catalog record skipped",

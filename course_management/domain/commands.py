@@ -31,6 +31,7 @@ from course_management.domain.course import (
     updated_course,
     with_new_version,
 )
+from course_management.domain.events import CourseEvent
 from course_management.domain.outcomes import (
     Outcome,
     Refusal,
@@ -71,7 +72,7 @@ class CourseCommand:
 @dataclass(frozen=True)
 class Decision:
     record: CourseRecord | None  # the new table record; None: leave the table as it is
-    event: dict[str, Any] | None  # the CourseEvent to publish; None: nothing changed
+    event: CourseEvent | None  # the event to publish; None: nothing changed
     reply: Reply
 
 
@@ -109,7 +110,7 @@ def replayed(record: CourseRecord, seen: RememberedReply) -> Reply:
 
 def course_event(
     command: CourseCommand, event_type: str, course: Course | None, version: int
-) -> dict[str, Any]:
+) -> CourseEvent:
     return {
         "event_id": derived_id(command.command_id, "event"),
         "event_type": event_type,

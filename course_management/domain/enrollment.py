@@ -16,6 +16,7 @@ from typing import Any
 
 from course_management.domain.commands import derived_id
 from course_management.domain.course import rfc3339
+from course_management.domain.events import EnrollmentEvent
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, invalid
 from course_management.domain.records import (
     Course,
@@ -78,7 +79,7 @@ class EnrollmentDecision:
     outcome: Outcome | None  # None: refused (see `refusal`)
     enrollment: EnrollmentRecord | None  # the new enrollment record (None: unchanged)
     seats_taken: int | None  # the course's new count of seats taken (None: unchanged)
-    events: tuple[dict[str, Any], ...]  # the EnrollmentEvents to publish, in order
+    events: tuple[EnrollmentEvent, ...]  # to publish, in order
     refusal: Refusal | None = None  # why it was refused
     reply_enrollment: dict[str, Any] | None = None  # the answer: the enrollment's view
     view: dict[str, Any] | None = None  # the new record's public view, when not the answer
@@ -141,7 +142,7 @@ def public_view(record: EnrollmentRecord, course: Course) -> dict[str, Any]:
 
 def _event(
     input_id: str, kind: str, record: EnrollmentRecord, view: dict[str, Any], at: datetime
-) -> dict[str, Any]:
+) -> EnrollmentEvent:
     """The event of a change; `view` is the record's public view (drawn once per change)."""
     return {
         "event_id": derived_id(input_id, kind),

@@ -28,6 +28,7 @@ from pydantic import (
 
 from course_management.domain.commands import CourseCommand, course_event, live_course, remember
 from course_management.domain.course import no_nul, rfc3339, with_new_version
+from course_management.domain.events import CourseEvent
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply, invalid_from
 from course_management.domain.records import CourseRecord, EnrollmentRecord, RatingRecord
 
@@ -50,7 +51,7 @@ class RatingInput(BaseModel):
 class RatingDecision:
     record: CourseRecord | None  # the course record to write (None: unchanged)
     enrollment: EnrollmentRecord | None  # the enrollment record to write (None: unchanged)
-    event: dict[str, Any] | None  # the CourseEvent (course_updated) to publish
+    event: CourseEvent | None  # course_updated, to publish
     reply: Reply
 
 

@@ -10,7 +10,6 @@ hang or a 500, and a retry is safe (the same request is applied once).
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -20,17 +19,16 @@ from aiokafka.errors import KafkaError
 
 from course_management.api.ports import Unavailable
 from course_management.domain.commands import CourseCommand
-from course_management.domain.outcomes import Outcome, Reply
+from course_management.domain.enrollment import EnrollInput, ProgressInput
+from course_management.domain.outcomes import Reply
 from course_management.infra.kafka import Headers
 from course_management.infra.logs import context_value
 from course_management.infra.replies import ReplyListener
+from course_management.messages import command_reply, course_command, item_progress, user_enrolled
 from course_management.topology import (
     CORRELATION_HEADER,
-    COURSE_COMMANDS,
-    COURSE_PROGRESS,
     REPLY_TO_HEADER,
     REQUEST_ID_HEADER,
-    USER_ENROLLED,
     spec,
 )
 
@@ -71,48 +69,31 @@ class KafkaWriteGateway:
         self._timeout_s = timeout_s
 
     async def execute(self, command: CourseCommand) -> Reply:
-        record = {
-            "command_id": command.command_id,
-            "command_type": command.command_type,
-            "occurred_at": command.occurred_at,
-            "course_id": command.course_id,
-            "actor": {
-                "id": command.actor.id,
-                "name": command.actor.name,
-                "roles": list(command.actor.roles),
-            },
-            "payload_json": json.dumps(command.payload, ensure_ascii=False),
-            "payload_hash": command.payload_hash,
-            "expected_version": command.expected_version,
-            "reply_to": self._replies.topic,
-        }
-        topic = spec(COURSE_COMMANDS)
-        return await self._ask(
-            command.command_id,
-            self._sends.send(topic.name, command.course_id, topic.subject, record, _traced([])),
+        record = course_command.encode(course_command.SentCommand(command, self._replies.topic))
+        send = self._sends.send(
+            course_command.TOPIC, command.course_id, course_command.SUBJECT, record, _traced([])
         )
+        return await self._ask(command.command_id, send)
 
     async def enroll(self, course_id: str, user_id: str, source: str) -> Reply:
         """Publish `user_enrolled` (as other services do) and wait for the agent's answer."""
-        fields = {"user_id": user_id, "course_id": course_id, "source": source}
-        return await self._publish_input(USER_ENROLLED, course_id, fields)
+        enroll = EnrollInput(str(uuid.uuid4()), course_id, user_id, datetime.now(UTC), source)
+        record = user_enrolled.encode(enroll)
+        return await self._publish_input(user_enrolled.TOPIC, enroll.event_id, course_id, record)
 
     async def report_progress(
         self, course_id: str, user_id: str, item_id: str, status: str, score: float | None
     ) -> Reply:
         """Publish an `ItemProgress` on course-progress and wait for the agent's answer."""
-        fields = {
-            "user_id": user_id,
-            "course_id": course_id,
-            "item_id": item_id,
-            "status": status,
-            "score": score,
-        }
-        return await self._publish_input(COURSE_PROGRESS, course_id, fields)
+        progress = ProgressInput(
+            str(uuid.uuid4()), course_id, user_id, item_id, status, score, datetime.now(UTC)
+        )
+        record = item_progress.encode(progress)
+        return await self._publish_input(item_progress.TOPIC, progress.event_id, course_id, record)
 
-    async def _publish_input(self, topic: str, course_id: str, fields: dict[str, Any]) -> Reply:
-        event_id = str(uuid.uuid4())
-        record = {"event_id": event_id, "occurred_at": datetime.now(UTC), **fields}
+    async def _publish_input(
+        self, topic: str, event_id: str, course_id: str, record: dict[str, Any]
+    ) -> Reply:
         headers = _traced(
             [
                 (REPLY_TO_HEADER, self._replies.topic.encode()),
@@ -148,23 +129,4 @@ class KafkaWriteGateway:
 
 def reply_of(record: dict[str, Any]) -> Reply:
     """A decoded CommandReply as the domain's Reply."""
-    body = json.loads(record["body_json"]) if record["body_json"] else None
-    if record.get("outcome"):
-        return Reply(record["outcome"], body, record.get("consistency_token"))
-    return _reply_of_status(int(record["status"]), body)
-
-
-_LEGACY_OUTCOMES = {201: Outcome.CREATED, 200: Outcome.APPLIED, 204: Outcome.REMOVED}
-
-
-def _reply_of_status(status: int, body: dict[str, Any] | None) -> Reply:
-    """A reply from a worker of the version before `outcome` (during a rolling upgrade):
-    its status, and a problem document as the body of a refusal."""
-    if status in _LEGACY_OUTCOMES:
-        return Reply(_LEGACY_OUTCOMES[status], body)
-    problem = body or {}
-    kind = str(problem.get("type", "internal")).rsplit("/", 1)[-1]
-    return Reply(
-        kind,
-        {"kind": kind, "detail": problem.get("detail", ""), "errors": problem.get("errors", [])},
-    )
+    return command_reply.decode(record).reply

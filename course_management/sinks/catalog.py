@@ -15,14 +15,15 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from course_management.catalog.feed import entry_of_value
 from course_management.infra.avro import AvroCodec
 from course_management.infra.dead_letters import DeadLetter, decode_or_dead_letter
 from course_management.infra.metrics import CATALOG_ENTRIES
 from course_management.infra.retrying import until_cached, until_written
+from course_management.messages import catalog_entry
+from course_management.messages.catalog_entry import CatalogEntry
 from course_management.topology import COURSE_CATALOG, spec
 
-WriteEntries = Callable[[list[dict[str, Any]]], Awaitable[int]]
+WriteEntries = Callable[[list[CatalogEntry]], Awaitable[int]]
 
 
 class CatalogSink:
@@ -55,7 +56,7 @@ class CatalogSink:
                     record.key,
                     record.value,
                     self._dead_letter,
-                    parse=entry_of_value,
+                    parse=catalog_entry.decode,
                 )
             )
             is not None

@@ -37,10 +37,11 @@ from course_management.infra.metrics import (
     INPUTS_SKIPPED,
     PARTITION_REWINDS,
 )
+from course_management.messages import course_command
 from course_management.streams.apply import BatchApplier
 from course_management.streams.batch import Batch
 from course_management.streams.faust_compat import take_backlog
-from course_management.streams.inputs import Input, command_from_record, stage_answer
+from course_management.streams.inputs import INPUT_DECODERS, Input, stage_answer
 from course_management.streams.routes import route_of
 from course_management.streams.tracking import (
     Order,
@@ -228,27 +229,25 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
     """The input an event carries, or None once it is dead-lettered (staged)."""
     key, raw = event.key, event.value
     if event.message.topic == COURSE_COMMANDS:
-        decoded = await decode_or_dead_letter(
+        sent = await decode_or_dead_letter(
             codec,
             spec(COURSE_COMMANDS),
             key,
             raw,
             batch.stage_dead_letter,
-            parse=lambda value: (value, command_from_record(value)),
+            parse=course_command.decode,
             code=INVALID,
         )
-        if decoded is None:
+        if sent is None:
             return None
-        value, command = decoded
         return Input(
-            kind=command.command_type,
+            kind=sent.command.command_type,
             source_topic=COURSE_COMMANDS,
             key=key,
             raw=raw,
-            value=value,
-            reply_to=value.get("reply_to"),
-            correlation_id=command.command_id,
-            command=command,
+            message=sent.command,
+            reply_to=sent.reply_to,
+            correlation_id=sent.command.command_id,
         )
     headers = event.headers or {}
     kind = headers.get(KIND_HEADER, b"")
@@ -259,10 +258,16 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
         )
         return None
     source_key = headers.get(SOURCE_KEY_HEADER, key)  # the key it had on its source topic
-    fields = await decode_or_dead_letter(
-        codec, spec(source), source_key, raw, batch.stage_dead_letter, parse=dict, code=MALFORMED
+    message = await decode_or_dead_letter(
+        codec,
+        spec(source),
+        source_key,
+        raw,
+        batch.stage_dead_letter,
+        parse=INPUT_DECODERS[source],
+        code=MALFORMED,
     )
-    if fields is None:
+    if message is None:
         return None
     reply_to, correlation = headers.get(REPLY_TO_HEADER), headers.get(CORRELATION_HEADER)
     return Input(
@@ -270,7 +275,7 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
         source_topic=source,
         key=source_key,
         raw=raw,
-        value=fields,
+        message=message,
         reply_to=reply_to.decode() if reply_to else None,
         correlation_id=correlation.decode() if correlation else None,
         source_position=_source_position(event, headers),

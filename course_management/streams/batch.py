@@ -22,14 +22,13 @@ kept for Redis when the course does not change after it in the batch.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from course_management.catalog.feed import catalog_entry, catalog_record
+from course_management.catalog.feed import entry_of
 from course_management.domain import consistency
 from course_management.domain.consistency import Marks
 from course_management.domain.enrollment import EMPTY_SEATS
@@ -38,9 +37,11 @@ from course_management.domain.records import CourseRecord, EnrollmentRecord, Sea
 from course_management.infra.dead_letters import dead_letter_record
 from course_management.infra.logs import log_context
 from course_management.infra.metrics import DEAD_LETTERS
+from course_management.messages import catalog_entry, command_reply
+from course_management.messages.command_reply import CommandReply
 from course_management.tables.keys import enrollment_key, seats_key
 from course_management.tables.units import Outbox, Outgoing, encode_key, records_size
-from course_management.topology import COURSE_CATALOG, REQUEST_ID_HEADER, is_reply_topic
+from course_management.topology import REQUEST_ID_HEADER, is_reply_topic
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class Batch:
     def stage_catalog(self, course_id: str) -> None:
         """The course's catalog entry, built once per course per batch from the state the
         batch leaves it in (the topic is compacted and its sinks keep the newest)."""
-        self._check(COURSE_CATALOG)
+        self._check(catalog_entry.TOPIC)
         self._work.catalog[course_id] = None
 
     def stage_course_state(self, course_id: str) -> None:
@@ -256,14 +257,9 @@ class Batch:
         if not is_reply_topic(reply_to):
             log.warning("reply address ignored: not a reply topic", extra={"topic": reply_to})
             return
-        record = {
-            "command_id": command_id,
-            "status": 0,  # superseded by `outcome` (the API maps it to HTTP)
-            "outcome": reply.outcome,
-            "body_json": json.dumps(reply.body) if reply.body is not None else None,
-            "consistency_token": consistency.encode(marks) if marks else None,
-        }
-        self._work.replies.append((reply_to, command_id, record))
+        token = consistency.encode(marks) if marks else None
+        answer = CommandReply(command_id, Reply(reply.outcome, reply.body, token))
+        self._work.replies.append((reply_to, command_id, command_reply.encode(answer)))
 
     # -- what the applier takes ------------------------------------------------------------
 
@@ -274,10 +270,10 @@ class Batch:
         records = list(work.records)
         for course_id in work.catalog:
             seats = self.final(partition, seats_key(course_id)) or EMPTY_SEATS
-            entry = catalog_entry(course_id, self.final(partition, course_id), seats)
+            entry = entry_of(course_id, self.final(partition, course_id), seats)
             if entry is not None:
-                topic, key, subject, value = catalog_record(entry)
-                records.append((topic, key.encode(), self._encode(subject, value), []))
+                value = self._encode(catalog_entry.SUBJECT, catalog_entry.encode(entry))
+                records.append((catalog_entry.TOPIC, course_id.encode(), value, []))
         return Outbox(records, list(work.courses), list(work.enrollments), list(work.replies))
 
     def views(self, partition: int) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:

@@ -9,7 +9,6 @@ list (course-management-ratings), and the reply with its consistency marks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from course_management.domain.commands import (
     CourseCommand,
@@ -18,17 +17,15 @@ from course_management.domain.commands import (
     decide_delete,
     decide_update,
 )
+from course_management.domain.events import CourseEvent
 from course_management.domain.outcomes import Reply
 from course_management.domain.ratings import decide_rating
 from course_management.domain.records import CourseRecord, EnrollmentRecord
 from course_management.infra.metrics import COMMANDS_APPLIED
+from course_management.messages import course_event, rating_entry
 from course_management.streams.batch import Batch
-from course_management.streams.inputs import Input, required_command, stage_answer
+from course_management.streams.inputs import Input, message_of, stage_answer
 from course_management.streams.marks import marks_after, seats_taken
-from course_management.topology import COURSE_EVENTS, COURSE_RATINGS, spec
-
-RATINGS_SUBJECT = spec(COURSE_RATINGS).subject
-COURSE_EVENTS_SUBJECT = spec(COURSE_EVENTS).subject
 
 
 def _with_seats(reply: Reply, count: int) -> Reply:
@@ -58,7 +55,7 @@ async def _course_command(
     decide: Callable[[CourseRecord | None, CourseCommand], Decision],
 ) -> None:
     """Decide a course command, stage its event, record and catalog entry, and answer."""
-    command = required_command(item)
+    command = message_of(item, CourseCommand)
     decision = decide(batch.course_record(command.course_id), command)
     if decision.event is not None and decision.record is not None:
         stage_course_change(batch, command.course_id, decision.event)
@@ -72,7 +69,7 @@ async def _course_command(
 
 async def rate_course(batch: Batch, item: Input) -> None:
     """A rating: the course record first, then the enrollment (see domain.ratings)."""
-    command = required_command(item)
+    command = message_of(item, CourseCommand)
     course_id, user_id = command.course_id, command.actor.id
     decision = decide_rating(
         batch.course_record(course_id), batch.enrollment(course_id, user_id), command
@@ -94,23 +91,24 @@ def stage_rating_entry(batch: Batch, course_id: str, enrollment: EnrollmentRecor
     course = (batch.course_record(course_id) or {}).get("course")
     if rating is None or course is None:
         return
-    user_id = enrollment["user_id"]
-    entry = {
-        "course_id": course_id,
-        "user_id": user_id,
-        "course_version": int(course["version"]),
-        "stars": rating["stars"],
-        "review": rating.get("review"),
-        "rated_at": rating["rated_at"],
-    }
-    batch.stage_records([(COURSE_RATINGS, f"{course_id}:{user_id}", RATINGS_SUBJECT, entry)])
+    entry = rating_entry.RatingEntry(
+        course_id=course_id,
+        user_id=enrollment["user_id"],
+        course_version=int(course["version"]),
+        stars=rating["stars"],
+        review=rating.get("review"),
+        rated_at=rating["rated_at"],
+    )
+    encoded = rating_entry.encode(entry)
+    batch.stage_records([(rating_entry.TOPIC, entry.key, rating_entry.SUBJECT, encoded)])
 
 
-def stage_course_change(batch: Batch, course_id: str, event: dict[str, Any]) -> None:
+def stage_course_change(batch: Batch, course_id: str, event: CourseEvent) -> None:
     """A course's event and (at the end of the batch) its catalog entry. The event's
     snapshot carries the true seat count (the table's course does not)."""
-    seats = batch.seats(course_id)
-    if event.get("course") is not None:
-        event = {**event, "course": {**event["course"], "enrollment_count": seats["count"]}}
-    batch.stage_records([(COURSE_EVENTS, course_id, COURSE_EVENTS_SUBJECT, event)])
+    course = event["course"]
+    if course is not None:
+        event = {**event, "course": {**course, "enrollment_count": batch.seats(course_id)["count"]}}
+    encoded = course_event.encode(event)
+    batch.stage_records([(course_event.TOPIC, course_id, course_event.SUBJECT, encoded)])
     batch.stage_catalog(course_id)

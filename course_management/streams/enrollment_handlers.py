@@ -11,8 +11,7 @@ dead letter.
 
 from __future__ import annotations
 
-from datetime import UTC
-
+from course_management.domain.commands import CourseCommand
 from course_management.domain.enrollment import (
     CancelInput,
     EnrollInput,
@@ -27,12 +26,11 @@ from course_management.domain.outcomes import Reply
 from course_management.domain.records import course_of
 from course_management.infra.dead_letters import REFUSED
 from course_management.infra.metrics import ENROLLMENTS_APPLIED
+from course_management.messages import enrollment_event
 from course_management.streams.batch import Batch
-from course_management.streams.inputs import Input, required_command, stage_answer
+from course_management.streams.inputs import Input, message_of, stage_answer
 from course_management.streams.marks import marks_after
-from course_management.topology import ENROLLMENT_EVENTS, spec
 
-EVENTS_SUBJECT = spec(ENROLLMENT_EVENTS).subject
 _APPLIED = {  # the counter of each event type, looked up once
     kind: ENROLLMENTS_APPLIED.labels(kind)
     for kind in (
@@ -45,14 +43,7 @@ _APPLIED = {  # the counter of each event type, looked up once
 
 
 async def user_enrolled(batch: Batch, item: Input) -> None:
-    value = item.value
-    enroll = EnrollInput(
-        event_id=value["event_id"],
-        course_id=value["course_id"],
-        user_id=value["user_id"],
-        occurred_at=value["occurred_at"].astimezone(UTC),
-        source=value["source"],
-    )
+    enroll = message_of(item, EnrollInput)
     decision = decide_enroll(
         course_of(batch.course_record(enroll.course_id)),
         batch.seats(enroll.course_id)["count"],
@@ -67,16 +58,7 @@ async def user_enrolled(batch: Batch, item: Input) -> None:
 
 
 async def item_progress(batch: Batch, item: Input) -> None:
-    value = item.value
-    progress = ProgressInput(
-        event_id=value["event_id"],
-        course_id=value["course_id"],
-        user_id=value["user_id"],
-        item_id=value["item_id"],
-        status=value["status"],
-        score=value["score"],
-        occurred_at=value["occurred_at"].astimezone(UTC),
-    )
+    progress = message_of(item, ProgressInput)
     course = course_of(batch.course_record(progress.course_id))
     decision = decide_progress(
         course, batch.enrollment(progress.course_id, progress.user_id), progress
@@ -90,7 +72,7 @@ async def item_progress(batch: Batch, item: Input) -> None:
 
 async def cancel_enrollment(batch: Batch, item: Input) -> None:
     """A `cancel_enrollment` course command (from the DELETE route)."""
-    command = required_command(item)
+    command = message_of(item, CourseCommand)
     cancel = CancelInput(
         event_id=command.command_id,
         course_id=command.course_id,
@@ -113,8 +95,9 @@ def stage_enrollment_change(
     batch: Batch, course_id: str, user_id: str, decision: EnrollmentDecision
 ) -> None:
     """The events, the table writes, the seat count and (seats changed) the catalog."""
+    topic, subject = enrollment_event.TOPIC, enrollment_event.SUBJECT
     batch.stage_records(
-        [(ENROLLMENT_EVENTS, course_id, EVENTS_SUBJECT, event) for event in decision.events]
+        [(topic, course_id, subject, enrollment_event.encode(e)) for e in decision.events]
     )
     for event in decision.events:
         _APPLIED[event["event_type"]].inc()

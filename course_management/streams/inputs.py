@@ -2,22 +2,33 @@
 
 The agent (streams/agent.py) reads two topics keyed by course id: `course-commands`
 (commands from the API) and the enrollment inputs (`user_enrolled` and `item_progress`
-records re-keyed by the router). Each becomes an `Input` whose `kind` picks its route
+records re-keyed by the router). Each becomes an `Input` carrying its typed message (the
+wire message's decoded value, messages/), whose `kind` picks its route
 (streams/routes.py), and its route's `Handler` decides it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 
-from course_management.domain.commands import Actor, CourseCommand
+from course_management.domain.commands import CourseCommand
 from course_management.domain.consistency import Marks
+from course_management.domain.enrollment import EnrollInput, ProgressInput
 from course_management.domain.outcomes import Reply
+from course_management.messages import item_progress, user_enrolled
 from course_management.streams.batch import Batch
+
+Message = CourseCommand | EnrollInput | ProgressInput
+M = TypeVar("M", CourseCommand, EnrollInput, ProgressInput)
+
+# How the enrollment inputs' values decode, by their source topic (a course command's by
+# messages/course_command.py, before its type, and so its route, is known).
+INPUT_DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
+    user_enrolled.TOPIC: user_enrolled.decode,
+    item_progress.TOPIC: item_progress.decode,
+}
 
 
 @dataclass(frozen=True)
@@ -26,10 +37,9 @@ class Input:
     source_topic: str  # where it was first written (its dead letters go to `<topic>.dlq`)
     key: bytes | None  # its key on `source_topic`
     raw: bytes | None  # its value as read
-    value: dict[str, Any]  # decoded
+    message: Message  # decoded and typed
     reply_to: str | None  # the reply topic of the worker waiting for the answer
     correlation_id: str | None  # what that worker waits on
-    command: CourseCommand | None = None  # course commands only
     # enrollment inputs: (agent partition, source partition, source offset), where the
     # router read it (streams/tracking.py); None for commands and older forwards
     source_position: tuple[int, int, int] | None = None
@@ -44,20 +54,11 @@ class Input:
 Handler = Callable[[Batch, Input], Awaitable[None]]
 
 
-def command_from_record(value: dict[str, Any]) -> CourseCommand:
-    """A `course-commands` value as the domain's command."""
-    actor = value["actor"]
-    occurred = value["occurred_at"]
-    return CourseCommand(
-        command_id=value["command_id"],
-        command_type=value["command_type"],
-        course_id=value["course_id"],
-        occurred_at=occurred.astimezone(UTC),
-        actor=Actor(actor["id"], actor["name"], tuple(actor["roles"])),
-        payload=json.loads(value["payload_json"] or "{}"),
-        payload_hash=value["payload_hash"],
-        expected_version=value["expected_version"],
-    )
+def message_of(item: Input, kind: type[M]) -> M:
+    """The input's message, which its route says is a `kind` (a TypeError if not: a bug)."""
+    if not isinstance(item.message, kind):
+        raise TypeError(f"{item.kind} carries a {kind.__name__}, not {item.message!r}")
+    return item.message
 
 
 def stage_answer(batch: Batch, item: Input, reply: Reply, marks: Marks | None = None) -> None:
@@ -66,9 +67,3 @@ def stage_answer(batch: Batch, item: Input, reply: Reply, marks: Marks | None = 
     if item.reply_to and item.correlation_id:
         kept = None if reply.refusal is not None else marks
         batch.stage_reply(item.reply_to, item.correlation_id, reply, kept)
-
-
-def required_command(item: Input) -> CourseCommand:
-    if item.command is None:
-        raise TypeError(f"{item.kind} is a course command, but this input has none")
-    return item.command

@@ -23,34 +23,29 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from course_management.domain.enrollment import malformed_input
 from course_management.infra.avro import AvroCodec
 from course_management.infra.consumer_group import Handler
 from course_management.infra.dead_letters import (
     MALFORMED,
     DeadLetter,
-    Malformed,
     decode_or_dead_letter,
 )
 from course_management.infra.publisher import RawRecord
+from course_management.messages import item_progress, user_enrolled
 from course_management.topology import (
-    COURSE_PROGRESS,
     ENROLLMENT_INPUT_SOURCES,
     ENROLLMENT_INPUTS,
     KIND_HEADER,
     SOURCE_KEY_HEADER,
     SOURCE_OFFSET_HEADER,
     SOURCE_PARTITION_HEADER,
-    USER_ENROLLED,
     spec,
 )
 
 # source topic -> the kind each forward is named by (topology.ENROLLMENT_INPUT_SOURCES)
 KINDS = {source: kind.encode() for kind, source in ENROLLMENT_INPUT_SOURCES.items()}
-REQUIRED = {
-    USER_ENROLLED: ("event_id", "course_id", "user_id"),
-    COURSE_PROGRESS: ("event_id", "course_id", "user_id", "item_id"),
-}
+# What makes each source's record unusable (an empty id, ...): a ValueError naming it.
+CHECKS = {user_enrolled.TOPIC: user_enrolled.check, item_progress.TOPIC: item_progress.check}
 SendEncoded = Callable[[list[RawRecord]], Awaitable[None]]
 
 
@@ -73,10 +68,10 @@ class EnrollmentRouter:
         return route
 
     async def route(self, source: str, records: list[ConsumerRecord]) -> None:
+        check = CHECKS[source]
+
         def complete(value: dict[str, Any]) -> dict[str, Any]:
-            reason = malformed_input(value, REQUIRED[source])
-            if reason:
-                raise Malformed(reason)
+            check(value)
             return value
 
         forwards: list[RawRecord] = []

@@ -5,6 +5,7 @@ changelog, the store, the publisher and Redis that record the order of every eff
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RecordTooLargeError
 
 from course_management.catalog.query import catalog_version
+from course_management.domain.enrollment import EnrollInput
 from course_management.domain.outcomes import Outcome, Reply
 from course_management.infra.cache import CourseEntry, EnrollmentEntry
 from course_management.infra.retrying import kafka_unavailable
@@ -393,7 +395,7 @@ async def test_a_handler_that_raises_is_dead_lettered_and_its_caller_answered_at
         source_topic="user-enrolled",
         key=b"k",
         raw=b"v",
-        value={},
+        message=EnrollInput("e-1", "c1", "u1", datetime.now(UTC), "test"),
         reply_to="course-management-replies-w1",
         correlation_id="e-1",
     )

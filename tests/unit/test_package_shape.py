@@ -47,10 +47,31 @@ def test_every_module_the_readme_and_the_architecture_name_exists() -> None:
         text = (ROOT / doc).read_text(encoding="utf-8")
         named |= set(
             re.findall(
-                r"`(?:course_management/)?((?:api|catalog|domain|infra|gateways|ops|streams|tables)/[a-z_]+\.py)",
+                r"`(?:course_management/)?((?:api|catalog|domain|infra|gateways|ops|sinks|streams|tables)/[a-z_]+\.py)",
                 text,
             )
         )
     assert named, "the docs name modules"
     missing = sorted(path for path in named if not (PACKAGE / path).exists())
     assert missing == []
+
+
+def test_every_layer_is_named_in_the_contracts() -> None:
+    """A new top-level package or module is placed in the layers and forbidden to the domain
+    (pyproject.toml's import-linter contracts), or lint-imports would not check it."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+        "contracts"
+    ]
+    layers = next(c for c in contracts if c["type"] == "layers")["layers"]
+    layered = {name.strip() for layer in layers for name in layer.split("|")}
+    ground = next(c for c in contracts if c["name"].startswith("The domain is the ground floor"))
+    tops = {
+        f"course_management.{path.stem if path.suffix else path.name}"
+        for path in PACKAGE.iterdir()
+        if (path.suffix == ".py" and path.stem not in ("__init__", "__main__"))
+        or (path.is_dir() and (path / "__init__.py").exists())
+    }
+    assert tops - layered == set()
+    assert tops - set(ground["forbidden_modules"]) == {"course_management.domain"}

@@ -1,0 +1,33 @@
+"""The events the course agent's decisions publish, typed (their wire form:
+messages/course_event.py, messages/enrollment_event.py). Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypedDict
+
+from course_management.domain.records import Course
+
+
+class CourseEvent(TypedDict):
+    """course_created, course_updated, course_deleted (CONTRACT §4)."""
+
+    event_id: str  # derived from the command: a re-decided command has the same id
+    event_type: str
+    occurred_at: datetime
+    course_id: str
+    version: int
+    actor_id: str
+    course: Course | None  # the snapshot after the change (None: deleted)
+
+
+class EnrollmentEvent(TypedDict):
+    """enrollment_created, enrollment_cancelled, progress_updated, course_completed."""
+
+    event_id: str  # derived from the input
+    event_type: str
+    occurred_at: datetime
+    course_id: str
+    user_id: str
+    version: int  # the enrollment's version after the change
+    enrollment: dict[str, Any]  # its public view, with `completed_item_ids`
