@@ -58,7 +58,7 @@ def sink(**overrides: Any) -> None:
     """Run the sinks alone (the PostgreSQL mirror and catalog, the search index); the
     workers then run with RUN_SINKS=false."""
     settings = _settings(overrides)
-    from course_management.sinks import run_sinks
+    from course_management.sinks.process import run_sinks
 
     run_sinks(settings)
 

@@ -1,6 +1,6 @@
-"""Starting a worker process: the checks before anything starts, the restore of the
-tables after a crash (decision 44), then the Faust worker with the composition root of
-worker.py, until SIGTERM/SIGINT."""
+"""Starting a worker process: the checks before anything starts (the schemas registered,
+once per start), the restore of the tables after a crash (decision 44), then the Faust
+worker with the composition root of worker.py, until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ import faust
 from aiokafka.errors import KafkaError
 
 from course_management.config import Settings
-from course_management.infra.avro import AvroCodec, SchemaRegistrationError
+from course_management.infra.avro import SchemaRegistrationError
 from course_management.infra.logs import logging_config
 from course_management.infra.metrics import CHANGELOG_RECORDS_RESTORED, LOCAL_TABLES_DISCARDED
 from course_management.infra.retrying import until_broker_answers
-from course_management.ops.provisioning import register_schemas
 from course_management.streams import faust_compat
 from course_management.streams.crash_points import CrashPoints
 from course_management.streams.local_state import (
@@ -68,6 +67,23 @@ def _wait_for_broker(settings: Settings) -> None:
         )
 
 
+def _register_schemas(worker: Worker) -> None:
+    """Every schema, once per start, before anything else starts (the worker's clients
+    start registered: infra/clients.py). A schema the registry refuses refuses the start;
+    an unreachable registry is waited out, as by every start step."""
+
+    async def register() -> None:
+        try:
+            await worker.clients.register_schemas(worker.start_step)
+        finally:  # its connections belong to this loop, not to Faust's
+            await worker.clients.codec.release()
+
+    try:
+        asyncio.run(register())
+    except SchemaRegistrationError as exc:
+        _refuse_start(str(exc))
+
+
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker with the API beside it until SIGTERM/SIGINT."""
     if settings.event_loop == "uvloop":  # before any loop exists (issue 13, decision 41)
@@ -78,13 +94,10 @@ def run_worker(settings: Settings) -> None:
         faust_compat.check()
     except faust_compat.FaustChanged as exc:
         _refuse_start(f"{exc} (see course_management/streams/faust_compat.py)")
-    try:  # the registry accepts every schema
-        asyncio.run(register_schemas(AvroCodec(settings.schema_registry_url)))
-    except SchemaRegistrationError as exc:
-        _refuse_start(str(exc))
     worker = Worker(settings)
     conf = worker.app.conf
     logging.config.dictConfig(logging_config(settings.log_level))  # JSON from the first line
+    _register_schemas(worker)
     _wait_for_broker(settings)
     datadir = Path(conf.datadir)
     if not discard_after_unclean_stop(datadir, Path(conf.tabledir)):

@@ -1,6 +1,7 @@
 """The composition root: one worker process, built and run.
 
-`Worker` builds every client, the Faust app with its tables and the course agent, the
+`Worker` builds every client (the shared ones through infra/clients.py, as the sink
+process does), the Faust app with its tables and the course agent, the
 consumer groups (router, mirror and catalog sinks), the partition watch and the HTTP
 API, and owns their lifecycle and the worker's readiness. Nothing else lives here: each
 part is in its own module and gets only the collaborators it uses.
@@ -13,8 +14,8 @@ Where things happen (see docs/architecture.md):
 - a write is sent:   gateways/writes.py (course-commands, user-enrolled, course-progress)
 - a rule decides:    domain/
 - an event leaves:   streams/apply.py (the course agent's outboxes, through infra/publisher.py)
-- stores are written: the table (streams/apply.py), PostgreSQL mirror (streams/mirror.py),
-  PostgreSQL catalog and Elasticsearch (catalog/sinks.py), Redis (streams/apply.py)
+- stores are written: the table (streams/apply.py), PostgreSQL mirror (sinks/mirror.py),
+  PostgreSQL catalog and Elasticsearch (sinks/catalog.py), Redis (streams/apply.py)
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from aiokafka.partitioner import murmur2
-from elasticsearch import AsyncElasticsearch
 from faust.types import TP
 from mode import Service
 
@@ -44,11 +44,10 @@ from course_management.catalog.search import CatalogSearch
 from course_management.config import Settings
 from course_management.gateways.reads import ReadGateway
 from course_management.gateways.writes import KafkaWriteGateway
-from course_management.infra.avro import AvroCodec
-from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass, new_redis
+from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass
 from course_management.infra.changelog import ChangelogWriter
+from course_management.infra.clients import Clients, membership, stop_in_turn
 from course_management.infra.consumer_group import GroupConsumer
-from course_management.infra.database import Database
 from course_management.infra.kafka import delete_topic, ensure_topics
 from course_management.infra.metrics import (
     EVENT_LOOP_LAG,
@@ -59,14 +58,12 @@ from course_management.infra.metrics import (
     observe_gc_pauses,
     resident_bytes,
 )
-from course_management.infra.probes import Probe, Probes
-from course_management.infra.publisher import Publisher
+from course_management.infra.probes import PROBE_EVERY_S, Probes
 from course_management.infra.rate_limit import Budget, RateLimiter
 from course_management.infra.replies import ReplyListener
 from course_management.infra.retrying import until_started
 from course_management.infra.storage import ContentStore
-from course_management.ops.provisioning import register_schemas
-from course_management.sinks import membership, sink_groups
+from course_management.sinks.groups import sink_groups
 from course_management.streams.agent import register_course_agent
 from course_management.streams.app import build_app
 from course_management.streams.apply import BatchApplier
@@ -89,11 +86,9 @@ from course_management.topology import (
 
 log = logging.getLogger(__name__)
 
-PROBE_EVERY_S = 1.0  # one server probed per tick (infra/probes.py)
 TOPICS_EVERY_S = 1.0
 MEMORY_EVERY_S = 10.0
 LOOP_LAG_EVERY_S = 0.25
-STOP_STEP_S = 10.0  # the longest one step of the stop may take
 
 
 class Worker(Service):
@@ -102,22 +97,16 @@ class Worker(Service):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.codec = AvroCodec(settings.schema_registry_url)
-        self.publisher = Publisher(settings.kafka_bootstrap_servers, self.codec)
+        self.clients = clients = Clients(settings)  # registered by startup.py, started here
+        self.codec, self.publisher = clients.codec, clients.publisher
+        self.database, self.redis, self.search = clients.database, clients.redis, clients.search
         self.replies = ReplyListener(
             settings.kafka_bootstrap_servers,
             reply_topic(settings.worker_id),
             lambda raw: self.codec.decode(REPLY_SUBJECT, raw),
         )
-        self.database = Database(settings.database_url)
-        self.redis = new_redis(settings.redis_url)
         self.course_cache = CourseCache(self.redis)
         self.catalog_pages = CatalogCache(self.redis)
-        self.search: AsyncElasticsearch | None = (
-            AsyncElasticsearch(settings.search_url, request_timeout=10)
-            if settings.search_url
-            else None
-        )
         self.content = ContentStore(settings)
         self.app, self.course_state = build_app(settings)
         self.changelog = ChangelogWriter(settings.kafka_bootstrap_servers)
@@ -137,30 +126,17 @@ class Worker(Service):
         self.app.on_partitions_assigned.connect(self._on_assignment)
         self._groups: list[GroupConsumer] = []
         self._runner: web.AppRunner | None = None
-        probes: dict[str, Probe] = {
-            "kafka": self.publisher.probe,
-            "postgres": self.database.probe,
-            "schema_registry": self.codec.client.get_subjects,
-            "redis": self.redis.ping,
-        }
-        if self.search is not None:
-            probes["search"] = self.search.cluster.health
-        self._probes = Probes(probes)
+        self._probes = Probes(clients.probes())
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def on_start(self) -> None:
         """Every step that talks to a server waits out its outage (STARTUP_WAIT_SECONDS):
-        a worker restarted while the broker restarts waits instead of exiting."""
+        a worker restarted while the broker restarts waits instead of exiting. (The
+        schemas were registered before, once: startup.py.)"""
         settings = self.settings
-
-        async def step(name: str, call: Callable[[], Awaitable[Any]]) -> None:
-            await paused_before(name, settings, Path(self.app.conf.datadir))
-            await until_started(call, settings.startup_wait_seconds)
-
-        await step("registry", lambda: register_schemas(self.codec))
-        await step("publisher", self.publisher.start)
-        await step("topics", self.publisher.refresh_topics)
+        step = self.start_step
+        await self.clients.start(step)  # publisher, topics, database pool
         await step("changelog", self.changelog.start)
         await step(
             "reply-topic",
@@ -171,7 +147,6 @@ class Worker(Service):
             ),
         )
         await step("replies", self.replies.start)
-        await self.database.start()  # its pool connects on first use
         self._groups = self._consumer_groups()
         for group in self._groups:
             await step("groups", group.connect)
@@ -187,31 +162,31 @@ class Worker(Service):
         await site.start()
         log.info("api listening", extra={"url": settings.public_base_url})
 
+    async def start_step(self, name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """One step of the start (infra/clients.py `Step`), paused before when a test asks
+        (TEST_PAUSE_AT)."""
+        await paused_before(name, self.settings, Path(self.app.conf.datadir))
+        return await until_started(call, self.settings.startup_wait_seconds)
+
     async def on_stop(self) -> None:
         """Each step is bounded: a stop during an outage ends (its reply topic may stay,
         deleted by its retention)."""
         if self._runner is not None:
             await self._runner.cleanup()
-        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-            ("partition watch", self.partition_watch.stop),
-            *((f"group {g.group_id}", g.stop) for g in self._groups),
-            ("replies", self.replies.stop),
-            ("content", self.content.stop),
-            ("publisher", self.publisher.stop),
-            ("changelog", self.changelog.stop),
-            ("database", self.database.stop),
-            ("redis", self.redis.aclose),
-            *([("search", self.search.close)] if self.search is not None else []),
-            (
-                "reply topic",
-                lambda: delete_topic(self.settings.kafka_bootstrap_servers, self.replies.topic),
-            ),
-        ]
-        for name, stop in steps:
-            try:
-                await asyncio.wait_for(stop(), STOP_STEP_S)
-            except Exception as exc:  # an outage: stop the rest anyway
-                log.warning("a step of the stop failed", extra={"step": name, "error": repr(exc)})
+        await stop_in_turn(
+            [
+                ("partition watch", self.partition_watch.stop),
+                *((f"group {g.group_id}", g.stop) for g in self._groups),
+                ("replies", self.replies.stop),
+                ("content", self.content.stop),
+                ("changelog", self.changelog.stop),
+                *self.clients.stop_steps(),  # publisher, database, redis, search
+                (
+                    "reply topic",
+                    lambda: delete_topic(self.settings.kafka_bootstrap_servers, self.replies.topic),
+                ),
+            ]
+        )
 
     # -- the parts -----------------------------------------------------------------------
 
@@ -239,15 +214,7 @@ class Worker(Service):
         member = membership(self.settings)
         groups = [GroupConsumer(bootstrap, ROUTER_GROUP, router.handlers(), dead_letter, member)]
         if self.settings.run_sinks:
-            groups += sink_groups(
-                bootstrap,
-                self.codec,
-                self.database,
-                self.catalog_pages,
-                self.search,
-                dead_letter,
-                member,
-            )
+            groups += sink_groups(bootstrap, self.clients, self.catalog_pages, member)
         return groups
 
     def _http_app(self) -> web.Application:

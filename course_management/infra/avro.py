@@ -48,7 +48,8 @@ class AvroCodec:
     """Encodes and decodes the values of registered subjects."""
 
     def __init__(self, registry_url: str) -> None:
-        self._client = AsyncSchemaRegistryClient({"url": registry_url, "timeout": 10})
+        self._registry = {"url": registry_url, "timeout": 10}
+        self._client = AsyncSchemaRegistryClient(self._registry)
         self._parsed: dict[str, Any] = {}
         self._ids: dict[str, int] = {}
         self._writers: dict[int, Any] = {}
@@ -56,6 +57,17 @@ class AvroCodec:
     @property
     def client(self) -> AsyncSchemaRegistryClient:
         return self._client
+
+    async def probe(self) -> None:
+        """Readiness: the registry answers."""
+        await self._client.get_subjects()
+
+    async def release(self) -> None:
+        """Close the registry client's connections, which belong to the running event loop;
+        the codec stays usable, with a new client, in the next loop (the worker registers
+        its schemas before Faust's loop runs: startup.py)."""
+        await self._client.aclose()
+        self._client = AsyncSchemaRegistryClient(self._registry)
 
     async def register(self, subject: str, schema_file: str, *, compatibility: str | None) -> int:
         """Register (idempotent) and remember the schema id for `subject`."""

@@ -1,5 +1,5 @@
 """The PostgreSQL mirror of enrollments: their snapshots, their status changes with their
-times, and the ratings list. Written by the postgres sink group (streams/mirror.py), read
+times, and the ratings list. Written by the postgres sink group (sinks/mirror.py), read
 by gateways/reads.py. Every write is guarded (by version, or by event id), so a replayed
 batch changes nothing."""
 

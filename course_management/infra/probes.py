@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 Probe = Callable[[], Awaitable[object]]
 
 PROBE_TIMEOUT_S = 2.0
+PROBE_EVERY_S = 1.0  # one server asked per tick
 
 
 class Probes:

@@ -8,19 +8,12 @@ from typing import Any
 
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
+from course_management.infra.clients import register_schemas
 from course_management.infra.database import migrate
 from course_management.infra.kafka import ensure_topics
-from course_management.topology import REPLY_SCHEMA_FILE, REPLY_SUBJECT, TOPICS
+from course_management.topology import TOPICS
 
 log = logging.getLogger(__name__)
-
-
-async def register_schemas(codec: AvroCodec) -> None:
-    """Every subject this service writes or reads, BACKWARD compatible (idempotent)."""
-    for spec in TOPICS:
-        if spec.schema_file:
-            await codec.register(spec.subject, spec.schema_file, compatibility="BACKWARD")
-    await codec.register(REPLY_SUBJECT, REPLY_SCHEMA_FILE, compatibility="BACKWARD")
 
 
 async def provision_kafka(settings: Settings) -> list[str]:

@@ -2,7 +2,7 @@
 topic -> the mirror tables (courses, enrollments and their status changes, ratings).
 
 Handlers of the `postgres` consumer group (topology.POSTGRES_GROUP; it also feeds the
-catalog table, catalog/sinks.py). Each write is version-guarded, so a replayed batch
+catalog table, sinks/catalog.py). Each write is version-guarded, so a replayed batch
 changes nothing; while PostgreSQL is unreachable the handler waits, it never skips.
 """
 
