@@ -21,6 +21,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import rocksdict
+from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, EventT
 from rocksdict import WriteBatch
@@ -32,12 +34,37 @@ STORE_SCHEME = "cmsrocksdb"
 # Each partition's RocksDB: Faust's defaults are 64 MiB write buffers (three of them) and
 # a 2 GiB block cache, per partition. The worker's memory grew with every write until a
 # memtable filled (issue 22: RSS from 154 to 204 MiB in 10 minutes of mixed load, then
-# on). These bound it: at most 2 x 4 MiB of memtables and 16 MiB of cache per partition.
+# on). These bound it: at most 2 x 4 MiB of memtables per partition, and one block cache
+# of BLOCK_CACHE_BYTES for every partition the worker holds (with a cache per partition,
+# a 30-minute soak still grew with each partition's cache filling: docs/benchmarks.md).
 ROCKSDB_OPTIONS = {
     "write_buffer_size": 4 * 1024 * 1024,
     "max_write_buffer_number": 2,
-    "block_cache_size": 16 * 1024 * 1024,
 }
+BLOCK_CACHE_BYTES = 32 * 1024 * 1024
+_shared_cache: list[rocksdict.Cache] = []
+
+
+def _block_cache() -> rocksdict.Cache:
+    """The one block cache every partition's database reads through (made on first use)."""
+    if not _shared_cache:
+        _shared_cache.append(rocksdict.Cache(BLOCK_CACHE_BYTES))
+    return _shared_cache[0]
+
+
+class SharedCacheOptions(RocksDBOptions):
+    """Faust's RocksDB options (rocksdict), with the block cache shared by the partitions."""
+
+    def as_options(self) -> rocksdict.Options:
+        options = super().as_options()
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, block_based=True)
+        table.set_block_cache(_block_cache())
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table)
+        return options
+
+
 ROCKSDB_MEMORY = {
     "memtables": "rocksdb.cur-size-all-mem-tables",
     "block_cache": "rocksdb.block-cache-usage",
@@ -53,6 +80,12 @@ def store_url(table: str) -> str:
 
 class UnitStore(RocksDBStore):
     """Faust's RocksDB store with placement checked on recovery, and units written whole."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.use_rocksdict:
+            raise RuntimeError("the course-state store needs rocksdict (Faust's default)")
+        self.rocksdb_options = SharedCacheOptions(**self.options, use_rocksdict=True)
 
     def apply_changelog_batch(
         self,
@@ -93,12 +126,16 @@ class UnitStore(RocksDBStore):
         self._db_for_partition(partition).write(write)
 
     def memory(self) -> dict[str, int]:
-        """RocksDB's own memory, summed over the open partitions: memtables, block cache
-        and the readers' index and filter blocks (bytes)."""
+        """RocksDB's own memory over the open partitions: memtables and the readers' index
+        and filter blocks summed, and the block cache they share (bytes)."""
         totals = dict.fromkeys(ROCKSDB_MEMORY, 0)
         for db in list(self._dbs.values()):
             for kind, prop in ROCKSDB_MEMORY.items():
-                totals[kind] += int(db.property_int_value(prop) or 0)
+                value = int(db.property_int_value(prop) or 0)
+                if kind == "block_cache":  # one cache: each database reports all of it
+                    totals[kind] = max(totals[kind], value)
+                else:
+                    totals[kind] += value
         return totals
 
     def persisted(self, partition: int) -> int | None:
