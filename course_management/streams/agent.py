@@ -96,7 +96,7 @@ def register_course_agent(
         value_serializer="raw",
     )
 
-    positions = Rewinds(app)
+    positions = PartitionRewinder(app)
 
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:
@@ -148,8 +148,9 @@ class Positions(Protocol):
     async def rewind(self, tp: Any, offset: int) -> None: ...
 
 
-class Rewinds:
-    """Rewinds a course-agent partition to the offset its tables applied up to, once per
+class PartitionRewinder:
+    """The one rewinder of the agent's consumer: a partition whose input arrives ahead of
+    the table's position goes back to that position (or the log's start), once per
     offset (records already fetched past it arrive meanwhile and are skipped too)."""
 
     def __init__(self, app: Any) -> None:

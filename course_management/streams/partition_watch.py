@@ -1,12 +1,16 @@
-"""Watches the course agent's partitions: lag gauges, stuck partitions, skipped records.
+"""Watches the course agent's partitions: lag gauges and stuck partitions. It only
+reports: the agent's consumer has one rewinder (streams/agent.PartitionRewinder).
 
 Lag is the log end minus the committed offset (records not yet processed); a partition
 with lag whose committed offset has not moved for STALL_AFTER_S is logged once with the
 consumer's view of it, so a stuck partition is visible instead of silent. When later
 records of it were processed (acked) but the one at the committed offset never was,
 Faust skipped that record (it resumes partitions before seeking them after a restart,
-faust #216): the partition is rewound to its committed offset and replayed (handlers
-are idempotent). The consumer's private bookkeeping is read through faust_compat.
+faust #216): the log says so. The agent already rewound that partition when the later
+record arrived ahead of the table's position (streams/tracking.py), and the skipped
+record is taken again. (Before decision 49 this watch rewound such a partition to its
+committed offset itself: two mechanisms seeking the same consumer.) The consumer's
+private bookkeeping is read through faust_compat.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from faust.types import TP
 from mode import Service
 
-from course_management.infra.metrics import CONSUMER_LAG, PARTITION_REWINDS
+from course_management.infra.metrics import CONSUMER_LAG
 from course_management.streams.faust_compat import (
     acked_offsets,
     committed_offset,
@@ -63,7 +67,7 @@ class PartitionWatch(Service):
             acked = acked_offsets(consumer, tp)
             # Later records processed (acked) but not the one at the committed offset.
             hole = bool(acked) and committed is not None and min(acked) > committed
-            if tp in self._stalled and not hole:
+            if tp in self._stalled:
                 continue  # already reported; still waiting on its head record
             self._stalled.add(tp)
             state = {
@@ -76,12 +80,7 @@ class PartitionWatch(Service):
                 "first_acked": min(acked) if acked else None,
                 **partition_state(consumer, tp),
             }
-            log.warning("partition not advancing", extra=state)
-            if hole:
-                # Every handler is idempotent, so replaying from the committed offset is
-                # safe, and it is the only way to process the skipped record.
-                log.warning("rewinding the partition to its committed offset", extra=state)
-                PARTITION_REWINDS.labels(tp.topic).inc()
-                await consumer.seek(tp, committed)
-                self._positions.pop(tp, None)
-                self._stalled.discard(tp)
+            log.warning(
+                "partition not advancing" + (": a record skipped by Faust" if hole else ""),
+                extra=state,
+            )
