@@ -1,7 +1,8 @@
 """Decoding a record whose writer schema must be fetched: a registry that cannot answer is
 waited for (the record is never dead-lettered for it); an id it does not know makes the
-record undecodable. The registry client here is a fake (the local registry keeps its
-schemas in memory, so it cannot be stopped and restarted with them)."""
+record undecodable. The registry client here is a fake, named so, to reach each branch of
+the decode path in process; the real registry stopped and started under a running worker
+is tests/integration/test_schema_registry_down.py."""
 
 from __future__ import annotations
 
