@@ -23,7 +23,7 @@ from aiohttp import web
 
 from course_management.api.auth import AuthError, TokenVerifier
 from course_management.api.http import PRINCIPAL_KEY, REQUEST_ID_KEY, problem_response
-from course_management.api.openapi import Endpoint, Handler
+from course_management.api.openapi import Endpoint, RequestHandler
 from course_management.api.ports import Unavailable
 from course_management.api.problems import Problem, problem_of
 from course_management.domain.outcomes import Refusal
@@ -110,7 +110,7 @@ def build_middlewares(
     logged = access_log or AccessLog()
 
     @web.middleware
-    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def request_context(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
         request_id = request.headers.get(REQUEST_ID, "")[:200] or str(uuid.uuid4())
         request[REQUEST_ID_KEY] = request_id
         endpoint = endpoints.get(request.match_info.route.name or "")
@@ -160,7 +160,7 @@ def build_middlewares(
         return response
 
     @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def authenticate(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
         endpoint = endpoints.get(request.match_info.route.name or "")
         header = request.headers.get("Authorization")
         if endpoint is None or (not endpoint.auth and header is None):

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -66,7 +66,7 @@ class Param:
 class Endpoint:
     method: str
     path: str
-    handler: Handler
+    handler: RequestHandler
     summary: str
     tag: str
     auth: bool = True  # needs a token (the handler still checks roles and ownership)

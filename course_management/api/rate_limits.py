@@ -25,11 +25,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from course_management.api.http import CHARGE_KEY, PRINCIPAL_KEY, problem_response
-from course_management.api.openapi import Endpoint, Handler
+from course_management.api.openapi import Endpoint, RequestHandler
 from course_management.api.problems import Problem
 from course_management.infra.cache import ReadBypass
 from course_management.infra.metrics import RATE_LIMITED
-from course_management.infra.rate_limit import Budget, Charge, Decision, RateLimiter
+from course_management.infra.rate_limit import Budget, Charge, RateDecision, RateLimiter
 
 UNLIMITED_TAGS = frozenset({"operations"})  # health, readiness, metrics, the OpenAPI document
 
@@ -60,7 +60,7 @@ def _caller(request: web.Request, trust_forwarded: bool) -> str:
     return f"ip:{request.remote or 'unknown'}"
 
 
-def _headers(budget: Budget, decision: Decision) -> dict[str, str]:
+def _headers(budget: Budget, decision: RateDecision) -> dict[str, str]:
     return {
         "RateLimit-Policy": f'"{budget.name}";q={budget.quota};w={budget.window_s}',
         "RateLimit": f'"{budget.name}";r={decision.remaining};t={decision.reset_s}',
@@ -75,7 +75,7 @@ def rate_limit_middleware(
     read, which fetches its data in the same Redis script, and decide after."""
 
     @web.middleware
-    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def rate_limit(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
         endpoint = endpoints.get(request.match_info.route.name or "")
         if endpoint is None or endpoint.tag in UNLIMITED_TAGS:
             return await handler(request)
@@ -109,7 +109,7 @@ def rate_limit_middleware(
 
 
 async def _answer(
-    request: web.Request, handler: Handler, charge: Charge | None = None
+    request: web.Request, handler: RequestHandler, charge: Charge | None = None
 ) -> web.StreamResponse | None:
     try:
         return await handler(request)
@@ -119,7 +119,7 @@ async def _answer(
         return problem_response(problem)
 
 
-async def _spent(charge: Charge, limiter: RateLimiter, bypass: ReadBypass) -> Decision | None:
+async def _spent(charge: Charge, limiter: RateLimiter, bypass: ReadBypass) -> RateDecision | None:
     """The charge's decision: the one its read made, or spent now (None: Redis is
     unreachable)."""
     if charge.decision is not None:
@@ -155,7 +155,7 @@ def _refusal_body(name: str, quota: int, window_s: int, retry_after_s: int) -> b
 
 
 def _decided(
-    charge: Charge, decision: Decision | None, response: web.StreamResponse | None
+    charge: Charge, decision: RateDecision | None, response: web.StreamResponse | None
 ) -> web.StreamResponse:
     """The route's response with the limit's headers, or 429 when over budget (a read
     that spent its charge itself has an answer to discard then). With no decision (Redis

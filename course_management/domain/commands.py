@@ -70,7 +70,7 @@ class CourseCommand:
 
 
 @dataclass(frozen=True)
-class Decision:
+class CourseDecision:
     record: CourseRecord | None  # the new table record; None: leave the table as it is
     event: CourseEvent | None  # the event to publish; None: nothing changed
     reply: Reply
@@ -122,33 +122,33 @@ def course_event(
     }
 
 
-def decide_create(record: CourseRecord | None, command: CourseCommand) -> Decision:
+def decide_create(record: CourseRecord | None, command: CourseCommand) -> CourseDecision:
     """create_course: a new course from the payload (a repeat gets the first answer)."""
     return _repeat(record, command) or _create(record, command)
 
 
-def decide_update(record: CourseRecord | None, command: CourseCommand) -> Decision:
+def decide_update(record: CourseRecord | None, command: CourseCommand) -> CourseDecision:
     """update_course: the payload's fields over the course, at `expected_version`."""
     return _repeat(record, command) or _update(record, command)
 
 
-def decide_delete(record: CourseRecord | None, command: CourseCommand) -> Decision:
+def decide_delete(record: CourseRecord | None, command: CourseCommand) -> CourseDecision:
     """delete_course: the course marked deleted (its record stays, for repeats)."""
     return _repeat(record, command) or _delete(record, command)
 
 
-def _repeat(record: CourseRecord | None, command: CourseCommand) -> Decision | None:
+def _repeat(record: CourseRecord | None, command: CourseCommand) -> CourseDecision | None:
     """A command this course already answered (a redelivery, a retried request): the
     answer it had, and nothing else."""
     if record is not None:
         for seen in record.get("recent", []):
             if seen["command_id"] == command.command_id:
-                return Decision(None, None, replayed(record, seen))
+                return CourseDecision(None, None, replayed(record, seen))
     return None
 
 
-def _refuse(refusal: Refusal) -> Decision:
-    return Decision(None, None, Reply.refusing(refusal))
+def _refuse(refusal: Refusal) -> CourseDecision:
+    return CourseDecision(None, None, Reply.refusing(refusal))
 
 
 def _new_ids(command: CourseCommand) -> Callable[[], str]:
@@ -183,7 +183,7 @@ def _changeable(record: CourseRecord | None, command: CourseCommand) -> Course |
     return course
 
 
-def _update(record: CourseRecord | None, command: CourseCommand) -> Decision:
+def _update(record: CourseRecord | None, command: CourseCommand) -> CourseDecision:
     course = _changeable(record, command)
     if isinstance(course, Refusal):
         return _refuse(course)
@@ -199,39 +199,41 @@ def _update(record: CourseRecord | None, command: CourseCommand) -> Decision:
         return _refuse(invalid(errors))
     if candidate == course:  # nothing changed: no new version, no event
         same = Reply(Outcome.UNCHANGED, course)
-        return Decision(remember(record, command.command_id, same, course_reply=True), None, same)
+        return CourseDecision(
+            remember(record, command.command_id, same, course_reply=True), None, same
+        )
     too_large = course_size_error(candidate)
     if too_large:
         return _refuse(invalid([too_large]))
     changed = with_new_version(candidate, command.occurred_at)
     reply = Reply(Outcome.APPLIED, changed)
-    return Decision(
+    return CourseDecision(
         remember({**record, "course": changed}, command.command_id, reply, course_reply=True),
         course_event(command, "course_updated", changed, changed["version"]),
         reply,
     )
 
 
-def _delete(record: CourseRecord | None, command: CourseCommand) -> Decision:
+def _delete(record: CourseRecord | None, command: CourseCommand) -> CourseDecision:
     course = _changeable(record, command)
     if isinstance(course, Refusal):
         return _refuse(course)
     assert record is not None
     gone = with_new_version(course, command.occurred_at)
     reply = Reply(Outcome.REMOVED, None)
-    return Decision(
+    return CourseDecision(
         remember({**record, "course": gone, "deleted": True}, command.command_id, reply),
         course_event(command, "course_deleted", None, gone["version"]),
         reply,
     )
 
 
-def _create(record: CourseRecord | None, command: CourseCommand) -> Decision:
+def _create(record: CourseRecord | None, command: CourseCommand) -> CourseDecision:
     if record is not None:
         # The course id was derived from an Idempotency-Key: this is a repeat of a create.
         first = record.get("create", {})
         if first.get("payload_hash") == command.payload_hash:
-            return Decision(None, None, Reply(Outcome.CREATED, first.get("reply")))
+            return CourseDecision(None, None, Reply(Outcome.CREATED, first.get("reply")))
         return _refuse(
             invalid(
                 [("Idempotency-Key", "this key was already used with a different request body")]
@@ -261,7 +263,7 @@ def _create(record: CourseRecord | None, command: CourseCommand) -> Decision:
         "create": {"payload_hash": command.payload_hash, "reply": course},
         "recent": [],
     }
-    return Decision(
+    return CourseDecision(
         remember(new_record, command.command_id, reply, course_reply=True),
         course_event(command, "course_created", course, course["version"]),
         reply,

@@ -33,7 +33,7 @@ from course_management.topology import (
 )
 
 
-class Sends(Protocol):
+class SendsRecord(Protocol):
     async def send(
         self,
         topic: str,
@@ -63,7 +63,7 @@ def _not_taken() -> Unavailable:
 class KafkaWriteGateway:
     """api.ports.Writes: each write sent to the course agent over Kafka, then its reply."""
 
-    def __init__(self, sends: Sends, replies: ReplyListener, timeout_s: float) -> None:
+    def __init__(self, sends: SendsRecord, replies: ReplyListener, timeout_s: float) -> None:
         self._sends = sends
         self._replies = replies
         self._timeout_s = timeout_s

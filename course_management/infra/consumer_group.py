@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from mode import Service
 
 from course_management.infra.dead_letters import UNPROCESSABLE, DeadLetter
-from course_management.infra.kafka import FETCH_MAX_WAIT_MS
+from course_management.infra.kafka import FETCH_MAX_WAIT_MS, RecordsHandler
 from course_management.infra.logs import log_context
 from course_management.infra.metrics import CONSUMER_LAG
 from course_management.infra.retrying import until_published
@@ -32,7 +32,6 @@ BATCH = 500
 LAG_EVERY_S = 5.0
 
 # Handles a batch of one topic's records (all its partitions, each partition in order).
-Handler = Callable[[list[ConsumerRecord]], Awaitable[None]]
 # A batch that fails this many times in a row (outages are waited out inside the handlers,
 # so this is not one) is applied record by record, and the records that still fail are
 # dead-lettered: one poison record must not stop the group for ever.
@@ -65,7 +64,7 @@ class GroupConsumer(Service):
         self,
         bootstrap: str,
         group_id: str,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, RecordsHandler],
         dead_letter: DeadLetter,
         membership: Membership | None = None,
         **kw: Any,

@@ -47,7 +47,7 @@ class Budget:
 
 
 @dataclass(frozen=True)
-class Decision:
+class RateDecision:
     allowed: bool
     remaining: int  # requests the caller may still make at once
     retry_after_s: int  # when denied: seconds until one is allowed again
@@ -61,7 +61,7 @@ class Charge:
 
     budget: Budget
     caller: str
-    decision: Decision | None = None  # set once spent
+    decision: RateDecision | None = None  # set once spent
 
     @property
     def key(self) -> str:
@@ -72,13 +72,13 @@ class Charge:
         """The script's ARGV for gcra(): the emission interval and the tolerance (ms)."""
         return [self.budget.interval_ms, self.budget.window_s * 1000]
 
-    def settle(self, raw: list[int]) -> Decision:
+    def settle(self, raw: list[int]) -> RateDecision:
         """Record the decision of gcra()'s answer `{allowed, wait ms, TAT - now ms}`."""
         allowed, wait_ms, tat_ms = raw
         tolerance, interval = self.budget.window_s * 1000, self.budget.interval_ms
         tat = float(tat_ms)
         remaining = max(0, math.floor((tolerance - tat) / interval)) if allowed else 0
-        self.decision = Decision(
+        self.decision = RateDecision(
             allowed=bool(allowed),
             remaining=remaining,
             retry_after_s=max(1, math.ceil(float(wait_ms) / 1000)) if not allowed else 0,
@@ -91,7 +91,7 @@ class RateLimiter:
     def __init__(self, client: aioredis.Redis) -> None:
         self._script = client.register_script(_GCRA)
 
-    async def take(self, budget: Budget, caller: str) -> Decision:
+    async def take(self, budget: Budget, caller: str) -> RateDecision:
         """Spend one request of `caller`'s `budget` (raises the Redis client's errors)."""
         charge = Charge(budget, caller)
         return charge.settle(await self._script(keys=[charge.key], args=charge.args))

@@ -85,7 +85,7 @@ class Store(Protocol):
     def persisted(self, partition: int) -> int | None: ...
 
 
-class Sends(Protocol):
+class Publishes(Protocol):
     """infra.publisher.Publisher"""
 
     async def send_outgoing(self, records: list[Outgoing]) -> None: ...
@@ -157,7 +157,7 @@ class BatchApplier:
         changelog_topic: str,
         changelog: Changelog,
         store: Store,
-        sends: Sends,
+        sends: Publishes,
         cache: CachesCourses,
         generation: Callable[[], int],
         crash: CrashPoints | None = None,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from course_management.domain.commands import (
     CourseCommand,
-    Decision,
+    CourseDecision,
     decide_create,
     decide_delete,
     decide_update,
@@ -52,7 +52,7 @@ async def delete_course(batch: Batch, item: Input) -> None:
 async def _course_command(
     batch: Batch,
     item: Input,
-    decide: Callable[[CourseRecord | None, CourseCommand], Decision],
+    decide: Callable[[CourseRecord | None, CourseCommand], CourseDecision],
 ) -> None:
     """Decide a course command, stage its event, record and catalog entry, and answer."""
     command = message_of(item, CourseCommand)

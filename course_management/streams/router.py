@@ -24,12 +24,12 @@ from typing import Any
 from aiokafka import ConsumerRecord
 
 from course_management.infra.avro import AvroCodec
-from course_management.infra.consumer_group import Handler
 from course_management.infra.dead_letters import (
     MALFORMED,
     DeadLetter,
     decode_or_dead_letter,
 )
+from course_management.infra.kafka import RecordsHandler
 from course_management.infra.publisher import RawRecord
 from course_management.messages import item_progress, user_enrolled
 from course_management.topology import (
@@ -57,11 +57,11 @@ class EnrollmentRouter:
         self._send_encoded = send_encoded
         self._dead_letter = dead_letter
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, RecordsHandler]:
         """The router's consumer group handlers, by source topic."""
         return {source: self._handler(source) for source in KINDS}
 
-    def _handler(self, source: str) -> Handler:
+    def _handler(self, source: str) -> RecordsHandler:
         async def route(records: list[ConsumerRecord]) -> None:
             await self.route(source, records)
 

@@ -182,11 +182,11 @@ class FakeLimiter:
     async def take(self, budget: Any, caller: str) -> Any:
         from redis.exceptions import ConnectionError as RedisConnectionError
 
-        from course_management.infra.rate_limit import Decision
+        from course_management.infra.rate_limit import RateDecision
 
         if self.down:
             raise RedisConnectionError("Redis is down (fake)")
         used = self.spent.get((budget.name, caller), 0) + 1
         self.spent[(budget.name, caller)] = used
         allowed = used <= budget.quota
-        return Decision(allowed, max(0, budget.quota - used), 0 if allowed else 7, 60)
+        return RateDecision(allowed, max(0, budget.quota - used), 0 if allowed else 7, 60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from course_management.domain.commands import (
     CourseCommand,
-    Decision,
+    CourseDecision,
     decide_create,
     decide_delete,
     decide_update,
@@ -19,5 +19,5 @@ _BY_TYPE = {
 }
 
 
-def decide(record: CourseRecord | None, command: CourseCommand) -> Decision:
+def decide(record: CourseRecord | None, command: CourseCommand) -> CourseDecision:
     return _BY_TYPE[command.command_type](record, command)

@@ -5,10 +5,10 @@ changelog, the store, the publisher and Redis that record the order of every eff
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
