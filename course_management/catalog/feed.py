@@ -1,8 +1,9 @@
 """The catalog feed: what the course agent publishes for the catalog (its topic's records).
 
 With every change the catalog shows (a course event, a rating, a seat taken or freed)
-the course agent publishes one `CatalogEntry` (`catalog_record`) on the compacted
-internal topic, keyed by course id, with a `catalog_version` that only grows. The sinks
+the course agent publishes one `CatalogEntry` (`entry_of`; its wire form:
+messages/catalog_entry.py) on the compacted internal topic, keyed by course id, with a
+`catalog_version` that only grows. The sinks
 (sinks/catalog.py) copy it into the PostgreSQL catalog and the search index; both apply
 an entry only when it is newer than what they hold, so replays change nothing.
 """

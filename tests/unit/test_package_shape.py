@@ -75,3 +75,15 @@ def test_every_layer_is_named_in_the_contracts() -> None:
     }
     assert tops - layered == set()
     assert tops - set(ground["forbidden_modules"]) == {"course_management.domain"}
+
+
+def test_the_readme_and_the_architecture_draw_one_map() -> None:
+    """README "How it works" and docs/architecture.md open with the same picture."""
+
+    def first_picture(text: str, after: str) -> str:
+        start = text.index("```\n", text.index(after)) + 4
+        return text[start : text.index("```\n", start)]
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert first_picture(readme, "## How it works") == first_picture(architecture, "# Architecture")
