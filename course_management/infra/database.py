@@ -4,6 +4,7 @@ mirror is infra/enrollment_mirror.py."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ WHERE id = $1 AND version < $2
 """
 
 
-async def mirror_course_event(pool: asyncpg.Pool, event: dict[str, Any]) -> bool:
+async def mirror_course_event(pool: asyncpg.Pool, event: Mapping[str, Any]) -> bool:
     """Apply one CourseEvent to the mirror; a replayed or older version changes nothing.
 
     Returns True when a row changed.

@@ -6,14 +6,18 @@ batch changes nothing."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from course_management.infra.database import parse_ts
+from course_management.messages.rating_entry import RatingEntry
 
 # One statement for a whole batch (one row per enrollment: the batch's newest version).
+E = TypeVar("E", bound=Mapping[str, Any])
+
 _UPSERT_ENROLLMENTS = """
 INSERT INTO enrollments AS e (course_id, user_id, version, status, enrolled_at, completed_items,
     total_items, percent, completed_at, last_activity_at, next_item_id, snapshot, last_event_id)
@@ -39,9 +43,9 @@ def _maybe_ts(value: str | None) -> datetime | None:
     return parse_ts(value) if value else None
 
 
-def newest_per_enrollment(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def newest_per_enrollment(events: Sequence[E]) -> list[E]:
     """One event per (course, user): the highest version (the others change nothing)."""
-    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    newest: dict[tuple[str, str], E] = {}
     for event in events:
         key = (event["course_id"], event["user_id"])
         if key not in newest or newest[key]["version"] < event["version"]:
@@ -49,7 +53,7 @@ def newest_per_enrollment(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(newest.values())
 
 
-async def mirror_enrollment_events(pool: asyncpg.Pool, events: list[dict[str, Any]]) -> int:
+async def mirror_enrollment_events(pool: asyncpg.Pool, events: Sequence[Mapping[str, Any]]) -> int:
     """Apply a batch of EnrollmentEvents to the mirror in one statement; replays and older
     versions change nothing. Returns how many rows changed."""
     rows = newest_per_enrollment(events)
@@ -195,12 +199,12 @@ RETURNING 1
 """
 
 
-async def mirror_ratings(pool: asyncpg.Pool, entries: list[dict[str, Any]]) -> int:
-    """A batch of RatingEntry records (the newest per student); returns the rows changed."""
-    newest: dict[tuple[str, str], dict[str, Any]] = {}
+async def mirror_ratings(pool: asyncpg.Pool, entries: Sequence[RatingEntry]) -> int:
+    """A batch of rating entries (the newest per student); returns the rows changed."""
+    newest: dict[tuple[str, str], RatingEntry] = {}
     for entry in entries:
-        key = (entry["course_id"], entry["user_id"])
-        if key not in newest or newest[key]["course_version"] < entry["course_version"]:
+        key = (entry.course_id, entry.user_id)
+        if key not in newest or newest[key].course_version < entry.course_version:
             newest[key] = entry
     if not newest:
         return 0
@@ -208,12 +212,12 @@ async def mirror_ratings(pool: asyncpg.Pool, entries: list[dict[str, Any]]) -> i
     return len(
         await pool.fetch(
             _UPSERT_RATINGS,
-            [r["course_id"] for r in rows],
-            [r["user_id"] for r in rows],
-            [r["course_version"] for r in rows],
-            [r["stars"] for r in rows],
-            [r["review"] for r in rows],
-            [parse_ts(r["rated_at"]) for r in rows],
+            [r.course_id for r in rows],
+            [r.user_id for r in rows],
+            [r.course_version for r in rows],
+            [r.stars for r in rows],
+            [r.review for r in rows],
+            [parse_ts(r.rated_at) for r in rows],
         )
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from aiokafka import ConsumerRecord
@@ -22,9 +22,18 @@ from course_management.infra.dead_letters import DeadLetter, decode_or_dead_lett
 from course_management.infra.enrollment_mirror import mirror_enrollment_events, mirror_ratings
 from course_management.infra.metrics import EVENTS_MIRRORED
 from course_management.infra.retrying import until_written
-from course_management.topology import COURSE_EVENTS, COURSE_RATINGS, ENROLLMENT_EVENTS, spec
+from course_management.messages import course_event, enrollment_event, rating_entry
+from course_management.topology import COURSE_EVENTS, spec
 
-WriteBatch = Callable[[asyncpg.Pool, list[dict[str, Any]]], Awaitable[int]]
+WriteBatch = Callable[[asyncpg.Pool, list[Any]], Awaitable[int]]
+
+
+class Message(Protocol):
+    """A wire message's module (messages/): its topic, and how its records decode."""
+
+    TOPIC: str
+
+    def decode(self, value: dict[str, Any]) -> Any: ...
 
 
 class EventMirror:
@@ -43,7 +52,7 @@ class EventMirror:
                 record.key,
                 record.value,
                 self._dead_letter,
-                parse=dict,
+                parse=course_event.decode,
             )
             if value is None:
                 continue
@@ -54,14 +63,14 @@ class EventMirror:
 
     async def enrollment_events(self, records: list[ConsumerRecord]) -> None:
         """Many per course: one statement for the whole batch."""
-        await self._batch(records, ENROLLMENT_EVENTS, mirror_enrollment_events, "enrollment")
+        await self._batch(records, enrollment_event, mirror_enrollment_events, "enrollment")
 
     async def ratings(self, records: list[ConsumerRecord]) -> None:
         """Each student's rating as it is now: one statement for the batch."""
-        await self._batch(records, COURSE_RATINGS, mirror_ratings, "rating")
+        await self._batch(records, rating_entry, mirror_ratings, "rating")
 
     async def _batch(
-        self, records: list[ConsumerRecord], topic: str, write: WriteBatch, kind: str
+        self, records: list[ConsumerRecord], message: Message, write: WriteBatch, kind: str
     ) -> None:
         """Decode the batch (dead-lettering what does not decode), write it in one
         statement, waiting while PostgreSQL is unreachable, and count what changed."""
@@ -71,11 +80,11 @@ class EventMirror:
             if (
                 value := await decode_or_dead_letter(
                     self._codec,
-                    spec(topic),
+                    spec(message.TOPIC),
                     record.key,
                     record.value,
                     self._dead_letter,
-                    parse=dict,
+                    parse=message.decode,
                 )
             )
             is not None

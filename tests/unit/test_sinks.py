@@ -444,8 +444,8 @@ async def test_ratings_reach_the_writer_as_one_batch_in_order(
     assert dead.kept == []
     [(name, pool, written)] = writers.calls
     assert (name, pool) == ("ratings", POOL)
-    assert [rating_entry.decode(v) for v in written] == entries
-    assert written[1]["review"] is None
+    assert written == entries  # typed (messages/rating_entry.py), in order
+    assert written[1].review is None
 
 
 def _mirror_batch(topic: str) -> list[bytes]:
@@ -456,6 +456,11 @@ def _mirror_batch(topic: str) -> list[bytes]:
     return [encoded(topic, rating_entry.encode(e)) for e in ratings()[:2]]
 
 
+MESSAGE_OF: dict[str, Any] = {
+    COURSE_EVENTS: course_event,
+    ENROLLMENT_EVENTS: enrollment_event,
+    COURSE_RATINGS: rating_entry,
+}
 HANDLER_OF = {
     COURSE_EVENTS: "course_events",
     ENROLLMENT_EVENTS: "enrollment_events",
@@ -477,7 +482,8 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_rest_written(
     assert headers["dlq.code"] == INVALID.encode()
     assert headers["dlq.source_topic"] == topic.encode()
     assert headers["dlq.reason"].startswith(b"invalid: ") and len(headers["dlq.reason"]) > 10
-    decoded = [await CODEC.decode(spec(topic).subject, v) for v in (first, second)]
+    message = MESSAGE_OF[topic]
+    decoded = [message.decode(await CODEC.decode(spec(topic).subject, v)) for v in (first, second)]
     assert writers.handed() == decoded
 
 
