@@ -51,6 +51,38 @@ SERVER_LIMITS: dict[str, Any] = {
 }
 
 
+# The request headers the service reads. Each is ASCII by its own definition (a token, an
+# entity tag, an id); a byte outside visible ASCII is refused naming the header, before
+# anything reads it (it used to reach Kafka's headers or PyJWT and answer 500).
+READ_HEADERS = (
+    REQUEST_ID,
+    "Authorization",
+    "Idempotency-Key",
+    "If-Match",
+    "If-None-Match",
+    "Consistency-Token",
+)
+
+
+def _visible_ascii(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
+
+def _check_headers(request: web.Request) -> None:
+    bad = [
+        name
+        for name in READ_HEADERS
+        if any(not _visible_ascii(value) for value in request.headers.getall(name, ()))
+    ]
+    if bad:
+        raise Problem.of(
+            400,
+            "invalid-header",
+            f"{', '.join(bad)}: only visible ASCII characters are allowed",
+            errors=[{"field": name, "message": "only visible ASCII characters"} for name in bad],
+        )
+
+
 def _check_sizes(request: web.Request) -> None:
     if len(request.raw_path) > MAX_TARGET_BYTES:
         raise Problem.of(
@@ -111,7 +143,8 @@ def build_middlewares(
 
     @web.middleware
     async def request_context(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
-        request_id = request.headers.get(REQUEST_ID, "")[:200] or str(uuid.uuid4())
+        sent_id = request.headers.get(REQUEST_ID, "")[:200]
+        request_id = sent_id if _visible_ascii(sent_id) and sent_id else str(uuid.uuid4())
         request[REQUEST_ID_KEY] = request_id
         endpoint = endpoints.get(request.match_info.route.name or "")
         route_name = endpoint.path if endpoint is not None else "unmatched"
@@ -119,6 +152,7 @@ def build_middlewares(
         try:
             if request.match_info.http_exception is None:  # a 404 or 405 says more
                 _check_sizes(request)
+                _check_headers(request)
             with log_context(request_id=request_id):  # and into the events it causes
                 response = await handler(request)
         except Problem as problem:

@@ -37,7 +37,9 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 _STANDARD_ERRORS = {
-    400: "Malformed request (for example, a body that is not JSON)",
+    400: "Malformed request (a body that is not JSON; a header the service reads, such as"
+    " X-Request-ID, Authorization or Idempotency-Key, with a byte outside visible ASCII:"
+    " `errors` names it)",
     401: "Missing, expired, malformed or badly signed token",
     403: "Authenticated but not allowed",
     404: "Not found (or not visible to the caller)",

@@ -407,3 +407,59 @@ async def test_enrollments_are_visible_to_the_student_and_not_to_another(api: Ap
     assert (await api.call("GET", path, headers=bearer("student-2", "student")))[0] == 403
     assert (await api.call("GET", path, headers=INSTRUCTOR))[0] == 200  # the owner
     assert (await api.call("GET", path, headers=SERVICE))[0] == 200
+
+
+# -- request headers (issue 24, item 6) ------------------------------------------------
+
+
+async def _raw(api: Api, head: bytes) -> tuple[int, dict[str, Any]]:
+    """A request as raw bytes (a client library would refuse or re-encode these headers):
+    its status and problem body."""
+    import asyncio
+
+    server = api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(head + b"Host: x\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    status = int(answer.split(b" ", 2)[1])
+    body = answer.split(b"\r\n\r\n", 1)[1]
+    return status, json.loads(body) if body.startswith(b"{") else {}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"X-Request-ID: r-\xe9",  # latin-1, as some clients send it
+        b"X-Request-ID: r-\xc3\xa9",  # UTF-8
+        b"Authorization: Bearer \xe9",
+        b"Idempotency-Key: k-\xe9",
+        b'If-Match: "1\xe9"',
+        b"Consistency-Token: \xe9",
+    ],
+)
+async def test_a_header_with_a_byte_outside_ascii_is_a_400_naming_it(
+    api: Api, header: bytes
+) -> None:
+    name = header.split(b":", 1)[0].decode()
+    for head in (
+        b"GET /api/v1/courses HTTP/1.1\r\n" + header + b"\r\n",
+        b"POST /api/v1/courses/create HTTP/1.1\r\nContent-Length: 0\r\n" + header + b"\r\n",
+    ):
+        status, body = await _raw(api, head)
+        assert status == 400, (head, body)
+        assert body["type"].endswith("/invalid-header")
+        assert [e["field"] for e in body["errors"]] == [name]
+    assert api.writes.commands == [] and api.writes.inputs == []
+
+
+async def test_a_write_with_a_non_ascii_request_id_is_refused_not_applied(api: Api) -> None:
+    headers = {**INSTRUCTOR, "X-Request-ID": "r-é", "Idempotency-Key": "k-é"}
+    status, body, response = await api.call(
+        "POST", "/api/v1/courses/create", json={"title": "x"}, headers=headers
+    )
+    assert status == 400
+    assert sorted(e["field"] for e in body["errors"]) == ["Idempotency-Key", "X-Request-ID"]
+    assert response.headers["X-Request-ID"] != "r-é"  # a fresh one, echoed
+    assert api.writes.commands == []
