@@ -135,6 +135,29 @@ class _RouteMetrics:
         latency.observe(elapsed_s)
 
 
+def response_of(exc: Exception, request_id: str) -> web.StreamResponse:
+    """The answer to what a route raised: the one place an exception becomes a status (the
+    rate-limit middleware answers through it too, so its headers are on every answer)."""
+    if isinstance(exc, Problem):
+        return problem_response(exc)
+    if isinstance(exc, Refusal):
+        return problem_response(problem_of(exc))
+    if isinstance(exc, Unavailable):
+        return problem_response(Problem.of(503, exc.kind, exc.detail), headers={"Retry-After": "1"})
+    if isinstance(exc, web.HTTPException):
+        return _http_exception_problem(exc)
+    if isinstance(exc, STORE_UNAVAILABLE):  # includes OSError: any connection that failed
+        log.warning("a store is unavailable", extra={"request_id": request_id}, exc_info=exc)
+        return problem_response(
+            Problem.of(503, "unavailable", "a store this request needs cannot be reached now"),
+            headers={"Retry-After": "1"},
+        )
+    log.error("unhandled error", extra={"request_id": request_id}, exc_info=exc)
+    return problem_response(
+        Problem.of(500, "internal", "an unexpected error; the request id is in the logs")
+    )
+
+
 def build_middlewares(
     verifier: TokenVerifier, endpoints: Mapping[str, Endpoint], access_log: AccessLog | None = None
 ) -> list[web.middleware]:  # type: ignore[valid-type]
@@ -155,28 +178,8 @@ def build_middlewares(
                 _check_headers(request)
             with log_context(request_id=request_id):  # and into the events it causes
                 response = await handler(request)
-        except Problem as problem:
-            response = problem_response(problem)
-        except Refusal as refusal:
-            response = problem_response(problem_of(refusal))
-        except Unavailable as unavailable:
-            response = problem_response(
-                Problem.of(503, unavailable.kind, unavailable.detail),
-                headers={"Retry-After": "1"},
-            )
-        except web.HTTPException as exc:
-            response = _http_exception_problem(exc)
-        except STORE_UNAVAILABLE:  # includes OSError: any connection that failed
-            log.warning("a store is unavailable", extra={"request_id": request_id}, exc_info=True)
-            response = problem_response(
-                Problem.of(503, "unavailable", "a store this request needs cannot be reached now"),
-                headers={"Retry-After": "1"},
-            )
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id})
-            response = problem_response(
-                Problem.of(500, "internal", "an unexpected error; the request id is in the logs")
-            )
+        except Exception as exc:
+            response = response_of(exc, request_id)
         elapsed = time.perf_counter() - started
         response.headers[REQUEST_ID] = request_id
         metrics.observe(request.method, route_name, response.status, elapsed)

@@ -24,7 +24,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from course_management.api.http import CHARGE_KEY, PRINCIPAL_KEY, problem_response
+from course_management.api.http import CHARGE_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, problem_response
+from course_management.api.middleware import response_of
 from course_management.api.openapi import Endpoint, RequestHandler
 from course_management.api.problems import Problem
 from course_management.infra.cache import ReadBypass
@@ -113,10 +114,10 @@ async def _answer(
 ) -> web.StreamResponse | None:
     try:
         return await handler(request)
-    except Problem as problem:  # a 4xx of the route: it still spent the budget
+    except Exception as exc:  # a 4xx or 503 of the route: it still spent the budget
         if charge is not None and charge.decision is not None and not charge.decision.allowed:
             return None  # refused by the read's own script: the 429 replaces it
-        return problem_response(problem)
+        return response_of(exc, request.get(REQUEST_ID_KEY, ""))
 
 
 async def _spent(charge: Charge, limiter: RateLimiter, bypass: ReadBypass) -> RateDecision | None:

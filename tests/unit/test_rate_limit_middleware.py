@@ -16,7 +16,8 @@ from course_management.api.app import ENDPOINTS, create_app
 from course_management.api.auth import TokenVerifier
 from course_management.api.middleware import SERVER_LIMITS
 from course_management.api.rate_limits import Budgets, rate_limit_middleware
-from course_management.domain.outcomes import Reply
+from course_management.api.ports import Unavailable
+from course_management.domain.outcomes import Refusal, RefusalKind, Reply
 from course_management.infra.cache import ReadBypass
 from course_management.infra.rate_limit import Budget
 from tests.unit.api_fakes import FakeContent, FakeLimiter, FakeReadiness, FakeReads, FakeWrites
@@ -37,10 +38,12 @@ async def limited() -> AsyncIterator[tuple[TestClient, FakeLimiter]]:
 
 
 @contextlib.asynccontextmanager
-async def _limited_app(reads: FakeReads) -> AsyncIterator[tuple[TestClient, FakeLimiter]]:
-    limiter, writes = FakeLimiter(), FakeWrites()
+async def _limited_app(
+    reads: FakeReads, writes: FakeWrites | None = None
+) -> AsyncIterator[tuple[TestClient, FakeLimiter]]:
+    limiter, writes = FakeLimiter(), writes or FakeWrites()
     reads.courses[COURSE_ID] = course()
-    writes.replies["create_course"] = Reply("created", course())
+    writes.replies.setdefault("create_course", Reply("created", course()))
     endpoints = {ep.handler.__name__: ep for ep in ENDPOINTS}
     app = create_app(
         writes=writes,
@@ -125,3 +128,26 @@ async def test_a_hot_read_that_spent_its_charge_is_not_charged_again() -> None:
         over = await _get(client)
         assert over.status == 429 and over.headers["Retry-After"] == "4"
         assert limiter.spent == {}  # the limiter was never asked
+
+
+async def test_refusals_and_503s_carry_the_limit_headers_too() -> None:
+    """Issue 24, item 7: the rate-limit headers were only on successes and the route's own
+    problems, not on refusals of the domain or a dependency's 503."""
+    writes = FakeWrites()
+    writes.replies["create_course"] = Unavailable("kafka-unavailable", "down")
+    writes.replies["update_course"] = Reply.refusing(Refusal(RefusalKind.VERSION_MISMATCH, "x"))
+    async with _limited_app(FakeReads(), writes) as (client, _):
+        answers = [
+            await client.post("/api/v1/courses/create", json={"title": "t"}, headers=INSTRUCTOR),
+            await client.put(
+                f"/api/v1/courses/{COURSE_ID}/update",
+                json={"title": "u"},
+                headers={**INSTRUCTOR, "If-Match": '"3"'},
+            ),
+        ]
+        assert [a.status for a in answers] == [503, 412]
+        for answer in answers:
+            assert answer.content_type == PROBLEM
+            assert answer.headers["RateLimit-Policy"] == '"write";q=2;w=60'
+            assert answer.headers["RateLimit"].startswith('"write";r=')
+        assert answers[0].headers["Retry-After"] == "1"
