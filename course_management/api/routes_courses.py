@@ -69,8 +69,8 @@ def _tag(version: object, seats_taken: object) -> str:
     return f'"{version}.{seats_taken}"'
 
 
-def _modules_etag(course: dict[str, object]) -> str:
-    return f'"{course["version"]}"'
+def _not_modified(request: web.Request, etag: str) -> bool:
+    return etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}
 
 
 def _refuse_too_large(payload: dict[str, Any]) -> None:
@@ -115,7 +115,7 @@ async def get_course(request: web.Request) -> web.StreamResponse:
     if entry is None or entry.body is None:
         raise course_not_found(course_id)
     etag = _tag(entry.version, entry.count)
-    if etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
+    if _not_modified(request, etag):
         return web.Response(status=304, headers={"ETag": etag})
     return web.Response(
         body=entry.body,
@@ -126,8 +126,11 @@ async def get_course(request: web.Request) -> web.StreamResponse:
 
 async def get_modules(request: web.Request) -> web.StreamResponse:
     course = await visible_course(request, course_id_param(request))
+    etag = _etag(course)  # the course's own ETag: one shape, one If-None-Match
+    if _not_modified(request, etag):
+        return web.Response(status=304, headers={"ETag": etag})
     body = {"course_id": course["id"], "version": course["version"], "modules": course["modules"]}
-    return json_response(body, headers={"ETag": _modules_etag(course)})
+    return json_response(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
 def _if_match(request: web.Request) -> int | None:
@@ -285,8 +288,15 @@ ENDPOINTS = [
         summary="The ordered modules of a course with their items (as for reading the course)",
         tag="courses",
         auth=False,
-        responses={200: ("The modules, in order", CourseModules)},
+        responses={
+            200: ("The modules, in order, with the course's `ETag`", CourseModules),
+            304: ("Not modified", None),
+        },
         errors=(400, 401, 404, 503),
-        params=(COURSE_ID, CONSISTENCY_TOKEN),
+        params=(
+            COURSE_ID,
+            Param("If-None-Match", "header", "An ETag from an earlier read of the course"),
+            CONSISTENCY_TOKEN,
+        ),
     ),
 ]

@@ -175,6 +175,19 @@ async def test_if_none_match_answers_304(api: Api) -> None:
     assert status == 304 and response.headers["ETag"] == '"3.0"'
 
 
+async def test_the_modules_read_has_the_course_etag_and_answers_304(api: Api) -> None:
+    """Issue 24, item 9: `GET .../modules` sent `"3"` where the course sends `"3.0"`, and
+    ignored If-None-Match."""
+    api.reads.courses[COURSE_ID] = course()
+    path = f"/api/v1/courses/{COURSE_ID}/modules"
+    status, body, response = await api.call("GET", path)
+    assert status == 200 and body["version"] == 3
+    assert response.headers["ETag"] == '"3.0"'
+    status, _, response = await api.call("GET", path, headers={"If-None-Match": '"3.0"'})
+    assert status == 304 and response.headers["ETag"] == '"3.0"'
+    assert (await api.call("GET", path, headers={"If-None-Match": '"2.0"'}))[0] == 200
+
+
 async def test_the_etag_changes_with_the_seat_count_and_if_match_takes_it(api: Api) -> None:
     """Issue 11, finding 3: an enrolment changes `enrollment_count` without a new version;
     a GET with the old ETag must not answer 304."""
