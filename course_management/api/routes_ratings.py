@@ -26,6 +26,7 @@ from course_management.api.route_helpers import (
     visible_course,
 )
 from course_management.domain.access import may_rate
+from course_management.domain.course import rfc3339
 from course_management.domain.outcomes import RefusalKind
 from course_management.domain.ratings import RatingInput
 
@@ -66,7 +67,7 @@ async def list_ratings(request: web.Request) -> web.StreamResponse:
             "user_id": r["user_id"],
             "stars": r["stars"],
             "review": r["review"],
-            "rated_at": r["rated_at"].isoformat().replace("+00:00", "Z"),
+            "rated_at": rfc3339(r["rated_at"]),  # as everywhere: milliseconds, Z
         }
         for r in rows
     ]

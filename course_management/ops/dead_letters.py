@@ -21,6 +21,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
+from course_management.domain.course import rfc3339
 from course_management.infra.kafka import new_producer, read_to_end
 from course_management.topology import DLQ_REPLAYS, DLQ_TOPICS
 
@@ -50,7 +51,7 @@ class DeadLetter:
     def shown(self) -> dict[str, Any]:
         return {
             "place": self.place,
-            "at": self.at.isoformat(),
+            "at": rfc3339(self.at),
             "source_topic": self.source_topic,
             "code": self.code,
             "reason": self.reason,
@@ -146,7 +147,7 @@ async def replay(
             await producer.send_and_wait(
                 letter.source_topic, value=letter.value, key=letter.key, headers=headers
             )
-            noted = {"replayed_at": datetime.now(UTC).isoformat(), "to": letter.source_topic}
+            noted = {"replayed_at": rfc3339(datetime.now(UTC)), "to": letter.source_topic}
             await producer.send_and_wait(
                 DLQ_REPLAYS, key=letter.place.encode(), value=json.dumps(noted).encode()
             )

@@ -476,3 +476,29 @@ async def test_a_write_with_a_non_ascii_request_id_is_refused_not_applied(api: A
     assert sorted(e["field"] for e in body["errors"]) == ["Idempotency-Key", "X-Request-ID"]
     assert response.headers["X-Request-ID"] != "r-é"  # a fresh one, echoed
     assert api.writes.commands == []
+
+
+async def test_a_rating_is_listed_with_the_timestamp_format_of_its_post(api: Api) -> None:
+    """Issue 24, item 11: the list wrote `isoformat()` (microseconds, or none when zero)
+    where the POST reply writes milliseconds and Z."""
+    api.reads.courses[COURSE_ID] = course()
+    api.reads.ratings[COURSE_ID] = [
+        {
+            "user_id": "a",
+            "stars": 5,
+            "review": None,
+            "rated_at": datetime(2026, 12, 6, 1, 2, 3, 456789, tzinfo=UTC),
+        },
+        {
+            "user_id": "b",
+            "stars": 4,
+            "review": "ok",
+            "rated_at": datetime(2026, 12, 6, 1, 2, 3, tzinfo=UTC),
+        },
+    ]
+    status, body, _ = await api.call("GET", f"/api/v1/courses/{COURSE_ID}/ratings")
+    assert status == 200
+    assert [r["rated_at"] for r in body["items"]] == [
+        "2026-12-06T01:02:03.456Z",
+        "2026-12-06T01:02:03.000Z",
+    ]
