@@ -85,9 +85,10 @@ async def read_body(request: web.Request, model: type[M]) -> tuple[M, dict[str, 
         raise Problem.of(
             413, "body-too-large", f"the body is over {MAX_BODY_BYTES} bytes"
         ) from None
-    data = parse_json_object(raw)
+    parse_json_object(raw)  # refuses what JSON allows and this service does not, naming it
     try:
-        parsed = model.model_validate(data)
+        # Strict: no value is coerced into another type (`"capacity": true` was one seat).
+        parsed = model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise Problem.from_validation(exc) from None
     return parsed, parsed.model_dump(mode="json", exclude_unset=True)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -93,7 +94,7 @@ class ItemInput(_Strict):
     content_key: ContentKey | None = None
     duration_seconds: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     max_score: Annotated[float | None, Field(gt=0, le=1_000_000, validate_default=True)] = None
-    due_at: Annotated[datetime | None, Field(validate_default=True)] = None
+    due_at: Annotated[AwareDatetime | None, Field(validate_default=True)] = None
 
     _nul = field_validator("title")(no_nul)
 
@@ -137,8 +138,8 @@ class CourseFields(_Strict):
     language: Annotated[str, StringConstraints(max_length=35)] = "en"
     status: Status = Status.draft
     capacity: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
-    enrollment_opens_at: datetime | None = None
-    enrollment_closes_at: datetime | None = None
+    enrollment_opens_at: AwareDatetime | None = None
+    enrollment_closes_at: AwareDatetime | None = None
     modules: Annotated[list[ModuleInput], Field(max_length=200)] = []
 
     _nul = field_validator("title", "description", "category")(no_nul)
@@ -162,8 +163,8 @@ class CourseUpdate(_Strict):
     language: Annotated[str, StringConstraints(max_length=35)] | None = None
     status: Status | None = None
     capacity: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
-    enrollment_opens_at: datetime | None = None
-    enrollment_closes_at: datetime | None = None
+    enrollment_opens_at: AwareDatetime | None = None
+    enrollment_closes_at: AwareDatetime | None = None
     modules: Annotated[list[ModuleInput], Field(max_length=200)] | None = None
 
     _nul = field_validator("title", "description", "category")(no_nul)

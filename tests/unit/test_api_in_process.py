@@ -502,3 +502,43 @@ async def test_a_rating_is_listed_with_the_timestamp_format_of_its_post(api: Api
         "2026-12-06T01:02:03.456Z",
         "2026-12-06T01:02:03.000Z",
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"title": "t", "capacity": True}, "capacity"),  # was a course of one seat
+        ({"title": "t", "capacity": "5"}, "capacity"),
+        ({"title": "t", "capacity": 5.5}, "capacity"),
+        ({"title": "t", "enrollment_opens_at": "2027-01-01T00:00:00"}, "enrollment_opens_at"),
+        ({"title": 7}, "title"),
+        (
+            {
+                "title": "t",
+                "modules": [
+                    {"title": "m", "position": True, "items": []},
+                ],
+            },
+            "modules[0].position",
+        ),
+    ],
+)
+async def test_values_are_not_coerced_into_another_type(
+    api: Api, body: dict[str, Any], field: str
+) -> None:
+    """Issue 24, item 16: strict types, and RFC 3339 timestamps carry their offset."""
+    status, problem, _ = await api.call(
+        "POST", "/api/v1/courses/create", json=body, headers=INSTRUCTOR
+    )
+    assert status == 422, problem
+    assert field in [e["field"] for e in problem["errors"]]
+    assert api.writes.commands == []
+
+
+async def test_a_timestamp_with_its_offset_is_taken(api: Api) -> None:
+    api.writes.replies["create_course"] = Reply("created", course())
+    body = {"title": "t", "capacity": 5, "enrollment_opens_at": "2027-01-01T01:00:00+01:00"}
+    status, _, _ = await api.call("POST", "/api/v1/courses/create", json=body, headers=INSTRUCTOR)
+    assert status == 201
+    opens = api.writes.commands[-1].payload["enrollment_opens_at"]
+    assert datetime.fromisoformat(opens) == datetime(2027, 1, 1, tzinfo=UTC)
