@@ -83,6 +83,31 @@ def _check_headers(request: web.Request) -> None:
         )
 
 
+def _check_query(request: web.Request, endpoint: Endpoint | None) -> None:
+    """Only the query parameters the route declares (its OpenAPI `parameters`), each once:
+    a misspelt filter used to be ignored and a repeated one to take its first value."""
+    if endpoint is None:
+        return
+    declared = {param.name for param in endpoint.params if param.where == "query"}
+    names = [name for name, _ in request.query.items()]
+    unknown = sorted({name for name in names if name not in declared})
+    repeated = sorted({name for name in names if names.count(name) > 1} - set(unknown))
+    if unknown:
+        raise Problem.of(
+            400,
+            "unknown-parameter",
+            f"not a parameter of this route: {', '.join(unknown)}",
+            errors=[{"field": name, "message": "unknown query parameter"} for name in unknown],
+        )
+    if repeated:
+        raise Problem.of(
+            400,
+            "repeated-parameter",
+            f"given more than once: {', '.join(repeated)}",
+            errors=[{"field": name, "message": "given more than once"} for name in repeated],
+        )
+
+
 def _check_sizes(request: web.Request) -> None:
     if len(request.raw_path) > MAX_TARGET_BYTES:
         raise Problem.of(
@@ -176,6 +201,7 @@ def build_middlewares(
             if request.match_info.http_exception is None:  # a 404 or 405 says more
                 _check_sizes(request)
                 _check_headers(request)
+                _check_query(request, endpoint)
             with log_context(request_id=request_id):  # and into the events it causes
                 response = await handler(request)
         except Exception as exc:

@@ -37,7 +37,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 _STANDARD_ERRORS = {
-    400: "Malformed request (a body that is not JSON; a header the service reads, such as"
+    400: "Malformed request (a body that is not JSON; a query parameter the operation does"
+    " not declare, or a declared one given twice; a header the service reads, such as"
     " X-Request-ID, Authorization or Idempotency-Key, with a byte outside visible ASCII:"
     " `errors` names it)",
     401: "Missing, expired, malformed or badly signed token",
@@ -180,10 +181,11 @@ def build_document(endpoints: Sequence[Endpoint], *, title: str, version: str) -
             if model is not None:
                 response["content"] = {ep.content_type: {"schema": _schema_ref(model, components)}}
             op["responses"][str(status)] = response
-        # Every route: oversized targets and headers (api/middleware.py); every route but
-        # the operations' spends a rate-limit budget (api/rate_limits.py).
+        # Every route: oversized targets and headers, a header outside ASCII, an unknown or
+        # repeated query parameter (api/middleware.py); every route but the operations'
+        # spends a rate-limit budget (api/rate_limits.py).
         limited = (429,) if ep.tag != "operations" else ()
-        for status in sorted({*ep.errors, 414, 431, *limited}):
+        for status in sorted({*ep.errors, 400, 414, 431, *limited}):
             op["responses"][str(status)] = {
                 "description": _STANDARD_ERRORS[status],
                 "content": {

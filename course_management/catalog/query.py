@@ -58,6 +58,18 @@ WORD_SCORES = (
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+def words_within_bounds(q: str) -> str:
+    """A query of at most MAX_TERMS distinct words of at most MAX_TERM_CHARS each (what is
+    past them used to be dropped or cut without a word to the client)."""
+    words = {w.strip("_") for w in _WORD.findall(q.lower())} - {""}
+    if len(words) > MAX_TERMS:
+        raise ValueError(f"at most {MAX_TERMS} distinct words ({len(words)} given)")
+    long = sorted(w for w in words if len(w) > MAX_TERM_CHARS)
+    if long:
+        raise ValueError(f"a word is at most {MAX_TERM_CHARS} characters ({long[0][:20]}...)")
+    return q
+
+
 class Sort(StrEnum):
     relevance = "relevance"
     newest = "newest"
@@ -73,11 +85,20 @@ class CatalogParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    q: Annotated[str, StringConstraints(max_length=5000), AfterValidator(no_nul)] | None = Field(
+    q: (
+        Annotated[
+            str,
+            StringConstraints(max_length=5000),
+            AfterValidator(no_nul),
+            AfterValidator(words_within_bounds),
+        ]
+        | None
+    ) = Field(
         default=None,
         description=(
             "Plain text over title, tags, instructor name, description; every word must"
-            " match; a misspelt word (one edit in 3-5 letters, two from 6) still matches"
+            " match; a misspelt word (one edit in 3-5 letters, two from 6) still matches;"
+            " at most 32 distinct words of at most 64 characters (422 naming `q` beyond)"
         ),
     )
     category: Filter | None = Field(default=None, description="Exact category")

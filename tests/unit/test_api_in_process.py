@@ -542,3 +542,41 @@ async def test_a_timestamp_with_its_offset_is_taken(api: Api) -> None:
     assert status == 201
     opens = api.writes.commands[-1].payload["enrollment_opens_at"]
     assert datetime.fromisoformat(opens) == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "kind", "named"),
+    [
+        ("/api/v1/courses", "categroy=x", "unknown-parameter", ["categroy"]),
+        ("/api/v1/courses", "category=a&category=b", "repeated-parameter", ["category"]),
+        ("/api/v1/courses", "limit=5&limit=6", "repeated-parameter", ["limit"]),
+        (f"/api/v1/courses/{COURSE_ID}/enrollments", "limt=5", "unknown-parameter", ["limt"]),
+        (
+            f"/api/v1/courses/{COURSE_ID}/ratings",
+            "cursor=a&cursor=b",
+            "repeated-parameter",
+            ["cursor"],
+        ),
+        (f"/api/v1/courses/{COURSE_ID}", "verbose=1", "unknown-parameter", ["verbose"]),
+    ],
+)
+async def test_an_unknown_or_repeated_query_parameter_is_a_400_naming_it(
+    api: Api, path: str, query: str, kind: str, named: list[str]
+) -> None:
+    """Issue 24, item 2: they were ignored (or the first value taken) and answered 200."""
+    api.reads.courses[COURSE_ID] = course()
+    status, body, _ = await api.call("GET", f"{path}?{query}", headers=SERVICE)
+    assert status == 400, body
+    assert body["type"].endswith(f"/{kind}")
+    assert [e["field"] for e in body["errors"]] == named
+
+
+async def test_a_query_past_what_search_takes_is_a_422_naming_q(api: Api) -> None:
+    many = " ".join(f"w{n}" for n in range(33))
+    long = "x" * 65
+    for q in (many, long):
+        status, body, _ = await api.call("GET", "/api/v1/courses", params={"q": q})
+        assert status == 422, body
+        assert [e["field"] for e in body["errors"]] == ["q"]
+    within = " ".join(f"w{n}" for n in range(31)) + " " + "y" * 64
+    assert (await api.call("GET", "/api/v1/courses", params={"q": within}))[0] == 200
