@@ -171,8 +171,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = first.get("loc") or ()
-        name = str(loc[0]).upper() if loc else "settings"
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "missing":
             message = "is required but not set"
-        raise ConfigError(f"configuration error: {name} {message}") from None
+        # A check of several settings names them itself ("JWT_SECRET must be ...").
+        named = f"{str(loc[0]).upper()} {message}" if loc else message
+        raise ConfigError(f"configuration error: {named}") from None

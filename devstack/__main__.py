@@ -19,12 +19,13 @@ from typing import Any
 import click
 
 from course_management.api.auth import issue_token
-from course_management.config import Settings, load_settings
+from course_management.config import ConfigError, Settings, load_settings
 from course_management.ops.demo import catalog_lists, load_demo_data, published_demo_courses
 from course_management.ops.provisioning import provision_all
 from devstack.downloads import fetch_all
 from devstack.gateway import Gateway
 from devstack.processes import wait_until
+from devstack.reaper import mark_this_run, reap_orphans
 from devstack.stack import LocalStack
 
 STACK_ENV = Path(".stack") / "env"
@@ -46,6 +47,7 @@ def fetch() -> None:
 def up(no_search: bool) -> None:
     """Start the stack, provision it, write .stack/env, and wait for Ctrl-C."""
     _exit_on_sigterm()
+    _before_start()
     local = LocalStack(search=not no_search)
     env = _start_stack(local)
     click.echo(f"stack is up; settings written to {STACK_ENV}. Ctrl-C stops it.")
@@ -66,6 +68,7 @@ def up(no_search: bool) -> None:
 def run(port: int | None, no_search: bool, demo: bool, gateway: bool) -> None:
     """Everything for a local run: stack, provisioning, worker on :8080, demo data."""
     _exit_on_sigterm()
+    _before_start(port)
     started = time.monotonic()
     local = LocalStack(search=not no_search)
     worker_proc: subprocess.Popen[bytes] | None = None
@@ -123,8 +126,32 @@ def run(port: int | None, no_search: bool, demo: bool, gateway: bool) -> None:
 
 
 def _exit_on_sigterm() -> None:
-    """Make SIGTERM unwind like Ctrl-C, so every `finally` stops what it started."""
+    """Make SIGTERM and SIGHUP (the terminal closed) unwind like Ctrl-C, so every `finally`
+    stops what it started."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+
+
+def _before_start(port: int | None = None) -> None:
+    """The settings checked before any server starts (one line naming a bad one, exit 2),
+    what a killed earlier run left behind reaped, and this run marked (devstack/reaper.py)."""
+    placeholders = {
+        "kafka_bootstrap_servers": "127.0.0.1:9092",
+        "schema_registry_url": "http://127.0.0.1:8081",
+        "database_url": "postgresql://cms@127.0.0.1:5432/cms",
+        "redis_url": "redis://127.0.0.1:6379/0",
+        "jwt_secret": os.environ.get("JWT_SECRET") or secrets.token_urlsafe(32),
+        "http_port": str(port or os.environ.get("HTTP_PORT", "8080")),
+    }
+    try:
+        load_settings(**placeholders)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    reaped = reap_orphans()
+    if reaped:
+        click.echo(f"stopped {len(reaped)} processes a killed earlier run left behind")
+    mark_this_run()
 
 
 def _ready(base: str, proc: subprocess.Popen[bytes]) -> bool:
@@ -203,6 +230,7 @@ def _wait_for_signal(proc: subprocess.Popen[bytes] | None = None) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
     while not stop:
         if proc is not None and proc.poll() is not None:
             click.echo(f"the worker exited with code {proc.returncode}", err=True)
