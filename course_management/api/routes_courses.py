@@ -274,11 +274,14 @@ ENDPOINTS = [
         "POST",
         "/api/v1/courses/{courseId}/uploads",
         create_upload,
-        summary="Presign an upload of course content to S3 (owning instructor, admin)",
+        summary=(
+            "Presign an upload of course content to S3 (owning instructor, admin); it changes"
+            " nothing in this service, so it carries no Consistency-Token"
+        ),
         tag="courses",
         body=UploadRequest,
         responses={201: ("A single presigned PUT, or presigned multipart parts", UploadGrant)},
-        errors=(400, 401, 403, 404, 413, 415, 422),
+        errors=(400, 401, 403, 404, 413, 415, 422, 503),
         params=(COURSE_ID,),
     ),
     Endpoint(
