@@ -50,7 +50,7 @@ def _exported() -> set[str]:
 
 
 def test_the_alert_rules_load_and_pass_their_unit_tests() -> None:
-    assert "SUCCESS: 9 rules found" in _promtool("check", "rules", str(RULES))
+    assert "SUCCESS: 13 rules found" in _promtool("check", "rules", str(RULES))
     assert "SUCCESS" in _promtool("test", "rules", str(RULE_TESTS))
 
 
@@ -79,3 +79,32 @@ def test_the_rules_and_the_dashboard_name_only_metrics_the_service_exports() -> 
     exported = _exported()
     missing = named - exported
     assert named and not missing, f"not exported by the service: {sorted(missing)}"
+
+
+def test_every_dead_letter_code_has_an_alert_and_every_alert_a_runbook_entry() -> None:
+    """Issue 24, item 14: only `malformed` dead letters alerted."""
+    from course_management.infra import dead_letters
+
+    codes = {
+        dead_letters.INVALID,
+        dead_letters.MALFORMED,
+        dead_letters.UNPROCESSABLE,
+        dead_letters.ERROR,
+        dead_letters.REFUSED,
+    }
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    alerted = {
+        code for code in codes for rule in rules if f'reason="{code}"' in str(rule["expr"])
+    }
+    assert alerted == codes
+    runbook = (RULES.parents[2] / "docs" / "runbook.md").read_text()
+    anchors = {
+        "#" + re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
+        for line in runbook.splitlines()
+        if line.startswith("## ")
+    }
+    for rule in rules:
+        link = rule["annotations"]["runbook"]
+        assert link.startswith("docs/runbook.md#"), rule["alert"]
+        assert link.removeprefix("docs/runbook.md") in anchors, (rule["alert"], link)
+        assert rule["alert"] in runbook, f"the runbook does not name {rule['alert']}"
