@@ -190,21 +190,29 @@ def _state_of_view(item: dict[str, Any]) -> ItemState:
 
 
 def _applied(record: EnrollmentRecord | None, event_id: str) -> bool:
-    """Did this input already change the record's status (its history keeps every one)?"""
+    """Did this input already change the record's status (among the HISTORY_KEPT last)?"""
     return record is not None and any(t["event_id"] == event_id for t in record.get("history", []))
+
+
+# The status changes a record keeps: the last HISTORY_KEPT, for a repeated input's event
+# id and the last cancellation's date (about 80 KB at most). The whole history is in
+# enrollment-events and the mirror; a record that kept every one grew without bound (an
+# account cancelling and enrolling again ten thousand times made it larger than a Kafka
+# record, and its batch could never be applied: issue 24). A repeat of an input older
+# than the last thousand status changes of the same learner in the same course would be
+# applied again: the bound is that far out so that no real learner reaches it.
+HISTORY_KEPT = 1000
 
 
 def _with_transition(
     record: EnrollmentRecord, status: str, at: str, event_id: str
 ) -> EnrollmentRecord:
+    history = [*record.get("history", []), {"status": status, "at": at, "event_id": event_id}]
     return {
         **record,
         "status": status,
         "version": record.get("version", 0) + 1,
-        "history": [
-            *record.get("history", []),
-            {"status": status, "at": at, "event_id": event_id},
-        ],
+        "history": history[-HISTORY_KEPT:],
     }
 
 

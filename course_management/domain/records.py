@@ -77,7 +77,7 @@ class EnrollmentRecord(TypedDict, total=False):
     items: dict[str, ItemState]
     completed_at: str | None
     version: int
-    history: list[Transition]  # every status change, oldest first
+    history: list[Transition]  # the last status changes (HISTORY_KEPT), oldest first
     rating: RatingRecord
 
 

@@ -254,3 +254,26 @@ def test_inputs_from_other_services_that_cannot_be_stored_are_malformed() -> Non
     assert malformed_input({**good, "user_id": "a\x00b"}, required) == (
         "user_id with a NUL character"
     )
+
+
+def test_a_record_keeps_a_bounded_history_through_ten_thousand_reenrolments() -> None:
+    """Issue 24, item 13: the record kept every status change; ten thousand cycles of
+    cancel and enrol again made it larger than a Kafka record may be."""
+    import json
+
+    from course_management.domain.enrollment import HISTORY_KEPT
+
+    record = decide_enroll(course(), 0, None, enroll()).enrollment
+    sizes = []
+    for n in range(5000):
+        cancel = CancelInput(f"c-{n}", "c-1", "u1", T0)
+        record = decide_cancel(course(), 1, record, cancel).enrollment
+        record = decide_enroll(course(), 0, record, enroll(event_id=f"e-{n}")).enrollment
+        if n in (2000, 4999):
+            sizes.append(len(json.dumps(record)))
+    assert len(record["history"]) == HISTORY_KEPT
+    assert sizes[1] < sizes[0] * 1.1 < 256 * 1024  # flat once full (ids grow a digit)
+    assert record["history"][-1]["event_id"] == "e-4999"
+    # a repeat of a recent input is still recognised by its event id
+    again = decide_enroll(course(), 1, record, enroll(event_id="e-4999"))
+    assert again.enrollment is None and again.events == ()

@@ -125,7 +125,8 @@ def test_progress_on_a_cancelled_enrolment_is_refused_saying_why() -> None:
 
 
 def test_a_status_change_repeated_after_later_changes_changes_nothing() -> None:
-    """No window: the history keeps every status change's event id."""
+    """A window far out: the record keeps the last HISTORY_KEPT (1,000) status changes'
+    event ids, beyond the old window of 32 (issue 24 bounded what was unbounded)."""
     course = course_with(published())
     first = enroll_input("s", 1, event_id="enrol-1")
     e = decide_enroll(course, 0, None, first).enrollment
