@@ -93,9 +93,7 @@ def test_every_dead_letter_code_has_an_alert_and_every_alert_a_runbook_entry() -
         dead_letters.REFUSED,
     }
     rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
-    alerted = {
-        code for code in codes for rule in rules if f'reason="{code}"' in str(rule["expr"])
-    }
+    alerted = {code for code in codes for rule in rules if f'reason="{code}"' in str(rule["expr"])}
     assert alerted == codes
     runbook = (RULES.parents[2] / "docs" / "runbook.md").read_text()
     anchors = {

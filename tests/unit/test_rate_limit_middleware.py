@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from course_management.api.app import ENDPOINTS, create_app
 from course_management.api.auth import TokenVerifier
 from course_management.api.middleware import SERVER_LIMITS
-from course_management.api.rate_limits import Budgets, rate_limit_middleware
 from course_management.api.ports import Unavailable
+from course_management.api.rate_limits import Budgets, rate_limit_middleware
 from course_management.domain.outcomes import Refusal, RefusalKind, Reply
 from course_management.infra.cache import ReadBypass
 from course_management.infra.rate_limit import Budget
