@@ -42,8 +42,12 @@ _STANDARD_ERRORS = {
     " X-Request-ID, Authorization or Idempotency-Key, with a byte outside visible ASCII:"
     " `errors` names it)",
     401: "Missing, expired, malformed or badly signed token",
-    403: "Authenticated but not allowed",
-    404: "Not found (or not visible to the caller)",
+    403: "Authenticated but not allowed: `forbidden` when the caller's role may not do this,"
+    " `not-course-owner` when the course is another instructor's (writes and enrolment"
+    " reads alike)",
+    404: "Not found: `course-not-found` also for a draft, on every route, to whoever may"
+    " not see it (only its instructor and admins may); `not-enrolled` when the enrolment"
+    " a route needs does not exist (reads, progress, ratings, cancellation alike)",
     409: "Conflict with the current state; `type` says why",
     412: "If-Match names a version that is not the current one",
     413: "Request body over 1 MiB",

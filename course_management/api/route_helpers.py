@@ -17,7 +17,7 @@ from course_management.api.ports import READS, WRITES
 from course_management.api.problems import Problem
 from course_management.domain.access import can_see, may_see
 from course_management.domain.commands import CourseCommand
-from course_management.domain.outcomes import Reply
+from course_management.domain.outcomes import RefusalKind, Reply
 from course_management.domain.records import course_of
 from course_management.infra.cache import CourseEntry
 
@@ -51,6 +51,20 @@ def visible(entry: CourseEntry | None, who: Principal | None) -> CourseEntry | N
     if entry is None or entry.deleted:
         return None
     return entry if may_see(entry.status, entry.owner, who.actor() if who else None) else None
+
+
+# Refusals that would tell a caller who may not see a draft that it exists.
+_TELLING = (RefusalKind.COURSE_NOT_PUBLISHED, RefusalKind.NOT_ENROLLED)
+
+
+async def hiding_drafts(request: web.Request, course_id: str, reply: Reply) -> Reply:
+    """The reply, unless it is a refusal that would show a draft to a caller who may not
+    see it: then the course does not exist for them (404 `course-not-found`), as on every
+    read. Costs a read only on those refusals."""
+    refusal = reply.refusal
+    if refusal is not None and refusal.kind in _TELLING:
+        await visible_course(request, course_id)
+    return reply
 
 
 async def send_command(

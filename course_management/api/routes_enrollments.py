@@ -26,6 +26,7 @@ from course_management.api.route_helpers import (
     COURSE_ID,
     course_id_param,
     course_not_found,
+    hiding_drafts,
     send_command,
     visible,
     visible_course,
@@ -43,7 +44,6 @@ from course_management.domain.access import (
     owns,
 )
 from course_management.domain.course import Id
-from course_management.domain.outcomes import RefusalKind
 
 USER_ID = Param("userId", "path", "The user id (the `sub` of their token)")
 
@@ -81,7 +81,7 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     course_id = course_id_param(request)
     user_id = _who_enrolls(who, await _enroll_body(request))
     reply = await request.app[WRITES].enroll(course_id, user_id, source=f"api:{who.user_id}")
-    status = success_status_or_raise(reply)
+    status = success_status_or_raise(await hiding_drafts(request, course_id, reply))
     # A user id is the caller's text: quoted, so no character of it can reach a header raw.
     headers = {"Location": f"/api/v1/courses/{course_id}/enrollments/{quote(user_id, safe='')}"}
     return json_response(reply.body, status=status, headers=token_headers(reply, headers))
@@ -112,7 +112,7 @@ async def report_progress(request: web.Request) -> web.StreamResponse:
     reply = await request.app[WRITES].report_progress(
         course_id, user_id, body.item_id, body.status, body.score
     )
-    status = success_status_or_raise(reply, {RefusalKind.NOT_ENROLLED: 403})
+    status = success_status_or_raise(await hiding_drafts(request, course_id, reply))
     return json_response(reply.body, status=status, headers=token_headers(reply))
 
 
@@ -123,7 +123,8 @@ async def cancel_enrollment(request: web.Request) -> web.StreamResponse:
     if not may_cancel_enrollment(who.actor(), user_id):
         raise Problem.of(403, "forbidden", "only the enrolled student or an admin may cancel")
     reply = await send_command(request, who, "cancel_enrollment", course_id, {"user_id": user_id})
-    return web.Response(status=success_status_or_raise(reply), headers=token_headers(reply))
+    status = success_status_or_raise(await hiding_drafts(request, course_id, reply))
+    return web.Response(status=status, headers=token_headers(reply))
 
 
 async def get_enrollment(request: web.Request) -> web.StreamResponse:
@@ -140,7 +141,7 @@ async def get_enrollment(request: web.Request) -> web.StreamResponse:
         if not owned_by(seen.owner, who.actor()):
             raise Problem.of(
                 403,
-                "forbidden",
+                "not-course-owner",
                 "enrollments are visible to the student, the owner, admins and services",
             )
     if found is None or found.status == "cancelled":
@@ -159,7 +160,9 @@ async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
         course = await visible_course(request, course_id)
         if not owns(course, actor):
             if not may_read_own_course_enrollment(actor):
-                raise Problem.of(403, "forbidden", "only the owner, admins, services and students")
+                raise Problem.of(
+                    403, "not-course-owner", "only the owner, admins, services and students"
+                )
             only_user = who.user_id  # a student sees only their own enrollment
     rows = await request.app[READS].list_course_enrollments(
         course_id, position["user_id"] if position else None, query.limit, only_user, since(request)

@@ -22,12 +22,12 @@ from course_management.api.problems import Problem, success_status_or_raise, val
 from course_management.api.route_helpers import (
     COURSE_ID,
     course_id_param,
+    hiding_drafts,
     send_command,
     visible_course,
 )
 from course_management.domain.access import may_rate
 from course_management.domain.course import rfc3339
-from course_management.domain.outcomes import RefusalKind
 from course_management.domain.ratings import RatingInput
 
 
@@ -39,7 +39,7 @@ async def rate_course(request: web.Request) -> web.StreamResponse:
         raise Problem.of(403, "forbidden", "ratings come from enrolled students")
     _, payload = await read_body(request, RatingInput)
     reply = await send_command(request, who, "rate_course", course_id, payload)
-    status = success_status_or_raise(reply, {RefusalKind.NOT_ENROLLED: 403})
+    status = success_status_or_raise(await hiding_drafts(request, course_id, reply))
     return json_response(reply.body, status=status, headers=token_headers(reply))
 
 

@@ -23,6 +23,7 @@ from course_management.domain.records import (
     EnrollmentRecord,
     ItemState,
     SeatsRecord,
+    Transition,
 )
 
 # Ids and names in inputs from other services: longer ones are refused (dead-lettered),
@@ -207,7 +208,8 @@ HISTORY_KEPT = 1000
 def _with_transition(
     record: EnrollmentRecord, status: str, at: str, event_id: str
 ) -> EnrollmentRecord:
-    history = [*record.get("history", []), {"status": status, "at": at, "event_id": event_id}]
+    change: Transition = {"status": status, "at": at, "event_id": event_id}
+    history = [*record.get("history", []), change]
     return {
         **record,
         "status": status,

@@ -63,13 +63,23 @@ async def test_refusals_say_why(http: aiohttp.ClientSession) -> None:
     full = await published_course(http, capacity=1)
     assert (await enroll(http, full["id"], "first")).status == 201
     for course_id, kind in (
-        (draft["id"], "course-not-published"),
         (closed["id"], "enrollment-closed"),
         (full["id"], "course-full"),
     ):
         response = await enroll(http, course_id, "student-b")
         assert response.status == 409
         assert (await response.json())["type"].endswith(f"/{kind}")
+    # A draft does not exist for a student (as on a read); an admin is told why.
+    as_student = await enroll(http, draft["id"], "student-b")
+    assert as_student.status == 404
+    assert (await as_student.json())["type"].endswith("/course-not-found")
+    as_admin = await http.post(
+        f"/api/v1/courses/{draft['id']}/enroll",
+        json={"user_id": "student-b"},
+        headers=ADMIN,
+    )
+    assert as_admin.status == 409
+    assert (await as_admin.json())["type"].endswith("/course-not-published")
     assert (await enroll(http, str(uuid.uuid4()), "student-b")).status == 404
 
 

@@ -356,7 +356,9 @@ async def test_a_service_must_name_the_user_it_enrolls(api: Api) -> None:
     assert api.writes.inputs == []
 
 
-async def test_not_enrolled_is_403_to_progress_and_404_to_cancel(api: Api) -> None:
+async def test_not_enrolled_is_404_to_progress_and_to_cancel(api: Api) -> None:
+    """One rule (issue 24, item 4): the enrolment does not exist, on every route."""
+    api.reads.courses[COURSE_ID] = course()
     api.writes.replies["progress"] = refused(RefusalKind.NOT_ENROLLED)
     api.writes.replies["cancel_enrollment"] = refused(RefusalKind.NOT_ENROLLED)
     progress = await api.call(
@@ -365,7 +367,7 @@ async def test_not_enrolled_is_403_to_progress_and_404_to_cancel(api: Api) -> No
         json={"item_id": "i1", "status": "completed"},
         headers=STUDENT,
     )
-    assert progress[0] == 403 and progress[1]["type"].endswith("/not-enrolled")
+    assert progress[0] == 404 and progress[1]["type"].endswith("/not-enrolled")
     cancel = await api.call(
         "DELETE", f"/api/v1/courses/{COURSE_ID}/enrollments/student-1", headers=STUDENT
     )
@@ -580,3 +582,45 @@ async def test_a_query_past_what_search_takes_is_a_422_naming_q(api: Api) -> Non
         assert [e["field"] for e in body["errors"]] == ["q"]
     within = " ".join(f"w{n}" for n in range(31)) + " " + "y" * 64
     assert (await api.call("GET", "/api/v1/courses", params={"q": within}))[0] == 200
+
+
+async def test_a_draft_is_not_there_for_whoever_may_not_see_it_on_any_route(api: Api) -> None:
+    """Issue 24, item 4: enrolling in a draft answered 409 `course-not-published` where a
+    read answered 404: a student could probe for drafts."""
+    api.reads.courses[COURSE_ID] = course("draft")
+    api.writes.replies["enroll"] = refused(RefusalKind.COURSE_NOT_PUBLISHED)
+    api.writes.replies["progress"] = refused(RefusalKind.NOT_ENROLLED)
+    api.writes.replies["rate_course"] = refused(RefusalKind.NOT_ENROLLED)
+    answers = [
+        await api.call("POST", f"/api/v1/courses/{COURSE_ID}/enroll", headers=STUDENT),
+        await api.call(
+            "POST",
+            f"/api/v1/courses/{COURSE_ID}/progress",
+            json={"item_id": "i1", "status": "completed"},
+            headers=STUDENT,
+        ),
+        await api.call(
+            "POST", f"/api/v1/courses/{COURSE_ID}/ratings", json={"stars": 4}, headers=STUDENT
+        ),
+        await api.call("GET", f"/api/v1/courses/{COURSE_ID}"),
+    ]
+    assert [(a[0], a[1]["type"].rsplit("/", 1)[-1]) for a in answers] == [
+        (404, "course-not-found")
+    ] * 4
+    # an admin, who may see the draft, is told why
+    admin = bearer("admin-1", "admin")
+    status, body, _ = await api.call(
+        "POST",
+        f"/api/v1/courses/{COURSE_ID}/enroll",
+        json={"user_id": "student-1"},
+        headers=admin,
+    )
+    assert status == 409 and body["type"].endswith("/course-not-published")
+
+
+async def test_not_the_owner_is_one_problem_type_on_writes_and_enrolment_reads(api: Api) -> None:
+    api.reads.courses[COURSE_ID] = course()
+    listing = await api.call(
+        "GET", f"/api/v1/courses/{COURSE_ID}/enrollments", headers=OTHER_INSTRUCTOR
+    )
+    assert listing[0] == 403 and listing[1]["type"].endswith("/not-course-owner")
