@@ -46,6 +46,15 @@ async def visible_course(request: web.Request, course_id: str) -> dict[str, Any]
     return course
 
 
+async def existing_course(request: web.Request, course_id: str) -> dict[str, Any]:
+    """The course, for a caller who may read every course's data (admins, services):
+    404 only when there is no such course (deleted included)."""
+    course = course_of(await request.app[READS].read_course_state(course_id, since(request)))
+    if course is None:
+        raise course_not_found(course_id)
+    return course
+
+
 def visible(entry: CourseEntry | None, who: Principal | None) -> CourseEntry | None:
     """The course's entry when it exists and the caller may see it."""
     if entry is None or entry.deleted:

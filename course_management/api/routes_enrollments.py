@@ -26,6 +26,7 @@ from course_management.api.route_helpers import (
     COURSE_ID,
     course_id_param,
     course_not_found,
+    existing_course,
     hiding_drafts,
     send_command,
     visible,
@@ -156,7 +157,9 @@ async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
     position = decode_cursor(query.cursor, "user_id")
     only_user = None
     actor = who.actor()
-    if not may_read_every_course_enrollment(actor):
+    if may_read_every_course_enrollment(actor):
+        await existing_course(request, course_id)  # an unknown course is 404 to all
+    else:
         course = await visible_course(request, course_id)
         if not owns(course, actor):
             if not may_read_own_course_enrollment(actor):

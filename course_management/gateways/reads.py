@@ -255,26 +255,52 @@ class ReadGateway:
         since: Marks = NONE,
     ) -> list[dict[str, Any]]:
         await self._mirror_enrollment_reaches(since)
-        rows = await enrollment_mirror.list_course_enrollments(
-            self._mirror.pool, course_id, after_user, limit, only_user
-        )
-        return await self._current(rows, since)
+
+        async def fetch(after: str | None, n: int) -> list[dict[str, Any]]:
+            return await enrollment_mirror.list_course_enrollments(
+                self._mirror.pool, course_id, after, n, only_user
+            )
+
+        return await self._page(fetch, "user_id", after_user, limit, since)
 
     async def list_user_enrollments(
         self, user_id: str, after_course: str | None, limit: int, since: Marks = NONE
     ) -> list[dict[str, Any]]:
         await self._mirror_enrollment_reaches(since)
-        rows = await enrollment_mirror.list_user_enrollments(
-            self._mirror.pool, user_id, after_course, limit
-        )
-        return await self._current(rows, since)
+
+        async def fetch(after: str | None, n: int) -> list[dict[str, Any]]:
+            return await enrollment_mirror.list_user_enrollments(
+                self._mirror.pool, user_id, after, n
+            )
+
+        return await self._page(fetch, "course_id", after_course, limit, since)
+
+    async def _page(
+        self,
+        fetch: Callable[[str | None, int], Awaitable[list[dict[str, Any]]]],
+        key: str,
+        after: str | None,
+        limit: int,
+        since: Marks,
+    ) -> list[dict[str, Any]]:
+        """limit + 1 enrollments the caller may see, or every one left: the mirror is read
+        on past the rows of a course deleted meanwhile (left out), so that a page does not
+        end early, without a next cursor, while rows remain."""
+        found: list[dict[str, Any]] = []
+        while True:
+            rows = await fetch(after, limit + 1)
+            found += await self._current(rows, since)
+            if len(found) > limit or len(rows) <= limit:
+                return found[: limit + 1]
+            after = rows[-1][key]
 
     async def _current(self, snapshots: list[dict[str, Any]], since: Marks) -> list[dict[str, Any]]:
-        """Mirrored enrollments with progress recomputed against each course as it is now;
-        those of a course deleted meanwhile are left out (as their point reads are 404)."""
-        courses: dict[str, dict[str, Any] | None] = {}
-        for course_id in {s["course_id"] for s in snapshots}:
-            courses[course_id] = course_of(await self.read_course_state(course_id, since))
+        """Mirrored enrollments with progress recomputed against each course as it is now
+        (the courses read at once, not one after another); those of a course deleted
+        meanwhile are left out (as their point reads are 404)."""
+        ids = list({s["course_id"]: None for s in snapshots})
+        states = await asyncio.gather(*(self.read_course_state(c, since) for c in ids))
+        courses = {c: course_of(state) for c, state in zip(ids, states, strict=True)}
         return [
             current_view(s, course)
             for s in snapshots

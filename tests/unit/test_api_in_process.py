@@ -624,3 +624,14 @@ async def test_not_the_owner_is_one_problem_type_on_writes_and_enrolment_reads(a
         "GET", f"/api/v1/courses/{COURSE_ID}/enrollments", headers=OTHER_INSTRUCTOR
     )
     assert listing[0] == 403 and listing[1]["type"].endswith("/not-course-owner")
+
+
+async def test_listing_the_enrolments_of_an_unknown_course_is_404_to_everyone(api: Api) -> None:
+    """Issue 24, item 10: an admin or a service got `200 []` where an owner got 404."""
+    path = f"/api/v1/courses/{uuid.uuid4()}/enrollments"
+    for headers in (SERVICE, bearer("admin-1", "admin"), INSTRUCTOR):
+        status, body, _ = await api.call("GET", path, headers=headers)
+        assert status == 404 and body["type"].endswith("/course-not-found"), headers
+    api.reads.courses[COURSE_ID] = course("draft")  # a draft's: services read them too
+    listing = await api.call("GET", f"/api/v1/courses/{COURSE_ID}/enrollments", headers=SERVICE)
+    assert listing[0] == 200
