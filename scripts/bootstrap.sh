@@ -21,6 +21,9 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 # the /docs page's test renders it in headless Chromium (with fonts for its screenshot)
 command -v chromium >/dev/null || need_apt+=(chromium fonts-liberation)
+# the AsyncAPI document is validated with the AsyncAPI project's parser (an npm package)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 # make bench: wrk drives the HTTP load (BENCH=1)
 [ -z "${BENCH:-}" ] || command -v wrk >/dev/null || need_apt+=(wrk)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -38,6 +41,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e ".[$extras]"
   touch "$stamp"
+fi
+
+asyncapi=tools/asyncapi
+if [ ! -f "$asyncapi/node_modules/.installed" ] || [ "$asyncapi/package-lock.json" -nt "$asyncapi/node_modules/.installed" ]; then
+  echo "bootstrap: installing the AsyncAPI parser into $asyncapi/node_modules"
+  (cd "$asyncapi" && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed)
 fi
 
 "$VENV/bin/python" -m devstack fetch

@@ -15,6 +15,7 @@ from course_management.api import (
     routes_ops,
     routes_ratings,
 )
+from course_management.api.asyncapi import asyncapi_document
 from course_management.api.auth import TokenVerifier
 from course_management.api.http import MAX_BODY_BYTES
 from course_management.api.middleware import AccessLog, build_middlewares
@@ -76,5 +77,6 @@ def create_app(
     app[CONTENT] = content
     app[UPLOAD_LIMITS] = upload_limits
     app[routes_ops.OPENAPI_DOCUMENT] = openapi_document()
+    app[routes_ops.ASYNCAPI_DOCUMENT] = asyncapi_document(_version())
     add_routes(app, ENDPOINTS)
     return app

@@ -1,4 +1,4 @@
-"""Operational routes: liveness, readiness, metrics, the OpenAPI document."""
+"""Operational routes: liveness, readiness, metrics, the OpenAPI and AsyncAPI documents."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from course_management.api.ports import READINESS
 from course_management.infra.metrics import READY
 
 OPENAPI_DOCUMENT = web.AppKey("openapi", dict)
+ASYNCAPI_DOCUMENT = web.AppKey("asyncapi", dict)
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -31,6 +32,10 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 async def openapi(request: web.Request) -> web.StreamResponse:
     return json_response(request.app[OPENAPI_DOCUMENT])
+
+
+async def asyncapi(request: web.Request) -> web.StreamResponse:
+    return json_response(request.app[ASYNCAPI_DOCUMENT])
 
 
 ENDPOINTS = [
@@ -70,5 +75,14 @@ ENDPOINTS = [
         "operations",
         auth=False,
         responses={200: ("OpenAPI 3.1", {"type": "object"})},
+    ),
+    Endpoint(
+        "GET",
+        "/asyncapi.json",
+        asyncapi,
+        "The topics this service writes and reads (AsyncAPI 3.0, Avro payloads)",
+        "operations",
+        auth=False,
+        responses={200: ("AsyncAPI 3.0", {"type": "object"})},
     ),
 ]

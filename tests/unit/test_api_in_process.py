@@ -635,3 +635,14 @@ async def test_listing_the_enrolments_of_an_unknown_course_is_404_to_everyone(ap
     api.reads.courses[COURSE_ID] = course("draft")  # a draft's: services read them too
     listing = await api.call("GET", f"/api/v1/courses/{COURSE_ID}/enrollments", headers=SERVICE)
     assert listing[0] == 200
+
+
+async def test_the_asyncapi_document_is_served_beside_the_openapi_one(api: Api) -> None:
+    """Issue 24, item 15 (its validity: tests/unit/test_asyncapi.py)."""
+    from course_management.api.asyncapi import asyncapi_document
+
+    status, body, response = await api.call("GET", "/asyncapi.json")
+    assert status == 200 and response.content_type == "application/json"
+    assert body["asyncapi"] == "3.0.0"
+    expected = json.loads(json.dumps(asyncapi_document(body["info"]["version"]), default=str))
+    assert body == expected
