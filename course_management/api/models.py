@@ -115,7 +115,7 @@ class Progress(BaseModel):
 class Enrollment(BaseModel):
     course_id: str
     user_id: str
-    status: str
+    status: Literal["active", "completed", "cancelled"]
     enrolled_at: str
     progress: Progress
 

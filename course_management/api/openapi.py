@@ -7,7 +7,7 @@ JSON Schemas (2020-12, which OpenAPI 3.1 uses as is), so it cannot drift from th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,12 +84,15 @@ class Endpoint:
     errors: Sequence[int] = ()
     params: Sequence[Param] = ()
     content_type: str = "application/json"
+    content_types: Sequence[str] = ()  # when a success may be one of several (docs assets)
     consistency: bool = False  # a write: its success responses carry a Consistency-Token
     # A hot point read that spends its rate-limit request in the same Redis script that
     # fetches its data (one round trip; api/rate_limits.py)
     read_spends_limit: bool = False
     # OpenAPI links of a success response: {status: {name: (operationId, parameters)}}
     links: dict[int, dict[str, tuple[str, dict[str, str]]]] = field(default_factory=dict)
+    # The headers a response always carries, by status (names of RESPONSE_HEADERS)
+    response_headers: dict[int, Sequence[str]] = field(default_factory=dict)
 
 
 CONSISTENCY_TOKEN = Param(
@@ -106,6 +109,59 @@ _TOKEN_HEADER = {
         "schema": {"type": "string"},
     }
 }
+
+
+# Response headers the document declares. `required`: every such response carries it
+# (the fuzz run checks each against the live worker).
+RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "The request's own id (visible ASCII, up to 200), or a new UUID",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "ETag": {
+        "description": '`"<version>.<seats taken>"`: send it as If-None-Match, or as If-Match'
+        " on an update (the version decides)",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Location": {
+        "description": "The resource the write made or found",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {
+        "description": "How long a shared cache may keep the answer",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "RateLimit": {
+        "description": 'The caller\'s budget left (IETF draft): `"<budget>";r=<left>;t=<reset s>`;'
+        " on every answer of a limited route once the limit was checked",
+        "required": False,
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Policy": {
+        "description": 'The budget: `"<budget>";q=<requests>;w=<window s>`',
+        "required": False,
+        "schema": {"type": "string"},
+    },
+}
+
+
+def _headers(names: Iterable[str], required: bool | None = None) -> dict[str, Any]:
+    shown = {}
+    for name in names:
+        spec = dict(RESPONSE_HEADERS[name])
+        if required is not None:
+            spec["required"] = required
+        shown[name] = spec
+    return shown
 
 
 UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -173,25 +229,37 @@ def build_document(endpoints: Sequence[Endpoint], *, title: str, version: str) -
                 "required": True,
                 "content": {"application/json": {"schema": _schema_ref(ep.body, components)}},
             }
+        limited = ep.tag != "operations"
+        rate_headers = ("RateLimit", "RateLimit-Policy") if limited else ()
         for status, (description, model) in ep.responses.items():
             response: dict[str, Any] = {"description": description}
+            response["headers"] = {
+                **_headers(("X-Request-ID", *ep.response_headers.get(status, ()))),
+                **_headers(rate_headers),
+            }
             if ep.consistency and 200 <= status < 300:
-                response["headers"] = _TOKEN_HEADER
+                response["headers"].update(_TOKEN_HEADER)
             if status in ep.links:
                 response["links"] = {
                     name: {"operationId": operation, "parameters": parameters}
                     for name, (operation, parameters) in ep.links[status].items()
                 }
             if model is not None:
-                response["content"] = {ep.content_type: {"schema": _schema_ref(model, components)}}
+                schema = _schema_ref(model, components)
+                types = ep.content_types or (ep.content_type,)
+                response["content"] = {media: {"schema": schema} for media in types}
             op["responses"][str(status)] = response
         # Every route: oversized targets and headers, a header outside ASCII, an unknown or
         # repeated query parameter (api/middleware.py); every route but the operations'
         # spends a rate-limit budget (api/rate_limits.py).
-        limited = (429,) if ep.tag != "operations" else ()
-        for status in sorted({*ep.errors, 400, 414, 431, *limited}):
+        for status in sorted({*ep.errors, 400, 414, 431, *((429,) if limited else ())}):
+            waits = ("Retry-After",) if status in (429, 503) else ()
             op["responses"][str(status)] = {
                 "description": _STANDARD_ERRORS[status],
+                "headers": {
+                    **_headers(("X-Request-ID", *waits)),
+                    **_headers(rate_headers, required=True if status == 429 else None),
+                },
                 "content": {
                     "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
                 },

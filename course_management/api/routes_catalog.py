@@ -53,5 +53,6 @@ ENDPOINTS = [
         },
         errors=(400, 422, 503),
         params=(*_query_params(), CONSISTENCY_TOKEN),
+        response_headers={200: ("Cache-Control",)},
     ),
 ]

@@ -215,6 +215,7 @@ ENDPOINTS = [
         tag="courses",
         body=CourseFields,
         responses={201: ("The course as created; `Location` names it", Course)},
+        response_headers={201: ("Location", "ETag")},
         links={201: {f"then_{op}": (op, {"courseId": "$response.body#/id"}) for op in THEN}},
         errors=(400, 401, 403, 413, 415, 422, 503),
         params=(
@@ -235,6 +236,7 @@ ENDPOINTS = [
         auth=False,
         read_spends_limit=True,
         responses={200: ("The course, with its `ETag`", Course), 304: ("Not modified", None)},
+        response_headers={200: ("ETag", "Cache-Control"), 304: ("ETag",)},
         errors=(400, 401, 404, 503),
         params=(
             COURSE_ID,
@@ -251,6 +253,7 @@ ENDPOINTS = [
         tag="courses",
         body=CourseUpdate,
         responses={200: ("The course after the change", Course)},
+        response_headers={200: ("ETag",)},
         errors=(400, 401, 403, 404, 412, 413, 415, 422, 503),
         params=(
             COURSE_ID,
@@ -295,6 +298,7 @@ ENDPOINTS = [
             200: ("The modules, in order, with the course's `ETag`", CourseModules),
             304: ("Not modified", None),
         },
+        response_headers={200: ("ETag", "Cache-Control"), 304: ("ETag",)},
         errors=(400, 401, 404, 503),
         params=(
             COURSE_ID,

@@ -85,6 +85,7 @@ ENDPOINTS = [
         auth=False,
         responses={200: ("An HTML page", {"type": "string"})},
         content_type="text/html",
+        response_headers={200: ("Cache-Control",)},
     ),
     Endpoint(
         "GET",
@@ -94,8 +95,9 @@ ENDPOINTS = [
         "operations",
         auth=False,
         responses={200: ("The file", {"type": "string"})},
+        response_headers={200: ("Cache-Control",)},
         errors=(404,),
         params=(Param("name", "path", "The file's name", required=True),),
-        content_type="application/octet-stream",
+        content_types=tuple(dict.fromkeys(ASSETS.values())),
     ),
 ]

@@ -222,6 +222,7 @@ ENDPOINTS = [
         tag="enrollments",
         body=EnrollRequest,
         responses={201: ("Enrolled", Enrollment), 200: ("Already enrolled", Enrollment)},
+        response_headers={201: ("Location",), 200: ("Location",)},
         links={
             status: {
                 f"then_{op}": (
@@ -232,7 +233,7 @@ ENDPOINTS = [
             }
             for status in (200, 201)
         },
-        errors=(400, 401, 403, 404, 409, 415, 422, 503),
+        errors=(400, 401, 403, 404, 409, 413, 415, 422, 503),
         params=(COURSE_ID,),
     ),
     Endpoint(
