@@ -11,9 +11,13 @@ Compared, per course and per enrollment:
 - the mirror's `courses` rows: version and deleted, against the last course event;
 - the mirror's `enrollments` rows: version and status, against the last enrollment event;
 - the catalog backend (PostgreSQL's `catalog_courses` or the Elasticsearch index):
-  catalog version and listed, against the last catalog entry.
+  catalog version and listed, against the last catalog entry;
+- the mirror's `enrollment_transitions` (each enrolment's history): how many status
+  changes, against the distinct status-changing events of `enrollment-events`;
+- the mirror's `course_ratings`: the course version and stars, against the last entry of
+  each student's rating on the ratings topic.
 
-Each difference is one `Difference`. Ratings are not compared.
+Each difference is one `Difference`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from course_management.tables.units import is_placed
 from course_management.topology import (
     COURSE_CATALOG,
     COURSE_EVENTS,
+    COURSE_RATINGS,
     ENROLLMENT_EVENTS,
     STATE_TABLE,
     changelog,
@@ -87,6 +92,22 @@ async def check(settings: Settings, steps: Steps | None = None) -> list[Differen
             f"{r['course_id']}:{r['user_id']}": {"version": r["version"], "status": r["status"]}
             for r in await pool.fetch("SELECT course_id, user_id, version, status FROM enrollments")
         }
+        mirror_histories = {
+            f"{r['course_id']}:{r['user_id']}": {"transitions": r["n"]}
+            for r in await pool.fetch(
+                "SELECT course_id, user_id, count(*) AS n FROM enrollment_transitions"
+                " GROUP BY course_id, user_id"
+            )
+        }
+        mirror_ratings = {
+            f"{r['course_id']}:{r['user_id']}": {
+                "version": r["course_version"],
+                "stars": r["stars"],
+            }
+            for r in await pool.fetch(
+                "SELECT course_id, user_id, course_version, stars FROM course_ratings"
+            )
+        }
         steps.step("reading the catalog")
         catalog = (
             await _search_catalog(settings.search_url)
@@ -110,11 +131,17 @@ async def check(settings: Settings, steps: Steps | None = None) -> list[Differen
     enrollments = await _last(settings, codec, ENROLLMENT_EVENTS, _enrollment_state, steps)
     steps.step("reading the catalog feed")
     entries = await _last(settings, codec, COURSE_CATALOG, _catalog_state, steps)
+    steps.step("reading enrollment-events for the histories")
+    histories = await _histories(settings, codec, steps)
+    steps.step("reading the ratings")
+    ratings = await _last(settings, codec, COURSE_RATINGS, _rating_state, steps)
     return [
         *compare("tables", "course", courses, tables),
         *compare("mirror", "course", courses, mirror_courses),
         *compare("mirror", "enrollment", enrollments, mirror_enrollments),
         *compare("catalog", "course", entries, catalog),
+        *compare("mirror", "enrollment history", histories, mirror_histories),
+        *compare("mirror", "rating", ratings, mirror_ratings),
     ]
 
 
@@ -127,6 +154,40 @@ def _enrollment_state(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     status = (value.get("enrollment") or {}).get("status")
     key = f"{value['course_id']}:{value['user_id']}"
     return key, {"version": value["version"], "status": status}
+
+
+def _rating_state(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    key = f"{value['course_id']}:{value['user_id']}"
+    return key, {"version": value["course_version"], "stars": value["stars"]}
+
+
+# The enrollment events that change an enrolment's status: each is one row of its history
+# in the mirror (infra/enrollment_mirror.py).
+STATUS_CHANGES = ("enrollment_created", "enrollment_cancelled", "course_completed")
+
+
+async def _histories(
+    settings: Settings, codec: AvroCodec, steps: Steps
+) -> dict[str, dict[str, Any]]:
+    """Each enrolment's count of distinct status-changing events (a repeat after a crash is
+    the same event id, and the same row of the mirror)."""
+    subject = spec(ENROLLMENT_EVENTS).subject
+    seen: dict[str, set[str]] = {}
+
+    async def count(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            try:
+                value = await codec.decode(subject, record.value)
+            except AvroDecodeError:
+                continue
+            if value["event_type"] in STATUS_CHANGES:
+                key = f"{value['course_id']}:{value['user_id']}"
+                seen.setdefault(key, set()).add(str(value["event_id"]))
+
+    await read_to_end(
+        settings.kafka_bootstrap_servers, [ENROLLMENT_EVENTS], count, on_read=steps.read
+    )
+    return {key: {"transitions": len(ids)} for key, ids in seen.items()}
 
 
 def _catalog_state(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -12,9 +12,11 @@ made what their event topics say again, in place.
 3. A course or enrollment that received an event after step 1 read its topic is left to
    the live sink, which applies it by version anyway: the repair never writes over a
    newer state.
-Rows that agree are not touched. The enrollments' history and the ratings are not
-rebuilt (their writers are guarded by event id, so replaying the topics only adds what
-is missing).
+4. Each enrolment's history (`enrollment_transitions`) whose status changes differ from
+   the distinct status-changing events of `enrollment-events` is written again from them,
+   and each rating (`course_ratings`) that differs from its last entry on the ratings
+   topic is written again from it (a row with no entry is deleted).
+Rows that agree are not touched.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ from aiokafka import ConsumerRecord
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.database import mirror_course_event
-from course_management.infra.enrollment_mirror import mirror_enrollment_events
+from course_management.infra.enrollment_mirror import mirror_enrollment_events, mirror_ratings
 from course_management.infra.kafka import Offsets, read_to_end
+from course_management.messages import rating_entry
+from course_management.messages.rating_entry import RatingEntry
+from course_management.ops.check import STATUS_CHANGES
 from course_management.ops.progress import Quiet, Steps
 from course_management.ops.provisioning import register_schemas
 from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS, spec
@@ -80,6 +85,9 @@ async def rebuild_mirror(settings: Settings, steps: Steps | None = None) -> dict
             _rewrite_enrollment,
             _remove_enrollment,
         )
+        steps.step("repairing the histories and the ratings")
+        histories = await _repair_histories(settings, codec, pool, moved, steps)
+        ratings = await _repair_ratings(settings, codec, pool, steps)
     finally:
         await pool.close()
     return {
@@ -89,8 +97,94 @@ async def rebuild_mirror(settings: Settings, steps: Steps | None = None) -> dict
             "rows": len(enrollments_found),
             **repaired_enrollments,
         },
+        "histories": histories,
+        "ratings": ratings,
         "left_to_the_sink": len(moved),
     }
+
+
+async def _repair_histories(
+    settings: Settings, codec: AvroCodec, pool: asyncpg.Pool, moved: set[str], steps: Steps
+) -> dict[str, int]:
+    subject = spec(ENROLLMENT_EVENTS).subject
+    changes: dict[str, dict[str, dict[str, Any]]] = {}  # enrolment -> event id -> event
+
+    async def keep(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            try:
+                value = await codec.decode(subject, record.value)
+            except AvroDecodeError:
+                continue
+            if value["event_type"] in STATUS_CHANGES:
+                changes.setdefault(_enrollment_key(value), {})[str(value["event_id"])] = value
+
+    await read_to_end(
+        settings.kafka_bootstrap_servers, [ENROLLMENT_EVENTS], keep, on_read=steps.read
+    )
+    found = {
+        f"{r['course_id']}:{r['user_id']}": r["n"]
+        for r in await pool.fetch(
+            "SELECT course_id, user_id, count(*) AS n FROM enrollment_transitions"
+            " GROUP BY course_id, user_id"
+        )
+    }
+    rewritten = 0
+    for key, events in changes.items():
+        if key in moved or found.get(key) == len(events):
+            continue
+        course_id, user_id = key.split(":", 1)
+        await pool.execute(
+            "DELETE FROM enrollment_transitions WHERE course_id = $1 AND user_id = $2",
+            course_id,
+            user_id,
+        )
+        await mirror_enrollment_events(pool, sorted(events.values(), key=lambda e: e["version"]))
+        rewritten += 1
+    return {"enrollments": len(changes), "rewritten": rewritten}
+
+
+async def _repair_ratings(
+    settings: Settings, codec: AvroCodec, pool: asyncpg.Pool, steps: Steps
+) -> dict[str, int]:
+    last: dict[str, RatingEntry] = {}
+
+    async def keep(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            try:
+                entry = rating_entry.decode(await codec.decode(rating_entry.SUBJECT, record.value))
+            except (AvroDecodeError, KeyError, ValueError):
+                continue
+            seen = last.get(entry.key)
+            if seen is None or seen.course_version <= entry.course_version:
+                last[entry.key] = entry
+
+    await read_to_end(
+        settings.kafka_bootstrap_servers, [rating_entry.TOPIC], keep, on_read=steps.read
+    )
+    rows = {
+        f"{r['course_id']}:{r['user_id']}": (r["course_version"], r["stars"])
+        for r in await pool.fetch(
+            "SELECT course_id, user_id, course_version, stars FROM course_ratings"
+        )
+    }
+    rewritten = removed = 0
+    for key, entry in last.items():
+        if rows.get(key) == (entry.course_version, entry.stars):
+            continue
+        await _delete_rating(pool, key)
+        await mirror_ratings(pool, [entry])
+        rewritten += 1
+    for key in set(rows) - set(last):
+        await _delete_rating(pool, key)
+        removed += 1
+    return {"entries": len(last), "rewritten": rewritten, "removed": removed}
+
+
+async def _delete_rating(pool: asyncpg.Pool, key: str) -> None:
+    course_id, user_id = key.split(":", 1)
+    await pool.execute(
+        "DELETE FROM course_ratings WHERE course_id = $1 AND user_id = $2", course_id, user_id
+    )
 
 
 def _course_key(value: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from elasticsearch import AsyncElasticsearch
 
 from course_management.catalog import elastic
 from course_management.config import Settings
-from tests.support import ADMIN, enroll, eventually, published_course
+from tests.support import ADMIN, auth, enroll, eventually, published_course
 
 
 def _run(stack_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,6 +43,12 @@ async def test_check_finds_the_damage_and_the_rebuilds_repair_it(
     damaged, kept = await published_course(http, title="Damaged"), await published_course(http)
     for user in ("check-u1", "check-u2"):
         assert (await enroll(http, damaged["id"], user)).status == 201
+    rated = await http.post(
+        f"/api/v1/courses/{damaged['id']}/ratings",
+        json={"stars": 4},
+        headers=auth("check-u2", "student"),
+    )
+    assert rated.status == 200, await rated.text()
     ids = {damaged["id"], kept["id"]}
     eventually(lambda: not _differences(stack_env, ids)[1], 60, "every store caught up")
 
@@ -54,6 +60,17 @@ async def test_check_finds_the_damage_and_the_rebuilds_repair_it(
         )
         await conn.execute(
             "UPDATE enrollments SET status = 'cancelled' WHERE course_id = $1 AND user_id = $2",
+            damaged["id"],
+            "check-u2",
+        )
+        # its history lost, its rating changed (issue 24: neither was checked)
+        await conn.execute(
+            "DELETE FROM enrollment_transitions WHERE course_id = $1 AND user_id = $2",
+            damaged["id"],
+            "check-u2",
+        )
+        await conn.execute(
+            "UPDATE course_ratings SET stars = 1 WHERE course_id = $1 AND user_id = $2",
             damaged["id"],
             "check-u2",
         )
@@ -72,6 +89,8 @@ async def test_check_finds_the_damage_and_the_rebuilds_repair_it(
         ("mirror", "course", damaged["id"]),
         ("mirror", "enrollment", f"{damaged['id']}:check-u1"),
         ("mirror", "enrollment", f"{damaged['id']}:check-u2"),
+        ("mirror", "enrollment history", f"{damaged['id']}:check-u2"),
+        ("mirror", "rating", f"{damaged['id']}:check-u2"),
         ("catalog", "course", kept["id"]),
     }
     missing = next(d for d in found if d["id"].endswith("check-u1"))
@@ -79,7 +98,9 @@ async def test_check_finds_the_damage_and_the_rebuilds_repair_it(
 
     rebuilt = _run(stack_env, "ops", "mirror", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
-    assert json.loads(rebuilt.stdout)["courses"]["rewritten"] >= 1
+    report = json.loads(rebuilt.stdout)
+    assert report["courses"]["rewritten"] >= 1
+    assert report["histories"]["rewritten"] >= 1 and report["ratings"]["rewritten"] >= 1
     reindexed = _run(stack_env, "search", "rebuild")
     assert reindexed.returncode == 0, reindexed.stderr[-2000:]
     eventually(lambda: not _differences(stack_env, ids)[1], 60, "no difference left")
