@@ -64,7 +64,7 @@ from course_management.infra.replies import ReplyListener
 from course_management.infra.retrying import until_started
 from course_management.infra.storage import ContentStore
 from course_management.sinks.groups import sink_groups
-from course_management.streams.agent import register_course_agent
+from course_management.streams.agent import PartitionRewinder, register_course_agent
 from course_management.streams.app import build_app
 from course_management.streams.apply import BatchApplier
 from course_management.streams.batch import Batch
@@ -121,8 +121,11 @@ class Worker(Service):
             CrashPoints(settings.test_crash_at),
         )
         batch = Batch(store, self.codec.encode, decode_value)
-        register_course_agent(self.app, self.codec, batch, applier, self._recovered_partitions)
-        self.partition_watch = PartitionWatch(self.app)
+        rewinder = PartitionRewinder(self.app)  # the one rewinder of the agent's consumer
+        register_course_agent(
+            self.app, self.codec, batch, applier, self._recovered_partitions, rewinder
+        )
+        self.partition_watch = PartitionWatch(self.app, rewinder)
         self.app.on_partitions_assigned.connect(self._on_assignment)
         self._groups: list[GroupConsumer] = []
         self._runner: web.AppRunner | None = None

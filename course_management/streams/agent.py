@@ -83,10 +83,12 @@ def register_course_agent(
     batch: Batch,
     applier: BatchApplier,
     recovered_partitions: Callable[[], set[int]],
+    positions: Positions,
 ) -> Any:
     """Define the agent on `app`: `batch` (over the table's store) stages the effects of
     its inputs, `applier` applies them; `recovered_partitions` are the partitions this
-    worker owns whose table is recovered (opened when idle)."""
+    worker owns whose table is recovered (opened when idle); `positions` rewinds the
+    agent's consumer (the one PartitionRewinder, shared with the partition watch)."""
     topic = app.topic(
         COURSE_COMMANDS,
         ENROLLMENT_INPUTS,
@@ -95,8 +97,6 @@ def register_course_agent(
         key_serializer="raw",
         value_serializer="raw",
     )
-
-    positions = PartitionRewinder(app)
 
     @app.agent(topic, name="apply-course-commands", concurrency=1)
     async def apply_course_commands(stream: Any) -> None:
@@ -145,13 +145,15 @@ async def _apply(batch: Batch, applier: BatchApplier, taken: int, started: float
 
 class Positions(Protocol):
     async def earliest(self, tp: Any) -> int | None: ...
-    async def rewind(self, tp: Any, offset: int) -> None: ...
+    async def rewind(self, tp: Any, offset: int, *, again: bool = False) -> None: ...
 
 
 class PartitionRewinder:
-    """The one rewinder of the agent's consumer: a partition whose input arrives ahead of
-    the table's position goes back to that position (or the log's start), once per
-    offset (records already fetched past it arrive meanwhile and are skipped too)."""
+    """The one rewinder of the agent's consumer. The agent rewinds a partition whose input
+    arrives ahead of the table's position to that position (or the log's start), once per
+    offset (records already fetched past it arrive meanwhile and are skipped too). The
+    partition watch rewinds a partition to its committed offset when Faust skipped the
+    record there (`again=True`: as often as the hole stays)."""
 
     def __init__(self, app: Any) -> None:
         self._app = app
@@ -163,13 +165,13 @@ class PartitionRewinder:
         except Exception:  # the broker away: not known, rewind anyway
             return None
 
-    async def rewind(self, tp: Any, offset: int) -> None:
-        if self._done.get(tp) == offset:
+    async def rewind(self, tp: Any, offset: int, *, again: bool = False) -> None:
+        if self._done.get(tp) == offset and not again:
             return
         self._done[tp] = offset
         log.warning(
-            "enrollment inputs ahead of the tables: rewinding the partition",
-            extra={"partition": tp.partition, "offset": offset},
+            "rewinding the partition",
+            extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
         )
         PARTITION_REWINDS.labels(tp.topic).inc()
         await self._app.consumer.seek(tp, offset)

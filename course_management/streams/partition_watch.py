@@ -1,16 +1,17 @@
-"""Watches the course agent's partitions: lag gauges and stuck partitions. It only
-reports: the agent's consumer has one rewinder (streams/agent.PartitionRewinder).
+"""Watches the course agent's partitions: lag gauges and stuck partitions. It seeks
+nothing itself: the agent's consumer has one rewinder (streams/agent.PartitionRewinder).
 
 Lag is the log end minus the committed offset (records not yet processed); a partition
 with lag whose committed offset has not moved for STALL_AFTER_S is logged once with the
 consumer's view of it, so a stuck partition is visible instead of silent. When later
 records of it were processed (acked) but the one at the committed offset never was,
 Faust skipped that record (it resumes partitions before seeking them after a restart,
-faust #216): the log says so. The agent already rewound that partition when the later
-record arrived ahead of the table's position (streams/tracking.py), and the skipped
-record is taken again. (Before decision 49 this watch rewound such a partition to its
-committed offset itself: two mechanisms seeking the same consumer.) The consumer's
-private bookkeeping is read through faust_compat.
+faust #216): it asks the rewinder to take the partition back to its committed offset.
+The agent would rewind such a partition itself only when the later records are ahead of
+the table; when they were applied already (the table ahead of the commit after a
+crash), they are skipped and acked, and only this rewind lets the commit pass the hole
+(a short chaos run, seed 227, found the group 234 records behind for good without it).
+The consumer's private bookkeeping is read through faust_compat.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ STALL_AFTER_S = 3.0
 
 
 class PartitionWatch(Service):
-    def __init__(self, app: Any, **kwargs: Any) -> None:
+    def __init__(self, app: Any, rewinder: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._app = app
+        self._rewinder = rewinder  # streams/agent.PartitionRewinder
         self._positions: dict[TP, tuple[int, float]] = {}
         self._stalled: set[TP] = set()
 
@@ -67,7 +69,7 @@ class PartitionWatch(Service):
             acked = acked_offsets(consumer, tp)
             # Later records processed (acked) but not the one at the committed offset.
             hole = bool(acked) and committed is not None and min(acked) > committed
-            if tp in self._stalled:
+            if tp in self._stalled and not hole:
                 continue  # already reported; still waiting on its head record
             self._stalled.add(tp)
             state = {
@@ -84,3 +86,9 @@ class PartitionWatch(Service):
                 "partition not advancing" + (": a record skipped by Faust" if hole else ""),
                 extra=state,
             )
+            if hole and committed is not None:
+                # Every input is skipped once applied, so replaying from the committed
+                # offset is safe, and it is the only way to take the skipped record.
+                await self._rewinder.rewind(tp, committed, again=True)
+                self._positions.pop(tp, None)
+                self._stalled.discard(tp)
