@@ -28,8 +28,9 @@ _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
 def no_nul(value: str) -> str:
-    """PostgreSQL cannot store a NUL character: no text this service keeps may hold one."""
-    if "\x00" in value:
+    """PostgreSQL cannot store a NUL character: no text this service keeps may hold one.
+    (None passes: whether a field may be null is its own rule.)"""
+    if value is not None and "\x00" in value:
         raise ValueError("must not contain NUL characters")
     return value
 
@@ -178,10 +179,13 @@ class CourseUpdate(_Strict):
         "language",
         "status",
         "modules",
-        mode="before",
     )
     @classmethod
     def _not_null(cls, value: Any) -> Any:
+        # After validation (it runs only on a field the body gave, and then on its value
+        # as validated): a before-validator would hand the nested values on as Python
+        # objects, which strict validation of the JSON (api/http.read_body) then refuses
+        # where it takes JSON text, such as a timestamp.
         if value is None:
             raise ValueError("cannot be null")
         return value

@@ -63,9 +63,12 @@ async def test_check_finds_the_damage_and_the_rebuilds_repair_it(
             damaged["id"],
             "check-u2",
         )
-        # its history lost, its rating changed (issue 24: neither was checked)
+        # a status change no event made in its history, its rating changed (issue 24:
+        # neither was checked)
         await conn.execute(
-            "DELETE FROM enrollment_transitions WHERE course_id = $1 AND user_id = $2",
+            "INSERT INTO enrollment_transitions (event_id, course_id, user_id, version,"
+            " status, at) VALUES ($1, $2, $3, 99, 'cancelled', now())",
+            f"bogus-{damaged['id']}",
             damaged["id"],
             "check-u2",
         )

@@ -646,3 +646,26 @@ async def test_the_asyncapi_document_is_served_beside_the_openapi_one(api: Api) 
     assert body["asyncapi"] == "3.0.0"
     expected = json.loads(json.dumps(asyncapi_document(body["info"]["version"]), default=str))
     assert body == expected
+
+
+async def test_an_update_takes_nested_timestamps_under_strict_validation(api: Api) -> None:
+    """A before-validator on `modules` handed its items on as Python objects, which the
+    strict validation of the JSON text then refused (`due_at` as a string)."""
+    api.reads.courses[COURSE_ID] = course()
+    api.writes.replies["update_course"] = Reply("applied", {**course(), "version": 4})
+    item = {
+        "type": "assignment",
+        "title": "Do it",
+        "position": 0,
+        "max_score": 20,
+        "due_at": "2027-01-31T23:59:00Z",
+    }
+    body = {"modules": [{"title": "M", "position": 0, "items": [item]}]}
+    status, problem, _ = await api.call(
+        "PUT", f"/api/v1/courses/{COURSE_ID}/update", json=body, headers=INSTRUCTOR
+    )
+    assert status == 200, problem
+    refused = await api.call(
+        "PUT", f"/api/v1/courses/{COURSE_ID}/update", json={"title": None}, headers=INSTRUCTOR
+    )
+    assert refused[0] == 422 and refused[1]["errors"][0]["field"] == "title"
