@@ -142,12 +142,23 @@ async def test_a_cursor_from_another_query_is_refused(http: aiohttp.ClientSessio
 
 
 @pytest.mark.parametrize(
-    "text", ['"unbalanced', "title:(a OR b)", "/.*[/", "a" * 5000, "\\", "*?~^", "(((", "é ü 中文"]
+    "text",
+    ['"unbalanced', "title:(a OR b)", "/.*[/", "a" * 64, "\\", "*?~^", "(((", "é ü 中文"],
 )
 async def test_query_syntax_is_plain_text(http: aiohttp.ClientSession, text: str) -> None:
     response = await http.get("/api/v1/courses", params={"q": text})
     assert response.status == 200, await response.text()
     assert set(await response.json()) == {"items", "next_cursor", "facets"}
+
+
+async def test_a_query_past_what_search_takes_is_refused_naming_q(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Issue 24: a word over 64 characters was cut, words past the 32nd dropped."""
+    for text in ("a" * 65, " ".join(f"w{n}" for n in range(33))):
+        response = await http.get("/api/v1/courses", params={"q": text})
+        assert response.status == 422
+        assert [e["field"] for e in (await response.json())["errors"]] == ["q"]
 
 
 async def test_ratings_from_enrolled_students_replace_and_average_exactly(
@@ -165,7 +176,8 @@ async def test_ratings_from_enrolled_students_replace_and_average_exactly(
         )
 
     outsider = await rate("never-enrolled", 5)
-    assert outsider.status == 403
+    assert outsider.status == 404  # not-enrolled is 404 on every route (issue 24)
+    assert (await outsider.json())["type"].endswith("/not-enrolled")
     for user in ("rater-a", "rater-b"):
         assert (await enroll(http, cid, user)).status == 201
     first = await rate("rater-a", 5, review="Great")
