@@ -166,9 +166,10 @@ class PartitionRewinder:
             return None
 
     async def rewind(self, tp: Any, offset: int, *, again: bool = False) -> None:
-        if self._done.get(tp) == offset and not again:
-            return
-        self._done[tp] = offset
+        if not again:  # the watch's seeks leave the agent's own bookkeeping as it was
+            if self._done.get(tp) == offset:
+                return
+            self._done[tp] = offset
         log.warning(
             "rewinding the partition",
             extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},

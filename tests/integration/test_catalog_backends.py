@@ -200,7 +200,8 @@ async def test_instructor_name_is_searchable(backend: Backend) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ['"unbalanced', "title:(kafka OR x)", "/.*kaf[ka/", "a" * 5000, "kafka) AND (", "\\", "*"],
+    # (a word over 64 characters is refused before a backend is asked: issue 24)
+    ['"unbalanced', "title:(kafka OR x)", "/.*kaf[ka/", "a" * 64, "kafka) AND (", "\\", "*"],
 )
 async def test_query_syntax_is_plain_text(backend: Backend, text: str) -> None:
     page = await backend.search(q(q=text, limit=3))
