@@ -6,14 +6,16 @@ with lag whose committed offset has not moved for STALL_AFTER_S is logged once w
 consumer's view of it, so a stuck partition is visible instead of silent. When later
 records of it were processed (acked) but the one at the committed offset never was,
 Faust skipped that record (it resumes partitions before seeking them after a restart,
-faust #216): it logs it. It does not rewind (it did until decision 51, and for a few
-hours after through the agent's PartitionRewinder): with that seek, the paused-worker
-crash test (tests/integration/test_crash_points.py) found inputs decided twice, in 2 runs
-of 2. Without it, the agent rewinds when a later record arrives ahead of the table; when
-the records after the hole were applied already, they are skipped and acked, and the
-group's commit stays behind the hole (nothing lost: the short chaos run with seed 227
-found the group 234 records behind for good, 0 anomalies). Both are open (issue 24's
-closing note). The consumer's private bookkeeping is read through faust_compat.
+faust #216): it logs it. It does not rewind: until decision 51 it did, and for a few
+hours after through the agent's PartitionRewinder, but that did not cure what the
+paused-worker crash test found on 2026-12-06 (inputs decided twice when the resumed
+worker's unit is placed and the worker that took over is fenced: with the seek and
+without it), so it was left out until that is understood. Without it, the agent rewinds
+when a later record arrives ahead of the table; when the records after the hole were
+applied already, they are skipped and acked, and the group's commit stays behind the
+hole (nothing lost: the short chaos run with seed 227 found the group 234 records
+behind for good, 0 anomalies). Both are open (issue 24's closing note). The consumer's
+private bookkeeping is read through faust_compat.
 """
 
 from __future__ import annotations
@@ -88,6 +90,4 @@ class PartitionWatch(Service):
                 "partition not advancing" + (": a record skipped by Faust" if hole else ""),
                 extra=state,
             )
-            # Not rewound here (see the module's docstring): seeking to the committed offset
-            # on a hole made a worker resumed after a pause decide inputs twice in the
-            # paused-worker crash test, 2 runs of 2, on 2026-12-06.
+            # Not rewound here: see the module's docstring.
