@@ -1,21 +1,21 @@
-"""Watches the course agent's partitions: lag gauges and stuck partitions. It seeks
-nothing itself: the agent's consumer has one rewinder (streams/agent.PartitionRewinder).
+"""Watches the course agent's partitions: lag gauges and stuck partitions. Its one seek
+goes through the agent's rewinder (streams/agent.PartitionRewinder).
 
 Lag is the log end minus the committed offset (records not yet processed); a partition
 with lag whose committed offset has not moved for STALL_AFTER_S is logged once with the
 consumer's view of it, so a stuck partition is visible instead of silent. When later
 records of it were processed (acked) but the one at the committed offset never was,
 Faust skipped that record (it resumes partitions before seeking them after a restart,
-faust #216): it logs it. It does not rewind: until decision 51 it did, and for a few
-hours after through the agent's PartitionRewinder, but that did not cure what the
-paused-worker crash test found on 2026-12-06 (inputs decided twice when the resumed
-worker's unit is placed and the worker that took over is fenced: with the seek and
-without it), so it was left out until that is understood. Without it, the agent rewinds
-when a later record arrives ahead of the table; when the records after the hole were
-applied already, they are skipped and acked, and the group's commit stays behind the
-hole (nothing lost: the short chaos run with seed 227 found the group 234 records
-behind for good, 0 anomalies). Both are open (issue 24's closing note). The consumer's
-private bookkeeping is read through faust_compat.
+faust #216): the watch rewinds the partition to its committed offset. Every input is
+taken once and in order by the table's tracking (streams/tracking.py), so the replay
+skips what was applied and decides the skipped record; without it, when the records
+after the hole were applied already, the agent skips and acks them and the group's
+commit stays behind the hole for good (the short chaos run with seed 227 found the group
+234 records behind, 0 anomalies). For a few hours on 2026-12-06 the seek was left out:
+the paused-worker crash test had found learners "both enrolled and refused", with the
+seek and without it; that was the test repeating its own cancellations and enrolments
+after a fenced restart (tests/integration/test_crash_points.py says how), not the
+service. The consumer's private bookkeeping is read through faust_compat.
 """
 
 from __future__ import annotations
@@ -90,4 +90,9 @@ class PartitionWatch(Service):
                 "partition not advancing" + (": a record skipped by Faust" if hole else ""),
                 extra=state,
             )
-            # Not rewound here: see the module's docstring.
+            if hole and committed is not None:
+                # Every input is skipped once applied, so replaying from the committed
+                # offset is safe, and it is the only way to take the skipped record.
+                await self._rewinder.rewind(tp, committed, again=True)
+                self._positions.pop(tp, None)
+                self._stalled.discard(tp)
