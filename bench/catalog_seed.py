@@ -105,7 +105,7 @@ def course(n: int, rng: random.Random, namespace: uuid.UUID) -> dict[str, Any]:
 
 
 def entry(course_: dict[str, Any], enrollments: int, seq: int = 0) -> dict[str, Any]:
-    document = catalog_document(course_, enrollments)
+    document = catalog_document({**course_, "enrollment_count": enrollments})
     return {
         "course_id": course_["id"],
         "catalog_version": catalog_version(course_["version"], seq),

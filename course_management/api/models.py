@@ -38,6 +38,9 @@ class Rating(BaseModel):
 
 
 class Course(BaseModel):
+    """A course as readers see it. `version`, `updated_at` and the course events move only
+    with its authors' changes; `enrollment_count` and `rating` change without them."""
+
     id: str
     title: str
     description: str

@@ -120,8 +120,9 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"},
     },
     "ETag": {
-        "description": '`"<version>.<seats taken>"`: send it as If-None-Match, or as If-Match'
-        " on an update (the version decides)",
+        "description": '`"<version>.<seats taken>.<ratings>.<average x 100>"`: send it as'
+        " If-None-Match, or as If-Match on an update or delete (only the version decides:"
+        " seats taken and ratings change what a read returns, never the version)",
         "required": True,
         "schema": {"type": "string"},
     },

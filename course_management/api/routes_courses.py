@@ -40,6 +40,7 @@ from course_management.domain.uploads import (
     content_prefix,
     plan_upload,
 )
+from course_management.infra.cache import course_tag
 
 # Course ids derived from an Idempotency-Key live in this namespace (uuid5).
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1f0e-4a8e-4bb5-9d51-6d2c3c1f8a10")
@@ -59,14 +60,10 @@ THEN = (
 )
 
 
-def _etag(course: dict[str, object]) -> str:
-    return _tag(course["version"], course.get("enrollment_count", 0))
-
-
-def _tag(version: object, seats_taken: object) -> str:
-    """The version and the seat count: every field of the returned course changes with
-    one of them (a rating is a new version; seats taken change without one)."""
-    return f'"{version}.{seats_taken}"'
+def _etag(course: dict[str, Any]) -> str:
+    """The course's ETag: every number that can change what a read of it returns
+    (infra.cache.course_tag; the Redis entry keeps it ready for the hot read)."""
+    return f'"{course_tag(course)}"'
 
 
 def _not_modified(request: web.Request, etag: str) -> bool:
@@ -114,7 +111,7 @@ async def get_course(request: web.Request) -> web.StreamResponse:
     entry = visible(entry, principal(request))
     if entry is None or entry.body is None:
         raise course_not_found(course_id)
-    etag = _tag(entry.version, entry.count)
+    etag = f'"{entry.tag}"'
     if _not_modified(request, etag):
         return web.Response(status=304, headers={"ETag": etag})
     return web.Response(
@@ -137,8 +134,9 @@ def _if_match(request: web.Request) -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
         return None
-    # "<version>", or the full ETag of a read ("<version>.<seats>"): the version is what
-    # an authoring change is based on (a seat taken meanwhile does not make it stale).
+    # "<version>", or the full ETag of a read ("<version>.<seats>.<ratings>.<average>"):
+    # the version is what an authoring change is based on (a seat taken or a rating
+    # meanwhile does not make it stale).
     value = raw.strip().removeprefix("W/").strip('"').split(".", 1)[0]
     if not value.isdigit() or len(value) > 10 or int(value) > MAX_VERSION:
         raise Problem.of(400, "bad-if-match", 'If-Match must be a version ETag such as "3"')

@@ -11,6 +11,7 @@ an entry only when it is newer than what they hold, so replays change nothing.
 from __future__ import annotations
 
 from course_management.catalog.query import catalog_document, catalog_version
+from course_management.domain.ratings import as_read
 from course_management.domain.records import CourseRecord, SeatsRecord
 from course_management.messages.catalog_entry import CatalogEntry
 
@@ -30,7 +31,7 @@ def entry_of(
             "listed": False,
             "document": None,
         }
-    document = catalog_document(course, int(seats["count"]))
+    document = catalog_document(as_read(course, record, seats))
     return {
         "course_id": course_id,
         "catalog_version": version,

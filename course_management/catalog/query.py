@@ -259,10 +259,26 @@ def catalog_version(course_version: int, seats_seq: int) -> int:
     return (course_version << 32) | (seats_seq & 0xFFFFFFFF)
 
 
-def catalog_document(course: dict[str, Any], enrollment_count: int) -> dict[str, Any]:
-    """The flat document both backends index (the course itself rides along in `course`)."""
+# `sort=rating` ranks by a Bayesian average (decision 52): each course's ratings pulled
+# toward PRIOR_STARS as if it had PRIOR_RATINGS more of them, so one 5-star rating
+# (3.33) no longer beats a thousand 4.9s (4.89), and a few ratings move a course little.
+PRIOR_STARS = 3.0
+PRIOR_RATINGS = 5
+
+
+def rating_score(average: float | None, count: int) -> float:
+    """The rating sort's key: the Bayesian average, 0 for a course nobody rated (last)."""
+    if not count or average is None:
+        return 0.0
+    return round((PRIOR_STARS * PRIOR_RATINGS + average * count) / (PRIOR_RATINGS + count), 4)
+
+
+def catalog_document(course: dict[str, Any]) -> dict[str, Any]:
+    """The flat document both backends index, of a course as readers see it (its seats
+    taken and rating included: domain.ratings.as_read); the course rides along in
+    `course`."""
     rating = course.get("rating") or {}
-    shown = {**course, "enrollment_count": enrollment_count}
+    enrollment_count = int(course.get("enrollment_count") or 0)
     return {
         "id": course["id"],
         "listed": course["status"] == "published",
@@ -276,13 +292,13 @@ def catalog_document(course: dict[str, Any], enrollment_count: int) -> dict[str,
         "instructor_id": course["instructor"]["id"],
         "instructor_name": course["instructor"]["name"],
         "rating_average": rating.get("average"),
-        "rating_sort": rating.get("average") or 0.0,
+        "rating_sort": rating_score(rating.get("average"), int(rating.get("count") or 0)),
         "rating_count": int(rating.get("count") or 0),
         "enrollment_count": enrollment_count,
         "created_at": course["created_at"],
         "updated_at": course["updated_at"],
         "version": course["version"],
-        "course": shown,
+        "course": course,
     }
 
 

@@ -11,7 +11,7 @@ its first field so that it can change shape later.
   the catalog on either backend;
 - `enrollment`: (course id, user id, enrollment version): the enrollment's point read
   and both lists;
-- `rating`: (course id, user id, course version of the rating): the ratings list.
+- `rating`: (course id, user id, the catalog version the rating made): the ratings list.
 """
 
 from __future__ import annotations

@@ -385,4 +385,4 @@ EMPTY_SEATS: SeatsRecord = {"count": 0, "seq": 0}
 
 def seat_change(seats: SeatsRecord, new_count: int) -> SeatsRecord:
     """The seats record after a change to `new_count`."""
-    return {"count": new_count, "seq": seats["seq"] + 1}
+    return {**seats, "count": new_count, "seq": seats["seq"] + 1}

@@ -1,15 +1,16 @@
-"""Ratings: one per student and course, ever, replaced by re-posting; the course keeps the
-sum. Pure. The rating lives on the student's one enrollment record, which cancelling and
-enrolling again keep, so a rating is never counted twice.
+"""Ratings: one per student and course, ever, replaced by re-posting. Pure. The rating
+lives on the student's one enrollment record, which cancelling and enrolling again keep,
+so a rating is never counted twice.
 
 A rating is a course command (`rate_course`), applied by the agent that owns the course,
-so the average never races. The course record keeps `rating_sum` beside the public
-`rating` (average, count); the student's stars live on their enrollment record, which
-is how a replacement knows what to take away.
-
-Crash safety: the course record is written first and remembers the command; a
-redelivered command finds it remembered and only (re)writes the enrollment's rating,
-which is idempotent. The sum is never applied twice.
+so the average never races. The totals (the stars summed, the count) live on the
+course's seats record, beside the seats taken: what readers see of a course next to what
+its authors wrote. A rating changes no course `version`, `updated_at` or event (decision
+52); it moves the seats record's `seq`, which the catalog's and the cache's versions
+follow. The student's stars on their enrollment record are how a replacement knows what
+to take away. A unit holds the seats record, the enrollment and the remembered command
+together (decision 49), so a redelivered command is answered from the course record's
+`recent` list and never counted twice.
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ from pydantic import (
     ValidationError,
 )
 
-from course_management.domain.commands import CourseCommand, course_event, live_course, remember
-from course_management.domain.course import no_nul, rfc3339, with_new_version
-from course_management.domain.events import CourseEvent
+from course_management.domain.commands import CourseCommand, live_course, remember
+from course_management.domain.course import no_nul, rfc3339
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply, invalid_from
-from course_management.domain.records import CourseRecord, EnrollmentRecord, RatingRecord
+from course_management.domain.records import (
+    Course,
+    CourseRecord,
+    EnrollmentRecord,
+    RatingRecord,
+    SeatsRecord,
+)
 
 MAX_REVIEW_CHARS = 2000
 
@@ -49,9 +55,9 @@ class RatingInput(BaseModel):
 
 @dataclass(frozen=True)
 class RatingDecision:
-    record: CourseRecord | None  # the course record to write (None: unchanged)
+    record: CourseRecord | None  # the course record to write: the command remembered
+    seats: SeatsRecord | None  # the seats record to write, with the new totals
     enrollment: EnrollmentRecord | None  # the enrollment record to write (None: unchanged)
-    event: CourseEvent | None  # course_updated, to publish
     reply: Reply
 
 
@@ -63,8 +69,38 @@ def average(total: int, count: int) -> float | None:
     return round(total / count, 2) if count else None
 
 
+def rating_totals(record: CourseRecord | None, seats: SeatsRecord) -> tuple[int, int]:
+    """(stars summed, count) of a course's ratings: on its seats record; for a course not
+    rated since decision 52, still on its course record (`rating_sum`, `course.rating`)."""
+    if "rating_count" in seats:
+        return int(seats.get("rating_sum", 0)), int(seats["rating_count"])
+    course = (record or {}).get("course") or {}
+    legacy = course.get("rating") or {}
+    return int((record or {}).get("rating_sum", 0)), int(legacy.get("count") or 0)
+
+
+def course_rating(record: CourseRecord | None, seats: SeatsRecord) -> dict[str, Any]:
+    """The course's public `rating`: {average, count}."""
+    total, count = rating_totals(record, seats)
+    return {"average": average(total, count), "count": count}
+
+
+def as_read(course: Course, record: CourseRecord | None, seats: SeatsRecord) -> Course:
+    """The course as readers see it: what its authors wrote, with the seats taken and
+    the rating (neither makes a course version)."""
+    shown: Course = {
+        **course,
+        "enrollment_count": int(seats["count"]),
+        "rating": course_rating(record, seats),
+    }
+    return shown
+
+
 def decide_rating(
-    record: CourseRecord | None, enrollment: EnrollmentRecord | None, command: CourseCommand
+    record: CourseRecord | None,
+    seats: SeatsRecord,
+    enrollment: EnrollmentRecord | None,
+    command: CourseCommand,
 ) -> RatingDecision:
     try:
         given = RatingInput.model_validate(command.payload)
@@ -75,13 +111,9 @@ def decide_rating(
         "review": given.review,
         "rated_at": rfc3339(command.occurred_at),
     }
-    rated: EnrollmentRecord | None = (
-        None if enrollment is None else {**enrollment, "rating": rating}
-    )
     for seen in (record or {}).get("recent", []):
-        if seen["command_id"] == command.command_id:  # redelivered: finish the second write
-            again = rated if enrollment and enrollment.get("rating") != rating else None
-            return RatingDecision(None, again, None, Reply(seen["outcome"], seen["body"]))
+        if seen["command_id"] == command.command_id:  # a repeat: its first answer
+            return RatingDecision(None, None, None, Reply(seen["outcome"], seen["body"]))
     course = live_course(record, command.actor)
     if record is None or course is None:
         return _refuse(Refusal(RefusalKind.COURSE_NOT_FOUND, f"no course {command.course_id}"))
@@ -97,25 +129,23 @@ def decide_rating(
             )
         )
     old = enrollment.get("rating")
-    count = int(course["rating"]["count"])
-    total = int(record.get("rating_sum", 0))
     if old and old["stars"] == rating["stars"] and old.get("review") == rating["review"]:
-        reply = Reply(Outcome.UNCHANGED, _reply_body(command, old, course["rating"]))
+        reply = Reply(Outcome.UNCHANGED, _reply_body(command, old, course_rating(record, seats)))
         return RatingDecision(remember(record, command.command_id, reply), None, None, reply)
+    total, count = rating_totals(record, seats)
     total += given.stars - (int(old["stars"]) if old else 0)
     count += 0 if old else 1
-    changed = with_new_version(
-        {**course, "rating": {"average": average(total, count), "count": count}},
-        command.occurred_at,
-    )
-    reply = Reply(Outcome.APPLIED, _reply_body(command, rating, changed["rating"]))
-    new_record = remember(
-        {**record, "course": changed, "rating_sum": total}, command.command_id, reply
-    )
+    rated: SeatsRecord = {
+        **seats,
+        "seq": seats["seq"] + 1,
+        "rating_sum": total,
+        "rating_count": count,
+    }
+    reply = Reply(Outcome.APPLIED, _reply_body(command, rating, course_rating(record, rated)))
     return RatingDecision(
-        new_record,
+        remember(record, command.command_id, reply),
         rated,
-        course_event(command, "course_updated", changed, changed["version"]),
+        {**enrollment, "rating": rating},
         reply,
     )
 

@@ -8,7 +8,7 @@ the snapshot of CONTRACT §3 (built and validated by domain/course.py).
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 Course = dict[str, Any]
 
@@ -36,7 +36,7 @@ class CourseRecord(TypedDict, total=False):
     deleted: bool
     create: CreateFingerprint
     recent: list[RememberedReply]  # the last RECENT_COMMANDS_KEPT commands
-    rating_sum: int  # the sum of the stars of every rating (the average is in `course`)
+    rating_sum: int  # before decision 52 only (the totals are on the seats record now)
 
 
 class ItemState(TypedDict, total=False):
@@ -82,10 +82,15 @@ class EnrollmentRecord(TypedDict, total=False):
 
 
 class SeatsRecord(TypedDict):
-    """`course-state`: "<course id>#seats" -> this (see domain.enrollment.seat_change)."""
+    """`course-state`: "<course id>#seats" -> this: what readers see of a course beside
+    what its authors wrote (domain.enrollment.seat_change, domain.ratings.decide_rating).
+    The rating totals are absent until the course's first rating since decision 52 (they
+    were on the course record before: domain.ratings.rating_totals)."""
 
     count: int  # seats taken: the course's active and completed enrollments
-    seq: int  # grows with every change of `count`
+    seq: int  # grows with every change of `count` or of the rating
+    rating_sum: NotRequired[int]  # the stars of every rating, summed
+    rating_count: NotRequired[int]
 
 
 def course_of(record: CourseRecord | None) -> Course | None:

@@ -28,7 +28,13 @@ from course_management.catalog.search import UNAVAILABLE as CATALOG_UNAVAILABLE
 from course_management.catalog.search import CatalogSearch
 from course_management.domain.consistency import NONE, Marks
 from course_management.domain.enrollment import EMPTY_SEATS, current_view, public_view
-from course_management.domain.records import CourseRecord, EnrollmentRecord, course_of
+from course_management.domain.ratings import as_read
+from course_management.domain.records import (
+    CourseRecord,
+    EnrollmentRecord,
+    SeatsRecord,
+    course_of,
+)
 from course_management.infra import database, enrollment_mirror
 from course_management.infra.cache import CourseCache, CourseEntry, ReadBypass
 from course_management.infra.database import Database
@@ -158,15 +164,18 @@ class ReadGateway:
         course = state.get("course") if state is not None else None
         if state is None or course is None:
             return None
-        if local:  # the table's seats are exact
+        seats: SeatsRecord
+        if local:  # the table's seats and rating are exact
             seats = self._state.get(seats_key(course_id)) or EMPTY_SEATS
-            count, seq = int(seats["count"]), int(seats["seq"])
-        else:  # the mirror's count, once it has the token's enrollment
+        else:  # the mirror's, once it has the token's enrollment
             if since.enrollment and since.enrollment[0] == course_id:
                 await self._mirror_enrollment_reaches(since)
             count = await enrollment_mirror.count_seats_taken(self._mirror.pool, course_id)
-            seq = 0  # not known here: any entry of the agent's is newer
-        entry = CourseEntry.of(course, deleted=bool(state.get("deleted")), count=count, seq=seq)
+            total, rated = await enrollment_mirror.rating_totals(self._mirror.pool, course_id)
+            # seq 0: not known here, so any entry of the agent's is newer
+            seats = {"count": count, "seq": 0, "rating_sum": total, "rating_count": rated}
+        shown = as_read(course, state, seats)
+        entry = CourseEntry.of(shown, deleted=bool(state.get("deleted")), seq=int(seats["seq"]))
         # Only if absent: an entry the agent put there meanwhile is newer than this one.
         await self._bypass.call(lambda: self._cache.fill_course(entry))
         return entry
@@ -174,9 +183,7 @@ class ReadGateway:
     def _table_state(self, course_id: str) -> Callable[[], Awaitable[CourseRecord | None]]:
         async def read() -> CourseRecord | None:
             record: CourseRecord | None = self._state.get(course_id)
-            if not record:
-                return None
-            return {"course": record.get("course"), "deleted": bool(record.get("deleted"))}
+            return record or None
 
         return read
 
@@ -313,12 +320,13 @@ class ReadGateway:
         self, course_id: str, after: tuple[datetime, str] | None, limit: int, since: Marks = NONE
     ) -> list[dict[str, Any]]:
         if since.rating is not None and since.rating[0] == course_id:
-            _, user_id, version = since.rating
-            await self._until(
-                lambda: enrollment_mirror.rating_version(self._mirror.pool, course_id, user_id),
-                lambda v: v is not None and v >= version,
-                "the ratings list",
-            )
+            _, user_id, order = since.rating  # the catalog version the rating made
+
+            async def held() -> int | None:
+                found = await enrollment_mirror.rating_order(self._mirror.pool, course_id, user_id)
+                return None if found is None else catalog_version(*found)
+
+            await self._until(held, lambda v: v is not None and v >= order, "the ratings list")
         return await enrollment_mirror.list_ratings(self._mirror.pool, course_id, after, limit)
 
     async def search_catalog(self, query: CatalogQuery, since: Marks = NONE) -> dict[str, Any]:

@@ -81,15 +81,15 @@ if ARGV[1] ~= '' then
 end
 if KEYS[3] == '' then
   return {limit, redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
-                            'owner', 'body')}
+                            'owner', 'tag', 'body')}
 end
 local course = redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
-                          'owner')
+                          'owner', 'tag')
 local e = redis.call('HMGET', KEYS[3], 'version', 'course_version', 'status', 'view')
 if e[1] and e[2] ~= course[1] then
   -- its view was drawn against another version of the course: the record and the course
   e = {e[1], e[2], e[3], false, redis.call('HGET', KEYS[3], 'state')}
-  course[7] = redis.call('HGET', KEYS[2], 'body')
+  course[8] = redis.call('HGET', KEYS[2], 'body')
 end
 return {limit, course, e}
 """
@@ -125,24 +125,28 @@ class CourseEntry:
 
     course_id: str
     version: int
-    seq: int  # the seats sequence: seats change without a new version
+    seq: int  # the seats sequence: seats and the rating change without a new version
     count: int  # seats taken
     deleted: bool
     status: str
     owner: str  # the instructor's id
+    tag: str  # what the course's ETag says (`course_tag`)
     body: bytes | None  # None when a read did not fetch it
 
     @classmethod
-    def of(cls, course: dict[str, Any], *, deleted: bool, count: int, seq: int) -> CourseEntry:
+    def of(cls, shown: dict[str, Any], *, deleted: bool, seq: int) -> CourseEntry:
+        """The entry of a course as readers see it (domain.ratings.as_read: its seats taken
+        and rating included), at seats seq `seq`."""
         return cls(
-            course_id=course["id"],
-            version=int(course["version"]),
+            course_id=shown["id"],
+            version=int(shown["version"]),
             seq=seq,
-            count=count,
+            count=int(shown["enrollment_count"]),
             deleted=deleted,
-            status=str(course["status"]),
-            owner=str(course["instructor"]["id"]),
-            body=b"" if deleted else orjson.dumps({**course, "enrollment_count": count}),
+            status=str(shown["status"]),
+            owner=str(shown["instructor"]["id"]),
+            tag=course_tag(shown),
+            body=b"" if deleted else orjson.dumps(shown),
         )
 
     def state(self) -> CourseRecord:
@@ -154,14 +158,18 @@ class CourseEntry:
         return [
             "version", self.version, "seq", self.seq, "count", self.count,
             "deleted", int(self.deleted), "status", self.status, "owner", self.owner,
-            "body", self.body or b"",
+            "tag", self.tag, "body", self.body or b"",
         ]  # fmt: skip
 
 
 def _course_entry(course_id: str, raw: Sequence[Any]) -> CourseEntry | None:
-    version, seq, count, deleted, status, owner = raw[:6]
+    version, seq, count, deleted, status, owner, tag = raw[:7]
     if version is None:
         return None
+    body = raw[7] if len(raw) > 7 else None
+    if tag is None:  # put by a worker of the version before the tag: drawn from the body
+        shown = orjson.loads(body) if body else {"version": int(version), "enrollment_count": count}
+        tag = course_tag(shown).encode()
     return CourseEntry(
         course_id=course_id,
         version=int(version),
@@ -170,7 +178,21 @@ def _course_entry(course_id: str, raw: Sequence[Any]) -> CourseEntry | None:
         deleted=deleted == b"1",
         status=status.decode(),
         owner=owner.decode(),
-        body=raw[6] if len(raw) > 6 else None,
+        tag=tag.decode(),
+        body=body,
+    )
+
+
+def course_tag(shown: dict[str, Any]) -> str:
+    """What a course's ETag says: `<version>.<seats taken>.<ratings>.<average x 100>`,
+    every number that can change what a read returns (a course version changes only
+    with its authors' changes; seats and the rating change without one: decision 52)."""
+    rating = shown.get("rating") or {}
+    average = rating.get("average")
+    stars = 0 if average is None else round(float(average) * 100)
+    return (
+        f"{shown['version']}.{int(shown.get('enrollment_count') or 0)}"
+        f".{int(rating.get('count') or 0)}.{stars}"
     )
 
 

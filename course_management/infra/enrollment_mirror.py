@@ -188,13 +188,13 @@ async def list_user_enrollments(
 
 
 _UPSERT_RATINGS = """
-INSERT INTO course_ratings AS r (course_id, user_id, course_version, stars, review, rated_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::smallint[], $5::text[],
-    $6::timestamptz[])
+INSERT INTO course_ratings AS r (course_id, user_id, course_version, seq, stars, review, rated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::smallint[],
+    $6::text[], $7::timestamptz[])
 ON CONFLICT (course_id, user_id) DO UPDATE SET
-    course_version = EXCLUDED.course_version, stars = EXCLUDED.stars,
+    course_version = EXCLUDED.course_version, seq = EXCLUDED.seq, stars = EXCLUDED.stars,
     review = EXCLUDED.review, rated_at = EXCLUDED.rated_at
-WHERE r.course_version < EXCLUDED.course_version
+WHERE (r.course_version, r.seq) < (EXCLUDED.course_version, EXCLUDED.seq)
 RETURNING 1
 """
 
@@ -204,7 +204,7 @@ async def mirror_ratings(pool: asyncpg.Pool, entries: Sequence[RatingEntry]) -> 
     newest: dict[tuple[str, str], RatingEntry] = {}
     for entry in entries:
         key = (entry.course_id, entry.user_id)
-        if key not in newest or newest[key].course_version < entry.course_version:
+        if key not in newest or newest[key].order < entry.order:
             newest[key] = entry
     if not newest:
         return 0
@@ -215,6 +215,7 @@ async def mirror_ratings(pool: asyncpg.Pool, entries: Sequence[RatingEntry]) -> 
             [r.course_id for r in rows],
             [r.user_id for r in rows],
             [r.course_version for r in rows],
+            [r.seq for r in rows],
             [r.stars for r in rows],
             [r.review for r in rows],
             [parse_ts(r.rated_at) for r in rows],
@@ -238,10 +239,21 @@ async def list_ratings(
     return [dict(r) for r in rows]
 
 
-async def rating_version(pool: asyncpg.Pool, course_id: str, user_id: str) -> int | None:
-    value = await pool.fetchval(
-        "SELECT course_version FROM course_ratings WHERE course_id = $1 AND user_id = $2",
+async def rating_order(pool: asyncpg.Pool, course_id: str, user_id: str) -> tuple[int, int] | None:
+    """(course version, seats seq) of the student's rating as the mirror holds it."""
+    row = await pool.fetchrow(
+        "SELECT course_version, seq FROM course_ratings WHERE course_id = $1 AND user_id = $2",
         course_id,
         user_id,
     )
-    return None if value is None else int(value)
+    return None if row is None else (int(row["course_version"]), int(row["seq"]))
+
+
+async def rating_totals(pool: asyncpg.Pool, course_id: str) -> tuple[int, int]:
+    """(stars summed, count) of a course's ratings as the mirror holds them."""
+    row = await pool.fetchrow(
+        "SELECT coalesce(sum(stars), 0) AS total, count(*) AS n FROM course_ratings"
+        " WHERE course_id = $1",
+        course_id,
+    )
+    return int(row["total"]), int(row["n"])

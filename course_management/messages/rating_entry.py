@@ -17,7 +17,8 @@ SUBJECT = spec(TOPIC).subject
 class RatingEntry:
     course_id: str
     user_id: str
-    course_version: int  # the course version the rating made; orders a course's ratings
+    course_version: int  # the course's version when it was rated
+    seq: int  # the course's seats seq the rating made: (course_version, seq) orders them
     stars: int
     review: str | None
     rated_at: str  # RFC 3339 UTC
@@ -25,6 +26,12 @@ class RatingEntry:
     @property
     def key(self) -> str:
         return f"{self.course_id}:{self.user_id}"
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Grows with every rating of the course (a rating made a course version before
+        decision 52, with `seq` 0; since, it moves the seats seq)."""
+        return (self.course_version, self.seq)
 
 
 def encode(entry: RatingEntry) -> dict[str, Any]:
@@ -36,6 +43,7 @@ def decode(value: dict[str, Any]) -> RatingEntry:
         course_id=value["course_id"],
         user_id=value["user_id"],
         course_version=int(value["course_version"]),
+        seq=int(value.get("seq", 0)),
         stars=int(value["stars"]),
         review=value.get("review"),
         rated_at=value["rated_at"],

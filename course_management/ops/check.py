@@ -14,7 +14,7 @@ Compared, per course and per enrollment:
   catalog version and listed, against the last catalog entry;
 - the mirror's `enrollment_transitions` (each enrolment's history): how many status
   changes, against the distinct status-changing events of `enrollment-events`;
-- the mirror's `course_ratings`: the course version and stars, against the last entry of
+- the mirror's `course_ratings`: the course version, seq and stars, against the last entry of
   each student's rating on the ratings topic.
 
 Each difference is one `Difference`.
@@ -102,10 +102,11 @@ async def check(settings: Settings, steps: Steps | None = None) -> list[Differen
         mirror_ratings = {
             f"{r['course_id']}:{r['user_id']}": {
                 "version": r["course_version"],
+                "seq": r["seq"],
                 "stars": r["stars"],
             }
             for r in await pool.fetch(
-                "SELECT course_id, user_id, course_version, stars FROM course_ratings"
+                "SELECT course_id, user_id, course_version, seq, stars FROM course_ratings"
             )
         }
         steps.step("reading the catalog")
@@ -158,7 +159,11 @@ def _enrollment_state(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def _rating_state(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     key = f"{value['course_id']}:{value['user_id']}"
-    return key, {"version": value["course_version"], "stars": value["stars"]}
+    return key, {
+        "version": value["course_version"],
+        "seq": value.get("seq", 0),
+        "stars": value["stars"],
+    }
 
 
 # The enrollment events that change an enrolment's status: each is one row of its history

@@ -155,21 +155,21 @@ async def _repair_ratings(
             except (AvroDecodeError, KeyError, ValueError):
                 continue
             seen = last.get(entry.key)
-            if seen is None or seen.course_version <= entry.course_version:
+            if seen is None or seen.order <= entry.order:
                 last[entry.key] = entry
 
     await read_to_end(
         settings.kafka_bootstrap_servers, [rating_entry.TOPIC], keep, on_read=steps.read
     )
     rows = {
-        f"{r['course_id']}:{r['user_id']}": (r["course_version"], r["stars"])
+        f"{r['course_id']}:{r['user_id']}": (r["course_version"], r["seq"], r["stars"])
         for r in await pool.fetch(
-            "SELECT course_id, user_id, course_version, stars FROM course_ratings"
+            "SELECT course_id, user_id, course_version, seq, stars FROM course_ratings"
         )
     }
     rewritten = removed = 0
     for key, entry in last.items():
-        if rows.get(key) == (entry.course_version, entry.stars):
+        if rows.get(key) == (*entry.order, entry.stars):
             continue
         await _delete_rating(pool, key)
         await mirror_ratings(pool, [entry])

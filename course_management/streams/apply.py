@@ -35,6 +35,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from course_management.domain.enrollment import EMPTY_SEATS, public_view
+from course_management.domain.ratings import as_read
 from course_management.infra.cache import CourseEntry, EnrollmentEntry
 from course_management.infra.metrics import AGENT_BATCH_SECONDS, CHANGELOG_RECORDS_WRITTEN
 from course_management.infra.retrying import until_cached, until_published
@@ -119,10 +120,9 @@ def cache_entries(
         if course is None:
             continue
         seats = get(seats_key(course_id)) or EMPTY_SEATS
+        shown = as_read(course, record, seats)
         course_entries.append(
-            CourseEntry.of(
-                course, deleted=bool(record.get("deleted")), count=seats["count"], seq=seats["seq"]
-            )
+            CourseEntry.of(shown, deleted=bool(record.get("deleted")), seq=seats["seq"])
         )
     enrollment_entries: list[EnrollmentEntry] = []
     for course_id, user_id in enrollments:

@@ -2,8 +2,9 @@
 
 Each decides (pure domain) against the batch's view of the tables and stages the effects:
 the course event and the catalog entry (course-events, course-management-catalog), the
-`courses` table record, the course's state for Redis, a rating's entry for the ratings
-list (course-management-ratings), and the reply with its consistency marks.
+course record, the course's state for Redis, a rating's totals on the seats record and
+its entry for the ratings list (course-management-ratings), and the reply with its
+consistency marks.
 """
 
 from __future__ import annotations
@@ -19,22 +20,24 @@ from course_management.domain.commands import (
 )
 from course_management.domain.events import CourseEvent
 from course_management.domain.outcomes import Reply
-from course_management.domain.ratings import decide_rating
+from course_management.domain.ratings import as_read, decide_rating
 from course_management.domain.records import CourseRecord, EnrollmentRecord
 from course_management.infra.metrics import COMMANDS_APPLIED
 from course_management.messages import course_event, rating_entry
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, message_of, stage_answer
-from course_management.streams.marks import marks_after, seats_taken
+from course_management.streams.marks import marks_after
 
 
-def _with_seats(reply: Reply, count: int) -> Reply:
-    """A reply whose body is the course, with its true seat count (the table's course
-    keeps none: seats change without a course version)."""
+def _as_read(batch: Batch, course_id: str, reply: Reply) -> Reply:
+    """A reply whose body is the course, as readers see it: its true seat count and
+    rating (the table's course keeps neither: both change without a course version)."""
     body = reply.body
     if body is None or "enrollment_count" not in body:
         return reply
-    return Reply(reply.outcome, {**body, "enrollment_count": count})
+    return Reply(
+        reply.outcome, as_read(body, batch.course_record(course_id), batch.seats(course_id))
+    )
 
 
 async def create_course(batch: Batch, item: Input) -> None:
@@ -63,30 +66,37 @@ async def _course_command(
         batch.stage_course_record(command.course_id, decision.record)
         COMMANDS_APPLIED.labels(command.command_type).inc()
     batch.stage_course_state(command.course_id)
-    reply = _with_seats(decision.reply, seats_taken(batch, command.course_id))
+    reply = _as_read(batch, command.course_id, decision.reply)
     stage_answer(batch, item, reply, marks_after(batch, command.course_id))
 
 
 async def rate_course(batch: Batch, item: Input) -> None:
-    """A rating: the course record first, then the enrollment (see domain.ratings)."""
+    """A rating: the seats record's totals, the enrollment's stars, the ratings list's
+    entry and the catalog's (no course version, no course event: domain.ratings)."""
     command = message_of(item, CourseCommand)
     course_id, user_id = command.course_id, command.actor.id
     decision = decide_rating(
-        batch.course_record(course_id), batch.enrollment(course_id, user_id), command
+        batch.course_record(course_id),
+        batch.seats(course_id),
+        batch.enrollment(course_id, user_id),
+        command,
     )
-    if decision.event is not None and decision.record is not None:
-        stage_course_change(batch, course_id, decision.event)
     if decision.record is not None:
-        batch.stage_course_record(course_id, decision.record)  # first: see domain.ratings
+        batch.stage_course_record(course_id, decision.record)
+    if decision.seats is not None:
+        batch.stage_seats(course_id, decision.seats)
+        batch.stage_catalog(course_id)
     if decision.enrollment is not None:
         batch.stage_enrollment(course_id, user_id, decision.enrollment)
         stage_rating_entry(batch, course_id, decision.enrollment)
+        COMMANDS_APPLIED.labels(command.command_type).inc()
     batch.stage_course_state(command.course_id)
     stage_answer(batch, item, decision.reply, marks_after(batch, course_id, user_id, rating=True))
 
 
 def stage_rating_entry(batch: Batch, course_id: str, enrollment: EnrollmentRecord) -> None:
-    """The student's rating as it is now, for the ratings list (the mirror's sink)."""
+    """The student's rating as it is now, for the ratings list (the mirror's sink),
+    ordered among the course's by (course version, seats seq)."""
     rating = enrollment.get("rating")
     course = (batch.course_record(course_id) or {}).get("course")
     if rating is None or course is None:
@@ -95,6 +105,7 @@ def stage_rating_entry(batch: Batch, course_id: str, enrollment: EnrollmentRecor
         course_id=course_id,
         user_id=enrollment["user_id"],
         course_version=int(course["version"]),
+        seq=int(batch.seats(course_id)["seq"]),
         stars=rating["stars"],
         review=rating.get("review"),
         rated_at=rating["rated_at"],
@@ -105,10 +116,11 @@ def stage_rating_entry(batch: Batch, course_id: str, enrollment: EnrollmentRecor
 
 def stage_course_change(batch: Batch, course_id: str, event: CourseEvent) -> None:
     """A course's event and (at the end of the batch) its catalog entry. The event's
-    snapshot carries the true seat count (the table's course does not)."""
+    snapshot is the course as readers see it then (seats taken and rating)."""
     course = event["course"]
     if course is not None:
-        event = {**event, "course": {**course, "enrollment_count": batch.seats(course_id)["count"]}}
+        shown = as_read(course, batch.course_record(course_id), batch.seats(course_id))
+        event = {**event, "course": shown}
     encoded = course_event.encode(event)
     batch.stage_records([(course_event.TOPIC, course_id, course_event.SUBJECT, encoded)])
     batch.stage_catalog(course_id)

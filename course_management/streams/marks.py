@@ -25,9 +25,7 @@ def marks_after(
         enrollment=(course_id, user_id, int(enrollment["version"]))
         if enrollment and user_id
         else None,
-        rating=(course_id, user_id, version) if rating and user_id else None,
+        rating=(course_id, user_id, catalog_version(version, int(seats["seq"])))
+        if rating and user_id
+        else None,
     )
-
-
-def seats_taken(batch: Batch, course_id: str) -> int:
-    return int(batch.seats(course_id)["count"])

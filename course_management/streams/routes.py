@@ -48,8 +48,12 @@ ROUTES: dict[str, Route] = dict(
         _route("create_course", COURSE_COMMANDS, course_handlers.create_course, *_COURSE),
         _route("update_course", COURSE_COMMANDS, course_handlers.update_course, *_COURSE),
         _route("delete_course", COURSE_COMMANDS, course_handlers.delete_course, *_COURSE),
-        _route(
-            "rate_course", COURSE_COMMANDS, course_handlers.rate_course, *_COURSE, COURSE_RATINGS
+        _route(  # read-side: no course event (decision 52)
+            "rate_course",
+            COURSE_COMMANDS,
+            course_handlers.rate_course,
+            COURSE_CATALOG,
+            COURSE_RATINGS,
         ),
         _route(
             "cancel_enrollment",

@@ -197,6 +197,65 @@ async def test_the_etag_replies_and_events_carry_the_true_seat_count(
     assert event["course"]["enrollment_count"] == 1
 
 
+async def test_a_rating_makes_no_course_version_so_the_instructors_edit_goes_through(
+    http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    """Issue 24, item 1 (decision 52): the instructor read version 1; a student rates (and
+    re-rates); the course is still version 1, its read shows the rating with a new ETag,
+    the edit with `If-Match: "1"` succeeds, `course-events` holds no event for the
+    ratings, and the ratings list and catalog show the re-rating after its token."""
+    word = "w" + uuid.uuid4().hex[:10]
+    course = await published_course(http, title=f"Rated {word}")
+    cid = course["id"]
+    read = await http.get(f"/api/v1/courses/{cid}")
+    etag = read.headers["ETag"]
+    assert (await enroll(http, cid, "rating-student")).status == 201
+    assert (await _rate(http, cid, "rating-student", 5)).status == 200
+    again = await _rate(http, cid, "rating-student", 3)  # a re-rating: same count
+    assert again.status == 200, await again.text()
+    token = again.headers["Consistency-Token"]
+    now = await http.get(f"/api/v1/courses/{cid}", headers={"Consistency-Token": token})
+    body = await now.json()
+    assert body["version"] == 1 and body["updated_at"] == course["updated_at"]
+    assert body["rating"] == {"average": 3.0, "count": 1} and body["enrollment_count"] == 1
+    assert now.headers["ETag"] == '"1.1.1.300"' and now.headers["ETag"] != etag
+    modules = await http.get(f"/api/v1/courses/{cid}/modules", headers={"If-None-Match": etag})
+    assert modules.status == 200 and modules.headers["ETag"] == now.headers["ETag"]
+    listed = await http.get(f"/api/v1/courses/{cid}/ratings", headers={"Consistency-Token": token})
+    assert [r["stars"] for r in (await listed.json())["items"]] == [3]
+    catalog = await http.get(
+        f"/api/v1/courses?q={word}",
+        headers={"Consistency-Token": token},
+    )
+    assert catalog.status == 200, await catalog.text()
+    [doc] = [c for c in (await catalog.json())["items"] if c["id"] == cid]
+    assert doc["rating"] == {"average": 3.0, "count": 1}
+    updated = await http.put(
+        f"/api/v1/courses/{cid}/update",
+        json={"title": "Edited after ratings"},
+        headers={**OWNER, "If-Match": '"1"'},
+    )
+    assert updated.status == 200, await updated.text()
+    edited = await updated.json()
+    assert edited["version"] == 2 and edited["rating"] == {"average": 3.0, "count": 1}
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+
+    async def events() -> list[dict[str, Any]] | None:
+        found = []
+        for r in await read_topic(settings, "course-events", lambda rs: True, deadline_s=5):
+            if r.key == cid.encode():
+                found.append(await codec.decode("course-events-value", r.value))
+        return found if any(e["event_type"] == "course_updated" for e in found) else None
+
+    seen = await eventually_async(events, what="the edit's course_updated")
+    assert [(e["event_type"], e["version"]) for e in seen] == [
+        ("course_created", 1),
+        ("course_updated", 2),
+    ]
+    assert seen[1]["course"]["rating"] == {"average": 3.0, "count": 1}  # as read then
+
+
 async def test_refused_api_requests_are_not_dead_lettered_but_other_services_are(
     http: aiohttp.ClientSession, settings: Settings
 ) -> None:

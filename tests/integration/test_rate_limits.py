@@ -147,7 +147,9 @@ async def test_the_read_script_is_one_round_trip_for_the_limit_and_the_course(
     course_id = f"rt-{time.monotonic_ns()}"
     course = {"id": course_id, "version": 3, "status": "published", "instructor": {"id": "i1"}}
     try:
-        await cache.put_entries([CourseEntry.of(course, deleted=False, count=2, seq=5)], [])
+        await cache.put_entries(
+            [CourseEntry.of({**course, "enrollment_count": 2}, deleted=False, seq=5)], []
+        )
         budget = Budget("test-rt", 3, 60)
         await cache.spend_and_get_course(course_id, Charge(budget, course_id))  # loads it
         calls.clear()
@@ -155,6 +157,7 @@ async def test_the_read_script_is_one_round_trip_for_the_limit_and_the_course(
         entry = await cache.spend_and_get_course(course_id, first)
         assert calls == ["EVALSHA"]
         assert entry is not None and (entry.version, entry.count, entry.owner) == (3, 2, "i1")
+        assert entry.tag == "3.2.0.0"  # the ETag, kept ready
         assert entry.body is not None and json.loads(entry.body)["enrollment_count"] == 2
         assert first.decision is not None and first.decision.allowed
         await cache.spend_and_get_course(course_id, Charge(budget, course_id))
@@ -162,9 +165,14 @@ async def test_the_read_script_is_one_round_trip_for_the_limit_and_the_course(
         assert await cache.spend_and_get_course(course_id, over) is None
         assert over.decision is not None and not over.decision.allowed
         # An older entry never replaces a newer one; a reader's fill never replaces any.
-        await cache.put_entries([CourseEntry.of(course, deleted=False, count=1, seq=4)], [])
+        await cache.put_entries(
+            [CourseEntry.of({**course, "enrollment_count": 1}, deleted=False, seq=4)], []
+        )
         assert (
-            await cache.fill_course(CourseEntry.of(course, deleted=False, count=0, seq=0)) is False
+            await cache.fill_course(
+                CourseEntry.of({**course, "enrollment_count": 0}, deleted=False, seq=0)
+            )
+            is False
         )
         again = await cache.spend_and_get_course(course_id)
         assert again is not None and (again.count, again.seq) == (2, 5)

@@ -84,7 +84,7 @@ class FakeReads:
         if course is None:
             return None
         count = int(course.get("enrollment_count", 0))
-        return CourseEntry.of(course, deleted=False, count=count, seq=0)
+        return CourseEntry.of({**course, "enrollment_count": count}, deleted=False, seq=0)
 
     async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:
         entry = await self.read_course(course_id, since)

@@ -158,7 +158,7 @@ async def test_a_student_may_not_create(api: Api) -> None:
 async def test_anyone_reads_a_published_course_and_only_its_owner_a_draft(api: Api) -> None:
     api.reads.courses[COURSE_ID] = course("published")
     status, body, response = await api.call("GET", f"/api/v1/courses/{COURSE_ID}")
-    assert status == 200 and body["id"] == COURSE_ID and response.headers["ETag"] == '"3.0"'
+    assert status == 200 and body["id"] == COURSE_ID and response.headers["ETag"] == '"3.0.0.0"'
     api.reads.courses[COURSE_ID] = course("draft")
     assert (await api.call("GET", f"/api/v1/courses/{COURSE_ID}"))[0] == 404
     other = await api.call("GET", f"/api/v1/courses/{COURSE_ID}", headers=OTHER_INSTRUCTOR)
@@ -170,9 +170,9 @@ async def test_anyone_reads_a_published_course_and_only_its_owner_a_draft(api: A
 async def test_if_none_match_answers_304(api: Api) -> None:
     api.reads.courses[COURSE_ID] = course()
     status, _, response = await api.call(
-        "GET", f"/api/v1/courses/{COURSE_ID}", headers={"If-None-Match": '"3.0"'}
+        "GET", f"/api/v1/courses/{COURSE_ID}", headers={"If-None-Match": '"3.0.0.0"'}
     )
-    assert status == 304 and response.headers["ETag"] == '"3.0"'
+    assert status == 304 and response.headers["ETag"] == '"3.0.0.0"'
 
 
 async def test_the_modules_read_has_the_course_etag_and_answers_304(api: Api) -> None:
@@ -182,10 +182,10 @@ async def test_the_modules_read_has_the_course_etag_and_answers_304(api: Api) ->
     path = f"/api/v1/courses/{COURSE_ID}/modules"
     status, body, response = await api.call("GET", path)
     assert status == 200 and body["version"] == 3
-    assert response.headers["ETag"] == '"3.0"'
-    status, _, response = await api.call("GET", path, headers={"If-None-Match": '"3.0"'})
-    assert status == 304 and response.headers["ETag"] == '"3.0"'
-    assert (await api.call("GET", path, headers={"If-None-Match": '"2.0"'}))[0] == 200
+    assert response.headers["ETag"] == '"3.0.0.0"'
+    status, _, response = await api.call("GET", path, headers={"If-None-Match": '"3.0.0.0"'})
+    assert status == 304 and response.headers["ETag"] == '"3.0.0.0"'
+    assert (await api.call("GET", path, headers={"If-None-Match": '"2.0.0.0"'}))[0] == 200
 
 
 async def test_the_etag_changes_with_the_seat_count_and_if_match_takes_it(api: Api) -> None:
@@ -300,7 +300,7 @@ async def test_a_create_is_201_with_location_and_etag_and_carries_the_caller(api
         "POST", "/api/v1/courses/create", json={"title": "Streams"}, headers=INSTRUCTOR
     )
     assert status == 201 and body["version"] == 1
-    assert response.headers["ETag"] == '"1.0"'
+    assert response.headers["ETag"] == '"1.0.0.0"'
     [command] = api.writes.commands
     assert response.headers["Location"] == f"/api/v1/courses/{command.course_id}"
     assert command.actor.id == "instructor-1" and command.payload == {"title": "Streams"}

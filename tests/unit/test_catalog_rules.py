@@ -112,14 +112,31 @@ COURSE = {
 
 
 def test_documents_list_only_published_courses_and_carry_the_seat_count() -> None:
-    doc = catalog_document(COURSE, 7)
+    doc = catalog_document({**COURSE, "enrollment_count": 7})
     assert doc["listed"] and doc["enrollment_count"] == 7 and doc["course"]["enrollment_count"] == 7
     assert doc["instructor_id"] == "i-1" and doc["instructor_name"] == "Ada"
     assert doc["rating_sort"] == 0.0  # unrated courses sort last by rating
     for status in ("draft", "archived"):
-        assert not catalog_document({**COURSE, "status": status}, 0)["listed"]
+        assert not catalog_document({**COURSE, "status": status})["listed"]
     assert sort_values(doc, Sort.popular) == (7, "c-1")
     assert sort_values(doc, Sort.newest) == ("2026-11-27T10:00:00.000Z", "c-1")
+
+
+def test_the_rating_sort_accounts_for_the_count() -> None:
+    """Issue 24, item 12: one 5-star rating does not outrank a thousand 4.9s; among equal
+    averages, more ratings rank higher; an unrated course ranks last."""
+    one_five = catalog_document({**COURSE, "rating": {"average": 5.0, "count": 1}})
+    many = catalog_document({**COURSE, "rating": {"average": 4.9, "count": 1000}})
+    few = catalog_document({**COURSE, "rating": {"average": 4.9, "count": 3}})
+    one_low = catalog_document({**COURSE, "rating": {"average": 1.0, "count": 1}})
+    ranked = sorted(
+        [one_five, many, few, one_low, catalog_document(COURSE)],
+        key=lambda d: sort_values(d, Sort.rating),
+        reverse=True,
+    )
+    assert [d["rating_sort"] for d in ranked] == [4.8905, 3.7125, 3.3333, 2.6667, 0.0]
+    assert ranked[0] is many and ranked[-1]["rating_count"] == 0
+    assert many["rating_average"] == 4.9  # what a client reads is the plain average
 
 
 def test_a_rebuilt_index_pairs_with_the_live_one_by_its_shape() -> None:

@@ -434,26 +434,38 @@ async def test_delete_course_marks_it_deleted_and_takes_it_out_of_the_catalog() 
     assert (reply.outcome, reply.body) == (Outcome.REMOVED, None)
 
 
-async def test_rate_course_stages_the_course_event_and_the_rating_entry() -> None:
+async def test_rate_course_stages_the_rating_entry_and_the_catalog_not_a_course_event() -> None:
+    """A rating is read-side (decision 52): the seats record's totals and seq, the
+    enrollment's stars, the ratings list's entry and the catalog's; no course version, no
+    course_updated; Redis's course shows it."""
     h = Harness()
     await created(h)
     await h.run(enrol(STUDENT.id, request=False))
+    seq = h.final(seats_key(COURSE))["seq"]
     cmd = command("rate_course", {"stars": 4, "review": "good"}, actor=STUDENT)
     ran = await h.run(from_api(cmd))
-    assert ran.topics == [COURSE_EVENTS, COURSE_RATINGS]
-    event, rating = ran.records
-    assert event.value["event_type"] == "course_updated"
-    assert event.value["course"]["rating"] == {"average": 4.0, "count": 1}
-    assert event.value["course"]["enrollment_count"] == 1  # the true seat count
+    assert ran.topics == [COURSE_RATINGS]
+    assert h.outbox_topics()[-2:] == [COURSE_RATINGS, COURSE_CATALOG]
+    [rating] = ran.records
+    [catalog] = h.catalog_entries()
     assert (rating.key, rating.subject) == (f"{COURSE}:{STUDENT.id}".encode(), rating_entry.SUBJECT)
     assert (rating.value["stars"], rating.value["review"]) == (4, "good")
-    assert rating.value["course_version"] == 2
-    assert h.final(COURSE)["rating_sum"] == 4
+    assert (rating.value["course_version"], rating.value["seq"]) == (1, seq + 1)
+    assert orjson.loads(catalog.value["document_json"])["rating_count"] == 1
+    assert catalog.value["catalog_version"] == catalog_version(1, seq + 1)
+    assert h.final(COURSE)["course"]["version"] == 1
+    assert h.final(seats_key(COURSE)) == {
+        "count": 1,
+        "seq": seq + 1,
+        "rating_sum": 4,
+        "rating_count": 1,
+    }
     assert h.final(enrollment_key(COURSE, STUDENT.id))["rating"]["stars"] == 4
     reply = only_reply(ran, cmd.command_id)
     assert reply.outcome == Outcome.APPLIED
     assert reply.body is not None and reply.body["course_rating"]["count"] == 1
-    assert consistency.decode(reply.token or "").rating == (COURSE, STUDENT.id, 2)
+    token = consistency.decode(reply.token or "")
+    assert token.rating == (COURSE, STUDENT.id, catalog_version(1, seq + 1))
 
 
 async def test_a_rating_by_a_student_not_enrolled_is_refused_without_records() -> None:

@@ -15,6 +15,7 @@ from course_management.domain import consistency
 from course_management.domain.commands import CourseCommand
 from course_management.domain.consistency import Marks
 from course_management.domain.enrollment import (
+    EMPTY_SEATS,
     CancelInput,
     EnrollInput,
     ProgressInput,
@@ -24,7 +25,7 @@ from course_management.domain.enrollment import (
     merge_report,
 )
 from course_management.domain.outcomes import Outcome, RefusalKind
-from course_management.domain.ratings import decide_rating
+from course_management.domain.ratings import course_rating, decide_rating
 from tests.unit.test_ratings import published, student
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -190,6 +191,7 @@ ACTIONS = st.lists(
 def test_the_rating_is_exact_after_any_sequence_of_rate_cancel_and_re_enrol(actions) -> None:
     """Finding 1, against a model: a dict of each learner's latest stars."""
     record = published()
+    stats: dict[str, Any] = dict(EMPTY_SEATS)  # the seats record, holding the rating totals
     enrollments: dict[str, dict[str, Any]] = {}
     seats = 0
     model: dict[str, int] = {}
@@ -206,18 +208,21 @@ def test_the_rating_is_exact_after_any_sequence_of_rate_cancel_and_re_enrol(acti
                 enrollments[user] = d.enrollment
             seats = d.seats_taken if d.seats_taken is not None else seats
         else:
-            r = decide_rating(record, enrollments.get(user), rate(user, stars, minute))
+            r = decide_rating(record, stats, enrollments.get(user), rate(user, stars, minute))
             if r.record is not None:
                 record = r.record
+            if r.seats is not None:
+                stats = r.seats
             if r.enrollment is not None:
                 enrollments[user] = r.enrollment
             if enrollments.get(user, {}).get("status") in ("active", "completed"):
                 model[user] = stars
-    rating = course_with(record)["rating"]
+    rating = course_rating(record, stats)
     assert rating["count"] == len(model)
     expected = round(sum(model.values()) / len(model), 2) if model else None
     assert rating["average"] == expected
-    assert record.get("rating_sum", 0) == sum(model.values())
+    assert stats.get("rating_sum", 0) == sum(model.values())
+    assert course_with(record)["version"] == 1  # ratings make no course version
 
 
 def test_the_issues_sequence_counts_one_rating() -> None:
@@ -225,20 +230,21 @@ def test_the_issues_sequence_counts_one_rating() -> None:
     record = published()
     course = course_with(record)
     e = decide_enroll(course, 0, None, enroll_input("s", 1)).enrollment
+    stats: Any = EMPTY_SEATS
     for minute, stars in ((2, 5), (3, 3)):
-        r = decide_rating(record, e, rate("s", stars, minute))
-        record, e = r.record, r.enrollment
+        r = decide_rating(record, stats, e, rate("s", stars, minute))
+        record, stats, e = r.record, r.seats, r.enrollment
     e = decide_cancel(course_with(record), 1, e, cancel_input("s", 4)).enrollment
     e = decide_enroll(course_with(record), 0, e, enroll_input("s", 5)).enrollment
-    r = decide_rating(record, e, rate("s", 1, 6))
-    assert course_with(r.record)["rating"] == {"average": 1.0, "count": 1}
+    r = decide_rating(record, stats, e, rate("s", 1, 6))
+    assert course_rating(r.record, r.seats) == {"average": 1.0, "count": 1}
 
 
 def test_stars_out_of_range_are_refused_naming_the_field() -> None:
     record = published()
     e = decide_enroll(course_with(record), 0, None, enroll_input("s", 1)).enrollment
     for stars in (0, 6, -1, 10**30):
-        refused = decide_rating(record, e, rate("s", stars, 2)).reply.refusal
+        refused = decide_rating(record, EMPTY_SEATS, e, rate("s", stars, 2)).reply.refusal
         assert refused is not None and refused.kind is RefusalKind.INVALID
         assert refused.errors[0]["field"] == "stars"
 

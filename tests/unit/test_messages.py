@@ -116,7 +116,7 @@ def test_an_input_without_its_ids_is_refused_naming_them() -> None:
 
 
 def test_rating_entry() -> None:
-    entry = rating_entry.RatingEntry("c-1", "u-1", 4, 5, None, "2026-12-06T10:00:00.000Z")
+    entry = rating_entry.RatingEntry("c-1", "u-1", 4, 7, 5, None, "2026-12-06T10:00:00.000Z")
     assert rating_entry.decode(_through("rating_entry.avsc", rating_entry.encode(entry))) == entry
     assert entry.key == "c-1:u-1"
 

@@ -192,16 +192,18 @@ def enrollment_events() -> list[EnrollmentEvent]:
 
 def ratings() -> list[RatingEntry]:
     return [
-        RatingEntry("c-1", "u-1", 4, 5, "clear", "2026-12-06T10:00:00.000Z"),
-        RatingEntry("c-1", "u-2", 5, 2, None, "2026-12-06T11:00:00.000Z"),
-        RatingEntry("c-1", "u-1", 6, 3, "less clear", "2026-12-07T10:00:00.000Z"),
-        RatingEntry("c-1", "u-1", 5, 1, "replayed", "2026-12-06T12:00:00.000Z"),  # older
+        RatingEntry("c-1", "u-1", 4, 0, 5, "clear", "2026-12-06T10:00:00.000Z"),
+        RatingEntry("c-1", "u-2", 5, 0, 2, None, "2026-12-06T11:00:00.000Z"),
+        RatingEntry("c-1", "u-1", 6, 0, 3, "less clear", "2026-12-07T10:00:00.000Z"),
+        RatingEntry("c-1", "u-1", 5, 0, 1, "replayed", "2026-12-06T12:00:00.000Z"),  # older
+        # since decision 52 a rating makes no version: the seats seq orders it
+        RatingEntry("c-1", "u-2", 6, 4, 4, "re-rated", "2026-12-08T10:00:00.000Z"),
     ]
 
 
 def listed_entry(version: int, title: str = "Kafka", course_id: str = "c-1") -> CatalogEntry:
     course = {**a_course(), "id": course_id, "title": title}
-    document = catalog_document(course, 3)
+    document = catalog_document({**course, "enrollment_count": 3})
     return {
         "course_id": course_id,
         "catalog_version": version,
@@ -212,7 +214,7 @@ def listed_entry(version: int, title: str = "Kafka", course_id: str = "c-1") -> 
 
 def draft_entry(version: int, course_id: str) -> CatalogEntry:
     """An unpublished course: its entry has a document, but is not listed."""
-    document = catalog_document({**a_course(), "id": course_id, "status": "draft"}, 0)
+    document = catalog_document({**a_course(), "id": course_id, "status": "draft"})
     assert document["listed"] is False
     return {
         "course_id": course_id,
@@ -676,11 +678,11 @@ async def test_ratings_write_the_newest_of_each_student(dead: DeadLetters) -> No
         )
     )
     [(_, columns)] = pool.into("course_ratings")
-    assert list(zip(*columns[:5], strict=True)) == [
-        ("c-1", "u-1", 6, 3, "less clear"),
-        ("c-1", "u-2", 5, 2, None),
+    assert list(zip(*columns[:6], strict=True)) == [
+        ("c-1", "u-1", 6, 0, 3, "less clear"),
+        ("c-1", "u-2", 6, 4, 4, "re-rated"),  # (6, 4) after (5, 0): no new version needed
     ]
-    assert columns[5][0] == datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    assert columns[6][0] == datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
 
 # -- the catalog sink ---------------------------------------------------------------------------
