@@ -82,6 +82,9 @@ def course(n: int, rng: random.Random, namespace: uuid.UUID) -> dict[str, Any]:
     average = round(rng.uniform(1, 5), 2) if count else None
     created = EPOCH + timedelta(minutes=n)
     stamp = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Published some time after it was drafted, in another order than created.
+    published = created + timedelta(minutes=(n * 7919) % 100_000)
+    published_stamp = published.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {
         "id": str(uuid.uuid5(namespace, str(n))),
         "title": f"{rng.choice(WORDS).title()} {subject} {n}",
@@ -101,6 +104,7 @@ def course(n: int, rng: random.Random, namespace: uuid.UUID) -> dict[str, Any]:
         "version": 1,
         "created_at": stamp,
         "updated_at": stamp,
+        "published_at": published_stamp,
     }
 
 

@@ -59,6 +59,9 @@ class Course(BaseModel):
     version: int
     created_at: str
     updated_at: str
+    published_at: str | None = Field(
+        description="When the course was first published (null while a draft)"
+    )
 
 
 class CourseModules(BaseModel):
@@ -137,8 +140,35 @@ class Readiness(BaseModel):
     checks: dict[str, bool]
 
 
+class CourseSummary(BaseModel):
+    """A course as the catalog lists it: everything but its modules, with their counts
+    and total duration (the structure: `GET /api/v1/courses/{courseId}/modules`)."""
+
+    id: str
+    title: str
+    description: str
+    category: str
+    tags: list[str]
+    level: Level
+    language: str
+    status: Status
+    instructor: Instructor
+    capacity: int | None
+    enrollment_opens_at: str | None
+    enrollment_closes_at: str | None
+    rating: Rating
+    enrollment_count: int
+    version: int
+    created_at: str
+    updated_at: str
+    published_at: str | None
+    module_count: int
+    item_count: int
+    duration_seconds: int = Field(description="The items' `duration_seconds`, summed")
+
+
 class CoursePage(BaseModel):
-    items: list[Course]
+    items: list[CourseSummary]
     next_cursor: str | None
     facets: dict[str, dict[str, int]] = Field(
         description="Counts per `category`, `level` and `language` for the filtered set "

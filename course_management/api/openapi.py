@@ -131,6 +131,12 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
         "schema": {"type": "string"},
     },
+    "Vary": {
+        "description": "`Authorization`: the items' `content_key` is shown only to whoever"
+        " may edit the course and to services (null to everyone else)",
+        "required": True,
+        "schema": {"type": "string"},
+    },
     "Cache-Control": {
         "description": "How long a shared cache may keep the answer",
         "required": True,

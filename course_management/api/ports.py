@@ -64,10 +64,15 @@ class Reads(Protocol):
     from a store that has them, or raises Unavailable (`not-yet-consistent`)."""
 
     async def read_course(
-        self, course_id: str, since: Marks = NONE, charge: Charge | None = None
+        self,
+        course_id: str,
+        since: Marks = NONE,
+        charge: Charge | None = None,
+        view: str = "body",
     ) -> CourseEntry | None:
-        """A course as `GET` answers it (its body encoded), wherever its partition lives;
-        None if unknown, or over the budget of `charge` (which the read spends)."""
+        """A course as `GET` answers it (its body encoded: "body" with content keys,
+        "public" without, or "both"), wherever its partition lives; None if unknown, or
+        over the budget of `charge` (which the read spends)."""
         ...
 
     async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:

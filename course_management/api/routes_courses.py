@@ -32,13 +32,18 @@ from course_management.api.route_helpers import (
     visible,
     visible_course,
 )
-from course_management.domain.access import can_change
-from course_management.domain.course import CourseFields, CourseUpdate, course_size_error
+from course_management.domain.access import can_change, may_see_content_keys, sees_content_keys
+from course_management.domain.course import (
+    CourseFields,
+    CourseUpdate,
+    course_size_error,
+)
 from course_management.domain.uploads import (
     UploadRequest,
     content_keys,
     content_prefix,
     plan_upload,
+    without_content_keys,
 )
 from course_management.infra.cache import course_tag
 
@@ -107,27 +112,39 @@ async def create_course(request: web.Request) -> web.StreamResponse:
 async def get_course(request: web.Request) -> web.StreamResponse:
     """The hot read: the answer's bytes come ready-made from the cache (gateways/reads.py)."""
     course_id = course_id_param(request)
-    entry = await request.app[READS].read_course(course_id, since(request), charge_of(request))
-    entry = visible(entry, principal(request))
-    if entry is None or entry.body is None:
+    who = principal(request)
+    caller = who.actor() if who else None
+    known = may_see_content_keys(caller)  # None: an instructor, whose course it may be
+    view = "both" if known is None else "body" if known else "public"
+    entry = await request.app[READS].read_course(
+        course_id, since(request), charge_of(request), view
+    )
+    entry = visible(entry, who)
+    body = None if entry is None else entry.body_for(sees_content_keys(entry.owner, caller))
+    if entry is None or body is None:
         raise course_not_found(course_id)
     etag = f'"{entry.tag}"'
+    headers = {"ETag": etag, "Vary": "Authorization"}  # the content keys depend on who asks
     if _not_modified(request, etag):
-        return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(status=304, headers=headers)
     return web.Response(
-        body=entry.body,
+        body=body,
         content_type="application/json",
-        headers={"ETag": etag, "Cache-Control": "no-cache"},
+        headers={**headers, "Cache-Control": "no-cache"},
     )
 
 
 async def get_modules(request: web.Request) -> web.StreamResponse:
     course = await visible_course(request, course_id_param(request))
     etag = _etag(course)  # the course's own ETag: one shape, one If-None-Match
+    headers = {"ETag": etag, "Vary": "Authorization"}
     if _not_modified(request, etag):
-        return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(status=304, headers=headers)
+    who = principal(request)
+    if not sees_content_keys(course["instructor"]["id"], who.actor() if who else None):
+        course = without_content_keys(course)
     body = {"course_id": course["id"], "version": course["version"], "modules": course["modules"]}
-    return json_response(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return json_response(body, headers={**headers, "Cache-Control": "no-cache"})
 
 
 def _if_match(request: web.Request) -> int | None:
@@ -234,7 +251,7 @@ ENDPOINTS = [
         auth=False,
         read_spends_limit=True,
         responses={200: ("The course, with its `ETag`", Course), 304: ("Not modified", None)},
-        response_headers={200: ("ETag", "Cache-Control"), 304: ("ETag",)},
+        response_headers={200: ("ETag", "Cache-Control", "Vary"), 304: ("ETag", "Vary")},
         errors=(400, 401, 404, 503),
         params=(
             COURSE_ID,
@@ -296,7 +313,7 @@ ENDPOINTS = [
             200: ("The modules, in order, with the course's `ETag`", CourseModules),
             304: ("Not modified", None),
         },
-        response_headers={200: ("ETag", "Cache-Control"), 304: ("ETag",)},
+        response_headers={200: ("ETag", "Cache-Control", "Vary"), 304: ("ETag", "Vary")},
         errors=(400, 401, 404, 503),
         params=(
             COURSE_ID,

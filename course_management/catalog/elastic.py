@@ -36,7 +36,7 @@ from course_management.messages.catalog_entry import CatalogEntry
 log = logging.getLogger(__name__)
 
 ALIAS = "courses"
-MAPPING_REVISION = 2
+MAPPING_REVISION = 3  # 3: published_at (decision 53)
 UNAVAILABLE = (EsConnectionError, EsConnectionTimeout)
 
 INDEX_BODY: dict[str, Any] = {
@@ -62,6 +62,8 @@ INDEX_BODY: dict[str, Any] = {
             "enrollment_count": {"type": "integer"},
             "created_at": {"type": "date"},
             "created_key": {"type": "keyword"},
+            "published_at": {"type": "date"},
+            "published_key": {"type": "keyword"},
             "updated_at": {"type": "date"},
             "version": {"type": "long"},
             "course": {"type": "object", "enabled": False},
@@ -71,7 +73,7 @@ INDEX_BODY: dict[str, Any] = {
 
 _SORTS: dict[Sort, list[dict[str, str]]] = {
     Sort.relevance: [{"_score": "desc"}, {"id": "asc"}],
-    Sort.newest: [{"created_key": "desc"}, {"id": "asc"}],
+    Sort.newest: [{"published_key": "desc"}, {"id": "asc"}],
     Sort.rating: [{"rating_sort": "desc"}, {"rating_count": "desc"}, {"id": "asc"}],
     Sort.popular: [{"enrollment_count": "desc"}, {"id": "asc"}],
 }
@@ -84,7 +86,13 @@ def _source(entry: CatalogEntry) -> dict[str, Any]:
     doc = entry.get("document")
     if not entry["listed"] or doc is None:
         return {"id": entry["course_id"], "listed": False}
-    return {**doc, "created_key": doc["created_at"]}
+    published = doc.get("published_at") or doc["created_at"]
+    return {
+        **doc,
+        "published_at": published,
+        "created_key": doc["created_at"],
+        "published_key": published,
+    }
 
 
 def _actions(entries: Sequence[CatalogEntry], index: str) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ TABLE = "catalog_courses"
 _COLUMNS = (
     "id, catalog_version, listed, title, description, tags, tags_text, category, level, "
     "language, instructor_id, instructor_name, rating_average, rating_sort, rating_count, "
-    "enrollment_count, created_at, created_at_text, document"
+    "enrollment_count, created_at, created_at_text, published_at_text, document"
 )
 
 
@@ -50,7 +50,8 @@ def _upsert(table: str) -> str:
     )
     return f"""
 INSERT INTO {table} AS c ({_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19::jsonb)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+    $20::jsonb)
 ON CONFLICT (id) DO UPDATE SET {updates}, changed_at = now()
 WHERE c.catalog_version < EXCLUDED.catalog_version
 """
@@ -87,7 +88,10 @@ def _row(entry: CatalogEntry) -> tuple[Any, ...]:
     doc = entry.get("document")
     if not entry["listed"] or doc is None:
         key: tuple[Any, ...] = (entry["course_id"], entry["catalog_version"], False)
-        return (*key, "", "", [], "", None, None, None, None, "", None, 0.0, 0, 0, None, None, None)
+        return (
+            *key, "", "", [], "", None, None, None, None, "", None, 0.0, 0, 0, None, None, None,
+            None,
+        )  # fmt: skip
     return (
         doc["id"],
         entry["catalog_version"],
@@ -107,6 +111,7 @@ def _row(entry: CatalogEntry) -> tuple[Any, ...]:
         doc["enrollment_count"],
         datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00")),
         doc["created_at"],
+        doc.get("published_at") or doc["created_at"],
         json.dumps(doc["course"]),
     )
 
@@ -208,6 +213,7 @@ class PgCatalog:
                 {
                     "id": last["id"],
                     "created_at": last["created_at_text"],
+                    "published_at": last["published_at_text"],
                     "rating_sort": last["rating_sort"],
                     "rating_count": last["rating_count"],
                     "enrollment_count": last["enrollment_count"],
@@ -227,8 +233,8 @@ class PgCatalog:
         read the whole table, 92 ms over 100,000 courses instead of 2 ms (decision 30)."""
         return f"""
             WITH hits AS MATERIALIZED (
-                SELECT id, rating_sort, rating_count,
-                       enrollment_count, created_at_text, ({score})::real AS score
+                SELECT id, rating_sort, rating_count, enrollment_count,
+                       created_at_text, published_at_text, ({score})::real AS score
                 FROM {self.table} WHERE {" AND ".join(where)}
             ), top AS (
                 SELECT first.*, row_number() OVER (ORDER BY {order}) AS place FROM (
@@ -243,7 +249,7 @@ class PgCatalog:
         """The page of a query without words: walks the sort's index."""
         return f"""
             SELECT id, document, rating_sort, rating_count, enrollment_count,
-                   created_at_text, ({score})::real AS score
+                   created_at_text, published_at_text, ({score})::real AS score
             FROM {self.table}
             WHERE {" AND ".join([*where, *keyset])}
             ORDER BY {order} LIMIT {limit}"""
@@ -275,7 +281,7 @@ class PgCatalog:
         """ORDER BY over the `hits` columns, and the keyset condition after the cursor."""
         columns = {
             Sort.relevance: (("score", "real", "DESC"), ("id", "text", "ASC")),
-            Sort.newest: (("created_at_text", "text", "DESC"), ("id", "text", "ASC")),
+            Sort.newest: (("published_at_text", "text", "DESC"), ("id", "text", "ASC")),
             Sort.rating: (
                 ("rating_sort", "float8", "DESC"),
                 ("rating_count", "int", "DESC"),
@@ -343,6 +349,7 @@ def entry_of_row(row: asyncpg.Record) -> dict[str, Any]:
         "rating_count": row["rating_count"],
         "enrollment_count": row["enrollment_count"],
         "created_at": row["created_at_text"],
+        "published_at": row["published_at_text"],
         "updated_at": course["updated_at"],
         "version": course["version"],
         "course": course,

@@ -112,7 +112,9 @@ class CatalogParams(BaseModel):
     instructor_id: Filter | None = Field(default=None, description="The instructor's user id")
     tag: Filter | None = Field(default=None, description="Courses carrying this tag")
     sort: Sort | None = Field(
-        default=None, description="`relevance` (default with q), `newest` (default without)"
+        default=None,
+        description="`relevance` (default with q), `newest` (by `published_at`; default"
+        " without q), `rating` (a Bayesian average: the count counts), `popular` (seats taken)",
     )
     limit: Annotated[int, Field(ge=1, le=100, description="Page size, 1..100")] = 20
     cursor: Annotated[str, StringConstraints(max_length=4000), AfterValidator(no_nul)] | None = (
@@ -273,10 +275,26 @@ def rating_score(average: float | None, count: int) -> float:
     return round((PRIOR_STARS * PRIOR_RATINGS + average * count) / (PRIOR_RATINGS + count), 4)
 
 
+def catalog_summary(course: dict[str, Any]) -> dict[str, Any]:
+    """What the catalog lists of a course (decision 53): every field but its modules, and
+    the counts and total duration of what they hold. No content keys: a catalog page is
+    anyone's, and the course's full structure is one read away (`GET .../modules`). A
+    summary is returned as it is (documents indexed before held whole courses)."""
+    if "modules" not in course:
+        return course
+    items = [item for module in course["modules"] for item in module["items"]]
+    summary = {key: value for key, value in course.items() if key != "modules"}
+    summary["module_count"] = len(course["modules"])
+    summary["item_count"] = len(items)
+    summary["duration_seconds"] = sum(int(i.get("duration_seconds") or 0) for i in items)
+    summary.setdefault("published_at", course["created_at"])  # listed before decision 53
+    return summary
+
+
 def catalog_document(course: dict[str, Any]) -> dict[str, Any]:
     """The flat document both backends index, of a course as readers see it (its seats
-    taken and rating included: domain.ratings.as_read); the course rides along in
-    `course`."""
+    taken and rating included: domain.ratings.as_read); the listed summary rides along
+    in `course`."""
     rating = course.get("rating") or {}
     enrollment_count = int(course.get("enrollment_count") or 0)
     return {
@@ -296,9 +314,10 @@ def catalog_document(course: dict[str, Any]) -> dict[str, Any]:
         "rating_count": int(rating.get("count") or 0),
         "enrollment_count": enrollment_count,
         "created_at": course["created_at"],
+        "published_at": course.get("published_at") or course["created_at"],
         "updated_at": course["updated_at"],
         "version": course["version"],
-        "course": course,
+        "course": catalog_summary(course),
     }
 
 
@@ -311,8 +330,8 @@ def sort_values(doc: dict[str, Any], sort: Sort, score: float | None = None) -> 
     """The cursor position of a document under a sort (see `_CURSOR_SHAPES`)."""
     if sort is Sort.relevance:
         return (float(score or 0.0), doc["id"])
-    if sort is Sort.newest:
-        return (doc["created_at"], doc["id"])
+    if sort is Sort.newest:  # newly published first (decision 53)
+        return (doc.get("published_at") or doc["created_at"], doc["id"])
     if sort is Sort.rating:
         return (float(doc["rating_sort"]), int(doc["rating_count"]), doc["id"])
     return (int(doc["enrollment_count"]), doc["id"])

@@ -15,7 +15,7 @@ from typing import Any
 from course_management.catalog.elastic import UNAVAILABLE as SEARCH_UNAVAILABLE
 from course_management.catalog.elastic import EsCatalog
 from course_management.catalog.postgres import PgCatalog
-from course_management.catalog.query import CatalogQuery, encode_cursor
+from course_management.catalog.query import CatalogQuery, catalog_summary, encode_cursor
 from course_management.infra.cache import CatalogCache, ReadBypass
 from course_management.infra.database import UNAVAILABLE as DATABASE_UNAVAILABLE
 from course_management.infra.metrics import CATALOG_READS
@@ -50,7 +50,7 @@ class CatalogSearch:
             return hit
         page = await self._backend.search(query)
         body = {
-            "items": page.items,
+            "items": [catalog_summary(course) for course in page.items],
             "next_cursor": encode_cursor(query, page.next_after, page.pit)
             if page.next_after is not None
             else None,

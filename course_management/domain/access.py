@@ -44,6 +44,24 @@ def can_change(course: dict[str, Any], caller: Caller) -> bool:
     return caller.is_admin or owns(course, caller)
 
 
+def sees_content_keys(owner_id: str, caller: CallerWithRoles | None) -> bool:
+    """Content keys name a course's stored objects: shown to whoever may edit the course
+    and to services (Content Delivery fetches the objects); null to everyone else."""
+    if caller is None:
+        return False
+    return caller.is_admin or _has(caller, "service") or owned_by(owner_id, caller)
+
+
+def may_see_content_keys(caller: CallerWithRoles | None) -> bool | None:
+    """Before the course is read: True (admins, services), False (nobody who could own
+    it), None (an instructor: it depends on whose course it is)."""
+    if caller is None:
+        return False
+    if caller.is_admin or _has(caller, "service"):
+        return True
+    return None if _has(caller, "instructor") else False
+
+
 def _has(caller: CallerWithRoles, *roles: str) -> bool:
     return any(role in caller.roles for role in roles)
 

@@ -318,6 +318,7 @@ def new_course(
         "version": 1,
         "created_at": stamp,
         "updated_at": stamp,
+        "published_at": stamp if fields.status.value == "published" else None,
     }
     return course, errors + check_course(course)
 
@@ -354,7 +355,19 @@ def updated_course(
         and (course["status"], result["status"]) not in TRANSITIONS
     ):
         errors.append(("status", f"a {course['status']} course cannot become {result['status']}"))
+    elif published_now(course, result):
+        result["published_at"] = rfc3339(now)
     return result, errors + check_course(result)
+
+
+def published_now(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Is this change the course's first publication? (`published_at` is set once: taking
+    a course down and up again does not make it new; decision 53.)"""
+    return (
+        after["status"] == "published"
+        and before["status"] != "published"
+        and not before.get("published_at")
+    )
 
 
 # Every record that carries a course (its event, its catalog entry, its table record with

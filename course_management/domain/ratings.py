@@ -93,6 +93,8 @@ def as_read(course: Course, record: CourseRecord | None, seats: SeatsRecord) -> 
         "enrollment_count": int(seats["count"]),
         "rating": course_rating(record, seats),
     }
+    if course.get("published_at") is None:  # a draft, or made before decision 53
+        shown["published_at"] = None if course["status"] == "draft" else course["created_at"]
     return shown
 
 

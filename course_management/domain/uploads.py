@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -106,3 +106,20 @@ def content_keys(payload: dict[str, object]) -> list[tuple[str, str]]:
             if key:
                 found.append((f"modules[{mi}].items[{ii}].content_key", key))
     return found
+
+
+def without_content_keys(course: dict[str, Any]) -> dict[str, Any]:
+    """The course as shown to whoever may not edit it: every item's `content_key` null."""
+    return {
+        **course,
+        "modules": [
+            {**module, "items": [{**item, "content_key": None} for item in module["items"]]}
+            for module in course.get("modules", [])
+        ],
+    }
+
+
+def has_content_keys(course: dict[str, Any]) -> bool:
+    return any(
+        item.get("content_key") for module in course.get("modules", []) for item in module["items"]
+    )

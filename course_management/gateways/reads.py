@@ -127,12 +127,19 @@ class ReadGateway:
     # -- courses ---------------------------------------------------------------------
 
     async def read_course(
-        self, course_id: str, since: Marks = NONE, charge: Charge | None = None
+        self,
+        course_id: str,
+        since: Marks = NONE,
+        charge: Charge | None = None,
+        view: str = "body",
     ) -> CourseEntry | None:
         """The course as a read answers it (None if unknown): Redis first, in one script
-        that also spends `charge`; on a miss the table when its partition is here, else
-        the mirror. Over budget: None (the charge says so; nothing more is read)."""
-        entry = await self._bypass.call(lambda: self._cache.spend_and_get_course(course_id, charge))
+        that also spends `charge` and fetches the body `view` names (infra.cache); on a
+        miss the table when its partition is here, else the mirror (both bodies). Over
+        budget: None (the charge says so; nothing more is read)."""
+        entry = await self._bypass.call(
+            lambda: self._cache.spend_and_get_course(course_id, charge, view)
+        )
         if _over_budget(charge):
             return None
         if entry is not None and _entry_reaches(entry, since):

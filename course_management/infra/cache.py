@@ -31,6 +31,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from course_management.domain.records import CourseRecord, EnrollmentRecord
+from course_management.domain.uploads import has_content_keys, without_content_keys
 from course_management.infra.metrics import CACHE_BYPASSED
 from course_management.infra.rate_limit import GCRA_FUNCTION, Charge
 from course_management.infra.retrying import REDIS_UNAVAILABLE
@@ -68,7 +69,8 @@ return stored
 """
 
 # KEYS: the caller's rate-limit key, the course, the enrollment ('' for a course read).
-# ARGV: gcra()'s interval and tolerance ('' when the request is not charged here).
+# ARGV: gcra()'s interval and tolerance ('' when the request is not charged here), and
+# for a course read which body it wants (see below).
 # Returns {limit or nil, course fields (+ body), enrollment {version, course_version,
 # status, view or nil, state or nil}}; over budget, only {limit}.
 _SPEND_AND_GET = (
@@ -80,8 +82,19 @@ if ARGV[1] ~= '' then
   if limit[1] == 0 then return {limit} end
 end
 if KEYS[3] == '' then
-  return {limit, redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
-                            'owner', 'tag', 'body')}
+  -- ARGV[3]: which body: 'body' (with content keys), 'public' (without: '' when the
+  -- course has none, then the body is the same), or 'both'
+  local course = redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
+                            'owner', 'tag')
+  if ARGV[3] ~= 'public' then course[8] = redis.call('HGET', KEYS[2], 'body') or '' end
+  if ARGV[3] ~= 'body' then
+    course[8] = course[8] or ''
+    course[9] = redis.call('HGET', KEYS[2], 'public') or ''
+    if course[9] == '' and ARGV[3] == 'public' then
+      course[8] = redis.call('HGET', KEYS[2], 'body') or ''
+    end
+  end
+  return {limit, course}
 end
 local course = redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
                           'owner', 'tag')
@@ -132,6 +145,14 @@ class CourseEntry:
     owner: str  # the instructor's id
     tag: str  # what the course's ETag says (`course_tag`)
     body: bytes | None  # None when a read did not fetch it
+    # The body for whoever may not edit the course (content keys null); b"" when the
+    # course has no content key (the body is the same); None when not fetched.
+    public: bytes | None = None
+
+    def body_for(self, sees_content_keys: bool) -> bytes | None:
+        if sees_content_keys or not self.public:
+            return self.body
+        return self.public
 
     @classmethod
     def of(cls, shown: dict[str, Any], *, deleted: bool, seq: int) -> CourseEntry:
@@ -147,6 +168,9 @@ class CourseEntry:
             owner=str(shown["instructor"]["id"]),
             tag=course_tag(shown),
             body=b"" if deleted else orjson.dumps(shown),
+            public=orjson.dumps(without_content_keys(shown))
+            if not deleted and has_content_keys(shown)
+            else b"",
         )
 
     def state(self) -> CourseRecord:
@@ -158,7 +182,7 @@ class CourseEntry:
         return [
             "version", self.version, "seq", self.seq, "count", self.count,
             "deleted", int(self.deleted), "status", self.status, "owner", self.owner,
-            "tag", self.tag, "body", self.body or b"",
+            "tag", self.tag, "body", self.body or b"", "public", self.public or b"",
         ]  # fmt: skip
 
 
@@ -167,6 +191,7 @@ def _course_entry(course_id: str, raw: Sequence[Any]) -> CourseEntry | None:
     if version is None:
         return None
     body = raw[7] if len(raw) > 7 else None
+    public = raw[8] if len(raw) > 8 else None
     if tag is None:  # put by a worker of the version before the tag: drawn from the body
         shown = orjson.loads(body) if body else {"version": int(version), "enrollment_count": count}
         tag = course_tag(shown).encode()
@@ -180,6 +205,7 @@ def _course_entry(course_id: str, raw: Sequence[Any]) -> CourseEntry | None:
         owner=owner.decode(),
         tag=tag.decode(),
         body=body,
+        public=public,
     )
 
 
@@ -271,12 +297,13 @@ class CourseCache:
             return await self._client.evalsha(script.sha, len(keys), *keys, *args)
 
     async def spend_and_get_course(
-        self, course_id: str, charge: Charge | None = None
+        self, course_id: str, charge: Charge | None = None, view: str = "body"
     ) -> CourseEntry | None:
         """The course's entry (None on a miss), spending `charge` in the same script
-        (over budget: None, and the charge says so)."""
+        (over budget: None, and the charge says so), with the body `view` names: "body"
+        (content keys shown), "public" (in `body`) or "both"."""
         keys = [charge.key if charge else "", _key(course_id), ""]
-        answer = await self._read(keys, charge.args if charge else ["", ""])
+        answer = await self._read(keys, [*(charge.args if charge else ["", ""]), view])
         if charge is not None:
             charge.settle(answer[0])
         if len(answer) < 2:

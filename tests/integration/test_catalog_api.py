@@ -17,6 +17,7 @@ import pytest
 
 from tests.support import (
     ADMIN,
+    ONE_MODULE,
     OWNER,
     WorkerProcess,
     auth,
@@ -73,9 +74,41 @@ async def test_a_new_published_course_is_listed_once_indexed(
     body = await listing(http, q=marker)
     item = body["items"][0]
     assert item["instructor"] == {"id": "instructor-1", "name": "Ada Instructor"}
+    # A summary (issue 24, item 3): no modules, no content keys; their counts.
+    assert "modules" not in item and (item["module_count"], item["item_count"]) == (1, 1)
     assert body["facets"]["category"] == {course["category"]: 1}
     assert course["id"] in await ids(http, instructor_id="instructor-1", q=marker)
     assert await ids(http, instructor_id="someone-else", q=marker) == []
+
+
+async def test_newest_means_newly_published_not_newly_drafted(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Issue 24, item 12 (decision 53): a course drafted first and published last is the
+    newest; `published_at` is set by the publication, and stays."""
+    marker = word()
+    drafted = await http.post(
+        "/api/v1/courses/create",
+        json={"title": f"Drafted long ago {marker}", "modules": [ONE_MODULE]},
+        headers=OWNER,
+    )
+    assert drafted.status == 201
+    early = await drafted.json()
+    assert early["published_at"] is None
+    later = await published_course(http, title=f"Published at once {marker}")
+    assert later["published_at"] == later["created_at"]
+    published = await http.put(
+        f"/api/v1/courses/{early['id']}/update", json={"status": "published"}, headers=OWNER
+    )
+    assert published.status == 200, await published.text()
+    body = await published.json()
+    assert body["published_at"] > body["created_at"] and body["published_at"] > later["created_at"]
+
+    async def both_listed() -> bool:
+        return len(await ids(http, q=marker)) == 2
+
+    await eventually_async(both_listed, deadline_s=15, what="both courses listed")
+    assert await ids(http, q=marker, sort="newest") == [early["id"], later["id"]]
 
 
 async def test_drafts_and_deleted_courses_are_never_listed(http: aiohttp.ClientSession) -> None:

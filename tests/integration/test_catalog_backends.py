@@ -130,10 +130,14 @@ async def test_sorts_and_pages_cover_everything_once_in_order(
 ) -> None:
     got = await every_page(backend, sort=sort, category="music", limit=37)
     music = expected(lambda d: d["category"] == "music")
-    if key is None:  # newest: created_at descending, then id ascending
+    if key is None:  # newest: published_at descending (not created_at), then id ascending
         want = sorted(
-            sorted(music, key=lambda d: d["id"]), key=lambda d: d["created_at"], reverse=True
+            sorted(music, key=lambda d: d["id"]), key=lambda d: d["published_at"], reverse=True
         )
+        by_creation = sorted(music, key=lambda d: d["created_at"], reverse=True)
+        assert [d["id"] for d in want] != [
+            d["id"] for d in by_creation
+        ]  # the seed tells them apart
     else:
         want = sorted(music, key=key)
     assert [c["id"] for c in got] == [d["id"] for d in want]
@@ -300,5 +304,5 @@ async def test_sort_defaults(backend: Backend) -> None:
     assert q(q="kafka").sort is Sort.relevance
     page = await backend.search(q(limit=3, instructor_id="instr-4"))  # no test adds to it
     mine = expected(lambda d: d["instructor_id"] == "instr-4")
-    newest = sorted(mine, key=lambda d: d["created_at"], reverse=True)[:3]
+    newest = sorted(mine, key=lambda d: d["published_at"], reverse=True)[:3]
     assert [c["id"] for c in page.items] == [d["id"] for d in newest]

@@ -178,3 +178,41 @@ async def test_the_read_script_is_one_round_trip_for_the_limit_and_the_course(
         assert again is not None and (again.count, again.seq) == (2, 5)
     finally:
         await client.aclose()
+
+
+async def test_the_read_script_returns_the_body_each_caller_may_see(settings: Settings) -> None:
+    """Issue 24, item 3, against real Redis: the entry keeps the body with content keys
+    and the public one without; a read fetches the one its caller may see (both for an
+    instructor, whose course it may be), and a course without content keys keeps one."""
+    client = aioredis.from_url(settings.redis_url)
+    cache = CourseCache(client)
+    course_id = f"ck-{time.monotonic_ns()}"
+    item = {"id": "i-1", "content_key": f"courses/{course_id}/a.mp4"}
+    course = {
+        "id": course_id,
+        "version": 1,
+        "status": "published",
+        "instructor": {"id": "i1"},
+        "enrollment_count": 0,
+        "modules": [{"id": "m-1", "items": [item]}],
+    }
+    try:
+        await cache.put_entries([CourseEntry.of(course, deleted=False, seq=1)], [])
+        full = await cache.spend_and_get_course(course_id, view="body")
+        public = await cache.spend_and_get_course(course_id, view="public")
+        both = await cache.spend_and_get_course(course_id, view="both")
+        assert full is not None and public is not None and both is not None
+        assert full.public is None and b"a.mp4" in (full.body_for(True) or b"")
+        assert public.body == b"" and b"a.mp4" not in (public.body_for(False) or b"a.mp4")
+        assert both.body_for(True) == full.body and both.body_for(False) == public.public
+        assert json.loads(public.body_for(False) or b"")["modules"][0]["items"][0] == {
+            "id": "i-1",
+            "content_key": None,
+        }
+        plain_id = f"{course_id}-plain"
+        plain = {**course, "id": plain_id, "modules": [{"id": "m-1", "items": []}]}
+        await cache.put_entries([CourseEntry.of(plain, deleted=False, seq=1)], [])
+        only = await cache.spend_and_get_course(plain_id, view="public")
+        assert only is not None and only.public == b"" and json.loads(only.body_for(False) or b"")
+    finally:
+        await client.aclose()

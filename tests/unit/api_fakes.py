@@ -73,7 +73,11 @@ class FakeReads:
             raise self.failure
 
     async def read_course(
-        self, course_id: str, since: Marks = NONE, charge: Charge | None = None
+        self,
+        course_id: str,
+        since: Marks = NONE,
+        charge: Charge | None = None,
+        view: str = "body",
     ) -> CourseEntry | None:
         self._fail()
         self.seen_marks.append(since)

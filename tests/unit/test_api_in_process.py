@@ -167,6 +167,47 @@ async def test_anyone_reads_a_published_course_and_only_its_owner_a_draft(api: A
     assert owner[0] == 200
 
 
+def with_content() -> dict:
+    item = {
+        "id": "i-1",
+        "type": "lesson",
+        "title": "Intro",
+        "position": 0,
+        "content_key": f"courses/{COURSE_ID}/intro.mp4",
+        "duration_seconds": 60,
+        "max_score": None,
+    }
+    module = {"id": "m-1", "title": "M", "position": 0, "items": [item]}
+    return {**course(), "modules": [module]}
+
+
+@pytest.mark.parametrize(
+    ("who", "shown"),
+    [
+        ({}, False),
+        (STUDENT, False),
+        (OTHER_INSTRUCTOR, False),
+        (INSTRUCTOR, True),  # the owner
+        (SERVICE, True),  # Content Delivery
+        (bearer("admin-1", "admin"), True),
+    ],
+)
+async def test_content_keys_are_shown_to_editors_and_services_only(
+    api: Api, who: dict[str, str], shown: bool
+) -> None:
+    """Issue 24, item 3: a content key names a stored object; anyone else gets null, on
+    the course read and the modules read alike (with the same ETag, `Vary: Authorization`)."""
+    api.reads.courses[COURSE_ID] = with_content()
+    key = f"courses/{COURSE_ID}/intro.mp4"
+    for path in (f"/api/v1/courses/{COURSE_ID}", f"/api/v1/courses/{COURSE_ID}/modules"):
+        status, body, response = await api.call("GET", path, headers=who)
+        assert status == 200, body
+        [item] = body["modules"][0]["items"]
+        assert item["content_key"] == (key if shown else None), path
+        assert item["duration_seconds"] == 60
+        assert response.headers["Vary"] == "Authorization"
+
+
 async def test_if_none_match_answers_304(api: Api) -> None:
     api.reads.courses[COURSE_ID] = course()
     status, _, response = await api.call(

@@ -10,6 +10,7 @@ from course_management.catalog.query import (
     Sort,
     allowed_edits,
     catalog_document,
+    catalog_summary,
     catalog_version,
     encode_cursor,
     parse_query,
@@ -119,7 +120,29 @@ def test_documents_list_only_published_courses_and_carry_the_seat_count() -> Non
     for status in ("draft", "archived"):
         assert not catalog_document({**COURSE, "status": status})["listed"]
     assert sort_values(doc, Sort.popular) == (7, "c-1")
-    assert sort_values(doc, Sort.newest) == ("2026-11-27T10:00:00.000Z", "c-1")
+    assert sort_values(doc, Sort.newest) == ("2026-11-27T10:00:00.000Z", "c-1")  # legacy
+    published = catalog_document({**COURSE, "published_at": "2026-12-06T09:00:00.000Z"})
+    assert sort_values(published, Sort.newest) == ("2026-12-06T09:00:00.000Z", "c-1")
+
+
+def test_the_catalog_lists_summaries_without_modules_or_content_keys() -> None:
+    """Issue 24, item 3: a page of large courses was tens of MiB, content keys included."""
+    items = [
+        {"id": f"i-{n}", "content_key": f"k/{n}", "duration_seconds": d}
+        for n, d in enumerate((60, None, 240))
+    ]
+    modules = [{"id": "m-1", "items": items[:2]}, {"id": "m-2", "items": items[2:]}]
+    doc = catalog_document({**COURSE, "modules": modules})
+    summary = doc["course"]
+    assert "modules" not in summary and "k/0" not in str(doc)
+    assert (summary["module_count"], summary["item_count"], summary["duration_seconds"]) == (
+        2,
+        3,
+        300,
+    )
+    assert catalog_summary(summary) is summary  # a summary stays as it is
+    legacy = catalog_summary({**COURSE, "modules": modules})  # indexed before: no published_at
+    assert legacy["published_at"] == COURSE["created_at"]
 
 
 def test_the_rating_sort_accounts_for_the_count() -> None:

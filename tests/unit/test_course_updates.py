@@ -235,3 +235,17 @@ def test_null_clears_a_nullable_field(record: dict) -> None:
     with_capacity = decide(record, command("update_course", {"capacity": 10})).record
     cleared = decide(with_capacity, command("update_course", {"capacity": None}, at=2)).reply.body
     assert cleared["capacity"] is None and cleared["version"] == 3
+
+
+def test_published_at_is_the_first_publication_and_never_moves(record: dict) -> None:
+    """Issue 24, item 12 (decision 53): a course drafted long ago and published today is
+    new to the catalog; archiving and publishing it again does not make it new again."""
+    assert record["course"]["status"] == "draft" and record["course"]["published_at"] is None
+    titled = decide(record, command("update_course", {"title": "Still a draft"}, at=5))
+    assert titled.record["course"]["published_at"] is None
+    published = decide(titled.record, command("update_course", {"status": "published"}, at=60))
+    assert published.record["course"]["published_at"] == "2026-11-27T11:00:00.000Z"
+    archived = decide(published.record, command("update_course", {"status": "archived"}, at=90))
+    again = decide(archived.record, command("update_course", {"status": "published"}, at=120))
+    assert again.record["course"]["published_at"] == "2026-11-27T11:00:00.000Z"
+    assert again.record["course"]["created_at"] == "2026-11-27T10:00:00.000Z"
