@@ -30,6 +30,7 @@ from course_management.catalog.query import (
     CatalogQuery,
     Sort,
     allowed_edits,
+    rating_score,
     sort_values,
     typo_matches,
 )
@@ -106,7 +107,7 @@ def _row(entry: CatalogEntry) -> tuple[Any, ...]:
         doc["instructor_id"],
         doc["instructor_name"],
         doc["rating_average"],
-        doc["rating_sort"],
+        rating_score(doc["rating_average"], int(doc["rating_count"])),  # decision 52
         doc["rating_count"],
         doc["enrollment_count"],
         datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00")),
@@ -345,7 +346,7 @@ def entry_of_row(row: asyncpg.Record) -> dict[str, Any]:
         "instructor_id": row["instructor_id"],
         "instructor_name": row["instructor_name"],
         "rating_average": rating.get("average"),
-        "rating_sort": row["rating_sort"],
+        "rating_sort": rating_score(rating.get("average"), int(row["rating_count"])),
         "rating_count": row["rating_count"],
         "enrollment_count": row["enrollment_count"],
         "created_at": row["created_at_text"],

@@ -53,13 +53,13 @@ def sees_content_keys(owner_id: str, caller: CallerWithRoles | None) -> bool:
 
 
 def may_see_content_keys(caller: CallerWithRoles | None) -> bool | None:
-    """Before the course is read: True (admins, services), False (nobody who could own
-    it), None (an instructor: it depends on whose course it is)."""
+    """Before the course is read: True (admins, services), False (anonymous), None (any
+    other caller: it depends on whose course it is)."""
     if caller is None:
         return False
     if caller.is_admin or _has(caller, "service"):
         return True
-    return None if _has(caller, "instructor") else False
+    return None
 
 
 def _has(caller: CallerWithRoles, *roles: str) -> bool:

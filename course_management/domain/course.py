@@ -355,19 +355,18 @@ def updated_course(
         and (course["status"], result["status"]) not in TRANSITIONS
     ):
         errors.append(("status", f"a {course['status']} course cannot become {result['status']}"))
-    elif published_now(course, result):
-        result["published_at"] = rfc3339(now)
+    elif not course.get("published_at"):
+        result["published_at"] = published_at(course, result, now)
     return result, errors + check_course(result)
 
 
-def published_now(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """Is this change the course's first publication? (`published_at` is set once: taking
-    a course down and up again does not make it new; decision 53.)"""
-    return (
-        after["status"] == "published"
-        and before["status"] != "published"
-        and not before.get("published_at")
-    )
+def published_at(before: dict[str, Any], after: dict[str, Any], now: datetime) -> str | None:
+    """When a course without `published_at` was first published, after this change: now,
+    if it leaves the draft it was; its creation, if it was made before decision 53 and
+    left the draft then (taking a course down and up again never makes it new)."""
+    if before["status"] == "draft":
+        return rfc3339(now) if after["status"] == "published" else None
+    return str(before["created_at"])
 
 
 # Every record that carries a course (its event, its catalog entry, its table record with

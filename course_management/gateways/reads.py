@@ -177,6 +177,8 @@ class ReadGateway:
         else:  # the mirror's, once it has the token's enrollment
             if since.enrollment and since.enrollment[0] == course_id:
                 await self._mirror_enrollment_reaches(since)
+            if since.rating and since.rating[0] == course_id:
+                await self._mirror_rating_reaches(since.rating)
             count = await enrollment_mirror.count_seats_taken(self._mirror.pool, course_id)
             total, rated = await enrollment_mirror.rating_totals(self._mirror.pool, course_id)
             # seq 0: not known here, so any entry of the agent's is newer
@@ -327,14 +329,19 @@ class ReadGateway:
         self, course_id: str, after: tuple[datetime, str] | None, limit: int, since: Marks = NONE
     ) -> list[dict[str, Any]]:
         if since.rating is not None and since.rating[0] == course_id:
-            _, user_id, order = since.rating  # the catalog version the rating made
-
-            async def held() -> int | None:
-                found = await enrollment_mirror.rating_order(self._mirror.pool, course_id, user_id)
-                return None if found is None else catalog_version(*found)
-
-            await self._until(held, lambda v: v is not None and v >= order, "the ratings list")
+            await self._mirror_rating_reaches(since.rating)
         return await enrollment_mirror.list_ratings(self._mirror.pool, course_id, after, limit)
+
+    async def _mirror_rating_reaches(self, mark: tuple[str, str, int]) -> None:
+        """Until the mirror holds the rating a token names (by the catalog version it
+        made: a rating makes no course version)."""
+        course_id, user_id, order = mark
+
+        async def held() -> int | None:
+            found = await enrollment_mirror.rating_order(self._mirror.pool, course_id, user_id)
+            return None if found is None else catalog_version(*found)
+
+        await self._until(held, lambda v: v is not None and v >= order, "the ratings list")
 
     async def search_catalog(self, query: CatalogQuery, since: Marks = NONE) -> dict[str, Any]:
         try:

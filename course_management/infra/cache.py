@@ -192,9 +192,11 @@ def _course_entry(course_id: str, raw: Sequence[Any]) -> CourseEntry | None:
         return None
     body = raw[7] if len(raw) > 7 else None
     public = raw[8] if len(raw) > 8 else None
-    if tag is None:  # put by a worker of the version before the tag: drawn from the body
+    if tag is None:  # put by a worker of the version before the tag and the public body
         shown = orjson.loads(body) if body else {"version": int(version), "enrollment_count": count}
         tag = course_tag(shown).encode()
+        if body and has_content_keys(shown):  # it kept one body: the public one is drawn
+            public = orjson.dumps(without_content_keys(shown))
     return CourseEntry(
         course_id=course_id,
         version=int(version),
@@ -301,7 +303,8 @@ class CourseCache:
     ) -> CourseEntry | None:
         """The course's entry (None on a miss), spending `charge` in the same script
         (over budget: None, and the charge says so), with the body `view` names: "body"
-        (content keys shown), "public" (in `body`) or "both"."""
+        (content keys shown), "public" (in `public`, or in `body` when the course has no
+        content key) or "both"; `CourseEntry.body_for` picks."""
         keys = [charge.key if charge else "", _key(course_id), ""]
         answer = await self._read(keys, [*(charge.args if charge else ["", ""]), view])
         if charge is not None:

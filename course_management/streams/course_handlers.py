@@ -91,7 +91,10 @@ async def rate_course(batch: Batch, item: Input) -> None:
         stage_rating_entry(batch, course_id, decision.enrollment)
         COMMANDS_APPLIED.labels(command.command_type).inc()
     batch.stage_course_state(command.course_id)
-    stage_answer(batch, item, decision.reply, marks_after(batch, course_id, user_id, rating=True))
+    # The ratings list's mark only for a rating this command made (an unchanged one was
+    # made by an earlier command, at an earlier seats seq: its answer's token waits for it).
+    made = decision.seats is not None
+    stage_answer(batch, item, decision.reply, marks_after(batch, course_id, user_id, rating=made))
 
 
 def stage_rating_entry(batch: Batch, course_id: str, enrollment: EnrollmentRecord) -> None:

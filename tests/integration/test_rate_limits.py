@@ -214,5 +214,18 @@ async def test_the_read_script_returns_the_body_each_caller_may_see(settings: Se
         await cache.put_entries([CourseEntry.of(plain, deleted=False, seq=1)], [])
         only = await cache.spend_and_get_course(plain_id, view="public")
         assert only is not None and only.public == b"" and json.loads(only.body_for(False) or b"")
+        # An entry of the release before (one body, no tag): the public one is drawn.
+        old_id = f"{course_id}-old"
+        old = {**course, "id": old_id}
+        await client.hset(
+            f"cms:ready:course:{old_id}",
+            mapping={
+                "version": 1, "seq": 1, "count": 0, "deleted": 0, "status": "published",
+                "owner": "i1", "body": json.dumps(old),
+            },
+        )  # fmt: skip
+        legacy = await cache.spend_and_get_course(old_id, view="public")
+        assert legacy is not None and b"a.mp4" not in (legacy.body_for(False) or b"a.mp4")
+        assert legacy.tag == "1.0.0.0"
     finally:
         await client.aclose()

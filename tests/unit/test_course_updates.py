@@ -249,3 +249,17 @@ def test_published_at_is_the_first_publication_and_never_moves(record: dict) -> 
     again = decide(archived.record, command("update_course", {"status": "published"}, at=120))
     assert again.record["course"]["published_at"] == "2026-11-27T11:00:00.000Z"
     assert again.record["course"]["created_at"] == "2026-11-27T10:00:00.000Z"
+
+
+def test_a_course_made_before_published_at_is_not_new_when_published_again(
+    record: dict,
+) -> None:
+    """Decision 53, for courses made before the field: one that had left its draft keeps
+    its creation as its publication; a draft of then gets the moment it is published."""
+    legacy = {k: v for k, v in record["course"].items() if k != "published_at"}
+    archived = {**record, "course": {**legacy, "status": "archived"}}
+    again = decide(archived, command("update_course", {"status": "published"}, at=30))
+    assert again.record["course"]["published_at"] == legacy["created_at"]
+    draft = {**record, "course": legacy}
+    first = decide(draft, command("update_course", {"status": "published"}, at=45))
+    assert first.record["course"]["published_at"] == "2026-11-27T10:45:00.000Z"

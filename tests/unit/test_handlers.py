@@ -468,6 +468,23 @@ async def test_rate_course_stages_the_rating_entry_and_the_catalog_not_a_course_
     assert token.rating == (COURSE, STUDENT.id, catalog_version(1, seq + 1))
 
 
+async def test_an_unchanged_rating_carries_no_ratings_list_mark() -> None:
+    """The same stars again change nothing: its token must not wait for the list at the
+    seats seq of now (the rating was made earlier, at an earlier one)."""
+    h = Harness()
+    await created(h)
+    await h.run(enrol(STUDENT.id, request=False))
+    await h.run(from_api(command("rate_course", {"stars": 4}, actor=STUDENT)))
+    h.next_batch()
+    await h.run(enrol("another", request=False))  # the seats seq moves on
+    h.next_batch()
+    cmd = replace(command("rate_course", {"stars": 4}, actor=STUDENT), command_id="again")
+    ran = await h.run(from_api(cmd))
+    reply = only_reply(ran, cmd.command_id)
+    assert reply.outcome == Outcome.UNCHANGED
+    assert consistency.decode(reply.token or "").rating is None
+
+
 async def test_a_rating_by_a_student_not_enrolled_is_refused_without_records() -> None:
     h = Harness()
     await created(h)
