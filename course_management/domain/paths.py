@@ -1,0 +1,339 @@
+"""Learning paths (CONTRACT §5.1): which modules and items a learner may work on, what each
+requirement asks, and what a course's path may say. Pure: no I/O, no clock (the caller
+passes `now`).
+
+A path is derived, never stored: a learner's state is a function of the course as it is
+now, their `enrolled_at`, their item states and the moment. Two rules keep a learner's
+work from being taken back when an instructor changes the path (decision 55):
+
+- an item the learner has reported on never locks, and an item whose requirement is met
+  stays met;
+- a module the learner has started (a report on any of its items) or completed never
+  locks. A module they have not started follows the rules as they are now: it can lock
+  again. Its `module_unlocked` milestone is still published once per learner and module,
+  ever (the enrolment record remembers which were sent).
+
+A module is *locked by its rules* while one of its prerequisite modules is not completed,
+or before its `unlock_at`, or before `enrolled_at + unlock_after_days`. In a `sequential`
+module an item unlocks when every item before it in the module has its requirement met.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from course_management.domain.course import rfc3339
+
+COMPLETE, VIEW, MIN_SCORE = "complete", "view", "min_score"
+REQUIREMENTS = (COMPLETE, VIEW, MIN_SCORE)
+DEFAULT_COMPLETION: dict[str, Any] = {"type": COMPLETE}
+MAX_UNLOCK_DAYS = 3650
+SCORED_TYPES = ("quiz", "assignment")
+
+Item = Mapping[str, Any]
+ItemStates = Mapping[str, Mapping[str, Any]]  # item id -> the learner's state of it
+
+
+# -- requirements ---------------------------------------------------------------------------
+
+
+def completion_of(item: Item) -> Mapping[str, Any]:
+    return item.get("completion") or DEFAULT_COMPLETION
+
+
+def best_score(state: Mapping[str, Any] | None) -> float | None:
+    """The best score the learner reached on the item (the best counts)."""
+    if not state:
+        return None
+    best = state.get("best_score", state.get("score"))
+    return None if best is None else float(best)
+
+
+def reported(state: Mapping[str, Any] | None) -> bool:
+    return bool(state and state.get("status") in ("started", "completed", "failed"))
+
+
+def requirement_met(item: Item, state: Mapping[str, Any] | None) -> bool:
+    """`view`: any report; `complete` and `min_score`: the item is `completed` (a
+    `completed` report below `min_score` leaves it `failed`: `report_status`). A completion
+    stays met whatever the rules say later."""
+    if not state:
+        return False
+    if completion_of(item).get("type") == VIEW:
+        return reported(state)
+    return state.get("status") == "completed"
+
+
+def report_status(item: Item, reported_status: str, best: float | None) -> str:
+    """The status a report leaves an item in: a `completed` report on a `min_score` item
+    completes it only when the best score reached `min_score`; else it is `failed`."""
+    completion = completion_of(item)
+    if reported_status != "completed" or completion.get("type") != MIN_SCORE:
+        return reported_status
+    if best is not None and best >= float(completion["min_score"]):
+        return "completed"
+    return "failed"
+
+
+# -- a learner's path -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModulePath:
+    module_id: str
+    state: str  # locked | unlocked | started | completed
+    unlocks_at: str | None  # when its time lock opens for this learner (None: none applies)
+
+
+@dataclass(frozen=True)
+class PathState:
+    modules: tuple[ModulePath, ...]
+    locked: frozenset[str]  # item ids the learner may not report on now
+    met: frozenset[str]  # item ids whose requirement is met
+    next_item_id: str | None  # the first unlocked item whose requirement is not met
+    total: int  # items in the course
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * len(self.met) / self.total, 2) if self.total else 0.0
+
+    @property
+    def completed(self) -> bool:
+        """Every item's requirement is met (a course without items is never completed)."""
+        return self.total > 0 and len(self.met) == self.total
+
+    def module(self, module_id: str) -> ModulePath | None:
+        return next((m for m in self.modules if m.module_id == module_id), None)
+
+
+def unlocks_at(module: Mapping[str, Any], enrolled_at: datetime) -> datetime | None:
+    """The moment the module's time locks open for a learner enrolled at `enrolled_at`."""
+    moments = []
+    if module.get("unlock_at"):
+        moments.append(_parse(module["unlock_at"]))
+    if module.get("unlock_after_days") is not None:
+        moments.append(enrolled_at + timedelta(days=int(module["unlock_after_days"])))
+    return max(moments) if moments else None
+
+
+def path_state(
+    course: Mapping[str, Any], enrolled_at: str, items: ItemStates, now: datetime
+) -> PathState:
+    """The learner's path through `course` at `now` (see the module's docstring)."""
+    enrolled = _parse(enrolled_at)
+    modules = course.get("modules", [])
+    completed_modules = _completed_modules(modules, items, enrolled, now)
+    paths: list[ModulePath] = []
+    locked: set[str] = set()
+    met: set[str] = set()
+    next_item: str | None = None
+    total = 0
+    for module in modules:
+        states = [items.get(i["id"]) for i in module["items"]]
+        moment = unlocks_at(module, enrolled)
+        if module["id"] in completed_modules:
+            state = "completed"
+        elif any(reported(s) for s in states):
+            state = "started"
+        elif _locked_by_rules(module, completed_modules, moment, now):
+            state = "locked"
+        else:
+            state = "unlocked"
+        paths.append(ModulePath(module["id"], state, rfc3339(moment) if moment else None))
+        blocked = state == "locked"
+        for item, item_state in zip(module["items"], states, strict=True):
+            total += 1
+            is_met = requirement_met(item, item_state)
+            if is_met:
+                met.add(item["id"])
+            if blocked and not reported(item_state) and not is_met:
+                locked.add(item["id"])
+            elif next_item is None and not is_met:
+                next_item = item["id"]
+            if module.get("sequential") and not is_met:
+                blocked = True  # the items after it wait for this one
+    return PathState(tuple(paths), frozenset(locked), frozenset(met), next_item, total)
+
+
+def _completed_modules(
+    modules: list[Mapping[str, Any]], items: ItemStates, enrolled: datetime, now: datetime
+) -> set[str]:
+    """Modules whose every item has its requirement met; a module without items is
+    completed once its own rules let it open (so it holds back what requires it no longer
+    than its own locks do). A fixpoint: completing one module may open an empty one."""
+    done = {
+        m["id"]
+        for m in modules
+        if m["items"] and all(requirement_met(i, items.get(i["id"])) for i in m["items"])
+    }
+    while True:
+        more = {
+            m["id"]
+            for m in modules
+            if not m["items"]
+            and m["id"] not in done
+            and not _locked_by_rules(m, done, unlocks_at(m, enrolled), now)
+        }
+        if not more:
+            return done
+        done |= more
+
+
+def _locked_by_rules(
+    module: Mapping[str, Any], completed: Collection[str], moment: datetime | None, now: datetime
+) -> bool:
+    if any(p not in completed for p in module.get("prerequisite_module_ids") or ()):
+        return True
+    return moment is not None and now < moment
+
+
+def lock_reason(
+    course: Mapping[str, Any], enrolled_at: str, items: ItemStates, now: datetime, item_id: str
+) -> str | None:
+    """Why the item is locked for the learner now (None: it is not): what it waits for."""
+    path = path_state(course, enrolled_at, items, now)
+    if item_id not in path.locked:
+        return None
+    enrolled = _parse(enrolled_at)
+    for module in course.get("modules", []):
+        ids = [i["id"] for i in module["items"]]
+        if item_id not in ids:
+            continue
+        done = {m.module_id for m in path.modules if m.state == "completed"}
+        waiting = [p for p in module.get("prerequisite_module_ids") or () if p not in done]
+        if waiting and path.module(module["id"]) and _state(path, module["id"]) == "locked":
+            return f"waits for module {', '.join(waiting)} to be completed"
+        moment = unlocks_at(module, enrolled)
+        if _state(path, module["id"]) == "locked" and moment is not None and now < moment:
+            return f"waits until {rfc3339(moment)}"
+        before = ids[: ids.index(item_id)]
+        pending = [i for i in before if i not in path.met]
+        if pending:
+            return f"waits for item {pending[0]} to have its requirement met"
+    return "locked"
+
+
+def _state(path: PathState, module_id: str) -> str | None:
+    found = path.module(module_id)
+    return None if found is None else found.state
+
+
+def newly_unlocked(before: PathState, after: PathState, sent: Collection[str]) -> list[str]:
+    """Modules locked in `before` and open in `after` whose milestone was never sent."""
+    was_locked = {m.module_id for m in before.modules if m.state == "locked"}
+    return [
+        m.module_id
+        for m in after.modules
+        if m.module_id in was_locked and m.state != "locked" and m.module_id not in sent
+    ]
+
+
+def time_locked_modules(course: Mapping[str, Any]) -> list[str]:
+    """Modules with a time lock (they need a timer; the others open by completions)."""
+    return [
+        m["id"]
+        for m in course.get("modules", [])
+        if m.get("unlock_at") or m.get("unlock_after_days") is not None
+    ]
+
+
+# -- what a path may say ---------------------------------------------------------------------
+
+
+def path_errors(modules: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The rules a course's modules break, each as (field, message): a prerequisite that
+    is not a module of this course, a module requiring itself, a cycle, days out of
+    range, an unknown requirement, `min_score` on a lesson, at or below 0, or above the
+    item's `max_score`."""
+    errors: list[tuple[str, str]] = []
+    ids = [m["id"] for m in modules]
+    known = set(ids)
+    for m_index, module in enumerate(modules):
+        field = f"modules[{m_index}]"
+        for required in module.get("prerequisite_module_ids") or ():
+            if required == module["id"]:
+                errors.append(
+                    (f"{field}.prerequisite_module_ids", "a module cannot require itself")
+                )
+            elif required not in known:
+                errors.append(
+                    (
+                        f"{field}.prerequisite_module_ids",
+                        f"{required} is not a module of this course",
+                    )
+                )
+        days = module.get("unlock_after_days")
+        if days is not None and not 0 <= int(days) <= MAX_UNLOCK_DAYS:
+            errors.append((f"{field}.unlock_after_days", f"must be 0..{MAX_UNLOCK_DAYS}"))
+        for i_index, item in enumerate(module["items"]):
+            message = _completion_error(item)
+            if message:
+                errors.append((f"{field}.items[{i_index}].completion", message))
+    cycle = _cycle(modules, known)
+    if cycle:
+        where = ids.index(cycle[0])
+        errors.append(
+            (
+                f"modules[{where}].prerequisite_module_ids",
+                "the prerequisites form a cycle: " + " -> ".join([*cycle, cycle[0]]),
+            )
+        )
+    return errors
+
+
+def _completion_error(item: Mapping[str, Any]) -> str | None:
+    completion = item.get("completion")
+    if completion is None:
+        return None
+    kind = completion.get("type")
+    if kind not in REQUIREMENTS:
+        return f"unknown requirement {kind!r}: one of {', '.join(REQUIREMENTS)}"
+    if kind != MIN_SCORE:
+        return None
+    if item.get("type") not in SCORED_TYPES:
+        return "min_score applies to quizzes and assignments only"
+    minimum = completion.get("min_score")
+    if not isinstance(minimum, int | float) or isinstance(minimum, bool) or minimum <= 0:
+        return "min_score must be a number above 0"
+    maximum = item.get("max_score")
+    if maximum is None or minimum > maximum:
+        return f"min_score {minimum} is above the item's max_score {maximum}"
+    return None
+
+
+def _cycle(modules: Iterable[Mapping[str, Any]], known: set[str]) -> list[str] | None:
+    """A cycle among the prerequisites (module ids in order), or None."""
+    edges = {
+        m["id"]: [p for p in m.get("prerequisite_module_ids") or () if p in known and p != m["id"]]
+        for m in modules
+    }
+    state: dict[str, int] = {}  # 1: on the current walk, 2: done
+    trail: list[str] = []
+
+    def walk(node: str) -> list[str] | None:
+        state[node] = 1
+        trail.append(node)
+        for nxt in edges.get(node, ()):
+            if state.get(nxt) == 1:
+                return trail[trail.index(nxt) :]
+            if nxt not in state:
+                found = walk(nxt)
+                if found:
+                    return found
+        state[node] = 2
+        trail.pop()
+        return None
+
+    for node in edges:
+        if node not in state:
+            found = walk(node)
+            if found:
+                return found
+    return None
+
+
+def _parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
