@@ -347,8 +347,7 @@ async def _progress(api: Api, learner: Learner) -> None:
     in_order = todo and api.rng.random() < 0.7  # mostly the next item: many finish
     item = todo[0] if in_order else api.rng.choice(learner.course.items)
     status = "completed" if api.rng.random() < 0.75 else "started"
-    score = round(api.rng.uniform(0, 10), 1) if status == "completed" else None
-    body = {"item_id": item, "status": status, "score": score}
+    body = {"item_id": item, "status": status, "score": None}  # lessons take no score
     path = f"/api/v1/courses/{learner.course.id}/progress"
     attempt = await _as_learner(api, learner, "progress", "POST", path, body)
     if attempt is not None and attempt.outcome == "ok" and status == "completed":

@@ -18,6 +18,7 @@ from course_management.domain.commands import derived_id
 from course_management.domain.course import rfc3339
 from course_management.domain.events import EnrollmentEvent
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, invalid
+from course_management.domain.paths import item_of, score_error
 from course_management.domain.records import (
     Course,
     EnrollmentRecord,
@@ -312,7 +313,8 @@ def merge_report(current: ItemState | None, report: ProgressInput) -> ItemState:
     """An item's state with one more report joined in. The join is idempotent, commutative
     and associative, so the state is the same whatever the order of the reports and however
     often each arrives: status never goes back, completion keeps its earliest time, the
-    score is the latest report's that had one, activity is the latest report's time."""
+    score is the best any report had (CONTRACT §5.1: the best score counts), activity is
+    the latest report's time."""
     at = rfc3339(report.occurred_at)
     state: ItemState = {**(current or {})}
     if _RANK[report.status] > _RANK.get(state.get("status", ""), 0):
@@ -322,9 +324,9 @@ def merge_report(current: ItemState | None, report: ProgressInput) -> ItemState:
         state["completed_at"] = at if earliest is None else min(earliest, at)
     else:
         state.setdefault("completed_at", None)
-    if report.score is not None and [at, report.event_id] > state.get("scored", ["", ""]):
+    best = state.get("score")
+    if report.score is not None and (best is None or report.score > best):
         state["score"] = report.score
-        state["scored"] = [at, report.event_id]
     else:
         state.setdefault("score", None)
     if [at, report.event_id] > [state.get("at", ""), state.get("event_id", "")]:
@@ -344,10 +346,14 @@ def decide_progress(
         return _refused(RefusalKind.NOT_ENROLLED, f"{progress.user_id} is not enrolled")
     if record["status"] == "cancelled":
         return _cancelled_refusal(record, "report progress")
-    if progress.item_id not in item_ids_in_order(course):
+    item = item_of(course, progress.item_id)
+    if item is None:
         return EnrollmentDecision(
             None, None, None, (), invalid([("item_id", "not an item of this course")])
         )
+    wrong_score = score_error(item, progress.score)
+    if wrong_score is not None:
+        return EnrollmentDecision(None, None, None, (), invalid([("score", wrong_score)]))
     current = record.get("items", {}).get(progress.item_id)
     state = merge_report(current, progress)
     if state == current:

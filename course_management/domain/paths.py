@@ -78,6 +78,25 @@ def report_status(item: Item, reported_status: str, best: float | None) -> str:
     return "failed"
 
 
+def item_of(course: Mapping[str, Any], item_id: str) -> dict[str, Any] | None:
+    return next(
+        (item for module in course["modules"] for item in module["items"] if item["id"] == item_id),
+        None,
+    )
+
+
+def score_error(item: dict[str, Any], score: float | None) -> str | None:
+    """Why a report's score does not fit its item (None: it does): a lesson takes none; a
+    quiz's or assignment's is 0..max_score."""
+    if score is None:
+        return None
+    if item.get("type") == "lesson" or item.get("max_score") is None:
+        return "a lesson takes no score"
+    if not 0 <= score <= float(item["max_score"]):
+        return f"must be 0..{item['max_score']:g} (the item's max_score)"
+    return None
+
+
 # -- a learner's path -----------------------------------------------------------------------
 
 

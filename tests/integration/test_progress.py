@@ -152,6 +152,37 @@ async def test_progress_refusals_on_the_route(http: aiohttp.ClientSession) -> No
     assert by_service.status == 200
 
 
+async def test_a_score_is_checked_against_its_item_and_the_best_counts(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Issue 25, item 2, over HTTP: 5,000 on a quiz out of 10 and any score on a lesson
+    are 422 naming `score`, changing nothing; of 9 and then 4, 9 counts."""
+    created = await http.post(
+        "/api/v1/courses/create",
+        json={"title": "Scored", "status": "published", "modules": [TWO_ITEMS]},
+        headers=OWNER,
+    )
+    course = await created.json()
+    lesson_id, quiz_id = (i["id"] for i in course["modules"][0]["items"])
+    assert (await enroll(http, course["id"], "scorer")).status == 201
+    for item_id, score in ((quiz_id, 5000), (quiz_id, 10.01), (lesson_id, 3)):
+        refused = await report(
+            http, course["id"], "scorer", item_id=item_id, status="completed", score=score
+        )
+        assert refused.status == 422, await refused.text()
+        assert [e["field"] for e in (await refused.json())["errors"]] == ["score"]
+    for score in (9, 4):
+        answer = await report(
+            http, course["id"], "scorer", item_id=quiz_id, status="completed", score=score
+        )
+        assert answer.status == 200, await answer.text()
+    progress = await answer.json()
+    assert [(i["item_id"], i["score"]) for i in progress["items"]] == [
+        (lesson_id, None),
+        (quiz_id, 9),
+    ]
+
+
 async def test_consumed_progress_for_an_unknown_item_goes_to_the_dlq(
     http: aiohttp.ClientSession, settings: Settings
 ) -> None:
@@ -177,7 +208,19 @@ async def test_consumed_progress_for_an_unknown_item_goes_to_the_dlq(
             "score": None,
         },
     )
-    good_item = course["modules"][0]["items"][0]["id"]
+    good_item = course["modules"][0]["items"][1]["id"]  # the quiz: it takes a score
+    too_high = codec.encode(  # issue 25, item 2: above the quiz's max_score of 10
+        "course-progress-value",
+        {
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": datetime.now(UTC),
+            "user_id": "reader",
+            "course_id": course["id"],
+            "item_id": good_item,
+            "status": "completed",
+            "score": 5000.0,
+        },
+    )
     good = codec.encode(
         "course-progress-value",
         {
@@ -190,7 +233,11 @@ async def test_consumed_progress_for_an_unknown_item_goes_to_the_dlq(
             "score": 1.0,
         },
     )
-    await produce(settings, "course-progress", [(marker.encode(), bad), (marker.encode(), good)])
+    await produce(
+        settings,
+        "course-progress",
+        [(marker.encode(), bad), (marker.encode(), too_high), (marker.encode(), good)],
+    )
     dlq = [
         r
         for r in await read_topic(
@@ -200,12 +247,22 @@ async def test_consumed_progress_for_an_unknown_item_goes_to_the_dlq(
     ]
     assert dict(dlq[0].headers)["dlq.reason"].startswith(b"refused: validation")
 
+    async def both_refused() -> bool:
+        found = await read_topic(
+            settings,
+            "course-progress.dlq",
+            lambda rs: sum(r.key == marker.encode() for r in rs) >= 2,
+        )
+        return sum(r.key == marker.encode() for r in found) == 2
+
+    from tests.support import eventually_async
+
+    await eventually_async(both_refused, what="the score above max_score dead-lettered too")
+
     async def completed() -> bool:
         view = await (
             await http.get(f"/api/v1/courses/{course['id']}/enrollments/reader", headers=OWNER)
         ).json()
         return bool(view["progress"]["completed_items"] == 1)
-
-    from tests.support import eventually_async
 
     assert await eventually_async(completed, what="the good record applied after the bad one")

@@ -24,7 +24,11 @@ def course(**overrides) -> dict:
         "enrollment_opens_at": None,
         "enrollment_closes_at": None,
         "modules": [
-            {"id": "m1", "position": 0, "items": [{"id": "i1"}, {"id": "i2"}]},
+            {
+                "id": "m1",
+                "position": 0,
+                "items": [{"id": "i1", "type": "quiz", "max_score": 10}, {"id": "i2"}],
+            },
             {"id": "m2", "position": 1, "items": [{"id": "i3"}]},
         ],
     }
@@ -145,6 +149,29 @@ def progress(
 
 def enrolled() -> dict:
     return decide_enroll(course(), 0, None, enroll()).enrollment
+
+
+def test_scores_are_checked_against_the_item_and_the_best_counts() -> None:
+    """Issue 25, item 2: a score on a lesson, below 0 or above max_score is refused
+    naming `score` (422 over HTTP, a dead letter from Kafka), changing nothing; the best
+    score counts, whatever the order of the reports."""
+    from course_management.domain.enrollment import decide_progress
+
+    for item_id, score, message in (
+        ("i2", 3.0, "a lesson takes no score"),
+        ("i1", 10.5, "must be 0..10 (the item's max_score)"),
+        ("i1", -1.0, "must be 0..10 (the item's max_score)"),
+    ):
+        refused = decide_progress(course(), enrolled(), progress(item_id, score=score))
+        assert refused.enrollment is None and refused.events == ()
+        assert refused.refusal is not None and refused.refusal.kind is RefusalKind.INVALID
+        assert refused.refusal.errors == ({"field": "score", "message": message},)
+    record = enrolled()
+    for score in (9.0, 4.0, 10.0, 2.0):
+        record = decide_progress(course(), record, progress("i1", score=score)).enrollment or record
+    assert record["items"]["i1"]["score"] == 10.0
+    worse = decide_progress(course(), record, progress("i1", score=1.0, minute=9))
+    assert (worse.enrollment or record)["items"]["i1"]["score"] == 10.0  # never taken back
 
 
 def test_progress_updates_and_next_item_moves_on() -> None:

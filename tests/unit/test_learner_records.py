@@ -71,7 +71,7 @@ def test_re_enrolment_keeps_progress_completion_and_rating_and_completes_once() 
     e = decide_enroll(course, 0, None, enroll_input("s", 1)).enrollment
     completions = 0
     for n, item in enumerate(items):
-        d = decide_progress(course, e, report("s", item, "completed", 2 + n, score=7.0))
+        d = decide_progress(course, e, report("s", item, "completed", 2 + n))
         completions += [x["event_type"] for x in d.events].count("course_completed")
         e = d.enrollment
     assert e["status"] == "completed" and completions == 1
@@ -100,13 +100,13 @@ def test_the_enrolment_read_lists_each_items_state_in_course_order() -> None:
     course = course_with(record)
     items = [i["id"] for m in course["modules"] for i in m["items"]]
     e = decide_enroll(course, 0, None, enroll_input("s", 1)).enrollment
-    view = decide_progress(course, e, report("s", items[0], "completed", 2, 9.5)).reply_enrollment
+    view = decide_progress(course, e, report("s", items[0], "completed", 2)).reply_enrollment
     states = view["progress"]["items"]
     assert [s["item_id"] for s in states] == items
     assert states[0] == {
         "item_id": items[0],
         "status": "completed",
-        "score": 9.5,
+        "score": None,  # a lesson takes no score
         "completed_at": "2026-12-01T09:02:00.000Z",
     }
     assert all(s["status"] == "not_started" for s in states[1:])

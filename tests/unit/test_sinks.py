@@ -170,9 +170,9 @@ def a_course() -> dict[str, Any]:
 
 
 def enrollment_events() -> list[EnrollmentEvent]:
-    """One learner enrols, completes the course's first item, cancels; another enrols."""
+    """One learner enrols, completes the course's quiz, cancels; another enrols."""
     course = cast(Any, a_course())
-    item_id = course["modules"][0]["items"][0]["id"]
+    item_id = course["modules"][0]["items"][1]["id"]
     enrolled = decide_enroll(
         course, 0, None, EnrollInput(str(uuid.uuid4()), "c-1", "u-1", WHEN, "api")
     )
@@ -433,7 +433,7 @@ async def test_enrollment_events_reach_the_writer_as_one_batch_in_order(
     ]
     assert all(isinstance(v["event_id"], str) for v in written)
     progress = written[1]["enrollment"]["progress"]
-    assert progress["items"][0]["score"] == 0.75
+    assert progress["items"][1]["score"] == 0.75
 
 
 async def test_ratings_reach_the_writer_as_one_batch_in_order(
