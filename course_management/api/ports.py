@@ -71,8 +71,9 @@ class Reads(Protocol):
         view: str = "body",
     ) -> CourseEntry | None:
         """A course as `GET` answers it (its body encoded: "body" with content keys,
-        "public" without, or "both"), wherever its partition lives; None if unknown, or
-        over the budget of `charge` (which the read spends)."""
+        "public" without, or "owner=<caller id>": the body if the course is the caller's),
+        wherever its partition lives; None if unknown, or over the budget of `charge`
+        (which the read spends)."""
         ...
 
     async def read_course_state(self, course_id: str, since: Marks = NONE) -> CourseRecord | None:

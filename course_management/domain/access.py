@@ -54,7 +54,7 @@ def sees_content_keys(owner_id: str, caller: CallerWithRoles | None) -> bool:
 
 def may_see_content_keys(caller: CallerWithRoles | None) -> bool | None:
     """Before the course is read: True (admins, services), False (anonymous), None (any
-    other caller: it depends on whose course it is)."""
+    other caller: it depends on whose course it is, `sees_content_keys`)."""
     if caller is None:
         return False
     if caller.is_admin or _has(caller, "service"):

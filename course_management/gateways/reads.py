@@ -134,7 +134,7 @@ class ReadGateway:
         view: str = "body",
     ) -> CourseEntry | None:
         """The course as a read answers it (None if unknown): Redis first, in one script
-        that also spends `charge` and fetches the body `view` names (infra.cache); on a
+        that also spends `charge` and fetches the one body `view` names (infra.cache); on a
         miss the table when its partition is here, else the mirror (both bodies). Over
         budget: None (the charge says so; nothing more is read)."""
         entry = await self._bypass.call(

@@ -82,17 +82,22 @@ if ARGV[1] ~= '' then
   if limit[1] == 0 then return {limit} end
 end
 if KEYS[3] == '' then
-  -- ARGV[3]: which body: 'body' (with content keys), 'public' (without: '' when the
-  -- course has none, then the body is the same), or 'both'
+  -- ARGV[3]: which body: 'body' (with content keys), 'public' (without), or
+  -- 'owner=<id>' (the caller's own course: the body; another's: the public one). The
+  -- public body is '' when the course has no content key: then the body is the same.
   local course = redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
                             'owner', 'tag')
-  if ARGV[3] ~= 'public' then course[8] = redis.call('HGET', KEYS[2], 'body') or '' end
-  if ARGV[3] ~= 'body' then
-    course[8] = course[8] or ''
-    course[9] = redis.call('HGET', KEYS[2], 'public') or ''
-    if course[9] == '' and ARGV[3] == 'public' then
-      course[8] = redis.call('HGET', KEYS[2], 'body') or ''
-    end
+  local view = ARGV[3]
+  if string.sub(view, 1, 6) == 'owner=' then
+    if course[6] == string.sub(view, 7) then view = 'body' else view = 'public' end
+  end
+  local public = false
+  if view ~= 'body' then public = redis.call('HGET', KEYS[2], 'public') end
+  if public and public ~= '' then
+    course[8] = ''
+    course[9] = public
+  else
+    course[8] = redis.call('HGET', KEYS[2], 'body') or ''
   end
   return {limit, course}
 end
@@ -302,9 +307,10 @@ class CourseCache:
         self, course_id: str, charge: Charge | None = None, view: str = "body"
     ) -> CourseEntry | None:
         """The course's entry (None on a miss), spending `charge` in the same script
-        (over budget: None, and the charge says so), with the body `view` names: "body"
-        (content keys shown), "public" (in `public`, or in `body` when the course has no
-        content key) or "both"; `CourseEntry.body_for` picks."""
+        (over budget: None, and the charge says so), with the one body `view` names:
+        "body" (content keys shown), "public" (in `public`; in `body` when the course has
+        no content key) or "owner=<caller id>" (the body if the course is the caller's,
+        else the public one); `CourseEntry.body_for` picks."""
         keys = [charge.key if charge else "", _key(course_id), ""]
         answer = await self._read(keys, [*(charge.args if charge else ["", ""]), view])
         if charge is not None:
