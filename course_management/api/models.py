@@ -37,9 +37,8 @@ class Rating(BaseModel):
     count: int
 
 
-class Course(BaseModel):
-    """A course as readers see it. `version`, `updated_at` and the course events move only
-    with its authors' changes; `enrollment_count` and `rating` change without them."""
+class _CourseFields(BaseModel):
+    """What a course read and a catalog summary share."""
 
     id: str
     title: str
@@ -53,7 +52,6 @@ class Course(BaseModel):
     capacity: int | None
     enrollment_opens_at: str | None
     enrollment_closes_at: str | None
-    modules: list[Module]
     rating: Rating
     enrollment_count: int
     version: int
@@ -62,6 +60,13 @@ class Course(BaseModel):
     published_at: str | None = Field(
         description="When the course was first published (null while a draft)"
     )
+
+
+class Course(_CourseFields):
+    """A course as readers see it. `version`, `updated_at` and the course events move only
+    with its authors' changes; `enrollment_count` and `rating` change without them."""
+
+    modules: list[Module]
 
 
 class CourseModules(BaseModel):
@@ -140,28 +145,10 @@ class Readiness(BaseModel):
     checks: dict[str, bool]
 
 
-class CourseSummary(BaseModel):
+class CourseSummary(_CourseFields):
     """A course as the catalog lists it: everything but its modules, with their counts
     and total duration (the structure: `GET /api/v1/courses/{courseId}/modules`)."""
 
-    id: str
-    title: str
-    description: str
-    category: str
-    tags: list[str]
-    level: Level
-    language: str
-    status: Status
-    instructor: Instructor
-    capacity: int | None
-    enrollment_opens_at: str | None
-    enrollment_closes_at: str | None
-    rating: Rating
-    enrollment_count: int
-    version: int
-    created_at: str
-    updated_at: str
-    published_at: str | None
     module_count: int
     item_count: int
     duration_seconds: int = Field(description="The items' `duration_seconds`, summed")

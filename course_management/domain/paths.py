@@ -44,14 +44,6 @@ def completion_of(item: Item) -> Mapping[str, Any]:
     return item.get("completion") or DEFAULT_COMPLETION
 
 
-def best_score(state: Mapping[str, Any] | None) -> float | None:
-    """The best score the learner reached on the item (the best counts)."""
-    if not state:
-        return None
-    best = state.get("best_score", state.get("score"))
-    return None if best is None else float(best)
-
-
 def reported(state: Mapping[str, Any] | None) -> bool:
     return bool(state and state.get("status") in ("started", "completed", "failed"))
 
@@ -247,15 +239,6 @@ def newly_unlocked(before: PathState, after: PathState, sent: Collection[str]) -
         m.module_id
         for m in after.modules
         if m.module_id in was_locked and m.state != "locked" and m.module_id not in sent
-    ]
-
-
-def time_locked_modules(course: Mapping[str, Any]) -> list[str]:
-    """Modules with a time lock (they need a timer; the others open by completions)."""
-    return [
-        m["id"]
-        for m in course.get("modules", [])
-        if m.get("unlock_at") or m.get("unlock_after_days") is not None
     ]
 
 

@@ -11,7 +11,15 @@ import aiohttp
 from course_management.config import Settings
 from course_management.infra.avro import AvroCodec
 from course_management.ops.provisioning import register_schemas
-from tests.support import OWNER, auth, enroll, eventually_async, produce, read_topic
+from tests.support import (
+    OWNER,
+    auth,
+    enroll,
+    eventually_async,
+    produce,
+    published_course,
+    read_topic,
+)
 
 TWO_ITEMS = {
     "title": "M1",
@@ -34,12 +42,7 @@ async def report(
 async def test_progress_adds_up_through_a_course_edit_and_completes_once(
     http: aiohttp.ClientSession, settings: Settings
 ) -> None:
-    created = await http.post(
-        "/api/v1/courses/create",
-        json={"title": "Progressive", "status": "published", "modules": [TWO_ITEMS]},
-        headers=OWNER,
-    )
-    course = await created.json()
+    course = await published_course(http, title="Progressive", modules=[TWO_ITEMS])
     read_id, quiz_id = (i["id"] for i in course["modules"][0]["items"])
     assert (await enroll(http, course["id"], "learner")).status == 201
 
@@ -128,12 +131,7 @@ async def test_progress_adds_up_through_a_course_edit_and_completes_once(
 
 
 async def test_progress_refusals_on_the_route(http: aiohttp.ClientSession) -> None:
-    created = await http.post(
-        "/api/v1/courses/create",
-        json={"title": "Strict", "status": "published", "modules": [TWO_ITEMS]},
-        headers=OWNER,
-    )
-    course = await created.json()
+    course = await published_course(http, title="Strict", modules=[TWO_ITEMS])
     item = course["modules"][0]["items"][0]["id"]
     stranger = await report(http, course["id"], "stranger", item_id=item, status="started")
     assert stranger.status == 404  # not-enrolled is 404 on every route (issue 24)
@@ -157,12 +155,7 @@ async def test_a_score_is_checked_against_its_item_and_the_best_counts(
 ) -> None:
     """Issue 25, item 2, over HTTP: 5,000 on a quiz out of 10 and any score on a lesson
     are 422 naming `score`, changing nothing; of 9 and then 4, 9 counts."""
-    created = await http.post(
-        "/api/v1/courses/create",
-        json={"title": "Scored", "status": "published", "modules": [TWO_ITEMS]},
-        headers=OWNER,
-    )
-    course = await created.json()
+    course = await published_course(http, title="Scored", modules=[TWO_ITEMS])
     lesson_id, quiz_id = (i["id"] for i in course["modules"][0]["items"])
     assert (await enroll(http, course["id"], "scorer")).status == 201
     for item_id, score in ((quiz_id, 5000), (quiz_id, 10.01), (lesson_id, 3)):
@@ -186,12 +179,7 @@ async def test_a_score_is_checked_against_its_item_and_the_best_counts(
 async def test_consumed_progress_for_an_unknown_item_goes_to_the_dlq(
     http: aiohttp.ClientSession, settings: Settings
 ) -> None:
-    created = await http.post(
-        "/api/v1/courses/create",
-        json={"title": "Consumed", "status": "published", "modules": [TWO_ITEMS]},
-        headers=OWNER,
-    )
-    course = await created.json()
+    course = await published_course(http, title="Consumed", modules=[TWO_ITEMS])
     assert (await enroll(http, course["id"], "reader")).status == 201
     codec = AvroCodec(settings.schema_registry_url)
     await register_schemas(codec)
@@ -254,8 +242,6 @@ async def test_consumed_progress_for_an_unknown_item_goes_to_the_dlq(
             lambda rs: sum(r.key == marker.encode() for r in rs) >= 2,
         )
         return sum(r.key == marker.encode() for r in found) == 2
-
-    from tests.support import eventually_async
 
     await eventually_async(both_refused, what="the score above max_score dead-lettered too")
 
