@@ -16,6 +16,7 @@ COURSE_EVENTS = "course-events"
 USER_ENROLLED = "user-enrolled"
 COURSE_PROGRESS = "course-progress"
 ENROLLMENT_EVENTS = "enrollment-events"
+LEARNER_MILESTONES = "learner-milestones"  # CONTRACT §5.5: a learner's path, per course
 
 # Internal: user_enrolled / item progress records re-keyed by course id, so that the agent
 # owning a course's partition applies them next to the course (co-partitioning).
@@ -89,6 +90,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(dlq(USER_ENROLLED), None, _DLQ),
     TopicSpec(dlq(COURSE_PROGRESS), None, _DLQ),
     TopicSpec(dlq(ENROLLMENT_EVENTS), None, _DLQ),
+    TopicSpec(LEARNER_MILESTONES, "learner_milestone.avsc", _FOREVER),
     TopicSpec(dlq(ENROLLMENT_INPUTS), None, _DLQ),
     TopicSpec(ENROLLMENT_INPUTS, None, {"retention.ms": str(_WEEK_MS)}),
     TopicSpec(COURSE_CATALOG, "catalog_entry.avsc", _COMPACTED),

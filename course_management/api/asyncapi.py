@@ -18,6 +18,7 @@ from course_management.topology import (
     COURSE_RATINGS,
     ENROLLMENT_EVENTS,
     ENROLLMENT_INPUTS,
+    LEARNER_MILESTONES,
     POSTGRES_GROUP,
     ROUTER_GROUP,
     SEARCH_GROUP,
@@ -46,6 +47,12 @@ _TOPICS: dict[str, dict[str, Any]] = {
         "this_service": "send",
         "summary": "enrollment_created, enrollment_cancelled, progress_updated, course_completed",
         "readers": [POSTGRES_GROUP, "other services"],
+    },
+    LEARNER_MILESTONES: {
+        "key": "course id",
+        "this_service": "send",
+        "summary": "module_unlocked (and later kinds: event_type is a string), per learner",
+        "readers": ["other services"],
     },
     USER_ENROLLED: {
         "key": "any (other services may key it as they like); this service uses the course id",

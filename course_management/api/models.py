@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from course_management.domain.course import ItemType, Level, Status
+from course_management.domain.course_fields import ItemType, Level, RequirementType, Status
 
 
 class Instructor(BaseModel):
@@ -23,6 +23,12 @@ class Item(BaseModel):
     duration_seconds: int | None
     max_score: float | None
     due_at: str | None
+    completion: Completion = Field(description="The item's requirement (CONTRACT §5.1)")
+
+
+class Completion(BaseModel):
+    type: RequirementType
+    min_score: float | None = Field(description="Set for `min_score` only")
 
 
 class Module(BaseModel):
@@ -30,6 +36,14 @@ class Module(BaseModel):
     title: str
     position: int
     items: list[Item]
+    prerequisite_module_ids: list[str] = Field(
+        description="Modules of this course to complete before this one unlocks"
+    )
+    unlock_at: str | None = Field(description="Locked for everyone before this moment")
+    unlock_after_days: int | None = Field(
+        description="Locked until this many days after the learner's `enrolled_at`"
+    )
+    sequential: bool = Field(description="Items unlock one after another")
 
 
 class Rating(BaseModel):
@@ -59,6 +73,9 @@ class _CourseFields(BaseModel):
     updated_at: str
     published_at: str | None = Field(
         description="When the course was first published (null while a draft)"
+    )
+    prerequisite_course_ids: list[str] = Field(
+        description="Courses a learner must complete before enrolling in this one"
     )
 
 
@@ -108,9 +125,20 @@ class UploadGrant(BaseModel):
 
 class ItemState(BaseModel):
     item_id: str
-    status: Literal["not_started", "started", "completed"]
-    score: float | None
+    status: Literal["not_started", "started", "completed", "failed"] = Field(
+        description="`failed`: a `completed` report below the item's `min_score`"
+    )
+    score: float | None = Field(description="The best score reported")
     completed_at: str | None
+    locked: bool = Field(description="The learner may not report on it now")
+
+
+class ModuleState(BaseModel):
+    module_id: str
+    state: Literal["locked", "unlocked", "started", "completed"]
+    unlocks_at: str | None = Field(
+        description="When the module's time lock opens for this learner (null: none applies)"
+    )
 
 
 class Progress(BaseModel):
@@ -119,8 +147,11 @@ class Progress(BaseModel):
     percent: float
     completed_at: str | None
     last_activity_at: str | None
-    next_item_id: str | None
+    next_item_id: str | None = Field(
+        description="The first unlocked item whose requirement is not met"
+    )
     items: list[ItemState] = Field(description="Each item's state, in course order")
+    modules: list[ModuleState] = Field(description="Each module's state, in course order")
 
 
 class Enrollment(BaseModel):

@@ -44,6 +44,8 @@ REFUSAL_STATUS: dict[RefusalKind, int] = {
     RefusalKind.COURSE_FULL: 409,
     RefusalKind.NOT_ENROLLED: 404,
     RefusalKind.ENROLLMENT_CANCELLED: 409,
+    RefusalKind.ITEM_LOCKED: 409,
+    RefusalKind.PREREQUISITES_NOT_MET: 409,
     RefusalKind.FAILED: 500,
 }
 

@@ -33,11 +33,8 @@ from course_management.api.route_helpers import (
     visible_course,
 )
 from course_management.domain.access import can_change, may_see_content_keys, sees_content_keys
-from course_management.domain.course import (
-    CourseFields,
-    CourseUpdate,
-    course_size_error,
-)
+from course_management.domain.course import course_size_error
+from course_management.domain.course_fields import CourseFields, CourseUpdate
 from course_management.domain.uploads import (
     UploadRequest,
     content_keys,

@@ -44,7 +44,7 @@ from course_management.domain.access import (
     owned_by,
     owns,
 )
-from course_management.domain.course import Id
+from course_management.domain.course_fields import Id
 
 USER_ID = Param("userId", "path", "The user id (the `sub` of their token)")
 

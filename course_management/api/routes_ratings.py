@@ -27,8 +27,8 @@ from course_management.api.route_helpers import (
     visible_course,
 )
 from course_management.domain.access import may_rate
-from course_management.domain.course import rfc3339
 from course_management.domain.ratings import RatingInput
+from course_management.domain.times import rfc3339
 
 
 async def rate_course(request: web.Request) -> web.StreamResponse:

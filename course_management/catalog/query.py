@@ -38,7 +38,7 @@ from pydantic import (
 )
 from rapidfuzz.distance import OSA
 
-from course_management.domain.course import Level, no_nul
+from course_management.domain.course_fields import Level, no_nul
 from course_management.domain.outcomes import invalid, invalid_from
 
 MAX_TERMS = 32

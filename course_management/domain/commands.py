@@ -24,13 +24,12 @@ from pydantic import ValidationError
 
 from course_management.domain.access import can_change, can_see
 from course_management.domain.course import (
-    CourseFields,
-    CourseUpdate,
     course_size_error,
     new_course,
     updated_course,
     with_new_version,
 )
+from course_management.domain.course_fields import CourseFields, CourseUpdate
 from course_management.domain.events import CourseEvent
 from course_management.domain.outcomes import (
     Outcome,

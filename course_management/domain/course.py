@@ -1,202 +1,22 @@
-"""The course: its writable fields, their rules, and how a snapshot is built. Pure: no I/O.
-
-The same models validate HTTP bodies (unknown fields refused) and feed the OpenAPI
-document, so a rule written here is enforced and documented in one place.
+"""The course: how a snapshot is built from its writable fields (domain/course_fields.py)
+and the rules over a whole course. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Any
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationInfo,
-    field_validator,
+from course_management.domain.course_fields import (
+    Completion,
+    CourseFields,
+    CourseUpdate,
+    ModuleInput,
 )
-
-_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-
-
-def no_nul(value: str) -> str:
-    """PostgreSQL cannot store a NUL character: no text this service keeps may hold one.
-    (None passes: whether a field may be null is its own rule.)"""
-    if value is not None and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=20_000)]
-Tag = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=40),
-    AfterValidator(no_nul),
-]
-
-
-def no_control(value: str) -> str:
-    """Ids travel in paths, headers and keys: no control character (NUL included)."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-# An id given by a caller (a user id, an item id): short, no control character.
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(no_control)]
-ContentKey = Annotated[str, StringConstraints(max_length=1024), AfterValidator(no_nul)]
-Category = Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)]
-
-
-class Level(StrEnum):
-    beginner = "beginner"
-    intermediate = "intermediate"
-    advanced = "advanced"
-
-
-class Status(StrEnum):
-    draft = "draft"
-    published = "published"
-    archived = "archived"
-
-
-class ItemType(StrEnum):
-    lesson = "lesson"
-    quiz = "quiz"
-    assignment = "assignment"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
-
-
-class ItemInput(_Strict):
-    id: str | None = Field(default=None, description="Omit for a new item; the server assigns it")
-    type: ItemType
-    title: Title
-    position: Annotated[int, Field(ge=0, le=10_000)]
-    content_key: ContentKey | None = None
-    duration_seconds: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
-    max_score: Annotated[float | None, Field(gt=0, le=1_000_000, validate_default=True)] = None
-    due_at: Annotated[AwareDatetime | None, Field(validate_default=True)] = None
-
-    _nul = field_validator("title")(no_nul)
-
-    @field_validator("max_score")
-    @classmethod
-    def _score_by_type(cls, value: float | None, info: ValidationInfo) -> float | None:
-        kind = info.data.get("type")
-        if kind in (ItemType.quiz, ItemType.assignment) and value is None:
-            raise ValueError(f"a {kind.value} needs max_score")
-        if kind is ItemType.lesson and value is not None:
-            raise ValueError("a lesson has no max_score")
-        return value
-
-    @field_validator("due_at")
-    @classmethod
-    def _due_only_for_assignments(
-        cls, value: datetime | None, info: ValidationInfo
-    ) -> datetime | None:
-        if value is not None and info.data.get("type") is not ItemType.assignment:
-            raise ValueError("only an assignment has due_at")
-        return value
-
-
-class ModuleInput(_Strict):
-    id: str | None = Field(default=None, description="Omit for a new module; the server assigns it")
-    title: Title
-    position: Annotated[int, Field(ge=0, le=10_000)]
-    items: Annotated[list[ItemInput], Field(max_length=500)] = []
-
-    _nul = field_validator("title")(no_nul)
-
-
-class CourseFields(_Strict):
-    """The writable fields of a course (create: `title` required, the rest defaulted)."""
-
-    title: Title
-    description: Description = ""
-    category: Category = ""
-    tags: Annotated[list[Tag], Field(max_length=30)] = []
-    level: Level = Level.beginner
-    language: Annotated[str, StringConstraints(max_length=35)] = "en"
-    status: Status = Status.draft
-    capacity: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
-    enrollment_opens_at: AwareDatetime | None = None
-    enrollment_closes_at: AwareDatetime | None = None
-    modules: Annotated[list[ModuleInput], Field(max_length=200)] = []
-
-    _nul = field_validator("title", "description", "category")(no_nul)
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str) -> str:
-        if not _BCP47.match(value):
-            raise ValueError("must be a BCP 47 language tag such as 'en' or 'pt-BR'")
-        return value
-
-
-class CourseUpdate(_Strict):
-    """A partial update: only the fields given change; `null` clears a nullable field."""
-
-    title: Title | None = None
-    description: Description | None = None
-    category: Category | None = None
-    tags: Annotated[list[Tag], Field(max_length=30)] | None = None
-    level: Level | None = None
-    language: Annotated[str, StringConstraints(max_length=35)] | None = None
-    status: Status | None = None
-    capacity: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
-    enrollment_opens_at: AwareDatetime | None = None
-    enrollment_closes_at: AwareDatetime | None = None
-    modules: Annotated[list[ModuleInput], Field(max_length=200)] | None = None
-
-    _nul = field_validator("title", "description", "category")(no_nul)
-
-    @field_validator(
-        "title",
-        "description",
-        "category",
-        "tags",
-        "level",
-        "language",
-        "status",
-        "modules",
-    )
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # After validation (it runs only on a field the body gave, and then on its value
-        # as validated): a before-validator would hand the nested values on as Python
-        # objects, which strict validation of the JSON (api/http.read_body) then refuses
-        # where it takes JSON text, such as a timestamp.
-        if value is None:
-            raise ValueError("cannot be null")
-        return value
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str | None) -> str | None:
-        if value is not None and not _BCP47.match(value):
-            raise ValueError("must be a BCP 47 language tag such as 'en' or 'pt-BR'")
-        return value
-
+from course_management.domain.paths import path_errors
+from course_management.domain.times import rfc3339
 
 # Status changes a course may make (a change to the same status is no change).
 TRANSITIONS = {
@@ -244,6 +64,7 @@ def build_modules(
                     "duration_seconds": item.duration_seconds,
                     "max_score": item.max_score,
                     "due_at": _ts(item.due_at),
+                    "completion": _completion(item.completion),
                 }
             )
         built.append(
@@ -252,14 +73,31 @@ def build_modules(
                 "title": module.title,
                 "position": module.position,
                 "items": items,
+                "prerequisite_module_ids": list(module.prerequisite_module_ids),
+                "unlock_at": _ts(module.unlock_at),
+                "unlock_after_days": module.unlock_after_days,
+                "sequential": module.sequential,
             }
         )
     return built, errors
 
 
+def _completion(given: Completion | None) -> dict[str, Any]:
+    """An item's requirement as snapshots hold it: always both fields."""
+    if given is None:
+        return {"type": "complete", "min_score": None}
+    return {"type": given.type.value, "min_score": given.min_score}
+
+
 def check_course(course: dict[str, Any]) -> list[tuple[str, str]]:
-    """Rules over the whole snapshot: positions, ids, publishing, the enrollment window."""
-    errors: list[tuple[str, str]] = []
+    """Rules over the whole snapshot: positions, ids, publishing, the enrollment window,
+    the learning path (domain/paths.py)."""
+    errors: list[tuple[str, str]] = path_errors(course["modules"])
+    required = course.get("prerequisite_course_ids") or []
+    if course["id"] in required:
+        errors.append(("prerequisite_course_ids", "a course cannot require itself"))
+    if len(required) != len(set(required)):
+        errors.append(("prerequisite_course_ids", "a course appears twice"))
     positions = [m["position"] for m in course["modules"]]
     if len(positions) != len(set(positions)):
         errors.append(("modules", "module positions must be unique"))
@@ -313,6 +151,7 @@ def new_course(
         "enrollment_opens_at": _ts(fields.enrollment_opens_at),
         "enrollment_closes_at": _ts(fields.enrollment_closes_at),
         "modules": _ordered(modules),
+        "prerequisite_course_ids": list(fields.prerequisite_course_ids),
         "rating": {"average": None, "count": 0},
         "enrollment_count": 0,
         "version": 1,
@@ -346,7 +185,7 @@ def updated_course(
             result[name] = _ts(value)
         elif name in ("level", "status"):
             result[name] = value.value
-        elif name == "tags":
+        elif name in ("tags", "prerequisite_course_ids"):
             result[name] = list(value)
         else:
             result[name] = value

@@ -10,15 +10,24 @@ skipped earlier, by their source offsets (streams/tracking.py).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from course_management.domain.commands import derived_id
-from course_management.domain.course import rfc3339
-from course_management.domain.events import EnrollmentEvent
+from course_management.domain.events import EnrollmentEvent, LearnerMilestone
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, invalid
-from course_management.domain.paths import item_of, score_error
+from course_management.domain.paths import (
+    PathState,
+    item_of,
+    lock_reason,
+    newly_unlocked,
+    path_state,
+    report_status,
+    score_error,
+)
+from course_management.domain.progress import completed_ids, public_view, view_of_path
 from course_management.domain.records import (
     Course,
     EnrollmentRecord,
@@ -26,6 +35,7 @@ from course_management.domain.records import (
     SeatsRecord,
     Transition,
 )
+from course_management.domain.times import rfc3339
 
 # Ids and names in inputs from other services: longer ones are refused (dead-lettered),
 # since they are copied into events, table records and the mirror.
@@ -85,6 +95,7 @@ class EnrollmentDecision:
     refusal: Refusal | None = None  # why it was refused
     reply_enrollment: dict[str, Any] | None = None  # the answer: the enrollment's view
     view: dict[str, Any] | None = None  # the new record's public view, when not the answer
+    milestones: tuple[LearnerMilestone, ...] = ()  # to publish after the events
 
     @property
     def new_view(self) -> dict[str, Any] | None:
@@ -92,54 +103,6 @@ class EnrollmentDecision:
         if self.enrollment is None:
             return None
         return self.view if self.view is not None else self.reply_enrollment
-
-
-def item_ids_in_order(course: Course) -> list[str]:
-    return [item["id"] for module in course["modules"] for item in module["items"]]
-
-
-def progress_of(
-    course: Course, items: dict[str, ItemState], completed_at: str | None
-) -> dict[str, Any]:
-    """Totals and each item's state over the course's current items, in course order;
-    completed stays completed (`completed_at`)."""
-    order = item_ids_in_order(course)
-    done = [i for i in order if items.get(i, {}).get("status") == "completed"]
-    total = len(order)
-    last = max((s.get("at", "") for s in items.values()), default="") or None
-    next_item = next((i for i in order if items.get(i, {}).get("status") != "completed"), None)
-    return {
-        "completed_items": len(done),
-        "total_items": total,
-        "percent": round(100.0 * len(done) / total, 2) if total else 0.0,
-        "completed_at": completed_at,
-        "last_activity_at": last,
-        "next_item_id": next_item,
-        "items": [_item_view(i, items.get(i)) for i in order],
-    }
-
-
-def _item_view(item_id: str, state: ItemState | None) -> dict[str, Any]:
-    if not state:
-        return {"item_id": item_id, "status": "not_started", "score": None, "completed_at": None}
-    return {
-        "item_id": item_id,
-        "status": state.get("status", "started"),
-        "score": state.get("score"),
-        "completed_at": state.get("completed_at")
-        or (state.get("at") if state.get("status") == "completed" else None),
-    }
-
-
-def public_view(record: EnrollmentRecord, course: Course) -> dict[str, Any]:
-    """The Enrollment of CONTRACT §3 from the stored record."""
-    return {
-        "course_id": record["course_id"],
-        "user_id": record["user_id"],
-        "status": record["status"],
-        "enrolled_at": record["enrolled_at"],
-        "progress": progress_of(course, record.get("items", {}), record.get("completed_at")),
-    }
 
 
 def _event(
@@ -155,40 +118,6 @@ def _event(
         "version": record["version"],
         "enrollment": {**view, "completed_item_ids": completed_ids(record)},
     }
-
-
-def completed_ids(record: EnrollmentRecord) -> list[str]:
-    return sorted(i for i, s in record.get("items", {}).items() if s.get("status") == "completed")
-
-
-def current_view(snapshot: dict[str, Any], course: Course | None) -> dict[str, Any]:
-    """A mirrored enrollment snapshot with its progress recomputed against the course now.
-
-    Snapshots carry each item's state (`progress.items`, since 2026-12-01) and the
-    completed item ids (earlier); the oldest carry neither and keep the progress they
-    were written with.
-    """
-    view = {k: v for k, v in snapshot.items() if k != "completed_item_ids"}
-    stored = snapshot["progress"]
-    items: dict[str, ItemState] | None = None
-    if stored.get("items"):
-        items = {
-            i["item_id"]: _state_of_view(i) for i in stored["items"] if i["status"] != "not_started"
-        }
-    elif snapshot.get("completed_item_ids") is not None:
-        items = {i: {"status": "completed"} for i in snapshot["completed_item_ids"]}
-    if course is None or items is None:
-        return view
-    progress = progress_of(course, items, stored.get("completed_at"))
-    progress["last_activity_at"] = stored.get("last_activity_at")
-    return {**view, "progress": progress}
-
-
-def _state_of_view(item: dict[str, Any]) -> ItemState:
-    state: ItemState = {"status": item["status"], "score": item.get("score")}
-    if item.get("completed_at"):
-        state["completed_at"] = item["completed_at"]
-    return state
 
 
 def _applied(record: EnrollmentRecord | None, event_id: str) -> bool:
@@ -239,16 +168,22 @@ def decide_enroll(
     seats_taken: int,
     record: EnrollmentRecord | None,
     enroll: EnrollInput,
+    completed_courses: Collection[str] = (),
 ) -> EnrollmentDecision:
     """Enrol, or enrol again: a cancelled enrollment is reactivated with its progress,
-    completion and rating (one enrollment per course and learner, ever)."""
+    completion and rating (one enrollment per course and learner, ever).
+    `completed_courses`: those of the course's prerequisites the learner completed."""
     if course is None:
         return _refused(RefusalKind.COURSE_NOT_FOUND, f"no course {enroll.course_id}")
     if record is not None and (
         _applied(record, enroll.event_id) or record["status"] in ("active", "completed")
     ):
         return EnrollmentDecision(
-            Outcome.UNCHANGED, None, None, (), reply_enrollment=public_view(record, course)
+            Outcome.UNCHANGED,
+            None,
+            None,
+            (),
+            reply_enrollment=public_view(record, course, enroll.occurred_at),
         )
     if course["status"] != "published":
         return _refused(
@@ -258,6 +193,12 @@ def decide_enroll(
     opens, closes = course.get("enrollment_opens_at"), course.get("enrollment_closes_at")
     if (opens and at < opens) or (closes and at >= closes):
         return _refused(RefusalKind.ENROLLMENT_CLOSED, "the course's enrollment window is not open")
+    missing = [c for c in course.get("prerequisite_course_ids") or () if c not in completed_courses]
+    if missing:
+        return _refused(
+            RefusalKind.PREREQUISITES_NOT_MET,
+            f"complete {', '.join(missing)} first (this course's prerequisites)",
+        )
     capacity = course.get("capacity")
     if capacity is not None and seats_taken >= capacity:
         return _refused(RefusalKind.COURSE_FULL, f"all {capacity} seats are taken")
@@ -273,7 +214,12 @@ def decide_enroll(
     }
     status = "completed" if base.get("completed_at") else "active"
     new_record = _with_transition(base, status, at, enroll.event_id)
-    view = public_view(new_record, course)
+    # the modules open at enrolment send no milestone (CONTRACT §5.1), now or later
+    path = path_state(
+        course, new_record["enrolled_at"], new_record.get("items", {}), enroll.occurred_at
+    )
+    new_record["opened"] = sorted(set(base.get("opened", ())) | _open_modules(path))
+    view = public_view(new_record, course, enroll.occurred_at)
     return EnrollmentDecision(
         Outcome.CREATED,
         new_record,
@@ -296,7 +242,7 @@ def decide_cancel(
     if record is None or record["status"] == "cancelled":
         return _refused(RefusalKind.NOT_ENROLLED, f"{cancel.user_id} is not enrolled")
     cancelled = _with_transition(record, "cancelled", rfc3339(cancel.occurred_at), cancel.event_id)
-    view = public_view(cancelled, course)
+    view = public_view(cancelled, course, cancel.occurred_at)
     return EnrollmentDecision(
         Outcome.REMOVED,
         cancelled,
@@ -306,33 +252,63 @@ def decide_cancel(
     )
 
 
-_RANK = {"started": 1, "completed": 2}
+_RANK = {"started": 1, "failed": 2, "completed": 3}
 
 
-def merge_report(current: ItemState | None, report: ProgressInput) -> ItemState:
+def merge_report(
+    current: ItemState | None, report: ProgressInput, item: dict[str, Any] | None = None
+) -> ItemState:
     """An item's state with one more report joined in. The join is idempotent, commutative
     and associative, so the state is the same whatever the order of the reports and however
-    often each arrives: status never goes back, completion keeps its earliest time, the
-    score is the best any report had (CONTRACT §5.1: the best score counts), activity is
-    the latest report's time."""
+    often each arrives: status never goes back, the score is the best any report had
+    (CONTRACT §5.1: the best score counts), activity is the latest report's time. On a
+    `min_score` item (`item`), a `completed` report leaves it `failed` until the best score
+    reaches `min_score` (domain.paths.report_status); a completion is never taken back."""
     at = rfc3339(report.occurred_at)
     state: ItemState = {**(current or {})}
-    if _RANK[report.status] > _RANK.get(state.get("status", ""), 0):
-        state["status"] = report.status
-    if report.status == "completed":
-        earliest = state.get("completed_at")
-        state["completed_at"] = at if earliest is None else min(earliest, at)
-    else:
-        state.setdefault("completed_at", None)
+    was = state.get("status", "")
     best = state.get("score")
     if report.score is not None and (best is None or report.score > best):
-        state["score"] = report.score
+        best = state["score"] = report.score
     else:
         state.setdefault("score", None)
+    reported = (
+        "completed" if report.status == "completed" or was in ("failed", "completed") else "started"
+    )
+    status = report_status(item, reported, best) if item is not None else reported
+    if _RANK[status] > _RANK.get(was, 0):
+        state["status"] = status
+    if state.get("status") == "completed":
+        earliest = state.get("completed_at") if was == "completed" else None
+        if earliest is None or (report.status == "completed" and at < earliest):
+            earliest = at
+        state["completed_at"] = earliest
+    else:
+        state["completed_at"] = None
     if [at, report.event_id] > [state.get("at", ""), state.get("event_id", "")]:
         state["at"] = at
         state["event_id"] = report.event_id
     return state
+
+
+def _open_modules(path: PathState) -> set[str]:
+    return {m.module_id for m in path.modules if m.state != "locked"}
+
+
+def module_unlocked(course_id: str, user_id: str, module_id: str, at: datetime) -> LearnerMilestone:
+    """The milestone of a module opening for a learner: its id derives from the three ids
+    alone, so every decision that sends it (a completion, the timer, a repeat) sends the
+    same record, and consumers drop a second copy by its id."""
+    return {
+        "event_id": derived_id(f"{course_id}:{user_id}", f"module_unlocked:{module_id}"),
+        "event_type": "module_unlocked",
+        "occurred_at": at,
+        "course_id": course_id,
+        "user_id": user_id,
+        "module_id": module_id,
+        "waitlist_position": None,
+        "reason": None,
+    }
 
 
 def decide_progress(
@@ -354,31 +330,50 @@ def decide_progress(
     wrong_score = score_error(item, progress.score)
     if wrong_score is not None:
         return EnrollmentDecision(None, None, None, (), invalid([("score", wrong_score)]))
-    current = record.get("items", {}).get(progress.item_id)
-    state = merge_report(current, progress)
+    now, enrolled_at = progress.occurred_at, record["enrolled_at"]
+    items_before = record.get("items", {})
+    before = path_state(course, enrolled_at, items_before, now)
+    if progress.item_id in before.locked:
+        why = lock_reason(course, enrolled_at, items_before, now, progress.item_id)
+        return _refused(RefusalKind.ITEM_LOCKED, f"item {progress.item_id} {why}")
+    current = items_before.get(progress.item_id)
+    state = merge_report(current, progress, item)
     if state == current:
         return EnrollmentDecision(
-            Outcome.UNCHANGED, None, None, (), reply_enrollment=public_view(record, course)
+            Outcome.UNCHANGED, None, None, (), reply_enrollment=public_view(record, course, now)
         )
-    at = rfc3339(progress.occurred_at)
-    items: dict[str, ItemState] = {**record.get("items", {}), progress.item_id: state}
+    at = rfc3339(now)
+    items: dict[str, ItemState] = {**items_before, progress.item_id: state}
+    after = path_state(course, enrolled_at, items, now)
+    opened = record.get("opened", [])
+    unlocked = newly_unlocked(before, after, opened)
     changed: EnrollmentRecord = {**record, "items": items, "version": record["version"] + 1}
-    view = public_view(changed, course)
-    events = [_event(progress.event_id, "progress_updated", changed, view, progress.occurred_at)]
-    totals = view["progress"]
-    if (
-        record.get("completed_at") is None
-        and totals["total_items"]
-        and totals["completed_items"] == totals["total_items"]
-    ):
+    if unlocked:
+        changed["opened"] = sorted({*opened, *unlocked})
+    view = _view_at(changed, course, after)
+    events = [_event(progress.event_id, "progress_updated", changed, view, now)]
+    if record.get("completed_at") is None and after.completed:
         changed = _with_transition(
             {**changed, "completed_at": at}, "completed", at, progress.event_id
         )
-        view = public_view(changed, course)
-        events.append(
-            _event(progress.event_id, "course_completed", changed, view, progress.occurred_at)
-        )
-    return EnrollmentDecision(Outcome.APPLIED, changed, None, tuple(events), reply_enrollment=view)
+        view = _view_at(changed, course, after)
+        events.append(_event(progress.event_id, "course_completed", changed, view, now))
+    milestones = tuple(
+        module_unlocked(progress.course_id, progress.user_id, m, now) for m in unlocked
+    )
+    return EnrollmentDecision(
+        Outcome.APPLIED, changed, None, tuple(events), reply_enrollment=view, milestones=milestones
+    )
+
+
+def _view_at(record: EnrollmentRecord, course: Course, path: PathState) -> dict[str, Any]:
+    return {
+        "course_id": record["course_id"],
+        "user_id": record["user_id"],
+        "status": record["status"],
+        "enrolled_at": record["enrolled_at"],
+        "progress": view_of_path(course, record.get("items", {}), record.get("completed_at"), path),
+    }
 
 
 # Seats: one record per course in the course-state table, beside its enrollments: a

@@ -31,3 +31,17 @@ class EnrollmentEvent(TypedDict):
     user_id: str
     version: int  # the enrollment's version after the change
     enrollment: dict[str, Any]  # its public view, with `completed_item_ids`
+
+
+class LearnerMilestone(TypedDict):
+    """A moment of a learner's path (CONTRACT §5.5, learner-milestones): `module_unlocked`
+    (with `module_id`); `event_type` is a string so that later kinds break no reader."""
+
+    event_id: str  # module_unlocked: derived from course, learner and module (once, ever)
+    event_type: str
+    occurred_at: datetime
+    course_id: str
+    user_id: str
+    module_id: str | None
+    waitlist_position: int | None
+    reason: str | None

@@ -40,6 +40,8 @@ class RefusalKind(StrEnum):
     COURSE_FULL = "course-full"
     NOT_ENROLLED = "not-enrolled"
     ENROLLMENT_CANCELLED = "enrollment-cancelled"
+    ITEM_LOCKED = "item-locked"
+    PREREQUISITES_NOT_MET = "prerequisites-not-met"
     FAILED = "internal"  # the decision itself failed (a bug); nothing was applied
 
 

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from course_management.domain.course import rfc3339
+from course_management.domain.course_fields import MAX_UNLOCK_DAYS
+from course_management.domain.times import parse_rfc3339, rfc3339
 
 COMPLETE, VIEW, MIN_SCORE = "complete", "view", "min_score"
 REQUIREMENTS = (COMPLETE, VIEW, MIN_SCORE)
 DEFAULT_COMPLETION: dict[str, Any] = {"type": COMPLETE}
-MAX_UNLOCK_DAYS = 3650
 SCORED_TYPES = ("quiz", "assignment")
 
 Item = Mapping[str, Any]
@@ -338,4 +338,4 @@ def _cycle(modules: Iterable[Mapping[str, Any]], known: set[str]) -> list[str] |
 
 
 def _parse(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return parse_rfc3339(ts)

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from course_management.domain.commands import CourseCommand, live_course, remember
-from course_management.domain.course import no_nul, rfc3339
+from course_management.domain.course_fields import no_nul
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply, invalid_from
 from course_management.domain.records import (
     Course,
@@ -37,6 +37,7 @@ from course_management.domain.records import (
     RatingRecord,
     SeatsRecord,
 )
+from course_management.domain.times import rfc3339
 
 MAX_REVIEW_CHARS = 2000
 

@@ -43,8 +43,8 @@ class ItemState(TypedDict, total=False):
     """One item's progress: the join of every report of it (domain.enrollment.merge_report),
     so a report applied twice, or out of order, changes nothing."""
 
-    status: str  # started | completed (never back to started)
-    score: float | None  # of the latest report that carried one
+    status: str  # started | failed | completed (never back)
+    score: float | None  # the best any report carried
     scored: list[str]  # [at, event id] of that report (orders reports with equal times)
     at: str  # RFC 3339, the latest report
     completed_at: str | None  # the earliest report of completion
@@ -79,6 +79,9 @@ class EnrollmentRecord(TypedDict, total=False):
     version: int
     history: list[Transition]  # the last status changes (HISTORY_KEPT), oldest first
     rating: RatingRecord
+    opened: list[
+        str
+    ]  # modules ever open for the learner (their milestone sent, or open at enrolment)
 
 
 class SeatsRecord(TypedDict):

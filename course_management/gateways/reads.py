@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -27,7 +27,8 @@ from course_management.catalog.query import CatalogQuery, catalog_version
 from course_management.catalog.search import UNAVAILABLE as CATALOG_UNAVAILABLE
 from course_management.catalog.search import CatalogSearch
 from course_management.domain.consistency import NONE, Marks
-from course_management.domain.enrollment import EMPTY_SEATS, current_view, public_view
+from course_management.domain.enrollment import EMPTY_SEATS
+from course_management.domain.progress import TIME_LOCKED, current_view, is_stale, public_view
 from course_management.domain.ratings import as_read
 from course_management.domain.records import (
     CourseRecord,
@@ -78,6 +79,11 @@ def _course(entry: CourseEntry) -> dict[str, Any]:
     course = entry.state()["course"]
     assert course is not None
     return course
+
+
+def _now() -> datetime:
+    """The moment a read draws a learner's path at (time locks open by the clock)."""
+    return datetime.now(UTC)
 
 
 def _view(view: dict[str, Any]) -> EnrollmentView:
@@ -217,9 +223,13 @@ class ReadGateway:
         if hit is not None and hit.version >= need:
             CACHE_READS.labels("hit").inc()
             if hit.view is not None and hit.course_version == course.version:
-                return course, EnrollmentView(hit.status, hit.view)
-            if hit.record is not None:
-                return course, _view(public_view(hit.record, _course(course)))
+                if TIME_LOCKED not in hit.view:
+                    return course, EnrollmentView(hit.status, hit.view)
+                course = await self._with_body(course)  # is a time lock open by now?
+                if not is_stale(orjson.loads(hit.view), _course(course), _now()):
+                    return course, EnrollmentView(hit.status, hit.view)
+            elif hit.record is not None:
+                return course, _view(public_view(hit.record, _course(course), _now()))
         return course, await self._enrollment_from_store(course, user_id, need)
 
     async def _enrollment_from_store(
@@ -238,13 +248,13 @@ class ReadGateway:
             record = await self._until(
                 from_table, lambda r: need == 0 or (r or {}).get("version", 0) >= need, "the table"
             )
-            return _view(public_view(record, course)) if record is not None else None
+            return _view(public_view(record, course, _now())) if record is not None else None
         found = await self._until(
             lambda: enrollment_mirror.fetch_enrollment(self._mirror.pool, course_id, user_id),
             lambda row: need == 0 or (row is not None and row[1] >= need),
             "the mirror",
         )
-        return _view(current_view(found[0], course)) if found else None
+        return _view(current_view(found[0], course, _now())) if found else None
 
     async def _with_body(self, entry: CourseEntry) -> CourseEntry:
         """The entry with its body (an enrollment read's script leaves it out)."""
@@ -317,8 +327,9 @@ class ReadGateway:
         ids = list({s["course_id"]: None for s in snapshots})
         states = await asyncio.gather(*(self.read_course_state(c, since) for c in ids))
         courses = {c: course_of(state) for c, state in zip(ids, states, strict=True)}
+        now = _now()
         return [
-            current_view(s, course)
+            current_view(s, course, now)
             for s in snapshots
             if (course := courses[s["course_id"]]) is not None
         ]

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from course_management.domain.course import rfc3339
+from course_management.domain.times import rfc3339
 from course_management.infra.kafka import new_producer, read_to_end
 from course_management.topology import DLQ_REPLAYS, DLQ_TOPICS
 

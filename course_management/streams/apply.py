@@ -29,12 +29,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
 from aiokafka.errors import KafkaError
 
-from course_management.domain.enrollment import EMPTY_SEATS, public_view
+from course_management.domain.enrollment import EMPTY_SEATS
+from course_management.domain.progress import public_view
 from course_management.domain.ratings import as_read
 from course_management.infra.cache import CourseEntry, EnrollmentEntry
 from course_management.infra.metrics import AGENT_BATCH_SECONDS, CHANGELOG_RECORDS_WRITTEN
@@ -138,7 +140,7 @@ def cache_entries(
         drawn = (views or {}).get((course_id, user_id))
         view = drawn[1] if drawn is not None and drawn[0] == version else None
         if view is None:
-            view = public_view(enrollment, course)
+            view = public_view(enrollment, course, datetime.now(UTC))
         enrollment_entries.append(EnrollmentEntry(enrollment, orjson.dumps(view), version))
     return course_entries, enrollment_entries
 

@@ -26,7 +26,7 @@ from course_management.domain.outcomes import Reply
 from course_management.domain.records import course_of
 from course_management.infra.dead_letters import REFUSED
 from course_management.infra.metrics import ENROLLMENTS_APPLIED
-from course_management.messages import enrollment_event
+from course_management.messages import enrollment_event, learner_milestone
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, message_of, stage_answer
 from course_management.streams.marks import marks_after
@@ -94,13 +94,20 @@ async def cancel_enrollment(batch: Batch, item: Input) -> None:
 def stage_enrollment_change(
     batch: Batch, course_id: str, user_id: str, decision: EnrollmentDecision
 ) -> None:
-    """The events, the table writes, the seat count and (seats changed) the catalog."""
+    """The events and milestones, the table writes, the seat count and (seats changed)
+    the catalog."""
     topic, subject = enrollment_event.TOPIC, enrollment_event.SUBJECT
     batch.stage_records(
         [(topic, course_id, subject, enrollment_event.encode(e)) for e in decision.events]
     )
     for event in decision.events:
         _APPLIED[event["event_type"]].inc()
+    batch.stage_records(
+        [
+            (learner_milestone.TOPIC, course_id, learner_milestone.SUBJECT, m)
+            for m in map(learner_milestone.encode, decision.milestones)
+        ]
+    )
     if decision.seats_taken is not None:
         batch.stage_seats(course_id, seat_change(batch.seats(course_id), decision.seats_taken))
         batch.stage_catalog(course_id)

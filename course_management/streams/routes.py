@@ -25,6 +25,7 @@ from course_management.topology import (
     COURSE_RATINGS,
     ENROLLMENT_EVENTS,
     ENROLLMENT_INPUT_SOURCES,
+    LEARNER_MILESTONES,
 )
 
 
@@ -41,7 +42,7 @@ def _route(kind: str, source: str, handler: Handler, *writes: str) -> tuple[str,
 
 
 _COURSE = (COURSE_EVENTS, COURSE_CATALOG)
-_ENROLLMENT = (ENROLLMENT_EVENTS, COURSE_CATALOG)
+_ENROLLMENT = (ENROLLMENT_EVENTS, LEARNER_MILESTONES, COURSE_CATALOG)
 
 ROUTES: dict[str, Route] = dict(
     (

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from course_management.domain.course import CourseFields
+from course_management.domain.course_fields import CourseFields
 from course_management.domain.outcomes import Refusal, RefusalKind, invalid_from
 
 
@@ -54,7 +54,7 @@ def test_no_text_field_may_hold_a_nul_character() -> None:
     """PostgreSQL cannot store one; a course holding one would stop the mirror."""
     import pydantic
 
-    from course_management.domain.course import CourseFields
+    from course_management.domain.course_fields import CourseFields
 
     item = {"type": "lesson", "title": "i", "position": 0}
     for fields in (

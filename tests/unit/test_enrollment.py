@@ -9,9 +9,9 @@ from course_management.domain.enrollment import (
     EnrollInput,
     decide_cancel,
     decide_enroll,
-    progress_of,
 )
 from course_management.domain.outcomes import Outcome, RefusalKind
+from course_management.domain.progress import progress_of, public_view
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -120,7 +120,7 @@ def test_progress_counts_the_courses_current_items() -> None:
         "i2": {"status": "started", "at": "2026-11-27T12:05:00.000Z"},
         "gone": {"status": "completed", "at": "2026-11-27T11:00:00.000Z"},
     }
-    progress = progress_of(course(), items, None)
+    progress = progress_of(course(), items, None, "2026-11-27T12:00:00.000Z", T0)
     assert progress["completed_items"] == 1 and progress["total_items"] == 3
     assert progress["percent"] == 33.33
     assert progress["next_item_id"] == "i2"
@@ -231,7 +231,7 @@ def test_a_duplicate_progress_event_changes_nothing() -> None:
 
 
 def test_a_structure_change_moves_totals_but_a_completed_enrollment_stays_completed() -> None:
-    from course_management.domain.enrollment import decide_progress, public_view
+    from course_management.domain.enrollment import decide_progress
 
     record = enrolled()
     for minute, item in enumerate(["i1", "i2", "i3"], start=1):
@@ -239,13 +239,13 @@ def test_a_structure_change_moves_totals_but_a_completed_enrollment_stays_comple
     bigger = course(
         modules=[*course()["modules"], {"id": "m3", "position": 2, "items": [{"id": "i4"}]}]
     )
-    view = public_view(record, bigger)
+    view = public_view(record, bigger, T0)
     assert view["status"] == "completed"
     assert (view["progress"]["completed_items"], view["progress"]["total_items"]) == (3, 4)
     assert view["progress"]["percent"] == 75.0
     assert view["progress"]["next_item_id"] == "i4"
     smaller = course(modules=[course()["modules"][0]])
-    assert public_view(record, smaller)["progress"]["total_items"] == 2
+    assert public_view(record, smaller, T0)["progress"]["total_items"] == 2
 
 
 def test_a_seat_change_moves_the_count_and_always_grows_the_sequence() -> None:

@@ -108,6 +108,7 @@ def test_the_enrolment_read_lists_each_items_state_in_course_order() -> None:
         "status": "completed",
         "score": None,  # a lesson takes no score
         "completed_at": "2026-12-01T09:02:00.000Z",
+        "locked": False,
     }
     assert all(s["status"] == "not_started" for s in states[1:])
 
