@@ -143,3 +143,15 @@ def resident_bytes() -> int:
     except OSError:
         pass
     return 0
+
+
+# Time locks (streams/timer.py): how far behind its earliest due moment the timer is, what
+# it released, and the milestones every decision published.
+TIMER_LAG = Gauge(
+    "cms_timer_lag_seconds",
+    "Now minus the earliest due time lock this worker has not released yet (0: none due)",
+)
+TIMER_RELEASED = Counter(
+    "cms_timer_learners_released_total", "Learners the timer looked at for a due time lock"
+)
+MILESTONES = Counter("cms_milestones_total", "Learner milestones published", ["event_type"])

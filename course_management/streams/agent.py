@@ -43,6 +43,7 @@ from course_management.streams.batch import Batch
 from course_management.streams.faust_compat import take_backlog
 from course_management.streams.inputs import INPUT_DECODERS, Input, stage_answer
 from course_management.streams.routes import route_of
+from course_management.streams.timer import PAUSE_S, Timer
 from course_management.streams.tracking import (
     Order,
     already_applied,
@@ -73,7 +74,7 @@ BATCH_MAX = 2000  # inputs taken at most in one batch
 # that a partition's unit stays far under UNIT_MAX_BYTES (each value in a unit is about
 # the size of an event in its outbox; a course is at most 256 KiB).
 CUT_BYTES = 2 * 1024 * 1024
-IDLE_S = 1.0  # without inputs, how often the agent opens newly assigned partitions
+IDLE_S = 1.0  # without inputs, how often the agent opens new partitions and runs its timer
 UNAPPLIED_EXIT_CODE = 75  # EX_TEMPFAIL: start again and the batch is applied again
 
 
@@ -102,17 +103,26 @@ def register_course_agent(
     async def apply_course_commands(stream: Any) -> None:
         # take_backlog acks a batch's inputs only when the next batch is asked for, that
         # is after they were applied.
-        async for events in take_backlog(stream, BATCH_MAX, IDLE_S):
+        timer = Timer(batch, applier)
+        async for events in take_backlog(stream, BATCH_MAX, lambda: timer_wait(timer)):
             try:
-                if not events:  # idle: publish what a crashed owner may have left
-                    await applier.open(recovered_partitions())
-                    continue
-                await applier.open({int(e.message.partition) for e in events})
-                await decide_and_apply(codec, batch, applier, events, positions)
+                if events:
+                    await applier.open({int(e.message.partition) for e in events})
+                    await decide_and_apply(codec, batch, applier, events, positions)
+                # then (and when idle) publish what a crashed owner may have left, and
+                # release the time locks that are due
+                owned = recovered_partitions()
+                await applier.open(owned)
+                await timer.run(owned)
             except Exception as exc:
                 stop_unapplied(exc)
 
     return apply_course_commands
+
+
+def timer_wait(timer: Timer) -> float:
+    """How long the agent waits for inputs: briefly while the timer has work left."""
+    return PAUSE_S if timer.pending else IDLE_S
 
 
 async def decide_and_apply(

@@ -40,7 +40,13 @@ from course_management.infra.metrics import DEAD_LETTERS
 from course_management.messages import catalog_entry, command_reply
 from course_management.messages.command_reply import CommandReply
 from course_management.tables.keys import enrollment_key, seats_key
-from course_management.tables.units import Outbox, Outgoing, encode_key, records_size
+from course_management.tables.units import (
+    Outbox,
+    Outgoing,
+    decode_key,
+    encode_key,
+    records_size,
+)
 from course_management.topology import REQUEST_ID_HEADER, is_reply_topic
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,8 @@ class ReadsState(Protocol):
     """The table's local store (tables/store.UnitStore)."""
 
     def read(self, partition: int, key: bytes) -> bytes | None: ...
+
+    def scan(self, partition: int, start: bytes, prefix: bytes, limit: int) -> list[bytes]: ...
 
 
 Encode = Callable[[str, dict[str, Any]], bytes]  # (subject, value) -> Avro, wire format
@@ -131,6 +139,32 @@ class Batch:
             offset=message.offset,
         ):
             yield
+
+    @contextmanager
+    def on_partition(self, partition: int) -> Iterator[None]:
+        """Decide for `partition` without an input (the timer: streams/timer.py)."""
+        self.current = None
+        self._partition = partition
+        self._work = self.partitions.setdefault(partition, PartitionWork())
+        yield
+
+    def forget_untouched(self) -> None:
+        """Drop the partitions nothing was staged on (no unit for them)."""
+        self.partitions = {
+            p: w
+            for p, w in self.partitions.items()
+            if w.writes or w.records or w.catalog or w.courses or w.enrollments or w.replies
+        }
+
+    def keys(self, prefix: str, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` keys of the current partition's store that begin with `prefix`,
+        after `after` (exclusive), in the store's order. The store's, not the batch's
+        writes: the timer scans at the start of its own batch."""
+        raw_prefix = encode_key(prefix)[:-1]  # the JSON string, without its closing quote
+        start = encode_key(after) if after is not None else raw_prefix
+        found = self._store.scan(self._partition, start, raw_prefix, limit + 1)
+        keys = [decode_key(k) for k in found]
+        return [k for k in keys if k != after][:limit]
 
     @contextmanager
     def routed(self, writes: frozenset[str], source: str) -> Iterator[None]:

@@ -21,12 +21,14 @@ from course_management.domain.commands import (
 from course_management.domain.events import CourseEvent
 from course_management.domain.outcomes import Reply
 from course_management.domain.ratings import as_read, decide_rating
-from course_management.domain.records import CourseRecord, EnrollmentRecord
+from course_management.domain.records import CourseRecord, EnrollmentRecord, course_of
+from course_management.domain.timers import lock_changes
 from course_management.infra.metrics import COMMANDS_APPLIED
 from course_management.messages import course_event, rating_entry
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, message_of, stage_answer
 from course_management.streams.marks import marks_after
+from course_management.streams.timer import stage_due
 
 
 def _as_read(batch: Batch, course_id: str, reply: Reply) -> Reply:
@@ -59,9 +61,14 @@ async def _course_command(
 ) -> None:
     """Decide a course command, stage its event, record and catalog entry, and answer."""
     command = message_of(item, CourseCommand)
-    decision = decide(batch.course_record(command.course_id), command)
+    before = batch.course_record(command.course_id)
+    decision = decide(before, command)
     if decision.event is not None and decision.record is not None:
         stage_course_change(batch, command.course_id, decision.event)
+        after = course_of(decision.record)
+        if after is not None:  # the time locks this change asks the timer to look at
+            for due in lock_changes(course_of(before), after, command.occurred_at):
+                stage_due(batch, due)
     if decision.record is not None:
         batch.stage_course_record(command.course_id, decision.record)
         COMMANDS_APPLIED.labels(command.command_type).inc()

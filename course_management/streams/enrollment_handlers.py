@@ -24,12 +24,14 @@ from course_management.domain.enrollment import (
 )
 from course_management.domain.outcomes import Reply
 from course_management.domain.records import course_of
+from course_management.domain.timers import learner_dues
 from course_management.infra.dead_letters import REFUSED
-from course_management.infra.metrics import ENROLLMENTS_APPLIED
+from course_management.infra.metrics import ENROLLMENTS_APPLIED, MILESTONES
 from course_management.messages import enrollment_event, learner_milestone
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, message_of, stage_answer
 from course_management.streams.marks import marks_after
+from course_management.streams.timer import stage_due
 
 _APPLIED = {  # the counter of each event type, looked up once
     kind: ENROLLMENTS_APPLIED.labels(kind)
@@ -51,6 +53,10 @@ async def user_enrolled(batch: Batch, item: Input) -> None:
         enroll,
     )
     stage_enrollment_change(batch, enroll.course_id, enroll.user_id, decision)
+    course = course_of(batch.course_record(enroll.course_id))
+    if decision.enrollment is not None and course is not None:  # the learner's own days
+        for due in learner_dues(course, decision.enrollment, enroll.occurred_at):
+            stage_due(batch, due)
     await _stage_refused(batch, item, decision)
     if item.from_request:  # a record from another service: nobody waits for an answer
         marks = marks_after(batch, enroll.course_id, enroll.user_id)
@@ -102,6 +108,8 @@ def stage_enrollment_change(
     )
     for event in decision.events:
         _APPLIED[event["event_type"]].inc()
+    for milestone in decision.milestones:
+        MILESTONES.labels(milestone["event_type"]).inc()
     batch.stage_records(
         [
             (learner_milestone.TOPIC, course_id, learner_milestone.SUBJECT, m)

@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -181,7 +181,9 @@ class PromptTableManager(TableManager):
 # -- 6. taking the backlog -------------------------------------------------------------------
 
 
-async def take_backlog(stream: Any, max_: int, idle_s: float) -> AsyncIterator[list[Any]]:
+async def take_backlog(
+    stream: Any, max_: int, idle_s: float | Callable[[], float]
+) -> AsyncIterator[list[Any]]:
     """The stream's events in batches as large as what is waiting, up to `max_`.
 
     Faust's `take_events(max_, within)` waits `within` after the first event of every
@@ -191,7 +193,8 @@ async def take_backlog(stream: Any, max_: int, idle_s: float) -> AsyncIterator[l
     under a backlog everything that queued while the last batch was applied comes
     together. The events of a batch are acked after the caller asks for the next one,
     that is after it applied them, as `take_events` does. After `idle_s` without events
-    an empty batch is yielded (the caller's chance to do its own upkeep).
+    an empty batch is yielded (the caller's chance to do its own upkeep; `idle_s` may be a
+    function, asked before each wait).
     """
     events: list[Any] = []
     ready = asyncio.Event()  # a batch can be taken
@@ -221,7 +224,7 @@ async def take_backlog(stream: Any, max_: int, idle_s: float) -> AsyncIterator[l
     try:
         while not stream.should_stop:
             try:
-                await asyncio.wait_for(ready.wait(), idle_s)
+                await asyncio.wait_for(ready.wait(), idle_s() if callable(idle_s) else idle_s)
             except TimeoutError:
                 yield []
                 continue

@@ -18,3 +18,18 @@ def outbox_key(partition: int) -> str:
 def is_course_key(key: str) -> bool:
     """A course record's key (not an enrollment, seats, tracking or outbox key)."""
     return not key.startswith("#") and ":" not in key and "#" not in key
+
+
+DUE_PREFIX = "#due:"
+
+
+def due_key(moment: str, course_id: str, module_id: str, user_id: str | None) -> str:
+    """A time lock to look at again (domain.timers.Due), ordered by its moment (RFC 3339
+    strings of one format sort as the moments do)."""
+    base = f"{DUE_PREFIX}{moment}:{course_id}:{module_id}"
+    return base if user_id is None else f"{base}:{user_id}"
+
+
+def enrollment_prefix(course_id: str) -> str:
+    """The prefix of every enrollment key of a course (the table orders them by user id)."""
+    return f"{course_id}:"

@@ -114,6 +114,20 @@ class UnitStore(RocksDBStore):
         value: bytes | None = self._db_for_partition(partition).get(key)
         return value
 
+    def scan(self, partition: int, start: bytes, prefix: bytes, limit: int) -> list[bytes]:
+        """Up to `limit` keys of the partition from `start` on (inclusive) that begin with
+        `prefix`, in key order."""
+        found: list[bytes] = []
+        it = self._db_for_partition(partition).iter()
+        it.seek(start)
+        while it.valid() and len(found) < limit:
+            key = bytes(it.key())
+            if not key.startswith(prefix):
+                break
+            found.append(key)
+            it.next()
+        return found
+
     def write_unit(self, partition: int, records: Sequence[UnitRecord], last_offset: int) -> None:
         """One atomic RocksDB write: the unit's values and the offset Faust resumes after."""
         write = WriteBatch(raw_mode=True)

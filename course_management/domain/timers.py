@@ -1,0 +1,116 @@
+"""Time locks that open by the clock (CONTRACT §5.1): which moments the agent must wake
+at, and what it decides for one learner when it does. Pure: the caller passes `now`.
+
+A `Due` is a moment to look again at one module: for every learner of the course
+(`user_id` None: a module whose date or rules changed), or for one (a module that opens
+a number of days after that learner's enrolment). The agent keeps them in its table,
+ordered by moment, and releases them in bounded chunks (streams/timer.py, decision 56).
+What a release decides depends only on the course, the learner's record and `now`, and
+the milestone's id only on the course, learner and module: a chunk decided twice (a
+crash before its unit landed) publishes the same milestones, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from course_management.domain.enrollment import module_unlocked
+from course_management.domain.events import LearnerMilestone
+from course_management.domain.paths import path_state, unlocks_at
+from course_management.domain.records import Course, EnrollmentRecord
+from course_management.domain.times import parse_rfc3339, rfc3339
+
+_LOCKS = ("prerequisite_module_ids", "unlock_at", "unlock_after_days")
+
+
+@dataclass(frozen=True)
+class Due:
+    moment: str  # RFC 3339 (the table orders them by it)
+    course_id: str
+    module_id: str
+    user_id: str | None = None  # None: every learner of the course
+
+
+def lock_changes(before: Course | None, after: Course, now: datetime) -> list[Due]:
+    """The moments a course change asks the agent to look again at a module for every
+    learner: a module whose locks changed (or a new module with one), at its `unlock_at`,
+    or now when it has none yet to wait for (a prerequisite removed opens it at once; a
+    number of days is each learner's own: the look now schedules each)."""
+    old = {m["id"]: m for m in (before or {}).get("modules", ())}
+    dues = []
+    for module in after.get("modules", ()):
+        was = old.get(module["id"])
+        if was is None:
+            if all(module.get(f) in (None, []) for f in _LOCKS):
+                continue  # a new module open from the start
+        elif all(_same(was, module, f) for f in _LOCKS):
+            continue
+        moment = now
+        if module.get("unlock_at") and parse_rfc3339(module["unlock_at"]) > now:
+            moment = parse_rfc3339(module["unlock_at"])
+        dues.append(Due(rfc3339(moment), after["id"], module["id"]))
+    return dues
+
+
+def _same(before: dict[str, Any], after: dict[str, Any], field: str) -> bool:
+    return (before.get(field) or None) == (after.get(field) or None)
+
+
+def learner_dues(course: Course, record: EnrollmentRecord, now: datetime) -> list[Due]:
+    """The moments one learner's own time locks open (modules with `unlock_after_days`
+    still locked for them); a date shared by everyone is the course's Due, not theirs."""
+    if record.get("status") not in ("active", "completed"):
+        return []
+    path = path_state(course, record["enrolled_at"], record.get("items", {}), now)
+    moment = rfc3339(now)
+    return [
+        Due(m.unlocks_at, course["id"], m.module_id, record["user_id"])
+        for m, module in zip(path.modules, course.get("modules", ()), strict=True)
+        if module.get("unlock_after_days") is not None
+        and m.state == "locked"
+        and m.unlocks_at is not None
+        and m.unlocks_at > moment
+        and m.module_id not in record.get("opened", ())
+    ]
+
+
+@dataclass(frozen=True)
+class Release:
+    record: EnrollmentRecord | None  # the record with the module opened (None: unchanged)
+    milestone: LearnerMilestone | None
+    later: Due | None  # still locked by this learner's own clock: look again then
+
+
+def release(course: Course, record: EnrollmentRecord, module_id: str, now: datetime) -> Release:
+    """One learner, one module, at `now`: the milestone if the module is open for them
+    and was never open before; a later look if a time lock still holds it."""
+    if record.get("status") not in ("active", "completed"):
+        return Release(None, None, None)  # a learner who left is told nothing
+    module = next((m for m in course.get("modules", ()) if m["id"] == module_id), None)
+    if module is None:
+        return Release(None, None, None)
+    opened = record.get("opened", [])
+    path = path_state(course, record["enrolled_at"], record.get("items", {}), now)
+    state = path.module(module_id)
+    if state is None:
+        return Release(None, None, None)
+    if state.state != "locked":
+        if module_id in opened:
+            return Release(None, None, None)
+        changed: EnrollmentRecord = {**record, "opened": sorted({*opened, module_id})}
+        milestone = module_unlocked(course["id"], record["user_id"], module_id, now)
+        return Release(changed, milestone, None)
+    # Held by this learner's own days (a shared date still ahead has the course's Due):
+    # look again at their moment. Held by a prerequisite: a completion will open it.
+    moment = unlocks_at(module, parse_rfc3339(record["enrolled_at"]))
+    shared = module.get("unlock_at")
+    if (
+        module.get("unlock_after_days") is not None
+        and moment is not None
+        and moment > now
+        and (shared is None or parse_rfc3339(shared) <= now)
+    ):
+        return Release(None, None, Due(rfc3339(moment), course["id"], module_id, record["user_id"]))
+    return Release(None, None, None)
