@@ -34,6 +34,11 @@ COURSE_CATALOG = f"{APP_ID}-catalog"
 # "<course id>:<user id>", for the ratings list in the PostgreSQL mirror.
 COURSE_RATINGS = f"{APP_ID}-ratings"
 
+# Internal, compacted: each learner's completed courses, key "<user id>:<course id>", read
+# whole by every worker so that an enrolment honours a prerequisite completed on another
+# partition (streams/completions.py, decision 57).
+COURSE_COMPLETIONS = f"{APP_ID}-completions"
+
 # The course agent's table (tables/state.py): courses, enrollments, seats, tracking and
 # outboxes, one changelog (decision 49).
 STATE_TABLE = "course-state"
@@ -97,6 +102,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(dlq(COURSE_CATALOG), None, _DLQ),
     TopicSpec(COURSE_RATINGS, "rating_entry.avsc", _COMPACTED),
     TopicSpec(dlq(COURSE_RATINGS), None, _DLQ),
+    TopicSpec(COURSE_COMPLETIONS, "completion_entry.avsc", _COMPACTED),
     TopicSpec(
         changelog(STATE_TABLE),
         None,

@@ -68,6 +68,7 @@ from course_management.streams.agent import PartitionRewinder, register_course_a
 from course_management.streams.app import build_app
 from course_management.streams.apply import BatchApplier
 from course_management.streams.batch import Batch
+from course_management.streams.completions import CompletionIndex
 from course_management.streams.crash_points import CrashPoints, paused_before
 from course_management.streams.partition_watch import PartitionWatch
 from course_management.streams.router import EnrollmentRouter
@@ -120,7 +121,8 @@ class Worker(Service):
             lambda: int(self.app.consumer_generation_id),
             CrashPoints(settings.test_crash_at),
         )
-        batch = Batch(store, self.codec.encode, decode_value)
+        self.completions = CompletionIndex(settings.kafka_bootstrap_servers, self.codec)
+        batch = Batch(store, self.codec.encode, decode_value, self.completions)
         rewinder = PartitionRewinder(self.app)  # the one rewinder of the agent's consumer
         register_course_agent(
             self.app, self.codec, batch, applier, self._recovered_partitions, rewinder
@@ -150,6 +152,7 @@ class Worker(Service):
             ),
         )
         await step("replies", self.replies.start)
+        await step("completions", self.completions.start)
         self._groups = self._consumer_groups()
         for group in self._groups:
             await step("groups", group.connect)
@@ -181,6 +184,7 @@ class Worker(Service):
                 ("partition watch", self.partition_watch.stop),
                 *((f"group {g.group_id}", g.stop) for g in self._groups),
                 ("replies", self.replies.stop),
+                ("completions", self.completions.stop),
                 ("content", self.content.stop),
                 ("changelog", self.changelog.stop),
                 *self.clients.stop_steps(),  # publisher, database, redis, search

@@ -13,6 +13,7 @@ from course_management.topology import (
     APP_ID,
     COURSE_CATALOG,
     COURSE_COMMANDS,
+    COURSE_COMPLETIONS,
     COURSE_EVENTS,
     COURSE_PROGRESS,
     COURSE_RATINGS,
@@ -71,6 +72,12 @@ _TOPICS: dict[str, dict[str, Any]] = {
         "this_service": "send",
         "summary": "Internal: each course's catalog document after every change it shows",
         "readers": [POSTGRES_GROUP, SEARCH_GROUP],
+    },
+    COURSE_COMPLETIONS: {
+        "key": "<user id>:<course id> (compacted)",
+        "this_service": "send",
+        "summary": "Internal: each learner's completed courses (course prerequisites)",
+        "readers": ["every worker (no group): streams/completions.py"],
     },
     COURSE_RATINGS: {
         "key": "<course id>:<user id> (compacted)",

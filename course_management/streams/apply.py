@@ -54,7 +54,7 @@ from course_management.tables.units import (
     unit_records,
     written_by,
 )
-from course_management.topology import REPLY_SUBJECT
+from course_management.topology import COURSE_COMPLETIONS, REPLY_SUBJECT
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +305,10 @@ class BatchApplier:
         crash.reached("cached")
         cached = time.perf_counter()
         replies = _reply_records([r for p in units for r in outboxes[p].replies])
+        if replies and any(record[0] == COURSE_COMPLETIONS for record in outgoing):
+            # A completion is answered once its entry is acked: an enrolment decided after
+            # the answer, on any worker, finds it in the completions index (decision 57).
+            await publishing
         if replies:  # to the workers still there (a stopped one deleted its topic)
             await until_published(functools.partial(self._sends.send_replies, replies))
         crash.reached("replied")

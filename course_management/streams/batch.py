@@ -23,7 +23,7 @@ kept for Redis when the course does not change after it in the batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -63,6 +63,12 @@ class ReadsState(Protocol):
     def scan(self, partition: int, start: bytes, prefix: bytes, limit: int) -> list[bytes]: ...
 
 
+class KnowsCompletions(Protocol):
+    """The completions index (streams/completions.py)."""
+
+    async def completed(self, user_id: str, course_ids: Collection[str]) -> frozenset[str]: ...
+
+
 Encode = Callable[[str, dict[str, Any]], bytes]  # (subject, value) -> Avro, wire format
 Decode = Callable[[bytes | None], Any]  # a stored value
 
@@ -97,8 +103,15 @@ def _request_id(event: Any) -> bytes | None:
 class Batch:
     """The staged effects of one batch, per partition (see the module's docstring)."""
 
-    def __init__(self, store: ReadsState, encode: Encode, decode: Decode) -> None:
+    def __init__(
+        self,
+        store: ReadsState,
+        encode: Encode,
+        decode: Decode,
+        completions: KnowsCompletions | None = None,
+    ) -> None:
         self._store = store
+        self._completions = completions
         self._encode = encode
         self._decode = decode
         self.partitions: dict[int, PartitionWork] = {}
@@ -214,6 +227,13 @@ class Batch:
     def seats(self, course_id: str) -> SeatsRecord:
         seats: SeatsRecord = self.get(seats_key(course_id)) or EMPTY_SEATS
         return seats
+
+    async def completed_courses(self, user_id: str, course_ids: Collection[str]) -> frozenset[str]:
+        """Those of `course_ids` the learner completed, on any partition (an enrolment's
+        prerequisites: decision 57). Without an index, none."""
+        if not course_ids or self._completions is None:
+            return frozenset()
+        return await self._completions.completed(user_id, course_ids)
 
     # -- effects, staged: table writes ---------------------------------------------------
 

@@ -27,7 +27,7 @@ from course_management.domain.records import course_of
 from course_management.domain.timers import learner_dues
 from course_management.infra.dead_letters import REFUSED
 from course_management.infra.metrics import ENROLLMENTS_APPLIED, MILESTONES
-from course_management.messages import enrollment_event, learner_milestone
+from course_management.messages import completion_entry, enrollment_event, learner_milestone
 from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, message_of, stage_answer
 from course_management.streams.marks import marks_after
@@ -46,14 +46,16 @@ _APPLIED = {  # the counter of each event type, looked up once
 
 async def user_enrolled(batch: Batch, item: Input) -> None:
     enroll = message_of(item, EnrollInput)
+    course = course_of(batch.course_record(enroll.course_id))
+    required = (course or {}).get("prerequisite_course_ids") or ()
     decision = decide_enroll(
-        course_of(batch.course_record(enroll.course_id)),
+        course,
         batch.seats(enroll.course_id)["count"],
         batch.enrollment(enroll.course_id, enroll.user_id),
         enroll,
+        await batch.completed_courses(enroll.user_id, required),
     )
     stage_enrollment_change(batch, enroll.course_id, enroll.user_id, decision)
-    course = course_of(batch.course_record(enroll.course_id))
     if decision.enrollment is not None and course is not None:  # the learner's own days
         for due in learner_dues(course, decision.enrollment, enroll.occurred_at):
             stage_due(batch, due)
@@ -110,6 +112,16 @@ def stage_enrollment_change(
         _APPLIED[event["event_type"]].inc()
     for milestone in decision.milestones:
         MILESTONES.labels(milestone["event_type"]).inc()
+    if decision.enrollment is not None and any(
+        e["event_type"] == "course_completed" for e in decision.events
+    ):  # for enrolments elsewhere that require this course (decision 57)
+        entry = completion_entry.CompletionEntry(
+            user_id, course_id, str(decision.enrollment["completed_at"])
+        )
+        encoded = completion_entry.encode(entry)
+        batch.stage_records(
+            [(completion_entry.TOPIC, entry.key, completion_entry.SUBJECT, encoded)]
+        )
     batch.stage_records(
         [
             (learner_milestone.TOPIC, course_id, learner_milestone.SUBJECT, m)

@@ -21,6 +21,7 @@ from course_management.streams.inputs import Handler
 from course_management.topology import (
     COURSE_CATALOG,
     COURSE_COMMANDS,
+    COURSE_COMPLETIONS,
     COURSE_EVENTS,
     COURSE_RATINGS,
     ENROLLMENT_EVENTS,
@@ -42,7 +43,7 @@ def _route(kind: str, source: str, handler: Handler, *writes: str) -> tuple[str,
 
 
 _COURSE = (COURSE_EVENTS, COURSE_CATALOG)
-_ENROLLMENT = (ENROLLMENT_EVENTS, LEARNER_MILESTONES, COURSE_CATALOG)
+_ENROLLMENT = (ENROLLMENT_EVENTS, LEARNER_MILESTONES, COURSE_CATALOG, COURSE_COMPLETIONS)
 
 ROUTES: dict[str, Route] = dict(
     (

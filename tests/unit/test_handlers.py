@@ -37,6 +37,7 @@ from course_management.tables.units import decode_value, encode_key, encode_valu
 from course_management.topology import (
     COURSE_CATALOG,
     COURSE_COMMANDS,
+    COURSE_COMPLETIONS,
     COURSE_EVENTS,
     COURSE_PROGRESS,
     COURSE_RATINGS,
@@ -565,8 +566,11 @@ async def test_item_progress_completes_the_course(request_: bool) -> None:
     await h.run(enrol(STUDENT.id, request=False))
     item = progress(STUDENT.id, item_id, request=request_)
     ran = await h.run(item)
-    assert ran.topics == [ENROLLMENT_EVENTS, ENROLLMENT_EVENTS]
-    assert [r.value["event_type"] for r in ran.records] == ["progress_updated", "course_completed"]
+    assert ran.topics == [ENROLLMENT_EVENTS, ENROLLMENT_EVENTS, COURSE_COMPLETIONS]
+    events, completion = ran.records[:2], ran.records[2]
+    assert [r.value["event_type"] for r in events] == ["progress_updated", "course_completed"]
+    assert completion.key == f"{STUDENT.id}:{COURSE}".encode()
+    assert completion.value["course_id"] == COURSE and completion.value["user_id"] == STUDENT.id
     enrollment = h.final(enrollment_key(COURSE, STUDENT.id))
     assert enrollment["status"] == "completed"
     assert enrollment["items"][item_id]["status"] == "completed"
