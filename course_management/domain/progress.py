@@ -85,26 +85,27 @@ def public_view(record: EnrollmentRecord, course: Course, now: datetime) -> dict
     }
 
 
-def is_stale(view: dict[str, Any], course: Course, now: datetime) -> bool:
-    """Has the clock alone changed a drawn view since: a module it shows locked whose
-    `unlocks_at` has passed while every prerequisite it has is shown completed (so only
-    its time lock held it)."""
+def stale_at(view: dict[str, Any], course: Course) -> str | None:
+    """When the clock alone makes a drawn view wrong (None: never): the earliest
+    `unlocks_at` of a module it shows locked whose prerequisites it shows completed (so
+    only its time lock holds it). Readers draw the view again from then on (the Redis
+    entry keeps this moment: infra/cache.py)."""
     shown = view.get("progress", {}).get("modules", ())
-    waiting = [m for m in shown if m["state"] == "locked" and m.get("unlocks_at")]
-    if not waiting:
-        return False
-    moment = rfc3339(now)
     states = {m["module_id"]: m["state"] for m in shown}
     prerequisites = {m["id"]: m.get("prerequisite_module_ids") or () for m in course["modules"]}
-    return any(
-        m["unlocks_at"] <= moment
+    moments = [
+        m["unlocks_at"]
+        for m in shown
+        if m["state"] == "locked"
+        and m.get("unlocks_at")
         and all(states.get(p) == "completed" for p in prerequisites.get(m["module_id"], ()))
-        for m in waiting
-    )
+    ]
+    return min(moments) if moments else None
 
 
-# A view's bytes hold this only when a module is shown locked with a time lock.
-TIME_LOCKED = b'"state":"locked","unlocks_at":"'
+def is_stale(view: dict[str, Any], course: Course, now: datetime) -> bool:
+    moment = stale_at(view, course)
+    return moment is not None and moment <= rfc3339(now)
 
 
 def completed_ids(record: EnrollmentRecord) -> list[str]:

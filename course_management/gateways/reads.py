@@ -28,7 +28,7 @@ from course_management.catalog.search import UNAVAILABLE as CATALOG_UNAVAILABLE
 from course_management.catalog.search import CatalogSearch
 from course_management.domain.consistency import NONE, Marks
 from course_management.domain.enrollment import EMPTY_SEATS
-from course_management.domain.progress import TIME_LOCKED, current_view, is_stale, public_view
+from course_management.domain.progress import current_view, public_view
 from course_management.domain.ratings import as_read
 from course_management.domain.records import (
     CourseRecord,
@@ -223,12 +223,8 @@ class ReadGateway:
         if hit is not None and hit.version >= need:
             CACHE_READS.labels("hit").inc()
             if hit.view is not None and hit.course_version == course.version:
-                if TIME_LOCKED not in hit.view:
-                    return course, EnrollmentView(hit.status, hit.view)
-                course = await self._with_body(course)  # is a time lock open by now?
-                if not is_stale(orjson.loads(hit.view), _course(course), _now()):
-                    return course, EnrollmentView(hit.status, hit.view)
-            elif hit.record is not None:
+                return course, EnrollmentView(hit.status, hit.view)
+            if hit.record is not None:  # another course version, or a time lock opened
                 return course, _view(public_view(hit.record, _course(course), _now()))
         return course, await self._enrollment_from_store(course, user_id, need)
 

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -31,6 +32,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from course_management.domain.records import CourseRecord, EnrollmentRecord
+from course_management.domain.times import rfc3339
 from course_management.domain.uploads import has_content_keys, without_content_keys
 from course_management.infra.cache_scripts import PUT as _PUT
 from course_management.infra.cache_scripts import SPEND_AND_GET as _SPEND_AND_GET
@@ -167,6 +169,7 @@ class EnrollmentEntry:
     record: EnrollmentRecord
     view: bytes | None = None
     course_version: int = 0
+    fresh_until: str = ""  # RFC 3339: a time lock opens then, and the view is stale ('' never)
 
     @property
     def seq(self) -> int:
@@ -179,6 +182,7 @@ class EnrollmentEntry:
             "version", self.record["version"], "seq", self.seq,
             "state", orjson.dumps(self.record), "status", self.record["status"],
             "course_version", self.course_version, "view", self.view or b"",
+            "fresh_until", self.fresh_until,
         ]  # fmt: skip
 
 
@@ -261,7 +265,8 @@ class CourseCache:
         """The course's entry (its body only when the enrollment needs it) and the
         enrollment's, in one script that also spends `charge`."""
         keys = [charge.key if charge else "", _key(course_id), _enrollment_key(course_id, user_id)]
-        answer = await self._read(keys, charge.args if charge else ["", ""])
+        now = rfc3339(datetime.now(UTC))  # a view drawn before a time lock opened is stale
+        answer = await self._read(keys, [*(charge.args if charge else ["", ""]), now])
         if charge is not None:
             charge.settle(answer[0])
         if len(answer) < 3:

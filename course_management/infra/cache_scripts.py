@@ -67,12 +67,16 @@ if KEYS[3] == '' then
 end
 local course = redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
                           'owner', 'tag')
-local e = redis.call('HMGET', KEYS[3], 'version', 'course_version', 'status', 'view')
-if e[1] and e[2] ~= course[1] then
-  -- its view was drawn against another version of the course: the record and the course
+local e = redis.call('HMGET', KEYS[3], 'version', 'course_version', 'status', 'view',
+                     'fresh_until')
+-- ARGV[3] for an enrollment read: now (RFC 3339); the view is stale from 'fresh_until'
+if e[1] and (e[2] ~= course[1] or (e[5] and e[5] ~= '' and e[5] <= ARGV[3])) then
+  -- its view was drawn against another version of the course, or before a time lock
+  -- opened: the record and the course
   e = {e[1], e[2], e[3], false, redis.call('HGET', KEYS[3], 'state')}
   course[8] = redis.call('HGET', KEYS[2], 'body')
+  return {limit, course, e}
 end
-return {limit, course, e}
+return {limit, course, {e[1], e[2], e[3], e[4]}}
 """
 )

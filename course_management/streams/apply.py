@@ -36,7 +36,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from course_management.domain.enrollment import EMPTY_SEATS
-from course_management.domain.progress import public_view
+from course_management.domain.progress import public_view, stale_at
 from course_management.domain.ratings import as_read
 from course_management.infra.cache import CourseEntry, EnrollmentEntry
 from course_management.infra.metrics import AGENT_BATCH_SECONDS, CHANGELOG_RECORDS_WRITTEN
@@ -141,7 +141,10 @@ def cache_entries(
         view = drawn[1] if drawn is not None and drawn[0] == version else None
         if view is None:
             view = public_view(enrollment, course, datetime.now(UTC))
-        enrollment_entries.append(EnrollmentEntry(enrollment, orjson.dumps(view), version))
+        fresh_until = stale_at(view, course) or ""  # a time lock opens: drawn again
+        enrollment_entries.append(
+            EnrollmentEntry(enrollment, orjson.dumps(view), version, fresh_until)
+        )
     return course_entries, enrollment_entries
 
 

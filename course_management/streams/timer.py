@@ -18,11 +18,13 @@ keep their turn. `cms_timer_lag_seconds` is how late the earliest due entry is.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from course_management.domain.progress import public_view
 from course_management.domain.records import course_of
 from course_management.domain.timers import Due, release
 from course_management.domain.times import parse_rfc3339, rfc3339
@@ -31,8 +33,9 @@ from course_management.messages import learner_milestone
 from course_management.streams.batch import Batch
 from course_management.tables.keys import DUE_PREFIX, due_key, enrollment_key, enrollment_prefix
 
-CHUNK = 250  # learners released in one unit at most
+CHUNK = 100  # learners released in one unit at most
 PAUSE_S = 0.1  # between two runs: at most CHUNK / PAUSE_S learners a second
+YIELD_EVERY = 4  # learners decided between two turns of the event loop (the API's)
 _MOMENT = len("2026-12-06T10:00:00.000Z")
 
 
@@ -85,14 +88,16 @@ class Timer:
                         if budget <= 0:
                             pending = True
                             break
-                        budget -= self._release(key, batch.get(key), budget, now)
+                        budget -= await self._release(key, batch.get(key), budget, now)
         self.pending = pending or budget <= 0
         batch.forget_untouched()
         await self._applier.apply(batch)
         lag = (now - parse_rfc3339(earliest)).total_seconds() if earliest else 0.0
         TIMER_LAG.set(lag if self.pending else 0.0)
 
-    def _release(self, key: str, due: dict[str, Any] | None, budget: int, now: datetime) -> int:
+    async def _release(
+        self, key: str, due: dict[str, Any] | None, budget: int, now: datetime
+    ) -> int:
         """Release one entry, or its next `budget` learners; the learners looked at."""
         batch = self._batch
         if due is None:
@@ -109,8 +114,10 @@ class Timer:
         prefix = enrollment_prefix(course_id)
         after = due["after"]
         keys = batch.keys(prefix, enrollment_key(course_id, after) if after else None, budget)
-        for enrollment in keys:
+        for n, enrollment in enumerate(keys, 1):
             self._learner(course, enrollment[len(prefix) :], module_id, now)
+            if n % YIELD_EVERY == 0:  # the API's requests, served between learners
+                await asyncio.sleep(0)
         if len(keys) < budget:
             batch.put(key, None)  # every learner looked at
         else:
@@ -124,8 +131,10 @@ class Timer:
         if record is None:
             return
         released = release(course, record, module_id, now)
-        if released.record is not None:
-            batch.stage_enrollment(course["id"], user_id, released.record)
+        if released.record is not None:  # its view drawn here, between the yields
+            view = public_view(released.record, course, now)
+            drawn = (int(course["version"]), view)
+            batch.stage_enrollment(course["id"], user_id, released.record, drawn)
         if released.milestone is not None:
             value = learner_milestone.encode(released.milestone)
             batch.stage_records(

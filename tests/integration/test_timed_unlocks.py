@@ -13,10 +13,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from course_management.config import Settings
+from course_management.domain.records import EnrollmentRecord
 from course_management.domain.times import parse_rfc3339, rfc3339
 from course_management.infra.avro import AvroCodec
+from course_management.infra.cache import CourseCache, CourseEntry, EnrollmentEntry
 from course_management.ops.provisioning import register_schemas
 from tests.support import (
     OWNER,
@@ -192,3 +195,36 @@ async def test_a_date_opens_on_the_worker_its_partition_moved_to(
             assert parse_rfc3339(view["progress"]["modules"][1]["unlocks_at"]) == moment
         finally:
             worker.start().wait_ready()
+
+
+async def test_redis_serves_a_drawn_view_only_until_its_time_lock_opens(
+    settings: Settings,
+) -> None:
+    """infra/cache.py against real Redis: an enrolment's entry keeps the moment its view
+    stops being true (`fresh_until`); the read script returns the view before it and the
+    record (with the course's body, to draw it again) from it on, and an entry with
+    `opened` grown replaces one of the same version (the timer's release)."""
+    client = aioredis.from_url(settings.redis_url)
+    cache = CourseCache(client)
+    course_id = f"fu-{uuid.uuid4().hex}"
+    course = {"id": course_id, "version": 2, "status": "published", "instructor": {"id": "i"}}
+    record: EnrollmentRecord = {
+        "course_id": course_id,
+        "user_id": "s",
+        "status": "active",
+        "version": 1,
+        "opened": ["m1"],
+    }
+    past, future = "2000-01-01T00:00:00.000Z", "2999-01-01T00:00:00.000Z"
+    try:
+        entry = CourseEntry.of({**course, "enrollment_count": 1}, deleted=False, seq=1)
+        await cache.put_entries([entry], [EnrollmentEntry(record, b'{"v":1}', 2, future)])
+        _, hit = await cache.spend_and_get_enrollment(course_id, "s")
+        assert hit is not None and hit.view == b'{"v":1}' and hit.record is None
+        opened: EnrollmentRecord = {**record, "opened": ["m1", "m2"]}
+        await cache.put_entries([], [EnrollmentEntry(opened, b'{"v":2}', 2, past)])
+        found, hit = await cache.spend_and_get_enrollment(course_id, "s")
+        assert hit is not None and hit.view is None and hit.record == opened
+        assert found is not None and found.body is not None  # to draw the view again
+    finally:
+        await client.aclose()
