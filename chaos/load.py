@@ -41,6 +41,13 @@ class Course:
     items: list[str]
     version: int
     capacity: int | None
+    modules: list[dict[str, Any]] = field(default_factory=list)  # as created (with ids)
+
+
+# The enrolment courses' learning paths (issue 25): flat; a path (the first module's items
+# one after another, the second module requiring the first); a date (the first module
+# sequential, the second opening at a moment during the load).
+SHAPES = ("flat", "path", "dated")
 
 
 @dataclass
@@ -156,8 +163,8 @@ def tracing() -> aiohttp.TraceConfig:
     return config
 
 
-def _modules(title: str) -> list[dict[str, Any]]:
-    return [
+def _modules(title: str, shape: str = "flat", unlock_at: str | None = None) -> list[dict[str, Any]]:
+    modules: list[dict[str, Any]] = [
         {
             "title": f"{title} part {m}",
             "position": m,
@@ -167,10 +174,21 @@ def _modules(title: str) -> list[dict[str, Any]]:
         }
         for m in range(2)
     ]
+    if shape != "flat":
+        modules[0]["sequential"] = True
+    if shape == "dated":
+        modules[1]["unlock_at"] = unlock_at
+    return modules
 
 
 async def create_course(
-    api: Api, owner: str, capacity: int | None, *, give_up: bool = True
+    api: Api,
+    owner: str,
+    capacity: int | None,
+    *,
+    give_up: bool = True,
+    shape: str = "flat",
+    unlock_at: str | None = None,
 ) -> Course | None:
     """Create a published course, retrying unknown answers with the same key and body."""
     op = api.new_op()
@@ -180,7 +198,7 @@ async def create_course(
         "status": "published",
         "capacity": capacity,
         "category": "chaos",
-        "modules": _modules(op),
+        "modules": _modules(op, shape, unlock_at),
     }
     for n in range(RETRIES if give_up else 1000):
         attempt, answer = await api.call(
@@ -200,7 +218,9 @@ async def create_course(
         api.shared.history.record(attempt)
         if attempt.outcome == "ok":
             items = [i["id"] for m in answer["modules"] for i in m["items"]]
-            return Course(answer["id"], owner, items, answer["version"], capacity)
+            course = Course(answer["id"], owner, items, answer["version"], capacity)
+            course.modules = answer["modules"]
+            return course
         if attempt.outcome == "refused":
             return None
         await api.pause(0.3, 1.0 + n)
@@ -240,6 +260,40 @@ async def edit_course(api: Api, course: Course) -> None:
         elif attempt.outcome == "refused":
             return
         await api.pause(0.3, 1.0 + n)
+
+
+async def require_first_module(api: Api, course: Course) -> None:
+    """The second module requires the first (prerequisites name module ids: an update
+    after the create), retried until it is applied."""
+    first, second = course.modules
+    fields = ("id", "title", "position", "sequential")
+    given = [
+        {
+            **{k: m[k] for k in fields},
+            "items": [{k: i[k] for k in ("id", "type", "title", "position")} for i in m["items"]],
+        }
+        for m in (first, second)
+    ]
+    given[1]["prerequisite_module_ids"] = [first["id"]]
+    op = api.new_op()
+    for _ in range(RETRIES * 10):
+        attempt, answer = await api.call(
+            op, "update", "PUT", f"/api/v1/courses/{course.id}/update", sub=course.owner,
+            role="instructor", body={"modules": given}, course_id=course.id,
+            args={"prerequisites": True},
+        )  # fmt: skip
+        if attempt.outcome == "ok":
+            attempt.answer = {"version": answer["version"]}
+            course.version = answer["version"]
+        api.shared.history.record(attempt)
+        if attempt.outcome == "ok":
+            return
+        now = await read_course(api, course)
+        if now is not None and now["modules"][1].get("prerequisite_module_ids"):
+            course.version = now["version"]
+            return
+        await api.pause(0.3, 1.5)
+    raise AssertionError(f"the path of {course.id} could not be set")
 
 
 async def read_course(api: Api, course: Course) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ from course_management.topology import (
     DLQ_TOPICS,
     ENROLLMENT_EVENTS,
     ENROLLMENT_INPUTS,
+    LEARNER_MILESTONES,
     REQUEST_ID_HEADER,
     USER_ENROLLED,
     spec,
@@ -98,15 +99,23 @@ async def _ready(http: aiohttp.ClientSession, url: str) -> bool:
         return False
 
 
+Events = list[dict[str, Any]]
+
+
 async def read_events(
     settings: Settings, codec: AvroCodec
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, list[str]]]:
+) -> tuple[Events, Events, Events, dict[str, list[str]], Events]:
     """Every course event, enrollment event and dead letter, as the checker needs them."""
     await register_schemas(codec)
     course: list[dict[str, Any]] = []
     enrollment: list[dict[str, Any]] = []
     dead: list[dict[str, Any]] = []
-    subjects = {COURSE_EVENTS: course, ENROLLMENT_EVENTS: enrollment}
+    milestones: list[dict[str, Any]] = []
+    subjects = {
+        COURSE_EVENTS: course,
+        ENROLLMENT_EVENTS: enrollment,
+        LEARNER_MILESTONES: milestones,
+    }
     inputs: dict[str, list[str]] = {}  # a value's sha256 -> where it is (for diagnosis)
 
     async def keep(records: list[ConsumerRecord]) -> None:
@@ -120,13 +129,14 @@ async def read_events(
                 raw = headers.get(REQUEST_ID_HEADER)
                 value["request_id"] = raw.decode() if raw else None
                 value["partition"], value["offset"] = record.partition, record.offset
+                value["timestamp_ms"] = record.timestamp
                 subjects[record.topic].append(value)
             else:
                 dead.append(await _dead_letter(codec, record))
 
-    topics = [COURSE_EVENTS, ENROLLMENT_EVENTS, *DLQ_TOPICS, *INPUT_TOPICS]
+    topics = [COURSE_EVENTS, ENROLLMENT_EVENTS, LEARNER_MILESTONES, *DLQ_TOPICS, *INPUT_TOPICS]
     await read_to_end(settings.kafka_bootstrap_servers, topics, keep)
-    return course, enrollment, dead, inputs
+    return course, enrollment, dead, inputs, milestones
 
 
 async def _dead_letter(codec: AvroCodec, record: ConsumerRecord) -> dict[str, Any]:
@@ -153,7 +163,7 @@ async def observe(
 ) -> Observed:
     """Read the topics first, then the stores (a store can only be ahead if it is wrong)."""
     codec = AvroCodec(settings.schema_registry_url)
-    course_events, enrollment_events, dead, inputs = await read_events(settings, codec)
+    course_events, enrollment_events, dead, inputs, milestones = await read_events(settings, codec)
     course_ids = course_ids | {e["course_id"] for e in course_events}
     learners = learners | {f"{e['course_id']}:{e['user_id']}" for e in enrollment_events}
     headers = {"Authorization": f"Bearer {admin_token}"}
@@ -200,6 +210,7 @@ async def observe(
         ratings,
         differences,
         inputs,
+        milestones,
     )
 
 

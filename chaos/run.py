@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,23 @@ import aiohttp
 
 from chaos.faults import Injector
 from chaos.history import History, read_history
-from chaos.load import Api, Feed, Shared, Target, create_course, instructor, student, tracing
+from chaos.load import (
+    SHAPES,
+    Api,
+    Feed,
+    Shared,
+    Target,
+    create_course,
+    instructor,
+    require_first_module,
+    student,
+    tracing,
+)
 from chaos.observe import observe, wait_quiet
 from chaos.schedule import Profile, counts, make_schedule, worker_names
 from chaos.verify import Anomaly, verify
 from course_management.config import Settings, load_settings
+from course_management.domain.times import rfc3339
 from course_management.infra.avro import AvroCodec
 from course_management.ops.provisioning import provision_all, register_schemas
 from devstack.stack import LocalStack
@@ -144,9 +157,17 @@ async def _load_and_check(
     ) as http:
         history.note("setup")
         setup = Api(shared, http, "setup", random.Random(f"chaos:{seed}:setup"))
+        # a third of the load in: the dated courses' second module opens
+        unlock_at = rfc3339(datetime.now(UTC) + timedelta(seconds=20 + duration_s / 3))
         for n, capacity in enumerate(CAPACITIES):
-            course = await create_course(setup, INSTRUCTORS[n % 2], capacity, give_up=False)
+            shape = SHAPES[n % len(SHAPES)]
+            course = await create_course(
+                setup, INSTRUCTORS[n % 2], capacity, give_up=False, shape=shape,
+                unlock_at=unlock_at,
+            )  # fmt: skip
             assert course is not None, "the enrolment courses could not be created"
+            if shape == "path":
+                await require_first_module(setup, course)
             shared.courses.append(course)
         history.note("load", duration_s=duration_s)
         injector = Injector(history, workers, stack.server, {})

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chaos.history import Attempt
+from chaos.paths import check_paths
 from course_management.domain.commands import derived_id
 
 SEATED = ("active", "completed")
@@ -69,6 +70,7 @@ class Observed:
     ratings: dict[str, dict[str, int]]  # course -> user -> stars (GET .../ratings)
     ops_check: list[dict[str, Any]] = field(default_factory=list)
     inputs: dict[str, list[str]] = field(default_factory=dict)  # sha256 -> where (diagnosis)
+    milestones: list[dict[str, Any]] = field(default_factory=list)  # learner-milestones
 
 
 def unique(events: list[dict[str, Any]], what: str, out: list[Anomaly]) -> list[dict[str, Any]]:
@@ -101,6 +103,8 @@ def verify(attempts: list[Attempt], seen: Observed) -> list[Anomaly]:
     _learners(attempts, enrollment_events, seen, out)
     _feed(attempts, enrollment_events, seen, out)
     _ratings(attempts, seen, out)
+    found = check_paths(course_events, enrollment_events, seen.milestones)
+    out += [Anomaly(kind, key, detail) for kind, key, detail in found]
     for difference in seen.ops_check:
         out.append(Anomaly("ops check difference", str(difference.get("id")), str(difference)))
     return out
