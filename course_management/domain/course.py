@@ -33,7 +33,8 @@ def _ts(value: datetime | None) -> str | None:
 def build_modules(
     modules: list[ModuleInput], existing: dict[str, Any] | None, new_id: Callable[[], str]
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """The snapshot's modules from input; ids given must be this course's own.
+    """The snapshot's modules from input; ids given must be this course's own (on create,
+    a module's id may be the caller's: prerequisites name it).
 
     Returns (modules, errors). A module or item without an id is new and gets one.
     """
@@ -43,7 +44,7 @@ def build_modules(
     built = []
     for mi, module in enumerate(modules):
         where = f"modules[{mi}]"
-        if module.id is not None and module.id not in known_modules:
+        if module.id is not None and existing is not None and module.id not in known_modules:
             errors.append((f"{where}.id", "not a module of this course (omit it for a new one)"))
         items = []
         for ii, item in enumerate(module.items):

@@ -143,7 +143,11 @@ class ItemInput(_Strict):
 
 
 class ModuleInput(_Strict):
-    id: str | None = Field(default=None, description="Omit for a new module; the server assigns it")
+    id: Id | None = Field(
+        default=None,
+        description="Omit for a new module and the server assigns it; on create, an id of "
+        "your choice lets `prerequisite_module_ids` name the module in the same request",
+    )
     title: Title
     position: Annotated[int, Field(ge=0, le=10_000)]
     items: Annotated[list[ItemInput], Field(max_length=500)] = []

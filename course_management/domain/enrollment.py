@@ -260,31 +260,31 @@ def merge_report(
 ) -> ItemState:
     """An item's state with one more report joined in. The join is idempotent, commutative
     and associative, so the state is the same whatever the order of the reports and however
-    often each arrives: status never goes back, the score is the best any report had
-    (CONTRACT §5.1: the best score counts), activity is the latest report's time. On a
-    `min_score` item (`item`), a `completed` report leaves it `failed` until the best score
-    reaches `min_score` (domain.paths.report_status); a completion is never taken back."""
+    often each arrives: the status is the highest any report made (started < failed <
+    completed: never back), the score the best any report had (CONTRACT §5.1), the
+    completion time the earliest of the reports that completed it, activity the latest
+    report's. On a `min_score` item (`item`) a `completed` report completes it only with
+    a score reaching `min_score`, else leaves it `failed` (domain.paths.report_status);
+    the best score of its `completed` reports is kept for a rule relaxed later."""
     at = rfc3339(report.occurred_at)
     state: ItemState = {**(current or {})}
-    was = state.get("status", "")
     best = state.get("score")
     if report.score is not None and (best is None or report.score > best):
-        best = state["score"] = report.score
+        state["score"] = report.score
     else:
         state.setdefault("score", None)
-    reported = (
-        "completed" if report.status == "completed" or was in ("failed", "completed") else "started"
-    )
-    status = report_status(item, reported, best) if item is not None else reported
-    if _RANK[status] > _RANK.get(was, 0):
+    if report.status == "completed" and report.score is not None:
+        best_completed = state.get("best_completed")
+        if best_completed is None or report.score > best_completed:
+            state["best_completed"] = report.score
+    status = report_status(item or {}, report.status, report.score)
+    if _RANK[status] > _RANK.get(state.get("status", ""), 0):
         state["status"] = status
-    if state.get("status") == "completed":
-        earliest = state.get("completed_at") if was == "completed" else None
-        if earliest is None or (report.status == "completed" and at < earliest):
-            earliest = at
-        state["completed_at"] = earliest
+    if status == "completed":
+        earliest = state.get("completed_at")
+        state["completed_at"] = at if earliest is None else min(earliest, at)
     else:
-        state["completed_at"] = None
+        state.setdefault("completed_at", None)
     if [at, report.event_id] > [state.get("at", ""), state.get("event_id", "")]:
         state["at"] = at
         state["event_id"] = report.event_id

@@ -49,25 +49,62 @@ def reported(state: Mapping[str, Any] | None) -> bool:
 
 
 def requirement_met(item: Item, state: Mapping[str, Any] | None) -> bool:
-    """`view`: any report; `complete` and `min_score`: the item is `completed` (a
-    `completed` report below `min_score` leaves it `failed`: `report_status`). A completion
-    stays met whatever the rules say later."""
+    """`view`: any report; `complete`: a `completed` report; `min_score`: a `completed`
+    report scoring at least `min_score`. Judged against the rules as they are now, from
+    what the reports were (so relaxing a rule meets it), except that a completion stays
+    met whatever the rules say later (status `completed`)."""
     if not state:
         return False
-    if completion_of(item).get("type") == VIEW:
+    completion = completion_of(item)
+    kind = completion.get("type")
+    if kind == VIEW:
         return reported(state)
-    return state.get("status") == "completed"
+    if kind == MIN_SCORE:
+        best = state.get("best_completed")
+        return state.get("status") == "completed" or (
+            best is not None and best >= float(completion["min_score"])
+        )
+    return state.get("status") in ("completed", "failed")
 
 
-def report_status(item: Item, reported_status: str, best: float | None) -> str:
-    """The status a report leaves an item in: a `completed` report on a `min_score` item
-    completes it only when the best score reached `min_score`; else it is `failed`."""
+def report_status(item: Item, reported_status: str, score: float | None) -> str:
+    """The status one report leaves an item in: a `completed` report on a `min_score`
+    item completes it only if its own score reaches `min_score`; else it is `failed`."""
     completion = completion_of(item)
     if reported_status != "completed" or completion.get("type") != MIN_SCORE:
         return reported_status
-    if best is not None and best >= float(completion["min_score"]):
+    if score is not None and score >= float(completion["min_score"]):
         return "completed"
     return "failed"
+
+
+_MODULE_DEFAULTS: dict[str, Any] = {
+    "prerequisite_module_ids": [],
+    "unlock_at": None,
+    "unlock_after_days": None,
+    "sequential": False,
+}
+
+
+def with_path_defaults(course: Mapping[str, Any]) -> dict[str, Any]:
+    """A course snapshot with the path fields of CONTRACT §5.1, defaulted where a course
+    written before them lacks them (as the Avro reader's defaults do for its events)."""
+    if "prerequisite_course_ids" in course:
+        return dict(course)
+    return {
+        **course,
+        "prerequisite_course_ids": [],
+        "modules": [
+            {
+                **_MODULE_DEFAULTS,
+                **m,
+                "items": [
+                    {"completion": {"type": COMPLETE, "min_score": None}, **i} for i in m["items"]
+                ],
+            }
+            for m in course.get("modules", ())
+        ],
+    }
 
 
 def item_of(course: Mapping[str, Any], item_id: str) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ from pydantic import (
 from course_management.domain.commands import CourseCommand, live_course, remember
 from course_management.domain.course_fields import no_nul
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply, invalid_from
+from course_management.domain.paths import with_path_defaults
 from course_management.domain.records import (
     Course,
     CourseRecord,
@@ -90,7 +91,7 @@ def as_read(course: Course, record: CourseRecord | None, seats: SeatsRecord) -> 
     """The course as readers see it: what its authors wrote, with the seats taken and
     the rating (neither makes a course version)."""
     shown: Course = {
-        **course,
+        **with_path_defaults(course),
         "enrollment_count": int(seats["count"]),
         "rating": course_rating(record, seats),
     }

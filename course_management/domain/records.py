@@ -45,6 +45,7 @@ class ItemState(TypedDict, total=False):
 
     status: str  # started | failed | completed (never back)
     score: float | None  # the best any report carried
+    best_completed: float  # the best score of its `completed` reports (min_score rules)
     scored: list[str]  # [at, event id] of that report (orders reports with equal times)
     at: str  # RFC 3339, the latest report
     completed_at: str | None  # the earliest report of completion

@@ -35,17 +35,28 @@ class Due:
 
 def lock_changes(before: Course | None, after: Course, now: datetime) -> list[Due]:
     """The moments a course change asks the agent to look again at a module for every
-    learner: a module whose locks changed (or a new module with one), at its `unlock_at`,
-    or now when it has none yet to wait for (a prerequisite removed opens it at once; a
-    number of days is each learner's own: the look now schedules each)."""
-    old = {m["id"]: m for m in (before or {}).get("modules", ())}
+    learner enrolled so far (a learner who enrols later has their own: `learner_dues`):
+    a module whose locks changed, or whose prerequisite modules' items or requirements
+    changed (removing an item may complete a prerequisite), or a new module with a lock;
+    at its `unlock_at`, or now when it has none yet to wait for (a number of days is each
+    learner's own: the look now schedules each). A new course has nobody to look at."""
+    if before is None:
+        return []
+    old = {m["id"]: m for m in before.get("modules", ())}
+    changed = {
+        m["id"]
+        for m in after.get("modules", ())
+        if m["id"] in old and _content(old[m["id"]]) != _content(m)
+    }
     dues = []
     for module in after.get("modules", ()):
         was = old.get(module["id"])
         if was is None:
             if all(module.get(f) in (None, []) for f in _LOCKS):
                 continue  # a new module open from the start
-        elif all(_same(was, module, f) for f in _LOCKS):
+        elif all(_same(was, module, f) for f in _LOCKS) and not (
+            changed & set(module.get("prerequisite_module_ids") or ())
+        ):
             continue
         moment = now
         if module.get("unlock_at") and parse_rfc3339(module["unlock_at"]) > now:
@@ -54,22 +65,27 @@ def lock_changes(before: Course | None, after: Course, now: datetime) -> list[Du
     return dues
 
 
+def _content(module: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(i["id"], i.get("completion")) for i in module.get("items", ())]
+
+
 def _same(before: dict[str, Any], after: dict[str, Any], field: str) -> bool:
     return (before.get(field) or None) == (after.get(field) or None)
 
 
 def learner_dues(course: Course, record: EnrollmentRecord, now: datetime) -> list[Due]:
-    """The moments one learner's own time locks open (modules with `unlock_after_days`
-    still locked for them); a date shared by everyone is the course's Due, not theirs."""
+    """The moments one learner's time locks open (modules still locked for them by a date
+    or a number of days at `now`): theirs alone, so that an enrolment decided after the
+    course's own look at a date is not missed (a backlog of enrolments, an enrolment
+    stamped just before the moment)."""
     if record.get("status") not in ("active", "completed"):
         return []
     path = path_state(course, record["enrolled_at"], record.get("items", {}), now)
     moment = rfc3339(now)
     return [
         Due(m.unlocks_at, course["id"], m.module_id, record["user_id"])
-        for m, module in zip(path.modules, course.get("modules", ()), strict=True)
-        if module.get("unlock_after_days") is not None
-        and m.state == "locked"
+        for m in path.modules
+        if m.state == "locked"
         and m.unlocks_at is not None
         and m.unlocks_at > moment
         and m.module_id not in record.get("opened", ())
@@ -102,15 +118,9 @@ def release(course: Course, record: EnrollmentRecord, module_id: str, now: datet
         changed: EnrollmentRecord = {**record, "opened": sorted({*opened, module_id})}
         milestone = module_unlocked(course["id"], record["user_id"], module_id, now)
         return Release(changed, milestone, None)
-    # Held by this learner's own days (a shared date still ahead has the course's Due):
-    # look again at their moment. Held by a prerequisite: a completion will open it.
+    # Held by a time lock still ahead (a date moved later, the learner's own days): look
+    # again at their moment. Held by a prerequisite: a completion will open it.
     moment = unlocks_at(module, parse_rfc3339(record["enrolled_at"]))
-    shared = module.get("unlock_at")
-    if (
-        module.get("unlock_after_days") is not None
-        and moment is not None
-        and moment > now
-        and (shared is None or parse_rfc3339(shared) <= now)
-    ):
+    if moment is not None and moment > now:
         return Release(None, None, Due(rfc3339(moment), course["id"], module_id, record["user_id"]))
     return Release(None, None, None)

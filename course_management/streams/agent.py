@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
 import faust
@@ -293,7 +294,17 @@ async def read_input(codec: AvroCodec, batch: Batch, event: Any) -> Input | None
         reply_to=reply_to.decode() if reply_to else None,
         correlation_id=correlation.decode() if correlation else None,
         source_position=_source_position(event, headers),
+        received_at=_received_at(event),
     )
+
+
+def _received_at(event: Any) -> datetime | None:
+    """The forwarded record's timestamp (the router's append time), if it has one (Faust
+    gives it in seconds)."""
+    stamp = getattr(event.message, "timestamp", None)
+    if not isinstance(stamp, int | float) or stamp <= 0:
+        return None
+    return datetime.fromtimestamp(stamp, UTC)
 
 
 def _source_position(event: Any, headers: dict[str, bytes]) -> tuple[int, int, int] | None:

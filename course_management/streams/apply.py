@@ -303,15 +303,15 @@ class BatchApplier:
             )
             courses += more[0]
             enrollments += more[1]
+        if any(record[0] == COURSE_COMPLETIONS for record in outgoing):
+            # A completion is shown (Redis) and answered once its entry is acked: an
+            # enrolment decided after either, on any worker, finds it (decision 57).
+            await publishing
         if courses or enrollments:
             await until_cached(functools.partial(self._cache.put_entries, courses, enrollments))
         crash.reached("cached")
         cached = time.perf_counter()
         replies = _reply_records([r for p in units for r in outboxes[p].replies])
-        if replies and any(record[0] == COURSE_COMPLETIONS for record in outgoing):
-            # A completion is answered once its entry is acked: an enrolment decided after
-            # the answer, on any worker, finds it in the completions index (decision 57).
-            await publishing
         if replies:  # to the workers still there (a stopped one deleted its topic)
             await until_published(functools.partial(self._sends.send_replies, replies))
         crash.reached("replied")

@@ -11,6 +11,8 @@ dead letter.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from course_management.domain.commands import CourseCommand
 from course_management.domain.enrollment import (
     CancelInput,
@@ -46,6 +48,7 @@ _APPLIED = {  # the counter of each event type, looked up once
 
 async def user_enrolled(batch: Batch, item: Input) -> None:
     enroll = message_of(item, EnrollInput)
+    enroll = replace(enroll, occurred_at=item.moment(enroll.occurred_at))
     course = course_of(batch.course_record(enroll.course_id))
     required = (course or {}).get("prerequisite_course_ids") or ()
     decision = decide_enroll(
@@ -67,6 +70,7 @@ async def user_enrolled(batch: Batch, item: Input) -> None:
 
 async def item_progress(batch: Batch, item: Input) -> None:
     progress = message_of(item, ProgressInput)
+    progress = replace(progress, occurred_at=item.moment(progress.occurred_at))
     course = course_of(batch.course_record(progress.course_id))
     decision = decide_progress(
         course, batch.enrollment(progress.course_id, progress.user_id), progress

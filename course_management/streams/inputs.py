@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from course_management.domain.commands import CourseCommand
@@ -43,6 +44,13 @@ class Input:
     # enrollment inputs: (agent partition, source partition, source offset), where the
     # router read it (streams/tracking.py); None for commands and older forwards
     source_position: tuple[int, int, int] | None = None
+    # enrollment inputs: when the router forwarded it (its record's timestamp); an input
+    # claiming a later moment is taken at this one (decision 56: no date is passed early)
+    received_at: datetime | None = None
+
+    def moment(self, claimed: datetime) -> datetime:
+        """The moment a decision takes the input at: its own, never after its receipt."""
+        return claimed if self.received_at is None else min(claimed, self.received_at)
 
     @property
     def from_request(self) -> bool:

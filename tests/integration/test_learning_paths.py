@@ -255,3 +255,31 @@ async def test_every_bad_path_is_a_422_naming_its_field_and_changes_nothing(
     assert [e["field"] for e in (await itself.json())["errors"]] == ["prerequisite_course_ids"]
     now = await (await http.get(f"/api/v1/courses/{course['id']}", headers=OWNER)).json()
     assert now["version"] == course["version"] and now["modules"] == course["modules"]
+
+
+async def test_a_path_is_set_in_the_create_itself_with_module_ids_of_the_callers_choice(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Review of issue 25: prerequisites name module ids, so a create may give its own."""
+    course = await published_course(
+        http,
+        title="One request",
+        modules=[
+            {**M1, "id": "basics"},
+            {**M2, "id": "advanced", "prerequisite_module_ids": ["basics"]},
+        ],
+    )
+    assert [m["id"] for m in course["modules"]] == ["basics", "advanced"]
+    assert course["modules"][1]["prerequisite_module_ids"] == ["basics"]
+    assert (await enroll(http, course["id"], "early")).status == 201
+    view = await (
+        await http.get(f"/api/v1/courses/{course['id']}/enrollments/early", headers=OWNER)
+    ).json()
+    assert [m["state"] for m in view["progress"]["modules"]] == ["unlocked", "locked"]
+    twice = await http.post(
+        "/api/v1/courses/create",
+        json={"title": "Twice", "modules": [{**M1, "id": "same"}, {**M2, "id": "same"}]},
+        headers=OWNER,
+    )
+    assert twice.status == 422
+    assert [e["field"] for e in (await twice.json())["errors"]] == ["modules[1].id"]

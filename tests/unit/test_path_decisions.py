@@ -16,9 +16,12 @@ from course_management.domain.enrollment import (
     ProgressInput,
     decide_enroll,
     decide_progress,
+    merge_report,
 )
 from course_management.domain.outcomes import Outcome, RefusalKind
+from course_management.domain.paths import requirement_met
 from course_management.domain.progress import is_stale, public_view
+from course_management.domain.times import rfc3339
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
@@ -212,3 +215,52 @@ def test_no_locked_report_is_applied_and_each_milestone_comes_once(reports: list
     statuses = {k: v["status"] for k, v in record.get("items", {}).items()}
     if "i3" in statuses or "i4" in statuses:  # m2 was open when reported on
         assert statuses.get("i1") == "completed" and statuses.get("i2") == "completed"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["started", "completed"]),
+            st.one_of(st.none(), st.integers(0, 10)),
+            st.integers(0, 50),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_a_min_score_items_state_is_the_same_in_any_order(reports: list, rng: Any) -> None:
+    """Review of issue 25: the status and completion time did depend on the order. Only
+    a `completed` report reaching `min_score` completes the item, at the earliest such."""
+    quiz = item("i2", "quiz", {"type": "min_score", "min_score": 6.0})
+    inputs = [
+        ProgressInput(f"e{n}", "c-1", "s", "i2", status, score, at(minute))
+        for n, (status, score, minute) in enumerate(reports)
+    ]
+    shuffled = list(inputs)
+    rng.shuffle(shuffled)
+    states = []
+    for order in (inputs, shuffled, inputs + shuffled):
+        state = None
+        for report_ in order:
+            state = merge_report(state, report_, quiz)
+        states.append(state)
+    assert states[0] == states[1] == states[2]
+    passing = [r for r in inputs if r.status == "completed" and (r.score or 0) >= 6]
+    assert (states[0]["status"] == "completed") == bool(passing)
+    if passing:
+        assert states[0]["completed_at"] == rfc3339(min(r.occurred_at for r in passing))
+
+
+def test_a_relaxed_rule_meets_what_the_reports_already_did() -> None:
+    quiz = item("i2", "quiz", {"type": "min_score", "min_score": 8.0})
+    state = merge_report(None, report("i2", score=6), quiz)
+    assert state["status"] == "failed" and not requirement_met(quiz, state)
+    lower = {**quiz, "completion": {"type": "min_score", "min_score": 5.0}}
+    assert requirement_met(lower, state)
+    plain = {**quiz, "completion": {"type": "complete", "min_score": None}}
+    assert requirement_met(plain, state)
+    stricter = {**quiz, "completion": {"type": "min_score", "min_score": 9.0}}
+    passed = merge_report(state, report("i2", score=8, minute=2), quiz)
+    assert requirement_met(stricter, passed)  # a completion is never taken back

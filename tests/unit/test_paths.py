@@ -207,3 +207,16 @@ def test_completion_is_monotone_and_the_next_item_is_open(c, reports, day) -> No
         if path.next_item_id is not None:
             assert path.next_item_id not in path.locked | path.met
         assert path.completed == (path.total > 0 and len(path.met) == path.total)
+
+
+def test_a_course_written_before_paths_reads_with_their_defaults() -> None:
+    from course_management.domain.paths import with_path_defaults
+
+    old = {"id": "c", "modules": [{"id": "m", "items": [{"id": "i", "type": "lesson"}]}]}
+    shown = with_path_defaults(old)
+    assert shown["prerequisite_course_ids"] == []
+    module = shown["modules"][0]
+    assert (module["prerequisite_module_ids"], module["unlock_at"]) == ([], None)
+    assert (module["unlock_after_days"], module["sequential"]) == (None, False)
+    assert module["items"][0]["completion"] == {"type": "complete", "min_score": None}
+    assert with_path_defaults(shown) == shown

@@ -35,18 +35,25 @@ def test_a_course_change_leaves_a_moment_only_for_modules_whose_locks_changed() 
         Due("2026-12-06T09:00:00.000Z", "c-1", "m3"),
     ]
     assert lock_changes(after, after, T0) == []
+    assert lock_changes(None, after, T0) == []  # a new course: nobody enrolled yet
     opened = course(module("m1", [item("i1")]), module("m2", [item("i2")]))
     assert lock_changes(after, opened, T0) == [Due("2026-12-06T09:00:00.000Z", "c-1", "m2")]
 
 
-def test_a_learner_gets_a_moment_for_their_own_days_only() -> None:
+def test_a_learner_gets_a_moment_for_each_time_lock_still_ahead() -> None:
     c = course(
         module("m1", [item("i1")]),
         module("m2", [item("i2")], unlock_at=DATE),
         module("m3", [item("i3")], unlock_after_days=2),
     )
     record = enrolled(c)
-    assert learner_dues(c, record, T0) == [Due("2026-12-08T09:00:00.000Z", "c-1", "m3", "s")]
+    assert learner_dues(c, record, T0) == [
+        Due(DATE, "c-1", "m2", "s"),
+        Due("2026-12-08T09:00:00.000Z", "c-1", "m3", "s"),
+    ]
+    assert learner_dues(c, record, T0 + timedelta(hours=2)) == [
+        Due("2026-12-08T09:00:00.000Z", "c-1", "m3", "s")
+    ]
 
 
 def test_a_release_sends_once_and_not_before_the_moment() -> None:
@@ -150,3 +157,28 @@ async def test_the_timer_releases_a_date_for_many_learners_in_chunks_once_each()
     timer._next_run = 0.0
     await timer.run([0], now=moment + timedelta(minutes=1))
     assert len(applier.milestones) == len(learners)  # nothing twice
+
+
+def test_removing_a_prerequisites_item_looks_again_at_what_requires_it() -> None:
+    """Review of issue 25: m1 completed once its last unmet item is removed opens m2."""
+    before = course(
+        module("m1", [item("i1"), item("i2")]),
+        module("m2", [item("i3")], prerequisite_module_ids=["m1"]),
+    )
+    after = course(
+        module("m1", [item("i1")]), module("m2", [item("i3")], prerequisite_module_ids=["m1"])
+    )
+    assert lock_changes(before, after, T0) == [Due("2026-12-06T09:00:00.000Z", "c-1", "m2")]
+
+
+def test_an_input_is_taken_no_later_than_its_receipt() -> None:
+    """Review of issue 25: a report dated a month ahead opened a date a month early."""
+    from course_management.streams.inputs import Input
+
+    received = T0 + timedelta(seconds=3)
+    item_ = Input("item_progress", "course-progress", None, None, None, None, None)
+    assert item_.moment(T0 + timedelta(days=30)) == T0 + timedelta(days=30)  # no receipt
+    stamped = Input("item_progress", "course-progress", None, None, None, None, None,
+                    received_at=received)  # fmt: skip
+    assert stamped.moment(T0 + timedelta(days=30)) == received
+    assert stamped.moment(T0) == T0
