@@ -238,6 +238,7 @@ async def _load_and_check(
             "course-events": len(observed.course_events),
             "enrollment-events": len(observed.enrollment_events),
             "dead letters": len(observed.dead_letters),
+            "learner milestones": len(observed.milestones),
         },
         anomalies=dict(Counter(a.kind for a in anomalies)),
         anomaly_list=[a.shown() for a in anomalies],
