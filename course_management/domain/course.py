@@ -33,11 +33,18 @@ def _ts(value: datetime | None) -> str | None:
 def build_modules(
     modules: list[ModuleInput], existing: dict[str, Any] | None, new_id: Callable[[], str]
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """The snapshot's modules from input; ids given must be this course's own (on create,
-    a module's id may be the caller's: prerequisites name it).
+    """The snapshot's modules from input; ids given must be this course's own.
 
-    Returns (modules, errors). A module or item without an id is new and gets one.
+    Returns (modules, errors). A module or item without an id is new and gets one. On
+    create a module's `id` is the caller's reference: `prerequisite_module_ids` in the
+    same body may name it, and the module gets a new id all the same (ids are unique
+    across courses: the mirror keys modules by them), which the prerequisites then name.
     """
+    refs: dict[str, str] = {}  # on create: the caller's reference -> the module's id
+    if existing is None:
+        for module in modules:
+            if module.id is not None and module.id not in refs:
+                refs[module.id] = new_id()
     known_modules = {m["id"] for m in (existing or {}).get("modules", [])}
     known_items = {i["id"] for m in (existing or {}).get("modules", []) for i in m.get("items", [])}
     errors: list[tuple[str, str]] = []
@@ -68,13 +75,14 @@ def build_modules(
                     "completion": _completion(item.completion),
                 }
             )
+        module_id = None if module.id is None else refs.get(module.id, module.id)
         built.append(
             {
-                "id": module.id or new_id(),
+                "id": module_id or new_id(),
                 "title": module.title,
                 "position": module.position,
                 "items": items,
-                "prerequisite_module_ids": list(module.prerequisite_module_ids),
+                "prerequisite_module_ids": [refs.get(p, p) for p in module.prerequisite_module_ids],
                 "unlock_at": _ts(module.unlock_at),
                 "unlock_after_days": module.unlock_after_days,
                 "sequential": module.sequential,

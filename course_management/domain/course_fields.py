@@ -145,8 +145,9 @@ class ItemInput(_Strict):
 class ModuleInput(_Strict):
     id: Id | None = Field(
         default=None,
-        description="Omit for a new module and the server assigns it; on create, an id of "
-        "your choice lets `prerequisite_module_ids` name the module in the same request",
+        description="Omit for a new module and the server assigns it. On create, a "
+        "reference of your choice that `prerequisite_module_ids` in the same body may name "
+        "(the module still gets the server's id, which the prerequisites then name)",
     )
     title: Title
     position: Annotated[int, Field(ge=0, le=10_000)]
