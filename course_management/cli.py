@@ -255,6 +255,36 @@ def ops_check(**overrides: Any) -> None:
 
 
 @ops.group()
+def completions() -> None:
+    """The completions topic every worker's completions index reads (decision 57)."""
+
+
+@completions.command("backfill")
+@_setting_options
+def completions_backfill(**overrides: Any) -> None:
+    """Publish the entry of every course completion that lacks one (idempotent)."""
+    import asyncio
+
+    from course_management.ops.paths import backfill_completions
+
+    click.echo(json.dumps(asyncio.run(backfill_completions(_settings(overrides)))))
+
+
+@ops.command("timers")
+@click.option("--course", "course_id", default=None, help="only this course's time locks")
+@_setting_options
+def ops_timers(course_id: str | None, **overrides: Any) -> None:
+    """The time locks the agent has yet to release, oldest first, each with `late_s`
+    (seconds past its moment; negative: still ahead)."""
+    import asyncio
+
+    from course_management.ops.paths import pending_timers
+
+    found = asyncio.run(pending_timers(_settings(overrides), course_id))
+    click.echo(json.dumps({"pending": found, "count": len(found)}))
+
+
+@ops.group()
 def mirror() -> None:
     """The PostgreSQL mirror of courses and enrollments."""
 

@@ -20,6 +20,7 @@ module an item unlocks when every item before it in the module has its requireme
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -105,6 +106,27 @@ def with_path_defaults(course: Mapping[str, Any]) -> dict[str, Any]:
             for m in course.get("modules", ())
         ],
     }
+
+
+def path_fingerprint(course: Mapping[str, Any]) -> str:
+    """The course's path rules in one comparable string (ops check: tables, mirror and
+    events hold the same rules)."""
+    shown = with_path_defaults(course)
+    rules = [
+        shown["prerequisite_course_ids"],
+        [
+            [
+                m["id"],
+                m["prerequisite_module_ids"],
+                m["unlock_at"],
+                m["unlock_after_days"],
+                m["sequential"],
+                [[i["id"], i["completion"]] for i in m["items"]],
+            ]
+            for m in shown["modules"]
+        ],
+    ]
+    return json.dumps(rules, sort_keys=True, separators=(",", ":"))
 
 
 def item_of(course: Mapping[str, Any], item_id: str) -> dict[str, Any] | None:

@@ -15,7 +15,13 @@ Compared, per course and per enrollment:
 - the mirror's `enrollment_transitions` (each enrolment's history): how many status
   changes, against the distinct status-changing events of `enrollment-events`;
 - the mirror's `course_ratings`: the course version, seq and stars, against the last entry of
-  each student's rating on the ratings topic.
+  each student's rating on the ratings topic;
+- each course's learning path (domain.paths.path_fingerprint) in the table and the mirror,
+  against its last event;
+- the completions topic (every worker's completions index reads it: decision 57): one
+  entry per `course_completed` of enrollment-events (`ops completions backfill` adds what
+  is missing);
+- the timer: a time lock still pending more than a minute after its moment.
 
 Each difference is one `Difference`.
 """
@@ -35,8 +41,10 @@ from elasticsearch.helpers import async_scan
 from course_management.catalog import elastic
 from course_management.catalog.postgres import TABLE as CATALOG_TABLE
 from course_management.config import Settings
+from course_management.domain.paths import path_fingerprint
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.kafka import read_to_end
+from course_management.ops.paths import completions, pending_timers
 from course_management.ops.progress import Quiet, Steps
 from course_management.ops.provisioning import register_schemas
 from course_management.tables.keys import is_course_key
@@ -85,8 +93,12 @@ async def check(settings: Settings, steps: Steps | None = None) -> list[Differen
     assert pool is not None
     try:
         mirror_courses = {
-            r["id"]: {"version": r["version"], "deleted": r["deleted_at"] is not None}
-            for r in await pool.fetch("SELECT id, version, deleted_at FROM courses")
+            r["id"]: {
+                "version": r["version"],
+                "deleted": r["deleted_at"] is not None,
+                "path": None if r["deleted_at"] else path_fingerprint(json.loads(r["snapshot"])),
+            }
+            for r in await pool.fetch("SELECT id, version, deleted_at, snapshot FROM courses")
         }
         mirror_enrollments = {
             f"{r['course_id']}:{r['user_id']}": {"version": r["version"], "status": r["status"]}
@@ -136,7 +148,13 @@ async def check(settings: Settings, steps: Steps | None = None) -> list[Differen
     histories = await _histories(settings, codec, steps)
     steps.step("reading the ratings")
     ratings = await _last(settings, codec, COURSE_RATINGS, _rating_state, steps)
+    steps.step("reading the completions")
+    said, held = await completions(settings, codec)
+    steps.step("reading the pending time locks")
+    late = [t for t in await pending_timers(settings) if t["late_s"] > TIMER_LATE_S]
     return [
+        *compare("completions", "completion", _present(said), _present(held)),
+        *(Difference("timer", "time lock", _due_id(t), None, t) for t in late),
         *compare("tables", "course", courses, tables),
         *compare("mirror", "course", courses, mirror_courses),
         *compare("mirror", "enrollment", enrollments, mirror_enrollments),
@@ -148,7 +166,20 @@ async def check(settings: Settings, steps: Steps | None = None) -> list[Differen
 
 def _course_state(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     deleted = value["event_type"] == "course_deleted" or value.get("course") is None
-    return value["course_id"], {"version": value["version"], "deleted": deleted}
+    path = None if deleted else path_fingerprint(value["course"])
+    return value["course_id"], {"version": value["version"], "deleted": deleted, "path": path}
+
+
+TIMER_LATE_S = 60.0  # a time lock opens within a minute of its moment (CONTRACT §5.1)
+
+
+def _present(keys: dict[str, str]) -> dict[str, dict[str, Any]]:
+    return {key: {"present": True} for key in keys}
+
+
+def _due_id(due: dict[str, Any]) -> str:
+    learner = f":{due['user_id']}" if due.get("user_id") else ""
+    return f"{due['course_id']}:{due['module_id']}{learner}@{due['moment']}"
 
 
 def _enrollment_state(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -245,7 +276,9 @@ async def _courses_table(bootstrap: str, steps: Steps) -> dict[str, dict[str, An
             value = json.loads(record.value)
             course = value.get("course") or {}
             if "version" in course:
-                table[key] = {"version": course["version"], "deleted": bool(value.get("deleted"))}
+                deleted = bool(value.get("deleted"))
+                path = None if deleted else path_fingerprint(course)
+                table[key] = {"version": course["version"], "deleted": deleted, "path": path}
 
     await read_to_end(bootstrap, [changelog(STATE_TABLE)], keep, on_read=steps.read)
     return table

@@ -21,6 +21,7 @@ Rows that agree are not touched.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ import asyncpg
 from aiokafka import ConsumerRecord
 
 from course_management.config import Settings
+from course_management.domain.paths import path_fingerprint
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.database import mirror_course_event
 from course_management.infra.enrollment_mirror import mirror_enrollment_events, mirror_ratings
@@ -51,8 +53,12 @@ async def rebuild_mirror(settings: Settings, steps: Steps | None = None) -> dict
     try:
         steps.step("reading the mirror")
         courses_found = {
-            r["id"]: (r["version"], r["deleted_at"] is not None)
-            for r in await pool.fetch("SELECT id, version, deleted_at FROM courses")
+            r["id"]: (
+                r["version"],
+                r["deleted_at"] is not None,
+                None if r["deleted_at"] else path_fingerprint(json.loads(r["snapshot"])),
+            )
+            for r in await pool.fetch("SELECT id, version, deleted_at, snapshot FROM courses")
         }
         enrollments_found = {
             f"{r['course_id']}:{r['user_id']}": (r["version"], r["status"])
@@ -196,8 +202,11 @@ def _enrollment_key(value: dict[str, Any]) -> str:
 
 
 def _course_row(event: dict[str, Any]) -> tuple[Any, ...]:
-    """What the mirror's row must hold after the event: (version, deleted)."""
-    return event["version"], _deleting(event)
+    """What the mirror's row must hold after the event: (version, deleted, its learning
+    path's rules)."""
+    deleting = _deleting(event)
+    path = None if deleting else path_fingerprint(event["course"])
+    return event["version"], deleting, path
 
 
 def _enrollment_row(event: dict[str, Any]) -> tuple[Any, ...]:

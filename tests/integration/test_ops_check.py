@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -111,3 +112,67 @@ async def test_check_finds_the_damage_and_the_rebuilds_repair_it(
         f"/api/v1/courses/{damaged['id']}/enrollments/check-u1", headers=ADMIN
     )
     assert enrollment.status == 200
+
+
+async def test_check_knows_paths_completions_and_timers(
+    http: aiohttp.ClientSession, settings: Settings, stack_env: dict[str, str]
+) -> None:
+    """Issue 25, item 8: the learning path of a course in the mirror, the completions topic
+    and the pending time locks."""
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    course = await published_course(
+        http,
+        title="Checked path",
+        modules=[
+            {
+                "title": "A",
+                "position": 0,
+                "items": [{"type": "lesson", "title": "a", "position": 0}],
+            },
+            {
+                "title": "B",
+                "position": 1,
+                "unlock_at": later,
+                "items": [{"type": "lesson", "title": "b", "position": 0}],
+            },
+        ],
+    )
+    assert (await enroll(http, course["id"], "path-u1")).status == 201
+    first = course["modules"][0]["items"][0]["id"]
+    done = await http.post(
+        f"/api/v1/courses/{course['id']}/progress",
+        json={"item_id": first, "status": "completed"},
+        headers=auth("path-u1", "student"),
+    )
+    assert done.status == 200, await done.text()
+    ids = {course["id"]}
+    eventually(lambda: not _differences(stack_env, ids)[1], 60, "every store caught up")
+
+    timers = _run(stack_env, "ops", "timers", "--course", course["id"])
+    assert timers.returncode == 0, timers.stderr[-2000:]
+    pending = json.loads(timers.stdout)["pending"]
+    assert [(t["module_id"], t["user_id"]) for t in pending] == [
+        (course["modules"][1]["id"], "path-u1")
+    ]
+    assert pending[0]["late_s"] < 0  # an hour ahead
+
+    backfill = _run(stack_env, "ops", "completions", "backfill")
+    assert backfill.returncode == 0, backfill.stderr[-2000:]
+    assert json.loads(backfill.stdout)["published"] == 0  # completed since the topic
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:  # the mirror's rules of the course changed behind the service's back
+        await conn.execute(
+            "UPDATE courses SET snapshot = jsonb_set(snapshot, '{modules,1,unlock_at}', 'null')"
+            " WHERE id = $1",
+            course["id"],
+        )
+    finally:
+        await conn.close()
+    code, found = _differences(stack_env, ids)
+    assert code == 1
+    assert [(d["store"], d["entity"]) for d in found] == [("mirror", "course")]
+    assert found[0]["expected"]["path"] != found[0]["found"]["path"]
+    rebuilt = _run(stack_env, "ops", "mirror", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    eventually(lambda: not _differences(stack_env, ids)[1], 60, "no difference left")
