@@ -218,7 +218,8 @@ ENDPOINTS = [
         "/api/v1/courses/{courseId}/enroll",
         enroll,
         consistency=True,
-        summary="Enroll (a student themselves; an admin or a service names user_id)",
+        summary="Enroll (a student themselves; an admin or a service names user_id); "
+        "409 prerequisites-not-met names the courses to complete first",
         tag="enrollments",
         body=EnrollRequest,
         responses={201: ("Enrolled", Enrollment), 200: ("Already enrolled", Enrollment)},
@@ -241,7 +242,8 @@ ENDPOINTS = [
         "/api/v1/courses/{courseId}/progress",
         report_progress,
         consistency=True,
-        summary="Report progress on an item (the enrolled student; a service names user_id)",
+        summary="Report progress on an item (the enrolled student; a service names user_id); "
+        "409 item-locked says what the item waits for",
         tag="enrollments",
         body=ProgressRequest,
         responses={200: ("The enrollment's progress after the change", Progress)},
