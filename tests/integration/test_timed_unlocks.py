@@ -27,6 +27,7 @@ from tests.support import (
     auth,
     eventually,
     eventually_async,
+    produce,
     read_topic,
 )
 
@@ -228,3 +229,79 @@ async def test_redis_serves_a_drawn_view_only_until_its_time_lock_opens(
         assert found is not None and found.body is not None  # to draw the view again
     finally:
         await client.aclose()
+
+
+@pytest.mark.crash
+@pytest.mark.rebalances
+@pytest.mark.parametrize("phase", ["unit-acked", "outbox-sent"])
+async def test_a_milestone_comes_once_after_a_sigkill_between_decision_and_publication(
+    phase: str, settings: Settings, worker: WorkerProcess
+) -> None:
+    """The completion that opens a module lands in its unit, then the worker is killed
+    before (unit-acked) or while (outbox-sent) its outbox, the milestone included, goes
+    out: the partition's next opener publishes it, and the same report sent again (a
+    replay of the source topic) sends nothing new."""
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    async with aiohttp.ClientSession() as client:
+        answer = await client.post(
+            f"{worker.base_url}/api/v1/courses/create",
+            json={
+                "title": f"Crash path {phase}",
+                "status": "published",
+                "modules": [
+                    {**dated_modules(datetime.now(UTC))[0], "id": "first"},
+                    {
+                        "title": "Second",
+                        "position": 1,
+                        "prerequisite_module_ids": ["first"],
+                        "items": [{"type": "lesson", "title": "B", "position": 0}],
+                    },
+                ],
+            },
+            headers=OWNER,
+        )
+        assert answer.status == 201, await answer.text()
+        course = await answer.json()
+        enrolled = await client.post(
+            f"{worker.base_url}/api/v1/courses/{course['id']}/enroll",
+            headers=auth("crash-walker", "student"),
+        )
+        assert enrolled.status == 201
+    report = codec.encode(
+        "course-progress-value",
+        {
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": datetime.now(UTC),
+            "user_id": "crash-walker",
+            "course_id": course["id"],
+            "item_id": course["modules"][0]["items"][0]["id"],
+            "status": "completed",
+            "score": None,
+        },
+    )
+    worker.stop()
+    await produce(settings, "course-progress", [(b"crash-walker", report)])
+    worker.start({"TEST_CRASH_AT": f"{phase}:1"})
+
+    def killed() -> bool:
+        assert worker.proc is not None
+        return worker.proc.poll() is not None
+
+    eventually(killed, 90, f"the worker crashing at {phase}")
+    assert f'"phase": "{phase}"' in worker.log_tail(200), "crashed elsewhere"
+    worker.start().wait_ready()
+    found = await milestones_of(settings, course["id"], 1)
+    before = datetime.now(UTC) - timedelta(minutes=5)
+    check_once_after(found, ["crash-walker"], course["modules"][1]["id"], before)
+    await produce(settings, "course-progress", [(b"crash-walker", report)])  # a replay
+    sentinel, _ = await dated_course_at(worker.base_url, settings)
+    await milestones_of(settings, sentinel["id"], 1)  # the agent went past the replay
+    again = await milestones_of(settings, course["id"], 1)
+    assert {m["event_id"] for _, m in again} == {m["event_id"] for _, m in found}
+    assert all(r.value == found[0][0].value for r, _ in again)  # repeats, byte for byte
+
+
+async def dated_course_at(base: str, settings: Settings) -> tuple[dict[str, Any], datetime]:
+    async with aiohttp.ClientSession() as client:
+        return await dated_course(client, base, 2, ["sentinel-learner"])
