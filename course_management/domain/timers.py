@@ -31,6 +31,9 @@ class Due:
     course_id: str
     module_id: str
     user_id: str | None = None  # None: every learner of the course
+    # the module was open for every learner before the change that left this (no lock,
+    # or a date already passed): whoever finds it open then was never told nothing new
+    quiet: bool = False
 
 
 def lock_changes(before: Course | None, after: Course, now: datetime) -> list[Due]:
@@ -61,8 +64,16 @@ def lock_changes(before: Course | None, after: Course, now: datetime) -> list[Du
         moment = now
         if module.get("unlock_at") and parse_rfc3339(module["unlock_at"]) > now:
             moment = parse_rfc3339(module["unlock_at"])
-        dues.append(Due(rfc3339(moment), after["id"], module["id"]))
+        quiet = was is not None and not _locked_for_someone(was, now)
+        dues.append(Due(rfc3339(moment), after["id"], module["id"], quiet=quiet))
     return dues
+
+
+def _locked_for_someone(module: dict[str, Any], now: datetime) -> bool:
+    """Could the module have been locked for a learner under these rules at `now`?"""
+    if module.get("prerequisite_module_ids") or module.get("unlock_after_days") is not None:
+        return True
+    return bool(module.get("unlock_at")) and parse_rfc3339(module["unlock_at"]) > now
 
 
 def _content(module: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -99,9 +110,13 @@ class Release:
     later: Due | None  # still locked by this learner's own clock: look again then
 
 
-def release(course: Course, record: EnrollmentRecord, module_id: str, now: datetime) -> Release:
+def release(
+    course: Course, record: EnrollmentRecord, module_id: str, now: datetime, quiet: bool = False
+) -> Release:
     """One learner, one module, at `now`: the milestone if the module is open for them
-    and was never open before; a later look if a time lock still holds it."""
+    and was never open before; a later look if a time lock still holds it. `quiet`: the
+    module was open for everyone before the change that asked for this look, so a
+    learner who finds it open is only recorded (open from the start: CONTRACT §5.1)."""
     if record.get("status") not in ("active", "completed"):
         return Release(None, None, None)  # a learner who left is told nothing
     module = next((m for m in course.get("modules", ()) if m["id"] == module_id), None)
@@ -116,6 +131,8 @@ def release(course: Course, record: EnrollmentRecord, module_id: str, now: datet
         if module_id in opened:
             return Release(None, None, None)
         changed: EnrollmentRecord = {**record, "opened": sorted({*opened, module_id})}
+        if quiet:
+            return Release(changed, None, None)
         milestone = module_unlocked(course["id"], record["user_id"], module_id, now)
         return Release(changed, milestone, None)
     # Held by a time lock still ahead (a date moved later, the learner's own days): look

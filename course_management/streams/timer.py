@@ -58,6 +58,7 @@ def stage_due(batch: Batch, due: Due) -> None:
             "module_id": due.module_id,
             "user_id": due.user_id,
             "after": None,
+            "quiet": due.quiet,
         },
     )
 
@@ -116,15 +117,16 @@ class Timer:
         if course is None:  # deleted since: nobody to tell
             batch.put(key, None)
             return 1
+        quiet = bool(due.get("quiet"))
         if due["user_id"] is not None:
-            self._learner(course, due["user_id"], module_id, now)
+            self._learner(course, due["user_id"], module_id, now, quiet)
             batch.put(key, None)
             return 1
         prefix = enrollment_prefix(course_id)
         after = due["after"]
         keys = batch.keys(prefix, enrollment_key(course_id, after) if after else None, budget)
         for n, enrollment in enumerate(keys, 1):
-            self._learner(course, enrollment[len(prefix) :], module_id, now)
+            self._learner(course, enrollment[len(prefix) :], module_id, now, quiet)
             if n % YIELD_EVERY == 0:  # the API's requests, served between learners
                 await asyncio.sleep(0)
         if len(keys) < budget:
@@ -133,13 +135,15 @@ class Timer:
             batch.put(key, {**due, "after": keys[-1][len(prefix) :]})
         return max(1, len(keys))
 
-    def _learner(self, course: dict[str, Any], user_id: str, module_id: str, now: datetime) -> None:
+    def _learner(
+        self, course: dict[str, Any], user_id: str, module_id: str, now: datetime, quiet: bool
+    ) -> None:
         batch = self._batch
         record = batch.enrollment(course["id"], user_id)
         TIMER_RELEASED.inc()
         if record is None:
             return
-        released = release(course, record, module_id, now)
+        released = release(course, record, module_id, now, quiet)
         if released.record is not None:  # its view drawn here, between the yields
             view = public_view(released.record, course, now)
             drawn = (int(course["version"]), view)

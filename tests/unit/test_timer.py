@@ -31,8 +31,8 @@ def test_a_course_change_leaves_a_moment_only_for_modules_whose_locks_changed() 
         module("m4", [item("i4")]),
     )
     assert lock_changes(before, after, T0) == [
-        Due(DATE, "c-1", "m2"),
-        Due("2026-12-06T09:00:00.000Z", "c-1", "m3"),
+        Due(DATE, "c-1", "m2", quiet=True),  # open for everyone before: nobody is told
+        Due("2026-12-06T09:00:00.000Z", "c-1", "m3"),  # new, locked: its opening is news
     ]
     assert lock_changes(after, after, T0) == []
     assert lock_changes(None, after, T0) == []  # a new course: nobody enrolled yet
@@ -182,3 +182,20 @@ def test_an_input_is_taken_no_later_than_its_receipt() -> None:
                     received_at=received)  # fmt: skip
     assert stamped.moment(T0 + timedelta(days=30)) == received
     assert stamped.moment(T0) == T0
+
+
+def test_a_module_open_for_everyone_before_a_change_sends_no_milestone() -> None:
+    """Review of issue 25: a module added after a learner enrolled, never locked for
+    them, then given a date already passed, sent them a module_unlocked."""
+    before = course(module("m1", [item("i1")]))
+    record = enrolled(before)
+    grown = course(module("m1", [item("i1")]), module("m3", [item("i3")]))
+    assert lock_changes(before, grown, T0) == []  # a new module open from the start
+    dated = course(
+        module("m1", [item("i1")]), module("m3", [item("i3")], unlock_at="2026-12-01T00:00:00Z")
+    )
+    [due] = lock_changes(grown, dated, T0)
+    assert due.quiet
+    quiet = release(dated, record, "m3", T0, due.quiet)
+    assert quiet.milestone is None and quiet.record is not None
+    assert "m3" in quiet.record["opened"]
