@@ -15,7 +15,7 @@ from course_management.domain.course_fields import (
     CourseUpdate,
     ModuleInput,
 )
-from course_management.domain.paths import path_errors
+from course_management.domain.path_rules import path_errors
 from course_management.domain.times import rfc3339
 
 # Status changes a course may make (a change to the same status is no change).

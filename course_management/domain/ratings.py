@@ -30,7 +30,7 @@ from pydantic import (
 from course_management.domain.commands import CourseCommand, live_course, remember
 from course_management.domain.course_fields import no_nul
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply, invalid_from
-from course_management.domain.paths import with_path_defaults
+from course_management.domain.path_rules import with_path_defaults
 from course_management.domain.records import (
     Course,
     CourseRecord,

@@ -16,7 +16,7 @@ Compared, per course and per enrollment:
   changes, against the distinct status-changing events of `enrollment-events`;
 - the mirror's `course_ratings`: the course version, seq and stars, against the last entry of
   each student's rating on the ratings topic;
-- each course's learning path (domain.paths.path_fingerprint) in the table and the mirror,
+- each course's learning path (domain.path_rules.path_fingerprint) in the table and the mirror,
   against its last event;
 - the completions topic (every worker's completions index reads it: decision 57): one
   entry per `course_completed` of enrollment-events (`ops completions backfill` adds what
@@ -41,7 +41,7 @@ from elasticsearch.helpers import async_scan
 from course_management.catalog import elastic
 from course_management.catalog.postgres import TABLE as CATALOG_TABLE
 from course_management.config import Settings
-from course_management.domain.paths import path_fingerprint
+from course_management.domain.path_rules import path_fingerprint
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.kafka import read_to_end
 from course_management.ops.paths import completions, pending_timers

@@ -29,7 +29,7 @@ import asyncpg
 from aiokafka import ConsumerRecord
 
 from course_management.config import Settings
-from course_management.domain.paths import path_fingerprint
+from course_management.domain.path_rules import path_fingerprint
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.database import mirror_course_event
 from course_management.infra.enrollment_mirror import mirror_enrollment_events, mirror_ratings

@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from course_management.domain.path_rules import path_errors
 from course_management.domain.paths import (
     lock_reason,
     newly_unlocked,
-    path_errors,
     path_state,
     report_status,
     requirement_met,
@@ -210,7 +210,7 @@ def test_completion_is_monotone_and_the_next_item_is_open(c, reports, day) -> No
 
 
 def test_a_course_written_before_paths_reads_with_their_defaults() -> None:
-    from course_management.domain.paths import with_path_defaults
+    from course_management.domain.path_rules import with_path_defaults
 
     old = {"id": "c", "modules": [{"id": "m", "items": [{"id": "i", "type": "lesson"}]}]}
     shown = with_path_defaults(old)
