@@ -1,6 +1,6 @@
-"""Learning paths (CONTRACT §5.1): which modules and items a learner may work on, what each
-requirement asks, and what a course's path may say. Pure: no I/O, no clock (the caller
-passes `now`).
+"""Learning paths (CONTRACT §5.1): which modules and items a learner may work on, and what
+each requirement asks (what a course's path may say: domain/path_rules.py). Pure: no I/O,
+no clock (the caller passes `now`).
 
 A path is derived, never stored: a learner's state is a function of the course as it is
 now, their `enrolled_at`, their item states and the moment. Two rules keep a learner's
@@ -11,7 +11,7 @@ work from being taken back when an instructor changes the path (decision 55):
 - a module the learner has started (a report on any of its items) or completed never
   locks. A module they have not started follows the rules as they are now: it can lock
   again. Its `module_unlocked` milestone is still published once per learner and module,
-  ever (the enrolment record remembers which were sent).
+  ever (the enrolment record's `opened` remembers which were sent).
 
 A module is *locked by its rules* while one of its prerequisite modules is not completed,
 or before its `unlock_at`, or before `enrolled_at + unlock_after_days`. In a `sequential`
