@@ -199,3 +199,27 @@ def test_a_module_open_for_everyone_before_a_change_sends_no_milestone() -> None
     quiet = release(dated, record, "m3", T0, due.quiet)
     assert quiet.milestone is None and quiet.record is not None
     assert "m3" in quiet.record["opened"]
+
+
+async def test_the_timer_hurries_when_a_dates_learners_would_miss_the_bound() -> None:
+    """One date for many learners (the course's seats): at the unhurried pace they would
+    not all be told within the bound, so the timer hurries from its first run; a date for
+    a few learners keeps the pace (and the API its latency)."""
+    for seats, hurried in ((100_000, True), (60, False)):
+        store = OrderedStore()
+        encode = lambda s, v: orjson.dumps({"subject": s, "value": v}, default=str)  # noqa: E731
+        batch = Batch(store, encode, decode_value)
+        c = course(module("m1", [item("i1")]), module("m2", [item("i2")], unlock_at=DATE))
+        store.put("c-1", {"course": c})
+        store.put("c-1#seats", {"count": seats, "seq": 1})
+        batch.begin()
+        with batch.on_partition(0):
+            for n in range(60):
+                user = f"u{n:03d}"
+                store.put(f"c-1:{user}", {**enrolled(c), "user_id": user})
+                stage_due(batch, Due(DATE, "c-1", "m2", user))
+        for key, value in batch.partitions[0].writes.items():
+            store.put(key, value)
+        timer = Timer(batch, WritesBack(store))
+        await timer.run([0], now=T0 + timedelta(minutes=60))
+        assert timer.pending and timer._hurry is hurried
