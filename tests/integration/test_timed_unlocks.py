@@ -5,6 +5,7 @@ to another worker."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
 
 from course_management.config import Settings
 from course_management.domain.records import EnrollmentRecord
@@ -21,6 +24,7 @@ from course_management.domain.times import parse_rfc3339, rfc3339
 from course_management.infra.avro import AvroCodec
 from course_management.infra.cache import CourseCache, CourseEntry, EnrollmentEntry
 from course_management.ops.provisioning import register_schemas
+from course_management.topology import APP_ID
 from tests.support import (
     OWNER,
     WorkerProcess,
@@ -139,6 +143,20 @@ async def test_a_date_opens_a_module_for_each_learner_once_and_not_before(
     assert opened.status == 200, await opened.text()
 
 
+async def alone_in_the_group(settings: Settings, members: int = 1) -> None:
+    """The agent's group is stable with `members` members: no member that stopped still
+    holds partitions (a static member that left keeps them until its session expires,
+    as test_static_membership's does), so the live workers own every course."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+
+    async def stable() -> bool:
+        future = admin.describe_consumer_groups([APP_ID], request_timeout=20)[APP_ID]
+        group = await asyncio.to_thread(future.result, 30)
+        return bool(group.state == ConsumerGroupState.STABLE and len(group.members) == members)
+
+    await eventually_async(stable, deadline_s=240, what=f"the agent's group with {members}")
+
+
 def _past(moment: datetime) -> bool:
     return datetime.now(UTC) > moment + timedelta(seconds=1)
 
@@ -148,6 +166,7 @@ async def test_a_date_that_passes_while_the_worker_is_killed_opens_after_its_res
     settings: Settings, worker: WorkerProcess
 ) -> None:
     learners = ["k-1", "k-2"]
+    await alone_in_the_group(settings)
     async with aiohttp.ClientSession() as client:
         course, moment = await dated_course(client, worker.base_url, 5, learners)
     worker.kill()
@@ -174,6 +193,7 @@ async def test_a_date_opens_on_the_worker_its_partition_moved_to(
     settings: Settings, worker: WorkerProcess, other_worker: WorkerProcess
 ) -> None:
     learners = ["p-1", "p-2"]
+    await alone_in_the_group(settings, members=2)
     async with aiohttp.ClientSession() as client:
         course, moment = await dated_course(client, worker.base_url, 12, learners)
         worker.stop()  # every partition moves to the other worker
@@ -243,6 +263,7 @@ async def test_a_milestone_comes_once_after_a_sigkill_between_decision_and_publi
     replay of the source topic) sends nothing new."""
     codec = AvroCodec(settings.schema_registry_url)
     await register_schemas(codec)
+    await alone_in_the_group(settings)
     async with aiohttp.ClientSession() as client:
         answer = await client.post(
             f"{worker.base_url}/api/v1/courses/create",
