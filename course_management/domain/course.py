@@ -107,6 +107,11 @@ def check_course(course: dict[str, Any]) -> list[tuple[str, str]]:
         errors.append(("prerequisite_course_ids", "a course cannot require itself"))
     if len(required) != len(set(required)):
         errors.append(("prerequisite_course_ids", "a course appears twice"))
+    staff = [member["user_id"] for member in course.get("staff") or ()]
+    if len(staff) != len(set(staff)):
+        errors.append(("staff", "a user appears twice"))
+    if course["instructor"]["id"] in staff:
+        errors.append(("staff", "the course's owner is not one of its staff"))
     positions = [m["position"] for m in course["modules"]]
     if len(positions) != len(set(positions)):
         errors.append(("modules", "module positions must be unique"))
@@ -161,6 +166,8 @@ def new_course(
         "enrollment_closes_at": _ts(fields.enrollment_closes_at),
         "modules": _ordered(modules),
         "prerequisite_course_ids": list(fields.prerequisite_course_ids),
+        "waitlist_capacity": fields.waitlist_capacity,
+        "staff": [member.model_dump(mode="json") for member in fields.staff],
         "rating": {"average": None, "count": 0},
         "enrollment_count": 0,
         "version": 1,
@@ -196,6 +203,8 @@ def updated_course(
             result[name] = value.value
         elif name in ("tags", "prerequisite_course_ids"):
             result[name] = list(value)
+        elif name == "staff":
+            result[name] = [member.model_dump(mode="json") for member in value]
         else:
             result[name] = value
     if (

@@ -168,6 +168,25 @@ class ModuleInput(_Strict):
     _nul = field_validator("title")(no_nul)
 
 
+class StaffRole(StrEnum):
+    co_instructor = "co_instructor"
+    teaching_assistant = "teaching_assistant"
+
+
+MAX_STAFF = 100
+MAX_WAITLIST = 1_000_000
+
+
+class StaffMember(_Strict):
+    """A member of the course's staff, by the `sub` of their tokens (CONTRACT §5.2)."""
+
+    user_id: Id
+    role: StaffRole
+
+
+WaitlistCapacity = Annotated[int, Field(ge=0, le=MAX_WAITLIST)]
+
+
 class CourseFields(_Strict):
     """The writable fields of a course (create: `title` required, the rest defaulted)."""
 
@@ -184,6 +203,12 @@ class CourseFields(_Strict):
     modules: Annotated[list[ModuleInput], Field(max_length=200)] = []
     prerequisite_course_ids: Annotated[list[Id], Field(max_length=MAX_PREREQUISITES)] = Field(
         default=[], description="Courses a learner must complete before enrolling in this one"
+    )
+    waitlist_capacity: WaitlistCapacity | None = Field(
+        default=None, description="Learners who may wait for a seat (null and 0: no waitlist)"
+    )
+    staff: Annotated[list[StaffMember], Field(max_length=MAX_STAFF)] = Field(
+        default=[], description="Co-instructors and teaching assistants (owner and admins set it)"
     )
 
     _nul = field_validator("title", "description", "category")(no_nul)
@@ -211,6 +236,8 @@ class CourseUpdate(_Strict):
     enrollment_closes_at: AwareDatetime | None = None
     modules: Annotated[list[ModuleInput], Field(max_length=200)] | None = None
     prerequisite_course_ids: Annotated[list[Id], Field(max_length=MAX_PREREQUISITES)] | None = None
+    waitlist_capacity: WaitlistCapacity | None = None
+    staff: Annotated[list[StaffMember], Field(max_length=MAX_STAFF)] | None = None
 
     _nul = field_validator("title", "description", "category")(no_nul)
 
@@ -224,6 +251,7 @@ class CourseUpdate(_Strict):
         "status",
         "modules",
         "prerequisite_course_ids",
+        "staff",
     )
     @classmethod
     def _not_null(cls, value: Any) -> Any:

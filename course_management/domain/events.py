@@ -31,6 +31,7 @@ class EnrollmentEvent(TypedDict):
     user_id: str
     version: int  # the enrollment's version after the change
     enrollment: dict[str, Any]  # its public view, with `completed_item_ids`
+    reactivated: bool | None  # enrollment_created: a cancelled enrollment enrolled again
 
 
 class LearnerMilestone(TypedDict):

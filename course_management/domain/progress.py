@@ -77,17 +77,26 @@ def _item_view(item_id: str, state: ItemState | None, locked: bool, met: bool) -
     }
 
 
-def public_view(record: EnrollmentRecord, course: Course, now: datetime) -> dict[str, Any]:
-    """The Enrollment of CONTRACT §3 from the stored record, at `now`."""
-    return {
+def public_view(
+    record: EnrollmentRecord, course: Course, now: datetime, position: int | None = None
+) -> dict[str, Any]:
+    """The Enrollment of CONTRACT §3 (and §5.2) from the stored record, at `now`; a learner
+    who waits has their `waitlist_position` (`position`), one never enrolled no
+    `enrolled_at`, one taken off the queue the `cancel_reason`."""
+    view: dict[str, Any] = {
         "course_id": record["course_id"],
         "user_id": record["user_id"],
         "status": record["status"],
-        "enrolled_at": record["enrolled_at"],
+        "enrolled_at": record["enrolled_at"] if record.get("enrolled", True) else None,
         "progress": progress_of(
             course, record.get("items", {}), record.get("completed_at"), record["enrolled_at"], now
         ),
     }
+    if record["status"] == "waitlisted":
+        view["waitlist_position"] = position
+    if record.get("cancel_reason"):
+        view["cancel_reason"] = record["cancel_reason"]
+    return view
 
 
 def stale_at(view: dict[str, Any], course: Course) -> str | None:

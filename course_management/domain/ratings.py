@@ -91,8 +91,11 @@ def as_read(course: Course, record: CourseRecord | None, seats: SeatsRecord) -> 
     """The course as readers see it: what its authors wrote, with the seats taken and
     the rating (neither makes a course version)."""
     shown: Course = {
+        "waitlist_capacity": None,
+        "staff": [],
         **with_path_defaults(course),
         "enrollment_count": int(seats["count"]),
+        "waitlist_count": int(seats.get("waiting", 0)),
         "rating": course_rating(record, seats),
     }
     if course.get("published_at") is None:  # a draft, or made before decision 53

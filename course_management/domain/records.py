@@ -72,7 +72,7 @@ class EnrollmentRecord(TypedDict, total=False):
 
     course_id: str
     user_id: str
-    status: str  # active | cancelled | completed
+    status: str  # active | cancelled | completed | waitlisted (never in an event)
     enrolled_at: str
     source: str
     items: dict[str, ItemState]
@@ -83,6 +83,10 @@ class EnrollmentRecord(TypedDict, total=False):
     opened: list[
         str
     ]  # modules ever open for the learner (their milestone sent, or open at enrolment)
+    wait_ticket: int  # while `waitlisted`: their place in the queue (WaitEntry)
+    wait_changes: int  # changes made by the queue alone (no version: domain/seats.py)
+    enrolled: bool  # False: waited, never enrolled (absent: True)
+    cancel_reason: str  # the problem type of the rule that took them off the queue
 
 
 class SeatsRecord(TypedDict):
@@ -95,6 +99,19 @@ class SeatsRecord(TypedDict):
     seq: int  # grows with every change of `count` or of the rating
     rating_sum: NotRequired[int]  # the stars of every rating, summed
     rating_count: NotRequired[int]
+    # the waitlist (domain/waitlist.py): learners waiting, the next ticket to hand out,
+    # and the lowest ticket that may still be waiting (absent: no one ever waited)
+    waiting: NotRequired[int]
+    wait_next: NotRequired[int]
+    wait_head: NotRequired[int]
+
+
+class WaitEntry(TypedDict):
+    """`course-state`: "<course id>#wait:<ticket>" -> this: a learner in the queue."""
+
+    user_id: str
+    joined_at: str
+    event_id: str  # of the input that put them there
 
 
 def course_of(record: CourseRecord | None) -> Course | None:

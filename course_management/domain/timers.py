@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from course_management.domain.enrollment import module_unlocked
 from course_management.domain.events import LearnerMilestone
 from course_management.domain.paths import path_state, unlocks_at
 from course_management.domain.records import Course, EnrollmentRecord
+from course_management.domain.reports import module_unlocked
 from course_management.domain.times import parse_rfc3339, rfc3339
 
 _LOCKS = ("prerequisite_module_ids", "unlock_at", "unlock_after_days")

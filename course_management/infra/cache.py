@@ -155,9 +155,10 @@ def course_tag(shown: dict[str, Any]) -> str:
     rating = shown.get("rating") or {}
     average = rating.get("average")
     stars = 0 if average is None else round(float(average) * 100)
+    waiting = int(shown.get("waitlist_count") or 0)  # since the waitlist: when some wait
     return (
         f"{shown['version']}.{int(shown.get('enrollment_count') or 0)}"
-        f".{int(rating.get('count') or 0)}.{stars}"
+        f".{int(rating.get('count') or 0)}.{stars}" + (f".{waiting}" if waiting else "")
     )
 
 
@@ -174,8 +175,9 @@ class EnrollmentEntry:
     @property
     def seq(self) -> int:
         """Orders entries of one version: a timer's release opens a module without a new
-        version (domain.timers), and the record grows its `opened`."""
-        return len(self.record.get("opened", ()))
+        version (domain.timers), and the record grows its `opened`; the waitlist changes
+        a record without a new version too (domain/seats.py), and counts its changes."""
+        return len(self.record.get("opened", ())) + int(self.record.get("wait_changes", 0))
 
     def fields(self) -> list[Any]:
         return [

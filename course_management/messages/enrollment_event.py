@@ -12,7 +12,7 @@ from course_management.topology import ENROLLMENT_EVENTS, spec
 
 TOPIC = ENROLLMENT_EVENTS
 SUBJECT = spec(TOPIC).subject
-FIELDS = tuple(EnrollmentEvent.__annotations__)
+FIELDS = tuple(name for name in EnrollmentEvent.__annotations__ if name != "reactivated")
 
 
 def encode(event: EnrollmentEvent) -> dict[str, Any]:
@@ -31,4 +31,5 @@ def decode(value: dict[str, Any]) -> EnrollmentEvent:
         "user_id": value["user_id"],
         "version": value["version"],
         "enrollment": value["enrollment"],
+        "reactivated": value.get("reactivated"),
     }

@@ -19,47 +19,43 @@ from course_management.domain.enrollment import (
     EnrollInput,
     EnrollmentDecision,
     ProgressInput,
-    decide_cancel,
-    decide_enroll,
-    decide_progress,
-    seat_change,
 )
 from course_management.domain.outcomes import Reply
 from course_management.domain.records import course_of
+from course_management.domain.reports import decide_progress
+from course_management.domain.seats import decide_cancel, decide_enroll, wants_admission
 from course_management.domain.timers import learner_dues
 from course_management.infra.dead_letters import REFUSED
-from course_management.infra.metrics import ENROLLMENTS_APPLIED, MILESTONES
-from course_management.messages import completion_entry, enrollment_event, learner_milestone
 from course_management.streams.batch import Batch
+from course_management.streams.enrollment_effects import stage_enrollment_change
 from course_management.streams.inputs import Input, message_of, stage_answer
 from course_management.streams.marks import marks_after
 from course_management.streams.timer import stage_due
-
-_APPLIED = {  # the counter of each event type, looked up once
-    kind: ENROLLMENTS_APPLIED.labels(kind)
-    for kind in (
-        "enrollment_created",
-        "enrollment_cancelled",
-        "progress_updated",
-        "course_completed",
-    )
-}
+from course_management.streams.waitlist import fill_seats, position_of
 
 
 async def user_enrolled(batch: Batch, item: Input) -> None:
     enroll = message_of(item, EnrollInput)
     enroll = replace(enroll, occurred_at=item.moment(enroll.occurred_at))
-    course = course_of(batch.course_record(enroll.course_id))
+    course_id = enroll.course_id
+    course = course_of(batch.course_record(course_id))
+    if wants_admission(course, batch.seats(course_id)):  # those waiting go first
+        await fill_seats(batch, course_id, enroll.event_id, enroll.occurred_at)
     required = (course or {}).get("prerequisite_course_ids") or ()
+    record = batch.enrollment(course_id, enroll.user_id)
+    ticket = (
+        (record or {}).get("wait_ticket") if (record or {}).get("status") == "waitlisted" else None
+    )
     decision = decide_enroll(
         course,
-        batch.seats(enroll.course_id)["count"],
-        batch.enrollment(enroll.course_id, enroll.user_id),
+        batch.seats(course_id),
+        record,
         enroll,
         await batch.completed_courses(enroll.user_id, required),
+        None if ticket is None else position_of(batch, course_id, int(ticket)),
     )
-    stage_enrollment_change(batch, enroll.course_id, enroll.user_id, decision)
-    if decision.enrollment is not None and course is not None:  # the learner's own days
+    stage_enrollment_change(batch, course_id, enroll.user_id, decision)
+    if decision.events and decision.enrollment is not None and course is not None:
         for due in learner_dues(course, decision.enrollment, enroll.occurred_at):
             stage_due(batch, due)
     await _stage_refused(batch, item, decision)
@@ -93,54 +89,15 @@ async def cancel_enrollment(batch: Batch, item: Input) -> None:
     )
     decision = decide_cancel(
         course_of(batch.course_record(cancel.course_id)),
-        batch.seats(cancel.course_id)["count"],
+        batch.seats(cancel.course_id),
         batch.enrollment(cancel.course_id, cancel.user_id),
         cancel,
     )
     stage_enrollment_change(batch, cancel.course_id, cancel.user_id, decision)
+    await fill_seats(batch, cancel.course_id, cancel.event_id, cancel.occurred_at)
     stage_answer(
         batch, item, _reply(decision), marks_after(batch, cancel.course_id, cancel.user_id)
     )
-
-
-def stage_enrollment_change(
-    batch: Batch, course_id: str, user_id: str, decision: EnrollmentDecision
-) -> None:
-    """The events and milestones, the table writes, the seat count and (seats changed)
-    the catalog."""
-    topic, subject = enrollment_event.TOPIC, enrollment_event.SUBJECT
-    batch.stage_records(
-        [(topic, course_id, subject, enrollment_event.encode(e)) for e in decision.events]
-    )
-    for event in decision.events:
-        _APPLIED[event["event_type"]].inc()
-    for milestone in decision.milestones:
-        MILESTONES.labels(milestone["event_type"]).inc()
-    if decision.enrollment is not None and any(
-        e["event_type"] == "course_completed" for e in decision.events
-    ):  # for enrolments elsewhere that require this course (decision 57)
-        entry = completion_entry.CompletionEntry(
-            user_id, course_id, str(decision.enrollment["completed_at"])
-        )
-        encoded = completion_entry.encode(entry)
-        batch.stage_records(
-            [(completion_entry.TOPIC, entry.key, completion_entry.SUBJECT, encoded)]
-        )
-    batch.stage_records(
-        [
-            (learner_milestone.TOPIC, course_id, learner_milestone.SUBJECT, m)
-            for m in map(learner_milestone.encode, decision.milestones)
-        ]
-    )
-    if decision.seats_taken is not None:
-        batch.stage_seats(course_id, seat_change(batch.seats(course_id), decision.seats_taken))
-        batch.stage_catalog(course_id)
-    if decision.enrollment is not None:
-        course = course_of(batch.course_record(course_id))
-        view = decision.new_view
-        drawn = (int(course["version"]), view) if course is not None and view is not None else None
-        batch.stage_enrollment(course_id, user_id, decision.enrollment, drawn)
-    batch.stage_course_state(course_id)
 
 
 async def _stage_refused(batch: Batch, item: Input, decision: EnrollmentDecision) -> None:

@@ -48,7 +48,13 @@ _ENROLLMENT = (ENROLLMENT_EVENTS, LEARNER_MILESTONES, COURSE_CATALOG, COURSE_COM
 ROUTES: dict[str, Route] = dict(
     (
         _route("create_course", COURSE_COMMANDS, course_handlers.create_course, *_COURSE),
-        _route("update_course", COURSE_COMMANDS, course_handlers.update_course, *_COURSE),
+        _route(  # a capacity raised promotes from the waitlist
+            "update_course",
+            COURSE_COMMANDS,
+            course_handlers.update_course,
+            *_COURSE,
+            *_ENROLLMENT,
+        ),
         _route("delete_course", COURSE_COMMANDS, course_handlers.delete_course, *_COURSE),
         _route(  # read-side: no course event (decision 52)
             "rate_course",

@@ -11,6 +11,11 @@ def seats_key(course_id: str) -> str:
     return f"{course_id}#seats"
 
 
+def wait_key(course_id: str, ticket: int) -> str:
+    """A learner's place in a course's waitlist (tickets sort as numbers: 12 digits)."""
+    return f"{course_id}#wait:{ticket:012d}"
+
+
 def outbox_key(partition: int) -> str:
     return f"#outbox:{partition}"
 

@@ -7,11 +7,10 @@ from typing import Any
 from course_management.domain.enrollment import (
     CancelInput,
     EnrollInput,
-    decide_cancel,
-    decide_enroll,
 )
 from course_management.domain.outcomes import Outcome, RefusalKind
 from course_management.domain.progress import progress_of, public_view
+from course_management.domain.seats import decide_cancel, decide_enroll
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -40,7 +39,7 @@ def enroll(user: str = "u1", event_id: str | None = None, at: datetime = T0) -> 
 
 
 def test_a_first_enrollment_takes_a_seat_and_publishes_enrollment_created() -> None:
-    decision = decide_enroll(course(), 0, None, enroll())
+    decision = decide_enroll(course(), {"count": 0, "seq": 0}, None, enroll())
     assert decision.outcome is Outcome.CREATED
     assert decision.seats_taken == 1
     assert decision.events[0]["event_type"] == "enrollment_created"
@@ -50,56 +49,77 @@ def test_a_first_enrollment_takes_a_seat_and_publishes_enrollment_created() -> N
 
 
 def test_the_same_event_twice_enrolls_once() -> None:
-    first = decide_enroll(course(), 0, None, enroll(event_id="e-1"))
-    again = decide_enroll(course(), 1, first.enrollment, enroll(event_id="e-1"))
+    first = decide_enroll(course(), {"count": 0, "seq": 0}, None, enroll(event_id="e-1"))
+    again = decide_enroll(
+        course(), {"count": 1, "seq": 0}, first.enrollment, enroll(event_id="e-1")
+    )
     assert again.outcome is Outcome.UNCHANGED
     assert (again.enrollment, again.seats_taken, again.events) == (None, None, ())
 
 
 def test_enrolling_again_while_enrolled_is_200_without_a_seat() -> None:
-    first = decide_enroll(course(), 0, None, enroll())
-    again = decide_enroll(course(), 1, first.enrollment, enroll())
+    first = decide_enroll(course(), {"count": 0, "seq": 0}, None, enroll())
+    again = decide_enroll(course(), {"count": 1, "seq": 0}, first.enrollment, enroll())
     assert again.outcome is Outcome.UNCHANGED and again.seats_taken is None and again.events == ()
 
 
 def test_a_full_course_refuses_with_course_full() -> None:
-    decision = decide_enroll(course(capacity=1), 1, None, enroll("u2"))
+    decision = decide_enroll(course(capacity=1), {"count": 1, "seq": 0}, None, enroll("u2"))
     assert decision.refusal.kind is RefusalKind.COURSE_FULL
     assert decision.refusal.kind.value == "course-full"  # the problem type callers see
     assert decision.enrollment is None and decision.events == ()
 
 
 def test_a_draft_or_closed_course_refuses() -> None:
-    draft = decide_enroll(course(status="draft"), 0, None, enroll())
+    draft = decide_enroll(course(status="draft"), {"count": 0, "seq": 0}, None, enroll())
     assert draft.refusal.kind is RefusalKind.COURSE_NOT_PUBLISHED
     closed = course(enrollment_closes_at="2026-11-27T11:00:00.000Z")
-    assert decide_enroll(closed, 0, None, enroll()).refusal.kind is RefusalKind.ENROLLMENT_CLOSED
+    assert (
+        decide_enroll(closed, {"count": 0, "seq": 0}, None, enroll()).refusal.kind
+        is RefusalKind.ENROLLMENT_CLOSED
+    )
     later = course(enrollment_opens_at="2026-11-28T00:00:00.000Z")
-    assert decide_enroll(later, 0, None, enroll()).refusal.kind is RefusalKind.ENROLLMENT_CLOSED
+    assert (
+        decide_enroll(later, {"count": 0, "seq": 0}, None, enroll()).refusal.kind
+        is RefusalKind.ENROLLMENT_CLOSED
+    )
 
 
 def test_an_unknown_course_is_refused() -> None:
-    assert decide_enroll(None, 0, None, enroll()).refusal.kind is RefusalKind.COURSE_NOT_FOUND
+    assert (
+        decide_enroll(None, {"count": 0, "seq": 0}, None, enroll()).refusal.kind
+        is RefusalKind.COURSE_NOT_FOUND
+    )
 
 
 def test_cancelling_frees_the_seat_and_enrolling_again_works() -> None:
-    first = decide_enroll(course(capacity=1), 0, None, enroll())
+    first = decide_enroll(course(capacity=1), {"count": 0, "seq": 0}, None, enroll())
     cancel = decide_cancel(
-        course(capacity=1), 1, first.enrollment, CancelInput("x", "c-1", "u1", T0)
+        course(capacity=1),
+        {"count": 1, "seq": 0},
+        first.enrollment,
+        CancelInput("x", "c-1", "u1", T0),
     )
     assert cancel.outcome is Outcome.REMOVED and cancel.seats_taken == 0
     assert cancel.events[0]["event_type"] == "enrollment_cancelled"
     again = decide_enroll(
-        course(capacity=1), 0, cancel.enrollment, enroll(at=T0 + timedelta(hours=1))
+        course(capacity=1),
+        {"count": 0, "seq": 0},
+        cancel.enrollment,
+        enroll(at=T0 + timedelta(hours=1)),
     )
     assert again.outcome is Outcome.CREATED and again.seats_taken == 1
     assert again.enrollment["version"] == 3
 
 
 def test_a_replayed_enroll_after_a_cancel_does_not_re_enroll() -> None:
-    first = decide_enroll(course(), 0, None, enroll(event_id="e-1"))
-    cancel = decide_cancel(course(), 1, first.enrollment, CancelInput("x", "c-1", "u1", T0))
-    replay = decide_enroll(course(), 0, cancel.enrollment, enroll(event_id="e-1"))
+    first = decide_enroll(course(), {"count": 0, "seq": 0}, None, enroll(event_id="e-1"))
+    cancel = decide_cancel(
+        course(), {"count": 1, "seq": 0}, first.enrollment, CancelInput("x", "c-1", "u1", T0)
+    )
+    replay = decide_enroll(
+        course(), {"count": 0, "seq": 0}, cancel.enrollment, enroll(event_id="e-1")
+    )
     assert (
         replay.outcome is Outcome.UNCHANGED
         and replay.enrollment is None
@@ -109,7 +129,9 @@ def test_a_replayed_enroll_after_a_cancel_does_not_re_enroll() -> None:
 
 def test_cancelling_without_an_enrollment_is_404() -> None:
     assert (
-        decide_cancel(course(), 0, None, CancelInput("x", "c-1", "u1", T0)).refusal.kind
+        decide_cancel(
+            course(), {"count": 0, "seq": 0}, None, CancelInput("x", "c-1", "u1", T0)
+        ).refusal.kind
         is RefusalKind.NOT_ENROLLED
     )
 
@@ -148,14 +170,14 @@ def progress(
 
 
 def enrolled() -> dict:
-    return decide_enroll(course(), 0, None, enroll()).enrollment
+    return decide_enroll(course(), {"count": 0, "seq": 0}, None, enroll()).enrollment
 
 
 def test_scores_are_checked_against_the_item_and_the_best_counts() -> None:
     """Issue 25, item 2: a score on a lesson, below 0 or above max_score is refused
     naming `score` (422 over HTTP, a dead letter from Kafka), changing nothing; the best
     score counts, whatever the order of the reports."""
-    from course_management.domain.enrollment import decide_progress
+    from course_management.domain.reports import decide_progress
 
     for item_id, score, message in (
         ("i2", 3.0, "a lesson takes no score"),
@@ -175,7 +197,7 @@ def test_scores_are_checked_against_the_item_and_the_best_counts() -> None:
 
 
 def test_progress_updates_and_next_item_moves_on() -> None:
-    from course_management.domain.enrollment import decide_progress
+    from course_management.domain.reports import decide_progress
 
     decision = decide_progress(course(), enrolled(), progress("i1", score=8.5))
     assert decision.outcome is Outcome.APPLIED
@@ -186,7 +208,7 @@ def test_progress_updates_and_next_item_moves_on() -> None:
 
 
 def test_completing_every_item_completes_once() -> None:
-    from course_management.domain.enrollment import decide_progress
+    from course_management.domain.reports import decide_progress
 
     record = enrolled()
     for minute, item in enumerate(["i1", "i2"], start=1):
@@ -200,7 +222,7 @@ def test_completing_every_item_completes_once() -> None:
 
 
 def test_started_never_undoes_completed() -> None:
-    from course_management.domain.enrollment import decide_progress
+    from course_management.domain.reports import decide_progress
 
     done = decide_progress(course(), enrolled(), progress("i1")).enrollment
     after = decide_progress(course(), done, progress("i1", status="started", minute=2)).enrollment
@@ -208,7 +230,7 @@ def test_started_never_undoes_completed() -> None:
 
 
 def test_progress_refusals() -> None:
-    from course_management.domain.enrollment import decide_progress
+    from course_management.domain.reports import decide_progress
 
     assert decide_progress(course(), None, progress("i1")).refusal.kind is RefusalKind.NOT_ENROLLED
     assert (
@@ -223,7 +245,7 @@ def test_progress_refusals() -> None:
 
 
 def test_a_duplicate_progress_event_changes_nothing() -> None:
-    from course_management.domain.enrollment import decide_progress
+    from course_management.domain.reports import decide_progress
 
     first = decide_progress(course(), enrolled(), progress("i1", event_id="p-1"))
     again = decide_progress(course(), first.enrollment, progress("i1", event_id="p-1"))
@@ -231,7 +253,7 @@ def test_a_duplicate_progress_event_changes_nothing() -> None:
 
 
 def test_a_structure_change_moves_totals_but_a_completed_enrollment_stays_completed() -> None:
-    from course_management.domain.enrollment import decide_progress
+    from course_management.domain.reports import decide_progress
 
     record = enrolled()
     for minute, item in enumerate(["i1", "i2", "i3"], start=1):
@@ -290,17 +312,19 @@ def test_a_record_keeps_a_bounded_history_through_ten_thousand_reenrolments() ->
 
     from course_management.domain.enrollment import HISTORY_KEPT
 
-    record = decide_enroll(course(), 0, None, enroll()).enrollment
+    record = decide_enroll(course(), {"count": 0, "seq": 0}, None, enroll()).enrollment
     sizes = []
     for n in range(5000):
         cancel = CancelInput(f"c-{n}", "c-1", "u1", T0)
-        record = decide_cancel(course(), 1, record, cancel).enrollment
-        record = decide_enroll(course(), 0, record, enroll(event_id=f"e-{n}")).enrollment
+        record = decide_cancel(course(), {"count": 1, "seq": 0}, record, cancel).enrollment
+        record = decide_enroll(
+            course(), {"count": 0, "seq": 0}, record, enroll(event_id=f"e-{n}")
+        ).enrollment
         if n in (2000, 4999):
             sizes.append(len(json.dumps(record)))
     assert len(record["history"]) == HISTORY_KEPT
     assert sizes[1] < sizes[0] * 1.1 < 256 * 1024  # flat once full (ids grow a digit)
     assert record["history"][-1]["event_id"] == "e-4999"
     # a repeat of a recent input is still recognised by its event id
-    again = decide_enroll(course(), 1, record, enroll(event_id="e-4999"))
+    again = decide_enroll(course(), {"count": 1, "seq": 0}, record, enroll(event_id="e-4999"))
     assert again.enrollment is None and again.events == ()

@@ -19,13 +19,11 @@ from course_management.domain.enrollment import (
     CancelInput,
     EnrollInput,
     ProgressInput,
-    decide_cancel,
-    decide_enroll,
-    decide_progress,
-    merge_report,
 )
 from course_management.domain.outcomes import Outcome, RefusalKind
 from course_management.domain.ratings import course_rating, decide_rating
+from course_management.domain.reports import decide_progress, merge_report
+from course_management.domain.seats import decide_cancel, decide_enroll
 from tests.unit.test_ratings import published, student
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -68,7 +66,7 @@ def test_re_enrolment_keeps_progress_completion_and_rating_and_completes_once() 
     record = published()
     course = course_with(record)
     items = [i["id"] for m in course["modules"] for i in m["items"]]
-    e = decide_enroll(course, 0, None, enroll_input("s", 1)).enrollment
+    e = decide_enroll(course, {"count": 0, "seq": 0}, None, enroll_input("s", 1)).enrollment
     completions = 0
     for n, item in enumerate(items):
         d = decide_progress(course, e, report("s", item, "completed", 2 + n))
@@ -76,8 +74,8 @@ def test_re_enrolment_keeps_progress_completion_and_rating_and_completes_once() 
         e = d.enrollment
     assert e["status"] == "completed" and completions == 1
     completed_at = e["completed_at"]
-    e = decide_cancel(course, 1, e, cancel_input("s", 30)).enrollment
-    again = decide_enroll(course, 0, e, enroll_input("s", 40))
+    e = decide_cancel(course, {"count": 1, "seq": 0}, e, cancel_input("s", 30)).enrollment
+    again = decide_enroll(course, {"count": 0, "seq": 0}, e, enroll_input("s", 40))
     assert again.outcome is Outcome.CREATED and again.seats_taken == 1
     view = again.reply_enrollment
     assert view["status"] == "completed"
@@ -99,7 +97,7 @@ def test_the_enrolment_read_lists_each_items_state_in_course_order() -> None:
     record = published()
     course = course_with(record)
     items = [i["id"] for m in course["modules"] for i in m["items"]]
-    e = decide_enroll(course, 0, None, enroll_input("s", 1)).enrollment
+    e = decide_enroll(course, {"count": 0, "seq": 0}, None, enroll_input("s", 1)).enrollment
     view = decide_progress(course, e, report("s", items[0], "completed", 2)).reply_enrollment
     states = view["progress"]["items"]
     assert [s["item_id"] for s in states] == items
@@ -117,8 +115,8 @@ def test_progress_on_a_cancelled_enrolment_is_refused_saying_why() -> None:
     record = published()
     course = course_with(record)
     item = course["modules"][0]["items"][0]["id"]
-    e = decide_enroll(course, 0, None, enroll_input("s", 1)).enrollment
-    e = decide_cancel(course, 1, e, cancel_input("s", 2)).enrollment
+    e = decide_enroll(course, {"count": 0, "seq": 0}, None, enroll_input("s", 1)).enrollment
+    e = decide_cancel(course, {"count": 1, "seq": 0}, e, cancel_input("s", 2)).enrollment
     refused = decide_progress(course, e, report("s", item, "started", 3))
     assert refused.refusal is not None
     assert refused.refusal.kind is RefusalKind.ENROLLMENT_CANCELLED
@@ -131,12 +129,16 @@ def test_a_status_change_repeated_after_later_changes_changes_nothing() -> None:
     event ids, beyond the old window of 32 (issue 24 bounded what was unbounded)."""
     course = course_with(published())
     first = enroll_input("s", 1, event_id="enrol-1")
-    e = decide_enroll(course, 0, None, first).enrollment
+    e = decide_enroll(course, {"count": 0, "seq": 0}, None, first).enrollment
     for n in range(40):  # more changes than the old window of 32 ids
-        e = decide_cancel(course, 1, e, cancel_input("s", 2 + 2 * n)).enrollment
-        e = decide_enroll(course, 0, e, enroll_input("s", 3 + 2 * n)).enrollment
-    e = decide_cancel(course, 1, e, cancel_input("s", 100)).enrollment
-    repeat = decide_enroll(course, 0, e, first)
+        e = decide_cancel(
+            course, {"count": 1, "seq": 0}, e, cancel_input("s", 2 + 2 * n)
+        ).enrollment
+        e = decide_enroll(
+            course, {"count": 0, "seq": 0}, e, enroll_input("s", 3 + 2 * n)
+        ).enrollment
+    e = decide_cancel(course, {"count": 1, "seq": 0}, e, cancel_input("s", 100)).enrollment
+    repeat = decide_enroll(course, {"count": 0, "seq": 0}, e, first)
     assert repeat.outcome is Outcome.UNCHANGED and repeat.enrollment is None
 
 
@@ -194,7 +196,7 @@ def test_the_rating_is_exact_after_any_sequence_of_rate_cancel_and_re_enrol(acti
     record = published()
     stats: dict[str, Any] = dict(EMPTY_SEATS)  # the seats record, holding the rating totals
     enrollments: dict[str, dict[str, Any]] = {}
-    seats = 0
+    seats: Any = dict(EMPTY_SEATS)
     model: dict[str, int] = {}
     for minute, (user, action, stars) in enumerate(actions, start=1):
         course = course_with(record)
@@ -202,12 +204,12 @@ def test_the_rating_is_exact_after_any_sequence_of_rate_cancel_and_re_enrol(acti
             d = decide_enroll(course, seats, enrollments.get(user), enroll_input(user, minute))
             if d.enrollment is not None:
                 enrollments[user] = d.enrollment
-            seats = d.seats_taken if d.seats_taken is not None else seats
+            seats = d.seats if d.seats is not None else seats
         elif action == "cancel":
             d = decide_cancel(course, seats, enrollments.get(user), cancel_input(user, minute))
             if d.enrollment is not None:
                 enrollments[user] = d.enrollment
-            seats = d.seats_taken if d.seats_taken is not None else seats
+            seats = d.seats if d.seats is not None else seats
         else:
             r = decide_rating(record, stats, enrollments.get(user), rate(user, stars, minute))
             if r.record is not None:
@@ -230,20 +232,26 @@ def test_the_issues_sequence_counts_one_rating() -> None:
     """5, re-rate 3, cancel, re-enrol, rate 1 -> {"average": 1.0, "count": 1}."""
     record = published()
     course = course_with(record)
-    e = decide_enroll(course, 0, None, enroll_input("s", 1)).enrollment
+    e = decide_enroll(course, {"count": 0, "seq": 0}, None, enroll_input("s", 1)).enrollment
     stats: Any = EMPTY_SEATS
     for minute, stars in ((2, 5), (3, 3)):
         r = decide_rating(record, stats, e, rate("s", stars, minute))
         record, stats, e = r.record, r.seats, r.enrollment
-    e = decide_cancel(course_with(record), 1, e, cancel_input("s", 4)).enrollment
-    e = decide_enroll(course_with(record), 0, e, enroll_input("s", 5)).enrollment
+    e = decide_cancel(
+        course_with(record), {"count": 1, "seq": 0}, e, cancel_input("s", 4)
+    ).enrollment
+    e = decide_enroll(
+        course_with(record), {"count": 0, "seq": 0}, e, enroll_input("s", 5)
+    ).enrollment
     r = decide_rating(record, stats, e, rate("s", 1, 6))
     assert course_rating(r.record, r.seats) == {"average": 1.0, "count": 1}
 
 
 def test_stars_out_of_range_are_refused_naming_the_field() -> None:
     record = published()
-    e = decide_enroll(course_with(record), 0, None, enroll_input("s", 1)).enrollment
+    e = decide_enroll(
+        course_with(record), {"count": 0, "seq": 0}, None, enroll_input("s", 1)
+    ).enrollment
     for stars in (0, 6, -1, 10**30):
         refused = decide_rating(record, EMPTY_SEATS, e, rate("s", stars, 2)).reply.refusal
         assert refused is not None and refused.kind is RefusalKind.INVALID

@@ -17,10 +17,10 @@ from course_management.domain.commands import Actor, CourseCommand, decide_creat
 from course_management.domain.enrollment import (
     EnrollInput,
     ProgressInput,
-    decide_enroll,
-    decide_progress,
 )
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply
+from course_management.domain.reports import decide_progress
+from course_management.domain.seats import decide_enroll
 from course_management.infra.avro import load_schema_text
 from course_management.messages import (
     catalog_entry,
@@ -144,7 +144,9 @@ def test_course_event() -> None:
 def test_enrollment_event() -> None:
     course = _created().record["course"]
     item_id = course["modules"][0]["items"][0]["id"]
-    enrolled = decide_enroll(course, 0, None, EnrollInput("e-1", "c-1", "u-1", WHEN, "api"))
+    enrolled = decide_enroll(
+        course, {"count": 0, "seq": 0}, None, EnrollInput("e-1", "c-1", "u-1", WHEN, "api")
+    )
     progressed = decide_progress(
         course,
         enrolled.enrollment,

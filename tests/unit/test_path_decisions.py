@@ -14,13 +14,12 @@ from hypothesis import strategies as st
 from course_management.domain.enrollment import (
     EnrollInput,
     ProgressInput,
-    decide_enroll,
-    decide_progress,
-    merge_report,
 )
 from course_management.domain.outcomes import Outcome, RefusalKind
 from course_management.domain.paths import requirement_met
 from course_management.domain.progress import is_stale, public_view
+from course_management.domain.reports import decide_progress, merge_report
+from course_management.domain.seats import decide_enroll
 from course_management.domain.times import rfc3339
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
@@ -90,7 +89,9 @@ def quiz_gate() -> dict[str, Any]:
 
 
 def enrolled(c: dict[str, Any], minute: int = 0) -> dict[str, Any]:
-    d = decide_enroll(c, 0, None, EnrollInput(str(uuid.uuid4()), "c-1", "s", at(minute), "t"))
+    d = decide_enroll(
+        c, {"count": 0, "seq": 0}, None, EnrollInput(str(uuid.uuid4()), "c-1", "s", at(minute), "t")
+    )
     assert d.enrollment is not None
     return d.enrollment
 

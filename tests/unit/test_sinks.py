@@ -37,11 +37,10 @@ from course_management.domain.enrollment import (
     CancelInput,
     EnrollInput,
     ProgressInput,
-    decide_cancel,
-    decide_enroll,
-    decide_progress,
 )
 from course_management.domain.events import CourseEvent, EnrollmentEvent
+from course_management.domain.reports import decide_progress
+from course_management.domain.seats import decide_cancel, decide_enroll
 from course_management.infra import retrying
 from course_management.infra.avro import AvroCodec, load_schema_text
 from course_management.infra.consumer_group import GroupConsumer, Membership
@@ -174,7 +173,10 @@ def enrollment_events() -> list[EnrollmentEvent]:
     course = cast(Any, a_course())
     item_id = course["modules"][0]["items"][1]["id"]
     enrolled = decide_enroll(
-        course, 0, None, EnrollInput(str(uuid.uuid4()), "c-1", "u-1", WHEN, "api")
+        course,
+        {"count": 0, "seq": 0},
+        None,
+        EnrollInput(str(uuid.uuid4()), "c-1", "u-1", WHEN, "api"),
     )
     progressed = decide_progress(
         course,
@@ -182,10 +184,16 @@ def enrollment_events() -> list[EnrollmentEvent]:
         ProgressInput(str(uuid.uuid4()), "c-1", "u-1", item_id, "completed", 0.75, WHEN),
     )
     cancelled = decide_cancel(
-        course, 1, progressed.enrollment, CancelInput(str(uuid.uuid4()), "c-1", "u-1", LATER)
+        course,
+        {"count": 1, "seq": 0},
+        progressed.enrollment,
+        CancelInput(str(uuid.uuid4()), "c-1", "u-1", LATER),
     )
     other = decide_enroll(
-        course, 0, None, EnrollInput(str(uuid.uuid4()), "c-1", "u-2", LATER, "web")
+        course,
+        {"count": 0, "seq": 0},
+        None,
+        EnrollInput(str(uuid.uuid4()), "c-1", "u-2", LATER, "web"),
     )
     return [*enrolled.events, *progressed.events, *cancelled.events, *other.events]
 
