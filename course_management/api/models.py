@@ -51,6 +51,11 @@ class Rating(BaseModel):
     count: int
 
 
+class StaffMember(BaseModel):
+    user_id: str
+    role: Literal["co_instructor", "teaching_assistant"]
+
+
 class _CourseFields(BaseModel):
     """What a course read and a catalog summary share."""
 
@@ -76,6 +81,13 @@ class _CourseFields(BaseModel):
     )
     prerequisite_course_ids: list[str] = Field(
         description="Courses a learner must complete before enrolling in this one"
+    )
+    waitlist_capacity: int | None = Field(
+        default=None, description="Learners who may wait for a seat (null and 0: no waitlist)"
+    )
+    waitlist_count: int = Field(default=0, description="Learners waiting for a seat now")
+    staff: list[StaffMember] = Field(
+        default=[], description="Co-instructors and teaching assistants, by their `sub`"
     )
 
 
@@ -157,9 +169,18 @@ class Progress(BaseModel):
 class Enrollment(BaseModel):
     course_id: str
     user_id: str
-    status: Literal["active", "completed", "cancelled"]
-    enrolled_at: str
+    status: Literal["active", "completed", "cancelled", "waitlisted"]
+    enrolled_at: str | None = Field(
+        description="Null for a learner who waited for a seat and was never enrolled"
+    )
     progress: Progress
+    waitlist_position: int | None = Field(
+        default=None, description="`waitlisted` only: the learner's place in the queue (1 is next)"
+    )
+    cancel_reason: str | None = Field(
+        default=None,
+        description="The problem type of the rule that took the learner off the waitlist",
+    )
 
 
 class EnrollmentPage(BaseModel):

@@ -94,8 +94,17 @@ class Reads(Protocol):
         limit: int,
         only_user: str | None,
         since: Marks = NONE,
+        status: str | None = None,
     ) -> list[dict[str, Any]]:
-        """A page (limit + 1 rows) of a course's enrollments, from the mirror."""
+        """A page (limit + 1 rows) of a course's enrollments by user id, from the mirror:
+        active and completed ones, or those of `status` (active, completed, cancelled)."""
+        ...
+
+    async def list_waitlist(
+        self, course_id: str, after_seq: int | None, limit: int, only_user: str | None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """A page (limit + 1) of the learners waiting for a seat, in queue order: (their
+        place in the mirror's order, for the cursor; their view with `waitlist_position`)."""
         ...
 
     async def list_user_enrollments(

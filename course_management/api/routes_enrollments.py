@@ -147,6 +147,13 @@ async def get_enrollment(request: web.Request) -> web.StreamResponse:
             )
     if found is None or found.status == "cancelled":
         raise Problem.of(404, "not-enrolled", f"{user_id} is not enrolled in {course_id}")
+    if found.status == "waitlisted":  # not enrolled: this 404 is Content Delivery's check
+        raise Problem.of(
+            404,
+            "not-enrolled",
+            f"{user_id} waits for a seat in {course_id} (their place: POST the enrollment "
+            "again, or list the enrollments with ?status=waitlisted)",
+        )
     return web.Response(body=found.body, content_type="application/json")
 
 
@@ -154,7 +161,8 @@ async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
     who = require_principal(request)
     course_id = course_id_param(request)
     query = page_query(request)
-    position = decode_cursor(query.cursor, "user_id")
+    status = _status_filter(request)
+    position = decode_cursor(query.cursor, "seq" if status == "waitlisted" else "user_id")
     only_user = None
     actor = who.actor()
     if may_read_every_course_enrollment(actor):
@@ -167,13 +175,51 @@ async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
                     403, "not-course-owner", "only the owner, admins, services and students"
                 )
             only_user = who.user_id  # a student sees only their own enrollment
+    if status == "waitlisted":
+        after_seq = _seq(position["seq"]) if position else None
+        queued = await request.app[READS].list_waitlist(
+            course_id, after_seq, query.limit, only_user
+        )
+        more = queued[query.limit - 1] if len(queued) > query.limit else None
+        return json_response(
+            page_body([v for _, v in queued], query.limit, {"seq": str(more[0])} if more else None)
+        )
     rows = await request.app[READS].list_course_enrollments(
-        course_id, position["user_id"] if position else None, query.limit, only_user, since(request)
+        course_id,
+        position["user_id"] if position else None,
+        query.limit,
+        only_user,
+        since(request),
+        status,
     )
     last = rows[query.limit - 1] if len(rows) > query.limit else None
     return json_response(
         page_body(rows, query.limit, {"user_id": last["user_id"]} if last else None)
     )
+
+
+LIST_STATUSES = ("active", "completed", "cancelled", "waitlisted")
+STATUS_FILTER = Param(
+    "status",
+    "query",
+    "Only the enrollments of this status (default: active and completed). `waitlisted`: "
+    "the learners waiting for a seat, in queue order; `cancelled`: with `cancel_reason` "
+    "for those a rule took off the waitlist",
+    schema={"type": "string", "enum": list(LIST_STATUSES)},
+)
+
+
+def _status_filter(request: web.Request) -> str | None:
+    status = request.query.get("status")
+    if status is not None and status not in LIST_STATUSES:
+        raise validation_problem([("status", f"one of {', '.join(LIST_STATUSES)}")])
+    return status
+
+
+def _seq(value: str) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise validation_problem([("cursor", "not a cursor from this list")])
+    return int(value)
 
 
 async def list_user_enrollments(request: web.Request) -> web.StreamResponse:
@@ -201,7 +247,7 @@ ENDPOINTS = [
         tag="enrollments",
         responses={200: ("A page of enrollments with progress", EnrollmentPage)},
         errors=(400, 401, 403, 404, 422, 503),
-        params=(COURSE_ID, *PAGE_PARAMS, CONSISTENCY_TOKEN),
+        params=(COURSE_ID, STATUS_FILTER, *PAGE_PARAMS, CONSISTENCY_TOKEN),
     ),
     Endpoint(
         "GET",

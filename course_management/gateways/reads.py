@@ -36,6 +36,7 @@ from course_management.domain.records import (
     SeatsRecord,
     course_of,
 )
+from course_management.gateways.queue_lists import QueueLists
 from course_management.infra import database, enrollment_mirror
 from course_management.infra.cache import CourseCache, CourseEntry, ReadBypass
 from course_management.infra.database import Database
@@ -110,6 +111,7 @@ class ReadGateway:
         self._mirror = mirror
         self._catalog = catalog
         self._wait_s = wait_s  # how long a read with a token waits for its store
+        self._lists = QueueLists(mirror, self.read_course_state)
 
     async def _until(
         self, read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str
@@ -275,15 +277,23 @@ class ReadGateway:
         limit: int,
         only_user: str | None,
         since: Marks = NONE,
+        status: str | None = None,
     ) -> list[dict[str, Any]]:
         await self._mirror_enrollment_reaches(since)
+        if status == "cancelled":
+            return await self._lists.cancelled(course_id, after_user, limit, only_user)
 
         async def fetch(after: str | None, n: int) -> list[dict[str, Any]]:
             return await enrollment_mirror.list_course_enrollments(
-                self._mirror.pool, course_id, after, n, only_user
+                self._mirror.pool, course_id, after, n, only_user, status
             )
 
         return await self._page(fetch, "user_id", after_user, limit, since)
+
+    async def list_waitlist(
+        self, course_id: str, after_seq: int | None, limit: int, only_user: str | None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        return await self._lists.waiting(course_id, after_seq, limit, only_user)
 
     async def list_user_enrollments(
         self, user_id: str, after_course: str | None, limit: int, since: Marks = NONE

@@ -153,13 +153,20 @@ async def count_seats_taken(pool: asyncpg.Pool, course_id: str) -> int:
 
 
 async def list_course_enrollments(
-    pool: asyncpg.Pool, course_id: str, after_user: str | None, limit: int, only_user: str | None
+    pool: asyncpg.Pool,
+    course_id: str,
+    after_user: str | None,
+    limit: int,
+    only_user: str | None,
+    status: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Enrollments of a course (not cancelled), by user id; `limit + 1` rows to see a next page."""
+    """Enrollments of a course by user id, `limit + 1` rows to see a next page: those of
+    `status` (active or completed), or both when it is None."""
     rows = await pool.fetch(
-        # Lists leave out cancelled enrollments and those of deleted courses (whose point
-        # reads answer 404 on every worker).
-        "SELECT e.snapshot FROM enrollments e WHERE e.course_id = $1 AND e.status <> 'cancelled'"
+        # Lists leave out the enrollments of deleted courses (whose point reads answer
+        # 404 on every worker); cancelled ones are listed apart (infra/waitlist_mirror.py).
+        "SELECT e.snapshot FROM enrollments e WHERE e.course_id = $1"
+        " AND ($5::text IS NULL AND e.status <> 'cancelled' OR e.status = $5)"
         " AND NOT EXISTS (SELECT 1 FROM courses c WHERE c.id = e.course_id"
         " AND c.deleted_at IS NOT NULL)"
         " AND ($2::text IS NULL OR e.user_id > $2) AND ($3::text IS NULL OR e.user_id = $3)"
@@ -168,6 +175,7 @@ async def list_course_enrollments(
         after_user,
         only_user,
         limit + 1,
+        status,
     )
     return [json.loads(r["snapshot"]) for r in rows]
 

@@ -15,6 +15,7 @@ from course_management.topology import (
     COURSE_EVENTS,
     COURSE_RATINGS,
     ENROLLMENT_EVENTS,
+    LEARNER_MILESTONES,
     POSTGRES_GROUP,
     SEARCH_GROUP,
 )
@@ -42,6 +43,7 @@ def sink_groups(
             {
                 COURSE_EVENTS: mirror.course_events,
                 ENROLLMENT_EVENTS: mirror.enrollment_events,
+                LEARNER_MILESTONES: mirror.milestones,
                 COURSE_RATINGS: mirror.ratings,
                 COURSE_CATALOG: postgres_catalog,
             },

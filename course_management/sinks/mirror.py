@@ -1,5 +1,6 @@
-"""The PostgreSQL mirror: `course-events`, `enrollment-events` and the internal ratings
-topic -> the mirror tables (courses, enrollments and their status changes, ratings).
+"""The PostgreSQL mirror: `course-events`, `enrollment-events`, the waitlist milestones of
+`learner-milestones` and the internal ratings topic -> the mirror tables (courses,
+enrollments and their status changes, waitlists, ratings).
 
 Handlers of the `postgres` consumer group (topology.POSTGRES_GROUP; it also feeds the
 catalog table, sinks/catalog.py). Each write is version-guarded, so a replayed batch
@@ -22,7 +23,13 @@ from course_management.infra.dead_letters import DeadLetter, decode_or_dead_lett
 from course_management.infra.enrollment_mirror import mirror_enrollment_events, mirror_ratings
 from course_management.infra.metrics import EVENTS_MIRRORED
 from course_management.infra.retrying import until_written
-from course_management.messages import course_event, enrollment_event, rating_entry
+from course_management.infra.waitlist_mirror import mirror_waitlist
+from course_management.messages import (
+    course_event,
+    enrollment_event,
+    learner_milestone,
+    rating_entry,
+)
 from course_management.topology import COURSE_EVENTS, spec
 
 WriteBatch = Callable[[asyncpg.Pool, list[Any]], Awaitable[int]]
@@ -64,6 +71,26 @@ class EventMirror:
     async def enrollment_events(self, records: list[ConsumerRecord]) -> None:
         """Many per course: one statement for the whole batch."""
         await self._batch(records, enrollment_event, mirror_enrollment_events, "enrollment")
+
+    async def milestones(self, records: list[ConsumerRecord]) -> None:
+        """The waitlist milestones -> the waitlists, by their offsets (queue order)."""
+        taken: list[tuple[int, Any]] = []
+        for record in records:
+            value = await decode_or_dead_letter(
+                self._codec,
+                spec(learner_milestone.TOPIC),
+                record.key,
+                record.value,
+                self._dead_letter,
+                parse=learner_milestone.decode,
+            )
+            if value is not None:
+                taken.append((record.offset, value))
+        pool = self._database.pool
+        applied = await until_written(
+            PG_UNAVAILABLE, functools.partial(mirror_waitlist, pool, taken)
+        )
+        EVENTS_MIRRORED.labels("milestone", "applied").inc(applied)
 
     async def ratings(self, records: list[ConsumerRecord]) -> None:
         """Each student's rating as it is now: one statement for the batch."""

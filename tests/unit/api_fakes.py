@@ -109,6 +109,7 @@ class FakeReads:
         limit: int,
         only_user: str | None,
         since: Marks = NONE,
+        status: str | None = None,
     ) -> list[dict[str, Any]]:
         self._fail()
         self.seen_marks.append(since)
@@ -118,7 +119,18 @@ class FakeReads:
         )
         rows = [e for e in rows if (only_user is None or e["user_id"] == only_user)]
         rows = [e for e in rows if after_user is None or e["user_id"] > after_user]
+        rows = [
+            e
+            for e in rows
+            if (status is None and e["status"] != "cancelled") or e["status"] == status
+        ]
         return rows[: limit + 1]
+
+    async def list_waitlist(
+        self, course_id: str, after_seq: int | None, limit: int, only_user: str | None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        self._fail()
+        return []
 
     async def list_user_enrollments(
         self, user_id: str, after_course: str | None, limit: int, since: Marks = NONE

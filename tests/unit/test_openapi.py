@@ -40,6 +40,6 @@ def test_the_response_headers_statuses_and_media_types_are_documented() -> None:
     assert "413" in paths[course + "/enroll"]["post"]["responses"]
     assert "503" in paths[course + "/uploads"]["post"]["responses"]
     status = openapi_document()["components"]["schemas"]["Enrollment"]["properties"]["status"]
-    assert status["enum"] == ["active", "completed", "cancelled"]
+    assert status["enum"] == ["active", "completed", "cancelled", "waitlisted"]
     assets = paths["/docs/assets/{name}"]["get"]["responses"]["200"]["content"]
     assert set(assets) == {"text/css", "text/javascript", "image/png"}

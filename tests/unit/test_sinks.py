@@ -58,6 +58,7 @@ from course_management.topology import (
     COURSE_EVENTS,
     COURSE_RATINGS,
     ENROLLMENT_EVENTS,
+    LEARNER_MILESTONES,
     POSTGRES_GROUP,
     SEARCH_GROUP,
     spec,
@@ -76,7 +77,7 @@ MODULES = [
         ],
     }
 ]
-SINK_TOPICS = (COURSE_EVENTS, ENROLLMENT_EVENTS, COURSE_RATINGS, COURSE_CATALOG)
+SINK_TOPICS = (COURSE_EVENTS, ENROLLMENT_EVENTS, COURSE_RATINGS, COURSE_CATALOG, LEARNER_MILESTONES)
 
 
 # -- the codec, the records -------------------------------------------------------------------
