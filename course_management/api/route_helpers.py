@@ -59,7 +59,10 @@ def visible(entry: CourseEntry | None, who: Principal | None) -> CourseEntry | N
     """The course's entry when it exists and the caller may see it."""
     if entry is None or entry.deleted:
         return None
-    return entry if may_see(entry.status, entry.owner, who.actor() if who else None) else None
+    caller = who.actor() if who else None
+    if may_see(entry.status, entry.owner, caller):
+        return entry
+    return entry if caller is not None and entry.staff_role(caller.id) else None
 
 
 # Refusals that would tell a caller who may not see a draft that it exists.

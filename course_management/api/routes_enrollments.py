@@ -33,6 +33,7 @@ from course_management.api.route_helpers import (
     visible_course,
 )
 from course_management.domain.access import (
+    assists,
     may_cancel_enrollment,
     may_enroll_others,
     may_enroll_self,
@@ -41,8 +42,8 @@ from course_management.domain.access import (
     may_read_own_course_enrollment,
     may_report_own_progress,
     may_report_progress_for_others,
+    on_staff,
     owned_by,
-    owns,
 )
 from course_management.domain.course_fields import Id
 
@@ -102,14 +103,21 @@ async def report_progress(request: web.Request) -> web.StreamResponse:
     course_id = course_id_param(request)
     body, _ = await read_body(request, ProgressRequest)
     actor = who.actor()
-    if may_report_progress_for_others(actor):
+    if may_report_progress_for_others(actor) or (
+        body.user_id not in (None, who.user_id)
+        and assists(await visible_course(request, course_id), actor)
+    ):
         if body.user_id is None:
             raise validation_problem([("user_id", "required when a service reports progress")])
         user_id = body.user_id
     elif may_report_own_progress(actor, body.user_id):
         user_id = who.user_id
     else:
-        raise Problem.of(403, "forbidden", "progress is reported by the student or a service")
+        raise Problem.of(
+            403,
+            "forbidden",
+            "progress is reported by the student, a service or a teaching assistant",
+        )
     reply = await request.app[WRITES].report_progress(
         course_id, user_id, body.item_id, body.status, body.score
     )
@@ -139,11 +147,11 @@ async def get_enrollment(request: web.Request) -> web.StreamResponse:
         seen = visible(course, who)
         if seen is None:
             raise course_not_found(course_id)
-        if not owned_by(seen.owner, who.actor()):
+        if not owned_by(seen.owner, who.actor()) and not seen.staff_role(who.user_id):
             raise Problem.of(
                 403,
                 "not-course-owner",
-                "enrollments are visible to the student, the owner, admins and services",
+                "enrollments are visible to the student, the owner and staff, admins and services",
             )
     if found is None or found.status == "cancelled":
         raise Problem.of(404, "not-enrolled", f"{user_id} is not enrolled in {course_id}")
@@ -169,7 +177,7 @@ async def list_course_enrollments(request: web.Request) -> web.StreamResponse:
         await existing_course(request, course_id)  # an unknown course is 404 to all
     else:
         course = await visible_course(request, course_id)
-        if not owns(course, actor):
+        if not on_staff(course, actor):
             if not may_read_own_course_enrollment(actor):
                 raise Problem.of(
                     403, "not-course-owner", "only the owner, admins, services and students"

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from course_management.domain.access import can_change, can_see
+from course_management.domain.access import can_change, can_delete, can_see
 from course_management.domain.course import (
     course_size_error,
     new_course,
@@ -171,7 +171,8 @@ def _changeable(record: CourseRecord | None, command: CourseCommand) -> Course |
         return Refusal(RefusalKind.COURSE_NOT_FOUND, f"no course {command.course_id}")
     if not can_change(course, command.actor):
         return Refusal(
-            RefusalKind.NOT_COURSE_OWNER, "only the course's instructor or an admin may change it"
+            RefusalKind.NOT_COURSE_OWNER,
+            "only the course's instructor, a co-instructor or an admin may change it",
         )
     if command.expected_version is not None and command.expected_version != course["version"]:
         return Refusal(
@@ -182,11 +183,21 @@ def _changeable(record: CourseRecord | None, command: CourseCommand) -> Course |
     return course
 
 
+def _owners_only(course: Course, command: CourseCommand, doing: str) -> Refusal | None:
+    if can_delete(course, command.actor):
+        return None
+    return Refusal(RefusalKind.NOT_COURSE_OWNER, f"only the course's owner or an admin may {doing}")
+
+
 def _update(record: CourseRecord | None, command: CourseCommand) -> CourseDecision:
     course = _changeable(record, command)
     if isinstance(course, Refusal):
         return _refuse(course)
     assert record is not None
+    if "staff" in command.payload:
+        refusal = _owners_only(course, command, "change its staff")
+        if refusal is not None:
+            return _refuse(refusal)
     try:
         changes = CourseUpdate.model_validate(command.payload)
     except ValidationError as exc:
@@ -218,6 +229,9 @@ def _delete(record: CourseRecord | None, command: CourseCommand) -> CourseDecisi
     if isinstance(course, Refusal):
         return _refuse(course)
     assert record is not None
+    refusal = _owners_only(course, command, "delete it")
+    if refusal is not None:
+        return _refuse(refusal)
     gone = with_new_version(course, command.occurred_at)
     reply = Reply(Outcome.REMOVED, None)
     return CourseDecision(

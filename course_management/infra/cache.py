@@ -85,6 +85,16 @@ class CourseEntry:
     # The body for whoever may not edit the course (content keys null); b"" when the
     # course has no content key (the body is the same); None when not fetched.
     public: bytes | None = None
+    # The course's staff (CONTRACT §5.2), "\n<role>\t<user id>\n" per member ('' none):
+    # what the route checks for a draft, and the read script for a co-instructor's body.
+    staff: str = ""
+
+    def staff_role(self, user_id: str) -> str | None:
+        for line in self.staff.split("\n"):
+            role, _, member = line.partition("\t")
+            if member == user_id:
+                return role
+        return None
 
     def body_for(self, sees_content_keys: bool) -> bytes | None:
         if sees_content_keys or not self.public:
@@ -104,6 +114,7 @@ class CourseEntry:
             status=str(shown["status"]),
             owner=str(shown["instructor"]["id"]),
             tag=course_tag(shown),
+            staff=staff_field(shown),
             body=b"" if deleted else orjson.dumps(shown),
             public=orjson.dumps(without_content_keys(shown))
             if not deleted and has_content_keys(shown)
@@ -120,15 +131,21 @@ class CourseEntry:
             "version", self.version, "seq", self.seq, "count", self.count,
             "deleted", int(self.deleted), "status", self.status, "owner", self.owner,
             "tag", self.tag, "body", self.body or b"", "public", self.public or b"",
+            "staff", self.staff,
         ]  # fmt: skip
 
 
+def staff_field(shown: dict[str, Any]) -> str:
+    members = shown.get("staff") or ()
+    return "".join(f"\n{m['role']}\t{m['user_id']}\n" for m in members)
+
+
 def _course_entry(course_id: str, raw: Sequence[Any]) -> CourseEntry | None:
-    version, seq, count, deleted, status, owner, tag = raw[:7]
+    version, seq, count, deleted, status, owner, tag, staff = raw[:8]
     if version is None:
         return None
-    body = raw[7] if len(raw) > 7 else None
-    public = raw[8] if len(raw) > 8 else None
+    body = raw[8] if len(raw) > 8 else None
+    public = raw[9] if len(raw) > 9 else None
     if tag is None:  # put by a worker of the version before the tag and the public body
         shown = orjson.loads(body) if body else {"version": int(version), "enrollment_count": count}
         tag = course_tag(shown).encode()
@@ -145,6 +162,7 @@ def _course_entry(course_id: str, raw: Sequence[Any]) -> CourseEntry | None:
         tag=tag.decode(),
         body=body,
         public=public,
+        staff=staff.decode() if staff else "",
     )
 
 

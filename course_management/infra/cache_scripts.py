@@ -49,24 +49,29 @@ if KEYS[3] == '' then
   -- ARGV[3]: which body: 'body' (with content keys), 'public' (without), or
   -- 'owner=<id>' (the caller's own course: the body; another's: the public one). The
   -- public body is '' when the course has no content key: then the body is the same.
+  -- A co-instructor sees the body too: 'staff' holds a line "<role> TAB <id>" per
+  -- member, each between newlines.
   local course = redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
-                            'owner', 'tag')
+                            'owner', 'tag', 'staff')
   local view = ARGV[3]
   if string.sub(view, 1, 6) == 'owner=' then
-    if course[6] == string.sub(view, 7) then view = 'body' else view = 'public' end
+    local caller = string.sub(view, 7)
+    local staff = course[8] or ''
+    if course[6] == caller or string.find(staff, '\\nco_instructor\\t' .. caller .. '\\n', 1, true)
+    then view = 'body' else view = 'public' end
   end
   local public = false
   if view ~= 'body' then public = redis.call('HGET', KEYS[2], 'public') end
   if public and public ~= '' then
-    course[8] = ''
-    course[9] = public
+    course[9] = ''
+    course[10] = public
   else
-    course[8] = redis.call('HGET', KEYS[2], 'body') or ''
+    course[9] = redis.call('HGET', KEYS[2], 'body') or ''
   end
   return {limit, course}
 end
 local course = redis.call('HMGET', KEYS[2], 'version', 'seq', 'count', 'deleted', 'status',
-                          'owner', 'tag')
+                          'owner', 'tag', 'staff')
 local e = redis.call('HMGET', KEYS[3], 'version', 'course_version', 'status', 'view',
                      'fresh_until')
 -- ARGV[3] for an enrollment read: now (RFC 3339); the view is stale from 'fresh_until'
@@ -74,7 +79,7 @@ if e[1] and (e[2] ~= course[1] or (e[5] and e[5] ~= '' and e[5] <= ARGV[3])) the
   -- its view was drawn against another version of the course, or before a time lock
   -- opened: the record and the course
   e = {e[1], e[2], e[3], false, redis.call('HGET', KEYS[3], 'state')}
-  course[8] = redis.call('HGET', KEYS[2], 'body')
+  course[9] = redis.call('HGET', KEYS[2], 'body')
   return {limit, course, e}
 end
 return {limit, course, {e[1], e[2], e[3], e[4]}}

@@ -2,10 +2,11 @@
 (issue 12; OWASP API1/API5 object-level checks on every id in a path, API3 mass
 assignment of server-owned fields, API4 page-size caps), against the session's worker.
 
-The world: instructor A owns a published course P (one item) and a draft D; student S is
-enrolled in P; student T is not; B is another instructor. `{fresh}` is a new published
-course of A made for that one call, `{fresh_s}` one in which S is enrolled (for the calls
-that delete or cancel).
+The world: instructor A owns a published course P (one item) and a draft D, both with C
+as co-instructor and TA as teaching assistant (issue 26: their tokens say only
+`student`); student S is enrolled in P; student T is not; B is another instructor.
+`{fresh}` is a new published course of A (with the same staff) made for that one call,
+`{fresh_s}` one in which S is enrolled (for the calls that delete or cancel).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from tests.support import ONE_MODULE, auth
 
 RUN = uuid.uuid4().hex[:8]
 S, T, A, B = f"s-{RUN}", f"t-{RUN}", f"a-{RUN}", f"b-{RUN}"
+C, TA = f"co-{RUN}", f"ta-{RUN}"
+STAFF = [
+    {"user_id": C, "role": "co_instructor"},
+    {"user_id": TA, "role": "teaching_assistant"},
+]
 CALLERS: dict[str, dict[str, str]] = {
     "anonymous": {},
     "student": auth(S, "student"),
@@ -30,6 +36,9 @@ CALLERS: dict[str, dict[str, str]] = {
     "other instructor": auth(B, "instructor"),
     "admin": auth(f"admin-{RUN}", "admin"),
     "service": auth(f"svc-{RUN}", "service"),
+    # staff by their `sub`, whatever their tokens' roles (CONTRACT §5.2)
+    "co-instructor": auth(C, "student"),
+    "teaching assistant": auth(TA, "student"),
 }
 ORDER = list(CALLERS)
 
@@ -44,7 +53,8 @@ class Row:
     method: str
     path: str
     body: dict[str, Any] | None
-    # anonymous, student, other student, owner, other instructor, admin, service
+    # anonymous, student, other student, owner, other instructor, admin, service,
+    # co-instructor, teaching assistant
     expected: tuple[int, ...]
 
 
@@ -56,10 +66,16 @@ ROWS = [
         "POST",
         "/api/v1/courses/create",
         {"title": "m"},
-        (401, 403, 403, 201, 201, 201, 403),
+        (401, 403, 403, 201, 201, 201, 403, 403, 403),
     ),
     Row("read published", "GET", "/api/v1/courses/{P}", None, everyone(200)),
-    Row("read draft", "GET", "/api/v1/courses/{D}", None, (404, 404, 404, 200, 404, 200, 404)),
+    Row(
+        "read draft",
+        "GET",
+        "/api/v1/courses/{D}",
+        None,
+        (404, 404, 404, 200, 404, 200, 404, 200, 200),
+    ),
     Row("read missing", "GET", "/api/v1/courses/{X}", None, everyone(404)),
     Row("modules published", "GET", "/api/v1/courses/{P}/modules", None, everyone(200)),
     Row(
@@ -67,42 +83,42 @@ ROWS = [
         "GET",
         "/api/v1/courses/{D}/modules",
         None,
-        (404, 404, 404, 200, 404, 200, 404),
+        (404, 404, 404, 200, 404, 200, 404, 200, 200),
     ),
     Row(
         "update",
         "PUT",
         "/api/v1/courses/{P}/update",
         {"description": "d"},
-        (401, 403, 403, 200, 403, 200, 403),
+        (401, 403, 403, 200, 403, 200, 403, 200, 403),
     ),
     Row(
         "update draft",  # another instructor cannot tell a draft exists: 404
         "PUT",
         "/api/v1/courses/{D}/update",
         {"description": "d"},
-        (401, 403, 403, 200, 404, 200, 403),
+        (401, 404, 404, 200, 404, 200, 404, 200, 403),
     ),
     Row(
         "delete",
         "DELETE",
         "/api/v1/courses/{fresh}/delete",
         None,
-        (401, 403, 403, 204, 403, 204, 403),
+        (401, 403, 403, 204, 403, 204, 403, 403, 403),
     ),
     Row(
         "enrol oneself",
         "POST",
         "/api/v1/courses/{fresh}/enroll",
         None,
-        (401, 201, 201, 403, 403, 422, 422),
+        (401, 201, 201, 403, 403, 422, 422, 201, 201),
     ),
     Row(
         "enrol S by name",
         "POST",
         "/api/v1/courses/{fresh}/enroll",
         {"user_id": S},
-        (401, 201, 403, 403, 403, 201, 201),
+        (401, 201, 403, 403, 403, 201, 201, 403, 403),
     ),
     Row(
         "enrol in a draft",
@@ -110,70 +126,70 @@ ROWS = [
         "/api/v1/courses/{D}/enroll",
         {"user_id": S},
         # a draft does not exist for whoever may not see it (issue 24): 404, not 409
-        (401, 404, 403, 403, 403, 409, 404),
+        (401, 404, 403, 403, 403, 409, 404, 403, 403),
     ),
     Row(
         "course's enrollments",
         "GET",
         "/api/v1/courses/{P}/enrollments",
         None,
-        (401, 200, 200, 200, 403, 200, 200),
+        (401, 200, 200, 200, 403, 200, 200, 200, 200),
     ),
     Row(
         "draft's enrollments",
         "GET",
         "/api/v1/courses/{D}/enrollments",
         None,
-        (401, 404, 404, 200, 404, 200, 200),
+        (401, 404, 404, 200, 404, 200, 200, 200, 200),
     ),
     Row(
         "S's enrollment",
         "GET",
         "/api/v1/courses/{P}/enrollments/{S}",
         None,
-        (401, 200, 403, 200, 403, 200, 200),
+        (401, 200, 403, 200, 403, 200, 200, 200, 200),
     ),
     Row(
         "T's enrollment",
         "GET",
         "/api/v1/courses/{P}/enrollments/{T}",
         None,
-        (401, 403, 404, 404, 403, 404, 404),
+        (401, 403, 404, 404, 403, 404, 404, 404, 404),
     ),
     Row(
         "cancel S",
         "DELETE",
         "/api/v1/courses/{fresh_s}/enrollments/{S}",
         None,
-        (401, 204, 403, 403, 403, 204, 403),
+        (401, 204, 403, 403, 403, 204, 403, 403, 403),
     ),
     Row(
         "progress",
         "POST",
         "/api/v1/courses/{P}/progress",
         {"item_id": ITEM, "status": "started"},
-        (401, 200, 404, 403, 403, 403, 422),  # T: not enrolled, 404 on every route
+        (401, 200, 404, 403, 403, 403, 422, 404, 404),  # T: not enrolled, 404 on every route
     ),
     Row(
         "progress of S",
         "POST",
         "/api/v1/courses/{P}/progress",
         {"item_id": ITEM, "status": "started", "user_id": S},
-        (401, 200, 403, 403, 403, 403, 200),
+        (401, 200, 403, 403, 403, 403, 200, 403, 200),
     ),
     Row(
         "S's enrollments",
         "GET",
         "/api/v1/users/{S}/enrollments",
         None,
-        (401, 200, 403, 403, 403, 200, 200),
+        (401, 200, 403, 403, 403, 200, 200, 403, 403),
     ),
     Row(
         "rate",
         "POST",
         "/api/v1/courses/{P}/ratings",
         {"stars": 4},
-        (401, 200, 404, 403, 403, 403, 403),  # T: not enrolled
+        (401, 200, 404, 403, 403, 403, 403, 404, 404),  # T: not enrolled
     ),
     Row("ratings", "GET", "/api/v1/courses/{P}/ratings", None, everyone(200)),
     Row(
@@ -181,10 +197,21 @@ ROWS = [
         "GET",
         "/api/v1/courses/{D}/ratings",
         None,
-        (404, 404, 404, 200, 404, 200, 404),
+        (404, 404, 404, 200, 404, 200, 404, 200, 200),
     ),
     Row(
-        "upload", "POST", "/api/v1/courses/{P}/uploads", UPLOAD, (401, 403, 403, 201, 403, 201, 403)
+        "upload",
+        "POST",
+        "/api/v1/courses/{P}/uploads",
+        UPLOAD,
+        (401, 403, 403, 201, 403, 201, 403, 201, 403),
+    ),
+    Row(
+        "change staff",
+        "PUT",
+        "/api/v1/courses/{fresh}/update",
+        {"staff": []},
+        (401, 403, 403, 200, 403, 200, 403, 403, 403),
     ),
     Row("catalog", "GET", "/api/v1/courses", None, everyone(200)),
     Row("health", "GET", "/healthz", None, everyone(200)),
@@ -262,7 +289,7 @@ class World:
     ids: dict[str, str]
 
     async def course(self, **fields: Any) -> dict[str, Any]:
-        body = {"title": f"Matrix {RUN}", "modules": [ONE_MODULE], **fields}
+        body = {"title": f"Matrix {RUN}", "modules": [ONE_MODULE], "staff": STAFF, **fields}
         r = await self.http.post("/api/v1/courses/create", json=body, headers=CALLERS["owner"])
         assert r.status == 201, await r.text()
         return dict(await r.json())

@@ -72,3 +72,40 @@ def test_ratings_come_from_students() -> None:
     assert not access.may_rate(caller("instructor"))
     assert not access.may_rate(caller("admin"))
     assert not access.may_rate(caller("service"))
+
+
+STAFFED = {
+    "status": "draft",
+    "instructor": {"id": "owner"},
+    "staff": [
+        {"user_id": "co", "role": "co_instructor"},
+        {"user_id": "ta", "role": "teaching_assistant"},
+    ],
+}
+
+
+def test_staff_rights_follow_the_sub_whatever_the_roles() -> None:
+    co, ta, owner = caller("student", user_id="co"), caller(user_id="ta"), caller(user_id="owner")
+    stranger = caller("instructor", user_id="someone")
+    assert [access.can_see(STAFFED, c) for c in (co, ta, owner, stranger)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert [access.can_change(STAFFED, c) for c in (co, ta, owner, stranger)] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert [access.can_delete(STAFFED, c) for c in (co, ta, owner)] == [False, False, True]
+    assert access.on_staff(STAFFED, ta) and not access.on_staff(STAFFED, stranger)
+    assert access.assists(STAFFED, ta) and not access.assists(STAFFED, co)
+    assert access.sees_content_keys("owner", co, STAFFED)
+    assert not access.sees_content_keys("owner", ta, STAFFED)
+    assert access.may_run_enrollment_jobs(STAFFED, co)
+    assert not access.may_run_enrollment_jobs(STAFFED, ta)
+    assert access.may_run_enrollment_jobs(STAFFED, caller("service", user_id="svc"))
+    assert access.staff_role({**STAFFED, "staff": []}, co) is None
+    assert access.staff_role(STAFFED, None) is None
