@@ -39,6 +39,10 @@ COURSE_RATINGS = f"{APP_ID}-ratings"
 # partition (streams/completions.py, decision 57).
 COURSE_COMPLETIONS = f"{APP_ID}-completions"
 
+# Internal: a bulk enrolment job's progress after each chunk the agent applied (its counts,
+# each row's outcome), key course id, for the job routes' PostgreSQL tables (decision 58).
+JOB_PROGRESS = f"{APP_ID}-job-progress"
+
 # The course agent's table (tables/state.py): courses, enrollments, seats, tracking and
 # outboxes, one changelog (decision 49).
 STATE_TABLE = "course-state"
@@ -103,6 +107,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(COURSE_RATINGS, "rating_entry.avsc", _COMPACTED),
     TopicSpec(dlq(COURSE_RATINGS), None, _DLQ),
     TopicSpec(COURSE_COMPLETIONS, "completion_entry.avsc", _COMPACTED),
+    TopicSpec(JOB_PROGRESS, "job_progress.avsc", {"retention.ms": str(4 * _WEEK_MS)}),
+    TopicSpec(dlq(JOB_PROGRESS), None, _DLQ),
     TopicSpec(
         changelog(STATE_TABLE),
         None,

@@ -12,6 +12,7 @@ from course_management.api import (
     routes_courses,
     routes_docs,
     routes_enrollments,
+    routes_jobs,
     routes_ops,
     routes_ratings,
 )
@@ -38,6 +39,7 @@ ENDPOINTS: list[Endpoint] = [
     *routes_catalog.ENDPOINTS,
     *routes_courses.ENDPOINTS,
     *routes_enrollments.ENDPOINTS,
+    *routes_jobs.ENDPOINTS,
     *routes_ratings.ENDPOINTS,
 ]
 

@@ -19,6 +19,7 @@ from course_management.topology import (
     COURSE_RATINGS,
     ENROLLMENT_EVENTS,
     ENROLLMENT_INPUTS,
+    JOB_PROGRESS,
     LEARNER_MILESTONES,
     POSTGRES_GROUP,
     ROUTER_GROUP,
@@ -52,8 +53,9 @@ _TOPICS: dict[str, dict[str, Any]] = {
     LEARNER_MILESTONES: {
         "key": "course id",
         "this_service": "send",
-        "summary": "module_unlocked (and later kinds: event_type is a string), per learner",
-        "readers": ["other services"],
+        "summary": "module_unlocked, waitlisted, waitlist_left (and later kinds: event_type "
+        "is a string), per learner",
+        "readers": ["other services", POSTGRES_GROUP],
     },
     USER_ENROLLED: {
         "key": "any (other services may key it as they like); this service uses the course id",
@@ -78,6 +80,12 @@ _TOPICS: dict[str, dict[str, Any]] = {
         "this_service": "send",
         "summary": "Internal: each learner's completed courses (course prerequisites)",
         "readers": ["every worker (no group): streams/completions.py"],
+    },
+    JOB_PROGRESS: {
+        "key": "course id",
+        "this_service": "send",
+        "summary": "Internal: a bulk enrolment job's counts and rows after each chunk applied",
+        "readers": [POSTGRES_GROUP],
     },
     COURSE_RATINGS: {
         "key": "<course id>:<user id> (compacted)",

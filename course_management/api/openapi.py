@@ -84,6 +84,7 @@ class Endpoint:
     errors: Sequence[int] = ()
     params: Sequence[Param] = ()
     content_type: str = "application/json"
+    body_also: Sequence[str] = ()  # other media types the body may have (as text)
     content_types: Sequence[str] = ()  # when a success may be one of several (docs assets)
     consistency: bool = False  # a write: its success responses carry a Consistency-Token
     # A hot point read that spends its rate-limit request in the same Redis script that
@@ -234,7 +235,10 @@ def build_document(endpoints: Sequence[Endpoint], *, title: str, version: str) -
         if ep.body is not None:
             op["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": _schema_ref(ep.body, components)}},
+                "content": {
+                    "application/json": {"schema": _schema_ref(ep.body, components)},
+                    **{kind: {"schema": {"type": "string"}} for kind in ep.body_also},
+                },
             }
         limited = ep.tag != "operations"
         rate_headers = ("RateLimit", "RateLimit-Policy") if limited else ()

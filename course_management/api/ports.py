@@ -50,6 +50,12 @@ class Writes(Protocol):
         """Publish an item's progress and wait for the agent's answer."""
         ...
 
+    async def start_job(self, chunks: list[CourseCommand]) -> Reply:
+        """A bulk enrolment job: send its first chunk and wait for the agent's answer (the
+        job, or why not); then send the others, each taken by Kafka, in order, without
+        waiting for them to be applied."""
+        ...
+
 
 @dataclass(frozen=True)
 class EnrollmentView:
@@ -98,6 +104,17 @@ class Reads(Protocol):
     ) -> list[dict[str, Any]]:
         """A page (limit + 1 rows) of a course's enrollments by user id, from the mirror:
         active and completed ones, or those of `status` (active, completed, cancelled)."""
+        ...
+
+    async def read_job(self, job_id: str) -> dict[str, Any] | None:
+        """A bulk enrolment job (its creator among its fields), from the mirror; a job not
+        mirrored yet is waited for a moment."""
+        ...
+
+    async def list_job_rows(
+        self, job_id: str, outcome: str | None, after_row: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """A page (limit + 1) of a job's rows in row order, from the mirror."""
         ...
 
     async def list_waitlist(

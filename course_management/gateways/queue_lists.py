@@ -1,10 +1,12 @@
-"""The enrollment lists that the waitlist adds (CONTRACT §5.2): the learners waiting, in
-queue order, and the cancelled enrollments with the `cancel_reason` of those taken off
-a queue. Both from the mirror (infra/waitlist_mirror.py), drawn against the course as
-it is now."""
+"""The reads that enrolment management adds (CONTRACT §5.2), all from the mirror: the
+learners waiting, in queue order, and the cancelled enrollments with the `cancel_reason`
+of those taken off a queue (infra/waitlist_mirror.py, drawn against the course as it is
+now); the bulk enrolment jobs and their rows (infra/job_mirror.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 from course_management.domain.progress import current_view, progress_of
 from course_management.domain.records import Course, CourseRecord, course_of
 from course_management.domain.times import rfc3339
-from course_management.infra import waitlist_mirror
+from course_management.infra import job_mirror, waitlist_mirror
 from course_management.infra.database import Database
 
 ReadState = Callable[[str], Awaitable[CourseRecord | None]]
@@ -39,9 +41,24 @@ def _view(
 
 
 class QueueLists:
-    def __init__(self, mirror: Database, read_state: ReadState) -> None:
+    def __init__(self, mirror: Database, read_state: ReadState, wait_s: float) -> None:
         self._mirror = mirror
         self._read_state = read_state
+        self._wait_s = wait_s
+
+    async def job(self, job_id: str) -> dict[str, Any] | None:
+        """The job; one not mirrored yet (just answered 202) is waited for, up to wait_s."""
+        deadline = time.monotonic() + self._wait_s
+        while True:
+            found = await job_mirror.fetch_job(self._mirror.pool, job_id)
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            await asyncio.sleep(0.05)
+
+    async def job_rows(
+        self, job_id: str, outcome: str | None, after_row: int, limit: int
+    ) -> list[dict[str, Any]]:
+        return await job_mirror.list_job_rows(self._mirror.pool, job_id, outcome, after_row, limit)
 
     async def _course(self, course_id: str) -> Course | None:
         return course_of(await self._read_state(course_id))

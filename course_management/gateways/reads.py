@@ -111,7 +111,7 @@ class ReadGateway:
         self._mirror = mirror
         self._catalog = catalog
         self._wait_s = wait_s  # how long a read with a token waits for its store
-        self._lists = QueueLists(mirror, self.read_course_state)
+        self._lists = QueueLists(mirror, self.read_course_state, wait_s)
 
     async def _until(
         self, read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str
@@ -289,6 +289,14 @@ class ReadGateway:
             )
 
         return await self._page(fetch, "user_id", after_user, limit, since)
+
+    async def read_job(self, job_id: str) -> dict[str, Any] | None:
+        return await self._lists.job(job_id)
+
+    async def list_job_rows(
+        self, job_id: str, outcome: str | None, after_row: int, limit: int
+    ) -> list[dict[str, Any]]:
+        return await self._lists.job_rows(job_id, outcome, after_row, limit)
 
     async def list_waitlist(
         self, course_id: str, after_seq: int | None, limit: int, only_user: str | None

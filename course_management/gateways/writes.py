@@ -75,6 +75,31 @@ class KafkaWriteGateway:
         )
         return await self._ask(command.command_id, send)
 
+    async def start_job(self, chunks: list[CourseCommand]) -> Reply:
+        reply = await self.execute(chunks[0])
+        if reply.refusal is not None or (reply.body or {}).get("status") == "done":
+            return reply
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                for command in chunks[1:]:  # each taken by Kafka before the next: in order
+                    record = course_command.encode(
+                        course_command.SentCommand(command, self._replies.topic)
+                    )
+                    await self._sends.send(
+                        course_command.TOPIC,
+                        command.course_id,
+                        course_command.SUBJECT,
+                        record,
+                        _traced([]),
+                    )
+        except (TimeoutError, KafkaError) as exc:
+            raise Unavailable(
+                "kafka-unavailable",
+                "Kafka did not take the whole job in time; it may still apply: send it again "
+                "with the same Idempotency-Key (no row is applied twice)",
+            ) from exc
+        return reply
+
     async def enroll(self, course_id: str, user_id: str, source: str) -> Reply:
         """Publish `user_enrolled` (as other services do) and wait for the agent's answer."""
         enroll = EnrollInput(str(uuid.uuid4()), course_id, user_id, datetime.now(UTC), source)

@@ -155,3 +155,6 @@ TIMER_RELEASED = Counter(
     "cms_timer_learners_released_total", "Learners the timer looked at for a due time lock"
 )
 MILESTONES = Counter("cms_milestones_total", "Learner milestones published", ["event_type"])
+JOB_ROWS = Counter(
+    "cms_job_rows_total", "Rows of bulk enrolment jobs applied, by outcome", ["outcome"]
+)

@@ -21,12 +21,14 @@ from course_management.infra.database import UNAVAILABLE as PG_UNAVAILABLE
 from course_management.infra.database import Database, mirror_course_event
 from course_management.infra.dead_letters import DeadLetter, decode_or_dead_letter
 from course_management.infra.enrollment_mirror import mirror_enrollment_events, mirror_ratings
+from course_management.infra.job_mirror import mirror_job_progress
 from course_management.infra.metrics import EVENTS_MIRRORED
 from course_management.infra.retrying import until_written
 from course_management.infra.waitlist_mirror import mirror_waitlist
 from course_management.messages import (
     course_event,
     enrollment_event,
+    job_progress,
     learner_milestone,
     rating_entry,
 )
@@ -91,6 +93,10 @@ class EventMirror:
             PG_UNAVAILABLE, functools.partial(mirror_waitlist, pool, taken)
         )
         EVENTS_MIRRORED.labels("milestone", "applied").inc(applied)
+
+    async def job_progress(self, records: list[ConsumerRecord]) -> None:
+        """Bulk enrolment jobs: their counts and each row's outcome."""
+        await self._batch(records, job_progress, mirror_job_progress, "job")
 
     async def ratings(self, records: list[ConsumerRecord]) -> None:
         """Each student's rating as it is now: one statement for the batch."""

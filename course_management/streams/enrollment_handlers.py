@@ -37,15 +37,24 @@ from course_management.streams.waitlist import fill_seats, position_of
 async def user_enrolled(batch: Batch, item: Input) -> None:
     enroll = message_of(item, EnrollInput)
     enroll = replace(enroll, occurred_at=item.moment(enroll.occurred_at))
+    decision = await enrol(batch, enroll)
+    await _stage_refused(batch, item, decision)
+    if item.from_request:  # a record from another service: nobody waits for an answer
+        marks = marks_after(batch, enroll.course_id, enroll.user_id)
+        stage_answer(batch, item, _reply(decision), marks)
+
+
+async def enrol(batch: Batch, enroll: EnrollInput) -> EnrollmentDecision:
+    """One enrolment, decided and staged: the rules of every enrolment, from another
+    service, the API or a bulk job's row (streams/job_handlers.py)."""
     course_id = enroll.course_id
     course = course_of(batch.course_record(course_id))
     if wants_admission(course, batch.seats(course_id)):  # those waiting go first
         await fill_seats(batch, course_id, enroll.event_id, enroll.occurred_at)
     required = (course or {}).get("prerequisite_course_ids") or ()
     record = batch.enrollment(course_id, enroll.user_id)
-    ticket = (
-        (record or {}).get("wait_ticket") if (record or {}).get("status") == "waitlisted" else None
-    )
+    waits = (record or {}).get("status") == "waitlisted"
+    ticket = (record or {}).get("wait_ticket") if waits else None
     decision = decide_enroll(
         course,
         batch.seats(course_id),
@@ -58,10 +67,7 @@ async def user_enrolled(batch: Batch, item: Input) -> None:
     if decision.events and decision.enrollment is not None and course is not None:
         for due in learner_dues(course, decision.enrollment, enroll.occurred_at):
             stage_due(batch, due)
-    await _stage_refused(batch, item, decision)
-    if item.from_request:  # a record from another service: nobody waits for an answer
-        marks = marks_after(batch, enroll.course_id, enroll.user_id)
-        stage_answer(batch, item, _reply(decision), marks)
+    return decision
 
 
 async def item_progress(batch: Batch, item: Input) -> None:

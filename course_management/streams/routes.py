@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from course_management.streams import course_handlers, enrollment_handlers
+from course_management.streams import course_handlers, enrollment_handlers, job_handlers
 from course_management.streams.inputs import Handler
 from course_management.topology import (
     COURSE_CATALOG,
@@ -26,6 +26,7 @@ from course_management.topology import (
     COURSE_RATINGS,
     ENROLLMENT_EVENTS,
     ENROLLMENT_INPUT_SOURCES,
+    JOB_PROGRESS,
     LEARNER_MILESTONES,
 )
 
@@ -62,6 +63,13 @@ ROUTES: dict[str, Route] = dict(
             course_handlers.rate_course,
             COURSE_CATALOG,
             COURSE_RATINGS,
+        ),
+        _route(  # a bulk enrolment job's chunk: its rows' enrolments and outcomes
+            "enrollment_job",
+            COURSE_COMMANDS,
+            job_handlers.enrollment_job,
+            *_ENROLLMENT,
+            JOB_PROGRESS,
         ),
         _route(
             "cancel_enrollment",

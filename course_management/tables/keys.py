@@ -16,6 +16,11 @@ def wait_key(course_id: str, ticket: int) -> str:
     return f"{course_id}#wait:{ticket:012d}"
 
 
+def job_key(job_id: str) -> str:
+    """A bulk enrolment job's record (domain.jobs.JobRecord), on its course's partition."""
+    return f"#job:{job_id}"
+
+
 def outbox_key(partition: int) -> str:
     return f"#outbox:{partition}"
 

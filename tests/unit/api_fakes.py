@@ -53,6 +53,10 @@ class FakeWrites:
         self.inputs.append(("progress", (course_id, user_id, item_id, status, score)))
         return self._answer("progress")
 
+    async def start_job(self, chunks: list[CourseCommand]) -> Reply:
+        self.commands.extend(chunks)
+        return self._answer("enrollment_job")
+
 
 @dataclass
 class FakeReads:
@@ -125,6 +129,16 @@ class FakeReads:
             if (status is None and e["status"] != "cancelled") or e["status"] == status
         ]
         return rows[: limit + 1]
+
+    async def read_job(self, job_id: str) -> dict[str, Any] | None:
+        self._fail()
+        return None
+
+    async def list_job_rows(
+        self, job_id: str, outcome: str | None, after_row: int, limit: int
+    ) -> list[dict[str, Any]]:
+        self._fail()
+        return []
 
     async def list_waitlist(
         self, course_id: str, after_seq: int | None, limit: int, only_user: str | None

@@ -676,6 +676,15 @@ async def _scenario(kind: str, h: Harness) -> Input:
         return from_api(command("delete_course"))
     if kind == "user_enrolled":
         return enrol(STUDENT.id, request=False)
+    if kind == "enrollment_job":
+        payload = {
+            "job_id": "00000000-0000-0000-0000-00000000000a",
+            "job_hash": "h",
+            "total": 2,
+            "first_row": 1,
+            "rows": [["u-1", None], ["", "empty user id"]],
+        }
+        return from_api(command("enrollment_job", payload))
     await h.run(enrol(STUDENT.id, request=False))
     if kind == "rate_course":
         return from_api(command("rate_course", {"stars": 3}, actor=STUDENT))
@@ -694,6 +703,7 @@ def test_every_route_has_a_happy_path_here() -> None:
         "cancel_enrollment",
         "user_enrolled",
         "item_progress",
+        "enrollment_job",
     }
 
 

@@ -58,6 +58,7 @@ from course_management.topology import (
     COURSE_EVENTS,
     COURSE_RATINGS,
     ENROLLMENT_EVENTS,
+    JOB_PROGRESS,
     LEARNER_MILESTONES,
     POSTGRES_GROUP,
     SEARCH_GROUP,
@@ -77,7 +78,14 @@ MODULES = [
         ],
     }
 ]
-SINK_TOPICS = (COURSE_EVENTS, ENROLLMENT_EVENTS, COURSE_RATINGS, COURSE_CATALOG, LEARNER_MILESTONES)
+SINK_TOPICS = (
+    COURSE_EVENTS,
+    ENROLLMENT_EVENTS,
+    COURSE_RATINGS,
+    COURSE_CATALOG,
+    LEARNER_MILESTONES,
+    JOB_PROGRESS,
+)
 
 
 # -- the codec, the records -------------------------------------------------------------------
