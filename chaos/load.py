@@ -6,8 +6,11 @@ does next, depends on the faults' timing). Every attempt goes into the history.
 
 - Instructors create courses (`Idempotency-Key`, retried with the same key and body) and
   edit them (`If-Match`; a 412 re-reads the course; an unknown answer is retried).
-- Students enrol in courses with few seats, cancel, enrol again, report progress to
-  completion and rate; an unknown answer is retried (each of these is idempotent).
+- Instructors now and then enrol a cohort with a bulk job (issue 26: a few rows, some
+  repeated, one empty; retried with the same `Idempotency-Key` and body).
+- Students enrol in courses with few seats (half of them with a waitlist), wait, cancel,
+  enrol again, report progress to completion and rate; an unknown answer is retried
+  (each of these is idempotent).
 - "Other services" produce `user_enrolled` and `course-progress` records, some twice (the
   same bytes, the same `event_id`), some for the same learner again, some malformed.
 """
@@ -42,6 +45,7 @@ class Course:
     version: int
     capacity: int | None
     modules: list[dict[str, Any]] = field(default_factory=list)  # as created (with ids)
+    waitlist: int | None = None
 
 
 # The enrolment courses' learning paths (issue 25): flat; a path (the first module's items
@@ -189,6 +193,7 @@ async def create_course(
     give_up: bool = True,
     shape: str = "flat",
     unlock_at: str | None = None,
+    waitlist: int | None = None,
 ) -> Course | None:
     """Create a published course, retrying unknown answers with the same key and body."""
     op = api.new_op()
@@ -197,6 +202,7 @@ async def create_course(
         "description": f"created by {op}",
         "status": "published",
         "capacity": capacity,
+        "waitlist_capacity": waitlist,
         "category": "chaos",
         "modules": _modules(op, shape, unlock_at),
     }
@@ -220,6 +226,7 @@ async def create_course(
             items = [i["id"] for m in answer["modules"] for i in m["items"]]
             course = Course(answer["id"], owner, items, answer["version"], capacity)
             course.modules = answer["modules"]
+            course.waitlist = waitlist
             return course
         if attempt.outcome == "refused":
             return None
@@ -313,21 +320,46 @@ async def instructor(shared: Shared, http: aiohttp.ClientSession, name: str, see
     """Edits the enrolment courses it owns, and now and then creates a course."""
     api = Api(shared, http, name, random.Random(f"chaos:{seed}:{name}"))
     mine = [c for c in shared.courses if c.owner == name]
+    cohorts = [c for c in mine if c.waitlist]
     while not shared.stop.is_set():
-        if not mine or api.rng.random() < 0.2:
+        roll = api.rng.random()
+        if not mine or roll < 0.2:
             made = await create_course(api, name, None)
             if made is not None:
                 mine.append(made)
+        elif cohorts and roll < 0.3:
+            await enrol_cohort(api, api.rng.choice(cohorts))
         else:
             await edit_course(api, api.rng.choice(mine))
         await api.pause(0.3, 1.2)
+
+
+async def enrol_cohort(api: Api, course: Course) -> None:
+    """A bulk job of a few rows (some users seen before, one twice, one empty), retried
+    with the same Idempotency-Key and body until answered."""
+    op = api.new_op()
+    users = [f"{api.name}-cohort-{api.rng.randrange(12)}" for _ in range(api.rng.randint(2, 6))]
+    rows = [*users, users[0], ""]
+    body = {"user_ids": rows}
+    for n in range(RETRIES):
+        attempt, answer = await api.call(
+            op, "job", "POST", f"/api/v1/courses/{course.id}/enrollments/batch",
+            sub=api.name, role="instructor", body=body, headers={"Idempotency-Key": op},
+            course_id=course.id, args={"rows": rows},
+        )  # fmt: skip
+        if attempt.outcome == "ok" and isinstance(answer, dict):
+            attempt.answer = {"id": answer.get("id"), "total": answer.get("total")}
+        api.shared.history.record(attempt)
+        if attempt.outcome in ("ok", "refused"):
+            return
+        await api.pause(0.3, 1.0 + n)
 
 
 @dataclass
 class Learner:
     user: str
     course: Course
-    state: str = "none"  # none | active | cancelled, as far as this client knows
+    state: str = "none"  # none | active | waiting | cancelled, as far as this client knows
     done: set[str] = field(default_factory=set)  # items it reported completed
 
 
@@ -371,7 +403,9 @@ async def student(
     while not shared.stop.is_set():
         learner = api.rng.choice(learners)
         roll = api.rng.random()
-        if learner.state != "active" or roll < 0.08:
+        if learner.state == "waiting":  # ask for their place again, or give up waiting
+            await (_cancel(api, learner) if roll < 0.3 else _enroll(api, learner))
+        elif learner.state != "active" or roll < 0.08:
             await _enroll(api, learner)
         elif roll < 0.6:
             await _progress(api, learner)
@@ -386,7 +420,8 @@ async def _enroll(api: Api, learner: Learner) -> None:
     path = f"/api/v1/courses/{learner.course.id}/enroll"
     attempt = await _as_learner(api, learner, "enroll", "POST", path)
     if attempt is not None and attempt.outcome == "ok":
-        learner.state = "active"
+        waits = attempt.answer.get("status") == "waitlisted"
+        learner.state = "waiting" if waits else "active"
 
 
 async def _cancel(api: Api, learner: Learner) -> None:

@@ -160,6 +160,7 @@ async def observe(
     admin_token: str,
     course_ids: set[str],
     learners: set[str],
+    job_ids: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> Observed:
     """Read the topics first, then the stores (a store can only be ahead if it is wrong)."""
     codec = AvroCodec(settings.schema_registry_url)
@@ -174,6 +175,11 @@ async def observe(
             cid, user = key.split(":", 1)
             enrollments[key] = await _get(http, f"/api/v1/courses/{cid}/enrollments/{user}")
         catalog = {c["id"]: c for c in await _pages(http, "/api/v1/courses", {"category": "chaos"})}
+        jobs = {}
+        for job_id in sorted(job_ids):
+            job = await _get(http, f"/api/v1/jobs/{job_id}")
+            rows = await _pages(http, f"/api/v1/jobs/{job_id}/rows", {})
+            jobs[job_id] = {"job": job, "rows": rows}
         ratings = {}
         for cid in sorted(course_ids):
             rows = await _pages(http, f"/api/v1/courses/{cid}/ratings", {})
@@ -211,6 +217,7 @@ async def observe(
         differences,
         inputs,
         milestones,
+        jobs,
     )
 
 

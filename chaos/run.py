@@ -163,7 +163,7 @@ async def _load_and_check(
             shape = SHAPES[n % len(SHAPES)]
             course = await create_course(
                 setup, INSTRUCTORS[n % 2], capacity, give_up=False, shape=shape,
-                unlock_at=unlock_at,
+                unlock_at=unlock_at, waitlist=3 if n % 2 == 0 else None,
             )  # fmt: skip
             assert course is not None, "the enrolment courses could not be created"
             if shape == "path":
@@ -216,8 +216,14 @@ async def _load_and_check(
         for a in attempts
         if a.course_id and a.user_id and a.kind in ("enroll", "cancel", "progress", "feed_enroll")
     }
+    jobs = {a.answer["id"] for a in attempts if a.kind == "job" and a.answer.get("id")}
     observed = await observe(
-        settings, workers["worker-1"].base_url, token("chaos-admin", "admin"), course_ids, learners
+        settings,
+        workers["worker-1"].base_url,
+        token("chaos-admin", "admin"),
+        course_ids,
+        learners,
+        jobs,
     )
     (folder / "observed.json").write_text(json.dumps(asdict(observed), default=str, indent=1))
     anomalies = exited + verify(attempts, observed)

@@ -24,6 +24,7 @@ from typing import Any
 
 from chaos.history import Attempt
 from chaos.paths import check_paths
+from chaos.queues import check_jobs, check_queues
 from course_management.domain.commands import derived_id
 
 SEATED = ("active", "completed")
@@ -37,7 +38,12 @@ EVENTS_OF = {
     "feed_progress": {"progress_updated", "course_completed"},
     "rate": {"course_updated"},  # a rating changes the course's rating: a new version
     "feed_malformed": set(),
+    "job": {"enrollment_created"},
 }
+# A seat freed (a cancel, an edit raising the capacity) or an enrolment (when the queue
+# was behind) may promote another learner from a waitlist: their `enrollment_created`
+# carries that request's id (chaos/queues.py checks each promotion).
+PROMOTES = {"cancel", "update", "enroll", "feed_enroll", "job"}
 # The event an accepted attempt of this kind must have caused (exactly one); creates are
 # checked per Idempotency-Key.
 MUST_CAUSE = {
@@ -71,6 +77,7 @@ class Observed:
     ops_check: list[dict[str, Any]] = field(default_factory=list)
     inputs: dict[str, list[str]] = field(default_factory=dict)  # sha256 -> where (diagnosis)
     milestones: list[dict[str, Any]] = field(default_factory=list)  # learner-milestones
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {"job", "rows"}
 
 
 def unique(events: list[dict[str, Any]], what: str, out: list[Anomaly]) -> list[dict[str, Any]]:
@@ -95,7 +102,7 @@ def verify(attempts: list[Attempt], seen: Observed) -> list[Anomaly]:
     out: list[Anomaly] = []
     course_events = unique(seen.course_events, "course", out)
     enrollment_events = unique(seen.enrollment_events, "enrollment", out)
-    _trace(attempts, course_events + enrollment_events, out)
+    _trace(attempts, course_events + enrollment_events, seen.milestones, out)
     _course_versions(course_events, out)
     seats = _enrollments(course_events, enrollment_events, out)
     _course_stores(course_events, seats, seen, out)
@@ -104,6 +111,8 @@ def verify(attempts: list[Attempt], seen: Observed) -> list[Anomaly]:
     _feed(attempts, enrollment_events, seen, out)
     _ratings(attempts, seen, out)
     found = check_paths(course_events, enrollment_events, seen.milestones)
+    found += check_queues(enrollment_events, seen.milestones)
+    found += check_jobs(seen.jobs, enrollment_events)
     out += [Anomaly(kind, key, detail) for kind, key, detail in found]
     for difference in seen.ops_check:
         out.append(Anomaly("ops check difference", str(difference.get("id")), str(difference)))
@@ -115,7 +124,28 @@ def _brief(event: dict[str, Any]) -> str:
     return str({k: event.get(k) for k in keys})
 
 
-def _trace(attempts: list[Attempt], events: list[dict[str, Any]], out: list[Anomaly]) -> None:
+def _own(attempt: Attempt, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events of the attempt itself: not the promotions from a waitlist that the
+    request made room for (another learner's `enrollment_created`; chaos/queues.py)."""
+    if attempt.kind == "job":
+        return events
+    return [
+        e
+        for e in events
+        if not (
+            attempt.kind in PROMOTES
+            and e["event_type"] == "enrollment_created"
+            and e.get("user_id") != attempt.user_id
+        )
+    ]
+
+
+def _trace(
+    attempts: list[Attempt],
+    events: list[dict[str, Any]],
+    milestones: list[dict[str, Any]],
+    out: list[Anomaly],
+) -> None:
     by_request: dict[str, list[Attempt]] = defaultdict(list)
     for attempt in attempts:
         by_request[attempt.request_id].append(attempt)
@@ -126,11 +156,15 @@ def _trace(attempts: list[Attempt], events: list[dict[str, Any]], out: list[Anom
             out.append(Anomaly("event without a request", event["event_id"], _brief(event)))
             continue
         caused[request_id].append(event)
+    left: dict[str, set[str]] = defaultdict(set)  # request -> users who left a queue by it
+    for m in milestones:
+        if m["event_type"] == "waitlist_left" and m.get("reason") == "cancelled":
+            left[str(m.get("request_id"))].add(m["user_id"])
     per_op: dict[str, Counter[str]] = defaultdict(Counter)
     created: set[str] = set()  # the create operations answered 2xx (one key, any attempt)
     for request_id, tries in by_request.items():
         attempt = tries[0]
-        events_here = caused.get(request_id, [])
+        events_here = _own(attempt, caused.get(request_id, []))
         types = Counter(e["event_type"] for e in events_here)
         per_op[attempt.op].update(types)
         outcomes = {t.outcome for t in tries}
@@ -145,12 +179,17 @@ def _trace(attempts: list[Attempt], events: list[dict[str, Any]], out: list[Anom
                     f"{attempt.kind} answered {[t.status for t in tries]}: {types}",
                 )
             )
-        for kind, n in types.items():
+        per_user = Counter((e["event_type"], e.get("user_id")) for e in events_here)
+        for (kind, user), n in per_user.items():
             if n > 1:
-                out.append(Anomaly("applied twice", request_id, f"{attempt.kind}: {n} x {kind}"))
+                out.append(
+                    Anomaly("applied twice", request_id, f"{attempt.kind}: {n} x {kind} ({user})")
+                )
         if "ok" in outcomes and attempt.kind == "create":
             created.add(attempt.op)
         elif "ok" in outcomes:
+            if attempt.kind == "cancel" and attempt.user_id in left.get(request_id, set()):
+                continue  # it took a waiting learner off the queue: no enrolment event
             _accepted_has_its_event(attempt, events_here, out)
     for op, types in per_op.items():
         if op.startswith("feed"):
@@ -167,10 +206,12 @@ def _trace(attempts: list[Attempt], events: list[dict[str, Any]], out: list[Anom
 def _accepted_has_its_event(
     attempt: Attempt, events: list[dict[str, Any]], out: list[Anomaly]
 ) -> None:
-    """An accepted enrolment (201, not "already enrolled"), cancel or edit caused its
-    event, exactly one; an edit's has the version it answered."""
+    """An accepted enrolment (201, not "already enrolled" nor "waitlisted"), cancel or
+    edit caused its event, exactly one; an edit's has the version it answered."""
     wanted = MUST_CAUSE.get(attempt.kind)
     if wanted is None or (attempt.kind == "enroll" and attempt.status != 201):
+        return
+    if attempt.kind == "enroll" and attempt.answer.get("status") == "waitlisted":
         return
     mine = [e for e in events if e["event_type"] == wanted]
     if len(mine) != 1:
@@ -334,8 +375,11 @@ def _learners(
         status = last[key]["enrollment"]["status"] if key in last else None
         changes = [a for a in tries if a.kind in ("enroll", "cancel")]
         settled = _settled(changes)
+        if settled is not None and settled.answer.get("status") == "waitlisted":
+            settled = None  # the learner waits: promoted since, or not (chaos/queues.py)
         if settled is not None:
-            wanted = ("cancelled",) if settled.kind == "cancel" else SEATED
+            # a cancel that took a waiting learner off the queue changes no event
+            wanted = ("cancelled", None) if settled.kind == "cancel" else SEATED
             if status not in wanted:
                 out.append(
                     Anomaly(
@@ -384,6 +428,9 @@ def _feed(
     """Each record other services sent: it took effect, or it is dead-lettered."""
     created = {e["event_id"] for e in events if e["event_type"] == "enrollment_created"}
     enrolled = {(e["course_id"], e["user_id"]) for e in events}
+    enrolled |= {  # queued for a full course: a milestone, no enrolment event
+        (m["course_id"], m["user_id"]) for m in seen.milestones if m["event_type"] == "waitlisted"
+    }
     dead_ids = {d["event_id"] for d in seen.dead_letters if d.get("event_id")}
     dead_bytes = {d["sha256"] for d in seen.dead_letters}
     for attempt in attempts:
