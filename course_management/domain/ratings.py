@@ -124,7 +124,7 @@ def decide_rating(
     course = live_course(record, command.actor)
     if record is None or course is None:
         return _refuse(Refusal(RefusalKind.COURSE_NOT_FOUND, f"no course {command.course_id}"))
-    if enrollment is None:
+    if enrollment is None or enrollment.get("status") == "waitlisted":
         return _refuse(
             Refusal(RefusalKind.NOT_ENROLLED, "only a student enrolled in the course may rate it")
         )

@@ -92,7 +92,7 @@ def decide_progress(
     done. A report already applied, or older than what it would change, changes nothing."""
     if course is None:
         return refused(RefusalKind.COURSE_NOT_FOUND, f"no course {progress.course_id}")
-    if record is None:
+    if record is None or record["status"] == "waitlisted":  # waiting is not enrolled
         return refused(RefusalKind.NOT_ENROLLED, f"{progress.user_id} is not enrolled")
     if record["status"] == "cancelled":
         return cancelled_refusal(record, "report progress")

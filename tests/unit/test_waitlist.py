@@ -12,6 +12,7 @@ waits.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -19,12 +20,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from course_management.domain.enrollment import EMPTY_SEATS, CancelInput, EnrollInput
+from course_management.domain.commands import Actor
+from course_management.domain.enrollment import EMPTY_SEATS, CancelInput, EnrollInput, ProgressInput
 from course_management.domain.outcomes import Outcome, RefusalKind
 from course_management.domain.seats import decide_admission, decide_cancel, decide_enroll
 from course_management.streams.inputs import Input
 from course_management.tables.keys import enrollment_key, seats_key, wait_key
-from course_management.topology import ENROLLMENT_EVENTS, LEARNER_MILESTONES, USER_ENROLLED
+from course_management.topology import (
+    COURSE_PROGRESS,
+    ENROLLMENT_EVENTS,
+    LEARNER_MILESTONES,
+    USER_ENROLLED,
+)
 from tests.unit.test_handlers import (
     COURSE,
     REPLY_TO,
@@ -236,6 +243,7 @@ ACTIONS = st.lists(
         st.tuples(st.just("waitlist"), st.integers(0, 4)),
         st.tuples(st.just("status"), st.sampled_from(["published", "archived"])),
         st.tuples(st.just("window"), st.booleans()),
+        st.tuples(st.just("progress"), st.sampled_from(USERS)),
     ),
     max_size=30,
 )
@@ -263,11 +271,31 @@ async def test_the_queue_is_fair_exact_and_never_over_capacity(
             ran = await h.run(update(minute, waitlist_capacity=arg))
         elif kind == "status":
             ran = await h.run(update(minute, status=arg))
+        elif kind == "progress":
+            item = course_before["modules"][0]["items"][0]["id"]
+            report = ProgressInput(f"p-{next(_ids)}", COURSE, arg, item, "started", None, WHEN)
+            ran = await h.run(
+                Input(
+                    kind="item_progress",
+                    source_topic=COURSE_PROGRESS,
+                    key=arg.encode(),
+                    raw=b"avro:p",
+                    message=replace(report, occurred_at=WHEN + timedelta(minutes=minute)),
+                    reply_to=REPLY_TO,
+                    correlation_id=report.event_id,
+                )
+            )
         else:
             closes = None if arg else (WHEN - timedelta(days=1)).isoformat()
             ran = await h.run(update(minute, enrollment_closes_at=closes))
         h.next_batch()
         course, seats, records = state(h)
+        # the enrollment events' enum knows no "waitlisted": waiting has no event
+        assert all(
+            r.value["enrollment"]["status"] in ("active", "cancelled", "completed")
+            for r in ran.records
+            if r.topic == ENROLLMENT_EVENTS
+        )
         qualifies = course["status"] == "published" and course["enrollment_closes_at"] is None
         taking = [
             r.value for r in ran.records if r.topic == ENROLLMENT_EVENTS
@@ -299,3 +327,28 @@ async def test_the_queue_is_fair_exact_and_never_over_capacity(
             assert seats["count"] >= course["capacity"]
         del course_before, seats_before, records_before
     assert promoted_tickets == sorted(promoted_tickets)
+
+
+async def test_a_waiting_learner_neither_reports_progress_nor_rates() -> None:
+    h = Harness()
+    await created(h, capacity=1, waitlist_capacity=2)
+    await h.run(enrol("u0", 1))
+    await h.run(enrol("u1", 2))
+    item = h.final(COURSE)["course"]["modules"][0]["items"][0]["id"]
+    report = await h.run(
+        Input(
+            kind="item_progress",
+            source_topic=COURSE_PROGRESS,
+            key=b"u1",
+            raw=b"avro:p",
+            message=ProgressInput("p-1", COURSE, "u1", item, "completed", None, WHEN),
+            reply_to=REPLY_TO,
+            correlation_id="p-1",
+        )
+    )
+    assert report.replies[0].reply.refusal.kind is RefusalKind.NOT_ENROLLED
+    assert ENROLLMENT_EVENTS not in report.topics
+    rating = await h.run(
+        from_api(command("rate_course", {"stars": 5}, actor=Actor("u1", "U", ("student",))))
+    )
+    assert rating.replies[0].reply.refusal.kind is RefusalKind.NOT_ENROLLED
