@@ -48,7 +48,7 @@ from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass
 from course_management.infra.changelog import ChangelogWriter
 from course_management.infra.clients import Clients, membership, stop_in_turn
 from course_management.infra.consumer_group import GroupConsumer
-from course_management.infra.kafka import delete_topic, ensure_topics
+from course_management.infra.kafka import delete_topic, ensure_topics, topic_partitions
 from course_management.infra.metrics import (
     EVENT_LOOP_LAG,
     PROCESS_RSS,
@@ -167,6 +167,11 @@ class Worker(Service):
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
         await site.start()
         log.info("api listening", extra={"url": settings.public_base_url})
+        # Faust starts its producer next, once, without waiting out an outage: a broker
+        # restarting now is waited for here (the window left is the moment between).
+        await step(
+            "broker", lambda: topic_partitions(settings.kafka_bootstrap_servers, COURSE_COMMANDS)
+        )
 
     async def start_step(self, name: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """One step of the start (infra/clients.py `Step`), paused before when a test asks

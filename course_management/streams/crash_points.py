@@ -53,7 +53,16 @@ class CrashPoints:
 
 
 _PAUSED: set[str] = set()
-START_STEPS = ("registry", "publisher", "topics", "changelog", "reply-topic", "replies", "groups")
+START_STEPS = (
+    "registry",
+    "publisher",
+    "topics",
+    "changelog",
+    "reply-topic",
+    "replies",
+    "groups",
+    "broker",
+)
 
 
 async def paused_before(step: str, settings: Any, datadir: Path) -> None:
