@@ -176,6 +176,14 @@ async def update_course(request: web.Request) -> web.StreamResponse:
     course_id = course_id_param(request)
     _, payload = await read_body(request, CourseUpdate)
     _refuse_too_large(payload)
+    if content_keys(payload):  # the store is asked only for whoever may change the course
+        course = await visible_course(request, course_id)
+        if not can_change(course, who.actor()):
+            raise Problem.of(
+                403,
+                "not-course-owner",
+                "only the course's instructor, a co-instructor or an admin may change it",
+            )
     await _check_content_keys(request, course_id, payload)
     reply = await send_command(
         request, who, "update_course", course_id, payload, _if_match(request)

@@ -225,7 +225,7 @@ def _status_filter(request: web.Request) -> str | None:
 
 
 def _seq(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise validation_problem([("cursor", "not a cursor from this list")])
     return int(value)
 

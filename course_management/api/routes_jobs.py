@@ -21,6 +21,7 @@ from course_management.api.http import (
     MAX_BODY_BYTES,
     json_response,
     require_principal,
+    token_headers,
 )
 from course_management.api.json_body import parse_json_object
 from course_management.api.openapi import Endpoint, Param
@@ -46,6 +47,7 @@ from course_management.domain.jobs import (
     chunks,
     rows_of_csv,
     rows_of_json,
+    rows_per_chunk,
 )
 
 JOBS_NAMESPACE = uuid.UUID("0b8f6a52-2f0e-4d7e-9a55-1d1c5e0a7b31")
@@ -162,11 +164,12 @@ async def start_job(request: web.Request) -> web.StreamResponse:
             payload_hash=job_hash,
             expected_version=None,
         )
-        for first, chunk in chunks(rows)
+        for first, chunk in chunks(rows, rows_per_chunk(course))
     ]
     reply = await request.app[WRITES].start_job(commands)
     success_status_or_raise(reply)
-    return json_response(reply.body, status=202, headers={"Location": f"/api/v1/jobs/{job_id}"})
+    headers = token_headers(reply, {"Location": f"/api/v1/jobs/{job_id}"})
+    return json_response(reply.body, status=202, headers=headers)
 
 
 async def _job(request: web.Request) -> dict[str, Any]:
@@ -209,7 +212,7 @@ async def list_job_rows(request: web.Request) -> web.StreamResponse:
         raise validation_problem([("outcome", f"one of {', '.join(OUTCOMES)}")])
     position = decode_cursor(query.cursor, "row")
     after = position["row"] if position else "0"
-    if not after.isdigit() or len(after) > 6:
+    if not (after.isascii() and after.isdigit()) or len(after) > 6:
         raise validation_problem([("cursor", "not a cursor from this list")])
     rows = await request.app[READS].list_job_rows(job["id"], outcome, int(after), query.limit)
     last = rows[query.limit - 1] if len(rows) > query.limit else None

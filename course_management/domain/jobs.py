@@ -90,7 +90,7 @@ def rows_of_csv(raw: bytes) -> list[JobRow]:
         for line in reader:
             if not line:  # a blank line is no row
                 continue
-            rows.append(_row(line[column].strip() if column < len(line) else ""))
+            rows.append(_row(line[column].strip(" ") if column < len(line) else ""))
             if len(rows) > MAX_ROWS:
                 break
     except csv.Error as exc:
@@ -99,11 +99,21 @@ def rows_of_csv(raw: bytes) -> list[JobRow]:
 
 
 def _checked(rows: list[JobRow]) -> list[JobRow]:
+    """The rows, a repeated user id `invalid` after its first row (each learner's row is
+    applied once); or the file refused whole."""
     if not rows:
         raise JobFileError("user_ids", "no rows: a job enrols at least one user")
     if len(rows) > MAX_ROWS:
         raise JobFileError("user_ids", f"more than {MAX_ROWS} rows")
-    return rows
+    first: dict[str, int] = {}
+    checked = []
+    for n, row in enumerate(rows, start=1):
+        if row.invalid is None and row.user_id in first:
+            row = JobRow(row.user_id, f"repeats row {first[row.user_id]}")
+        elif row.invalid is None:
+            first[row.user_id] = n
+        checked.append(row)
+    return checked
 
 
 def row_input_id(job_id: str, row: int) -> str:
@@ -111,9 +121,23 @@ def row_input_id(job_id: str, row: int) -> str:
     return derived_id(job_id, f"row:{row}")
 
 
-def chunks(rows: list[JobRow]) -> list[tuple[int, list[JobRow]]]:
+# What a chunk may stage, about: its rows' events carry each learner's view of every item
+# and module, so a course with many items takes fewer rows per chunk (one chunk is one
+# input of the agent, and an input's effects go into one unit: tables/units.py).
+CHUNK_BYTES = 1024 * 1024
+
+
+def rows_per_chunk(course: dict[str, Any]) -> int:
+    """How many rows one command of a job on `course` carries."""
+    modules = course.get("modules") or ()
+    items = sum(len(m.get("items") or ()) for m in modules)
+    per_row = 600 + 160 * items + 120 * len(modules)  # an event's bytes, generously
+    return max(1, min(CHUNK_ROWS, CHUNK_BYTES // per_row))
+
+
+def chunks(rows: list[JobRow], size: int = CHUNK_ROWS) -> list[tuple[int, list[JobRow]]]:
     """(first row number, rows) of each command, in file order (rows are numbered from 1)."""
-    return [(n + 1, rows[n : n + CHUNK_ROWS]) for n in range(0, len(rows), CHUNK_ROWS)]
+    return [(n + 1, rows[n : n + size]) for n in range(0, len(rows), size)]
 
 
 class JobRecord(TypedDict):

@@ -262,15 +262,17 @@ def decide_admission(
         or record.get("wait_ticket") != ticket
     ):
         # no learner waits on this ticket: drop it (nothing else to tell)
-        return EnrollmentDecision(
-            Outcome.APPLIED, None, _off_queue(seats, ticket), (), queue=((ticket, None),)
-        )
+        dropped: SeatsRecord = {**_off_queue(seats, ticket), "wait_head": ticket + 1}
+        return EnrollmentDecision(Outcome.APPLIED, None, dropped, (), queue=((ticket, None),))
     refusal: Refusal | None = admission_refusal(course, now, completed_courses)
     if refusal is not None:
-        return leave_waitlist(course, seats, record, admission_id, now, refusal.kind.value)
+        off = leave_waitlist(course, seats, record, admission_id, now, refusal.kind.value)
+        assert off.seats is not None
+        return replace(off, seats={**off.seats, "wait_head": ticket + 1})
+    # `ticket` is the lowest still waiting: the head moves past the gaps before it too
     promoted = admit(
         course,
-        _off_queue(seats, ticket),
+        {**_off_queue(seats, ticket), "wait_head": ticket + 1},
         record,
         user_id,
         admission_id,
@@ -281,6 +283,27 @@ def decide_admission(
         admission_id, "waitlist_left", course["id"], user_id, now, reason=PROMOTED
     )
     return replace(promoted, milestones=(left,), queue=((ticket, None),))
+
+
+def take_off(
+    course: Course,
+    seats: SeatsRecord,
+    record: EnrollmentRecord | None,
+    ticket: int,
+    cause_id: str,
+    now: datetime,
+) -> EnrollmentDecision:
+    """The head of the queue of a deleted course (`course`: its last snapshot), taken off:
+    `course-not-found`."""
+    user_id = (record or {}).get("user_id", "")
+    waits = record is not None and record.get("status") == "waitlisted"
+    if record is None or not waits or record.get("wait_ticket") != ticket:
+        dropped: SeatsRecord = {**_off_queue(seats, ticket), "wait_head": ticket + 1}
+        return EnrollmentDecision(Outcome.APPLIED, None, dropped, (), queue=((ticket, None),))
+    off_id = derived_id(cause_id, f"off:{user_id}:{ticket}")
+    off = leave_waitlist(course, seats, record, off_id, now, RefusalKind.COURSE_NOT_FOUND.value)
+    assert off.seats is not None
+    return replace(off, seats={**off.seats, "wait_head": ticket + 1})
 
 
 def wants_admission(course: Course | None, seats: SeatsRecord) -> bool:

@@ -37,7 +37,7 @@ from course_management.domain.records import (
     course_of,
 )
 from course_management.gateways.queue_lists import QueueLists
-from course_management.infra import database, enrollment_mirror
+from course_management.infra import database, enrollment_mirror, waitlist_mirror
 from course_management.infra.cache import CourseCache, CourseEntry, ReadBypass
 from course_management.infra.database import Database
 from course_management.infra.metrics import CACHE_READS
@@ -190,7 +190,14 @@ class ReadGateway:
             count = await enrollment_mirror.count_seats_taken(self._mirror.pool, course_id)
             total, rated = await enrollment_mirror.rating_totals(self._mirror.pool, course_id)
             # seq 0: not known here, so any entry of the agent's is newer
-            seats = {"count": count, "seq": 0, "rating_sum": total, "rating_count": rated}
+            waiting = await waitlist_mirror.count_waiting(self._mirror.pool, course_id)
+            seats = {
+                "count": count,
+                "seq": 0,
+                "rating_sum": total,
+                "rating_count": rated,
+                "waiting": waiting,
+            }
         shown = as_read(course, state, seats)
         entry = CourseEntry.of(shown, deleted=bool(state.get("deleted")), seq=int(seats["seq"]))
         # Only if absent: an entry the agent put there meanwhile is newer than this one.

@@ -112,6 +112,16 @@ async def list_cancelled(
     ]
 
 
+async def count_waiting(pool: asyncpg.Pool, course_id: str) -> int:
+    """How many learners wait for a seat in the course (its `waitlist_count`)."""
+    n: int = await pool.fetchval(
+        "SELECT count(*) FROM course_waitlist w WHERE w.course_id = $1"
+        " AND (w.left_seq IS NULL OR w.left_seq < w.joined_seq)",
+        course_id,
+    )
+    return n
+
+
 async def list_waiting(
     pool: asyncpg.Pool, course_id: str, after_seq: int | None, limit: int, only_user: str | None
 ) -> list[dict[str, Any]]:

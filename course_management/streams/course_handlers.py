@@ -29,7 +29,7 @@ from course_management.streams.batch import Batch
 from course_management.streams.inputs import Input, message_of, stage_answer
 from course_management.streams.marks import marks_after
 from course_management.streams.timer import stage_due
-from course_management.streams.waitlist import fill_seats
+from course_management.streams.waitlist import drain_queue, fill_seats
 
 
 def _as_read(batch: Batch, course_id: str, reply: Reply) -> Reply:
@@ -73,8 +73,15 @@ async def _course_command(
     if decision.record is not None:
         batch.stage_course_record(command.course_id, decision.record)
         COMMANDS_APPLIED.labels(command.command_type).inc()
-        # a capacity raised (or a waitlist opened) frees seats for those waiting
-        await fill_seats(batch, command.course_id, command.command_id, command.occurred_at)
+        # a capacity raised (or a waitlist opened) frees seats for those waiting; a
+        # deleted course's queue is emptied
+        last = course_of(before)
+        if decision.record.get("deleted") and last is not None:
+            await drain_queue(
+                batch, command.course_id, last, command.command_id, command.occurred_at
+            )
+        else:
+            await fill_seats(batch, command.course_id, command.command_id, command.occurred_at)
     batch.stage_course_state(command.course_id)
     reply = _as_read(batch, command.course_id, decision.reply)
     stage_answer(batch, item, reply, marks_after(batch, command.course_id))

@@ -56,7 +56,13 @@ ROUTES: dict[str, Route] = dict(
             *_COURSE,
             *_ENROLLMENT,
         ),
-        _route("delete_course", COURSE_COMMANDS, course_handlers.delete_course, *_COURSE),
+        _route(  # a deleted course's waitlist is emptied
+            "delete_course",
+            COURSE_COMMANDS,
+            course_handlers.delete_course,
+            *_COURSE,
+            *_ENROLLMENT,
+        ),
         _route(  # read-side: no course event (decision 52)
             "rate_course",
             COURSE_COMMANDS,

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from course_management.domain.records import WaitEntry, course_of
-from course_management.domain.seats import decide_admission, wants_admission
+from course_management.domain.records import Course, WaitEntry, course_of
+from course_management.domain.seats import decide_admission, take_off, wants_admission
 from course_management.domain.timers import learner_dues
 from course_management.streams.batch import Batch
 from course_management.streams.enrollment_effects import stage_enrollment_change
 from course_management.streams.timer import stage_due
 from course_management.tables.keys import wait_key
 
-# The heads one decision looks at, at most: a course taken down with a long queue takes
-# its learners off it over the next changes of the course (each another this many).
+# The heads one decision looks at, at most, and the bytes its promotions may stage (an
+# input's effects go into one unit: tables/units.py): past either, the rest of the queue
+# is decided at the course's next input (an enrolment, a cancellation, a change).
 MAX_ADMISSIONS = 1000
+FILL_BUDGET_BYTES = 4 * 1024 * 1024
 
 
 def head_of_queue(batch: Batch, course_id: str) -> tuple[int, WaitEntry] | None:
@@ -51,7 +53,10 @@ def position_of(batch: Batch, course_id: str, ticket: int) -> int:
 async def fill_seats(batch: Batch, course_id: str, cause_id: str, now: datetime) -> None:
     """Give the course's free seats to the head of its queue, one learner at a time: each
     promoted, or taken off when a rule no longer holds (then the next)."""
+    start = batch.staged_bytes
     for _ in range(MAX_ADMISSIONS):
+        if batch.staged_bytes - start > FILL_BUDGET_BYTES:
+            return
         course = course_of(batch.course_record(course_id))
         seats = batch.seats(course_id)
         if course is None or not wants_admission(course, seats):
@@ -69,3 +74,19 @@ async def fill_seats(batch: Batch, course_id: str, cause_id: str, now: datetime)
         if decision.events and decision.enrollment is not None:  # promoted: their own days
             for due in learner_dues(course, decision.enrollment, now):
                 stage_due(batch, due)
+
+
+async def drain_queue(
+    batch: Batch, course_id: str, course: Course, cause_id: str, now: datetime
+) -> None:
+    """A deleted course's queue: everyone taken off, `course-not-found` (as many as one
+    decision's budget holds; `course` is its last snapshot)."""
+    start = batch.staged_bytes
+    while batch.staged_bytes - start <= FILL_BUDGET_BYTES:
+        head = head_of_queue(batch, course_id)
+        if head is None:
+            return
+        ticket, entry = head
+        record = batch.enrollment(course_id, entry["user_id"])
+        decision = take_off(course, batch.seats(course_id), record, ticket, cause_id, now)
+        stage_enrollment_change(batch, course_id, entry["user_id"], decision)

@@ -28,13 +28,15 @@ JOB = "00000000-0000-0000-0000-0000000000a1"
 
 
 def test_a_csv_file_gives_its_user_id_column_in_file_order() -> None:
-    raw = "\ufeffname, user_id ,email\nAda,u-1,a@x\nBea,u-2,b@x\n\nCy,,c@x\nDi,u\x01x,d@x\n"
+    raw = "\ufeffname, user_id ,email\nAda,u-1,a@x\nBea, u-2 ,b@x\n\nCy,,c@x\nDi,u\x01x,d@x\n"
+    raw += "Ed,u-3\x0b,e@x\n"
     rows = rows_of_csv(raw.encode())
     assert [(r.user_id, r.invalid) for r in rows] == [
         ("u-1", None),
         ("u-2", None),
         ("", "empty user id"),
         ("u\ufffdx", "a control character in the user id"),
+        ("u-3\ufffd", "a control character in the user id"),
     ]
 
 
@@ -56,7 +58,8 @@ def test_a_malformed_csv_file_is_refused_whole(raw: bytes, field: str) -> None:
 
 def test_json_rows_that_are_not_ids_are_invalid_the_rest_applied() -> None:
     rows = rows_of_json({"user_ids": ["u-1", 7, "x" * 201, " ", "u-1"]})
-    assert [r.invalid is None for r in rows] == [True, False, False, False, True]
+    assert [r.invalid is None for r in rows] == [True, False, False, False, False]
+    assert rows[4].invalid == "repeats row 1"
     assert len(rows[2].user_id) == 200
     with pytest.raises(JobFileError):
         rows_of_json({"user_ids": "u-1"})

@@ -352,3 +352,19 @@ async def test_a_waiting_learner_neither_reports_progress_nor_rates() -> None:
         from_api(command("rate_course", {"stars": 5}, actor=Actor("u1", "U", ("student",))))
     )
     assert rating.replies[0].reply.refusal.kind is RefusalKind.NOT_ENROLLED
+
+
+async def test_the_head_moves_past_those_who_left_and_a_deleted_course_empties_its_queue() -> None:
+    h = Harness()
+    await created(h, capacity=1, waitlist_capacity=5)
+    for minute, user in enumerate(["u0", "u1", "u2", "u3", "u4"], start=1):
+        await h.run(enrol(user, minute))
+    await h.run(cancel("u2", 6))  # a gap in the middle
+    await h.run(cancel("u0", 7))  # u1 promoted
+    await h.run(cancel("u1", 8))  # u3 promoted, past the gap
+    assert h.final(seats_key(COURSE))["wait_head"] == 4
+    assert [u for _, u in queue(h)] == ["u4"]
+    gone = await h.run(from_api(command("delete_course", command_id="delete-1")))
+    off = [r.value for r in gone.records if r.topic == LEARNER_MILESTONES]
+    assert [(m["user_id"], m["reason"]) for m in off] == [("u4", "course-not-found")]
+    assert queue(h) == [] and h.final(seats_key(COURSE))["waiting"] == 0
