@@ -177,3 +177,33 @@ async def test_bad_waitlist_capacities_are_422_naming_the_field(
     )
     assert bad_status.status == 422
     assert (await bad_status.json())["errors"][0]["field"] == "status"
+
+
+async def test_bad_staff_entries_are_422_naming_the_field_and_change_nothing(
+    http: aiohttp.ClientSession,
+) -> None:
+    course = await published_course(http)
+    cases: list[tuple[Any, str]] = [
+        ([{"user_id": "x", "role": "dean"}], "staff[0].role"),
+        ([{"user_id": "", "role": "co_instructor"}], "staff[0].user_id"),
+        ([{"user_id": "x\u0001", "role": "co_instructor"}], "staff[0].user_id"),
+        ([{"role": "co_instructor"}], "staff[0].user_id"),
+        ([{"user_id": "instructor-1", "role": "co_instructor"}], "staff"),
+        (
+            [
+                {"user_id": "x", "role": "co_instructor"},
+                {"user_id": "x", "role": "teaching_assistant"},
+            ],
+            "staff",
+        ),
+        (None, "staff"),
+    ]
+    for staff, field in cases:
+        answer = await http.put(
+            f"/api/v1/courses/{course['id']}/update", json={"staff": staff}, headers=OWNER
+        )
+        assert answer.status == 422, (staff, await answer.text())
+        fields = [e["field"] for e in (await answer.json())["errors"]]
+        assert field in fields, (staff, fields)
+    shown = await (await http.get(f"/api/v1/courses/{course['id']}", headers=OWNER)).json()
+    assert (shown["staff"], shown["version"]) == ([], course["version"])
