@@ -47,6 +47,7 @@ from course_management.infra.kafka import read_to_end
 from course_management.ops.paths import completions, pending_timers
 from course_management.ops.progress import Quiet, Steps
 from course_management.ops.provisioning import register_schemas
+from course_management.ops.queues import differences as queue_differences
 from course_management.tables.keys import is_course_key
 from course_management.tables.units import is_placed
 from course_management.topology import (
@@ -152,7 +153,10 @@ async def check(settings: Settings, steps: Steps | None = None) -> list[Differen
     said, held = await completions(settings, codec)
     steps.step("reading the pending time locks")
     late = [t for t in await pending_timers(settings) if t["late_s"] > TIMER_LATE_S]
+    steps.step("reading the waitlists and the bulk jobs")
+    queues = [Difference(*d) for d in await queue_differences(settings, codec)]
     return [
+        *queues,
         *compare("completions", "completion", _present(said), _present(held)),
         *(Difference("timer", "time lock", _due_id(t), None, t) for t in late),
         *compare("tables", "course", courses, tables),

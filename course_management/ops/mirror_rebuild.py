@@ -16,6 +16,8 @@ made what their event topics say again, in place.
    the distinct status-changing events of `enrollment-events` is written again from them,
    and each rating (`course_ratings`) that differs from its last entry on the ratings
    topic is written again from it (a row with no entry is deleted).
+5. The waitlists and the bulk jobs (ops/queues.py): from `learner-milestones` and the
+   job progress topic.
 Rows that agree are not touched.
 """
 
@@ -39,6 +41,7 @@ from course_management.messages.rating_entry import RatingEntry
 from course_management.ops.check import STATUS_CHANGES
 from course_management.ops.progress import Quiet, Steps
 from course_management.ops.provisioning import register_schemas
+from course_management.ops.queues import repair as repair_queues
 from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS, spec
 
 Events = dict[str, list[dict[str, Any]]]  # id -> the events that rebuild it, in order
@@ -94,6 +97,8 @@ async def rebuild_mirror(settings: Settings, steps: Steps | None = None) -> dict
         steps.step("repairing the histories and the ratings")
         histories = await _repair_histories(settings, codec, pool, moved, steps)
         ratings = await _repair_ratings(settings, codec, pool, steps)
+        steps.step("repairing the waitlists and the bulk jobs")
+        queues = await repair_queues(settings, codec, pool)
     finally:
         await pool.close()
     return {
@@ -105,6 +110,7 @@ async def rebuild_mirror(settings: Settings, steps: Steps | None = None) -> dict
         },
         "histories": histories,
         "ratings": ratings,
+        "queues": queues,
         "left_to_the_sink": len(moved),
     }
 

@@ -12,6 +12,7 @@ progress topic for the mirror (the job routes read it); the first chunk is answe
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from course_management.domain.commands import CourseCommand
@@ -32,6 +33,8 @@ from course_management.streams.enrollment_handlers import enrol
 from course_management.streams.inputs import Input, message_of, stage_answer
 from course_management.streams.marks import marks_after
 from course_management.tables.keys import job_key
+
+log = logging.getLogger(__name__)
 
 
 async def enrollment_job(batch: Batch, item: Input) -> None:
@@ -67,7 +70,11 @@ async def enrollment_job(batch: Batch, item: Input) -> None:
             enroll = EnrollInput(
                 row_input_id(job_id, row), course_id, str(user_id), command.occurred_at, "job"
             )
-            outcome, problem = outcome_of(await enrol(batch, enroll))
+            try:
+                outcome, problem = outcome_of(await enrol(batch, enroll))
+            except Exception:  # a bug deciding one row: that row only (it staged nothing)
+                log.exception("a job's row failed", extra={"job_id": job_id, "row": row})
+                outcome, problem = "refused", RefusalKind.FAILED.value
         counts[outcome] += 1
         JOB_ROWS.labels(outcome).inc()
         outcomes.append(

@@ -176,3 +176,49 @@ async def test_check_knows_paths_completions_and_timers(
     rebuilt = _run(stack_env, "ops", "mirror", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     eventually(lambda: not _differences(stack_env, ids)[1], 60, "no difference left")
+
+
+async def test_check_and_rebuild_cover_the_waitlists_and_the_bulk_jobs(
+    http: aiohttp.ClientSession, settings: Settings, stack_env: dict[str, str]
+) -> None:
+    """Issue 26: `course_waitlist` and the job tables against their topics."""
+    course = await published_course(http, capacity=1, waitlist_capacity=2)
+    cid = course["id"]
+    for user in ("queue-u1", "queue-u2", "queue-u3"):
+        assert (await enroll(http, cid, user)).status == 201
+    job = await http.post(
+        f"/api/v1/courses/{cid}/enrollments/batch",
+        json={"user_ids": ["queue-u4", ""]},
+        headers=auth("instructor-1", "instructor", name="Ada Instructor"),
+    )
+    assert job.status == 202, await job.text()
+    job_id = (await job.json())["id"]
+    ids = {cid, job_id}
+    eventually(lambda: not _differences(stack_env, ids)[1], 60, "every store caught up")
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(
+            "DELETE FROM course_waitlist WHERE course_id = $1 AND user_id = 'queue-u2'", cid
+        )
+        await conn.execute(
+            "UPDATE course_waitlist SET left_seq = joined_seq + 1, left_reason = 'cancelled'"
+            " WHERE course_id = $1 AND user_id = 'queue-u3'",
+            cid,
+        )
+        await conn.execute("DELETE FROM enrollment_job_rows WHERE job_id = $1", job_id)
+    finally:
+        await conn.close()
+    code, found = _differences(stack_env, ids)
+    assert code == 1
+    assert {(d["store"], d["entity"], d["id"]) for d in found} == {
+        ("mirror", "waitlist", f"{cid}:queue-u2"),
+        ("mirror", "waitlist", f"{cid}:queue-u3"),
+        ("mirror", "job", job_id),
+    }
+    rebuilt = _run(stack_env, "ops", "mirror", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert json.loads(rebuilt.stdout)["queues"] == {"waitlist rows": 2, "jobs": 1}
+    assert not _differences(stack_env, ids)[1]
+    waiting = await http.get(f"/api/v1/courses/{cid}/enrollments?status=waitlisted", headers=ADMIN)
+    assert [e["user_id"] for e in (await waiting.json())["items"]] == ["queue-u2", "queue-u3"]

@@ -119,3 +119,28 @@ async def test_a_job_applies_each_row_once_with_seats_and_waitlist_rules() -> No
     assert h.final(enrollment_key(COURSE, "c"))["status"] == "waitlisted"
     full = await h.run(chunk(1, [["d", None]], 1, job_hash="other"))
     assert full.replies[0].reply.refusal is not None  # the same key, another file
+
+
+async def test_a_row_that_fails_is_refused_and_the_rest_applied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from course_management.streams import job_handlers
+
+    real = job_handlers.enrol
+
+    async def enrol(batch: Any, enroll: Any) -> Any:
+        if enroll.user_id == "boom":
+            raise RuntimeError("a bug")
+        return await real(batch, enroll)
+
+    monkeypatch.setattr(job_handlers, "enrol", enrol)
+    h = Harness()
+    await created(h)
+    ran = await h.run(chunk(1, [["a", None], ["boom", None], ["b", None]], 3))
+    progress = next(r.value for r in ran.records if r.topic == JOB_PROGRESS)
+    assert [(r["row"], r["outcome"], r["problem_type"]) for r in progress["rows"]] == [
+        (1, "enrolled", None),
+        (2, "refused", "internal"),
+        (3, "enrolled", None),
+    ]
+    assert h.final(job_key(JOB))["finished_at"] is not None
