@@ -178,8 +178,10 @@ UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 def route_path(path: str) -> str:
     """The router's form of a documented path: a course id matches only a UUID, so that
     `/api/v1/courses/create` is never also read as a course (as OpenAPI has it: a
-    concrete path wins over a template), and `Allow` lists what the document lists."""
-    return path.replace("{courseId}", "{courseId:" + UUID_PATTERN + "}")
+    concrete path wins over a template), and `Allow` lists what the document lists; for
+    the same reason an enrollment's user id is never `batch` (the bulk enrolment route)."""
+    path = path.replace("{courseId}", "{courseId:" + UUID_PATTERN + "}")
+    return path.replace("/enrollments/{userId}", "/enrollments/{userId:(?!batch$)[^/]+}")
 
 
 def add_routes(app: web.Application, endpoints: Sequence[Endpoint]) -> None:

@@ -170,6 +170,7 @@ def new_course(
         "staff": [member.model_dump(mode="json") for member in fields.staff],
         "rating": {"average": None, "count": 0},
         "enrollment_count": 0,
+        "waitlist_count": 0,
         "version": 1,
         "created_at": stamp,
         "updated_at": stamp,
