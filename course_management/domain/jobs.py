@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -42,9 +41,7 @@ class JobRow:
     invalid: str | None  # why the row cannot be applied (None: it is applied)
 
 
-def _row(value: Any) -> JobRow:
-    if not isinstance(value, str):
-        return JobRow(_shown(json.dumps(value)), "not a string")
+def _row(value: str) -> JobRow:
     if not value.strip():
         return JobRow(value, "empty user id")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
@@ -67,6 +64,9 @@ def rows_of_json(body: dict[str, Any]) -> list[JobRow]:
         raise JobFileError(unknown[0], 'unknown field (the body is {"user_ids": [...]})')
     if not isinstance(ids, list):
         raise JobFileError("user_ids", "required: a list of user ids")
+    for n, value in enumerate(ids):  # a value that is no id at all: the body is malformed
+        if not isinstance(value, str):
+            raise JobFileError(f"user_ids[{n}]", "must be a string (a user id)")
     return _checked([_row(v) for v in ids])
 
 

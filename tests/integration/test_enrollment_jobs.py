@@ -125,6 +125,7 @@ async def test_a_malformed_file_is_refused_whole_and_applies_nothing(
         (("user_id\n" + "".join(f"m-{n}\n" for n in range(10_001))).encode(), True, 422, None),
         ({"user_ids": [f"m-{n}" for n in range(10_001)]}, False, 422, None),
         ({"user_ids": "m-1"}, False, 422, "user_ids"),
+        ({"user_ids": ["m-1", {"id": "m-2"}]}, False, 422, "user_ids[1]"),
         ({"users": ["m-1"]}, False, 422, None),
         (b"user_id\n" + b"m" * (1024 * 1024), True, 413, None),
     ]

@@ -57,10 +57,13 @@ def test_a_malformed_csv_file_is_refused_whole(raw: bytes, field: str) -> None:
 
 
 def test_json_rows_that_are_not_ids_are_invalid_the_rest_applied() -> None:
-    rows = rows_of_json({"user_ids": ["u-1", 7, "x" * 201, " ", "u-1"]})
-    assert [r.invalid is None for r in rows] == [True, False, False, False, False]
-    assert rows[4].invalid == "repeats row 1"
-    assert len(rows[2].user_id) == 200
+    rows = rows_of_json({"user_ids": ["u-1", "x" * 201, " ", "u-1"]})
+    assert [r.invalid is None for r in rows] == [True, False, False, False]
+    assert rows[3].invalid == "repeats row 1"
+    assert len(rows[1].user_id) == 200
+    with pytest.raises(JobFileError) as not_an_id:  # no id at all: the file is malformed
+        rows_of_json({"user_ids": ["u-1", 7]})
+    assert not_an_id.value.field == "user_ids[1]"
     with pytest.raises(JobFileError):
         rows_of_json({"user_ids": "u-1"})
     with pytest.raises(JobFileError):
