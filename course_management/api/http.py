@@ -70,6 +70,18 @@ def require_role(who: Principal, *roles: str) -> None:
         raise Problem.of(403, "forbidden", f"this route needs one of the roles: {', '.join(roles)}")
 
 
+async def read_raw_body(request: web.Request) -> bytes:
+    """The body's bytes, at most MAX_BODY_BYTES (413 beyond)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise Problem.of(413, "body-too-large", f"the body is over {MAX_BODY_BYTES} bytes")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Problem.of(
+            413, "body-too-large", f"the body is over {MAX_BODY_BYTES} bytes"
+        ) from None
+
+
 async def read_body(request: web.Request, model: type[M]) -> tuple[M, dict[str, Any]]:
     """Parse and validate a JSON body: 415, 413, 400 and 422 as problems naming the field.
 
@@ -77,14 +89,7 @@ async def read_body(request: web.Request, model: type[M]) -> tuple[M, dict[str, 
     """
     if request.content_type != "application/json":
         raise Problem.of(415, "unsupported-media-type", "the body must be application/json")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise Problem.of(413, "body-too-large", f"the body is over {MAX_BODY_BYTES} bytes")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Problem.of(
-            413, "body-too-large", f"the body is over {MAX_BODY_BYTES} bytes"
-        ) from None
+    raw = await read_raw_body(request)
     parse_json_object(raw)  # refuses what JSON allows and this service does not, naming it
     try:
         # Strict: no value is coerced into another type (`"capacity": true` was one seat).

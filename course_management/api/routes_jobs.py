@@ -18,8 +18,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from course_management.api.http import (
-    MAX_BODY_BYTES,
     json_response,
+    read_raw_body,
     require_principal,
     token_headers,
 )
@@ -100,14 +100,7 @@ async def _rows(request: web.Request) -> list[JobRow]:
         raise Problem.of(
             415, "unsupported-media-type", "the body must be application/json or text/csv"
         )
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise Problem.of(413, "body-too-large", f"the body is over {MAX_BODY_BYTES} bytes")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Problem.of(
-            413, "body-too-large", f"the body is over {MAX_BODY_BYTES} bytes"
-        ) from None
+    raw = await read_raw_body(request)
     try:
         if kind == "text/csv":
             return rows_of_csv(raw)

@@ -256,19 +256,11 @@ def decide_admission(
     freed the seat (`cause_id`) and the learner, so a redelivery decides the same."""
     user_id = (record or {}).get("user_id", "")
     admission_id = derived_id(cause_id, f"admit:{user_id}:{ticket}")
-    if (
-        record is None
-        or record.get("status") != "waitlisted"
-        or record.get("wait_ticket") != ticket
-    ):
-        # no learner waits on this ticket: drop it (nothing else to tell)
-        dropped: SeatsRecord = {**_off_queue(seats, ticket), "wait_head": ticket + 1}
-        return EnrollmentDecision(Outcome.APPLIED, None, dropped, (), queue=((ticket, None),))
+    if record is None or not _waits_on(record, ticket):
+        return _dropped(seats, ticket)
     refusal: Refusal | None = admission_refusal(course, now, completed_courses)
     if refusal is not None:
-        off = leave_waitlist(course, seats, record, admission_id, now, refusal.kind.value)
-        assert off.seats is not None
-        return replace(off, seats={**off.seats, "wait_head": ticket + 1})
+        return _taken_off(course, seats, record, ticket, admission_id, now, refusal.kind.value)
     # `ticket` is the lowest still waiting: the head moves past the gaps before it too
     promoted = admit(
         course,
@@ -295,13 +287,35 @@ def take_off(
 ) -> EnrollmentDecision:
     """The head of the queue of a deleted course (`course`: its last snapshot), taken off:
     `course-not-found`."""
-    user_id = (record or {}).get("user_id", "")
-    waits = record is not None and record.get("status") == "waitlisted"
-    if record is None or not waits or record.get("wait_ticket") != ticket:
-        dropped: SeatsRecord = {**_off_queue(seats, ticket), "wait_head": ticket + 1}
-        return EnrollmentDecision(Outcome.APPLIED, None, dropped, (), queue=((ticket, None),))
-    off_id = derived_id(cause_id, f"off:{user_id}:{ticket}")
-    off = leave_waitlist(course, seats, record, off_id, now, RefusalKind.COURSE_NOT_FOUND.value)
+    if record is None or not _waits_on(record, ticket):
+        return _dropped(seats, ticket)
+    off_id = derived_id(cause_id, f"off:{record['user_id']}:{ticket}")
+    return _taken_off(
+        course, seats, record, ticket, off_id, now, RefusalKind.COURSE_NOT_FOUND.value
+    )
+
+
+def _waits_on(record: EnrollmentRecord, ticket: int) -> bool:
+    return record.get("status") == "waitlisted" and record.get("wait_ticket") == ticket
+
+
+def _dropped(seats: SeatsRecord, ticket: int) -> EnrollmentDecision:
+    """No learner waits on this head ticket (nothing to tell): it is dropped."""
+    dropped: SeatsRecord = {**_off_queue(seats, ticket), "wait_head": ticket + 1}
+    return EnrollmentDecision(Outcome.APPLIED, None, dropped, (), queue=((ticket, None),))
+
+
+def _taken_off(
+    course: Course,
+    seats: SeatsRecord,
+    record: EnrollmentRecord,
+    ticket: int,
+    input_id: str,
+    now: datetime,
+    reason: str,
+) -> EnrollmentDecision:
+    """The head taken off the queue (`reason`): the head moves past it."""
+    off = leave_waitlist(course, seats, record, input_id, now, reason)
     assert off.seats is not None
     return replace(off, seats={**off.seats, "wait_head": ticket + 1})
 
