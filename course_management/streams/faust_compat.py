@@ -16,6 +16,16 @@ start with one line naming it, instead of failing later in a rebalance or a comm
    transactions; the only compacted topics are changelogs and the catalog feed, which
    Faust does not commit for this service's agents). `tests/unit/test_faust_compat.py`
    shows the upstream bug is still there: when it fails, drop the correction.
+   With it, Faust's gap filling is turned off (`Consumer._add_gap`): when its fetcher
+   reads an offset more than one past the last one it read, Faust takes the offsets in
+   between for absent (transaction markers, compaction) and counts them as acked. Here
+   they are never absent: they are records the fetcher has not delivered yet. The agent's
+   rewind (a seek) while the fetcher is still handing out a batch fetched before it made
+   exactly that: the batch's next record, far past the seek, opened a "gap" over the
+   rewound records, the records fetched again were then dropped as already read, and the
+   gap was committed as acked: 11 `user_enrolled` inputs lost in a CI chaos run
+   (2026-12-06, seed 305). Without gap filling the hole holds the commit back and the
+   partition watch rewinds it.
 2. Making an input the current event (`faust.streams._current_event`): Faust tables read
    and write the partition of the current event, and the course agent applies a batch's
    table writes after the batch, each under its own input.
@@ -41,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -53,6 +64,8 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import Stream
 from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer
+
+log = logging.getLogger(__name__)
 
 # The consumer's instance attributes used here (set in its methods, so checked by name).
 CONSUMER_ATTRIBUTES = (
@@ -73,6 +86,8 @@ def check() -> None:
     """Raise `FaustChanged`, naming the first private name that is gone."""
     if not callable(getattr(Consumer, "_new_offset", None)):
         raise FaustChanged("faust.transport.consumer.Consumer._new_offset is gone")
+    if not callable(getattr(Consumer, "_add_gap", None)):
+        raise FaustChanged("faust.transport.consumer.Consumer._add_gap is gone")
     if not isinstance(getattr(faust.streams, "_current_event", None), ContextVar):
         raise FaustChanged("faust.streams._current_event is no longer a ContextVar")
     used = {
@@ -104,20 +119,30 @@ def check() -> None:
 # -- 1. the commit offset ---------------------------------------------------------------
 
 _upstream_new_offset = Consumer._new_offset
+upstream_add_gap = Consumer._add_gap
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
     acked = self._acked[tp]
     committed = self._committed_offset[tp]
-    if acked and committed is not None and min(acked) > committed and not self._gap[tp]:
+    if acked and committed is not None and min(acked) > committed:
         return None  # the record at `committed` was never acked: do not commit past it
     result: int | None = _upstream_new_offset(self, tp)
     return result
 
 
+async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    """Offsets the fetcher skipped are records still to deliver, never acked ones."""
+    log.warning(
+        "offsets skipped by the fetcher are left unacknowledged",
+        extra={"topic": tp.topic, "partition": tp.partition, "from": offset_from, "to": offset_to},
+    )
+
+
 def apply_fixes() -> None:
     """Install the corrections and register the course-state store (idempotent)."""
     Consumer._new_offset = _new_offset
+    Consumer._add_gap = _add_gap
     from course_management.tables.store import STORE_SCHEME
 
     STORES.aliases[STORE_SCHEME] = "course_management.tables.store:UnitStore"
