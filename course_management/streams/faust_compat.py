@@ -176,6 +176,12 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
     return committed
 
 
+def pass_over_deleted(consumer: Any, tp: Any, log_start: int) -> None:
+    """The records before `log_start` were deleted by retention: with gap filling off the
+    commit would wait for them for ever, so count the committed offset from there."""
+    consumer._committed_offset[tp] = log_start
+
+
 def acked_offsets(consumer: Any, tp: Any) -> list[int]:
     """Offsets processed (acked) but not committed yet."""
     return list(consumer._acked.get(tp) or ())

@@ -32,6 +32,7 @@ from course_management.streams.faust_compat import (
     acked_offsets,
     committed_offset,
     partition_state,
+    pass_over_deleted,
 )
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,12 @@ class PartitionWatch(Service):
                 extra=state,
             )
             if hole and committed is not None:
+                log_start = await self._rewinder.earliest(tp)
+                if log_start is not None and committed < log_start:
+                    # Deleted by retention (a group away longer than the topic keeps
+                    # records): nothing to take there, the agent passed over them.
+                    pass_over_deleted(consumer, tp, log_start)
+                    committed = log_start
                 # Every input is skipped once applied, so replaying from the committed
                 # offset is safe, and it is the only way to take the skipped record.
                 await self._rewinder.rewind(tp, committed, again=True)

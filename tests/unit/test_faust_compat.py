@@ -92,3 +92,12 @@ async def test_without_gap_filling_the_rewound_records_hold_the_commit_back() ->
 def test_apply_fixes_turns_gap_filling_off() -> None:
     faust_compat.apply_fixes()
     assert Consumer._add_gap is faust_compat._add_gap
+
+
+def test_records_deleted_by_retention_are_passed_over() -> None:
+    """Without gap filling, a committed offset below the log's start would hold the
+    commit for ever; the watch counts it from the log's start instead."""
+    gone = consumer([500, 501], 120)
+    assert faust_compat._new_offset(gone, TP) is None
+    faust_compat.pass_over_deleted(gone, TP, 500)
+    assert faust_compat._new_offset(gone, TP) == 502
