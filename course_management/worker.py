@@ -42,6 +42,7 @@ from course_management.api.rate_limits import Budgets, rate_limit_middleware
 from course_management.catalog import elastic, postgres
 from course_management.catalog.search import CatalogSearch
 from course_management.config import Settings
+from course_management.gateways.history import HistoryReads
 from course_management.gateways.reads import ReadGateway
 from course_management.gateways.writes import KafkaWriteGateway
 from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass
@@ -251,6 +252,7 @@ class Worker(Service):
                 self.publisher, self.replies, settings.command_timeout_seconds
             ),
             reads=reads,
+            history=HistoryReads(self.database, wait_s=settings.consistency_wait_seconds),
             readiness=self,
             verifier=TokenVerifier(
                 secret=settings.jwt_secret,

@@ -12,6 +12,7 @@ from course_management.api import (
     routes_courses,
     routes_docs,
     routes_enrollments,
+    routes_history,
     routes_jobs,
     routes_ops,
     routes_ratings,
@@ -23,11 +24,13 @@ from course_management.api.middleware import AccessLog, build_middlewares
 from course_management.api.openapi import Endpoint, add_routes, build_document
 from course_management.api.ports import (
     CONTENT,
+    HISTORY,
     READINESS,
     READS,
     UPLOAD_LIMITS,
     WRITES,
     ContentStorage,
+    History,
     Readiness,
     Reads,
     Writes,
@@ -39,6 +42,7 @@ ENDPOINTS: list[Endpoint] = [
     *routes_catalog.ENDPOINTS,
     *routes_courses.ENDPOINTS,
     *routes_enrollments.ENDPOINTS,
+    *routes_history.ENDPOINTS,
     *routes_jobs.ENDPOINTS,
     *routes_ratings.ENDPOINTS,
 ]
@@ -59,6 +63,7 @@ def create_app(
     *,
     writes: Writes,
     reads: Reads,
+    history: History,
     readiness: Readiness,
     verifier: TokenVerifier,
     content: ContentStorage,
@@ -75,6 +80,7 @@ def create_app(
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[WRITES] = writes
     app[READS] = reads
+    app[HISTORY] = history
     app[READINESS] = readiness
     app[CONTENT] = content
     app[UPLOAD_LIMITS] = upload_limits

@@ -142,6 +142,35 @@ class Reads(Protocol):
         ...
 
 
+class History(Protocol):
+    """History and time travel (CONTRACT §5.3), from the mirror; each read waits for what
+    `since` (or the course's own table) says the mirror must hold, or raises Unavailable."""
+
+    async def course_version(self, course_id: str, version: int) -> str | None:
+        """The snapshot (JSON) of a version the course has reached, as its event published
+        it; None for the version that deleted the course."""
+        ...
+
+    async def course_history(
+        self, course_id: str, before: int | None, limit: int, since: Marks = NONE
+    ) -> list[dict[str, Any]]:
+        """A page (limit + 1 rows) of versions below `before`, newest first, each with
+        its `changes` as JSON text."""
+        ...
+
+    async def learner_history(
+        self,
+        course_id: str,
+        user_id: str,
+        after: tuple[datetime, int, int] | None,
+        limit: int,
+        since: Marks = NONE,
+    ) -> list[dict[str, Any]]:
+        """A page (limit + 1 rows) of a learner's history after `after` (occurred_at,
+        rank, source offset), oldest first."""
+        ...
+
+
 class Readiness(Protocol):
     async def readiness(self) -> dict[str, bool]:
         """Each dependency and the table recovery: True when it is fine."""
@@ -156,5 +185,6 @@ class ContentStorage(Protocol):
 WRITES = web.AppKey("writes", Writes)
 READS = web.AppKey("reads", Reads)
 READINESS = web.AppKey("readiness", Readiness)
+HISTORY = web.AppKey("history", History)
 CONTENT = web.AppKey("content", ContentStorage)
 UPLOAD_LIMITS = web.AppKey("upload_limits", dict)

@@ -22,6 +22,12 @@ from course_management.api.http import (
 )
 from course_management.api.models import Course, CourseModules, UploadGrant
 from course_management.api.openapi import CONSISTENCY_TOKEN, Endpoint, Param
+from course_management.api.past_versions import (
+    MAX_VERSION,
+    VERSION,
+    course_at_version,
+    version_param,
+)
 from course_management.api.ports import CONTENT, READS, UPLOAD_LIMITS
 from course_management.api.problems import Problem, success_status_or_raise, validation_problem
 from course_management.api.route_helpers import (
@@ -51,7 +57,6 @@ from course_management.infra.cache import course_tag
 
 # Course ids derived from an Idempotency-Key live in this namespace (uuid5).
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1f0e-4a8e-4bb5-9d51-6d2c3c1f8a10")
-MAX_VERSION = 2**31 - 1  # versions are Avro ints
 # What a client does with a course it created (the OpenAPI links, for stateful clients
 # and fuzzers).
 THEN = (
@@ -112,7 +117,12 @@ async def create_course(request: web.Request) -> web.StreamResponse:
 
 
 async def get_course(request: web.Request) -> web.StreamResponse:
-    """The hot read: the answer's bytes come ready-made from the cache (gateways/reads.py)."""
+    """The hot read: the answer's bytes come ready-made from the cache (gateways/reads.py).
+    `?version=N`: a past version, from the history (api/routes_history.py)."""
+    version = version_param(request)
+    if version is not None:
+        course, raw = await course_at_version(request, version)
+        return _past(course if raw is None else raw)
     course_id = course_id_param(request)
     who = principal(request)
     caller = who.actor() if who else None
@@ -145,7 +155,21 @@ async def get_course(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _past(body: dict[str, Any] | bytes) -> web.StreamResponse:
+    """A past version: it never changes, but who may read it can (a deleted course's)."""
+    headers = {"Vary": "Authorization", "Cache-Control": "private, max-age=3600"}
+    if isinstance(body, bytes):
+        return web.Response(body=body, content_type="application/json", headers=headers)
+    return json_response(body, headers=headers)
+
+
 async def get_modules(request: web.Request) -> web.StreamResponse:
+    version = version_param(request)
+    if version is not None:
+        past, _ = await course_at_version(request, version)
+        return _past(
+            {"course_id": past["id"], "version": past["version"], "modules": past["modules"]}
+        )
     course = await visible_course(request, course_id_param(request))
     etag = _etag(course)  # the course's own ETag: one shape, one If-None-Match
     headers = {"ETag": etag, "Vary": "Authorization"}
@@ -275,6 +299,7 @@ ENDPOINTS = [
         params=(
             COURSE_ID,
             Param("If-None-Match", "header", "An ETag from an earlier read"),
+            VERSION,
             CONSISTENCY_TOKEN,
         ),
     ),
@@ -337,6 +362,7 @@ ENDPOINTS = [
         params=(
             COURSE_ID,
             Param("If-None-Match", "header", "An ETag from an earlier read of the course"),
+            VERSION,
             CONSISTENCY_TOKEN,
         ),
     ),

@@ -83,6 +83,19 @@ def can_delete(course: dict[str, Any], caller: Caller) -> bool:
     return caller.is_admin or owns(course, caller)
 
 
+def may_read_history(course: dict[str, Any], caller: Caller) -> bool:
+    """A course's authoring history: its owner, a co-instructor, admins (CONTRACT §5.3)."""
+    return caller.is_admin or teaches(course, caller)
+
+
+def may_read_versions(course: dict[str, Any], caller: Caller | None, deleted: bool) -> bool:
+    """A course's past versions: whoever may read it now; once it is deleted, its owner
+    and admins only (CONTRACT §5.3)."""
+    if deleted:
+        return caller is not None and (caller.is_admin or owns(course, caller))
+    return can_see(course, caller)
+
+
 def sees_content_keys(
     owner_id: str, caller: CallerWithRoles | None, course: dict[str, Any] | None = None
 ) -> bool:

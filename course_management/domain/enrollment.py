@@ -112,8 +112,10 @@ def event_of(
     view: dict[str, Any],
     at: datetime,
     reactivated: bool | None = None,
+    item: tuple[str, str | None] | None = None,
 ) -> EnrollmentEvent:
-    """The event of a change; `view` is the record's public view (drawn once per change)."""
+    """The event of a change; `view` is the record's public view (drawn once per change);
+    `item`: the (item, its module) whose report made the change."""
     return {
         "event_id": derived_id(input_id, kind),
         "event_type": kind,
@@ -123,6 +125,8 @@ def event_of(
         "version": record["version"],
         "enrollment": {**view, "completed_item_ids": completed_ids(record)},
         "reactivated": reactivated,
+        "item_id": item[0] if item else None,
+        "module_id": item[1] if item else None,
     }
 
 

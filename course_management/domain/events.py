@@ -32,6 +32,8 @@ class EnrollmentEvent(TypedDict):
     version: int  # the enrollment's version after the change
     enrollment: dict[str, Any]  # its public view, with `completed_item_ids`
     reactivated: bool | None  # enrollment_created: a cancelled enrollment enrolled again
+    item_id: str | None  # progress_updated, course_completed: the item reported
+    module_id: str | None  # the module of item_id
 
 
 class LearnerMilestone(TypedDict):

@@ -84,6 +84,14 @@ def item_of(course: Mapping[str, Any], item_id: str) -> dict[str, Any] | None:
     )
 
 
+def module_of(course: Mapping[str, Any], item_id: str) -> str | None:
+    """The id of the module holding `item_id` (None: no such item)."""
+    return next(
+        (m["id"] for m in course["modules"] for item in m["items"] if item["id"] == item_id),
+        None,
+    )
+
+
 def score_error(item: dict[str, Any], score: float | None) -> str | None:
     """Why a report's score does not fit its item (None: it does): a lesson takes none; a
     quiz's or assignment's is 0..max_score."""

@@ -21,6 +21,7 @@ from course_management.domain.paths import (
     PathState,
     item_of,
     lock_reason,
+    module_of,
     newly_unlocked,
     path_state,
     report_status,
@@ -125,13 +126,16 @@ def decide_progress(
     if unlocked:
         changed["opened"] = sorted({*opened, *unlocked})
     view = _view_at(changed, course, after)
-    events = [event_of(progress.event_id, "progress_updated", changed, view, now)]
+    reported = (progress.item_id, module_of(course, progress.item_id))
+    events = [event_of(progress.event_id, "progress_updated", changed, view, now, item=reported)]
     if record.get("completed_at") is None and after.completed:
         changed = with_transition(
             {**changed, "completed_at": at}, "completed", at, progress.event_id
         )
         view = _view_at(changed, course, after)
-        events.append(event_of(progress.event_id, "course_completed", changed, view, now))
+        events.append(
+            event_of(progress.event_id, "course_completed", changed, view, now, item=reported)
+        )
     milestones = tuple(
         module_unlocked(progress.course_id, progress.user_id, m, now) for m in unlocked
     )

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from course_management.topology import DLQ_MAX_MESSAGE_BYTES, TopicSpec
+from course_management.topology import DLQ_MAX_MESSAGE_BYTES, REQUEST_ID_HEADER, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -197,3 +197,11 @@ async def read_to_end(
         return read, ends
     finally:
         await consumer.stop()
+
+
+def request_id(record: ConsumerRecord) -> str | None:
+    """The request id a record carries in its headers (CONTRACT §3), if any."""
+    for name, value in record.headers or ():
+        if name == REQUEST_ID_HEADER and value:
+            return bytes(value).decode("utf-8", "replace")
+    return None

@@ -12,7 +12,8 @@ from course_management.topology import ENROLLMENT_EVENTS, spec
 
 TOPIC = ENROLLMENT_EVENTS
 SUBJECT = spec(TOPIC).subject
-FIELDS = tuple(name for name in EnrollmentEvent.__annotations__ if name != "reactivated")
+OPTIONAL = ("reactivated", "item_id", "module_id")  # added with defaults: absent from older records
+FIELDS = tuple(name for name in EnrollmentEvent.__annotations__ if name not in OPTIONAL)
 
 
 def encode(event: EnrollmentEvent) -> dict[str, Any]:
@@ -32,4 +33,6 @@ def decode(value: dict[str, Any]) -> EnrollmentEvent:
         "version": value["version"],
         "enrollment": value["enrollment"],
         "reactivated": value.get("reactivated"),
+        "item_id": value.get("item_id"),
+        "module_id": value.get("module_id"),
     }

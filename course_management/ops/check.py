@@ -44,6 +44,7 @@ from course_management.config import Settings
 from course_management.domain.path_rules import path_fingerprint
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.kafka import read_to_end
+from course_management.ops.history import differences as history_differences
 from course_management.ops.paths import completions, pending_timers
 from course_management.ops.progress import Quiet, Steps
 from course_management.ops.provisioning import register_schemas
@@ -155,8 +156,11 @@ async def check(settings: Settings, steps: Steps | None = None) -> list[Differen
     late = [t for t in await pending_timers(settings) if t["late_s"] > TIMER_LATE_S]
     steps.step("reading the waitlists and the bulk jobs")
     queues = [Difference(*d) for d in await queue_differences(settings, codec)]
+    steps.step("reading the course versions and the learners' histories")
+    history = [Difference(*d) for d in await history_differences(settings, codec)]
     return [
         *queues,
+        *history,
         *compare("completions", "completion", _present(said), _present(held)),
         *(Difference("timer", "time lock", _due_id(t), None, t) for t in late),
         *compare("tables", "course", courses, tables),

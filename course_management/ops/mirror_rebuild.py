@@ -18,6 +18,8 @@ made what their event topics say again, in place.
    topic is written again from it (a row with no entry is deleted).
 5. The waitlists and the bulk jobs (ops/queues.py): from `learner-milestones` and the
    job progress topic.
+6. The course versions and the learners' histories (ops/history.py): from
+   `course-events`, `enrollment-events` and `learner-milestones`.
 Rows that agree are not touched.
 """
 
@@ -39,6 +41,7 @@ from course_management.infra.kafka import Offsets, read_to_end
 from course_management.messages import rating_entry
 from course_management.messages.rating_entry import RatingEntry
 from course_management.ops.check import STATUS_CHANGES
+from course_management.ops.history import repair as repair_history
 from course_management.ops.progress import Quiet, Steps
 from course_management.ops.provisioning import register_schemas
 from course_management.ops.queues import repair as repair_queues
@@ -99,6 +102,8 @@ async def rebuild_mirror(settings: Settings, steps: Steps | None = None) -> dict
         ratings = await _repair_ratings(settings, codec, pool, steps)
         steps.step("repairing the waitlists and the bulk jobs")
         queues = await repair_queues(settings, codec, pool)
+        steps.step("repairing the course versions and the learners' histories")
+        history = await repair_history(settings, codec, pool)
     finally:
         await pool.close()
     return {
@@ -111,6 +116,7 @@ async def rebuild_mirror(settings: Settings, steps: Steps | None = None) -> dict
         "histories": histories,
         "ratings": ratings,
         "queues": queues,
+        "history": history,
         "left_to_the_sink": len(moved),
     }
 

@@ -176,6 +176,39 @@ class FakeReads:
 
 
 @dataclass
+class FakeHistory:
+    """A fake of api.ports.History: the versions, course histories and learner histories
+    a test put in it (the real one reads the mirror: tests/integration/test_history.py)."""
+
+    versions: dict[tuple[str, int], str | None] = field(default_factory=dict)
+    courses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    learners: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    async def course_version(self, course_id: str, version: int) -> str | None:
+        return self.versions[(course_id, version)]
+
+    async def course_history(
+        self, course_id: str, before: int | None, limit: int, since: Marks = NONE
+    ) -> list[dict[str, Any]]:
+        rows = [
+            r for r in self.courses.get(course_id, []) if before is None or r["version"] < before
+        ]
+        return sorted(rows, key=lambda r: -r["version"])[: limit + 1]
+
+    async def learner_history(
+        self,
+        course_id: str,
+        user_id: str,
+        after: tuple[datetime, int, int] | None,
+        limit: int,
+        since: Marks = NONE,
+    ) -> list[dict[str, Any]]:
+        rows = self.learners.get((course_id, user_id), [])
+        key = lambda r: (r["occurred_at"], r["rank"], r["source_offset"])  # noqa: E731
+        return [r for r in sorted(rows, key=key) if after is None or key(r) > after][: limit + 1]
+
+
+@dataclass
 class FakeReadiness:
     checks: dict[str, bool] = field(default_factory=lambda: {"kafka": True, "postgres": True})
 

@@ -21,7 +21,7 @@ from course_management.api.ports import Unavailable
 from course_management.domain import consistency
 from course_management.domain.consistency import Marks
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply
-from tests.unit.api_fakes import FakeContent, FakeReadiness, FakeReads, FakeWrites
+from tests.unit.api_fakes import FakeContent, FakeHistory, FakeReadiness, FakeReads, FakeWrites
 
 SECRET = "in-process-secret-that-is-long-enough-0123456789"
 COURSE_ID = str(uuid.uuid4())
@@ -72,6 +72,7 @@ class Api:
     writes: FakeWrites
     reads: FakeReads
     readiness: FakeReadiness
+    history: FakeHistory
 
     async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any, Any]:
         response = await self.client.request(method, path, **kw)
@@ -82,10 +83,11 @@ class Api:
 
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
-    writes, reads, readiness = FakeWrites(), FakeReads(), FakeReadiness()
+    writes, reads, readiness, history = FakeWrites(), FakeReads(), FakeReadiness(), FakeHistory()
     app = create_app(
         writes=writes,
         reads=reads,
+        history=history,
         readiness=readiness,
         verifier=TokenVerifier(secret=SECRET, public_key_pem=None, issuer=None, audience=None),
         content=FakeContent(),
@@ -96,7 +98,7 @@ async def api() -> AsyncIterator[Api]:
     client = TestClient(server)
     await client.start_server()
     try:
-        yield Api(client, writes, reads, readiness)
+        yield Api(client, writes, reads, readiness, history)
     finally:
         await client.close()
 

@@ -20,7 +20,14 @@ from course_management.api.rate_limits import Budgets, rate_limit_middleware
 from course_management.domain.outcomes import Refusal, RefusalKind, Reply
 from course_management.infra.cache import ReadBypass
 from course_management.infra.rate_limit import Budget
-from tests.unit.api_fakes import FakeContent, FakeLimiter, FakeReadiness, FakeReads, FakeWrites
+from tests.unit.api_fakes import (
+    FakeContent,
+    FakeHistory,
+    FakeLimiter,
+    FakeReadiness,
+    FakeReads,
+    FakeWrites,
+)
 from tests.unit.test_api_in_process import COURSE_ID, INSTRUCTOR, PROBLEM, SECRET, SERVICE, course
 
 BUDGETS = Budgets(
@@ -48,6 +55,7 @@ async def _limited_app(
     app = create_app(
         writes=writes,
         reads=reads,
+        history=FakeHistory(),
         readiness=FakeReadiness(),
         verifier=TokenVerifier(secret=SECRET, public_key_pem=None, issuer=None, audience=None),
         content=FakeContent(),

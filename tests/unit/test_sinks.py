@@ -394,8 +394,18 @@ class Writers:
         ]
 
 
+@pytest.fixture(autouse=True)
+def history_writers(monkeypatch: pytest.MonkeyPatch) -> Writers:
+    """The history's two writers (infra/history_mirror.py), recorded apart (their SQL is
+    tested against PostgreSQL: tests/integration/test_history.py)."""
+    history = Writers()
+    monkeypatch.setattr(mirror_module, "mirror_course_versions", history.fake("versions", 0))
+    monkeypatch.setattr(mirror_module, "mirror_learner_history", history.fake("learners", 0))
+    return history
+
+
 @pytest.fixture
-def writers(monkeypatch: pytest.MonkeyPatch) -> Writers:
+def writers(monkeypatch: pytest.MonkeyPatch, history_writers: Writers) -> Writers:
     writers = Writers()
     monkeypatch.setattr(mirror_module, "mirror_course_event", writers.fake("course", True))
     monkeypatch.setattr(mirror_module, "mirror_enrollment_events", writers.fake("enrollments", 0))

@@ -1,0 +1,72 @@
+"""A learner's record change by change (CONTRACT §5.3): the rows of
+`GET .../enrollments/{userId}/history`, drawn from the enrollment events and the
+learner's milestones. Pure.
+
+A row is `{"event_type", "occurred_at", "status", "item_id", "item_status", "score",
+"module_id", "request_id"}` and `reason` (why a learner left a waitlist). The rows of a
+learner are ordered by `occurred_at`, then by `rank`, then by their offset in their topic:
+one decision's rows share their time, and a promotion leaves the queue before it enrols,
+while a module opens after the report that opened it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+Row = dict[str, Any]
+
+# Within one decision (one time): the queue's milestones, the enrolment's events, then
+# the modules the decision opened.
+EVENT_RANK, LATER_RANK = 1, 2
+RANKS = {"waitlisted": 0, "waitlist_left": 0, "module_unlocked": LATER_RANK}
+
+
+def _item(enrollment: Mapping[str, Any], item_id: str | None) -> Mapping[str, Any] | None:
+    if item_id is None:
+        return None
+    items = (enrollment.get("progress") or {}).get("items") or ()
+    return next((item for item in items if item["item_id"] == item_id), None)
+
+
+def enrollment_row(event: Mapping[str, Any]) -> Row:
+    """An enrollment event's row: the status after it and, for a progress report, the
+    item it changed with that item's status and score after it."""
+    enrollment = event["enrollment"]
+    item_id = event.get("item_id")
+    item = _item(enrollment, item_id)
+    return {
+        "event_id": event["event_id"],
+        "course_id": event["course_id"],
+        "user_id": event["user_id"],
+        "event_type": event["event_type"],
+        "occurred_at": event["occurred_at"],
+        "rank": EVENT_RANK,
+        "version": event["version"],
+        "status": enrollment["status"],
+        "item_id": item_id,
+        "item_status": item["status"] if item is not None else None,
+        "score": item.get("score") if item is not None else None,
+        "module_id": event.get("module_id"),
+        "reason": None,
+    }
+
+
+def milestone_row(milestone: Mapping[str, Any]) -> Row:
+    """A milestone's row: a module opened, or a place on the waitlist taken or left."""
+    kind = milestone["event_type"]
+    return {
+        "event_id": milestone["event_id"],
+        "course_id": milestone["course_id"],
+        "user_id": milestone["user_id"],
+        "event_type": kind,
+        "occurred_at": milestone["occurred_at"],
+        "rank": RANKS.get(kind, LATER_RANK),
+        "version": None,
+        "status": "waitlisted" if kind == "waitlisted" else None,
+        "item_id": None,
+        "item_status": None,
+        "score": None,
+        "module_id": milestone.get("module_id"),
+        "reason": milestone.get("reason"),
+    }
