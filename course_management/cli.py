@@ -135,6 +135,28 @@ class _Bars:
             self._bar = None
 
 
+@main.command()
+@click.argument("what", type=click.Choice(["course", "learner"]))
+@click.argument("course_id")
+@click.argument("user_id", required=False)
+@_setting_options
+def history(what: str, course_id: str, user_id: str | None, **overrides: Any) -> None:
+    """A course's history (`history course <courseId>`) or a learner's (`history learner
+    <courseId> <userId>`), every entry as the history routes show them."""
+    import asyncio
+
+    from course_management.ops.history import print_history
+
+    if (what == "learner") != (user_id is not None):
+        click.echo("history learner takes <courseId> <userId>; history course <courseId>", err=True)
+        sys.exit(2)
+    entries = asyncio.run(print_history(_settings(overrides), course_id, user_id))
+    if not entries:
+        click.echo(f"no history for {course_id} {user_id or ''}".rstrip(), err=True)
+        sys.exit(1)
+    click.echo(json.dumps(entries, indent=2))
+
+
 @main.group()
 def ops() -> None:
     """An operator's repair tools (docs/runbook.md)."""

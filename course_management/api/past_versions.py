@@ -48,6 +48,28 @@ def _version_not_found(course_id: str, version: int, why: str = "never existed")
     return Problem.of(404, "version-not-found", f"version {version} of course {course_id} {why}")
 
 
+async def course_of_record(
+    request: web.Request, course_id: str
+) -> tuple[dict[str, Any], int, bool]:
+    """(the course as it is, or as it was when deleted; its current version; whether it
+    is deleted), for the history reads. 404 for a course that never existed, or one the
+    caller may not read the versions of (a draft that is not theirs, a deleted course
+    that is not theirs: it does not exist for them)."""
+    who = principal(request)
+    caller = who.actor() if who else None
+    entry = await request.app[READS].read_course(course_id, since(request))
+    if entry is None:
+        raise course_not_found(course_id)
+    if entry.deleted:  # the course as it was: the version before its deletion
+        last = await request.app[HISTORY].course_version(course_id, entry.version - 1)
+        course = json.loads(last) if last else None
+    else:
+        course = entry.state()["course"]
+    if course is None or not may_read_versions(course, caller, entry.deleted):
+        raise course_not_found(course_id)
+    return course, entry.version, entry.deleted
+
+
 async def course_at_version(
     request: web.Request, version: int
 ) -> tuple[dict[str, Any], bytes | None]:
@@ -56,13 +78,8 @@ async def course_at_version(
     course_id = course_id_param(request)
     who = principal(request)
     caller = who.actor() if who else None
-    record = await request.app[READS].read_course_state(course_id, since(request))
-    current = record.get("course") if record else None
-    if record is None or current is None:
-        raise course_not_found(course_id)
-    if not may_read_versions(current, caller, bool(record.get("deleted"))):
-        raise course_not_found(course_id)
-    if version > current["version"]:
+    current, latest, _ = await course_of_record(request, course_id)
+    if version > latest:
         raise _version_not_found(course_id, version)
     snapshot = await request.app[HISTORY].course_version(course_id, version)
     if snapshot is None:

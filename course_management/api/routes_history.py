@@ -6,7 +6,6 @@ History port (gateways/history.py); who may read what is domain/access.py's.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -16,16 +15,18 @@ from pydantic import BaseModel, Field
 from course_management.api.http import json_response, require_principal, since
 from course_management.api.openapi import CONSISTENCY_TOKEN, Endpoint, Param
 from course_management.api.pages import PAGE_PARAMS, decode_cursor, page_body, page_query
-from course_management.api.ports import HISTORY, READS
+from course_management.api.past_versions import course_of_record
+from course_management.api.ports import HISTORY
 from course_management.api.problems import Problem, validation_problem
-from course_management.api.route_helpers import COURSE_ID, course_id_param, course_not_found
+from course_management.api.route_helpers import COURSE_ID, course_id_param
 from course_management.domain.access import (
     may_read_enrollments_of,
     may_read_history,
-    may_read_versions,
     on_staff,
 )
-from course_management.domain.times import parse_rfc3339, rfc3339
+from course_management.domain.history import course_entry
+from course_management.domain.learner_history import learner_entry
+from course_management.domain.times import parse_rfc3339
 
 
 class Change(BaseModel):
@@ -77,13 +78,8 @@ async def course_history(request: web.Request) -> web.StreamResponse:
     query = page_query(request)
     position = decode_cursor(query.cursor, "before")
     before = _whole(position["before"]) if position else None
-    record = await request.app[READS].read_course_state(course_id, since(request))
-    current = record.get("course") if record else None
     actor = who.actor()
-    if record is None or current is None:
-        raise course_not_found(course_id)
-    if not may_read_versions(current, actor, bool(record.get("deleted"))):
-        raise course_not_found(course_id)  # a draft, or deleted: it does not exist for them
+    current, _, _ = await course_of_record(request, course_id)
     if not may_read_history(current, actor):
         raise Problem.of(
             403,
@@ -91,17 +87,7 @@ async def course_history(request: web.Request) -> web.StreamResponse:
             "a course's history is for its owner, its co-instructors and admins",
         )
     rows = await request.app[HISTORY].course_history(course_id, before, query.limit, since(request))
-    items = [
-        {
-            "version": r["version"],
-            "event_type": r["event_type"],
-            "actor_id": r["actor_id"],
-            "occurred_at": rfc3339(r["occurred_at"]),
-            "request_id": r["request_id"],
-            "changes": json.loads(r["changes"]),
-        }
-        for r in rows
-    ]
+    items = [course_entry(r) for r in rows]
     last = items[query.limit - 1] if len(items) > query.limit else None
     return json_response(
         page_body(items, query.limit, {"before": str(last["version"])} if last else None)
@@ -133,39 +119,20 @@ async def learner_history(request: web.Request) -> web.StreamResponse:
     query = page_query(request)
     after = _position(decode_cursor(query.cursor, "at", "rank", "offset"))
     actor = who.actor()
-    record = await request.app[READS].read_course_state(course_id, since(request))
-    course = record.get("course") if record else None
-    if record is None or course is None:
-        raise course_not_found(course_id)
-    if not may_read_enrollments_of(actor, user_id):
-        if not may_read_versions(course, actor, bool(record.get("deleted"))):
-            raise course_not_found(course_id)
-        if not on_staff(course, actor):
-            raise Problem.of(
-                403,
-                "not-course-owner",
-                "a learner's history is visible to the learner, the owner and staff, "
-                "admins and services",
-            )
+    course, _, _ = await course_of_record(request, course_id)
+    if not may_read_enrollments_of(actor, user_id) and not on_staff(course, actor):
+        raise Problem.of(
+            403,
+            "not-course-owner",
+            "a learner's history is visible to the learner, the owner and staff, "
+            "admins and services",
+        )
     rows = await request.app[HISTORY].learner_history(
         course_id, user_id, after, query.limit, since(request)
     )
     if not rows and after is None:
         raise Problem.of(404, "not-enrolled", f"{user_id} was never enrolled in {course_id}")
-    items = [
-        {
-            "event_type": r["event_type"],
-            "occurred_at": rfc3339(r["occurred_at"]),
-            "status": r["status"],
-            "item_id": r["item_id"],
-            "item_status": r["item_status"],
-            "score": r["score"],
-            "module_id": r["module_id"],
-            "reason": r["reason"],
-            "request_id": r["request_id"],
-        }
-        for r in rows
-    ]
+    items = [learner_entry(r) for r in rows]
     last = rows[query.limit - 1] if len(rows) > query.limit else None
     cursor = (
         {

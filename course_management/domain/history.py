@@ -14,8 +14,11 @@ property the tests hold the diff to.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
+
+from course_management.domain.times import rfc3339
 
 # Set by the service, not by an author: never a change.
 DERIVED = frozenset(
@@ -129,3 +132,15 @@ def _put(parts: dict[str, Any], part_id: str, value: dict[str, Any] | None) -> N
         parts.pop(part_id, None)
     else:
         parts[part_id] = {**value, **({"items": list(value["items"])} if "items" in value else {})}
+
+
+def course_entry(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored version (its changes as JSON text) as the history route shows it."""
+    return {
+        "version": row["version"],
+        "event_type": row["event_type"],
+        "actor_id": row["actor_id"],
+        "occurred_at": rfc3339(row["occurred_at"]),
+        "request_id": row["request_id"],
+        "changes": json.loads(row["changes"]),
+    }

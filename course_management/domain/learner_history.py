@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from course_management.domain.times import rfc3339
+
 Row = dict[str, Any]
 
 # Within one decision (one time): the queue's milestones, the enrolment's events, then
@@ -70,3 +72,15 @@ def milestone_row(milestone: Mapping[str, Any]) -> Row:
         "module_id": milestone.get("module_id"),
         "reason": milestone.get("reason"),
     }
+
+
+ENTRY_FIELDS = (
+    "event_type", "status", "item_id", "item_status", "score", "module_id", "reason",
+    "request_id",
+)  # fmt: skip
+
+
+def learner_entry(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored row as the history route (and `course-management history`) shows it."""
+    entry = {name: row[name] for name in ENTRY_FIELDS}
+    return {"occurred_at": rfc3339(row["occurred_at"]), **entry}

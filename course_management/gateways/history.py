@@ -65,7 +65,7 @@ class HistoryReads:
                 lambda: history_mirror.latest_version(pool, course_id),
                 lambda v: v is not None and v >= wanted,
             )
-        return await history_mirror.course_history(pool, course_id, before, limit)
+        return await history_mirror.course_history(pool, course_id, before, limit + 1)
 
     async def learner_history(
         self,
@@ -82,4 +82,4 @@ class HistoryReads:
                 lambda: history_mirror.learner_version(pool, course_id, user_id),
                 lambda v: v is not None and v >= wanted,
             )
-        return await history_mirror.learner_history(pool, course_id, user_id, after, limit)
+        return await history_mirror.learner_history(pool, course_id, user_id, after, limit + 1)

@@ -18,7 +18,9 @@ import asyncpg
 from aiokafka import ConsumerRecord
 
 from course_management.config import Settings
-from course_management.domain.learner_history import enrollment_row, milestone_row
+from course_management.domain.history import course_entry
+from course_management.domain.learner_history import enrollment_row, learner_entry, milestone_row
+from course_management.infra import history_mirror
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.history_mirror import mirror_course_versions, mirror_learner_history
 from course_management.infra.kafka import read_to_end, request_id
@@ -139,3 +141,20 @@ async def differences(settings: Settings, codec: AvroCodec) -> list[tuple[str, s
             for key in _wrong(expected_learners, learners)
         ),
     ]
+
+
+async def print_history(
+    settings: Settings, course_id: str, user_id: str | None = None
+) -> list[dict[str, Any]]:
+    """`course-management history`: every entry of a course's history (newest first) or
+    of a learner's (oldest first), as the history routes show them, from the mirror."""
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+    assert pool is not None
+    try:
+        if user_id is None:
+            rows = await history_mirror.course_history(pool, course_id, None, 2**31 - 1)
+            return [course_entry(r) for r in rows]
+        found = await history_mirror.learner_history(pool, course_id, user_id, None, 2**31 - 1)
+        return [learner_entry(r) for r in found]
+    finally:
+        await pool.close()
