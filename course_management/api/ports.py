@@ -165,9 +165,11 @@ class History(Protocol):
         after: tuple[datetime, int, int] | None,
         limit: int,
         since: Marks = NONE,
+        exists: bool = False,
     ) -> list[dict[str, Any]]:
         """A page (limit + 1 rows) of a learner's history after `after` (occurred_at,
-        rank, source offset), oldest first."""
+        rank, source offset), oldest first; `exists`: the learner is in the table, so a
+        first page is waited for until it has a row."""
         ...
 
 

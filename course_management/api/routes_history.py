@@ -16,7 +16,7 @@ from course_management.api.http import json_response, require_principal, since
 from course_management.api.openapi import CONSISTENCY_TOKEN, Endpoint, Param
 from course_management.api.pages import PAGE_PARAMS, decode_cursor, page_body, page_query
 from course_management.api.past_versions import course_of_record
-from course_management.api.ports import HISTORY
+from course_management.api.ports import HISTORY, READS
 from course_management.api.problems import Problem, validation_problem
 from course_management.api.route_helpers import COURSE_ID, course_id_param
 from course_management.domain.access import (
@@ -127,8 +127,9 @@ async def learner_history(request: web.Request) -> web.StreamResponse:
             "a learner's history is visible to the learner, the owner and staff, "
             "admins and services",
         )
+    _, found = await request.app[READS].read_enrollment(course_id, user_id, since(request))
     rows = await request.app[HISTORY].learner_history(
-        course_id, user_id, after, query.limit, since(request)
+        course_id, user_id, after, query.limit, since(request), exists=found is not None
     )
     if not rows and after is None:
         raise Problem.of(404, "not-enrolled", f"{user_id} was never enrolled in {course_id}")

@@ -74,6 +74,7 @@ class HistoryReads:
         after: Position | None,
         limit: int,
         since: Marks = NONE,
+        exists: bool = False,
     ) -> list[dict[str, Any]]:
         pool = self._mirror.pool
         wanted = since.enrollment_version(course_id, user_id)
@@ -82,4 +83,10 @@ class HistoryReads:
                 lambda: history_mirror.learner_version(pool, course_id, user_id),
                 lambda v: v is not None and v >= wanted,
             )
-        return await history_mirror.learner_history(pool, course_id, user_id, after, limit + 1)
+
+        def page() -> Awaitable[list[dict[str, Any]]]:
+            return history_mirror.learner_history(pool, course_id, user_id, after, limit + 1)
+
+        if exists and after is None:  # the table has the learner: so will the mirror
+            return await self._until(page, bool)
+        return await page()

@@ -77,6 +77,36 @@ ROWS = [
         (404, 404, 404, 200, 404, 200, 404, 200, 200),
     ),
     Row("read missing", "GET", "/api/v1/courses/{X}", None, everyone(404)),
+    # issue 27: past versions as the course now, its history for those who author it
+    Row("version 1", "GET", "/api/v1/courses/{P}?version=1", None, everyone(200)),
+    Row(
+        "draft version 1",
+        "GET",
+        "/api/v1/courses/{D}/modules?version=1",
+        None,
+        (404, 404, 404, 200, 404, 200, 404, 200, 200),
+    ),
+    Row(
+        "history",
+        "GET",
+        "/api/v1/courses/{P}/history",
+        None,
+        (401, 403, 403, 200, 403, 200, 403, 200, 403),
+    ),
+    Row(
+        "draft history",
+        "GET",
+        "/api/v1/courses/{D}/history",
+        None,
+        (401, 404, 404, 200, 404, 200, 404, 200, 403),
+    ),
+    Row(
+        "S's history",
+        "GET",
+        "/api/v1/courses/{P}/enrollments/{S}/history",
+        None,
+        (401, 200, 403, 200, 403, 200, 200, 200, 200),
+    ),
     Row("modules published", "GET", "/api/v1/courses/{P}/modules", None, everyone(200)),
     Row(
         "modules draft",

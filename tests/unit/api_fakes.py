@@ -202,6 +202,7 @@ class FakeHistory:
         after: tuple[datetime, int, int] | None,
         limit: int,
         since: Marks = NONE,
+        exists: bool = False,
     ) -> list[dict[str, Any]]:
         rows = self.learners.get((course_id, user_id), [])
         key = lambda r: (r["occurred_at"], r["rank"], r["source_offset"])  # noqa: E731
