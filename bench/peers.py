@@ -10,6 +10,12 @@
   infra/cache.py) from a bare handler: what the Redis side of a read costs, without the
   rest of the service.
 It runs on the same event loop policy as the service (`--uvloop`).
+
+    python -m bench.peers history --port P --database-url URL
+
+`history` is an aiohttp app with one route, `/history/{id}`: the plain indexed PostgreSQL
+query of a course's newest versions (`course_versions`, its primary key) and the rows as
+JSON, without the service's authentication, access checks or rate limits (issue 27).
 """
 
 from __future__ import annotations
@@ -59,6 +65,40 @@ def read_peer(redis_url: str, key: str, body: bytes, etag: str) -> web.Applicati
     return app
 
 
+HISTORY_QUERY = (
+    "SELECT version, event_type, actor_id, occurred_at, request_id, changes::text AS changes"
+    " FROM course_versions WHERE course_id = $1 ORDER BY version DESC LIMIT $2"
+)
+
+
+def history_peer(database_url: str) -> web.Application:
+    import json
+
+    import asyncpg
+
+    pools: list[asyncpg.Pool] = []
+
+    async def open_pool(app: web.Application) -> None:
+        pools.append(await asyncpg.create_pool(database_url, min_size=1, max_size=4))
+
+    async def history(request: web.Request) -> web.Response:
+        rows = await pools[0].fetch(HISTORY_QUERY, request.match_info["id"], 21)
+        items = [
+            {
+                **dict(r),
+                "occurred_at": r["occurred_at"].isoformat(),
+                "changes": json.loads(r["changes"]),
+            }
+            for r in rows[:20]
+        ]
+        return web.json_response({"items": items, "next_cursor": None})
+
+    app = web.Application()
+    app.on_startup.append(open_pool)
+    app.router.add_get("/history/{id}", history)
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="peer", required=True)
@@ -69,12 +109,19 @@ def main() -> None:
     read.add_argument("--body-file", type=Path, required=True)
     read.add_argument("--etag", default='"1.0"')
     read.add_argument("--uvloop", action="store_true")
+    past = sub.add_parser("history")
+    past.add_argument("--port", type=int, required=True)
+    past.add_argument("--database-url", required=True)
+    past.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    app = read_peer(args.redis_url, args.key, args.body_file.read_bytes(), args.etag)
+    if args.peer == "history":
+        app = history_peer(args.database_url)
+    else:
+        app = read_peer(args.redis_url, args.key, args.body_file.read_bytes(), args.etag)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 

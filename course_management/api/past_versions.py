@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from course_management.api.http import principal, since
+from course_management.api.http import charge_of, principal, since
 from course_management.api.openapi import Param
 from course_management.api.ports import HISTORY, READS
 from course_management.api.problems import Problem
@@ -57,7 +57,8 @@ async def course_of_record(
     that is not theirs: it does not exist for them)."""
     who = principal(request)
     caller = who.actor() if who else None
-    entry = await request.app[READS].read_course(course_id, since(request))
+    # The rate-limit request is spent by the same Redis script (`read_spends_limit`).
+    entry = await request.app[READS].read_course(course_id, since(request), charge_of(request))
     if entry is None:
         raise course_not_found(course_id)
     if entry.deleted:  # the course as it was: the version before its deletion

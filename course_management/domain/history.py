@@ -134,13 +134,14 @@ def _put(parts: dict[str, Any], part_id: str, value: dict[str, Any] | None) -> N
         parts[part_id] = {**value, **({"items": list(value["items"])} if "items" in value else {})}
 
 
-def course_entry(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored version (its changes as JSON text) as the history route shows it."""
+def course_entry(row: Mapping[str, Any], changes: Any = None) -> dict[str, Any]:
+    """A stored version as the history route shows it; `changes`: the row's changes as
+    the caller encodes them (default: decoded from the stored JSON text)."""
     return {
         "version": row["version"],
         "event_type": row["event_type"],
         "actor_id": row["actor_id"],
         "occurred_at": rfc3339(row["occurred_at"]),
         "request_id": row["request_id"],
-        "changes": json.loads(row["changes"]),
+        "changes": json.loads(row["changes"]) if changes is None else changes,
     }
