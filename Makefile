@@ -15,6 +15,7 @@ bench:
 	$(BIN)/python -m bench.catalog_search --png docs/benchmarks/catalog_search.png
 	$(BIN)/python -m bench.learning_paths --png docs/benchmarks/learning_paths.png
 	$(BIN)/python -m bench.enrollment_jobs
+	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.api_latency
 	$(BIN)/python -m bench.write_cost $(if $(AGAINST),--against $(AGAINST))
 

@@ -712,3 +712,71 @@ async def test_an_update_takes_nested_timestamps_under_strict_validation(api: Ap
         "PUT", f"/api/v1/courses/{COURSE_ID}/update", json={"title": None}, headers=INSTRUCTOR
     )
     assert refused[0] == 422 and refused[1]["errors"][0]["field"] == "title"
+
+
+# -- history and past versions (issue 27) ----------------------------------------------
+
+
+async def test_a_version_that_is_not_1_to_2_31_is_a_400_naming_version(api: Api) -> None:
+    api.reads.courses[COURSE_ID] = course("published")
+    for bad in ("0", "-3", "x", "1e3", "", "2147483648", "12345678901"):
+        status, body, response = await api.call("GET", f"/api/v1/courses/{COURSE_ID}?version={bad}")
+        assert status == 400 and response.content_type == PROBLEM, bad
+        assert body["type"].endswith("/bad-version")
+        assert body["errors"][0]["field"] == "version"
+
+
+async def test_a_version_past_the_current_one_is_a_404(api: Api) -> None:
+    api.reads.courses[COURSE_ID] = course("published", version=3)
+    status, body, _ = await api.call("GET", f"/api/v1/courses/{COURSE_ID}?version=4")
+    assert status == 404 and body["type"].endswith("/version-not-found")
+
+
+async def test_a_past_version_is_served_as_stored_to_an_editor_and_without_keys_to_others(
+    api: Api,
+) -> None:
+    api.reads.courses[COURSE_ID] = course("published", version=3)
+    old = {**course("published", version=2), "modules": [
+        {"id": "m", "title": "M", "position": 0, "items": [
+            {"id": "i", "type": "lesson", "title": "L", "position": 0, "content_key": "k/1"}
+        ]}
+    ]}  # fmt: skip
+    stored = json.dumps(old, separators=(",", ":"))
+    api.history.versions[(COURSE_ID, 2)] = stored
+    response = await api.client.get(f"/api/v1/courses/{COURSE_ID}?version=2", headers=INSTRUCTOR)
+    assert response.status == 200 and (await response.read()).decode() == stored
+    status, body, _ = await api.call("GET", f"/api/v1/courses/{COURSE_ID}/modules?version=2")
+    assert status == 200 and body["version"] == 2
+    assert body["modules"][0]["items"][0]["content_key"] is None
+    api.history.versions[(COURSE_ID, 3)] = None  # the deletion
+    status, body, _ = await api.call("GET", f"/api/v1/courses/{COURSE_ID}?version=3")
+    assert status == 404 and body["type"].endswith("/version-not-found")
+
+
+async def test_a_course_s_history_is_for_those_who_author_it(api: Api) -> None:
+    api.reads.courses[COURSE_ID] = course("published")
+    api.history.courses[COURSE_ID] = [
+        {
+            "version": v,
+            "event_type": "course_updated",
+            "actor_id": "instructor-1",
+            "occurred_at": datetime(2026, 12, 6, tzinfo=UTC),
+            "request_id": f"r-{v}",
+            "changes": json.dumps([{"path": "title", "old": str(v - 1), "new": str(v)}]),
+        }
+        for v in (1, 2, 3)
+    ]
+    path = f"/api/v1/courses/{COURSE_ID}/history"
+    status, body, _ = await api.call("GET", path + "?limit=2", headers=INSTRUCTOR)
+    assert status == 200
+    assert [e["version"] for e in body["items"]] == [3, 2]
+    assert body["items"][0]["changes"] == [{"path": "title", "old": "2", "new": "3"}]
+    status, rest, _ = await api.call(
+        "GET", path + f"?limit=2&cursor={body['next_cursor']}", headers=INSTRUCTOR
+    )
+    assert [e["version"] for e in rest["items"]] == [1] and rest["next_cursor"] is None
+    for headers, expected in ((STUDENT, 403), (OTHER_INSTRUCTOR, 403), ({}, 401)):
+        status, _, _ = await api.call("GET", path, headers=headers)
+        assert status == expected
+    status, body, _ = await api.call("GET", path + "?cursor=bm9wZQ", headers=INSTRUCTOR)
+    assert status == 422 and body["errors"][0]["field"] == "cursor"
