@@ -152,24 +152,30 @@ class History(Protocol):
         ...
 
     async def course_history(
-        self, course_id: str, before: int | None, limit: int, since: Marks = NONE
+        self,
+        course_id: str,
+        before: int | None,
+        limit: int,
+        since: Marks = NONE,
+        reached: int = 0,
     ) -> list[dict[str, Any]]:
         """A page (limit + 1 rows) of versions below `before`, newest first, each with
-        its `changes` as JSON text."""
+        its `changes` as JSON text; `reached`: the version the course's table has, which
+        the mirror is waited for."""
         ...
 
     async def learner_history(
         self,
         course_id: str,
         user_id: str,
-        after: tuple[datetime, int, int] | None,
+        after: tuple[int, int, int] | None,
         limit: int,
         since: Marks = NONE,
         exists: bool = False,
     ) -> list[dict[str, Any]]:
-        """A page (limit + 1 rows) of a learner's history after `after` (occurred_at,
-        rank, source offset), oldest first; `exists`: the learner is in the table, so a
-        first page is waited for until it has a row."""
+        """A page (limit + 1 rows) of a learner's history after `after` (enrollment
+        version, rank, source offset), in the order the changes were decided; `exists`:
+        the learner is in the table, so a first page is waited for until it has a row."""
         ...
 
 

@@ -6,7 +6,6 @@ History port (gateways/history.py); who may read what is domain/access.py's.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -16,7 +15,7 @@ from pydantic import BaseModel, Field
 from course_management.api.http import json_response, require_principal, since
 from course_management.api.openapi import CONSISTENCY_TOKEN, Endpoint, Param
 from course_management.api.pages import PAGE_PARAMS, decode_cursor, page_body, page_query
-from course_management.api.past_versions import course_of_record
+from course_management.api.past_versions import MAX_VERSION, course_of_record
 from course_management.api.ports import HISTORY, READS
 from course_management.api.problems import Problem, validation_problem
 from course_management.api.route_helpers import COURSE_ID, course_id_param
@@ -27,7 +26,6 @@ from course_management.domain.access import (
 )
 from course_management.domain.history import course_entry
 from course_management.domain.learner_history import learner_entry
-from course_management.domain.times import parse_rfc3339
 
 
 class Change(BaseModel):
@@ -78,16 +76,18 @@ async def course_history(request: web.Request) -> web.StreamResponse:
     course_id = course_id_param(request)
     query = page_query(request)
     position = decode_cursor(query.cursor, "before")
-    before = _whole(position["before"]) if position else None
+    before = _whole(position["before"], MAX_VERSION) if position else None
     actor = who.actor()
-    current, _, _ = await course_of_record(request, course_id)
+    current, latest, _ = await course_of_record(request, course_id)
     if not may_read_history(current, actor):
         raise Problem.of(
             403,
             "not-course-owner",
             "a course's history is for its owner, its co-instructors and admins",
         )
-    rows = await request.app[HISTORY].course_history(course_id, before, query.limit, since(request))
+    rows = await request.app[HISTORY].course_history(
+        course_id, before, query.limit, since(request), reached=latest
+    )
     # The changes are served as stored (JSON text), never decoded and encoded again.
     items = [course_entry(r, orjson.Fragment(r["changes"])) for r in rows]
     last = items[query.limit - 1] if len(items) > query.limit else None
@@ -96,22 +96,18 @@ async def course_history(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, content_type="application/json")
 
 
-def _whole(raw: str) -> int:
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+def _whole(raw: str, most: int) -> int:
+    """A cursor's number, within the range of its column (a crafted one is a 422)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > most:
         raise validation_problem([("cursor", "not a cursor from this list")])
     return int(raw)
 
 
-def _position(position: dict[str, Any] | None) -> tuple[datetime, int, int] | None:
+def _position(position: dict[str, Any] | None) -> tuple[int, int, int] | None:
     if position is None:
         return None
-    try:
-        at = parse_rfc3339(position["at"])
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None:
-        raise validation_problem([("cursor", "not a cursor from this list")])
-    return at, _whole(position["rank"]), _whole(position["offset"])
+    version = _whole(position["version"], MAX_VERSION)
+    return version, _whole(position["rank"], 2**15 - 1), _whole(position["offset"], 2**63 - 1)
 
 
 async def learner_history(request: web.Request) -> web.StreamResponse:
@@ -119,7 +115,7 @@ async def learner_history(request: web.Request) -> web.StreamResponse:
     course_id = course_id_param(request)
     user_id = request.match_info["userId"]
     query = page_query(request)
-    after = _position(decode_cursor(query.cursor, "at", "rank", "offset"))
+    after = _position(decode_cursor(query.cursor, "version", "rank", "offset"))
     actor = who.actor()
     course, _, _ = await course_of_record(request, course_id)
     if not may_read_enrollments_of(actor, user_id) and not on_staff(course, actor):
@@ -143,7 +139,7 @@ async def learner_history(request: web.Request) -> web.StreamResponse:
     last = rows[query.limit - 1] if len(rows) > query.limit else None
     cursor = (
         {
-            "at": last["occurred_at"].isoformat(),
+            "version": str(last["version"]),
             "rank": str(last["rank"]),
             "offset": str(last["source_offset"]),
         }

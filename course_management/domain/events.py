@@ -48,3 +48,4 @@ class LearnerMilestone(TypedDict):
     module_id: str | None
     waitlist_position: int | None
     reason: str | None
+    enrollment_version: int | None  # the learner's version then: orders it among the events

@@ -4,9 +4,11 @@ learner's milestones. Pure.
 
 A row is `{"event_type", "occurred_at", "status", "item_id", "item_status", "score",
 "module_id", "request_id"}` and `reason` (why a learner left a waitlist). The rows of a
-learner are ordered by `occurred_at`, then by `rank`, then by their offset in their topic:
-one decision's rows share their time, and a promotion leaves the queue before it enrols,
-while a module opens after the report that opened it.
+learner are in the order the agent decided them: by the learner's enrollment `version`
+(an event's is the version it made, a milestone's the version it happened at: waiting
+changes none), then the events of a version before its milestones (`rank`), then by
+their offset in their topic. Not by `occurred_at`: a progress report carries the time
+its service says it happened, which may be before changes decided earlier.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from course_management.domain.times import rfc3339
 
 Row = dict[str, Any]
 
-# Within one decision (one time): the queue's milestones, the enrolment's events, then
-# the modules the decision opened.
-EVENT_RANK, LATER_RANK = 1, 2
-RANKS = {"waitlisted": 0, "waitlist_left": 0, "module_unlocked": LATER_RANK}
+# Within one version: its events, then the milestones that happened at it.
+EVENT_RANK, MILESTONE_RANK = 1, 2
 
 
 def _item(enrollment: Mapping[str, Any], item_id: str | None) -> Mapping[str, Any] | None:
@@ -63,8 +63,8 @@ def milestone_row(milestone: Mapping[str, Any]) -> Row:
         "user_id": milestone["user_id"],
         "event_type": kind,
         "occurred_at": milestone["occurred_at"],
-        "rank": RANKS.get(kind, LATER_RANK),
-        "version": None,
+        "rank": MILESTONE_RANK,
+        "version": milestone.get("enrollment_version") or 0,  # 0: before 2026-12-06
         "status": "waitlisted" if kind == "waitlisted" else None,
         "item_id": None,
         "item_status": None,

@@ -70,10 +70,13 @@ def merge_report(
     return state
 
 
-def module_unlocked(course_id: str, user_id: str, module_id: str, at: datetime) -> LearnerMilestone:
+def module_unlocked(
+    course_id: str, user_id: str, module_id: str, at: datetime, version: int
+) -> LearnerMilestone:
     """The milestone of a module opening for a learner: its id derives from the three ids
     alone, so every decision that sends it (a completion, the timer, a repeat) sends the
-    same record, and consumers drop a second copy by its id."""
+    same id, and consumers drop a second copy by it. `version`: the learner's enrollment
+    version then (the report that opened it, or the record the timer found)."""
     return {
         "event_id": derived_id(f"{course_id}:{user_id}", f"module_unlocked:{module_id}"),
         "event_type": "module_unlocked",
@@ -83,6 +86,7 @@ def module_unlocked(course_id: str, user_id: str, module_id: str, at: datetime) 
         "module_id": module_id,
         "waitlist_position": None,
         "reason": None,
+        "enrollment_version": version,
     }
 
 
@@ -125,6 +129,7 @@ def decide_progress(
     changed: EnrollmentRecord = {**record, "items": items, "version": record["version"] + 1}
     if unlocked:
         changed["opened"] = sorted({*opened, *unlocked})
+    changed_version = changed["version"]
     view = _view_at(changed, course, after)
     reported = (progress.item_id, module_of(course, progress.item_id))
     events = [event_of(progress.event_id, "progress_updated", changed, view, now, item=reported)]
@@ -137,7 +142,8 @@ def decide_progress(
             event_of(progress.event_id, "course_completed", changed, view, now, item=reported)
         )
     milestones = tuple(
-        module_unlocked(progress.course_id, progress.user_id, m, now) for m in unlocked
+        module_unlocked(progress.course_id, progress.user_id, m, now, changed_version)
+        for m in unlocked
     )
     return EnrollmentDecision(
         Outcome.APPLIED, changed, None, tuple(events), reply_enrollment=view, milestones=milestones

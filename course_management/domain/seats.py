@@ -121,9 +121,11 @@ def waitlist_milestone(
     course_id: str,
     user_id: str,
     at: datetime,
+    version: int,
     position: int | None = None,
     reason: str | None = None,
 ) -> LearnerMilestone:
+    """`version`: the learner's enrollment version at that moment (waiting changes none)."""
     return {
         "event_id": derived_id(input_id, f"{kind}:{user_id}"),
         "event_type": kind,
@@ -133,6 +135,7 @@ def waitlist_milestone(
         "module_id": None,
         "waitlist_position": position,
         "reason": reason,
+        "enrollment_version": version,
     }
 
 
@@ -199,6 +202,7 @@ def join_waitlist(
         enroll.course_id,
         enroll.user_id,
         enroll.occurred_at,
+        int(waiting_record.get("version", 0)),
         position=position,
     )
     return EnrollmentDecision(
@@ -229,7 +233,13 @@ def leave_waitlist(
         left["cancel_reason"] = reason
     new_seats = _off_queue(seats, ticket)
     milestone = waitlist_milestone(
-        event_id, "waitlist_left", record["course_id"], record["user_id"], now, reason=reason
+        event_id,
+        "waitlist_left",
+        record["course_id"],
+        record["user_id"],
+        now,
+        int(record.get("version", 0)),
+        reason=reason,
     )
     return EnrollmentDecision(
         Outcome.REMOVED,
@@ -272,7 +282,13 @@ def decide_admission(
         str(record.get("source", "")),
     )
     left = waitlist_milestone(
-        admission_id, "waitlist_left", course["id"], user_id, now, reason=PROMOTED
+        admission_id,
+        "waitlist_left",
+        course["id"],
+        user_id,
+        now,
+        int(record.get("version", 0)) if record else 0,
+        reason=PROMOTED,
     )
     return replace(promoted, milestones=(left,), queue=((ticket, None),))
 

@@ -133,7 +133,9 @@ def release(
         changed: EnrollmentRecord = {**record, "opened": sorted({*opened, module_id})}
         if quiet:
             return Release(changed, None, None)
-        milestone = module_unlocked(course["id"], record["user_id"], module_id, now)
+        milestone = module_unlocked(
+            course["id"], record["user_id"], module_id, now, int(record.get("version", 0))
+        )
         return Release(changed, milestone, None)
     # Held by a time lock still ahead (a date moved later, the learner's own days): look
     # again at their moment. Held by a prerequisite: a completion will open it.

@@ -56,16 +56,27 @@ class HistoryReads:
         return snapshot
 
     async def course_history(
-        self, course_id: str, before: int | None, limit: int, since: Marks = NONE
+        self,
+        course_id: str,
+        before: int | None,
+        limit: int,
+        since: Marks = NONE,
+        reached: int = 0,
     ) -> list[dict[str, Any]]:
         pool = self._mirror.pool
-        wanted = since.course_version(course_id)
+        wanted = max(since.course_version(course_id), reached)
+
+        def page() -> Awaitable[list[dict[str, Any]]]:
+            return history_mirror.course_history(pool, course_id, before, limit + 1)
+
+        if before is None and wanted:  # the first page starts at the newest version
+            return await self._until(page, lambda rows: bool(rows) and rows[0]["version"] >= wanted)
         if wanted:
             await self._until(
                 lambda: history_mirror.latest_version(pool, course_id),
                 lambda v: v is not None and v >= wanted,
             )
-        return await history_mirror.course_history(pool, course_id, before, limit + 1)
+        return await page()
 
     async def learner_history(
         self,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -37,37 +36,45 @@ ON CONFLICT (course_id, version) DO NOTHING
 
 def snapshot_text(course: Mapping[str, Any] | None) -> str | None:
     """A version's snapshot as stored and served."""
-    return None if course is None else json.dumps(course, separators=(",", ":"))
+    if course is None:
+        return None
+    return json.dumps(course, separators=(",", ":"), ensure_ascii=False)
 
 
-async def mirror_course_versions(
-    pool: asyncpg.Pool, events: Sequence[tuple[Mapping[str, Any], str | None]]
-) -> int:
-    """Each (course event, request id) as a version with its changes; returns how many
-    were new. A course's events come in version order (one partition), so the version
-    before is already there."""
-    written = 0
+VersionEvents = Sequence[tuple[Mapping[str, Any], str | None]]  # (course event, request id)
+
+
+async def mirror_course_versions(pool: asyncpg.Pool, events: VersionEvents) -> int:
+    """Each (course event, request id) as a version with its changes, in one transaction;
+    returns how many were new."""
     async with pool.acquire() as conn, conn.transaction():
-        for event, request_id in events:
-            course = event.get("course")
-            if event["event_type"] == "course_deleted":
-                course, changes = None, []
-            else:
-                raw = await conn.fetchval(_PREVIOUS, event["course_id"], event["version"])
-                changes = course_changes(json.loads(raw) if raw else None, course)
-            status = await conn.execute(
-                _INSERT_VERSION,
-                event["course_id"],
-                event["version"],
-                event["event_id"],
-                event["event_type"],
-                event["actor_id"],
-                event["occurred_at"],
-                request_id,
-                snapshot_text(course),
-                json.dumps(changes),
-            )
-            written += status.endswith(" 1")
+        return await write_course_versions(conn, events)
+
+
+async def write_course_versions(conn: asyncpg.Connection, events: VersionEvents) -> int:
+    """`mirror_course_versions` on a connection (in the caller's transaction). A course's
+    events come in version order (one partition), so the version before is there."""
+    written = 0
+    for event, request_id in events:
+        course = event.get("course")
+        if event["event_type"] == "course_deleted":
+            course, changes = None, []
+        else:
+            raw = await conn.fetchval(_PREVIOUS, event["course_id"], event["version"])
+            changes = course_changes(json.loads(raw) if raw else None, course)
+        status = await conn.execute(
+            _INSERT_VERSION,
+            event["course_id"],
+            event["version"],
+            event["event_id"],
+            event["event_type"],
+            event["actor_id"],
+            event["occurred_at"],
+            request_id,
+            snapshot_text(course),
+            json.dumps(changes),
+        )
+        written += status.endswith(" 1")
     return written
 
 
@@ -121,7 +128,9 @@ _COLUMNS = (
 )  # fmt: skip
 
 
-async def mirror_learner_history(pool: asyncpg.Pool, rows: Sequence[Row]) -> int:
+async def mirror_learner_history(
+    pool: asyncpg.Pool | asyncpg.Connection, rows: Sequence[Row]
+) -> int:
     """Rows of domain/learner_history.py with `source_offset`, `version` and `request_id`
     set; returns how many were new."""
     if not rows:
@@ -131,7 +140,7 @@ async def mirror_learner_history(pool: asyncpg.Pool, rows: Sequence[Row]) -> int
     return int(status.rsplit(" ", 1)[-1])
 
 
-Position = tuple[datetime, int, int]  # occurred_at, rank, source offset
+Position = tuple[int, int, int]  # enrollment version, rank, source offset
 
 
 async def learner_history(
@@ -139,15 +148,15 @@ async def learner_history(
 ) -> list[dict[str, Any]]:
     """A page of a learner's rows, oldest first, after `after` (None: from the first)."""
     query = (
-        "SELECT occurred_at, rank, source_offset, event_type, status, item_id, item_status,"
-        " score, module_id, reason, request_id FROM learner_history"
+        "SELECT version, rank, source_offset, occurred_at, event_type, status, item_id,"
+        " item_status, score, module_id, reason, request_id FROM learner_history"
         " WHERE course_id = $1 AND user_id = $2"
     )
     args: list[Any] = [course_id, user_id]
     if after is not None:
-        query += " AND (occurred_at, rank, source_offset) > ($3, $4, $5)"
+        query += " AND (version, rank, source_offset) > ($3, $4, $5)"
         args += list(after)
-    query += f" ORDER BY occurred_at, rank, source_offset LIMIT ${len(args) + 1}"
+    query += f" ORDER BY version, rank, source_offset LIMIT ${len(args) + 1}"
     rows = await pool.fetch(query, *args, limit)
     return [dict(row) for row in rows]
 

@@ -12,7 +12,8 @@ from course_management.topology import LEARNER_MILESTONES, spec
 
 TOPIC = LEARNER_MILESTONES
 SUBJECT = spec(TOPIC).subject
-FIELDS = tuple(LearnerMilestone.__annotations__)
+OPTIONAL = ("enrollment_version",)  # added with a default: absent from older records
+FIELDS = tuple(name for name in LearnerMilestone.__annotations__ if name not in OPTIONAL)
 
 
 def encode(milestone: LearnerMilestone) -> dict[str, Any]:
@@ -32,4 +33,5 @@ def decode(value: dict[str, Any]) -> LearnerMilestone:
         "module_id": value["module_id"],
         "waitlist_position": value["waitlist_position"],
         "reason": value["reason"],
+        "enrollment_version": value.get("enrollment_version"),
     }

@@ -188,7 +188,12 @@ class FakeHistory:
         return self.versions[(course_id, version)]
 
     async def course_history(
-        self, course_id: str, before: int | None, limit: int, since: Marks = NONE
+        self,
+        course_id: str,
+        before: int | None,
+        limit: int,
+        since: Marks = NONE,
+        reached: int = 0,
     ) -> list[dict[str, Any]]:
         rows = [
             r for r in self.courses.get(course_id, []) if before is None or r["version"] < before
@@ -199,13 +204,13 @@ class FakeHistory:
         self,
         course_id: str,
         user_id: str,
-        after: tuple[datetime, int, int] | None,
+        after: tuple[int, int, int] | None,
         limit: int,
         since: Marks = NONE,
         exists: bool = False,
     ) -> list[dict[str, Any]]:
         rows = self.learners.get((course_id, user_id), [])
-        key = lambda r: (r["occurred_at"], r["rank"], r["source_offset"])  # noqa: E731
+        key = lambda r: (r["version"], r["rank"], r["source_offset"])  # noqa: E731
         return [r for r in sorted(rows, key=key) if after is None or key(r) > after][: limit + 1]
 
 

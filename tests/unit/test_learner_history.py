@@ -8,7 +8,7 @@ from typing import Any
 
 from course_management.domain.learner_history import (
     EVENT_RANK,
-    RANKS,
+    MILESTONE_RANK,
     enrollment_row,
     learner_entry,
     milestone_row,
@@ -76,19 +76,47 @@ def milestone(kind: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-def test_within_one_decision_the_queue_comes_first_and_an_opened_module_last() -> None:
-    left = milestone_row(milestone("waitlist_left", reason="promoted"))
-    enrolled = enrollment_row(progress_event(None, "enrollment_created"))
-    opened = milestone_row(milestone("module_unlocked", module_id="m-2"))
-    later_kind = milestone_row(milestone("some_future_kind"))
-    ordered = sorted(
-        [opened, enrolled, later_kind, left], key=lambda r: (r["occurred_at"], r["rank"])
+def order(row: dict[str, Any]) -> tuple[int, int]:
+    return row["version"], row["rank"]
+
+
+def test_rows_are_in_the_agent_s_order_not_the_reported_times() -> None:
+    """A cancel (version 2), a place on the waitlist (at 2), leaving it to be promoted
+    (at 2), the enrolment (3), a report claiming an older time that opened a module (4)."""
+    cancel = enrollment_row({**progress_event(None, "enrollment_cancelled"), "version": 2})
+    waiting = milestone_row(milestone("waitlisted", enrollment_version=2))
+    left = milestone_row(milestone("waitlist_left", reason="promoted", enrollment_version=2))
+    enrolled = enrollment_row({**progress_event(None, "enrollment_created"), "version": 3})
+    early = datetime(2026, 12, 1, tzinfo=UTC)
+    report = enrollment_row({**progress_event("quiz"), "version": 4, "occurred_at": early})
+    opened = milestone_row(milestone("module_unlocked", module_id="m-2", enrollment_version=4))
+    rows = [opened, report, enrolled, left, waiting, cancel]
+    by_version = sorted(rows, key=order)  # the offset breaks ties within one topic
+    assert [r["event_type"] for r in by_version] in (
+        [
+            "enrollment_cancelled",
+            "waitlisted",
+            "waitlist_left",
+            "enrollment_created",
+            "progress_updated",
+            "module_unlocked",
+        ],
+        [
+            "enrollment_cancelled",
+            "waitlist_left",
+            "waitlisted",
+            "enrollment_created",
+            "progress_updated",
+            "module_unlocked",
+        ],
     )
-    assert [r["event_type"] for r in ordered][:2] == ["waitlist_left", "enrollment_created"]
+    assert waiting["rank"] == left["rank"] == MILESTONE_RANK > EVENT_RANK
     assert left["reason"] == "promoted" and left["status"] is None
-    assert opened["module_id"] == "m-2" and opened["rank"] == RANKS["module_unlocked"]
-    assert later_kind["rank"] > EVENT_RANK  # an unknown kind never comes before the events
-    assert milestone_row(milestone("waitlisted"))["status"] == "waitlisted"
+    assert waiting["status"] == "waitlisted"
+
+
+def test_a_milestone_from_before_versions_were_kept_comes_first() -> None:
+    assert milestone_row(milestone("module_unlocked", module_id="m"))["version"] == 0
 
 
 def test_the_route_shows_a_row_with_an_rfc3339_time_and_no_bookkeeping() -> None:

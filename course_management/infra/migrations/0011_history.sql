@@ -4,7 +4,8 @@
 --   snapshot's JSON; null for the version that deleted it), with the authoring changes
 --   from the version before (domain/history.py), the actor and the request id;
 -- learner_history: every change to a learner's record, one row per event or milestone
---   (domain/learner_history.py), in the order of `occurred_at`, `rank` and the offset.
+--   (domain/learner_history.py), in the agent's order: enrollment `version`, `rank`
+--   (a version's events before its milestones) and the offset.
 -- depends: 0010_enrollment_jobs
 CREATE TABLE IF NOT EXISTS course_versions (
     course_id   text        NOT NULL,
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS learner_history (
     occurred_at   timestamptz      NOT NULL,
     rank          smallint         NOT NULL,
     source_offset bigint           NOT NULL,
-    version       integer,
+    version       integer          NOT NULL,
     event_type    text             NOT NULL,
     status        text,
     item_id       text,
@@ -37,4 +38,4 @@ CREATE TABLE IF NOT EXISTS learner_history (
     request_id    text
 );
 CREATE INDEX IF NOT EXISTS learner_history_order_idx
-    ON learner_history (course_id, user_id, occurred_at, rank, source_offset);
+    ON learner_history (course_id, user_id, version, rank, source_offset);
