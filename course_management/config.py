@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # Anonymous callers are told apart by the rightmost X-Forwarded-For address (only
     # behind a gateway that sets it); else by the connection's address.
     rate_limit_trust_forwarded: bool = False
+    # Open live event streams per worker (CONTRACT §5.4); one more answers 503.
+    sse_max_streams: Annotated[int, Field(ge=1, le=100_000)] = 1000
     # How long a read given a Consistency-Token waits for its store before a 503.
     consistency_wait_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
     log_level: str = "INFO"

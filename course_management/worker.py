@@ -43,6 +43,7 @@ from course_management.catalog import elastic, postgres
 from course_management.catalog.search import CatalogSearch
 from course_management.config import Settings
 from course_management.gateways.history import HistoryReads
+from course_management.gateways.live_events import LiveEvents
 from course_management.gateways.reads import ReadGateway
 from course_management.gateways.writes import KafkaWriteGateway
 from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass
@@ -123,6 +124,9 @@ class Worker(Service):
             CrashPoints(settings.test_crash_at),
         )
         self.completions = CompletionIndex(settings.kafka_bootstrap_servers, self.codec)
+        self.live = LiveEvents(
+            settings.kafka_bootstrap_servers, self.codec, settings.sse_max_streams
+        )
         batch = Batch(store, self.codec.encode, decode_value, self.completions)
         rewinder = PartitionRewinder(self.app)  # the one rewinder of the agent's consumer
         register_course_agent(
@@ -154,6 +158,7 @@ class Worker(Service):
         )
         await step("replies", self.replies.start)
         await step("completions", self.completions.start)
+        await step("live", self.live.start)
         self._groups = self._consumer_groups()
         for group in self._groups:
             await step("groups", group.connect)
@@ -183,6 +188,7 @@ class Worker(Service):
     async def on_stop(self) -> None:
         """Each step is bounded: a stop during an outage ends (its reply topic may stay,
         deleted by its retention)."""
+        await self.live.stop()  # every open stream ends cleanly, before the server stops
         if self._runner is not None:
             await self._runner.cleanup()
         await stop_in_turn(
@@ -253,6 +259,7 @@ class Worker(Service):
             ),
             reads=reads,
             history=HistoryReads(self.database, wait_s=settings.consistency_wait_seconds),
+            live=self.live,
             readiness=self,
             verifier=TokenVerifier(
                 secret=settings.jwt_secret,

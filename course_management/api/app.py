@@ -16,6 +16,7 @@ from course_management.api import (
     routes_jobs,
     routes_ops,
     routes_ratings,
+    routes_streams,
 )
 from course_management.api.asyncapi import asyncapi_document
 from course_management.api.auth import TokenVerifier
@@ -25,12 +26,14 @@ from course_management.api.openapi import Endpoint, add_routes, build_document
 from course_management.api.ports import (
     CONTENT,
     HISTORY,
+    LIVE,
     READINESS,
     READS,
     UPLOAD_LIMITS,
     WRITES,
     ContentStorage,
     History,
+    Live,
     Readiness,
     Reads,
     Writes,
@@ -45,6 +48,7 @@ ENDPOINTS: list[Endpoint] = [
     *routes_history.ENDPOINTS,
     *routes_jobs.ENDPOINTS,
     *routes_ratings.ENDPOINTS,
+    *routes_streams.ENDPOINTS,
 ]
 
 
@@ -64,6 +68,7 @@ def create_app(
     writes: Writes,
     reads: Reads,
     history: History,
+    live: Live,
     readiness: Readiness,
     verifier: TokenVerifier,
     content: ContentStorage,
@@ -81,6 +86,7 @@ def create_app(
     app[WRITES] = writes
     app[READS] = reads
     app[HISTORY] = history
+    app[LIVE] = live
     app[READINESS] = readiness
     app[CONTENT] = content
     app[UPLOAD_LIMITS] = upload_limits

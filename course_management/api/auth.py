@@ -36,6 +36,7 @@ class Principal:
     user_id: str
     roles: frozenset[str]
     name: str
+    expires_at: float = float("inf")  # the token's `exp` (a live stream ends there)
 
     def has(self, *roles: str) -> bool:
         return bool(self.roles.intersection(roles))
@@ -151,8 +152,9 @@ class TokenVerifier:
             user_id=sub,
             roles=frozenset(r for r in roles if r in ROLES),
             name=name if isinstance(name, str) and name else sub,
+            expires_at=float(claims["exp"]) + LEEWAY_SECONDS,
         )
-        return principal, float(claims["exp"]) + LEEWAY_SECONDS
+        return principal, principal.expires_at
 
 
 def _bearer(header: str | None) -> str:

@@ -7,6 +7,7 @@ infra/storage.py); the in-process API tests implement them with fakes
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from course_management.domain.commands import CourseCommand
 from course_management.domain.consistency import NONE, Marks
 from course_management.domain.outcomes import Reply
 from course_management.domain.records import CourseRecord
+from course_management.domain.stream_ids import StreamPosition
 from course_management.domain.uploads import UploadPlan
 from course_management.infra.cache import CourseEntry
 from course_management.infra.rate_limit import Charge
@@ -179,6 +181,29 @@ class History(Protocol):
         ...
 
 
+class Live(Protocol):
+    """Live event streams (CONTRACT §5.4): a stream of a course (`user_id` None) or of
+    one learner in it, from a position, a moment, or now."""
+
+    async def open(
+        self,
+        course_id: str,
+        user_id: str | None,
+        position: StreamPosition | None,
+        scope: str,
+        since: datetime | None = None,
+    ) -> Any:
+        """A stream handle; Unavailable when the worker holds SSE_MAX_STREAMS already."""
+        ...
+
+    def events(self, stream: Any) -> AsyncIterator[tuple[Any, StreamPosition]]:
+        """Its events (`event_type`, `data` as JSON bytes), each with the position after
+        it, until the stream ends (the worker stops, or the client fell too far behind)."""
+        ...
+
+    def close(self, stream: Any) -> None: ...
+
+
 class Readiness(Protocol):
     async def readiness(self) -> dict[str, bool]:
         """Each dependency and the table recovery: True when it is fine."""
@@ -194,5 +219,6 @@ WRITES = web.AppKey("writes", Writes)
 READS = web.AppKey("reads", Reads)
 READINESS = web.AppKey("readiness", Readiness)
 HISTORY = web.AppKey("history", History)
+LIVE = web.AppKey("live", Live)
 CONTENT = web.AppKey("content", ContentStorage)
 UPLOAD_LIMITS = web.AppKey("upload_limits", dict)

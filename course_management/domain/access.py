@@ -83,6 +83,11 @@ def can_delete(course: dict[str, Any], caller: Caller) -> bool:
     return caller.is_admin or owns(course, caller)
 
 
+def may_follow_course(course: dict[str, Any], caller: CallerWithRoles) -> bool:
+    """A course's live stream: its owner and staff, admins and services (CONTRACT §5.4)."""
+    return _has(caller, "admin", "service") or on_staff(course, caller)
+
+
 def may_read_history(course: dict[str, Any], caller: Caller) -> bool:
     """A course's authoring history: its owner, a co-instructor, admins (CONTRACT §5.3)."""
     return caller.is_admin or teaches(course, caller)

@@ -8,6 +8,7 @@ on every worker) is tested against the real stack in tests/integration.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -212,6 +213,36 @@ class FakeHistory:
         rows = self.learners.get((course_id, user_id), [])
         key = lambda r: (r["version"], r["rank"], r["source_offset"])  # noqa: E731
         return [r for r in sorted(rows, key=key) if after is None or key(r) > after][: limit + 1]
+
+
+@dataclass
+class FakeLive:
+    """A fake of api.ports.Live: streams that end at once after the events a test gave
+    (the real tail reads Kafka: tests/integration/test_live_streams.py)."""
+
+    given: list[tuple[Any, Any]] = field(default_factory=list)
+    opened: list[tuple[Any, ...]] = field(default_factory=list)
+    full: bool = False
+
+    async def open(
+        self,
+        course_id: str,
+        user_id: str | None,
+        position: Any,
+        scope: str,
+        since: datetime | None = None,
+    ) -> Any:
+        if self.full:
+            raise Unavailable("too-many-streams", "full")
+        self.opened.append((course_id, user_id, position, scope, since))
+        return len(self.opened)
+
+    async def events(self, stream: Any) -> AsyncIterator[tuple[Any, Any]]:
+        for event, position in self.given:
+            yield event, position
+
+    def close(self, stream: Any) -> None:
+        pass
 
 
 @dataclass

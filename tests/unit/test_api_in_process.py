@@ -21,7 +21,14 @@ from course_management.api.ports import Unavailable
 from course_management.domain import consistency
 from course_management.domain.consistency import Marks
 from course_management.domain.outcomes import Outcome, Refusal, RefusalKind, Reply
-from tests.unit.api_fakes import FakeContent, FakeHistory, FakeReadiness, FakeReads, FakeWrites
+from tests.unit.api_fakes import (
+    FakeContent,
+    FakeHistory,
+    FakeLive,
+    FakeReadiness,
+    FakeReads,
+    FakeWrites,
+)
 
 SECRET = "in-process-secret-that-is-long-enough-0123456789"
 COURSE_ID = str(uuid.uuid4())
@@ -73,6 +80,7 @@ class Api:
     reads: FakeReads
     readiness: FakeReadiness
     history: FakeHistory
+    live: FakeLive
 
     async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any, Any]:
         response = await self.client.request(method, path, **kw)
@@ -84,10 +92,12 @@ class Api:
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
     writes, reads, readiness, history = FakeWrites(), FakeReads(), FakeReadiness(), FakeHistory()
+    live = FakeLive()
     app = create_app(
         writes=writes,
         reads=reads,
         history=history,
+        live=live,
         readiness=readiness,
         verifier=TokenVerifier(secret=SECRET, public_key_pem=None, issuer=None, audience=None),
         content=FakeContent(),
@@ -98,7 +108,7 @@ async def api() -> AsyncIterator[Api]:
     client = TestClient(server)
     await client.start_server()
     try:
-        yield Api(client, writes, reads, readiness, history)
+        yield Api(client, writes, reads, readiness, history, live)
     finally:
         await client.close()
 
@@ -780,3 +790,66 @@ async def test_a_course_s_history_is_for_those_who_author_it(api: Api) -> None:
         assert status == expected
     status, body, _ = await api.call("GET", path + "?cursor=bm9wZQ", headers=INSTRUCTOR)
     assert status == 422 and body["errors"][0]["field"] == "cursor"
+
+
+# -- live streams (issue 28) -----------------------------------------------------------
+
+
+async def test_a_stream_sends_each_event_with_its_id_and_type(api: Api) -> None:
+    from types import SimpleNamespace
+
+    from course_management.domain.stream_ids import StreamPosition, scope_of
+
+    api.reads.courses[COURSE_ID] = course("published")
+    scope = scope_of(COURSE_ID)
+    api.live.given = [
+        (
+            SimpleNamespace(event_type="course_updated", data=b'{"version": 4}'),
+            StreamPosition(scope, (8, 0, 0)),
+        )
+    ]
+    response = await api.client.get(f"/api/v1/courses/{COURSE_ID}/events", headers=INSTRUCTOR)
+    assert response.status == 200
+    assert response.content_type == "text/event-stream"
+    text = (await response.read()).decode()
+    assert f"id: {scope}.8.0.0" in text
+    assert "event: course_updated" in text and 'data: {"version": 4}' in text
+
+
+async def test_a_stream_refuses_a_bad_start_naming_it(api: Api) -> None:
+    from course_management.domain.stream_ids import StreamPosition, scope_of
+
+    api.reads.courses[COURSE_ID] = course("published")
+    path = f"/api/v1/courses/{COURSE_ID}/events"
+    other = StreamPosition(scope_of(str(uuid.uuid4())), (1, 2, 3)).encode()
+    for headers, field in (
+        ({"Last-Event-ID": "garbage"}, "Last-Event-ID"),
+        ({"Last-Event-ID": other}, "Last-Event-ID"),
+    ):
+        status, body, _ = await api.call("GET", path, headers={**INSTRUCTOR, **headers})
+        assert status == 400 and body["errors"][0]["field"] == field
+    for since in ("yesterday", "2126-01-01T00:00:00Z", "2026-12-01T00:00:00"):
+        status, body, _ = await api.call("GET", f"{path}?since={since}", headers=INSTRUCTOR)
+        assert status == 400 and body["errors"][0]["field"] == "since", since
+    assert api.live.opened == []
+
+
+async def test_a_course_stream_is_for_its_owner_and_staff_admins_and_services(api: Api) -> None:
+    api.reads.courses[COURSE_ID] = course("published")
+    path = f"/api/v1/courses/{COURSE_ID}/events"
+    for headers, expected in ((STUDENT, 403), (OTHER_INSTRUCTOR, 403), ({}, 401), (SERVICE, 200)):
+        status, _, _ = await api.call("GET", path, headers=headers)
+        assert status == expected
+    learner = f"/api/v1/courses/{COURSE_ID}/enrollments/student-1/events"
+    assert (await api.call("GET", learner, headers=STUDENT))[0] == 200
+    assert (await api.call("GET", learner, headers=bearer("student-2", "student")))[0] == 403
+
+
+async def test_over_the_stream_limit_a_stream_is_a_503_with_retry_after(api: Api) -> None:
+    api.reads.courses[COURSE_ID] = course("published")
+    api.live.full = True
+    status, body, response = await api.call(
+        "GET", f"/api/v1/courses/{COURSE_ID}/events", headers=INSTRUCTOR
+    )
+    assert status == 503 and body["type"].endswith("/too-many-streams")
+    assert response.headers["Retry-After"]
