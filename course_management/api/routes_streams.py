@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -118,7 +119,7 @@ async def _serve(
         ) as sse:
             pump = asyncio.create_task(_pump(live, stream, sse))
             gone = asyncio.create_task(sse.wait())  # ends when the client goes away
-            left = max(0.0, who.expires_at - time.time())
+            left = None if math.isinf(who.expires_at) else max(0.0, who.expires_at - time.time())
             await asyncio.wait({pump, gone}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             for task in (pump, gone):
                 task.cancel()

@@ -33,6 +33,7 @@ from course_management.api.ports import Unavailable
 from course_management.domain.stream_ids import StreamPosition
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.kafka import topic_partitions
+from course_management.infra.metrics import SSE_EVENTS, SSE_STREAMS
 from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS, LEARNER_MILESTONES, spec
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ class LiveEvents:
         stream = Stream(course_id, user_id, topics, partition, position, boundary)
         self._streams.setdefault(course_id, set()).add(stream)
         self._count += 1
+        SSE_STREAMS.set(self._count)
         return stream
 
     async def _offsets_at(self, tps: list[TopicPartition], since: datetime) -> tuple[int, ...]:
@@ -219,6 +221,7 @@ class LiveEvents:
         if streams is not None and stream in streams:
             streams.discard(stream)
             self._count -= 1
+            SSE_STREAMS.set(self._count)
             if not streams:
                 del self._streams[stream.course_id]
 
@@ -226,6 +229,7 @@ class LiveEvents:
         """Every event of the stream from its position, with the position after it: those
         before the tail's position when it opened first (read apart), then the tail's."""
         async for event in self._catch_up(stream):
+            SSE_EVENTS.labels("catch_up").inc()
             yield event, self._advance(stream, event)
         # Every record of the course below the boundary was delivered (or is not this
         # stream's): an id from here on need not send a reconnection back below it.
@@ -241,6 +245,7 @@ class LiveEvents:
             stream.position = stream.position.at_least(
                 tuple(event.tail.get(t, 0) for t in stream.topics)
             )
+            SSE_EVENTS.labels("live").inc()
             yield event, self._advance(stream, event)
 
     @staticmethod

@@ -158,3 +158,8 @@ MILESTONES = Counter("cms_milestones_total", "Learner milestones published", ["e
 JOB_ROWS = Counter(
     "cms_job_rows_total", "Rows of bulk enrolment jobs applied, by outcome", ["outcome"]
 )
+
+SSE_STREAMS = Gauge("cms_sse_streams_open", "Live event streams open on this worker")
+SSE_EVENTS = Counter(
+    "cms_sse_events_sent_total", "Events sent on live streams, by phase", ["phase"]
+)  # phase: catch_up (before the tail's position when the stream opened) | live
