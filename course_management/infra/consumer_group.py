@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
 
 from course_management.infra.dead_letters import UNPROCESSABLE, DeadLetter
@@ -131,9 +132,18 @@ class GroupConsumer(Service):
                             await self.handlers[topic](records)
                 if batch:
                     positions = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-                    await consumer.commit()
-                    self._committed.update(positions)
                     self._failures = 0
+                    try:
+                        await consumer.commit()
+                    except KafkaError:  # a rebalance, the broker away: applied, not committed
+                        log.warning(
+                            "commit failed; replaying from the committed offsets",
+                            extra={"group": self.group_id},
+                            exc_info=True,
+                        )
+                        await self._rewind(consumer)
+                        continue
+                    self._committed.update(positions)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -145,12 +155,26 @@ class GroupConsumer(Service):
                     extra={"group": self.group_id, "failures": self._failures},
                 )
                 await asyncio.sleep(1.0)
-                for tp in consumer.assignment():
-                    committed = await consumer.committed(tp)
-                    if committed is not None:
-                        consumer.seek(tp, committed)
-                    else:
-                        await consumer.seek_to_beginning(tp)
+                await self._rewind(consumer)
+
+    async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+        """Each partition still assigned back to its committed offset (the handlers are
+        idempotent). A partition revoked meanwhile is skipped: its next owner starts from
+        the committed offset anyway. Until the broker answers, tried again: going on from
+        the current position would skip the batch that was not committed."""
+        while not self.should_stop:
+            try:
+                for tp in list(consumer.assignment()):
+                    with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                        committed = await consumer.committed(tp)
+                        if committed is not None:
+                            consumer.seek(tp, committed)
+                        else:
+                            await consumer.seek_to_beginning(tp)
+                return
+            except KafkaError:
+                log.warning("rewind failed; trying again", extra={"group": self.group_id})
+                await asyncio.sleep(1.0)
 
     async def _one_by_one(self, by_topic: dict[str, list[ConsumerRecord]]) -> None:
         """Apply each record alone, in order; dead-letter the ones that still fail."""

@@ -17,7 +17,12 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+)
 from prometheus_client import REGISTRY
 
 from course_management.infra import consumer_group, retrying
@@ -80,6 +85,8 @@ class FakeConsumer:
         self.ends = ends or {}
         self.starts = starts or {}
         self.group: GroupConsumer | None = None
+        self.commit_failures: list[BaseException] = []
+        self.revoked: set[TopicPartition] = set()  # revoked while the group asks about them
 
     async def getmany(self, timeout_ms: int, max_records: int) -> Batch:
         if not self.polls:
@@ -90,6 +97,9 @@ class FakeConsumer:
         return self.polls.pop(0)
 
     async def commit(self) -> None:
+        if self.commit_failures:
+            self.log.append(("commit failed",))
+            raise self.commit_failures.pop(0)
         self.log.append(("commit",))
 
     def assignment(self) -> set[TopicPartition]:
@@ -100,6 +110,8 @@ class FakeConsumer:
         return self._committed.get(tp)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
+        if tp in self.revoked:
+            raise IllegalStateError(f"No current assignment for partition {tp}")
         self.log.append(("seek", tp, offset))
 
     async def seek_to_beginning(self, *tps: TopicPartition) -> None:
@@ -473,3 +485,54 @@ def test_a_dynamic_member_sets_no_static_membership_options() -> None:
         "group_instance_id": "w-2",
         "session_timeout_ms": 12_500,
     }
+
+
+async def test_a_partition_revoked_during_the_rewind_is_skipped_not_fatal(
+    pauses: list[float],
+) -> None:
+    """CI, 2026-12-06: a rebalance revoked a partition between `committed` and `seek`;
+    the IllegalStateError ended the group's loop for good (the router and the mirror
+    stopped). Now that partition is skipped (its next owner starts from the committed
+    offset) and the others are rewound."""
+    log: Log = []
+    a0, a1 = TopicPartition(A, 0), TopicPartition(A, 1)
+    poll = batch_of(rec(A, 0, 5), rec(A, 1, 3))
+    attempts: list[int] = []
+
+    def fails_once(records: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        attempts.append(len(records))
+        return len(attempts) == 1
+
+    consumer = FakeConsumer(log, [poll, poll], assignment={a0, a1}, committed={a0: 5, a1: 3})
+    consumer.revoked = {a1}
+    group = group_over(consumer, {A: handler(log, A, fails_once)})
+
+    await group._run()  # returns when the polls are played: the loop did not die
+
+    assert ("seek", a0, 5) in log
+    assert log[-2:] == [("handled", A, [(0, 5), (1, 3)]), ("commit",)]
+
+
+async def test_a_failed_commit_replays_the_batch_without_counting_a_failure(
+    pauses: list[float],
+) -> None:
+    log: Log = []
+    a0 = TopicPartition(A, 0)
+    poll = batch_of(rec(A, 0, 5))
+    consumer = FakeConsumer(log, [poll, poll], assignment={a0}, committed={a0: 5})
+    consumer.commit_failures = [CommitFailedError("rebalanced")]
+    group = group_over(consumer, {A: handler(log, A)})
+
+    await group._run()
+
+    assert log == [
+        ("poll",),
+        ("handled", A, [(0, 5)]),
+        ("commit failed",),
+        ("committed?", a0),
+        ("seek", a0, 5),
+        ("poll",),
+        ("handled", A, [(0, 5)]),
+        ("commit",),
+    ]
+    assert group._failures == 0 and group._committed == {a0: 6}
