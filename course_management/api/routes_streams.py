@@ -112,7 +112,10 @@ async def _serve(
     scope = scope_of(course_id, user_id)
     position, since = _start(request, scope, 3 if user_id is None else 2)
     live = request.app[LIVE]
-    stream = await live.open(course_id, user_id, position, scope, since)  # 503 when full
+    try:
+        stream = await live.open(course_id, user_id, position, scope, since)  # 503 when full
+    except BadStreamId as exc:  # past the end of the topics: not an id of this stream
+        raise _bad("Last-Event-ID", str(exc)) from None
     try:
         async with sse_response(
             request, ping_interval=PING_SECONDS, headers={"Cache-Control": "no-cache"}

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from course_management.api.ports import Unavailable
-from course_management.domain.stream_ids import StreamPosition
+from course_management.domain.stream_ids import BadStreamId, StreamPosition
 from course_management.infra.avro import AvroCodec, AvroDecodeError
 from course_management.infra.kafka import topic_partitions
 from course_management.infra.metrics import SSE_EVENTS, SSE_STREAMS
@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 COURSE_TOPICS = (COURSE_EVENTS, ENROLLMENT_EVENTS, LEARNER_MILESTONES)
 LEARNER_TOPICS = (ENROLLMENT_EVENTS, LEARNER_MILESTONES)
 QUEUE_LIMIT = 10_000  # records a stream may be behind the tail before it is ended
+# An event is published again, at a later offset, when the agent that published it
+# crashed before it knew (the next opener sends its last unit's outbox again, decision
+# 49). A stream delivers an event id once: it remembers the ids it sent, and a resumed
+# stream first reads back this many records before its position in each topic.
+SEEN_KEPT = 20_000
+READ_BACK = 10_000
 END = None  # on a stream's queue: the stream ends (the worker stops, or it fell behind)
 
 
@@ -52,13 +58,14 @@ class LiveEvent:
     course_id: str
     user_id: str | None
     event_type: str
+    event_id: str
     data: bytes  # the event as JSON, the same fields as its Avro record
     # The tail's next offset in each topic of the record's partition once it was read:
     # a stream that receives it has had every record of its course before those.
     tail: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(eq=False)  # each stream is itself (hashed by identity)
 class Stream:
     """One open stream: what it follows, where it is, its queue of the tail's records."""
 
@@ -69,6 +76,16 @@ class Stream:
     position: StreamPosition
     boundary: dict[str, int]  # the tail's next offsets when the stream opened
     queue: asyncio.Queue[LiveEvent | None] = field(default_factory=lambda: asyncio.Queue())
+    seen: dict[str, None] = field(default_factory=dict)  # event ids sent, oldest first
+
+    def fresh(self, event: LiveEvent) -> bool:
+        """Not sent yet (remembered from now on)."""
+        if event.event_id in self.seen:
+            return False
+        self.seen[event.event_id] = None
+        if len(self.seen) > SEEN_KEPT:
+            del self.seen[next(iter(self.seen))]
+        return True
 
     def wants(self, event: LiveEvent) -> bool:
         return event.topic in self.topics and (
@@ -159,6 +176,7 @@ class LiveEvents:
             course_id=str(value.get("course_id") or (record.key or b"").decode()),
             user_id=value.get("user_id"),
             event_type=str(value.get("event_type")),
+            event_id=str(value.get("event_id")),
             data=orjson.dumps(value, default=_json_default),
         )
 
@@ -197,6 +215,14 @@ class LiveEvents:
         tps = [TopicPartition(t, partition) for t in topics]
         if position is None and since is not None:
             position = StreamPosition(scope, await self._offsets_at(tps, since))
+        resumed = position is not None
+        if position is not None:
+            assert self._consumer is not None
+            ends = await self._consumer.end_offsets(tps)
+            if any(o > ends[tp] for o, tp in zip(position.offsets, tps, strict=True)):
+                raise BadStreamId("an event id past the end of the stream's topics")
+        # The boundary and the registration with no await between them: every record the
+        # tail reads from here on is queued for the stream, every one before is below.
         boundary = {tp.topic: self._next[tp] for tp in tps}
         if position is None:
             position = StreamPosition(scope, tuple(boundary[t] for t in topics))
@@ -204,6 +230,12 @@ class LiveEvents:
         self._streams.setdefault(course_id, set()).add(stream)
         self._count += 1
         SSE_STREAMS.set(self._count)
+        if resumed:
+            try:
+                await self._read_back(stream)
+            except BaseException:
+                self._close(stream)
+                raise
         return stream
 
     async def _offsets_at(self, tps: list[TopicPartition], since: datetime) -> tuple[int, ...]:
@@ -229,8 +261,10 @@ class LiveEvents:
         """Every event of the stream from its position, with the position after it: those
         before the tail's position when it opened first (read apart), then the tail's."""
         async for event in self._catch_up(stream):
-            SSE_EVENTS.labels("catch_up").inc()
-            yield event, self._advance(stream, event)
+            position = self._advance(stream, event)
+            if stream.fresh(event):
+                SSE_EVENTS.labels("catch_up").inc()
+                yield event, position
         # Every record of the course below the boundary was delivered (or is not this
         # stream's): an id from here on need not send a reconnection back below it.
         stream.position = stream.position.at_least(tuple(stream.boundary[t] for t in stream.topics))
@@ -245,13 +279,46 @@ class LiveEvents:
             stream.position = stream.position.at_least(
                 tuple(event.tail.get(t, 0) for t in stream.topics)
             )
-            SSE_EVENTS.labels("live").inc()
-            yield event, self._advance(stream, event)
+            position = self._advance(stream, event)
+            if stream.fresh(event):
+                SSE_EVENTS.labels("live").inc()
+                yield event, position
 
     @staticmethod
     def _advance(stream: Stream, event: LiveEvent) -> StreamPosition:
         stream.position = stream.position.after(stream.topics.index(event.topic), event.offset)
         return stream.position
+
+    async def _read_back(self, stream: Stream) -> None:
+        """The ids of the stream's events in the READ_BACK records before its position
+        in each topic: a copy published again after them is not sent twice."""
+        tps = [TopicPartition(t, stream.partition) for t in stream.topics]
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign(tps)
+            firsts = await consumer.beginning_offsets(tps)
+            ends = {tp: stream.position.offsets[i] for i, tp in enumerate(tps)}
+            for tp in tps:
+                consumer.seek(tp, max(firsts[tp], ends[tp] - READ_BACK))
+            todo = {tp for tp in tps if max(firsts[tp], ends[tp] - READ_BACK) < ends[tp]}
+            while todo:
+                batch = await consumer.getmany(*todo, timeout_ms=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset >= ends[tp]:
+                            todo.discard(tp)
+                            break
+                        if record.key != stream.course_id.encode():
+                            continue
+                        event = await self._decode(record)
+                        if event is not None and stream.wants(event):
+                            stream.fresh(event)
+                for tp in list(todo):
+                    if await consumer.position(tp) >= ends[tp]:
+                        todo.discard(tp)
+        finally:
+            await consumer.stop()
 
     async def _catch_up(self, stream: Stream) -> AsyncIterator[LiveEvent]:
         """The stream's records from its position up to the boundary, merged by time."""
