@@ -188,7 +188,9 @@ class Worker(Service):
     async def on_stop(self) -> None:
         """Each step is bounded: a stop during an outage ends (its reply topic may stay,
         deleted by its retention)."""
-        await self.live.stop()  # every open stream ends cleanly, before the server stops
+        await (
+            self.live.stop()
+        )  # every open stream ends cleanly, before the server stops (never raises)
         if self._runner is not None:
             await self._runner.cleanup()
         await stop_in_turn(
