@@ -122,7 +122,7 @@ async def get_course(request: web.Request) -> web.StreamResponse:
     version = version_param(request)
     if version is not None:
         course, raw = await course_at_version(request, version)
-        return _past(course if raw is None else raw)
+        return _past(request, version, course if raw is None else raw)
     course_id = course_id_param(request)
     who = principal(request)
     caller = who.actor() if who else None
@@ -155,9 +155,12 @@ async def get_course(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _past(body: dict[str, Any] | bytes) -> web.StreamResponse:
+def _past(request: web.Request, version: int, body: dict[str, Any] | bytes) -> web.StreamResponse:
     """A past version: it never changes, but who may read it can (a deleted course's)."""
-    headers = {"Vary": "Authorization", "Cache-Control": "private, max-age=3600"}
+    etag = f'"v{version}"'  # not a current read's ETag: If-Match takes only those
+    headers = {"ETag": etag, "Vary": "Authorization", "Cache-Control": "private, max-age=3600"}
+    if _not_modified(request, etag):
+        return web.Response(status=304, headers=headers)
     if isinstance(body, bytes):
         return web.Response(body=body, content_type="application/json", headers=headers)
     return json_response(body, headers=headers)
@@ -167,9 +170,8 @@ async def get_modules(request: web.Request) -> web.StreamResponse:
     version = version_param(request)
     if version is not None:
         past, _ = await course_at_version(request, version)
-        return _past(
-            {"course_id": past["id"], "version": past["version"], "modules": past["modules"]}
-        )
+        modules = {"course_id": past["id"], "version": past["version"], "modules": past["modules"]}
+        return _past(request, version, modules)
     course = await visible_course(request, course_id_param(request))
     etag = _etag(course)  # the course's own ETag: one shape, one If-None-Match
     headers = {"ETag": etag, "Vary": "Authorization"}

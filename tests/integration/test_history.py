@@ -357,8 +357,10 @@ async def test_a_learner_s_history_survives_a_sigkill(
     await _learner_history(http, cid, user, 2)
     worker.kill()  # SIGKILL: no flush, no commit
     worker.start().wait_ready()
-    await _report(http, cid, user, "kill-2", item_id=quiz["id"], status="started", score=3)
-    entries = await _learner_history(http, cid, user, 3)
+    # a new session: the shared one's pooled connections went with the killed process
+    async with aiohttp.ClientSession(base_url=worker.base_url) as fresh:
+        await _report(fresh, cid, user, "kill-2", item_id=quiz["id"], status="started", score=3)
+        entries = await _learner_history(fresh, cid, user, 3)
     assert _learner_rows(entries) == [
         ("enrollment_created", "active", None, None),
         ("progress_updated", "active", lesson["id"], "completed"),
