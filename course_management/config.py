@@ -16,6 +16,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from course_management.domain.webhooks import parse_sealing_key
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it in one line."""
@@ -72,6 +74,13 @@ class Settings(BaseSettings):
     rate_limit_trust_forwarded: bool = False
     # Open live event streams per worker (CONTRACT §5.4); one more answers 503.
     sse_max_streams: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    # Webhook targets on loopback over plain http (CONTRACT §5.4): the local stack only.
+    webhook_allow_loopback: bool = False
+    # Not in the contract: the key webhook secrets are sealed with at rest (32 bytes in
+    # base64, from the deployment's secret store; decision 63). Unset: no webhooks.
+    webhook_sealing_key: str | None = None
+    # Tests and benchmarks only: the retry delays (domain/webhooks.py) multiplied by this.
+    webhook_retry_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
     # How long a read given a Consistency-Token waits for its store before a 503.
     consistency_wait_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
     log_level: str = "INFO"
@@ -139,6 +148,14 @@ class Settings(BaseSettings):
         if value in ("", None):
             return None
         return _check_url(str(value), ("http", "https"), "URL")
+
+    @field_validator("webhook_sealing_key")
+    @classmethod
+    def _sealing_key(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parse_sealing_key(value)
+        return value
 
     @field_validator("jwt_public_key")
     @classmethod

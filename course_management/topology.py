@@ -50,6 +50,12 @@ STATE_TABLE = "course-state"
 # and the agent cuts its batches long before (streams/agent.py CUT_BYTES).
 UNIT_MAX_BYTES = 16 * 1024 * 1024
 
+# Internal, compacted: each webhook subscription as it is now, key its id, read whole by
+# every worker; and how far each one's deliveries have got, written by the worker that
+# delivers it (decision 63).
+WEBHOOKS = f"{APP_ID}-webhooks"
+WEBHOOK_POSITIONS = f"{APP_ID}-webhook-positions"
+
 _WEEK_MS = 7 * 24 * 3600 * 1000
 
 
@@ -109,6 +115,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(COURSE_COMPLETIONS, "completion_entry.avsc", _COMPACTED),
     TopicSpec(JOB_PROGRESS, "job_progress.avsc", {"retention.ms": str(4 * _WEEK_MS)}),
     TopicSpec(dlq(JOB_PROGRESS), None, _DLQ),
+    TopicSpec(WEBHOOKS, "webhook_subscription.avsc", _COMPACTED),
+    TopicSpec(WEBHOOK_POSITIONS, "webhook_position.avsc", _COMPACTED),
     TopicSpec(
         changelog(STATE_TABLE),
         None,
@@ -133,6 +141,9 @@ def spec(name: str) -> TopicSpec:
 ROUTER_GROUP = f"{APP_ID}-router"  # user-enrolled, course-progress -> enrollment inputs
 POSTGRES_GROUP = f"{APP_ID}-sink-postgres"  # events -> mirror; catalog -> catalog table
 SEARCH_GROUP = f"{APP_ID}-sink-search"  # catalog -> Elasticsearch index
+# Who delivers which webhook subscription: the partitions of WEBHOOKS each worker is
+# assigned (streams/webhook_dispatch.py).
+WEBHOOK_GROUP = f"{APP_ID}-webhooks"
 
 # Subjects registered without a topic of their own (the per-worker reply topics).
 REPLY_SUBJECT = "course-management-replies-value"

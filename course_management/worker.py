@@ -42,9 +42,11 @@ from course_management.api.rate_limits import Budgets, rate_limit_middleware
 from course_management.catalog import elastic, postgres
 from course_management.catalog.search import CatalogSearch
 from course_management.config import Settings
+from course_management.domain.webhooks import parse_sealing_key
 from course_management.gateways.history import HistoryReads
 from course_management.gateways.live_events import LiveEvents
 from course_management.gateways.reads import ReadGateway
+from course_management.gateways.webhooks import WebhookGateway
 from course_management.gateways.writes import KafkaWriteGateway
 from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass
 from course_management.infra.changelog import ChangelogWriter
@@ -64,7 +66,9 @@ from course_management.infra.probes import PROBE_EVERY_S, Probes
 from course_management.infra.rate_limit import Budget, RateLimiter
 from course_management.infra.replies import ReplyListener
 from course_management.infra.retrying import until_started
+from course_management.infra.sealing import Sealer
 from course_management.infra.storage import ContentStore
+from course_management.infra.webhook_sender import WebhookSender
 from course_management.sinks.groups import sink_groups
 from course_management.streams.agent import PartitionRewinder, register_course_agent
 from course_management.streams.app import build_app
@@ -74,6 +78,8 @@ from course_management.streams.completions import CompletionIndex
 from course_management.streams.crash_points import CrashPoints, paused_before
 from course_management.streams.partition_watch import PartitionWatch
 from course_management.streams.router import EnrollmentRouter
+from course_management.streams.webhook_dispatch import WebhookDispatcher, position_writer
+from course_management.streams.webhook_registry import WebhookRegistry
 from course_management.tables.restore import (
     remember_assignment,
 )
@@ -127,6 +133,19 @@ class Worker(Service):
         self.live = LiveEvents(
             settings.kafka_bootstrap_servers, self.codec, settings.sse_max_streams
         )
+        self.webhooks = WebhookRegistry(settings.kafka_bootstrap_servers, self.codec)
+        key = settings.webhook_sealing_key
+        self.sealer = Sealer(parse_sealing_key(key)) if key else None
+        self.sender = WebhookSender(settings.webhook_allow_loopback)
+        self.dispatcher = WebhookDispatcher(
+            settings.kafka_bootstrap_servers,
+            self.codec,
+            self.webhooks,
+            self.sealer,
+            self.sender.post,
+            position_writer(self.publisher),
+            settings.webhook_retry_scale,
+        )
         batch = Batch(store, self.codec.encode, decode_value, self.completions)
         rewinder = PartitionRewinder(self.app)  # the one rewinder of the agent's consumer
         register_course_agent(
@@ -159,6 +178,8 @@ class Worker(Service):
         await step("replies", self.replies.start)
         await step("completions", self.completions.start)
         await step("live", self.live.start)
+        await step("webhooks", self.webhooks.start)
+        await step("webhook-deliveries", self.dispatcher.start)
         self._groups = self._consumer_groups()
         for group in self._groups:
             await step("groups", group.connect)
@@ -195,6 +216,9 @@ class Worker(Service):
             await self._runner.cleanup()
         await stop_in_turn(
             [
+                ("webhook deliveries", self.dispatcher.stop),
+                ("webhook registry", self.webhooks.stop),
+                ("webhook sender", self.sender.close),
                 ("partition watch", self.partition_watch.stop),
                 *((f"group {g.group_id}", g.stop) for g in self._groups),
                 ("replies", self.replies.stop),
@@ -262,6 +286,14 @@ class Worker(Service):
             reads=reads,
             history=HistoryReads(self.database, wait_s=settings.consistency_wait_seconds),
             live=self.live,
+            webhooks=WebhookGateway(
+                self.webhooks,
+                self.publisher,
+                self.codec,
+                self.sealer,
+                settings.webhook_allow_loopback,
+                settings.topic_partitions,
+            ),
             readiness=self,
             verifier=TokenVerifier(
                 secret=settings.jwt_secret,

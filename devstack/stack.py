@@ -7,7 +7,9 @@ and a deadline, and stopped cleanly. `LocalStack` starts them in parallel.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import secrets
 import shutil
 import tempfile
 import time
@@ -37,6 +39,12 @@ class LocalStack:
             self.servers.append(Elasticsearch(self.workdir))
         self.started: list[Any] = []
         self.timings: dict[str, float] = {}
+        # The local stack's own settings: webhooks to loopback receivers (CONTRACT §1), and
+        # a sealing key made for this stack (production's comes from its secret store).
+        self.settings = {
+            "WEBHOOK_ALLOW_LOOPBACK": "true",
+            "WEBHOOK_SEALING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        }
 
     def start(self) -> dict[str, str]:
         downloads.fetch_all()  # sequential: Maven's local repository is not concurrency-safe
@@ -72,7 +80,7 @@ class LocalStack:
         return "\n  last lines of its log:\n    " + "\n    ".join(lines)
 
     def env(self) -> dict[str, str]:
-        merged: dict[str, str] = {}
+        merged: dict[str, str] = dict(self.settings)
         for server in self.started:
             merged.update(server.env())
         return merged

@@ -55,6 +55,9 @@ def stack_env(local_stack: Any) -> dict[str, str]:
             "RATE_LIMIT_WRITES_PER_MINUTE": "1000000",
             "RATE_LIMIT_SERVICE_READS_PER_MINUTE": "1000000",
             "RATE_LIMIT_SERVICE_WRITES_PER_MINUTE": "1000000",
+            # Webhook retries 20 times sooner: 0.25 s, 1.25 s, 6 s, ... (the schedule's
+            # own shape is a unit test's: tests/unit/test_webhook_rules.py).
+            "WEBHOOK_RETRY_SCALE": "0.05",
         }
     )
     return env

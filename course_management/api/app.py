@@ -17,6 +17,7 @@ from course_management.api import (
     routes_ops,
     routes_ratings,
     routes_streams,
+    routes_webhooks,
 )
 from course_management.api.asyncapi import asyncapi_document
 from course_management.api.auth import TokenVerifier
@@ -30,12 +31,14 @@ from course_management.api.ports import (
     READINESS,
     READS,
     UPLOAD_LIMITS,
+    WEBHOOKS,
     WRITES,
     ContentStorage,
     History,
     Live,
     Readiness,
     Reads,
+    Webhooks,
     Writes,
 )
 
@@ -49,6 +52,7 @@ ENDPOINTS: list[Endpoint] = [
     *routes_jobs.ENDPOINTS,
     *routes_ratings.ENDPOINTS,
     *routes_streams.ENDPOINTS,
+    *routes_webhooks.ENDPOINTS,
 ]
 
 
@@ -69,6 +73,7 @@ def create_app(
     reads: Reads,
     history: History,
     live: Live,
+    webhooks: Webhooks,
     readiness: Readiness,
     verifier: TokenVerifier,
     content: ContentStorage,
@@ -87,6 +92,7 @@ def create_app(
     app[READS] = reads
     app[HISTORY] = history
     app[LIVE] = live
+    app[WEBHOOKS] = webhooks
     app[READINESS] = readiness
     app[CONTENT] = content
     app[UPLOAD_LIMITS] = upload_limits

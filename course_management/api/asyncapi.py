@@ -26,6 +26,9 @@ from course_management.topology import (
     SEARCH_GROUP,
     TOPICS,
     USER_ENROLLED,
+    WEBHOOK_GROUP,
+    WEBHOOK_POSITIONS,
+    WEBHOOKS,
 )
 
 AVRO = "application/vnd.apache.avro+json;version=1.9.0"
@@ -86,6 +89,18 @@ _TOPICS: dict[str, dict[str, Any]] = {
         "this_service": "send",
         "summary": "Internal: a bulk enrolment job's counts and rows after each chunk applied",
         "readers": [POSTGRES_GROUP],
+    },
+    WEBHOOKS: {
+        "key": "subscription id (compacted)",
+        "this_service": "send",
+        "summary": "Internal: each webhook subscription as it is now (its secret sealed)",
+        "readers": ["every worker (no group): streams/webhook_registry.py", WEBHOOK_GROUP],
+    },
+    WEBHOOK_POSITIONS: {
+        "key": "subscription id (compacted)",
+        "this_service": "send",
+        "summary": "Internal: how far each webhook subscription's deliveries have got",
+        "readers": ["every worker (no group): streams/webhook_registry.py"],
     },
     COURSE_RATINGS: {
         "key": "<course id>:<user id> (compacted)",

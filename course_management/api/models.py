@@ -234,3 +234,32 @@ class RatingView(BaseModel):
 class RatingPage(BaseModel):
     items: list[RatingView]
     next_cursor: str | None
+
+
+class Webhook(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    course_id: str | None
+    created_at: str
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(
+        description="`whsec_<base64>`: the signing key of `webhook-signature` (Standard "
+        "Webhooks), shown in this reply only"
+    )
+
+
+class WebhookStatus(Webhook):
+    status: Literal["active", "failing", "paused"] = Field(
+        description="`failing` while its oldest undelivered event is being retried; "
+        "`paused` by an operator (`course-management ops webhooks pause`)"
+    )
+    last_delivery_at: str | None
+    last_error: str | None
+    failing_since: str | None
+    pending: int = Field(
+        description="Records of its event topics' partitions not yet passed: an upper "
+        "bound on the events still to deliver (0: caught up)"
+    )

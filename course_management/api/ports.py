@@ -23,6 +23,7 @@ from course_management.domain.stream_ids import StreamPosition
 from course_management.domain.uploads import UploadPlan
 from course_management.infra.cache import CourseEntry
 from course_management.infra.rate_limit import Charge
+from course_management.messages.webhook_subscription import WebhookSubscription
 
 
 class Unavailable(Exception):
@@ -204,6 +205,36 @@ class Live(Protocol):
     def close(self, stream: Any) -> None: ...
 
 
+class Webhooks(Protocol):
+    """Webhook subscriptions (CONTRACT §5.4): kept on a compacted topic, read back from
+    every worker's registry (gateways/webhooks.py)."""
+
+    async def check_target(self, url: str) -> None:
+        """domain.webhooks.TargetRefused (saying why) unless deliveries may go there."""
+        ...
+
+    async def subscribe(
+        self, url: str, event_types: list[str], course_id: str | None, creator_id: str
+    ) -> dict[str, Any]:
+        """The new subscription as the 201 shows it, its secret in it (the only time)."""
+        ...
+
+    async def find(self, subscription_id: str) -> WebhookSubscription | None:
+        """As of every change acked before the call; None when unknown or deleted."""
+        ...
+
+    async def status(self, subscription: WebhookSubscription) -> dict[str, Any]:
+        """The GET body: the subscription, `status`, `last_delivery_at`, `last_error`,
+        `pending`."""
+        ...
+
+    async def delete(self, subscription: WebhookSubscription) -> None: ...
+
+    async def replay(self, subscription: WebhookSubscription, moment: datetime) -> None:
+        """Asks its deliveries to go back to `moment` (never forward)."""
+        ...
+
+
 class Readiness(Protocol):
     async def readiness(self) -> dict[str, bool]:
         """Each dependency and the table recovery: True when it is fine."""
@@ -220,5 +251,6 @@ READS = web.AppKey("reads", Reads)
 READINESS = web.AppKey("readiness", Readiness)
 HISTORY = web.AppKey("history", History)
 LIVE = web.AppKey("live", Live)
+WEBHOOKS = web.AppKey("webhooks", Webhooks)
 CONTENT = web.AppKey("content", ContentStorage)
 UPLOAD_LIMITS = web.AppKey("upload_limits", dict)

@@ -188,3 +188,13 @@ def may_read_own_course_enrollment(caller: CallerWithRoles) -> bool:
 def may_rate(caller: CallerWithRoles) -> bool:
     """Ratings come from students (the agent checks that they are enrolled)."""
     return _has(caller, "student")
+
+
+def may_subscribe_webhooks(caller: CallerWithRoles) -> bool:
+    """Webhook subscriptions are made by admins and services (CONTRACT §5.4)."""
+    return _has(caller, "admin", "service")
+
+
+def may_manage_webhook(creator_id: str, caller: Caller) -> bool:
+    """A subscription is read, replayed and deleted by its creator and by admins."""
+    return caller.is_admin or caller.id == creator_id

@@ -13,13 +13,18 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import urlsplit
+
+import orjson
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -47,6 +52,17 @@ EVENT_TYPES = frozenset(
         "waitlist_left",
     }
 )
+
+
+def parse_sealing_key(raw: str) -> bytes:
+    """The 32 bytes a `WEBHOOK_SEALING_KEY` (base64) stands for; ValueError otherwise."""
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be 32 bytes in base64 (openssl rand -base64 32)") from None
+    if len(key) != 32:
+        raise ValueError("must be 32 bytes in base64 (openssl rand -base64 32)")
+    return key
 
 
 def new_secret() -> str:
@@ -150,3 +166,46 @@ def event_types_error(types: list[str]) -> str | None:
     if unknown:
         return f"unknown event types: {', '.join(unknown)}"
     return None
+
+
+def _known_types(types: list[str]) -> list[str]:
+    why = event_types_error(types)
+    if why is not None:
+        raise ValueError(why)
+    if len(set(types)) != len(types):
+        raise ValueError("each event type once")
+    return types
+
+
+class WebhookInput(BaseModel):
+    """`POST /api/v1/webhooks` (the URL's own rules are checked by the route: they depend
+    on WEBHOOK_ALLOW_LOOPBACK and on what the name resolves to)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    event_types: Annotated[list[str], AfterValidator(_known_types)]
+    course_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+class ReplayInput(BaseModel):
+    """`POST /api/v1/webhooks/{id}/replay`: every matching event since `from` again."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    since: AwareDatetime = Field(alias="from")
+
+
+def delivery_body(event_type: str, timestamp: str, data: bytes) -> bytes:
+    """A delivery's body: `{"type", "timestamp", "data"}`, the event's JSON as it is."""
+    return orjson.dumps({"type": event_type, "timestamp": timestamp, "data": orjson.Fragment(data)})
+
+
+def delivery_headers(secret: str, event_id: str, now_s: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt (its own timestamp and signature)."""
+    return {
+        "content-type": "application/json",
+        "webhook-id": event_id,
+        "webhook-timestamp": str(now_s),
+        "webhook-signature": signature(secret, event_id, now_s, body),
+    }

@@ -163,3 +163,20 @@ SSE_STREAMS = Gauge("cms_sse_streams_open", "Live event streams open on this wor
 SSE_EVENTS = Counter(
     "cms_sse_events_sent_total", "Events sent on live streams, by phase", ["phase"]
 )  # phase: catch_up (before the tail's position when the stream opened) | live
+
+# Webhooks (decision 63), per subscription (a deployment holds tens of them, not thousands).
+WEBHOOK_DELIVERIES = Counter(
+    "cms_webhook_deliveries_total",
+    "Webhook delivery attempts, by subscription and result",
+    ["subscription", "result"],
+)  # result: ok | failed (retried later) | given_up (after the retries' 24 h)
+WEBHOOK_LAG = Gauge(
+    "cms_webhook_lag_seconds",
+    "How old the event a subscription is delivering is (0: nothing waiting)",
+    ["subscription"],
+)
+WEBHOOK_FAILING = Gauge(
+    "cms_webhook_failing_seconds",
+    "How long a subscription's deliveries have been failing (0: they are not)",
+    ["subscription"],
+)

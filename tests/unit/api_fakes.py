@@ -22,8 +22,10 @@ from course_management.domain.consistency import NONE, Marks
 from course_management.domain.outcomes import Reply
 from course_management.domain.records import CourseRecord
 from course_management.domain.uploads import UploadPlan
+from course_management.domain.webhooks import check_addresses, new_secret, parse_target
 from course_management.infra.cache import CourseEntry
 from course_management.infra.rate_limit import Charge
+from course_management.messages.webhook_subscription import WebhookSubscription
 
 
 @dataclass
@@ -243,6 +245,59 @@ class FakeLive:
 
     def close(self, stream: Any) -> None:
         pass
+
+
+@dataclass
+class FakeWebhooks:
+    """A fake of api.ports.Webhooks: subscriptions in a dict, targets checked by the real
+    rules on the address written in the URL (the real gateway resolves names and writes
+    a compacted topic: tests/integration/test_webhooks.py)."""
+
+    allow_loopback: bool = True
+    made: dict[str, WebhookSubscription] = field(default_factory=dict)
+    replays: list[tuple[str, datetime]] = field(default_factory=list)
+
+    async def check_target(self, url: str) -> None:
+        target = parse_target(url, self.allow_loopback)
+        check_addresses([target.host.strip("[]")], self.allow_loopback, target.scheme)
+
+    async def subscribe(
+        self, url: str, event_types: list[str], course_id: str | None, creator_id: str
+    ) -> dict[str, Any]:
+        sid = f"wh_{len(self.made) + 1}"
+        self.made[sid] = WebhookSubscription(
+            sid,
+            url,
+            tuple(event_types),
+            course_id,
+            creator_id,
+            "2026-12-06T00:00:00.000Z",
+            "sealed",
+            "active",
+            "0:0.0.0",
+            "2026-12-06T00:00:00.000Z",
+        )
+        return {
+            "id": sid,
+            "url": url,
+            "event_types": event_types,
+            "course_id": course_id,
+            "created_at": "2026-12-06T00:00:00.000Z",
+            "secret": new_secret(),
+        }
+
+    async def find(self, subscription_id: str) -> WebhookSubscription | None:
+        found = self.made.get(subscription_id)
+        return None if found is None or found.state == "deleted" else found
+
+    async def status(self, subscription: WebhookSubscription) -> dict[str, Any]:
+        return {"id": subscription.id, "status": subscription.state, "pending": 0}
+
+    async def delete(self, subscription: WebhookSubscription) -> None:
+        self.made[subscription.id] = subscription.changed("now", state="deleted")
+
+    async def replay(self, subscription: WebhookSubscription, moment: datetime) -> None:
+        self.replays.append((subscription.id, moment))
 
 
 @dataclass

@@ -27,6 +27,7 @@ from tests.unit.api_fakes import (
     FakeLive,
     FakeReadiness,
     FakeReads,
+    FakeWebhooks,
     FakeWrites,
 )
 
@@ -81,6 +82,7 @@ class Api:
     readiness: FakeReadiness
     history: FakeHistory
     live: FakeLive
+    webhooks: FakeWebhooks
 
     async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any, Any]:
         response = await self.client.request(method, path, **kw)
@@ -92,12 +94,13 @@ class Api:
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
     writes, reads, readiness, history = FakeWrites(), FakeReads(), FakeReadiness(), FakeHistory()
-    live = FakeLive()
+    live, webhooks = FakeLive(), FakeWebhooks()
     app = create_app(
         writes=writes,
         reads=reads,
         history=history,
         live=live,
+        webhooks=webhooks,
         readiness=readiness,
         verifier=TokenVerifier(secret=SECRET, public_key_pem=None, issuer=None, audience=None),
         content=FakeContent(),
@@ -108,7 +111,7 @@ async def api() -> AsyncIterator[Api]:
     client = TestClient(server)
     await client.start_server()
     try:
-        yield Api(client, writes, reads, readiness, history, live)
+        yield Api(client, writes, reads, readiness, history, live, webhooks)
     finally:
         await client.close()
 

@@ -32,7 +32,7 @@ def test_the_document_is_valid_for_the_asyncapi_parser(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "valid: 10 channels" in done.stdout
+    assert "valid: 12 channels" in done.stdout
 
 
 def test_every_topic_with_a_schema_is_a_channel_with_that_schema() -> None:

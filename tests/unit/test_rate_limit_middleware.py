@@ -27,6 +27,7 @@ from tests.unit.api_fakes import (
     FakeLive,
     FakeReadiness,
     FakeReads,
+    FakeWebhooks,
     FakeWrites,
 )
 from tests.unit.test_api_in_process import COURSE_ID, INSTRUCTOR, PROBLEM, SECRET, SERVICE, course
@@ -58,6 +59,7 @@ async def _limited_app(
         reads=reads,
         history=FakeHistory(),
         live=FakeLive(),
+        webhooks=FakeWebhooks(),
         readiness=FakeReadiness(),
         verifier=TokenVerifier(secret=SECRET, public_key_pem=None, issuer=None, audience=None),
         content=FakeContent(),

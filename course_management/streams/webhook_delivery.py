@@ -1,0 +1,236 @@
+"""One webhook subscription's deliveries (CONTRACT §5.4; decision 63): its events read
+from its own position with a consumer of its own, in order per course, each POSTed until
+the receiver answers 2xx, with growing delays for at least 24 h, before the next.
+
+- **Order**: a course's events are on one partition number of the three event topics;
+  the records of a partition are taken merged by record time, a topic's next one only
+  once every other topic of the partition has a record waiting or is read to its end.
+- **Position**: after each event (delivered, given up, or not the subscription's), the
+  position moves past it; it is written to the positions topic at most every second and
+  when a delivery fails (the status shows it) or the delivery stops. A crash repeats at
+  most what came after the last position written: at least once, never skipped.
+- **A failing receiver** holds back only its own subscription: each has its own reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from course_management.domain import delivery_positions
+from course_management.domain.delivery_positions import Offsets
+from course_management.domain.times import rfc3339
+from course_management.domain.webhooks import delivery_body, delivery_headers, retry_delay
+from course_management.infra.avro import AvroCodec
+from course_management.infra.metrics import WEBHOOK_DELIVERIES, WEBHOOK_FAILING, WEBHOOK_LAG
+from course_management.messages.webhook_position import WebhookPosition
+from course_management.messages.webhook_subscription import WebhookSubscription
+from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS, LEARNER_MILESTONES, spec
+
+log = logging.getLogger(__name__)
+
+TOPICS = (COURSE_EVENTS, ENROLLMENT_EVENTS, LEARNER_MILESTONES)
+SAVE_EVERY_S = 1.0
+SEEN_KEPT = 10_000  # event ids delivered lately: a copy published again is not sent twice
+
+Post = Callable[[str, dict[str, str], bytes], Awaitable[str | None]]
+Save = Callable[[WebhookPosition], Awaitable[None]]
+
+
+def _now() -> str:
+    return rfc3339(datetime.now(UTC))
+
+
+@dataclass
+class DeliveryState:
+    """What the positions topic says of the subscription, kept up to date."""
+
+    subscription_id: str
+    position: dict[int, Offsets]
+    replay_id: str | None = None
+    last_delivery_at: str | None = None
+    last_error: str | None = None
+    failing_since: str | None = None
+    delivered: int = 0
+    seen: dict[str, None] = field(default_factory=dict)
+
+    def record(self) -> WebhookPosition:
+        return WebhookPosition(
+            subscription_id=self.subscription_id,
+            position=delivery_positions.encode(self.position),
+            updated_at=_now(),
+            replay_id=self.replay_id,
+            last_delivery_at=self.last_delivery_at,
+            last_error=self.last_error,
+            failing_since=self.failing_since,
+            delivered=self.delivered,
+        )
+
+
+class Delivery:
+    def __init__(
+        self,
+        subscription: WebhookSubscription,
+        secret: str,
+        state: DeliveryState,
+        *,
+        bootstrap: str,
+        codec: AvroCodec,
+        post: Post,
+        save: Save,
+        retry_scale: float = 1.0,
+    ) -> None:
+        self.subscription = subscription
+        self._secret = secret
+        self.state = state
+        self._bootstrap = bootstrap
+        self._codec = codec
+        self._post = post
+        self._save = save
+        self._retry_scale = retry_scale
+        self._saved_at = 0.0
+        self._dirty = False
+        self._types = frozenset(subscription.event_types)
+        self._course = subscription.course_id.encode() if subscription.course_id else None
+
+    async def run(self) -> None:
+        """Delivers until cancelled (the subscription deleted, paused, changed, or its
+        partition of the subscriptions given to another worker)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await self._deliver_from(consumer)
+        finally:
+            await consumer.stop()
+            WEBHOOK_LAG.labels(self.subscription.id).set(0)
+
+    async def flush(self) -> None:
+        """The position written now (a stop, a failure)."""
+        await self._save(self.state.record())
+        self._saved_at = time.monotonic()
+        self._dirty = False
+
+    async def _deliver_from(self, consumer: AIOKafkaConsumer) -> None:
+        partitions = sorted(self.state.position)
+        tps = [TopicPartition(t, p) for p in partitions for t in TOPICS]
+        consumer.assign(tps)
+        firsts = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            at = self.state.position[tp.partition][TOPICS.index(tp.topic)]
+            consumer.seek(tp, max(at, firsts[tp]))
+        buffers: dict[TopicPartition, list[ConsumerRecord]] = {tp: [] for tp in tps}
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            for tp, records in batch.items():
+                buffers[tp].extend(records)
+            for partition in partitions:
+                await self._take_partition(consumer, partition, buffers)
+            if self._dirty and time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+                await self.flush()
+            if not any(buffers.values()):
+                WEBHOOK_LAG.labels(self.subscription.id).set(0)
+
+    async def _take_partition(
+        self,
+        consumer: AIOKafkaConsumer,
+        partition: int,
+        buffers: dict[TopicPartition, list[ConsumerRecord]],
+    ) -> None:
+        mine = [TopicPartition(t, partition) for t in TOPICS]
+        while True:
+            heads = [tp for tp in mine if buffers[tp]]
+            if not heads:
+                return
+            for tp in mine:  # an empty topic not read to its end may hold an earlier one
+                if not buffers[tp]:
+                    high = consumer.highwater(tp)
+                    if high is None or await consumer.position(tp) < high:
+                        return
+            first = min(heads, key=lambda tp: buffers[tp][0].timestamp)
+            record = buffers[first].pop(0)
+            await self._take(record)
+            offsets = list(self.state.position[partition])
+            offsets[TOPICS.index(record.topic)] = record.offset + 1
+            self.state.position[partition] = tuple(offsets)
+            self._dirty = True
+
+    async def _take(self, record: ConsumerRecord) -> None:
+        if self._course is not None and record.key != self._course:
+            return  # another course of the partition: not decoded
+        try:
+            value = await self._codec.decode(spec(record.topic).subject, record.value)
+        except Exception:  # not an event (the sinks dead-letter it)
+            return
+        event_type = str(value.get("event_type"))
+        event_id = str(value.get("event_id"))
+        if event_type not in self._types or event_id in self.state.seen:
+            return
+        WEBHOOK_LAG.labels(self.subscription.id).set(
+            max(0.0, time.time() - record.timestamp / 1000)
+        )
+        occurred = value.get("occurred_at")
+        timestamp = occurred.isoformat() if isinstance(occurred, datetime) else str(occurred)
+        body = delivery_body(event_type, timestamp, _json(value))
+        await self._deliver(event_id, body)
+        self.state.seen[event_id] = None
+        if len(self.state.seen) > SEEN_KEPT:
+            del self.state.seen[next(iter(self.state.seen))]
+
+    async def _deliver(self, event_id: str, body: bytes) -> None:
+        """POSTs until a 2xx, or gives up after the retries' 24 h."""
+        sid = self.subscription.id
+        first = time.monotonic()
+        attempt = 1
+        while True:
+            headers = delivery_headers(self._secret, event_id, int(time.time()), body)
+            error = await self._post(self.subscription.url, headers, body)
+            if error is None:
+                WEBHOOK_DELIVERIES.labels(sid, "ok").inc()
+                WEBHOOK_FAILING.labels(sid).set(0)
+                was_failing = self.state.failing_since is not None
+                self.state = replace(
+                    self.state,
+                    last_delivery_at=_now(),
+                    failing_since=None,
+                    delivered=self.state.delivered + 1,
+                )
+                self._dirty = True
+                if was_failing:
+                    await self.flush()  # the status says it recovered
+                return
+            WEBHOOK_DELIVERIES.labels(sid, "failed").inc()
+            self.state.last_error = error
+            if self.state.failing_since is None:
+                self.state.failing_since = _now()
+            WEBHOOK_FAILING.labels(sid).set(time.monotonic() - first)
+            await self.flush()
+            delay = retry_delay(attempt, time.monotonic() - first)
+            if delay is None:
+                WEBHOOK_DELIVERIES.labels(sid, "given_up").inc()
+                log.error(
+                    "a webhook delivery was given up after its retries",
+                    extra={"subscription": sid, "event_id": event_id, "error": error},
+                )
+                return
+            log.info(
+                "a webhook delivery failed; retried later",
+                extra={"subscription": sid, "event_id": event_id, "error": error, "in_s": delay},
+            )
+            await asyncio.sleep(delay * self._retry_scale)
+            attempt += 1
+
+
+def _default(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _json(value: dict[str, object]) -> bytes:
+    """The event as JSON, the same fields as its Avro record (as the live streams')."""
+    return orjson.dumps(value, default=_default)
