@@ -856,3 +856,62 @@ async def test_over_the_stream_limit_a_stream_is_a_503_with_retry_after(api: Api
     )
     assert status == 503 and body["type"].endswith("/too-many-streams")
     assert response.headers["Retry-After"]
+
+
+# -- webhooks (issue 28) ---------------------------------------------------------------
+
+HOOK = {"url": "https://127.0.0.1:9443/hook", "event_types": ["course_updated"]}
+
+
+async def test_a_webhook_is_made_by_admins_and_services_with_its_secret_once(api: Api) -> None:
+    status, body, response = await api.call("POST", "/api/v1/webhooks", json=HOOK, headers=SERVICE)
+    assert status == 201 and body["secret"].startswith("whsec_")
+    assert response.headers["Location"] == f"/api/v1/webhooks/{body['id']}"
+    for headers, expected in ((STUDENT, 403), (INSTRUCTOR, 403), ({}, 401)):
+        status, _, _ = await api.call("POST", "/api/v1/webhooks", json=HOOK, headers=headers)
+        assert status == expected
+    path = f"/api/v1/webhooks/{body['id']}"
+    assert (await api.call("GET", path, headers=SERVICE))[0] == 200
+    assert (await api.call("GET", path, headers=bearer("user-management", "service")))[0] == 404
+    assert (await api.call("GET", path, headers=bearer("admin-1", "admin")))[0] == 200
+    status, replayed, _ = await api.call(
+        "POST", f"{path}/replay", json={"from": "2026-12-01T00:00:00Z"}, headers=SERVICE
+    )
+    assert status == 202 and api.webhooks.replays[0][0] == body["id"]
+    assert (await api.call("DELETE", path, headers=SERVICE))[0] == 204
+    assert (await api.call("GET", path, headers=SERVICE))[0] == 404
+
+
+async def test_a_bad_webhook_is_a_422_naming_its_field_and_makes_nothing(api: Api) -> None:
+    api.reads.courses[COURSE_ID] = course("published")
+    cases = [
+        ({**HOOK, "url": "http://10.0.0.1/"}, "url"),
+        ({**HOOK, "url": "https://169.254.169.254/"}, "url"),
+        ({**HOOK, "url": "https://[::ffff:a9fe:a9fe]/"}, "url"),
+        ({**HOOK, "url": "https://192.168.1.1/"}, "url"),
+        ({**HOOK, "url": "https://user:pw@127.0.0.1/"}, "url"),
+        ({**HOOK, "url": "x" * 2001}, "url"),
+        ({**HOOK, "url": "no scheme"}, "url"),
+        ({**HOOK, "event_types": []}, "event_types"),
+        ({**HOOK, "event_types": ["course_updated", "course_updated"]}, "event_types"),
+        ({**HOOK, "event_types": ["everything"]}, "event_types"),
+        ({**HOOK, "course_id": "no-such-course"}, "course_id"),
+        ({**HOOK, "colour": "red"}, "colour"),
+    ]
+    for body, field in cases:
+        status, problem, _ = await api.call("POST", "/api/v1/webhooks", json=body, headers=SERVICE)
+        assert status == 422, (body, problem)
+        assert [e["field"] for e in problem["errors"]] == [field], (body, problem)
+    assert api.webhooks.made == {}
+    path = "/api/v1/webhooks/wh_none/replay"
+    assert (await api.call("POST", path, json={"from": "x"}, headers=SERVICE))[0] == 404
+    status, _, _ = await api.call(
+        "POST", "/api/v1/webhooks", json={**HOOK, "course_id": COURSE_ID}, headers=SERVICE
+    )
+    assert status == 201
+    made = next(iter(api.webhooks.made))
+    for since in ("yesterday", "2026-12-01T00:00:00", 5):
+        status, problem, _ = await api.call(
+            "POST", f"/api/v1/webhooks/{made}/replay", json={"from": since}, headers=SERVICE
+        )
+        assert status == 422 and problem["errors"][0]["field"] == "from", since
