@@ -289,7 +289,6 @@ class Worker(Service):
             webhooks=WebhookGateway(
                 self.webhooks,
                 self.publisher,
-                self.codec,
                 self.sealer,
                 settings.webhook_allow_loopback,
                 settings.topic_partitions,

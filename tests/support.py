@@ -46,6 +46,17 @@ def auth(sub: str, *roles: str, name: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(sub, *roles, name=name)}"}
 
 
+def run_cli(stack_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`course-management <args>` against the stack, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "course_management", *args],
+        env={**os.environ, **stack_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def eventually(check: Callable[[], T | None], deadline_s: float = 30.0, what: str = "") -> T:
     """Poll until `check` returns something truthy; fail at the deadline (no fixed sleeps)."""
     end = time.monotonic() + deadline_s

@@ -16,24 +16,20 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
 
 from course_management.api.ports import Unavailable
 from course_management.domain import delivery_positions
 from course_management.domain.times import rfc3339
 from course_management.domain.webhooks import check_addresses, new_secret, parse_target
-from course_management.infra.avro import AvroCodec
 from course_management.infra.publisher import Publisher
 from course_management.infra.sealing import Sealer
-from course_management.messages import webhook_subscription
 from course_management.messages.webhook_subscription import (
     ACTIVE,
     DELETED,
     WebhookSubscription,
 )
-from course_management.streams.webhook_dispatch import ends_of
-from course_management.streams.webhook_registry import WebhookRegistry
+from course_management.streams.webhook_registry import WebhookRegistry, ends_of
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
@@ -53,7 +49,6 @@ class WebhookGateway:
         self,
         registry: WebhookRegistry,
         publisher: Publisher,
-        codec: AvroCodec,
         sealer: Sealer | None,
         allow_loopback: bool,
         event_partitions: int,
@@ -61,7 +56,6 @@ class WebhookGateway:
     ) -> None:
         self._registry = registry
         self._publisher = publisher
-        self._codec = codec
         self._sealer = sealer
         self._allow_loopback = allow_loopback
         self._event_partitions = event_partitions
@@ -123,21 +117,7 @@ class WebhookGateway:
         return None if found is None or found.state == DELETED else found
 
     async def status(self, subscription: WebhookSubscription) -> dict[str, Any]:
-        saved = self._registry.positions.get(subscription.id)
-        position = delivery_positions.decode(
-            saved.position if saved is not None else subscription.start
-        )
-        ends = await ends_of(self._registry.offsets, sorted(position))
-        failing = saved is not None and saved.failing_since is not None
-        state = "failing" if failing and subscription.state == ACTIVE else subscription.state
-        return {
-            **self.view(subscription),
-            "status": state,
-            "last_delivery_at": saved.last_delivery_at if saved else None,
-            "last_error": saved.last_error if saved else None,
-            "failing_since": saved.failing_since if saved else None,
-            "pending": delivery_positions.pending(position, ends),
-        }
+        return {**self.view(subscription), **await self._registry.status(subscription)}
 
     async def delete(self, subscription: WebhookSubscription) -> None:
         await self._write(subscription.changed(_now(), state=DELETED, sealed_secret=""))
@@ -152,15 +132,7 @@ class WebhookGateway:
         await self._write(subscription.changed(_now(), state=state))
 
     async def _write(self, subscription: WebhookSubscription) -> None:
-        """Written, then read back by this worker's registry (read your writes)."""
-        topic = webhook_subscription.TOPIC
-        value = self._codec.encode(
-            webhook_subscription.SUBJECT, webhook_subscription.encode(subscription)
-        )
-        sent = await self._publisher.producer.send_and_wait(
-            topic, value=value, key=subscription.id.encode()
-        )
-        await self._registry.read_through({TopicPartition(topic, sent.partition): sent.offset + 1})
+        await self._registry.write(self._publisher.producer, subscription)
 
     @staticmethod
     def view(subscription: WebhookSubscription) -> dict[str, Any]:

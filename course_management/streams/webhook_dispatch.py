@@ -248,10 +248,3 @@ async def offsets_at(
         )
         for p in partitions
     }
-
-
-async def ends_of(consumer: AIOKafkaConsumer, partitions: list[int]) -> dict[int, Offsets]:
-    """For each partition, the end offsets of the three event topics."""
-    tps = [TopicPartition(t, p) for p in partitions for t in TOPICS]
-    ends = await consumer.end_offsets(tps)
-    return {p: tuple(ends[TopicPartition(t, p)] for t in TOPICS) for p in partitions}

@@ -14,14 +14,19 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from course_management.domain import delivery_positions
+from course_management.domain.delivery_positions import Offsets
 from course_management.infra.avro import AvroCodec
 from course_management.infra.kafka import topic_partitions
 from course_management.infra.retrying import until_published
 from course_management.messages import webhook_position, webhook_subscription
 from course_management.messages.webhook_position import WebhookPosition
-from course_management.messages.webhook_subscription import WebhookSubscription
+from course_management.messages.webhook_subscription import ACTIVE, WebhookSubscription
+from course_management.topology import COURSE_EVENTS, ENROLLMENT_EVENTS, LEARNER_MILESTONES
+
+EVENT_TOPICS = (COURSE_EVENTS, ENROLLMENT_EVENTS, LEARNER_MILESTONES)
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +125,43 @@ class WebhookRegistry:
         ends = await until_published(lambda: offsets.end_offsets(tps))
         await self.read_through({tp: int(end) for tp, end in ends.items()})
 
+    async def write(self, producer: AIOKafkaProducer, subscription: WebhookSubscription) -> None:
+        """Written (acked), then read back here: read your writes."""
+        topic = webhook_subscription.TOPIC
+        value = self._codec.encode(
+            webhook_subscription.SUBJECT, webhook_subscription.encode(subscription)
+        )
+        sent = await producer.send_and_wait(topic, value=value, key=subscription.id.encode())
+        await self.read_through({TopicPartition(topic, sent.partition): sent.offset + 1})
+
+    async def status(self, subscription: WebhookSubscription) -> dict[str, Any]:
+        """How its deliveries go, from the positions topic: `status`, `last_delivery_at`,
+        `last_error`, `failing_since`, `pending` (records of its partitions past its
+        position: one ListOffsets)."""
+        saved = self.positions.get(subscription.id)
+        position = delivery_positions.decode(
+            saved.position if saved is not None else subscription.start
+        )
+        ends = await ends_of(self.offsets, sorted(position))
+        failing = saved is not None and saved.failing_since is not None
+        state = "failing" if failing and subscription.state == ACTIVE else subscription.state
+        return {
+            "status": state,
+            "last_delivery_at": saved.last_delivery_at if saved else None,
+            "last_error": saved.last_error if saved else None,
+            "failing_since": saved.failing_since if saved else None,
+            "pending": delivery_positions.pending(position, ends),
+        }
+
     async def read_through(self, ends: dict[TopicPartition, int]) -> None:
         async with self._moved:
             await self._moved.wait_for(
                 lambda: all(self._read.get(tp, 0) >= end for tp, end in ends.items())
             )
+
+
+async def ends_of(consumer: AIOKafkaConsumer, partitions: list[int]) -> dict[int, Offsets]:
+    """For each partition, the end offsets of the three event topics."""
+    tps = [TopicPartition(t, p) for p in partitions for t in EVENT_TOPICS]
+    ends = await consumer.end_offsets(tps)
+    return {p: tuple(ends[TopicPartition(t, p)] for t in EVENT_TOPICS) for p in partitions}

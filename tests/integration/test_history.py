@@ -6,9 +6,6 @@ and a re-enrolment, and survives a rebuild of the mirror and a SIGKILL of the wo
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -27,6 +24,7 @@ from tests.support import (
     enroll,
     eventually_async,
     read_topic,
+    run_cli,
 )
 
 CO = "history-co"
@@ -238,16 +236,6 @@ async def test_every_version_is_its_event_s_snapshot(
     assert gone.status == 404
 
 
-def _cli(stack_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "course_management", *args],
-        env={**os.environ, **stack_env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def _learner_rows(entries: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [(e["event_type"], e["status"], e["item_id"], e["item_status"]) for e in entries]
 
@@ -329,7 +317,7 @@ async def test_a_learner_s_history_through_cancel_re_enrol_and_a_rebuild(
         await conn.close()
     damaged = await _history(http, path, ADMIN)
     assert len(damaged) == 5
-    rebuilt = _cli(stack_env, "ops", "mirror", "rebuild")
+    rebuilt = run_cli(stack_env, "ops", "mirror", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     history = json.loads(rebuilt.stdout)["history"]
     assert history["learner histories"] >= 1 and history["course histories"] >= 1
@@ -338,7 +326,7 @@ async def test_a_learner_s_history_through_cancel_re_enrol_and_a_rebuild(
     assert [v["version"] for v in versions] == [1]
 
     # `course-management history` prints what the route answers
-    printed = _cli(stack_env, "history", "learner", cid, user)
+    printed = run_cli(stack_env, "history", "learner", cid, user)
     assert printed.returncode == 0, printed.stderr[-2000:]
     assert json.loads(printed.stdout) == entries
 

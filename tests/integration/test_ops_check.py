@@ -4,9 +4,6 @@ catalog index, and `ops mirror rebuild` and `search rebuild` repair it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,23 +13,13 @@ from elasticsearch import AsyncElasticsearch
 
 from course_management.catalog import elastic
 from course_management.config import Settings
-from tests.support import ADMIN, auth, enroll, eventually, published_course
-
-
-def _run(stack_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "course_management", *args],
-        env={**os.environ, **stack_env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.support import ADMIN, auth, enroll, eventually, published_course, run_cli
 
 
 def _differences(stack_env: dict[str, str], ids: set[str]) -> tuple[int, list[dict[str, Any]]]:
     """The check's exit code, and its differences about these courses (other tests' data
     is in the same stores)."""
-    done = _run(stack_env, "ops", "check")
+    done = run_cli(stack_env, "ops", "check")
     assert done.returncode in (0, 1), done.stderr[-2000:]
     found = json.loads(done.stdout)["differences"]
     return done.returncode, [d for d in found if d["id"].split(":")[0] in ids]
@@ -100,12 +87,12 @@ async def test_check_finds_the_damage_and_the_rebuilds_repair_it(
     missing = next(d for d in found if d["id"].endswith("check-u1"))
     assert missing["found"] is None and missing["expected"]["status"] == "active"
 
-    rebuilt = _run(stack_env, "ops", "mirror", "rebuild")
+    rebuilt = run_cli(stack_env, "ops", "mirror", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     report = json.loads(rebuilt.stdout)
     assert report["courses"]["rewritten"] >= 1
     assert report["histories"]["rewritten"] >= 1 and report["ratings"]["rewritten"] >= 1
-    reindexed = _run(stack_env, "search", "rebuild")
+    reindexed = run_cli(stack_env, "search", "rebuild")
     assert reindexed.returncode == 0, reindexed.stderr[-2000:]
     eventually(lambda: not _differences(stack_env, ids)[1], 60, "no difference left")
     enrollment = await http.get(
@@ -148,7 +135,7 @@ async def test_check_knows_paths_completions_and_timers(
     ids = {course["id"]}
     eventually(lambda: not _differences(stack_env, ids)[1], 60, "every store caught up")
 
-    timers = _run(stack_env, "ops", "timers", "--course", course["id"])
+    timers = run_cli(stack_env, "ops", "timers", "--course", course["id"])
     assert timers.returncode == 0, timers.stderr[-2000:]
     pending = json.loads(timers.stdout)["pending"]
     assert [(t["module_id"], t["user_id"]) for t in pending] == [
@@ -156,7 +143,7 @@ async def test_check_knows_paths_completions_and_timers(
     ]
     assert pending[0]["late_s"] < 0  # an hour ahead
 
-    backfill = _run(stack_env, "ops", "completions", "backfill")
+    backfill = run_cli(stack_env, "ops", "completions", "backfill")
     assert backfill.returncode == 0, backfill.stderr[-2000:]
     assert json.loads(backfill.stdout)["published"] == 0  # completed since the topic
 
@@ -173,7 +160,7 @@ async def test_check_knows_paths_completions_and_timers(
     assert code == 1
     assert [(d["store"], d["entity"]) for d in found] == [("mirror", "course")]
     assert found[0]["expected"]["path"] != found[0]["found"]["path"]
-    rebuilt = _run(stack_env, "ops", "mirror", "rebuild")
+    rebuilt = run_cli(stack_env, "ops", "mirror", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     eventually(lambda: not _differences(stack_env, ids)[1], 60, "no difference left")
 
@@ -216,7 +203,7 @@ async def test_check_and_rebuild_cover_the_waitlists_and_the_bulk_jobs(
         ("mirror", "waitlist", f"{cid}:queue-u3"),
         ("mirror", "job", job_id),
     }
-    rebuilt = _run(stack_env, "ops", "mirror", "rebuild")
+    rebuilt = run_cli(stack_env, "ops", "mirror", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert json.loads(rebuilt.stdout)["queues"] == {"waitlist rows": 2, "jobs": 1}
     assert not _differences(stack_env, ids)[1]

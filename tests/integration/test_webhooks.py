@@ -31,6 +31,7 @@ from tests.support import (
     eventually_async,
     published_course,
     read_topic,
+    run_cli,
 )
 
 ENROLMENT_TYPES = ["course_updated", "enrollment_created", "enrollment_cancelled"]
@@ -336,6 +337,39 @@ async def test_the_secret_is_never_in_clear_on_a_topic(
 
     await eventually_async(got_it, deadline_s=30, what="a course_created of any course")
     await http.delete(f"/api/v1/webhooks/{hook['id']}", headers=SERVICE)
+
+
+async def test_an_operator_pauses_and_resumes_a_subscription(
+    http: aiohttp.ClientSession,
+    settings: Settings,
+    stack_env: dict[str, str],
+    receiver: Receiver,
+) -> None:
+    course = await published_course(http, title="Hooked, paused")
+    cid = course["id"]
+    hook = await subscribe(http, receiver.url, cid)
+    paused = run_cli(stack_env, "ops", "webhooks", "pause", hook["id"])
+    assert paused.returncode == 0, paused.stderr[-2000:]
+    assert json.loads(paused.stdout)["status"] == "paused"
+    await changes(http, cid, "p", 2)
+
+    async def waiting() -> bool:
+        seen = await status_of(http, hook["id"])
+        return seen["status"] == "paused" and seen["pending"] >= 4
+
+    await eventually_async(waiting, deadline_s=30, what="events waiting while paused")
+    shown = run_cli(stack_env, "ops", "webhooks", "show")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    listed = {w["id"]: w for w in json.loads(shown.stdout)["webhooks"]}
+    assert listed[hook["id"]]["status"] == "paused"
+    assert all("secret" not in k for w in listed.values() for k in w)
+    resumed = run_cli(stack_env, "ops", "webhooks", "resume", hook["id"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected = await course_event_ids(settings, cid, ENROLMENT_TYPES)
+    await received_all(receiver, expected)
+    assert receiver.ids() == expected
+    missing = run_cli(stack_env, "ops", "webhooks", "pause", "wh_none")
+    assert missing.returncode == 1 and "no webhook subscription" in missing.stderr
 
 
 @pytest.mark.rebalances
