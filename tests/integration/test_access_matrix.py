@@ -107,6 +107,56 @@ ROWS = [
         None,
         (401, 200, 403, 200, 403, 200, 200, 200, 200),
     ),
+    # issue 28: live streams (the 200s are streams, closed at once) and webhooks
+    Row(
+        "course stream",
+        "GET",
+        "/api/v1/courses/{P}/events",
+        None,
+        (401, 403, 403, 200, 403, 200, 200, 200, 200),
+    ),
+    Row(
+        "draft stream",
+        "GET",
+        "/api/v1/courses/{D}/events",
+        None,
+        (401, 404, 404, 200, 404, 200, 200, 200, 200),
+    ),
+    Row(
+        "S's stream",
+        "GET",
+        "/api/v1/courses/{P}/enrollments/{S}/events",
+        None,
+        (401, 200, 403, 200, 403, 200, 200, 200, 200),
+    ),
+    Row(
+        "subscribe",
+        "POST",
+        "/api/v1/webhooks",
+        {"url": "http://127.0.0.1:9/hook", "event_types": ["course_deleted"], "course_id": "{P}"},
+        (401, 403, 403, 403, 403, 201, 201, 403, 403),
+    ),
+    Row(
+        "read a subscription",
+        "GET",
+        "/api/v1/webhooks/{W}",
+        None,
+        (401, 404, 404, 404, 404, 200, 200, 404, 404),
+    ),
+    Row(
+        "replay a subscription",
+        "POST",
+        "/api/v1/webhooks/{W}/replay",
+        {"from": "2026-12-01T00:00:00Z"},
+        (401, 404, 404, 404, 404, 202, 202, 404, 404),
+    ),
+    Row(
+        "end a subscription",
+        "DELETE",
+        "/api/v1/webhooks/{fresh_w}",
+        None,
+        (401, 404, 404, 404, 404, 204, 204, 404, 404),
+    ),
     Row("modules published", "GET", "/api/v1/courses/{P}/modules", None, everyone(200)),
     Row(
         "modules draft",
@@ -334,12 +384,25 @@ class World:
                     f"/api/v1/courses/{fresh}/enroll", headers=CALLERS["student"]
                 )
                 assert r.status == 201
+        if "{fresh_w}" in template:
+            values["fresh_w"] = await self.subscription()
         return template.format(**values)
+
+    async def subscription(self) -> str:
+        """A webhook subscription of the service caller (to an event P never has)."""
+        body = {"url": "http://127.0.0.1:9/hook", "event_types": ["course_deleted"]}
+        body["course_id"] = self.ids["P"]
+        r = await self.http.post("/api/v1/webhooks", json=body, headers=CALLERS["service"])
+        assert r.status == 201, await r.text()
+        return str((await r.json())["id"])
 
     def body(self, body: dict[str, Any] | None) -> dict[str, Any] | None:
         if body is None:
             return None
-        return {k: (self.ids["item"] if v == ITEM else v) for k, v in body.items()}
+        return {
+            k: (self.ids["item"] if v == ITEM else v.format(**self.ids) if v == "{P}" else v)
+            for k, v in body.items()
+        }
 
 
 @pytest.fixture(scope="module")
@@ -357,6 +420,7 @@ async def world(http: aiohttp.ClientSession) -> AsyncIterator[World]:
     )
     r = await http.post(f"/api/v1/courses/{w.ids['P']}/enroll", headers=CALLERS["student"])
     assert r.status == 201
+    w.ids["W"] = await w.subscription()
     yield w
 
 
@@ -370,6 +434,8 @@ async def test_every_route_answers_every_caller_as_the_table_says(world: World) 
             if body is not None:
                 kwargs["json"] = body
             r = await world.http.request(row.method, path, **kwargs)
+            if r.content_type == "text/event-stream":
+                r.close()  # a live stream: its headers said enough
             if r.status != expected:
                 wrong.append(f"{row.name} as {caller}: {r.status}, expected {expected}")
             if r.status >= 400 and r.status != 401:
