@@ -291,7 +291,7 @@ class Worker(Service):
                 self.publisher,
                 self.sealer,
                 settings.webhook_allow_loopback,
-                settings.topic_partitions,
+                lambda: self.live.partitions,
             ),
             readiness=self,
             verifier=TokenVerifier(

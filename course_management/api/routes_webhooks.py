@@ -14,6 +14,7 @@ from course_management.api.ports import READS, WEBHOOKS
 from course_management.api.problems import Problem, validation_problem
 from course_management.domain.access import may_manage_webhook, may_subscribe_webhooks
 from course_management.domain.records import course_of
+from course_management.domain.times import rfc3339
 from course_management.domain.webhooks import ReplayInput, TargetRefused, WebhookInput
 from course_management.messages.webhook_subscription import WebhookSubscription
 
@@ -67,7 +68,7 @@ async def replay_webhook(request: web.Request) -> web.StreamResponse:
     body, _ = await read_body(request, ReplayInput)
     await request.app[WEBHOOKS].replay(subscription, body.since)
     return json_response(
-        {"id": subscription.id, "from": body.since.isoformat(), "status": "replaying"},
+        {"id": subscription.id, "from": rfc3339(body.since), "status": "replaying"},
         status=202,
     )
 

@@ -35,7 +35,8 @@ RETRY_DELAYS_S = (5, 25, 120, 600, 1800, 3600, 3 * 3600)
 GIVE_UP_AFTER_S = 26 * 3600
 
 METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "168.63.129.16")
 )
 
 EVENT_TYPES = frozenset(

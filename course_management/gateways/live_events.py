@@ -138,6 +138,14 @@ class LiveEvents:
                 continue
             stream.queue.put_nowait(event)
 
+    @property
+    def partitions(self) -> int:
+        """The event topics' partition count, as the broker says (read at start)."""
+        count = self._partitions.get(COURSE_EVENTS)
+        if not count:
+            raise Unavailable("streams-unavailable", "the event topics are not read yet")
+        return count
+
     def partition_of(self, course_id: str) -> int:
         count = self._partitions.get(COURSE_EVENTS)
         if not count:

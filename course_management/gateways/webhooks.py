@@ -31,6 +31,8 @@ from course_management.messages.webhook_subscription import (
 )
 from course_management.streams.webhook_registry import WebhookRegistry, ends_of
 
+RESOLVE_TIMEOUT_S = 5.0
+
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
 
@@ -51,7 +53,7 @@ class WebhookGateway:
         publisher: Publisher,
         sealer: Sealer | None,
         allow_loopback: bool,
-        event_partitions: int,
+        event_partitions: Callable[[], int],
         resolve: Resolve = resolve_host,
     ) -> None:
         self._registry = registry
@@ -68,16 +70,17 @@ class WebhookGateway:
             addresses = [str(ipaddress.ip_address(target.host.strip("[]")))]
         except ValueError:
             try:
-                addresses = await self._resolve(target.host, target.port)
-            except OSError:
+                async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+                    addresses = await self._resolve(target.host, target.port)
+            except (OSError, ValueError, TimeoutError):  # UnicodeError: a malformed label
                 addresses = []
         check_addresses(addresses, self._allow_loopback, target.scheme)
 
     def _partitions(self, course_id: str | None) -> list[int]:
         """The event partitions the subscription reads: its course's, or all."""
         if course_id is None:
-            return list(range(self._event_partitions))
-        return [(murmur2(course_id.encode()) & 0x7FFFFFFF) % self._event_partitions]
+            return list(range(self._event_partitions()))
+        return [(murmur2(course_id.encode()) & 0x7FFFFFFF) % self._event_partitions()]
 
     async def subscribe(
         self,

@@ -1,8 +1,9 @@
 """Webhook deliveries over HTTP (CONTRACT §5.4; decision 63): one POST, 2xx within 10 s
 or the reason it failed. Redirects are never followed. The addresses a target's name
-resolves to are checked when the connection is made, by the resolver the connection uses
-(so a name that rebinds to a private address after the subscription was checked is
-refused, unsent); an address written in the URL is checked before anything is sent.
+resolves to are checked when the connection is made, by the resolver the connection uses,
+each time the name is resolved (answers are kept 30 s), so a name that rebinds to a
+private address after the subscription was checked is refused, unsent; an address
+written in the URL is checked before anything is sent. Only the status is read.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from course_management.domain.webhooks import TargetRefused, check_addresses, parse_target
 
 TIMEOUT_S = 10.0
+# A name's answer is kept this long, then resolved (and checked) again: a target that
+# moves is followed, one that rebinds to a refused address is refused.
+DNS_CACHE_S = 30
 USER_AGENT = "MoocFlix-course-management-webhooks/1"
 
 
@@ -64,7 +69,9 @@ class WebhookSender:
         if session is None:
             resolver = CheckedResolver(self._resolver(), self._allow_loopback, scheme)
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(resolver=resolver, limit=0, ttl_dns_cache=None),
+                connector=aiohttp.TCPConnector(
+                    resolver=resolver, limit=0, ttl_dns_cache=DNS_CACHE_S
+                ),
                 timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
                 headers={"user-agent": USER_AGENT},
             )
@@ -80,14 +87,14 @@ class WebhookSender:
         """None once the target answered 2xx; else why not, in a line."""
         try:
             target = parse_target(url, self._allow_loopback)
-            literal = _literal(target.host)
+            literal = _literal(URL(url).host or "")  # the host aiohttp will connect to
             if literal is not None:  # aiohttp does not resolve an address: checked here
                 check_addresses([literal], self._allow_loopback, target.scheme)
             session = self._session(target.scheme)
             async with session.post(
                 url, data=body, headers=dict(headers), allow_redirects=False
             ) as response:
-                await response.read()
+                response.release()  # the status is the answer: no body is read
                 if 200 <= response.status < 300:
                     return None
                 if 300 <= response.status < 400:

@@ -70,14 +70,13 @@ class WebhookDispatcher:
         self._retry_scale = retry_scale
         self._owned: set[int] = set()
         self._count = 0  # partitions of the subscriptions topic
-        self._event_partitions = 0
         self._running: dict[str, tuple[asyncio.Task[None], Delivery]] = {}
         self._group: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._count = len(await topic_partitions(self._bootstrap, webhook_subscription.TOPIC))
-        self._event_partitions = len(await topic_partitions(self._bootstrap, TOPICS[0]))
         self._registry.on_change(self._changed)
         self._group = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
@@ -90,9 +89,10 @@ class WebhookDispatcher:
         self._task = asyncio.create_task(self._stay_in_group(), name="webhook-group")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in [self._task, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.revoked(set(self._owned))
         if self._group is not None:
             with contextlib.suppress(Exception):
@@ -117,10 +117,30 @@ class WebhookDispatcher:
         return partition in self._owned
 
     async def assigned(self, partitions: set[int]) -> None:
+        """Starts the deliveries of `partitions` (aiokafka swallows a listener's errors:
+        each subscription is started apart, none stops another)."""
+        try:
+            await self._registry.caught_up()  # the positions the last owner wrote
+        except Exception:
+            log.exception("webhook group: positions not read; the subscriptions start later")
+            self._spawn(self._assign_later(partitions))
+            return
         self._owned |= partitions
-        await self._registry.caught_up()  # the positions the last owner wrote
         for subscription in list(self._registry.subscriptions.values()):
-            self._reconcile(subscription)
+            try:
+                self._reconcile(subscription)
+            except Exception:
+                log.exception("webhook delivery not started", extra={"id": subscription.id})
+
+    async def _assign_later(self, partitions: set[int]) -> None:
+        await asyncio.sleep(1.0)
+        await self.assigned(partitions)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        """A task kept until it ends (and cancelled at stop)."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def revoked(self, partitions: set[int]) -> None:
         self._owned -= partitions
@@ -130,7 +150,7 @@ class WebhookDispatcher:
     def _changed(self, subscription: WebhookSubscription) -> None:
         running = self._running.get(subscription.id)
         if running is not None and running[1].subscription != subscription:
-            asyncio.get_running_loop().create_task(self._restart(subscription))
+            self._spawn(self._restart(subscription))
             return
         self._reconcile(subscription)
 
@@ -142,15 +162,17 @@ class WebhookDispatcher:
         wanted = subscription.state == ACTIVE and self._owns(subscription.id)
         if not wanted or subscription.id in self._running:
             return
-        if self._sealer is None:
-            log.error("a webhook subscription but no WEBHOOK_SEALING_KEY: not delivered")
-            return
-        try:
-            secret = self._sealer.open(subscription.sealed_secret, subscription.id)
-        except SealError:
-            log.error("a webhook secret does not open", extra={"subscription": subscription.id})
-            return
         state = self._state_of(subscription)
+        try:
+            if self._sealer is None:
+                raise SealError("no WEBHOOK_SEALING_KEY on this worker")
+            secret = self._sealer.open(subscription.sealed_secret, subscription.id)
+        except SealError as exc:  # the status says so: failing, with the reason
+            log.error("webhook not delivered", extra={"id": subscription.id, "error": str(exc)})
+            state.last_error = f"not delivered: {exc}"
+            state.failing_since = state.failing_since or state.record().updated_at
+            self._spawn(self._save(state.record()))
+            return
         delivery = Delivery(
             subscription,
             secret,
@@ -192,9 +214,12 @@ class WebhookDispatcher:
             raise
         except Exception:
             log.exception("webhook delivery stopped", extra={"subscription": subscription.id})
-            self._running.pop(subscription.id, None)
-            await asyncio.sleep(1.0)  # a broker away: started again
-            self._reconcile(self._registry.subscriptions.get(subscription.id, subscription))
+            with contextlib.suppress(Exception):
+                await delivery.flush()  # what was delivered before the error
+            await asyncio.sleep(1.0)  # a broker or registry away: started again
+            if self._running.get(subscription.id, (None, delivery))[1] is delivery:
+                del self._running[subscription.id]
+                self._reconcile(self._registry.subscriptions.get(subscription.id, subscription))
 
     async def _take_replay(self, delivery: Delivery) -> None:
         """The position moved back to the replay's moment (never forward), written before

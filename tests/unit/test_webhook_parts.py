@@ -151,3 +151,34 @@ async def test_without_loopback_allowed_the_sender_refuses_loopback_and_plain_ht
         assert receiver["posts"] == 0
     finally:
         await sender.close()
+
+
+# 169.254.169.254 in full-width digits: not an address to urllib, one to aiohttp (IDNA)
+FULL_WIDTH = "".join(chr(0xFF10 + int(c)) if c.isdigit() else c for c in "169.254.169.254")
+
+
+async def test_a_full_width_address_is_checked_as_the_address_it_becomes() -> None:
+    sender = WebhookSender(allow_loopback=True, resolver=TableResolver)
+    try:
+        error = await sender.post(f"https://{FULL_WIDTH}/latest", {}, b"{}")
+        assert error is not None and "metadata" in error, error
+    finally:
+        await sender.close()
+
+
+async def test_a_name_that_cannot_be_resolved_or_is_malformed_is_refused_not_an_error() -> None:
+    from course_management.domain.webhooks import TargetRefused
+    from course_management.gateways.webhooks import WebhookGateway
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if host == "bad..label":
+            raise UnicodeError("label empty or too long")
+        if host == "nowhere.test":
+            raise OSError("no such name")
+        return [TABLE[host]]
+
+    gateway = WebhookGateway(None, None, None, True, lambda: 4, resolve)  # type: ignore[arg-type]
+    await gateway.check_target("https://receiver.test/hook")
+    for url in ("https://bad..label/", "https://nowhere.test/", "https://rebound.test/"):
+        with pytest.raises(TargetRefused):
+            await gateway.check_target(url)
