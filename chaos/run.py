@@ -39,6 +39,7 @@ from chaos.load import (
     tracing,
 )
 from chaos.observe import observe, wait_quiet
+from chaos.push import Receiver, StreamClient, check_push, topic_orders, until_complete
 from chaos.schedule import Profile, counts, make_schedule, worker_names
 from chaos.verify import Anomaly, verify
 from course_management.config import Settings, load_settings
@@ -51,11 +52,13 @@ from tests.support import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, WorkerProcess, t
 INSTRUCTORS = ("instructor-1", "instructor-2")
 STUDENT_CLIENTS = 5
 USERS_PER_CLIENT = 8
+PUSH_DEADLINE_S = 240  # for the webhook receiver and the stream to get every event
 CAPACITIES = (3, 4, 5, 6, 3, 8)  # the enrolment courses: few seats, many learners
 WORKER_ENV = {
     "TOPIC_PARTITIONS": "6",
     "COMMAND_TIMEOUT_SECONDS": "20",
     "BROKER_SESSION_TIMEOUT_SECONDS": "8",
+    "WEBHOOK_RETRY_SCALE": "0.1",  # retries after 0.5 s, 2.5 s, 12 s, 1 min, ...
     **{
         f"RATE_LIMIT_{kind}_PER_MINUTE": "10000000"
         for kind in ("READS", "WRITES", "SERVICE_READS", "SERVICE_WRITES")
@@ -156,6 +159,9 @@ async def _load_and_check(
         connector=aiohttp.TCPConnector(force_close=True), trace_configs=[tracing()]
     ) as http:
         history.note("setup")
+        receiver = Receiver(seed)  # subscribed before the first event (issue 28)
+        await receiver.start()
+        await receiver.subscribe(targets[0].url, token("chaos-service", "service"))
         setup = Api(shared, http, "setup", random.Random(f"chaos:{seed}:setup"))
         # a third of the load in: the dated courses' second module opens
         unlock_at = rfc3339(datetime.now(UTC) + timedelta(seconds=20 + duration_s / 3))
@@ -169,6 +175,8 @@ async def _load_and_check(
             if shape == "path":
                 await require_first_module(setup, course)
             shared.courses.append(course)
+        stream = StreamClient(shared.courses[0].id, token("chaos-admin", "admin"), targets)
+        following = asyncio.ensure_future(stream.run())
         history.note("load", duration_s=duration_s)
         injector = Injector(history, workers, stack.server, {})
         feed = Feed(shared, settings.kafka_bootstrap_servers, codec, seed)
@@ -226,7 +234,8 @@ async def _load_and_check(
         jobs,
     )
     (folder / "observed.json").write_text(json.dumps(asdict(observed), default=str, indent=1))
-    anomalies = exited + verify(attempts, observed)
+    pushed = await _push_checked(receiver, stream, following, observed)
+    anomalies = exited + verify(attempts, observed) + pushed
     requests: dict[str, Counter[str]] = {}
     for attempt in attempts:
         requests.setdefault(attempt.kind, Counter())[attempt.outcome] += 1
@@ -245,11 +254,34 @@ async def _load_and_check(
             "enrollment-events": len(observed.enrollment_events),
             "dead letters": len(observed.dead_letters),
             "learner milestones": len(observed.milestones),
+            "webhook deliveries": len(receiver.received),
+            "webhook attempts refused (503)": receiver.refused,
+            "stream events": len(stream.received),
+            "stream reconnections": stream.reconnections,
         },
         anomalies=dict(Counter(a.kind for a in anomalies)),
         anomaly_list=[a.shown() for a in anomalies],
         took_s=0.0,
     )
+
+
+async def _push_checked(
+    receiver: Receiver, stream: StreamClient, following: asyncio.Future[None], observed: Any
+) -> list[Anomaly]:
+    """Once every published event has reached the receiver and the stream (or after
+    PUSH_DEADLINE_S), what they got against what the topics hold."""
+    placed = topic_orders(observed.course_events, observed.enrollment_events, observed.milestones)
+    hooks = set(placed)
+    streamed = {i for i, (course, _) in placed.items() if course == stream.course_id}
+    await until_complete(receiver, stream, lambda: (hooks, streamed), PUSH_DEADLINE_S)
+    stream.stop.set()
+    following.cancel()
+    await asyncio.gather(following, return_exceptions=True)
+    await receiver.stop()
+    found = check_push(
+        receiver, stream, observed.course_events, observed.enrollment_events, observed.milestones
+    )
+    return [Anomaly(kind, key, detail) for kind, key, detail in found]
 
 
 def _runs(worker: WorkerProcess) -> Callable[[], bool]:
