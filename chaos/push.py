@@ -45,6 +45,7 @@ EVERY_TYPE = [
     "waitlist_left",
 ]
 FAIL_SHARE = 0.1
+LEAVE_SHARE = 0.05  # the stream client reconnects elsewhere after about one event in 20
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,14 @@ class StreamClient:
     course_id: str
     bearer: str
     targets: list[Target]
+    since: str | None = None  # where its first connection starts (RFC 3339)
     received: list[str] = field(default_factory=list)  # event ids, in order
     reconnections: int = 0
     last_id: str | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(f"chaos:stream:{self.course_id}")
 
     async def run(self) -> None:
         turn = 0
@@ -132,21 +137,27 @@ class StreamClient:
 
     async def _follow(self, url: str) -> None:
         headers = {"Authorization": f"Bearer {self.bearer}"}
+        path = f"/api/v1/courses/{self.course_id}/events"
         if self.last_id is not None:
             headers["Last-Event-ID"] = self.last_id
+        elif self.since is not None:
+            path += f"?since={self.since}"
         timeout = httpx.Timeout(10.0, read=30.0)
-        async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
-            path = f"/api/v1/courses/{self.course_id}/events"
-            async with aconnect_sse(client, "GET", path, headers=headers) as source:
-                if source.response.status_code != 200:
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=timeout) as client,
+            aconnect_sse(client, "GET", path, headers=headers) as source,
+        ):
+            if source.response.status_code != 200:
+                return
+            async for sse in source.aiter_sse():
+                if self.stop.is_set():
                     return
-                async for sse in source.aiter_sse():
-                    if self.stop.is_set():
-                        return
-                    if not sse.data:
-                        continue
-                    self.received.append(str(json.loads(sse.data)["event_id"]))
-                    self.last_id = sse.id
+                if not sse.data:
+                    continue
+                self.received.append(str(json.loads(sse.data)["event_id"]))
+                self.last_id = sse.id
+                if self._rng.random() < LEAVE_SHARE:
+                    return  # goes to another worker with its last id, now and then
 
 
 Events = list[dict[str, Any]]

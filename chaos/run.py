@@ -159,6 +159,7 @@ async def _load_and_check(
         connector=aiohttp.TCPConnector(force_close=True), trace_configs=[tracing()]
     ) as http:
         history.note("setup")
+        began_at = rfc3339(datetime.now(UTC) - timedelta(seconds=1))
         receiver = Receiver(seed)  # subscribed before the first event (issue 28)
         await receiver.start()
         await receiver.subscribe(targets[0].url, token("chaos-service", "service"))
@@ -175,7 +176,9 @@ async def _load_and_check(
             if shape == "path":
                 await require_first_module(setup, course)
             shared.courses.append(course)
-        stream = StreamClient(shared.courses[0].id, token("chaos-admin", "admin"), targets)
+        stream = StreamClient(
+            shared.courses[0].id, token("chaos-admin", "admin"), targets, since=began_at
+        )
         following = asyncio.ensure_future(stream.run())
         history.note("load", duration_s=duration_s)
         injector = Injector(history, workers, stack.server, {})
