@@ -59,7 +59,13 @@ async def feed_rate(
 
 
 async def job_rate(http: aiohttp.ClientSession, bootstrap: str, rows: int, tag: str) -> float:
-    cid = (await course(http))["id"]
+    return await job_rate_into(http, bootstrap, (await course(http))["id"], rows, tag)
+
+
+async def job_rate_into(
+    http: aiohttp.ClientSession, bootstrap: str, cid: str, rows: int, tag: str
+) -> float:
+    """One job of `rows` learners into the course; its rate until the last enrolment."""
     body = {"user_ids": [f"{tag}-job-{n}" for n in range(rows)]}
     started = time.perf_counter()
     answer = await http.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -49,8 +50,10 @@ def local_worker(
 
 
 def profiler(pid: int, output: str) -> subprocess.Popen[bytes]:
-    """py-spy on the worker's process (collapsed stacks, 100 samples a second)."""
+    """py-spy on the worker's process (collapsed stacks, PYSPY_RATE samples a second,
+    100 unless set)."""
     spy = str(Path(sys.executable).parent / "py-spy")
-    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+    rate = os.environ.get("PYSPY_RATE", "100")  # samples a second
+    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", rate,
                "--output", output]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL)

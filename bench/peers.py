@@ -16,12 +16,18 @@ It runs on the same event loop policy as the service (`--uvloop`).
 `history` is an aiohttp app with one route, `/history/{id}`: the plain indexed PostgreSQL
 query of a course's newest versions (`course_versions`, its primary key) and the rows as
 JSON, without the service's authentication, access checks or rate limits (issue 27).
+
+    python -m bench.peers receiver --port P
+
+`receiver` is a webhook receiver (issue 28): 204 to each POST on `/hook`, arrival times
+kept, `GET /stats`, `POST /reset`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -99,6 +105,31 @@ def history_peer(database_url: str) -> web.Application:
     return app
 
 
+def receiver_peer() -> web.Application:
+    """A webhook receiver: 204 to every POST, the arrival times kept; `GET /stats` says
+    how many came and when the first and last did; `POST /reset` starts again."""
+    times: list[float] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        times.append(time.perf_counter())
+        return web.Response(status=204)
+
+    async def stats(request: web.Request) -> web.Response:
+        first, last = (times[0], times[-1]) if times else (0.0, 0.0)
+        return web.json_response({"count": len(times), "first": first, "last": last})
+
+    async def reset(request: web.Request) -> web.Response:
+        times.clear()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/reset", reset)
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="peer", required=True)
@@ -113,6 +144,9 @@ def main() -> None:
     past.add_argument("--port", type=int, required=True)
     past.add_argument("--database-url", required=True)
     past.add_argument("--uvloop", action="store_true")
+    hook = sub.add_parser("receiver")
+    hook.add_argument("--port", type=int, required=True)
+    hook.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
@@ -120,6 +154,8 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if args.peer == "history":
         app = history_peer(args.database_url)
+    elif args.peer == "receiver":
+        app = receiver_peer()
     else:
         app = read_peer(args.redis_url, args.key, args.body_file.read_bytes(), args.etag)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)

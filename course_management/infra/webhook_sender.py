@@ -63,6 +63,7 @@ class WebhookSender:
         self._allow_loopback = allow_loopback
         self._resolver = resolver or aiohttp.ThreadedResolver
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._checked: dict[str, tuple[str, URL]] = {}  # url -> (scheme, parsed)
 
     def _session(self, scheme: str) -> aiohttp.ClientSession:
         session = self._sessions.get(scheme)
@@ -83,16 +84,25 @@ class WebhookSender:
             await session.close()
         self._sessions.clear()
 
+    def _check(self, url: str) -> tuple[str, URL]:
+        """The URL's own checks, once per URL (its name's addresses are the resolver's)."""
+        target = parse_target(url, self._allow_loopback)
+        parsed = URL(url)
+        literal = _literal(parsed.host or "")  # the host aiohttp will connect to
+        if literal is not None:  # aiohttp does not resolve an address: checked here
+            check_addresses([literal], self._allow_loopback, target.scheme)
+        if len(self._checked) > 10_000:
+            self._checked.clear()
+        self._checked[url] = (target.scheme, parsed)
+        return target.scheme, parsed
+
     async def post(self, url: str, headers: Mapping[str, str], body: bytes) -> str | None:
         """None once the target answered 2xx; else why not, in a line."""
         try:
-            target = parse_target(url, self._allow_loopback)
-            literal = _literal(URL(url).host or "")  # the host aiohttp will connect to
-            if literal is not None:  # aiohttp does not resolve an address: checked here
-                check_addresses([literal], self._allow_loopback, target.scheme)
-            session = self._session(target.scheme)
+            scheme, parsed = self._checked.get(url) or self._check(url)
+            session = self._session(scheme)
             async with session.post(
-                url, data=body, headers=dict(headers), allow_redirects=False
+                parsed, data=body, headers=headers, allow_redirects=False
             ) as response:
                 response.release()  # the status is the answer: no body is read
                 if 200 <= response.status < 300:

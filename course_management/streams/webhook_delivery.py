@@ -19,7 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
@@ -64,8 +64,12 @@ class DeliveryState:
     failing_since: str | None = None
     delivered: int = 0
     seen: dict[str, None] = field(default_factory=dict)
+    last_ok_s: float | None = None  # the last success (epoch seconds), formatted when saved
 
     def record(self) -> WebhookPosition:
+        if self.last_ok_s is not None:
+            self.last_delivery_at = rfc3339(datetime.fromtimestamp(self.last_ok_s, UTC))
+            self.last_ok_s = None
         return WebhookPosition(
             subscription_id=self.subscription_id,
             position=delivery_positions.encode(self.position),
@@ -103,6 +107,12 @@ class Delivery:
         self._dirty = False
         self._types = frozenset(subscription.event_types)
         self._course = subscription.course_id.encode() if subscription.course_id else None
+        sid = subscription.id
+        self._ok, self._failed, self._given_up, self._undecodable = (
+            WEBHOOK_DELIVERIES.labels(sid, result)
+            for result in ("ok", "failed", "given_up", "undecodable")
+        )
+        self._lag, self._failing = WEBHOOK_LAG.labels(sid), WEBHOOK_FAILING.labels(sid)
 
     async def run(self) -> None:
         """Delivers until cancelled (the subscription deleted, paused, changed, or its
@@ -113,7 +123,7 @@ class Delivery:
             await self._deliver_from(consumer)
         finally:
             await consumer.stop()  # also after a failed start: nothing is left open
-            WEBHOOK_LAG.labels(self.subscription.id).set(0)
+            self._lag.set(0)
 
     async def flush(self) -> None:
         """The position written now (a stop, a failure)."""
@@ -143,7 +153,7 @@ class Delivery:
                 await self._take_partition(consumer, partition, buffers)
             await self._save_if_due()
             if not any(buffers.values()):
-                WEBHOOK_LAG.labels(self.subscription.id).set(0)
+                self._lag.set(0)
 
     async def _save_if_due(self) -> None:
         if self._dirty and time.monotonic() - self._saved_at >= SAVE_EVERY_S:
@@ -155,22 +165,27 @@ class Delivery:
         partition: int,
         buffers: dict[TopicPartition, deque[ConsumerRecord]],
     ) -> None:
+        """Takes the partition's records in order while it may (see `_settled`), each
+        event POSTed once the one before it answered (or was given up). Measured: making
+        the next body while a POST is under way gained nothing (the worker is busy on
+        its CPU, not waiting: docs/benchmarks.md)."""
         mine = [TopicPartition(t, partition) for t in TOPICS]
+        settled: set[TopicPartition] = set()  # empty topics found read to their end
         while True:
             heads = [tp for tp in mine if buffers[tp]]
             if not heads:
                 return
             first = min(heads, key=lambda tp: buffers[tp][0].timestamp)
             if len(heads) < len(mine) and not await self._settled(
-                consumer, mine, buffers, buffers[first][0].timestamp
+                consumer, mine, buffers, buffers[first][0].timestamp, settled
             ):
                 return  # an empty topic may yet show an earlier record: fetch again
             record = buffers[first].popleft()
-            await self._take(record)
-            offsets = list(self.state.position[partition])
-            offsets[TOPICS.index(record.topic)] = record.offset + 1
-            self.state.position[partition] = tuple(offsets)
-            self._dirty = True
+            prepared = await self._prepare(record)
+            if prepared is None:
+                self._moved(record)
+            else:
+                await self._deliver(*prepared, record)
             await self._save_if_due()
 
     @staticmethod
@@ -179,6 +194,7 @@ class Delivery:
         mine: list[TopicPartition],
         buffers: dict[TopicPartition, deque[ConsumerRecord]],
         timestamp_ms: int,
+        settled: set[TopicPartition],
     ) -> bool:
         """May the head at `timestamp_ms` go before what the empty topics of its partition
         hold? Yes once each is read to its end as last fetched and the head is older than
@@ -187,81 +203,86 @@ class Delivery:
         if time.time() * 1000 - timestamp_ms < SETTLE_MS:
             return False
         for tp in mine:
-            if not buffers[tp]:
+            if not buffers[tp] and tp not in settled:
                 high = consumer.highwater(tp)
                 if high is None or await consumer.position(tp) < high:
                     return False
+                settled.add(tp)  # nothing is fetched during this drain: it stays so
         return True
 
-    async def _take(self, record: ConsumerRecord) -> None:
+    def _moved(self, record: ConsumerRecord) -> None:
+        """The position past `record` (delivered, given up, or not the subscription's)."""
+        offsets = list(self.state.position[record.partition])
+        offsets[TOPICS.index(record.topic)] = record.offset + 1
+        self.state.position[record.partition] = tuple(offsets)
+        self._dirty = True
+
+    async def _prepare(self, record: ConsumerRecord) -> tuple[str, bytes] | None:
+        """(event id, body) of the delivery `record` makes; None: not the subscription's."""
         if self._course is not None and record.key != self._course:
-            return  # another course of the partition: not decoded
+            return None  # another course of the partition: not decoded
         try:
             value = await self._codec.decode(spec(record.topic).subject, record.value)
         except AvroDecodeError:  # not an event (the sinks dead-letter it): passed, counted
-            WEBHOOK_DELIVERIES.labels(self.subscription.id, "undecodable").inc()
+            self._undecodable.inc()
             log.warning(
                 "webhooks: a record that is not an event was passed over",
                 extra={"topic": record.topic, "offset": record.offset},
             )
-            return
+            return None
         # Any other error (the registry away or refusing) raises: the delivery starts
         # again from its position, passing nothing over.
         event_type = str(value.get("event_type"))
         event_id = str(value.get("event_id"))
         if event_type not in self._types or event_id in self.state.seen:
-            return
-        WEBHOOK_LAG.labels(self.subscription.id).set(
-            max(0.0, time.time() - record.timestamp / 1000)
-        )
-        occurred = value.get("occurred_at")
-        timestamp = occurred.isoformat() if isinstance(occurred, datetime) else str(occurred)
-        body = delivery_body(event_type, timestamp, _json(value))
-        await self._deliver(event_id, body)
-        self.state.seen[event_id] = None
+            return None
+        self.state.seen[event_id] = None  # a copy published again is not sent twice
         if len(self.state.seen) > SEEN_KEPT:
             del self.state.seen[next(iter(self.state.seen))]
+        self._lag.set(max(0.0, time.time() - record.timestamp / 1000))
+        occurred = value.get("occurred_at")
+        timestamp = occurred.isoformat() if isinstance(occurred, datetime) else str(occurred)
+        return event_id, delivery_body(event_type, timestamp, _json(value))
 
-    async def _deliver(self, event_id: str, body: bytes) -> None:
-        """POSTs until a 2xx, or gives up after the retries' 24 h."""
-        sid = self.subscription.id
+    async def _deliver(self, event_id: str, body: bytes, record: ConsumerRecord) -> None:
+        """POSTs until a 2xx, or gives up after the retries' 24 h; then the position
+        moves past the record."""
         first = time.monotonic()
         attempt = 1
         while True:
             headers = delivery_headers(self._secret, event_id, int(time.time()), body)
             error = await self._post(self.subscription.url, headers, body)
             if error is None:
-                WEBHOOK_DELIVERIES.labels(sid, "ok").inc()
-                WEBHOOK_FAILING.labels(sid).set(0)
-                was_failing = self.state.failing_since is not None
-                self.state = replace(
-                    self.state,
-                    last_delivery_at=_now(),
-                    failing_since=None,
-                    delivered=self.state.delivered + 1,
-                )
-                self._dirty = True
-                if was_failing:
+                self._ok.inc()
+                state = self.state
+                state.last_ok_s = time.time()
+                state.delivered += 1
+                self._moved(record)
+                if state.failing_since is not None:
+                    self._failing.set(0)
+                    state.failing_since = None
                     await self.flush()  # the status says it recovered
                 return
-            WEBHOOK_DELIVERIES.labels(sid, "failed").inc()
+            self._failed.inc()
             self.state.last_error = error
             if self.state.failing_since is None:
                 self.state.failing_since = _now()
-            WEBHOOK_FAILING.labels(sid).set(time.monotonic() - first)
+            self._failing.set(time.monotonic() - first)
             await self.flush()
             delay = retry_delay(attempt, time.monotonic() - first)
             if delay is None:
-                WEBHOOK_DELIVERIES.labels(sid, "given_up").inc()
+                self._given_up.inc()
                 log.error(
                     "a webhook delivery was given up after its retries",
-                    extra={"subscription": sid, "event_id": event_id, "error": error},
+                    extra={"subscription": self.subscription.id, "event_id": event_id},
                 )
+                self._moved(record)
                 return
             log.info(
                 "a webhook delivery failed; retried later",
-                extra={"subscription": sid, "event_id": event_id, "error": error, "in_s": delay},
-            )
+                extra={"subscription": self.subscription.id, "event_id": event_id,
+                       "error": error, "in_s": delay},
+            )  # fmt: skip
             await asyncio.sleep(delay * self._retry_scale)
             attempt += 1
 
