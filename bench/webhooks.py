@@ -12,6 +12,9 @@ course gets `--events` enrolments (one bulk job), so `enrollment-events` holds t
    backlog, in order, one POST at a time (its in-order contract), signed.
 2. **The peer**: a hand-written aiohttp client (one session, keep-alive) POSTs the same
    events' bodies, signed the same way and built beforehand, one after another.
+3. **The whole work by hand**: a hand-written aiokafka loop reads the course's partition,
+   decodes each event, makes its body, signs and POSTs it, one after another (what the
+   service does, without the service): where the gap to the peer comes from.
 
 Each rate is the receiver's: deliveries between its first and last arrival, over the time
 between them. Target: the service at least 0.7x the peer. No threshold is asserted.
@@ -30,6 +33,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import murmur2
 
 from bench.enrollment_jobs import course, job_rate_into
 from bench.local import local_worker, profiler
@@ -37,6 +42,7 @@ from bench.read_path import wait_http
 from chaos.observe import wait_quiet
 from course_management.domain.webhooks import delivery_body, delivery_headers, new_secret
 from course_management.infra.avro import AvroCodec
+from course_management.infra.kafka import topic_partitions
 from course_management.ops.provisioning import register_schemas
 from devstack.processes import free_port
 from tests.support import auth, read_topic
@@ -92,6 +98,53 @@ async def peer_round(receiver: str, bodies: list[tuple[str, bytes]]) -> float:
         return rate(await stats(http, receiver))
 
 
+async def loop_round(settings: Any, receiver: str, cid: str, events: int) -> float:
+    """A hand-written aiokafka loop doing the service's whole work: read the course's
+    partition from its start, decode each record, make the body, sign and POST it, one
+    after another."""
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    secret = new_secret()
+    bootstrap = settings.kafka_bootstrap_servers
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    sent = 0
+    try:
+        tps = await topic_partitions(bootstrap, "enrollment-events")
+        tp = TopicPartition("enrollment-events", partition_of(cid, len(tps)))
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        async with aiohttp.ClientSession() as http:
+            await http.post(f"{receiver}/reset")
+            while sent < events:
+                for records in (await consumer.getmany(timeout_ms=200, max_records=500)).values():
+                    for record in records:
+                        if record.key != cid.encode() or sent >= events:
+                            continue
+                        value = await codec.decode("enrollment-events-value", record.value)
+                        body = delivery_body(
+                            str(value["event_type"]), value["occurred_at"].isoformat(), _json(value)
+                        )
+                        event_id = str(value["event_id"])
+                        headers = delivery_headers(secret, event_id, int(time.time()), body)
+                        async with http.post(f"{receiver}/hook", data=body, headers=headers) as r:
+                            assert r.status == 204
+                        sent += 1
+            return rate(await stats(http, receiver))
+    finally:
+        await consumer.stop()
+
+
+def partition_of(course_id: str, partitions: int) -> int:
+    return (murmur2(course_id.encode()) & 0x7FFFFFFF) % max(partitions, 1)
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return orjson.dumps(
+        value, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)
+    )
+
+
 async def bodies_of(settings: Any, cid: str, events: int) -> list[tuple[str, bytes]]:
     """The course's `enrollment_created` events as the service's bodies, in order."""
     codec = AvroCodec(settings.schema_registry_url)
@@ -133,7 +186,7 @@ async def run(worker: Any, settings: Any, events: int, rounds: int, profile: str
             # the sinks mirror the enrolments first: nothing else runs during the rounds
             quiet, seen = await wait_quiet(settings.kafka_bootstrap_servers, [base], 300)
             assert quiet, seen
-            results: dict[str, list[float]] = {"service": [], "peer": []}
+            results: dict[str, list[float]] = {"service": [], "peer": [], "loop": []}
             for n in range(rounds):
                 spy = profiler(worker.proc.pid, profile) if profile and n == rounds - 1 else None
                 results["service"].append(await service_round(http, receiver, cid, since, events))
@@ -141,13 +194,15 @@ async def run(worker: Any, settings: Any, events: int, rounds: int, profile: str
                     spy.send_signal(signal.SIGINT)
                     spy.wait()
                 results["peer"].append(await peer_round(receiver, bodies))
+                results["loop"].append(await loop_round(settings, receiver, cid, events))
                 print(
                     f"round {n + 1}: service {results['service'][-1]:,.0f}/s, "
-                    f"peer {results['peer'][-1]:,.0f}/s"
+                    f"peer {results['peer'][-1]:,.0f}/s, loop {results['loop'][-1]:,.0f}/s"
                 )
         best = {k: max(v) for k, v in results.items()}
         print(f"deliveries/s, best of {rounds}: {best}")
         print(f"service / peer: {best['service'] / best['peer']:.2f} (target >= 0.7)")
+        print(f"service / the whole work by hand: {best['service'] / best['loop']:.2f}")
     finally:
         peer.terminate()
         peer.wait()

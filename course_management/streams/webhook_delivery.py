@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 TOPICS = (COURSE_EVENTS, ENROLLMENT_EVENTS, LEARNER_MILESTONES)
 SAVE_EVERY_S = 1.0
 FETCH_WAIT_MS = 200
+# How long the broker holds a fetch of partitions with nothing new. A fetch is one request
+# per broker, in flight one at a time: with aiokafka's 500 ms, a backlog on one topic
+# waited behind the long poll of the subscription's quiet topics (bench.webhooks).
+BROKER_WAIT_MS = 50
+FETCH_BYTES = 4 * 1024 * 1024  # a backlog comes in fewer fetches (so fewer such waits)
 BUFFERED = 1_000  # records read ahead per topic partition before it is paused
 SETTLE_MS = 250
 SEEN_KEPT = 10_000  # event ids delivered lately: a copy published again is not sent twice
@@ -117,7 +122,13 @@ class Delivery:
     async def run(self) -> None:
         """Delivers until cancelled (the subscription deleted, paused, changed, or its
         partition of the subscriptions given to another worker)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=BROKER_WAIT_MS,
+            max_partition_fetch_bytes=FETCH_BYTES,
+            fetch_max_bytes=2 * FETCH_BYTES,  # what one subscription holds fetched, at most
+        )
         try:
             await consumer.start()
             await self._deliver_from(consumer)
