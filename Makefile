@@ -16,6 +16,8 @@ bench:
 	$(BIN)/python -m bench.learning_paths --png docs/benchmarks/learning_paths.png
 	$(BIN)/python -m bench.enrollment_jobs
 	$(BIN)/python -m bench.history
+	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.live_streams
 	$(BIN)/python -m bench.api_latency
 	$(BIN)/python -m bench.write_cost $(if $(AGAINST),--against $(AGAINST))
 

@@ -19,6 +19,10 @@ JSON, without the service's authentication, access checks or rate limits (issue 
 
     python -m bench.peers receiver --port P
 
+    python -m bench.peers sse --port P --bootstrap B --registry URL
+
+`sse` is a bare SSE endpoint fed from `course-events` by one consumer (issue 28).
+
 `receiver` is a webhook receiver (issue 28): 204 to each POST on `/hook`, arrival times
 kept, `GET /stats`, `POST /reset`.
 """
@@ -130,6 +134,66 @@ def receiver_peer() -> web.Application:
     return app
 
 
+def sse_peer(bootstrap: str, registry_url: str) -> web.Application:
+    """A bare SSE endpoint, `/events/{course}`, fed by one consumer of `course-events`
+    (every partition, from its end): each record decoded once, as JSON, to the streams of
+    its course (issue 28). No authentication, positions, resumption or limits."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    from course_management.infra.avro import AvroCodec
+    from course_management.infra.kafka import topic_partitions
+    from course_management.ops.provisioning import register_schemas
+
+    streams: dict[str, set[asyncio.Queue[bytes]]] = {}
+    tasks: list[asyncio.Task[None]] = []
+
+    async def tail(app: web.Application) -> None:
+        codec = AvroCodec(registry_url)
+        await register_schemas(codec)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        tps = await topic_partitions(bootstrap, "course-events")
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+
+        async def follow() -> None:
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        key = (record.key or b"").decode()
+                        if key not in streams:
+                            continue
+                        value = await codec.decode("course-events-value", record.value)
+                        data = orjson.dumps(value, default=str)
+                        message = b"event: %s\ndata: %s\n\n" % (
+                            str(value["event_type"]).encode(),
+                            data,
+                        )
+                        for queue in streams.get(key, ()):
+                            queue.put_nowait(message)
+
+        tasks.append(asyncio.create_task(follow()))
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        course = request.match_info["course"]
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        streams.setdefault(course, set()).add(queue)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(await queue.get())
+        finally:
+            streams[course].discard(queue)
+
+    app = web.Application()
+    app.on_startup.append(tail)
+    app.router.add_get("/events/{course}", events)
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="peer", required=True)
@@ -147,6 +211,11 @@ def main() -> None:
     hook = sub.add_parser("receiver")
     hook.add_argument("--port", type=int, required=True)
     hook.add_argument("--uvloop", action="store_true")
+    sse = sub.add_parser("sse")
+    sse.add_argument("--port", type=int, required=True)
+    sse.add_argument("--bootstrap", required=True)
+    sse.add_argument("--registry", required=True)
+    sse.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
@@ -156,6 +225,8 @@ def main() -> None:
         app = history_peer(args.database_url)
     elif args.peer == "receiver":
         app = receiver_peer()
+    elif args.peer == "sse":
+        app = sse_peer(args.bootstrap, args.registry)
     else:
         app = read_peer(args.redis_url, args.key, args.body_file.read_bytes(), args.etag)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
