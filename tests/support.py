@@ -336,7 +336,8 @@ async def produce(
 async def read_topic(
     settings: Settings, topic: str, until: Any, deadline_s: float = 30
 ) -> list[Any]:
-    """All records of `topic` from the beginning, until `until(records)` holds (deadline)."""
+    """All records of `topic` from the beginning: at least every one published before the
+    call (its end offsets then), and then until `until(records)` holds (deadline)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
     )
@@ -345,6 +346,7 @@ async def read_topic(
         partitions = await topic_partitions(settings.kafka_bootstrap_servers, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
         records: list[Any] = []
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline_s
@@ -352,7 +354,8 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=200)
             for messages in batch.values():
                 records.extend(messages)
-            if until(records):
+            behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            if not behind and until(records):
                 return records
         raise AssertionError(
             f"{topic}: condition not met in {deadline_s}s ({len(records)} records)"

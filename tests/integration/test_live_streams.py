@@ -74,7 +74,7 @@ async def course_records(settings: Settings, course_id: str, count: int) -> list
     await register_schemas(codec)
     found: list[dict[str, Any]] = []
     for topic in TOPICS:
-        records = await read_topic(settings, topic, lambda rs: True, deadline_s=5)
+        records = await read_topic(settings, topic, lambda rs: True)
         for record in records:
             if record.key == course_id.encode():
                 found.append(

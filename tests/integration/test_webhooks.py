@@ -119,7 +119,7 @@ async def course_event_ids(settings: Settings, course_id: str, types: list[str])
     await register_schemas(codec)
     found: list[str] = []
     for topic in ("course-events", "enrollment-events"):
-        for record in await read_topic(settings, topic, lambda rs: True, deadline_s=3):
+        for record in await read_topic(settings, topic, lambda rs: True):
             if record.key != course_id.encode():
                 continue
             value = await codec.decode(f"{topic}-value", record.value)
