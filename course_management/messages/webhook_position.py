@@ -24,6 +24,7 @@ class WebhookPosition:
     last_error: str | None = None
     failing_since: str | None = None
     delivered: int = 0
+    epoch: int = 0  # the delivery's ownership; a lower one than already read is ignored
 
 
 def encode(position: WebhookPosition) -> dict[str, Any]:
@@ -40,4 +41,5 @@ def decode(value: dict[str, Any]) -> WebhookPosition:
         last_error=value.get("last_error"),
         failing_since=value.get("failing_since"),
         delivered=int(value.get("delivered") or 0),
+        epoch=int(value.get("epoch") or 0),
     )

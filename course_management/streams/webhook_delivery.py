@@ -68,6 +68,7 @@ class DeliveryState:
     last_error: str | None = None
     failing_since: str | None = None
     delivered: int = 0
+    epoch: int = 0  # this owner's: one more than the last written when it started
     seen: dict[str, None] = field(default_factory=dict)
     last_ok_s: float | None = None  # the last success (epoch seconds), formatted when saved
 
@@ -84,6 +85,7 @@ class DeliveryState:
             last_error=self.last_error,
             failing_since=self.failing_since,
             delivered=self.delivered,
+            epoch=self.epoch,
         )
 
 

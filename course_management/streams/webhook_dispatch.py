@@ -71,6 +71,7 @@ class WebhookDispatcher:
         self._owned: set[int] = set()
         self._count = 0  # partitions of the subscriptions topic
         self._running: dict[str, tuple[asyncio.Task[None], Delivery]] = {}
+        self._fenced: set[str] = set()  # taken over elsewhere: not started here again
         self._group: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -78,6 +79,7 @@ class WebhookDispatcher:
     async def start(self) -> None:
         self._count = len(await topic_partitions(self._bootstrap, webhook_subscription.TOPIC))
         self._registry.on_change(self._changed)
+        self._registry.on_position(self._claimed)
         self._group = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=WEBHOOK_GROUP,
@@ -126,6 +128,7 @@ class WebhookDispatcher:
             self._spawn(self._assign_later(partitions))
             return
         self._owned |= partitions
+        self._fenced.clear()  # a new assignment: this worker's again where it is assigned
         for subscription in list(self._registry.subscriptions.values()):
             try:
                 self._reconcile(subscription)
@@ -160,6 +163,7 @@ class WebhookDispatcher:
 
     def _reconcile(self, subscription: WebhookSubscription) -> None:
         wanted = subscription.state == ACTIVE and self._owns(subscription.id)
+        wanted = wanted and subscription.id not in self._fenced
         if not wanted or subscription.id in self._running:
             return
         state = self._state_of(subscription)
@@ -192,11 +196,12 @@ class WebhookDispatcher:
         saved = self._registry.positions.get(subscription.id)
         start = delivery_positions.decode(subscription.start)
         if saved is None:
-            return DeliveryState(subscription.id, start)
+            return DeliveryState(subscription.id, start, epoch=1)
         position = delivery_positions.decode(saved.position) or start
         return DeliveryState(
             subscription.id,
             position,
+            epoch=saved.epoch + 1,
             replay_id=saved.replay_id,
             last_delivery_at=saved.last_delivery_at,
             last_error=saved.last_error,
@@ -207,6 +212,7 @@ class WebhookDispatcher:
     async def _deliver(self, delivery: Delivery) -> None:
         subscription = delivery.subscription
         try:
+            await delivery.flush()  # the claim: its epoch fences any earlier owner
             if subscription.replay_id and subscription.replay_id != delivery.state.replay_id:
                 await self._take_replay(delivery)
             await delivery.run()
@@ -232,6 +238,21 @@ class WebhookDispatcher:
         delivery.state.seen.clear()
         delivery.state.replay_id = subscription.replay_id
         await delivery.flush()
+
+    def _claimed(self, position: WebhookPosition) -> None:
+        """A position of a later epoch than this worker's delivery of it: another worker
+        took the subscription over (this one missed a rebalance). Its delivery stops at
+        once, writing nothing: the new owner's position stands."""
+        running = self._running.get(position.subscription_id)
+        if running is None or running[1].state.epoch >= position.epoch:
+            return
+        del self._running[position.subscription_id]
+        self._fenced.add(position.subscription_id)
+        log.warning(
+            "webhook delivery fenced: another worker delivers it",
+            extra={"id": position.subscription_id, "epoch": position.epoch},
+        )
+        running[0].cancel()
 
     async def _stop_delivery(self, subscription_id: str) -> None:
         running = self._running.pop(subscription_id, None)

@@ -45,10 +45,15 @@ class WebhookRegistry:
         self._offsets: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[WebhookSubscription], None]] = []
+        self._claims: list[Callable[[WebhookPosition], None]] = []
 
     def on_change(self, listener: Callable[[WebhookSubscription], None]) -> None:
         """`listener` is called with each subscription record read (after the start)."""
         self._listeners.append(listener)
+
+    def on_position(self, listener: Callable[[WebhookPosition], None]) -> None:
+        """`listener` is called with each position record kept (not a fenced owner's)."""
+        self._claims.append(listener)
 
     @property
     def offsets(self) -> AIOKafkaConsumer:
@@ -114,7 +119,12 @@ class WebhookRegistry:
             else:
                 value = await self._codec.decode(webhook_position.SUBJECT, record.value)
                 position = webhook_position.decode(value)
+                known = self.positions.get(position.subscription_id)
+                if known is not None and position.epoch < known.epoch:
+                    return  # written by an owner since fenced: not its position any more
                 self.positions[position.subscription_id] = position
+                for claimed in self._claims:
+                    claimed(position)
         except Exception as exc:  # written by this service only: a bug, not an input
             log.error("an unreadable webhook record", extra={"error": repr(exc)})
 

@@ -29,6 +29,7 @@ from tests.support import (
     auth,
     enroll,
     eventually_async,
+    produce,
     published_course,
     read_topic,
     run_cli,
@@ -171,9 +172,13 @@ async def test_deliveries_are_signed_complete_and_in_order(
     assert {p["type"] for p in payloads} == set(ENROLMENT_TYPES)
     assert all(p["data"]["course_id"] == cid for p in payloads)
     assert receiver.ids() == expected  # in order, each once
+
+    async def saved() -> bool:  # the position is written at most a second later
+        return (await status_of(http, hook["id"]))["last_delivery_at"] is not None
+
+    await eventually_async(saved, deadline_s=10, what="last_delivery_at written")
     seen = await status_of(http, hook["id"])
     assert seen["status"] == "active" and seen["last_error"] is None
-    assert seen["last_delivery_at"] is not None
     assert "secret" not in seen
 
 
@@ -397,3 +402,78 @@ async def test_a_sigkill_mid_delivery_loses_nothing(
     firsts = list(dict.fromkeys(ids))
     assert firsts == expected  # each event's first delivery in order, none lost
     receiver.verified(hook["secret"])
+
+
+async def codec_of(settings: Settings) -> Any:
+    from course_management.infra.avro import AvroCodec
+    from course_management.ops.provisioning import register_schemas
+
+    codec = AvroCodec(settings.schema_registry_url)
+    await register_schemas(codec)
+    return codec
+
+
+async def latest_position(settings: Settings, hook_id: str) -> dict[str, Any]:
+    """The last position record of the subscription on its compacted topic, decoded."""
+    from course_management.messages import webhook_position
+
+    codec = await codec_of(settings)
+    records = await read_topic(
+        settings,
+        webhook_position.TOPIC,
+        lambda rs: any(r.key == hook_id.encode() for r in rs),
+    )
+    mine = [r for r in records if r.key == hook_id.encode() and r.value is not None]
+    return dict(await codec.decode(webhook_position.SUBJECT, mine[-1].value))
+
+
+async def write_position(settings: Settings, value: dict[str, Any]) -> None:
+    """A position record as another worker would write it."""
+    from course_management.messages import webhook_position
+
+    codec = await codec_of(settings)
+    encoded = codec.encode(webhook_position.SUBJECT, value)
+    key = str(value["subscription_id"]).encode()
+    await produce(settings, webhook_position.TOPIC, [(key, encoded)])
+
+
+async def test_an_owner_fenced_by_a_later_epoch_stops_and_its_late_writes_are_ignored(
+    http: aiohttp.ClientSession, settings: Settings, receiver: Receiver
+) -> None:
+    """A worker that missed a rebalance while another took its subscription over: the
+    new owner's claim (a later epoch on the positions topic) stops its delivery at once,
+    and a position it writes afterwards (its lower epoch) is ignored by every reader. A
+    second subscription on the same worker, not fenced, shows deliveries went on."""
+    control = Receiver()
+    await control.start()
+    try:
+        course = await published_course(http, title="Hooked, fenced")
+        cid = course["id"]
+        hook = await subscribe(http, receiver.url, cid)
+        other = await subscribe(http, control.url, cid)
+        await changes(http, cid, "f1", 1)
+        before = await course_event_ids(settings, cid, ENROLMENT_TYPES)
+        await received_all(receiver, before)
+        await received_all(control, before)
+        mine = await latest_position(settings, hook["id"])
+        assert mine["epoch"] >= 1  # the owner claimed it when it started delivering
+        claim = {**mine, "epoch": mine["epoch"] + 1, "last_error": "taken over elsewhere"}
+        await write_position(settings, claim)
+
+        async def claimed() -> bool:
+            return (await status_of(http, hook["id"]))["last_error"] == "taken over elsewhere"
+
+        await eventually_async(claimed, deadline_s=30, what="the claim read")
+        stale = {**mine, "last_error": "a fenced owner's late write"}
+        await write_position(settings, stale)  # the old epoch: ignored
+        assert (await status_of(http, hook["id"]))["last_error"] == "taken over elsewhere"
+        await changes(http, cid, "f2", 1)
+        after = await course_event_ids(settings, cid, ENROLMENT_TYPES)
+        assert len(after) > len(before)
+        await received_all(control, after)  # the worker delivers: the other subscription
+        assert set(receiver.ids()) == set(before)  # the fenced one sent nothing more
+        assert (await status_of(http, hook["id"]))["last_error"] == "taken over elsewhere"
+        for sid in (hook["id"], other["id"]):
+            await http.delete(f"/api/v1/webhooks/{sid}", headers=SERVICE)
+    finally:
+        await control.stop()
