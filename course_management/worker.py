@@ -21,7 +21,6 @@ Where things happen (see docs/architecture.md):
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import logging.config
 from collections.abc import Awaitable, Callable
@@ -52,6 +51,7 @@ from course_management.infra.cache import CatalogCache, CourseCache, ReadBypass
 from course_management.infra.changelog import ChangelogWriter
 from course_management.infra.clients import Clients, membership, stop_in_turn
 from course_management.infra.consumer_group import GroupConsumer
+from course_management.infra.heap import settle_heap
 from course_management.infra.kafka import delete_topic, ensure_topics, topic_partitions
 from course_management.infra.metrics import (
     EVENT_LOOP_LAG,
@@ -59,7 +59,6 @@ from course_management.infra.metrics import (
     READY,
     REBALANCES,
     ROCKSDB_MEMORY,
-    observe_gc_pauses,
     resident_bytes,
 )
 from course_management.infra.probes import PROBE_EVERY_S, Probes
@@ -320,15 +319,11 @@ class Worker(Service):
 
     @Service.task
     async def _freeze_the_heap_once_recovered(self) -> None:
-        """Once the tables have recovered, move every object alive then out of the garbage
-        collector's sight (gc.freeze): the start-up heap (Faust, the schemas, the routes)
-        is never garbage, and scanning it made each full collection pause the loop for
-        110-130 ms, the p99 of a cached read (issue 13, decision 41)."""
+        """Once the tables have recovered: the start-up heap out of the collector's sight,
+        and full collections rarer (infra/heap.py; decisions 41 and 64)."""
         await self.app.tables.recovery.completed.wait()
-        gc.collect()
-        gc.freeze()
-        observe_gc_pauses()
-        log.info("heap frozen after recovery", extra={"objects": gc.get_freeze_count()})
+        frozen = settle_heap(self.settings.gc_old_threshold)
+        log.info("heap frozen after recovery", extra={"objects": frozen})
 
     def changelog_stores(self) -> dict[str, Any]:
         """The table's changelog topic and its local RocksDB store."""
