@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     webhook_sealing_key: str | None = None
     # Tests and benchmarks only: the retry delays (domain/webhooks.py) multiplied by this.
     webhook_retry_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # Not in the contract: how long a worker whose webhook delivery was fenced by another
+    # worker's claim waits for the rebalance that explains it before claiming it back.
+    webhook_fence_hold_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     # Not in the contract: middle collections between two full ones (CPython's threshold 2,
     # default 10): full collections, which scan every open stream, 10x rarer (decision 64).
     gc_old_threshold: Annotated[int, Field(ge=1, le=100_000)] = 100

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import logging.config
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,8 @@ class Worker(Service):
             self.sender.post,
             position_writer(self.publisher),
             settings.webhook_retry_scale,
+            owner=f"{settings.worker_id}/{uuid.uuid4().hex[:12]}",
+            fence_hold_s=settings.webhook_fence_hold_seconds,
         )
         batch = Batch(store, self.codec.encode, decode_value, self.completions)
         rewinder = PartitionRewinder(self.app)  # the one rewinder of the agent's consumer

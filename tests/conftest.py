@@ -58,6 +58,7 @@ def stack_env(local_stack: Any) -> dict[str, str]:
             # Webhook retries 20 times sooner: 0.25 s, 1.25 s, 6 s, ... (the schedule's
             # own shape is a unit test's: tests/unit/test_webhook_rules.py).
             "WEBHOOK_RETRY_SCALE": "0.05",
+            "WEBHOOK_FENCE_HOLD_SECONDS": "20",
         }
     )
     return env

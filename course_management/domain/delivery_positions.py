@@ -60,3 +60,11 @@ def pending(position: Mapping[int, Offsets], ends: Mapping[int, Offsets]) -> int
         for partition, offsets in ends.items()
         for at, end in zip(position.get(partition, offsets), offsets, strict=True)
     )
+
+
+def claim(epoch: int, owner: str | None) -> tuple[int, str]:
+    """How two position records of a subscription rank (decision 63): the later epoch,
+    and between equal epochs (two workers that started from the same record) the
+    greater owner id; the lower one is a fenced owner's. Records from before epochs
+    rank lowest."""
+    return (epoch, owner or "")

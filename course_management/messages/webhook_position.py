@@ -25,6 +25,7 @@ class WebhookPosition:
     failing_since: str | None = None
     delivered: int = 0
     epoch: int = 0  # the delivery's ownership; a lower one than already read is ignored
+    owner: str | None = None  # the worker process that wrote it (ranks equal epochs)
 
 
 def encode(position: WebhookPosition) -> dict[str, Any]:
@@ -42,4 +43,5 @@ def decode(value: dict[str, Any]) -> WebhookPosition:
         failing_since=value.get("failing_since"),
         delivered=int(value.get("delivered") or 0),
         epoch=int(value.get("epoch") or 0),
+        owner=value.get("owner"),
     )

@@ -69,6 +69,7 @@ class DeliveryState:
     failing_since: str | None = None
     delivered: int = 0
     epoch: int = 0  # this owner's: one more than the last written when it started
+    owner: str | None = None  # this worker process
     seen: dict[str, None] = field(default_factory=dict)
     last_ok_s: float | None = None  # the last success (epoch seconds), formatted when saved
 
@@ -86,6 +87,7 @@ class DeliveryState:
             failing_since=self.failing_since,
             delivered=self.delivered,
             epoch=self.epoch,
+            owner=self.owner,
         )
 
 

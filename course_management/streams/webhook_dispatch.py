@@ -60,6 +60,9 @@ class WebhookDispatcher:
         post: Post,
         save: Save,
         retry_scale: float = 1.0,
+        *,
+        owner: str,
+        fence_hold_s: float = 60.0,
     ) -> None:
         self._bootstrap = bootstrap
         self._codec = codec
@@ -68,10 +71,15 @@ class WebhookDispatcher:
         self._post = post
         self._save = save
         self._retry_scale = retry_scale
+        self._owner = owner  # this worker process, in the claims it writes
+        self._fence_hold_s = fence_hold_s
+        self._claims: dict[str, tuple[int, str]] = {}  # the last claim made here, by id
         self._owned: set[int] = set()
         self._count = 0  # partitions of the subscriptions topic
         self._running: dict[str, tuple[asyncio.Task[None], Delivery]] = {}
-        self._fenced: set[str] = set()  # taken over elsewhere: not started here again
+        # taken over elsewhere: not started here again before the next assignment, or
+        # before the hold passes with none (the claim was not a group member's)
+        self._fenced: dict[str, object] = {}
         self._group: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -167,6 +175,7 @@ class WebhookDispatcher:
         if not wanted or subscription.id in self._running:
             return
         state = self._state_of(subscription)
+        self._claims[subscription.id] = delivery_positions.claim(state.epoch, self._owner)
         try:
             if self._sealer is None:
                 raise SealError("no WEBHOOK_SEALING_KEY on this worker")
@@ -196,12 +205,13 @@ class WebhookDispatcher:
         saved = self._registry.positions.get(subscription.id)
         start = delivery_positions.decode(subscription.start)
         if saved is None:
-            return DeliveryState(subscription.id, start, epoch=1)
+            return DeliveryState(subscription.id, start, epoch=1, owner=self._owner)
         position = delivery_positions.decode(saved.position) or start
         return DeliveryState(
             subscription.id,
             position,
             epoch=saved.epoch + 1,
+            owner=self._owner,
             replay_id=saved.replay_id,
             last_delivery_at=saved.last_delivery_at,
             last_error=saved.last_error,
@@ -240,19 +250,36 @@ class WebhookDispatcher:
         await delivery.flush()
 
     def _claimed(self, position: WebhookPosition) -> None:
-        """A position of a later epoch than this worker's delivery of it: another worker
-        took the subscription over (this one missed a rebalance). Its delivery stops at
-        once, writing nothing: the new owner's position stands."""
-        running = self._running.get(position.subscription_id)
-        if running is None or running[1].state.epoch >= position.epoch:
-            return
-        del self._running[position.subscription_id]
-        self._fenced.add(position.subscription_id)
+        """A position that outranks this worker's last claim of the subscription: another
+        worker took it over (this one missed a rebalance, or is restarting it). Its
+        delivery stops at once, writing nothing (the new owner's position stands), and
+        is not started here again before the next assignment, or before the hold passes
+        without one (then the claim was not a group member's, and this worker, still
+        assigned the subscription, claims it back)."""
+        sid = position.subscription_id
+        mine = self._claims.get(sid)
+        theirs = delivery_positions.claim(position.epoch, position.owner)
+        if mine is None or theirs <= mine or sid in self._fenced or not self._owns(sid):
+            return  # not outranked, fenced already, or given up in a rebalance
+        token = self._fenced[sid] = object()
         log.warning(
             "webhook delivery fenced: another worker delivers it",
-            extra={"id": position.subscription_id, "epoch": position.epoch},
+            extra={"id": sid, "epoch": position.epoch, "owner": position.owner},
         )
-        running[0].cancel()
+        running = self._running.pop(sid, None)
+        if running is not None:
+            running[0].cancel()
+        self._spawn(self._unfence_later(sid, token))
+
+    async def _unfence_later(self, sid: str, token: object) -> None:
+        await asyncio.sleep(self._fence_hold_s)
+        if self._fenced.get(sid) is not token:
+            return  # an assignment cleared it (or a later fence holds)
+        del self._fenced[sid]
+        log.warning("webhook fence lapsed: no rebalance came", extra={"id": sid})
+        subscription = self._registry.subscriptions.get(sid)
+        if subscription is not None:
+            self._reconcile(subscription)
 
     async def _stop_delivery(self, subscription_id: str) -> None:
         running = self._running.pop(subscription_id, None)

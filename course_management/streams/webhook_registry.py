@@ -120,7 +120,9 @@ class WebhookRegistry:
                 value = await self._codec.decode(webhook_position.SUBJECT, record.value)
                 position = webhook_position.decode(value)
                 known = self.positions.get(position.subscription_id)
-                if known is not None and position.epoch < known.epoch:
+                if known is not None and delivery_positions.claim(
+                    position.epoch, position.owner
+                ) < delivery_positions.claim(known.epoch, known.owner):
                     return  # written by an owner since fenced: not its position any more
                 self.positions[position.subscription_id] = position
                 for claimed in self._claims:

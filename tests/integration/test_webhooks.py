@@ -443,7 +443,9 @@ async def test_an_owner_fenced_by_a_later_epoch_stops_and_its_late_writes_are_ig
     """A worker that missed a rebalance while another took its subscription over: the
     new owner's claim (a later epoch on the positions topic) stops its delivery at once,
     and a position it writes afterwards (its lower epoch) is ignored by every reader. A
-    second subscription on the same worker, not fenced, shows deliveries went on."""
+    second subscription on the same worker, not fenced, shows deliveries went on. No
+    rebalance follows (the claim was this test's), so once WEBHOOK_FENCE_HOLD_SECONDS
+    (20 s here) pass the worker claims the subscription back and delivers the rest."""
     control = Receiver()
     await control.start()
     try:
@@ -457,13 +459,20 @@ async def test_an_owner_fenced_by_a_later_epoch_stops_and_its_late_writes_are_ig
         await received_all(control, before)
         mine = await latest_position(settings, hook["id"])
         assert mine["epoch"] >= 1  # the owner claimed it when it started delivering
-        claim = {**mine, "epoch": mine["epoch"] + 1, "last_error": "taken over elsewhere"}
+        assert mine["owner"]  # the worker process that claimed it
+        claim = {
+            **mine,
+            "epoch": mine["epoch"] + 1,
+            "owner": "another-worker",
+            "last_error": "taken over elsewhere",
+        }
         await write_position(settings, claim)
 
         async def claimed() -> bool:
             return (await status_of(http, hook["id"]))["last_error"] == "taken over elsewhere"
 
         await eventually_async(claimed, deadline_s=30, what="the claim read")
+        fenced_at = asyncio.get_running_loop().time()
         stale = {**mine, "last_error": "a fenced owner's late write"}
         await write_position(settings, stale)  # the old epoch: ignored
         assert (await status_of(http, hook["id"]))["last_error"] == "taken over elsewhere"
@@ -472,7 +481,13 @@ async def test_an_owner_fenced_by_a_later_epoch_stops_and_its_late_writes_are_ig
         assert len(after) > len(before)
         await received_all(control, after)  # the worker delivers: the other subscription
         assert set(receiver.ids()) == set(before)  # the fenced one sent nothing more
+        checked_within = asyncio.get_running_loop().time() - fenced_at
+        assert checked_within < 20, f"checked {checked_within:.0f} s after the fence: too late"
         assert (await status_of(http, hook["id"]))["last_error"] == "taken over elsewhere"
+        await received_all(receiver, after, deadline_s=60)  # claimed back once the hold passed
+        taken_back = await latest_position(settings, hook["id"])
+        assert taken_back["epoch"] == claim["epoch"] + 1
+        assert taken_back["owner"] == mine["owner"]
         for sid in (hook["id"], other["id"]):
             await http.delete(f"/api/v1/webhooks/{sid}", headers=SERVICE)
     finally:

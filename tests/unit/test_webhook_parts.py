@@ -182,3 +182,12 @@ async def test_a_name_that_cannot_be_resolved_or_is_malformed_is_refused_not_an_
     for url in ("https://bad..label/", "https://nowhere.test/", "https://rebound.test/"):
         with pytest.raises(TargetRefused):
             await gateway.check_target(url)
+
+
+def test_claims_rank_by_epoch_then_owner() -> None:
+    from course_management.domain.delivery_positions import claim
+
+    assert claim(2, "a") > claim(1, "z")  # the later epoch wins whoever wrote it
+    assert claim(3, "worker-2/b") > claim(3, "worker-1/a")  # equal epochs: the owner id
+    assert claim(3, "w") == claim(3, "w")  # an owner's own writes never fence it
+    assert claim(0, None) < claim(0, "w") and claim(0, None) == claim(0, "")  # before epochs
