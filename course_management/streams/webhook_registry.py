@@ -9,7 +9,6 @@ each change to the subscriptions it delivers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from course_management.domain import delivery_positions
 from course_management.domain.delivery_positions import Offsets
 from course_management.infra.avro import AvroCodec
-from course_management.infra.kafka import topic_partitions
-from course_management.infra.retrying import until_published
+from course_management.infra.compacted import CompactedReader
 from course_management.messages import webhook_position, webhook_subscription
 from course_management.messages.webhook_position import WebhookPosition
 from course_management.messages.webhook_subscription import ACTIVE, WebhookSubscription
@@ -35,15 +33,16 @@ FETCH_WAIT_MS = 100
 
 class WebhookRegistry:
     def __init__(self, bootstrap: str, codec: AvroCodec) -> None:
-        self._bootstrap = bootstrap
         self._codec = codec
         self.subscriptions: dict[str, WebhookSubscription] = {}
         self.positions: dict[str, WebhookPosition] = {}
-        self._read: dict[TopicPartition, int] = {}
-        self._moved = asyncio.Condition()
-        self._reader: AIOKafkaConsumer | None = None
-        self._offsets: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._topics = CompactedReader(
+            bootstrap,
+            [webhook_subscription.TOPIC, webhook_position.TOPIC],
+            self._take,
+            "webhook-registry",
+            FETCH_WAIT_MS,
+        )
         self._listeners: list[Callable[[WebhookSubscription], None]] = []
         self._claims: list[Callable[[WebhookPosition], None]] = []
 
@@ -58,53 +57,15 @@ class WebhookRegistry:
     @property
     def offsets(self) -> AIOKafkaConsumer:
         """A consumer for offset lookups only (ends, times)."""
-        assert self._offsets is not None
-        return self._offsets
+        return self._topics.offsets
 
     async def start(self) -> None:
-        self._reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
-        self._offsets = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False
-        )
-        await self._reader.start()
-        await self._offsets.start()
-        tps = [
-            *await topic_partitions(self._bootstrap, webhook_subscription.TOPIC),
-            *await topic_partitions(self._bootstrap, webhook_position.TOPIC),
-        ]
-        self._reader.assign(tps)
-        await self._reader.seek_to_beginning(*tps)
-        self._read = dict.fromkeys(tps, 0)
-        self._task = asyncio.create_task(self._follow(), name="webhook-registry")
+        """Reads both topics to their ends, then follows them."""
+        await self._topics.start()
         await self.caught_up()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        for consumer in (self._reader, self._offsets):
-            if consumer is not None:
-                await consumer.stop()
-
-    async def _follow(self) -> None:
-        reader = self._reader
-        assert reader is not None
-        while True:
-            try:
-                fetched = await reader.getmany(timeout_ms=FETCH_WAIT_MS)
-                for records in fetched.values():
-                    for record in records:
-                        await self._take(record)
-                for tp in self._read:
-                    self._read[tp] = await reader.position(tp)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # an outage: the consumer reconnects
-                log.warning("the webhook registry could not read", extra={"error": repr(exc)})
-                await asyncio.sleep(1.0)
-                continue
-            async with self._moved:
-                self._moved.notify_all()
+        await self._topics.stop()
 
     async def _take(self, record: Any) -> None:
         if record.value is None:
@@ -132,10 +93,7 @@ class WebhookRegistry:
 
     async def caught_up(self) -> None:
         """Returns once every record acked before the call has been read."""
-        offsets = self.offsets
-        tps = list(self._read)
-        ends = await until_published(lambda: offsets.end_offsets(tps))
-        await self.read_through({tp: int(end) for tp, end in ends.items()})
+        await self._topics.caught_up()
 
     async def write(self, producer: AIOKafkaProducer, subscription: WebhookSubscription) -> None:
         """Written (acked), then read back here: read your writes."""
@@ -144,7 +102,7 @@ class WebhookRegistry:
             webhook_subscription.SUBJECT, webhook_subscription.encode(subscription)
         )
         sent = await producer.send_and_wait(topic, value=value, key=subscription.id.encode())
-        await self.read_through({TopicPartition(topic, sent.partition): sent.offset + 1})
+        await self._topics.read_through({TopicPartition(topic, sent.partition): sent.offset + 1})
 
     async def status(self, subscription: WebhookSubscription) -> dict[str, Any]:
         """How its deliveries go, from the positions topic: `status`, `last_delivery_at`,
@@ -164,12 +122,6 @@ class WebhookRegistry:
             "failing_since": saved.failing_since if saved else None,
             "pending": delivery_positions.pending(position, ends),
         }
-
-    async def read_through(self, ends: dict[TopicPartition, int]) -> None:
-        async with self._moved:
-            await self._moved.wait_for(
-                lambda: all(self._read.get(tp, 0) >= end for tp, end in ends.items())
-            )
 
 
 async def ends_of(consumer: AIOKafkaConsumer, partitions: list[int]) -> dict[int, Offsets]:
