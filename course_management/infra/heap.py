@@ -4,8 +4,8 @@
   garbage, and scanning them made each full collection pause the loop for 110-130 ms.
 - **Full collections rarer**: one for every `GC_OLD_THRESHOLD` middle collections (100,
   not CPython's 10). A full collection scans every object alive since the freeze, every
-  open stream's among them: with 1,000 live streams each one paused the loop for 25-60 ms
-  and one came every 3 s. The young and middle collections, which stay short, are
+  open stream's among them: with 1,000 live streams one came every 3 s, and 4 in 5
+  paused the loop for over 50 ms. The young and middle collections, which stay short, are
   CPython's.
 - **Every collection timed** (`cms_gc_pause_seconds{generation}`).
 """

@@ -44,7 +44,7 @@ class WebhookRegistry:
             FETCH_WAIT_MS,
         )
         self._listeners: list[Callable[[WebhookSubscription], None]] = []
-        self._claims: list[Callable[[WebhookPosition], None]] = []
+        self._position_listeners: list[Callable[[WebhookPosition], None]] = []
 
     def on_change(self, listener: Callable[[WebhookSubscription], None]) -> None:
         """`listener` is called with each subscription record read (after the start)."""
@@ -52,7 +52,7 @@ class WebhookRegistry:
 
     def on_position(self, listener: Callable[[WebhookPosition], None]) -> None:
         """`listener` is called with each position record kept (not a fenced owner's)."""
-        self._claims.append(listener)
+        self._position_listeners.append(listener)
 
     @property
     def offsets(self) -> AIOKafkaConsumer:
@@ -86,7 +86,7 @@ class WebhookRegistry:
                 ) < delivery_positions.claim(known.epoch, known.owner):
                     return  # written by an owner since fenced: not its position any more
                 self.positions[position.subscription_id] = position
-                for claimed in self._claims:
+                for claimed in self._position_listeners:
                     claimed(position)
         except Exception as exc:  # written by this service only: a bug, not an input
             log.error("an unreadable webhook record", extra={"error": repr(exc)})

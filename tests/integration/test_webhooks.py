@@ -111,13 +111,19 @@ async def subscribe(
     return created
 
 
-async def course_event_ids(settings: Settings, course_id: str, types: list[str]) -> list[str]:
-    """The ids of the course's events of `types`, per topic in its order, first places."""
+async def codec_of(settings: Settings) -> Any:
+    """A codec with this service's schemas registered (to read and write its topics)."""
     from course_management.infra.avro import AvroCodec
     from course_management.ops.provisioning import register_schemas
 
     codec = AvroCodec(settings.schema_registry_url)
     await register_schemas(codec)
+    return codec
+
+
+async def course_event_ids(settings: Settings, course_id: str, types: list[str]) -> list[str]:
+    """The ids of the course's events of `types`, per topic in its order, first places."""
+    codec = await codec_of(settings)
     found: list[str] = []
     for topic in ("course-events", "enrollment-events"):
         for record in await read_topic(settings, topic, lambda rs: True):
@@ -402,15 +408,6 @@ async def test_a_sigkill_mid_delivery_loses_nothing(
     firsts = list(dict.fromkeys(ids))
     assert firsts == expected  # each event's first delivery in order, none lost
     receiver.verified(hook["secret"])
-
-
-async def codec_of(settings: Settings) -> Any:
-    from course_management.infra.avro import AvroCodec
-    from course_management.ops.provisioning import register_schemas
-
-    codec = AvroCodec(settings.schema_registry_url)
-    await register_schemas(codec)
-    return codec
 
 
 async def latest_position(settings: Settings, hook_id: str) -> dict[str, Any]:
