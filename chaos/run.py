@@ -206,13 +206,18 @@ async def _load_and_check(
         history.note("faults over; waiting until quiet")
         # Every fault restarts what it stops: a worker that is not running exited by itself.
         exited = [
-            Anomaly("worker exited on its own", f["target"], f"found down at {f['at']} s")
+            Anomaly(
+                "worker exited on its own",
+                f["target"],
+                f"found down at {f['at']} s{_last_words(workers.get(f['target']))}",
+            )
             for f in injector.skipped
         ]
         for name, worker in workers.items():
             if worker.proc is None or worker.proc.poll() is not None:
                 code = worker.proc.returncode if worker.proc else None
-                exited.append(Anomaly("worker exited on its own", name, f"exit code {code}"))
+                why = f"exit code {code}{_last_words(worker)}"
+                exited.append(Anomaly("worker exited on its own", name, why))
                 history.note("worker was down at the end: started", worker=name)
                 worker.start()
         quiet, quiet_seen = await wait_quiet(
@@ -287,6 +292,23 @@ async def _push_checked(
     return [Anomaly(kind, key, detail) for kind, key, detail in found]
 
 
+def _last_words(worker: WorkerProcess | None) -> str:
+    """The worker's last critical log line and the exception it names, if any (CI keeps
+    only the printed report, not the run's folder)."""
+    if worker is None:
+        return ""
+    for line in reversed(worker.log_text().splitlines()):
+        if '"CRITICAL"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return f": {line[:300]}"
+        cause = (entry.get("exc_info") or "").strip().splitlines()[-1:]
+        return f": {entry.get('message')}" + (f" ({cause[0][:300]})" if cause else "")
+    return ""
+
+
 def _runs(worker: WorkerProcess) -> Callable[[], bool]:
     return lambda: worker.proc is not None and worker.proc.poll() is None
 
@@ -306,7 +328,7 @@ def summary(report: Report) -> str:
         f"quiet after the faults: {report.quiet}"
         + ("" if report.quiet else f" (last seen: {report.quiet_seen})"),
         f"anomalies: {sum(report.anomalies.values())} {report.anomalies}",
-        *(f"  {a['kind']}: {a['id']} {a['detail'][:240]}" for a in report.anomaly_list[:40]),
+        *(f"  {a['kind']}: {a['id']} {a['detail'][:600]}" for a in report.anomaly_list[:40]),
         f"folder: {report.folder}",
         "PASSED" if report.passed else "FAILED",
     ]

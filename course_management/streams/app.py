@@ -44,7 +44,8 @@ def build_app(settings: Settings) -> tuple[faust.App, Any]:
         # Static membership only when asked for: decisions 17 and 43.
         broker_heartbeat_interval=2.0,
         broker_commit_interval=1.0,
-        stream_wait_empty=False,
+        # A revoke or a stop waits until the inputs in hand are applied (decision 65).
+        stream_wait_empty=True,
         logging_config=None,
         TableManager=faust_compat.PromptTableManager,  # starts at once (decision 44)
     )

@@ -223,9 +223,11 @@ async def take_backlog(
     the stream's queue is empty or the batch is full: a lone event goes at once, and
     under a backlog everything that queued while the last batch was applied comes
     together. The events of a batch are acked after the caller asks for the next one,
-    that is after it applied them, as `take_events` does. After `idle_s` without events
-    an empty batch is yielded (the caller's chance to do its own upkeep; `idle_s` may be a
-    function, asked before each wait).
+    that is after it applied them, as `take_events` does. After `idle_s` without a
+    ready batch the events in hand are yielded, or an empty batch if there are none (the
+    caller's chance to do its own upkeep; `idle_s` may be a function, asked before each
+    wait): a rebalance empties the queue itself, and its revoke waits until the events
+    in hand are acked (decision 65).
     """
     events: list[Any] = []
     ready = asyncio.Event()  # a batch can be taken
@@ -257,8 +259,11 @@ async def take_backlog(
             try:
                 await asyncio.wait_for(ready.wait(), idle_s() if callable(idle_s) else idle_s)
             except TimeoutError:
-                yield []
-                continue
+                if not events:
+                    yield []
+                    continue
+                # Events are waiting though `ready` was not set: the queue they came
+                # through was emptied by Faust (a rebalance clears it), not by them.
             open_.clear()
             taken = list(events)
             events.clear()
