@@ -333,9 +333,12 @@ class Worker(Service):
         return {self.course_state.changelog_topic.get_topic_name(): self.course_state.data}
 
     def _recovered_partitions(self) -> set[int]:
-        """The course partitions this worker owns, once their table is recovered."""
+        """The course partitions this worker owns, once their table is recovered; none
+        while it stops (the tables close while the agent still runs, decision 65)."""
         recovery = self.app.tables.recovery
         if not recovery.completed.is_set() or recovery.in_recovery or self.app.rebalancing:
+            return set()
+        if self.app.should_stop:
             return set()
         actives = self.app.assignor.assigned_actives()
         return {tp.partition for tp in actives if tp.topic == COURSE_COMMANDS}
