@@ -9,7 +9,8 @@ work from being taken back when an instructor changes the path (decision 55):
 - an item the learner has reported on never locks, and an item whose requirement is met
   stays met;
 - a module the learner has started (a report on any of its items) or completed never
-  locks. A module they have not started follows the rules as they are now: it can lock
+  locks, from that report's moment on (a report dated before a time lock stays locked
+  whatever came after it: decision 66). A module they have not started follows the rules as they are now: it can lock
   again. Its `module_unlocked` milestone is still published once per learner and module,
   ever (the enrolment record's `opened` remembers which were sent).
 
@@ -240,6 +241,39 @@ def lock_reason(
         if pending:
             return f"waits for item {pending[0]} to have its requirement met"
     return "locked"
+
+
+def time_lock_before(
+    course: Mapping[str, Any], enrolled_at: str, items: ItemStates, now: datetime, item_id: str
+) -> datetime | None:
+    """The time lock a report at `now` on `item_id` came before, if the learner had not
+    started its module by then (None: no time lock binds it). A started module never
+    locks (decision 55), but only from its first report on: a report dated before the
+    module's moment, arriving after a later report started the module (a late or
+    repeated record), is as locked as it was at its moment (decision 66)."""
+    enrolled = _parse(enrolled_at)
+    for module in course.get("modules", []):
+        ids = [i["id"] for i in module["items"]]
+        if item_id not in ids:
+            continue
+        moment = unlocks_at(module, enrolled)
+        if moment is None or now >= moment:
+            return None
+        started = [first_reported_at(items.get(i)) for i in ids]
+        if any(first is not None and first <= now for first in started):
+            return None
+        return moment
+    return None
+
+
+def first_reported_at(state: Mapping[str, Any] | None) -> datetime | None:
+    """When the learner first reported on the item (records from before `first_at` have
+    the earliest time they kept: the completion's or the latest report's)."""
+    if not reported(state):
+        return None
+    assert state is not None
+    known = [t for t in (state.get("first_at"), state.get("completed_at"), state.get("at")) if t]
+    return min(_parse(t) for t in known) if known else None
 
 
 def _state(path: PathState, module_id: str) -> str | None:

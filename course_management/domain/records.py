@@ -48,6 +48,7 @@ class ItemState(TypedDict, total=False):
     best_completed: float  # the best score of its `completed` reports (min_score rules)
     scored: list[str]  # [at, event id] of that report (orders reports with equal times)
     at: str  # RFC 3339, the latest report
+    first_at: str  # RFC 3339, the earliest report (records before 2026-12-07 lack it)
     completed_at: str | None  # the earliest report of completion
     event_id: str  # of the latest report applied
 

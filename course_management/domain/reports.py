@@ -26,6 +26,7 @@ from course_management.domain.paths import (
     path_state,
     report_status,
     score_error,
+    time_lock_before,
 )
 from course_management.domain.progress import public_view, view_of_path
 from course_management.domain.records import Course, EnrollmentRecord, ItemState
@@ -59,6 +60,9 @@ def merge_report(
     status = report_status(item or {}, report.status, report.score)
     if _RANK[status] > _RANK.get(state.get("status", ""), 0):
         state["status"] = status
+    # the earliest report (a record from before first_at: the earliest time it kept)
+    known = (state.get("first_at"), state.get("completed_at"), state.get("at"), at)
+    state["first_at"] = min(t for t in known if t)
     if status == "completed":
         earliest = state.get("completed_at")
         state["completed_at"] = at if earliest is None else min(earliest, at)
@@ -114,6 +118,10 @@ def decide_progress(
     before = path_state(course, enrolled_at, items_before, now)
     if progress.item_id in before.locked:
         why = lock_reason(course, enrolled_at, items_before, now, progress.item_id)
+        return refused(RefusalKind.ITEM_LOCKED, f"item {progress.item_id} {why}")
+    moment = time_lock_before(course, enrolled_at, items_before, now, progress.item_id)
+    if moment is not None:
+        why = f"waited until {rfc3339(moment)} when it was reported"
         return refused(RefusalKind.ITEM_LOCKED, f"item {progress.item_id} {why}")
     current = items_before.get(progress.item_id)
     state = merge_report(current, progress, item)

@@ -182,6 +182,40 @@ def test_modules_open_at_enrolment_send_no_milestone() -> None:
     assert enrolled(c)["opened"] == ["m1"]
 
 
+def test_a_report_dated_before_a_time_lock_stays_locked_after_a_later_report_started_it() -> None:
+    """CI's chaos run (seed 349): a feed record refused before the module's date, sent
+    again after the learner had reported on the module, was applied; its moment was still
+    before the date (decision 66). Refused in either order now."""
+    moment = "2026-12-06T10:00:00.000Z"
+    c = course(module("m1", [item("i1")]), module("m2", [item("i2"), item("i3")], unlock_at=moment))
+    record = enrolled(c)
+    started = decide_progress(c, record, report("i2", "started", minute=61))
+    assert started.outcome is Outcome.APPLIED and started.enrollment is not None
+    early = report("i3", "started", minute=30)
+    d = decide_progress(c, record, early)  # first: refused by the path as it was at 09:30
+    assert d.refusal is not None and f"until {moment}" in d.refusal.detail
+    d = decide_progress(c, started.enrollment, early)  # again, after m2 was started
+    assert d.refusal is not None and d.refusal.kind is RefusalKind.ITEM_LOCKED
+    assert f"waited until {moment}" in d.refusal.detail
+    on_time = decide_progress(c, started.enrollment, report("i3", "started", minute=62))
+    assert on_time.outcome is Outcome.APPLIED
+
+
+def test_a_module_started_before_its_date_moved_later_stays_open() -> None:
+    """Decision 55 holds: the learner started m2 while it was open; the instructor moved
+    its date later; a report between the two is applied."""
+    c = course(module("m1", [item("i1")]), module("m2", [item("i2"), item("i3")]))
+    started = decide_progress(c, enrolled(c), report("i2", "started", minute=10))
+    assert started.enrollment is not None
+    moved = course(
+        module("m1", [item("i1")]),
+        module("m2", [item("i2"), item("i3")], unlock_at="2026-12-06T12:00:00.000Z"),
+    )
+    d = decide_progress(moved, started.enrollment, report("i3", "completed", minute=20))
+    assert d.outcome is Outcome.APPLIED and d.enrollment is not None
+    assert d.enrollment["items"]["i2"]["first_at"] == rfc3339(at(10))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
