@@ -10,9 +10,10 @@ work from being taken back when an instructor changes the path (decision 55):
   stays met;
 - a module the learner has started (a report on any of its items) or completed never
   locks, from that report's moment on (a report dated before a time lock stays locked
-  whatever came after it: decision 66). A module they have not started follows the rules as they are now: it can lock
-  again. Its `module_unlocked` milestone is still published once per learner and module,
-  ever (the enrolment record's `opened` remembers which were sent).
+  whatever came after it: decision 66). A module they have not started follows the
+  rules as they are now: it can lock again. Its `module_unlocked` milestone is still
+  published once per learner and module, ever (the enrolment record's `opened`
+  remembers which were sent).
 
 A module is *locked by its rules* while one of its prerequisite modules is not completed,
 or before its `unlock_at`, or before `enrolled_at + unlock_after_days`. In a `sequential`
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from course_management.domain.times import parse_rfc3339, rfc3339
@@ -267,13 +268,13 @@ def time_lock_before(
 
 
 def first_reported_at(state: Mapping[str, Any] | None) -> datetime | None:
-    """When the learner first reported on the item (records from before `first_at` have
-    the earliest time they kept: the completion's or the latest report's)."""
+    """When the learner first reported on the item; a state kept from before `first_at`
+    counts as reported long ago (the rule as it was before decision 66)."""
     if not reported(state):
         return None
     assert state is not None
-    known = [t for t in (state.get("first_at"), state.get("completed_at"), state.get("at")) if t]
-    return min(_parse(t) for t in known) if known else None
+    first = state.get("first_at")
+    return _parse(first) if first else datetime.min.replace(tzinfo=UTC)
 
 
 def _state(path: PathState, module_id: str) -> str | None:

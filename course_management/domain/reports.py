@@ -60,9 +60,10 @@ def merge_report(
     status = report_status(item or {}, report.status, report.score)
     if _RANK[status] > _RANK.get(state.get("status", ""), 0):
         state["status"] = status
-    # the earliest report (a record from before first_at: the earliest time it kept)
-    known = (state.get("first_at"), state.get("completed_at"), state.get("at"), at)
-    state["first_at"] = min(t for t in known if t)
+    # the earliest report; a state kept from before first_at stays without it (its first
+    # report is not known: domain.paths.first_reported_at takes it as long ago)
+    if current is None or "first_at" in current:
+        state["first_at"] = min(t for t in (state.get("first_at"), at) if t)
     if status == "completed":
         earliest = state.get("completed_at")
         state["completed_at"] = at if earliest is None else min(earliest, at)

@@ -216,6 +216,25 @@ def test_a_module_started_before_its_date_moved_later_stays_open() -> None:
     assert d.enrollment["items"]["i2"]["first_at"] == rfc3339(at(10))
 
 
+def test_a_state_kept_before_first_at_repeats_unchanged_and_counts_as_started() -> None:
+    """Item states written before decision 66 lack `first_at`: a repeated report changes
+    nothing (no new version, no event), and their module counts as started, as before."""
+    c = course(module("m1", [item("i1")]), module("m2", [item("i2"), item("i3")]))
+    repeat = report("i2", "started", minute=40)
+    started = decide_progress(c, enrolled(c), repeat)
+    assert started.enrollment is not None
+    legacy = {**started.enrollment, "items": {"i2": {**started.enrollment["items"]["i2"]}}}
+    del legacy["items"]["i2"]["first_at"]
+    again = decide_progress(c, legacy, repeat)  # type: ignore[arg-type]
+    assert again.outcome is Outcome.UNCHANGED and again.events == ()
+    moved = course(
+        module("m1", [item("i1")]),
+        module("m2", [item("i2"), item("i3")], unlock_at="2026-12-06T12:00:00.000Z"),
+    )
+    d = decide_progress(moved, legacy, report("i3", "started", minute=30))  # type: ignore[arg-type]
+    assert d.outcome is Outcome.APPLIED
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
